@@ -1,0 +1,2 @@
+//! The peer. `core` plans one task's download on one host (sans-IO).
+pub mod core;

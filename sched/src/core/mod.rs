@@ -1,0 +1,2 @@
+//! Sans-IO scheduler core.
+pub mod policy;

@@ -1,0 +1,8 @@
+//! Deterministic flow-level cluster simulator. It holds no scheduling or piece-selection
+//! rule of its own: every decision comes from `sched::core` and `peer::core`.
+
+pub mod engine;
+pub mod net;
+pub mod report;
+pub mod result;
+pub mod scenario;

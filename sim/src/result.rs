@@ -1,0 +1,66 @@
+//! What one run produces: per mode, per pod timings and byte sources, registry egress over
+//! time, and the headline metrics of `summary.json`. The engine fills these; `report/`
+//! writes them out.
+
+use crate::scenario::Mode;
+use serde::Serialize;
+
+/// Registry egress is recorded in buckets of this length (registry.csv rows).
+pub const REGISTRY_BUCKET_NS: u64 = 100_000_000;
+
+/// One pod of one mode. Times are seconds since the rollout began (t = 0: all pods created).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PodRecord {
+    pub pod: u32,
+    pub node: u32,
+    /// kube-scheduler bound the pod to its node.
+    pub scheduled_s: f64,
+    /// The node began resolving the manifest (first pod of the node only; others share it).
+    pub pull_start_s: f64,
+    /// The node holds every byte it needs to start the pod: the whole image (oci, p2p) or
+    /// metadata + startup working set (p2p-lazy).
+    pub image_ready_s: f64,
+    /// The node holds the whole image (p2p-lazy: after background prefetch; NaN if off).
+    pub pull_done_s: f64,
+    /// Unpack (oci, p2p) or mount (p2p-lazy) finished.
+    pub unpacked_s: f64,
+    /// The container's process is running: the pod's start time.
+    pub started_s: f64,
+    pub bytes_from_registry: u64,
+    pub bytes_from_seed_peers: u64,
+    pub bytes_from_peers: u64,
+}
+
+/// One mode of one run.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ModeResult {
+    pub mode: Mode,
+    pub pods: Vec<PodRecord>,
+    /// Bytes the registry sent in each `REGISTRY_BUCKET_NS` bucket, from t = 0.
+    pub registry_egress_bytes_per_bucket: Vec<u64>,
+    pub registry_bytes: u64,
+    pub registry_requests: u64,
+    /// From t = 0 until the last node holds the whole image (before unpack).
+    pub makespan_s: f64,
+    /// Discrete events the engine processed for this mode.
+    pub events: u64,
+    /// Requests each scheduler replica served, and the longest queueing delay seen.
+    pub scheduler_requests: u64,
+    pub scheduler_max_queue_delay_s: f64,
+    /// Back-to-source orders the scheduler gave (p2p modes).
+    pub back_to_source_orders: u64,
+    /// Wall-clock seconds spent simulating this mode.
+    pub wall_s: f64,
+}
+
+/// A whole run of one scenario under one policy and seed.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunResult {
+    pub scenario: String,
+    pub seed: u64,
+    pub policy: String,
+    pub image_bytes: u64,
+    /// Kumar & Ross minimum distribution time for the p2p setting.
+    pub lower_bound_s: f64,
+    pub modes: Vec<ModeResult>,
+}

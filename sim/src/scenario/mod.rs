@@ -1,0 +1,3 @@
+//! Scenario files: model, loading, validation.
+mod model;
+pub use model::*;

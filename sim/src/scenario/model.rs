@@ -1,0 +1,243 @@
+//! The scenario a run replays: cluster, registry, image, pod lifecycle and modes.
+//!
+//! Every field carries its unit in its name. Defaults live in one place (the `Default`
+//! impls below); `load.rs` parses and validates. A scenario file may leave any section
+//! out and gets the defaults, which describe the seed benchmark (registry 10 Gbit/s,
+//! peers 6 Gbit/s with SSD, 2 scheduler replicas).
+
+use serde::{Deserialize, Serialize};
+
+/// How a node obtains the image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Mode {
+    /// Every node pulls every layer straight from the registry.
+    #[serde(rename = "oci")]
+    Oci,
+    /// Layers come through the local peer: scheduler, seed peers, other peers.
+    #[serde(rename = "p2p")]
+    P2p,
+    /// Nydus-style: the pod starts once metadata and a startup working set are read by
+    /// range requests through the peer; the rest is prefetched or read on demand.
+    #[serde(rename = "p2p-lazy")]
+    P2pLazy,
+}
+
+impl Mode {
+    pub const ALL: [Mode; 3] = [Mode::Oci, Mode::P2p, Mode::P2pLazy];
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Oci => "oci",
+            Mode::P2p => "p2p",
+            Mode::P2pLazy => "p2p-lazy",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    /// Report directory name and title, e.g. "tensorflow-500".
+    pub name: String,
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+    /// Scheduler policy: "default", "dragonfly" or "kraken".
+    #[serde(default = "default_policy")]
+    pub policy: String,
+    #[serde(default = "default_modes")]
+    pub modes: Vec<Mode>,
+    pub cluster: Cluster,
+    #[serde(default)]
+    pub registry: Registry,
+    #[serde(default)]
+    pub scheduler: SchedulerCost,
+    pub image: Image,
+    #[serde(default)]
+    pub pod: PodLifecycle,
+    #[serde(default)]
+    pub lazy: Lazy,
+    #[serde(default)]
+    pub sim: SimSettings,
+}
+
+fn default_seed() -> u64 {
+    1
+}
+fn default_policy() -> String {
+    "default".to_string()
+}
+fn default_modes() -> Vec<Mode> {
+    Mode::ALL.to_vec()
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Cluster {
+    /// Pods of the rollout (one Deployment of the image).
+    pub pods: u32,
+    /// Pods placed on one node; pods on one node share that node's pull.
+    #[serde(default = "one")]
+    pub pods_per_node: u32,
+    /// NIC rate of every node, both directions.
+    #[serde(default = "six_gbps")]
+    pub node_bandwidth_gbps: f64,
+    /// Sustained disk write rate of every node (SSD); incoming bytes are written to disk,
+    /// so a node's effective download rate is min(NIC, disk).
+    #[serde(default = "ssd_mbps")]
+    pub node_disk_write_mbps: f64,
+    /// Dedicated seed peers (the only peers that go back to the registry in p2p modes).
+    #[serde(default = "three")]
+    pub seed_peers: u32,
+    #[serde(default = "six_gbps")]
+    pub seed_peer_bandwidth_gbps: f64,
+    #[serde(default = "ssd_mbps")]
+    pub seed_peer_disk_write_mbps: f64,
+    /// Scheduler replicas; tasks are spread over them by consistent hash of the task id.
+    #[serde(default = "two")]
+    pub scheduler_replicas: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Registry {
+    pub egress_gbps: f64,
+    /// Time to first byte of any request (manifest, blob or range).
+    pub request_latency_ms: f64,
+    /// Requests admitted per second; excess requests wait in line.
+    pub qps_limit: f64,
+}
+
+impl Default for Registry {
+    fn default() -> Self {
+        Registry { egress_gbps: 10.0, request_latency_ms: 5.0, qps_limit: 5000.0 }
+    }
+}
+
+/// Per-request service time of one scheduler replica (requests are served one at a time).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SchedulerCost {
+    /// Register, reschedule and any request that runs parent selection.
+    pub schedule_service_us: f64,
+    /// Piece and peer progress reports.
+    pub report_service_us: f64,
+    /// One-way network latency between a peer and the scheduler.
+    pub rpc_latency_ms: f64,
+}
+
+impl Default for SchedulerCost {
+    fn default() -> Self {
+        SchedulerCost { schedule_service_us: 50.0, report_service_us: 5.0, rpc_latency_ms: 0.25 }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Image {
+    /// Reference, for reports.
+    pub reference: String,
+    /// Compressed size of each layer blob, in bytes, in manifest order.
+    pub layer_bytes: Vec<u64>,
+    #[serde(default = "manifest_bytes")]
+    pub manifest_bytes: u64,
+    /// Image config blob size (fetched like a layer).
+    #[serde(default = "config_bytes")]
+    pub config_bytes: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PodLifecycle {
+    /// Time from pod creation until kube-scheduler binds it to a node.
+    pub schedule_delay_ms: f64,
+    /// Extra uniform random delay [0, jitter) per pod, from the run's seed.
+    pub schedule_jitter_ms: f64,
+    /// containerd's max_concurrent_downloads: layers fetched at once per node.
+    pub max_concurrent_downloads: u32,
+    /// Decompress + untar rate per core, in MB/s of compressed layer bytes.
+    pub unpack_mbps_per_core: f64,
+    /// Cores a node spends on unpacking (layers unpack in parallel up to this).
+    pub unpack_cores: u32,
+    /// From image ready to the container's process running.
+    pub container_start_ms: f64,
+}
+
+impl Default for PodLifecycle {
+    fn default() -> Self {
+        PodLifecycle {
+            schedule_delay_ms: 10.0,
+            schedule_jitter_ms: 20.0,
+            max_concurrent_downloads: 3,
+            unpack_mbps_per_core: 150.0,
+            unpack_cores: 2,
+            container_start_ms: 500.0,
+        }
+    }
+}
+
+/// Nydus-style lazy loading (mode `p2p-lazy`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Lazy {
+    /// RAFS bootstrap (metadata) read before the container can start.
+    pub metadata_bytes: u64,
+    /// Share of the image's bytes the container reads before it is "started".
+    pub startup_working_set_fraction: f64,
+    /// Size of one on-demand range read.
+    pub range_read_bytes: u64,
+    /// Range reads in flight at once per node (FUSE / fscache threads).
+    pub range_reads_in_flight: u32,
+    /// Fetch the rest of the image in the background after start.
+    pub prefetch: bool,
+    /// Mounting the RAFS filesystem (replaces unpack).
+    pub mount_ms: f64,
+}
+
+impl Default for Lazy {
+    fn default() -> Self {
+        Lazy {
+            metadata_bytes: 4_000_000,
+            startup_working_set_fraction: 0.06,
+            range_read_bytes: 1 << 20,
+            range_reads_in_flight: 8,
+            prefetch: true,
+            mount_ms: 100.0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SimSettings {
+    /// Bandwidth re-solve quantum; 0 re-solves at every change (exact, slow).
+    pub quantum_us: f64,
+    /// Stop a mode that has not finished by this virtual time.
+    pub time_limit_s: f64,
+}
+
+impl Default for SimSettings {
+    fn default() -> Self {
+        SimSettings { quantum_us: 250.0, time_limit_s: 7200.0 }
+    }
+}
+
+fn one() -> u32 {
+    1
+}
+fn two() -> u32 {
+    2
+}
+fn three() -> u32 {
+    3
+}
+fn six_gbps() -> f64 {
+    6.0
+}
+fn ssd_mbps() -> f64 {
+    2000.0
+}
+fn manifest_bytes() -> u64 {
+    2_000
+}
+fn config_bytes() -> u64 {
+    8_000
+}
