@@ -1,1 +1,9 @@
-//! Sans-IO peer core.
+//! Sans-IO peer core: the download plan of one task (`plan`), upload admission
+//! (`upload`), and the per-policy settings (`config`). No I/O, no clock, no OS randomness.
+pub mod config;
+pub mod plan;
+pub mod upload;
+
+pub use config::{PeerConfig, PieceSelection, PieceSizing};
+pub use plan::{PeerAction, Source, TaskDownload};
+pub use upload::UploadSlots;

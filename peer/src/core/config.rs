@@ -1,0 +1,178 @@
+//! Peer configuration: how one task is downloaded. `PeerConfig::preset(policy)` holds the
+//! defaults of each policy in one place.
+
+use sched::core::ids::{TimeNs, NS_PER_MS, NS_PER_S};
+use sched::Policy;
+use serde::{Deserialize, Serialize};
+
+const MIB: u64 = 1 << 20;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PieceSizing {
+    /// Dragonfly's rule: 4 MiB up to 200 MiB, then 1 MiB more per 100 MiB, at most 15 MiB.
+    Dragonfly,
+    Fixed { piece_bytes: u64 },
+}
+
+impl PieceSizing {
+    pub fn piece_bytes(self, content_bytes: u64) -> u64 {
+        match self {
+            PieceSizing::Dragonfly => {
+                if content_bytes <= 200 * MIB {
+                    4 * MIB
+                } else {
+                    ((4 + (content_bytes / (100 * MIB)).saturating_sub(2)) * MIB).min(15 * MIB)
+                }
+            }
+            PieceSizing::Fixed { piece_bytes } => piece_bytes,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PieceSelection {
+    /// Dragonfly's dispatcher: parents ordered by a cost EWMA (shuffled 10% of the
+    /// time), a random piece from the first parent that has one.
+    RandomFromBestParent,
+    /// The piece held by the fewest known parents first (Kraken's rarest_first; ours).
+    RarestFirst,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeerConfig {
+    pub piece_sizing: PieceSizing,
+    pub piece_selection: PieceSelection,
+    /// Pieces in flight for one task, all sources together.
+    pub max_in_flight_total: u32,
+    /// Pieces in flight from one parent.
+    pub max_in_flight_per_parent: u32,
+    /// ... from a seed peer or origin-like parent (Kraken's origin pipeline limit).
+    pub max_in_flight_per_seed_parent: u32,
+    /// Pieces read from the origin at once while back-to-source (one streamed request).
+    pub max_in_flight_origin: u32,
+    /// Connections kept per task; scheduler handouts beyond it are ignored.
+    pub max_parents: usize,
+    /// Merge a new parent list into the current one instead of replacing it (Kraken).
+    pub merge_parents: bool,
+    /// Connections carry pieces both ways (Kraken); otherwise parent -> child only.
+    pub symmetric_connections: bool,
+    /// Ask for parents again this often while below `max_parents` (Kraken announces).
+    pub reannounce_interval_ns: Option<TimeNs>,
+    /// Ask for new parents when fewer than this many parents can still give pieces...
+    pub min_useful_parents: usize,
+    /// ...or when nothing arrived for this long although pieces are missing.
+    pub stall_timeout_ns: TimeNs,
+    /// Never ask for new parents more often than this.
+    pub reschedule_backoff_ns: TimeNs,
+    /// Give up on P2P and ask for back-to-source after this many reschedules.
+    pub max_reschedules: u32,
+    /// A piece in flight longer than this (per MiB, at least `piece_timeout_min_ns`) is
+    /// abandoned and its parent blamed.
+    pub piece_timeout_per_mib_ns: TimeNs,
+    pub piece_timeout_min_ns: TimeNs,
+    /// Duplicate requests are allowed once this few pieces are missing (endgame).
+    pub endgame_pieces: u32,
+    /// Finished pieces per progress report to the scheduler; 0: never report pieces.
+    pub report_batch_pieces: u32,
+    /// Piece uploads a host serves at once, across tasks; others wait in line.
+    pub upload_slots: u32,
+}
+
+impl PeerConfig {
+    pub fn preset(policy: Policy) -> PeerConfig {
+        match policy {
+            // Dragonfly Rust client: concurrent_piece_count 8, 4 candidate parents, a piece
+            // report per piece, reschedule only when the parents run dry, at most 5 rounds.
+            Policy::Dragonfly => PeerConfig {
+                piece_sizing: PieceSizing::Dragonfly,
+                piece_selection: PieceSelection::RandomFromBestParent,
+                max_in_flight_total: 8,
+                max_in_flight_per_parent: 8,
+                max_in_flight_per_seed_parent: 8,
+                max_in_flight_origin: 2,
+                max_parents: 4,
+                merge_parents: false,
+                symmetric_connections: false,
+                reannounce_interval_ns: None,
+                min_useful_parents: 1,
+                stall_timeout_ns: 30 * NS_PER_S,
+                reschedule_backoff_ns: 0,
+                max_reschedules: 5,
+                piece_timeout_per_mib_ns: 0,
+                piece_timeout_min_ns: 360 * NS_PER_S,
+                endgame_pieces: 0,
+                report_batch_pieces: 1,
+                upload_slots: 128,
+            },
+            // Kraken agent: 4 MB pieces, 10 connections per blob, 3 requests per agent and
+            // 5 per origin, rarest first, endgame at 3, announce every 3 s while not
+            // saturated, timeout max(4 s, 4 s per MB). No piece reports (trackers get none).
+            Policy::Kraken => PeerConfig {
+                piece_sizing: PieceSizing::Fixed { piece_bytes: 4_000_000 },
+                piece_selection: PieceSelection::RarestFirst,
+                max_in_flight_total: 10 * 5,
+                max_in_flight_per_parent: 3,
+                max_in_flight_per_seed_parent: 5,
+                max_in_flight_origin: 2,
+                max_parents: 10,
+                merge_parents: true,
+                symmetric_connections: true,
+                reannounce_interval_ns: Some(3 * NS_PER_S),
+                min_useful_parents: 0,
+                stall_timeout_ns: 30 * NS_PER_S,
+                reschedule_backoff_ns: 3 * NS_PER_S,
+                max_reschedules: u32::MAX,
+                piece_timeout_per_mib_ns: 4 * NS_PER_S,
+                piece_timeout_min_ns: 4 * NS_PER_S,
+                endgame_pieces: 3,
+                report_batch_pieces: 0,
+                upload_slots: u32::MAX,
+            },
+            // Ours: small pieces (short pipelines), rarest first so parents and children
+            // always hold pieces the other lacks, several requests per parent so a parent's
+            // upload never idles between pieces, progress reported in batches (the
+            // scheduler needs "has data", not every piece), quick reschedule when the
+            // parents stop being useful.
+            Policy::Default => PeerConfig {
+                piece_sizing: PieceSizing::Fixed { piece_bytes: 4 * MIB },
+                piece_selection: PieceSelection::RarestFirst,
+                max_in_flight_total: 16,
+                max_in_flight_per_parent: 3,
+                max_in_flight_per_seed_parent: 3,
+                max_in_flight_origin: 2,
+                max_parents: 8,
+                merge_parents: false,
+                symmetric_connections: false,
+                reannounce_interval_ns: None,
+                min_useful_parents: 2,
+                stall_timeout_ns: 200 * NS_PER_MS,
+                reschedule_backoff_ns: 100 * NS_PER_MS,
+                max_reschedules: 50,
+                piece_timeout_per_mib_ns: 2 * NS_PER_S,
+                piece_timeout_min_ns: 4 * NS_PER_S,
+                endgame_pieces: 4,
+                report_batch_pieces: 8,
+                upload_slots: 32,
+            },
+        }
+    }
+
+    pub fn piece_timeout_ns(&self, piece_bytes: u64) -> TimeNs {
+        (self.piece_timeout_per_mib_ns.saturating_mul(piece_bytes) / MIB).max(self.piece_timeout_min_ns)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dragonfly_piece_sizes_match_the_reference() {
+        let s = PieceSizing::Dragonfly;
+        assert_eq!(s.piece_bytes(100 * MIB), 4 * MIB);
+        assert_eq!(s.piece_bytes(300 * MIB), 5 * MIB);
+        assert_eq!(s.piece_bytes(1024 * MIB), 12 * MIB);
+        assert_eq!(s.piece_bytes(10 * 1024 * MIB), 15 * MIB);
+    }
+}

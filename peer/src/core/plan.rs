@@ -1,0 +1,632 @@
+//! The download plan of one task on one host: which piece from which parent, how many in
+//! flight, timeouts, when to ask for new parents, when to go back to source. Sans-IO: the
+//! driver feeds events in and carries the returned actions out.
+
+use super::config::{PeerConfig, PieceSelection};
+use rand::seq::SliceRandom;
+use rand::Rng;
+use sched::core::{ParentRef, PeerId, PieceReport, PieceSet, Stripe, TimeNs};
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Source {
+    Parent(PeerId),
+    Origin,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum PeerAction {
+    /// Start fetching `piece` (its length: `TaskDownload::piece_len`).
+    Fetch { piece: u32, from: Source },
+    /// Stop a transfer that timed out; its source is blamed.
+    Cancel { piece: u32, from: Source },
+    /// Progress for the scheduler.
+    Report(Vec<PieceReport>),
+    /// Tell the scheduler a parent failed us (it blocks the parent).
+    ParentFailed { parent: PeerId },
+    /// Ask the scheduler for new parents.
+    Reschedule { blocked: Vec<PeerId> },
+    /// P2P did not work out: ask to go back to source.
+    GiveUpP2p,
+    /// Every piece of the task is here.
+    Finished,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    P2p,
+    BackToSource,
+    Done,
+}
+
+#[derive(Debug, Clone)]
+struct ParentView {
+    peer: PeerId,
+    stripe: Option<Stripe>,
+    has: PieceSet,
+    in_flight: u32,
+    /// Dragonfly's parent score: EWMA (alpha 1/2) of piece costs; lower is better.
+    cost_ewma_ns: f64,
+    is_seed: bool,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct InFlight {
+    from: Source,
+    started_ns: TimeNs,
+}
+
+#[derive(Debug, Clone)]
+pub struct TaskDownload {
+    cfg: PeerConfig,
+    content_bytes: u64,
+    piece_bytes: u64,
+    have: PieceSet,
+    /// Pieces this download must get (all of them, or a lazy reader's ranges so far).
+    wanted: PieceSet,
+    /// Wanted, not here, not in flight.
+    needed: PieceSet,
+    /// Pieces someone is waiting on right now (lazy range reads): fetched first.
+    urgent: PieceSet,
+    in_flight: BTreeMap<u32, Vec<InFlight>>,
+    parents: Vec<ParentView>,
+    /// How many parents hold each piece, and the pieces grouped by that count.
+    availability: Vec<u16>,
+    by_availability: Vec<PieceSet>,
+    phase: Phase,
+    pending_reports: Vec<PieceReport>,
+    origin_in_flight: u32,
+    last_piece_ns: TimeNs,
+    last_reschedule_ns: Option<TimeNs>,
+    awaiting_parents: bool,
+    reschedules: u32,
+    failed_parents: Vec<PeerId>,
+    finished_sent: bool,
+    /// Parents that joined or left since the driver last asked (`take_parent_changes`).
+    parent_changes: Vec<(PeerId, bool)>,
+}
+
+const MAX_AVAILABILITY_LEVEL: usize = 63;
+
+impl TaskDownload {
+    /// A download of `content_bytes`; `want_all` false starts a lazy reader that fetches
+    /// only what `want` asks for.
+    pub fn new(cfg: PeerConfig, content_bytes: u64, want_all: bool, now: TimeNs) -> TaskDownload {
+        let piece_bytes = cfg.piece_sizing.piece_bytes(content_bytes).max(1);
+        let count = content_bytes.div_ceil(piece_bytes) as u32;
+        let wanted = if want_all { PieceSet::full(count) } else { PieceSet::new(count) };
+        let mut by_availability: Vec<PieceSet> = Vec::new();
+        by_availability.push(PieceSet::full(count));
+        TaskDownload {
+            cfg,
+            content_bytes,
+            piece_bytes,
+            have: PieceSet::new(count),
+            needed: wanted.clone(),
+            wanted,
+            urgent: PieceSet::new(count),
+            in_flight: BTreeMap::new(),
+            parents: Vec::new(),
+            availability: vec![0; count as usize],
+            by_availability,
+            phase: Phase::P2p,
+            pending_reports: Vec::new(),
+            origin_in_flight: 0,
+            last_piece_ns: now,
+            last_reschedule_ns: None,
+            awaiting_parents: true,
+            reschedules: 0,
+            failed_parents: Vec::new(),
+            finished_sent: false,
+            parent_changes: Vec::new(),
+        }
+    }
+
+    pub fn piece_count(&self) -> u32 {
+        self.have.len()
+    }
+    pub fn piece_bytes(&self) -> u64 {
+        self.piece_bytes
+    }
+    pub fn piece_len(&self, piece: u32) -> u64 {
+        let start = u64::from(piece) * self.piece_bytes;
+        self.piece_bytes.min(self.content_bytes - start)
+    }
+    pub fn pieces_covering(&self, offset: u64, len: u64) -> std::ops::Range<u32> {
+        if len == 0 || self.content_bytes == 0 {
+            return 0..0;
+        }
+        let first = (offset / self.piece_bytes) as u32;
+        let last = ((offset + len - 1).min(self.content_bytes - 1) / self.piece_bytes) as u32;
+        first..last + 1
+    }
+    pub fn have(&self) -> &PieceSet {
+        &self.have
+    }
+    pub fn is_complete(&self) -> bool {
+        self.have.is_full()
+    }
+    pub fn has_parent(&self, peer: PeerId) -> bool {
+        self.parents.iter().any(|p| p.peer == peer)
+    }
+    pub fn parent_ids(&self) -> impl Iterator<Item = PeerId> + '_ {
+        self.parents.iter().map(|p| p.peer)
+    }
+    pub fn in_flight_count(&self) -> usize {
+        self.in_flight.values().map(Vec::len).sum()
+    }
+    pub fn is_back_to_source(&self) -> bool {
+        self.phase == Phase::BackToSource
+    }
+
+    /// Parents added (true) or dropped (false) since the last call, for a driver that
+    /// routes "parent has piece" notices.
+    pub fn take_parent_changes(&mut self) -> Vec<(PeerId, bool)> {
+        std::mem::take(&mut self.parent_changes)
+    }
+
+    // ---- inputs ----
+
+    /// The scheduler's parents, each with the pieces it holds now.
+    pub fn on_parents(&mut self, _now: TimeNs, parents: Vec<(ParentRef, bool, PieceSet)>) {
+        self.awaiting_parents = false;
+        if !self.cfg.merge_parents {
+            let keep: Vec<PeerId> = parents.iter().map(|(p, _, _)| p.peer).collect();
+            let gone: Vec<PeerId> = self.parents.iter().map(|p| p.peer).filter(|p| !keep.contains(p)).collect();
+            for g in gone {
+                self.remove_parent(g);
+            }
+        }
+        for (parent, is_seed, has) in parents {
+            if let Some(existing) = self.parents.iter_mut().find(|p| p.peer == parent.peer) {
+                existing.stripe = parent.stripe;
+                continue;
+            }
+            self.add_parent(parent, is_seed, has);
+        }
+    }
+
+    /// A connection opened by the other side (symmetric connections only). Returns false
+    /// when refused (no room, or this download needs nothing).
+    pub fn on_incoming(&mut self, parent: ParentRef, has: PieceSet) -> bool {
+        if !self.cfg.symmetric_connections
+            || self.phase == Phase::Done
+            || self.parents.len() >= self.cfg.max_parents
+            || self.has_parent(parent.peer)
+        {
+            return false;
+        }
+        self.add_parent(parent, false, has)
+    }
+
+    pub fn on_parent_has(&mut self, parent: PeerId, piece: u32) {
+        let Some(i) = self.parents.iter().position(|p| p.peer == parent) else { return };
+        if self.parents[i].has.insert(piece) {
+            self.bump_availability(piece, 1);
+        }
+    }
+
+    /// The parent is gone (left, failed, or closed the connection).
+    pub fn on_parent_gone(&mut self, parent: PeerId) {
+        self.remove_parent(parent);
+    }
+
+    pub fn on_back_to_source(&mut self, _now: TimeNs) {
+        self.awaiting_parents = false;
+        if self.phase == Phase::P2p {
+            self.phase = Phase::BackToSource;
+        }
+    }
+
+    /// A lazy reader needs these pieces now.
+    pub fn want(&mut self, pieces: std::ops::Range<u32>) {
+        for p in pieces {
+            if self.wanted.insert(p) && !self.have.contains(p) && !self.in_flight.contains_key(&p) {
+                self.needed.insert(p);
+            }
+            if !self.have.contains(p) {
+                self.urgent.insert(p);
+            }
+        }
+    }
+
+    /// Fetch the rest too (background prefetch).
+    pub fn want_all(&mut self) {
+        self.want(0..self.piece_count());
+        self.urgent = PieceSet::new(self.piece_count());
+    }
+
+    pub fn on_piece_done(&mut self, now: TimeNs, piece: u32, from: Source, cost_ns: u64) {
+        self.finish_in_flight(piece, from);
+        self.last_piece_ns = now;
+        if let Source::Parent(peer) = from {
+            if let Some(p) = self.parents.iter_mut().find(|p| p.peer == peer) {
+                p.cost_ewma_ns = (p.cost_ewma_ns + cost_ns as f64) / 2.0;
+            }
+        }
+        if !self.have.insert(piece) {
+            return; // a duplicate (endgame) arrived second
+        }
+        self.needed.remove(piece);
+        self.urgent.remove(piece);
+        self.wanted.insert(piece);
+        // Other requests for the same piece (endgame duplicates) are now useless.
+        self.pending_reports.push(PieceReport {
+            piece,
+            parent: match from {
+                Source::Parent(p) => Some(p),
+                Source::Origin => None,
+            },
+            cost_ns,
+        });
+    }
+
+    pub fn on_piece_failed(&mut self, _now: TimeNs, piece: u32, from: Source) {
+        self.finish_in_flight(piece, from);
+        if self.wanted.contains(piece) && !self.have.contains(piece) && !self.in_flight.contains_key(&piece) {
+            self.needed.insert(piece);
+        }
+        if let Source::Parent(peer) = from {
+            if !self.failed_parents.contains(&peer) {
+                self.failed_parents.push(peer);
+            }
+            self.remove_parent(peer);
+        }
+    }
+
+    /// Transfers still running for a piece this download already holds (endgame losers).
+    pub fn redundant_transfers(&self, piece: u32) -> Vec<Source> {
+        if !self.have.contains(piece) {
+            return Vec::new();
+        }
+        self.in_flight.get(&piece).map(|v| v.iter().map(|f| f.from).collect()).unwrap_or_default()
+    }
+
+    /// When the driver must call `poll` again even if nothing else happens.
+    pub fn next_deadline(&self) -> Option<TimeNs> {
+        if self.phase == Phase::Done {
+            return None;
+        }
+        let mut next: Option<TimeNs> = None;
+        let mut consider = |t: TimeNs| next = Some(next.map_or(t, |n: TimeNs| n.min(t)));
+        for (piece, flights) in &self.in_flight {
+            let timeout = self.cfg.piece_timeout_ns(self.piece_len(*piece));
+            for f in flights {
+                consider(f.started_ns.saturating_add(timeout));
+            }
+        }
+        if self.phase == Phase::P2p && !self.needed.is_empty() {
+            consider(self.last_piece_ns.saturating_add(self.cfg.stall_timeout_ns));
+            if let Some(interval) = self.cfg.reannounce_interval_ns {
+                if self.parents.len() < self.cfg.max_parents {
+                    consider(self.last_reschedule_ns.unwrap_or(0).saturating_add(interval));
+                }
+            }
+            if let Some(last) = self.last_reschedule_ns {
+                if self.wants_new_parents() {
+                    consider(last.saturating_add(self.cfg.reschedule_backoff_ns));
+                }
+            }
+        }
+        next
+    }
+
+    /// Decides what to do now.
+    pub fn poll(&mut self, now: TimeNs, rng: &mut impl Rng, out: &mut Vec<PeerAction>) {
+        if self.phase == Phase::Done {
+            return;
+        }
+        self.expire(now, out);
+        match self.phase {
+            Phase::BackToSource => self.fill_from_origin(now, out),
+            Phase::P2p => {
+                self.fill_from_parents(now, rng, out);
+                self.maybe_reschedule(now, out);
+            }
+            Phase::Done => {}
+        }
+        let batch = self.cfg.report_batch_pieces as usize;
+        let complete = self.have.is_full();
+        if batch > 0 && !self.pending_reports.is_empty() && (self.pending_reports.len() >= batch || complete) {
+            out.push(PeerAction::Report(std::mem::take(&mut self.pending_reports)));
+        }
+        if complete && !self.finished_sent {
+            self.finished_sent = true;
+            self.phase = Phase::Done;
+            self.pending_reports.clear();
+            out.push(PeerAction::Finished);
+        }
+    }
+
+    // ---- internals ----
+
+    fn add_parent(&mut self, parent: ParentRef, is_seed: bool, has: PieceSet) -> bool {
+        if self.parents.len() >= self.cfg.max_parents {
+            return false;
+        }
+        for piece in has.iter() {
+            self.bump_availability(piece, 1);
+        }
+        self.parent_changes.push((parent.peer, true));
+        self.parents.push(ParentView {
+            peer: parent.peer,
+            stripe: parent.stripe,
+            has,
+            in_flight: 0,
+            cost_ewma_ns: 0.0,
+            is_seed,
+        });
+        true
+    }
+
+    fn remove_parent(&mut self, peer: PeerId) {
+        let Some(i) = self.parents.iter().position(|p| p.peer == peer) else { return };
+        let view = self.parents.remove(i);
+        for piece in view.has.iter() {
+            self.bump_availability(piece, -1);
+        }
+        self.parent_changes.push((peer, false));
+    }
+
+    fn bump_availability(&mut self, piece: u32, delta: i32) {
+        let a = &mut self.availability[piece as usize];
+        let from = (*a as usize).min(MAX_AVAILABILITY_LEVEL);
+        *a = (i32::from(*a) + delta).max(0) as u16;
+        let to = (*a as usize).min(MAX_AVAILABILITY_LEVEL);
+        if from != to {
+            while self.by_availability.len() <= to {
+                self.by_availability.push(PieceSet::new(self.have.len()));
+            }
+            self.by_availability[from].remove(piece);
+            self.by_availability[to].insert(piece);
+        }
+    }
+
+    fn finish_in_flight(&mut self, piece: u32, from: Source) {
+        if let Some(flights) = self.in_flight.get_mut(&piece) {
+            if let Some(i) = flights.iter().position(|f| f.from == from) {
+                flights.remove(i);
+                match from {
+                    Source::Origin => self.origin_in_flight -= 1,
+                    Source::Parent(peer) => {
+                        if let Some(p) = self.parents.iter_mut().find(|p| p.peer == peer) {
+                            p.in_flight = p.in_flight.saturating_sub(1);
+                        }
+                    }
+                }
+            }
+            if flights.is_empty() {
+                self.in_flight.remove(&piece);
+            }
+        }
+    }
+
+    fn start(&mut self, now: TimeNs, piece: u32, from: Source, out: &mut Vec<PeerAction>) {
+        self.needed.remove(piece);
+        self.in_flight.entry(piece).or_default().push(InFlight { from, started_ns: now });
+        match from {
+            Source::Origin => self.origin_in_flight += 1,
+            Source::Parent(peer) => {
+                if let Some(p) = self.parents.iter_mut().find(|p| p.peer == peer) {
+                    p.in_flight += 1;
+                }
+            }
+        }
+        out.push(PeerAction::Fetch { piece, from });
+    }
+
+    fn expire(&mut self, now: TimeNs, out: &mut Vec<PeerAction>) {
+        let mut expired = Vec::new();
+        for (piece, flights) in &self.in_flight {
+            let timeout = self.cfg.piece_timeout_ns(self.piece_len(*piece));
+            for f in flights {
+                if now >= f.started_ns.saturating_add(timeout) {
+                    expired.push((*piece, f.from));
+                }
+            }
+        }
+        for (piece, from) in expired {
+            out.push(PeerAction::Cancel { piece, from });
+            if let Source::Parent(parent) = from {
+                out.push(PeerAction::ParentFailed { parent });
+            }
+            self.on_piece_failed(now, piece, from);
+        }
+    }
+
+    fn fill_from_origin(&mut self, now: TimeNs, out: &mut Vec<PeerAction>) {
+        // One streamed read, in piece order: the next missing pieces.
+        while self.origin_in_flight < self.cfg.max_in_flight_origin {
+            let next = self.urgent_first_needed();
+            let Some(piece) = next else { break };
+            self.start(now, piece, Source::Origin, out);
+        }
+    }
+
+    fn urgent_first_needed(&self) -> Option<u32> {
+        let urgent = self.urgent.words().iter().zip(self.needed.words()).enumerate().find_map(|(i, (u, n))| {
+            let w = u & n;
+            (w != 0).then(|| i as u32 * 64 + w.trailing_zeros())
+        });
+        urgent.or_else(|| self.needed.iter().next())
+    }
+
+    fn fill_from_parents(&mut self, now: TimeNs, rng: &mut impl Rng, out: &mut Vec<PeerAction>) {
+        let endgame = self.cfg.endgame_pieces > 0
+            && self.wanted.is_full()
+            && self.wanted.count() - self.have.count() <= self.cfg.endgame_pieces;
+        while (self.in_flight_count() as u32) < self.cfg.max_in_flight_total {
+            let choice = match self.cfg.piece_selection {
+                PieceSelection::RarestFirst => self.pick_rarest(rng),
+                PieceSelection::RandomFromBestParent => self.pick_random_from_best(rng),
+            };
+            match choice {
+                Some((piece, parent)) => self.start(now, piece, Source::Parent(parent), out),
+                None if endgame => match self.pick_endgame_duplicate() {
+                    Some((piece, parent)) => self.start(now, piece, Source::Parent(parent), out),
+                    None => break,
+                },
+                None => break,
+            }
+        }
+    }
+
+    fn parent_has_room(&self, p: &ParentView) -> bool {
+        let limit =
+            if p.is_seed { self.cfg.max_in_flight_per_seed_parent } else { self.cfg.max_in_flight_per_parent };
+        p.in_flight < limit
+    }
+
+    /// Rarest piece first; among the parents holding it, the least busy. Stripes are
+    /// honoured unless nothing else can be fetched at all (the parent's upload must not
+    /// idle while this child waits).
+    fn pick_rarest(&self, rng: &mut impl Rng) -> Option<(u32, PeerId)> {
+        let mut order: Vec<usize> = (0..self.parents.len()).filter(|i| self.parent_has_room(&self.parents[*i])).collect();
+        if order.is_empty() {
+            return None;
+        }
+        order.sort_by(|a, b| {
+            let (pa, pb) = (&self.parents[*a], &self.parents[*b]);
+            pa.in_flight.cmp(&pb.in_flight).then(pa.cost_ewma_ns.total_cmp(&pb.cost_ewma_ns)).then(a.cmp(b))
+        });
+        let words = self.needed.words().len();
+        let offset = if words > 0 { rng.random_range(0..words) } else { 0 };
+        let urgent_pending = !self.urgent.is_empty();
+        for honour_stripes in [true, false] {
+            for only_urgent in [true, false] {
+                if only_urgent && !urgent_pending {
+                    continue;
+                }
+                for level in 1..self.by_availability.len() {
+                    let bucket = self.by_availability[level].words();
+                    for &pi in &order {
+                        let p = &self.parents[pi];
+                        let stripe = if honour_stripes { p.stripe } else { None };
+                        for k in 0..words {
+                            let wi = (offset + k) % words;
+                            let mut w = bucket[wi] & p.has.words()[wi] & self.needed.words()[wi];
+                            if only_urgent {
+                                w &= self.urgent.words()[wi];
+                            }
+                            while w != 0 {
+                                let piece = wi as u32 * 64 + w.trailing_zeros();
+                                w &= w - 1;
+                                if stripe.is_none_or(|s| s.contains(piece)) {
+                                    return Some((piece, p.peer));
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            if !self.parents.iter().any(|p| p.stripe.is_some()) {
+                break;
+            }
+        }
+        None
+    }
+
+    /// Dragonfly's dispatcher: parents by cost EWMA (shuffled with probability 0.1), a
+    /// random wanted piece from the first parent that has one.
+    fn pick_random_from_best(&self, rng: &mut impl Rng) -> Option<(u32, PeerId)> {
+        let mut order: Vec<usize> = (0..self.parents.len()).filter(|i| self.parent_has_room(&self.parents[*i])).collect();
+        if rng.random_bool(0.1) {
+            order.shuffle(rng);
+        } else {
+            order.sort_by(|a, b| self.parents[*a].cost_ewma_ns.total_cmp(&self.parents[*b].cost_ewma_ns).then(a.cmp(b)));
+        }
+        for pi in order {
+            let p = &self.parents[pi];
+            let candidates: Vec<u32> = p
+                .has
+                .words()
+                .iter()
+                .zip(self.needed.words())
+                .enumerate()
+                .flat_map(|(i, (h, n))| {
+                    let mut w = h & n;
+                    std::iter::from_fn(move || {
+                        (w != 0).then(|| {
+                            let b = w.trailing_zeros();
+                            w &= w - 1;
+                            i as u32 * 64 + b
+                        })
+                    })
+                })
+                .collect();
+            if !candidates.is_empty() {
+                let piece = candidates[rng.random_range(0..candidates.len())];
+                return Some((piece, p.peer));
+            }
+        }
+        None
+    }
+
+    /// Endgame: a missing piece already in flight, from another parent that has it.
+    fn pick_endgame_duplicate(&self) -> Option<(u32, PeerId)> {
+        for (piece, flights) in &self.in_flight {
+            if flights.len() >= 2 {
+                continue;
+            }
+            for p in &self.parents {
+                if self.parent_has_room(p)
+                    && p.has.contains(*piece)
+                    && !flights.iter().any(|f| f.from == Source::Parent(p.peer))
+                {
+                    return Some((*piece, p.peer));
+                }
+            }
+        }
+        None
+    }
+
+    /// Parents that can still give something: they hold a needed piece, or are still
+    /// downloading themselves.
+    fn useful_parents(&self) -> usize {
+        self.parents
+            .iter()
+            .filter(|p| !p.has.is_full() || p.has.count_minus(&self.have) > 0 && self.needed_from(p))
+            .count()
+    }
+
+    fn needed_from(&self, p: &ParentView) -> bool {
+        p.has.words().iter().zip(self.needed.words()).any(|(h, n)| h & n != 0)
+    }
+
+    fn wants_new_parents(&self) -> bool {
+        !self.awaiting_parents
+            && self.phase == Phase::P2p
+            && !self.needed.is_empty()
+            && self.useful_parents() < self.cfg.min_useful_parents
+    }
+
+    fn maybe_reschedule(&mut self, now: TimeNs, out: &mut Vec<PeerAction>) {
+        if self.awaiting_parents || self.needed.is_empty() {
+            return;
+        }
+        let since_last = self.last_reschedule_ns.map_or(TimeNs::MAX, |t| now.saturating_sub(t));
+        if since_last < self.cfg.reschedule_backoff_ns {
+            return;
+        }
+        let stalled = self.in_flight.is_empty() && now.saturating_sub(self.last_piece_ns) >= self.cfg.stall_timeout_ns;
+        let announce_due = self.cfg.reannounce_interval_ns.is_some_and(|i| {
+            self.parents.len() < self.cfg.max_parents && since_last >= i
+        });
+        if !(self.wants_new_parents() || stalled || announce_due) {
+            return;
+        }
+        if self.reschedules >= self.cfg.max_reschedules {
+            self.awaiting_parents = true;
+            out.push(PeerAction::GiveUpP2p);
+            return;
+        }
+        self.reschedules += 1;
+        self.last_reschedule_ns = Some(now);
+        self.awaiting_parents = true;
+        if stalled {
+            // Restart the stall clock so one stall asks once.
+            self.last_piece_ns = now;
+        }
+        out.push(PeerAction::Reschedule { blocked: std::mem::take(&mut self.failed_parents) });
+    }
+}

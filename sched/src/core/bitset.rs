@@ -1,0 +1,127 @@
+//! A fixed-size bit set of piece numbers.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+pub struct PieceSet {
+    words: Vec<u64>,
+    len: u32,
+    count: u32,
+}
+
+impl PieceSet {
+    pub fn new(len: u32) -> Self {
+        PieceSet { words: vec![0; (len as usize).div_ceil(64)], len, count: 0 }
+    }
+    pub fn full(len: u32) -> Self {
+        let mut s = PieceSet::new(len);
+        for i in 0..len {
+            s.insert(i);
+        }
+        s
+    }
+    pub fn len(&self) -> u32 {
+        self.len
+    }
+    pub fn count(&self) -> u32 {
+        self.count
+    }
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+    pub fn is_full(&self) -> bool {
+        self.count == self.len
+    }
+    pub fn contains(&self, piece: u32) -> bool {
+        piece < self.len && self.words[(piece / 64) as usize] & (1 << (piece % 64)) != 0
+    }
+    /// Returns true when the piece was not in the set.
+    pub fn insert(&mut self, piece: u32) -> bool {
+        assert!(piece < self.len, "piece {piece} out of range 0..{}", self.len);
+        let w = &mut self.words[(piece / 64) as usize];
+        let bit = 1 << (piece % 64);
+        if *w & bit == 0 {
+            *w |= bit;
+            self.count += 1;
+            true
+        } else {
+            false
+        }
+    }
+    pub fn remove(&mut self, piece: u32) -> bool {
+        if piece >= self.len {
+            return false;
+        }
+        let w = &mut self.words[(piece / 64) as usize];
+        let bit = 1 << (piece % 64);
+        if *w & bit != 0 {
+            *w &= !bit;
+            self.count -= 1;
+            true
+        } else {
+            false
+        }
+    }
+    /// Pieces in `self` and not in `other`, in ascending order.
+    pub fn iter_minus<'a>(&'a self, other: &'a PieceSet) -> impl Iterator<Item = u32> + 'a {
+        self.words.iter().enumerate().flat_map(move |(i, w)| {
+            let mut bits = w & !other.words.get(i).copied().unwrap_or(0);
+            std::iter::from_fn(move || {
+                if bits == 0 {
+                    return None;
+                }
+                let b = bits.trailing_zeros();
+                bits &= bits - 1;
+                Some(i as u32 * 64 + b)
+            })
+        })
+    }
+    pub fn iter(&self) -> impl Iterator<Item = u32> + '_ {
+        self.words.iter().enumerate().flat_map(|(i, w)| {
+            let mut bits = *w;
+            std::iter::from_fn(move || {
+                if bits == 0 {
+                    return None;
+                }
+                let b = bits.trailing_zeros();
+                bits &= bits - 1;
+                Some(i as u32 * 64 + b)
+            })
+        })
+    }
+    /// The raw 64-bit words, piece `i` at bit `i % 64` of word `i / 64`.
+    pub fn words(&self) -> &[u64] {
+        &self.words
+    }
+
+    /// Number of pieces in `self` that `other` lacks.
+    pub fn count_minus(&self, other: &PieceSet) -> u32 {
+        self.words
+            .iter()
+            .enumerate()
+            .map(|(i, w)| (w & !other.words.get(i).copied().unwrap_or(0)).count_ones())
+            .sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn insert_remove_count_and_difference() {
+        let mut a = PieceSet::new(130);
+        assert!(a.insert(0));
+        assert!(!a.insert(0));
+        a.insert(64);
+        a.insert(129);
+        assert_eq!(a.count(), 3);
+        let mut b = PieceSet::new(130);
+        b.insert(64);
+        assert_eq!(a.iter_minus(&b).collect::<Vec<_>>(), vec![0, 129]);
+        assert_eq!(a.count_minus(&b), 2);
+        assert!(a.remove(0));
+        assert_eq!(a.iter().collect::<Vec<_>>(), vec![64, 129]);
+        assert!(PieceSet::full(70).is_full());
+    }
+}

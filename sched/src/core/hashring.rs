@@ -1,0 +1,62 @@
+//! Rendezvous (highest random weight) hashing: a task always lands on the same member
+//! (seed peer or scheduler replica), and removing a member moves only that member's tasks.
+
+/// 64-bit mix (SplitMix64 finaliser): fast, stable across platforms and releases.
+pub fn mix64(mut x: u64) -> u64 {
+    x ^= x >> 30;
+    x = x.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x ^= x >> 27;
+    x = x.wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+/// FNV-1a over bytes: turns a wire id (task id string) into a ring key.
+pub fn key_of(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+/// The member with the highest score for `key`; ties go to the lower member id.
+pub fn pick<T: Copy + Ord>(key: u64, members: impl IntoIterator<Item = (T, u64)>) -> Option<T> {
+    members
+        .into_iter()
+        .map(|(member, member_key)| (mix64(key ^ mix64(member_key)), member))
+        .max_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)))
+        .map(|(_, m)| m)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn same_key_same_member_and_spread() {
+        let members: Vec<(u32, u64)> = (0..3).map(|m| (m, u64::from(m))).collect();
+        let mut counts = [0u32; 3];
+        for key in 0..3000u64 {
+            let a = pick(key, members.clone()).unwrap();
+            assert_eq!(Some(a), pick(key, members.clone()));
+            counts[a as usize] += 1;
+        }
+        for c in counts {
+            assert!((800..1200).contains(&c), "uneven spread {counts:?}");
+        }
+    }
+
+    #[test]
+    fn removing_a_member_moves_only_its_keys() {
+        let all: Vec<(u32, u64)> = (0..4).map(|m| (m, u64::from(m))).collect();
+        let without_2: Vec<(u32, u64)> = all.iter().copied().filter(|m| m.0 != 2).collect();
+        for key in 0..2000u64 {
+            let before = pick(key, all.clone()).unwrap();
+            let after = pick(key, without_2.clone()).unwrap();
+            if before != 2 {
+                assert_eq!(before, after);
+            }
+        }
+    }
+}

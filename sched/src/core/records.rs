@@ -1,0 +1,126 @@
+//! What the scheduler knows of hosts, tasks and peers.
+
+use super::bitset::PieceSet;
+use super::dag::Dag;
+use super::ids::{HostId, PeerId, TaskId, TimeNs};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum HostKind {
+    Normal,
+    Seed,
+}
+
+/// What a host announces about itself.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HostInfo {
+    pub id: HostId,
+    pub kind: HostKind,
+    /// `area|country|province|city|...`; compared element by element.
+    pub location: String,
+    pub idc: String,
+    /// A host that refuses to serve others.
+    pub disable_shared: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Host {
+    pub info: HostInfo,
+    pub upload_limit: u32,
+    /// Current child edges across all tasks.
+    pub concurrent_uploads: u32,
+    /// Child edges ever added, and piece failures children blamed on this host.
+    pub upload_count: u64,
+    pub upload_failed_count: u64,
+}
+
+impl Host {
+    pub fn free_uploads(&self) -> u32 {
+        self.upload_limit.saturating_sub(self.concurrent_uploads)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum PeerState {
+    /// Registered, not yet given parents or an order.
+    Received,
+    Running,
+    BackToSource,
+    Succeeded,
+    Failed,
+    Leave,
+}
+
+/// Piece download costs, kept as running sums so the outlier test is O(1).
+#[derive(Debug, Clone, Default)]
+pub struct CostStats {
+    pub count: u64,
+    sum: f64,
+    sum_sq: f64,
+    pub last_ns: u64,
+    /// Outcome of the test when `last_ns` was added.
+    pub last_is_outlier: bool,
+}
+
+impl CostStats {
+    /// Dragonfly's bad-node rule: with fewer than 30 earlier samples, an outlier is more
+    /// than 20 x their mean; with 30 or more, more than mean + 3 standard deviations.
+    pub fn add(&mut self, cost_ns: u64) {
+        let c = cost_ns as f64;
+        self.last_is_outlier = if self.count < 1 {
+            false
+        } else {
+            let n = self.count as f64;
+            let mean = self.sum / n;
+            if self.count < 30 {
+                c > 20.0 * mean
+            } else {
+                let var = (self.sum_sq / n - mean * mean).max(0.0);
+                c > mean + 3.0 * var.sqrt()
+            }
+        };
+        self.count += 1;
+        self.sum += c;
+        self.sum_sq += c * c;
+        self.last_ns = cost_ns;
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Peer {
+    pub id: PeerId,
+    pub task: TaskId,
+    pub host: HostId,
+    pub state: PeerState,
+    pub finished: PieceSet,
+    pub costs: CostStats,
+    pub blocked: BTreeSet<PeerId>,
+    pub need_back_to_source: bool,
+    /// Empty scheduling rounds so far (Dragonfly retry loop, Kraken polls).
+    pub rounds_without_parents: u32,
+    /// Default policy: parked until an eligible parent appears.
+    pub waiting_since: Option<TimeNs>,
+    pub registered_ns: TimeNs,
+    pub last_progress_ns: TimeNs,
+    pub is_seed: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Task {
+    pub id: TaskId,
+    /// Ring key (hash of the wire task id) for seed-peer choice.
+    pub key: u64,
+    pub piece_count: u32,
+    pub content_length: u64,
+    /// Peers in registration order (deterministic iteration).
+    pub peers: Vec<PeerId>,
+    pub dag: Dag,
+    pub back_to_source: BTreeSet<PeerId>,
+    pub seed_triggered: Option<(HostId, TimeNs)>,
+    pub seed_failed_ns: Option<TimeNs>,
+    pub seed_peer: Option<PeerId>,
+    /// Default policy: which child holds each seed stripe.
+    pub stripes: Vec<Option<PeerId>>,
+    pub waiting: BTreeSet<PeerId>,
+}

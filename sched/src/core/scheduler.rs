@@ -1,0 +1,556 @@
+//! The scheduler's state and its event handlers. Every handler takes the time as an
+//! argument and returns decisions; randomness comes from the injected seeded generator.
+//! Parent *selection* lives in `select.rs`, one function per policy.
+
+use super::bitset::PieceSet;
+use super::config::SchedulerConfig;
+use super::decision::{BackToSourceReason, Decision, FailReason, ParentRef};
+use super::hashring;
+use super::ids::{HostId, PeerId, TaskId, TimeNs};
+use super::policy::Policy;
+use super::records::{CostStats, Host, HostInfo, HostKind, Peer, PeerState, Task};
+use super::select;
+use rand_chacha::ChaCha8Rng;
+use std::collections::{BTreeMap, BTreeSet};
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SchedError {
+    #[error("unknown peer {0:?}")]
+    UnknownPeer(PeerId),
+    #[error("unknown host {0:?}: announce the host before registering peers on it")]
+    UnknownHost(HostId),
+    #[error("peer {0:?} is already registered")]
+    DuplicatePeer(PeerId),
+    #[error("task {task:?} has {known} pieces but the peer registered with {got}")]
+    PieceCountMismatch { task: TaskId, known: u32, got: u32 },
+    #[error("piece {piece} out of range: task has {count} pieces")]
+    PieceOutOfRange { piece: u32, count: u32 },
+}
+
+/// A peer asks to download a task.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RegisterPeer {
+    pub peer: PeerId,
+    pub task: TaskId,
+    /// Hash of the wire task id (see `hashring::key_of`); picks the seed peer.
+    pub task_key: u64,
+    pub host: HostId,
+    pub piece_count: u32,
+    pub content_length: u64,
+    /// Set on the peer a seed host registers after `Decision::TriggerSeed`.
+    pub need_back_to_source: bool,
+}
+
+/// One finished piece, as a peer reports it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PieceReport {
+    pub piece: u32,
+    /// None: the piece came from the origin.
+    pub parent: Option<PeerId>,
+    pub cost_ns: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SchedStats {
+    pub registrations: u64,
+    pub parent_rounds: u64,
+    pub back_to_source_orders: u64,
+    pub seeds_triggered: u64,
+    pub evictions: u64,
+    pub failures: u64,
+}
+
+pub struct Scheduler {
+    pub(crate) cfg: SchedulerConfig,
+    pub(crate) rng: ChaCha8Rng,
+    pub(crate) hosts: BTreeMap<HostId, Host>,
+    pub(crate) tasks: BTreeMap<TaskId, Task>,
+    pub(crate) peers: BTreeMap<PeerId, Peer>,
+    /// (when, sequence, peer): a retry round, a poll, or a wait timeout.
+    timers: BTreeSet<(TimeNs, u64, PeerId)>,
+    timer_seq: u64,
+    pub stats: SchedStats,
+}
+
+impl Scheduler {
+    pub fn new(cfg: SchedulerConfig, rng: ChaCha8Rng) -> Scheduler {
+        Scheduler {
+            cfg,
+            rng,
+            hosts: BTreeMap::new(),
+            tasks: BTreeMap::new(),
+            peers: BTreeMap::new(),
+            timers: BTreeSet::new(),
+            timer_seq: 0,
+            stats: SchedStats::default(),
+        }
+    }
+
+    pub fn config(&self) -> &SchedulerConfig {
+        &self.cfg
+    }
+
+    /// Creates or refreshes a host.
+    pub fn announce_host(&mut self, _now: TimeNs, info: HostInfo) {
+        let upload_limit = match info.kind {
+            HostKind::Normal => self.cfg.normal_upload_limit,
+            HostKind::Seed => self.cfg.seed_upload_limit,
+        };
+        match self.hosts.get_mut(&info.id) {
+            Some(h) => h.info = info,
+            None => {
+                self.hosts.insert(
+                    info.id,
+                    Host { info, upload_limit, concurrent_uploads: 0, upload_count: 0, upload_failed_count: 0 },
+                );
+            }
+        }
+    }
+
+    pub fn register_peer(&mut self, now: TimeNs, req: RegisterPeer) -> Result<Vec<Decision>, SchedError> {
+        if self.peers.contains_key(&req.peer) {
+            return Err(SchedError::DuplicatePeer(req.peer));
+        }
+        let host_kind = self.hosts.get(&req.host).ok_or(SchedError::UnknownHost(req.host))?.info.kind;
+        let task = self.tasks.entry(req.task).or_insert_with(|| Task {
+            id: req.task,
+            key: req.task_key,
+            piece_count: req.piece_count,
+            content_length: req.content_length,
+            peers: Vec::new(),
+            dag: Default::default(),
+            back_to_source: BTreeSet::new(),
+            seed_triggered: None,
+            seed_failed_ns: None,
+            seed_peer: None,
+            stripes: Vec::new(),
+            waiting: BTreeSet::new(),
+        });
+        if task.piece_count != req.piece_count {
+            return Err(SchedError::PieceCountMismatch { task: req.task, known: task.piece_count, got: req.piece_count });
+        }
+        self.stats.registrations += 1;
+        let is_seed = host_kind == HostKind::Seed && req.need_back_to_source;
+        task.peers.push(req.peer);
+        task.dag.add_vertex(req.peer);
+        if is_seed {
+            task.seed_peer = Some(req.peer);
+        }
+        let mut need_back_to_source = req.need_back_to_source;
+        let mut out = Vec::new();
+        let first_download = !task.peers.iter().any(|p| {
+            *p != req.peer
+                && self
+                    .peers
+                    .get(p)
+                    .is_some_and(|q| matches!(q.state, PeerState::Running | PeerState::BackToSource | PeerState::Succeeded))
+        });
+        let seed_pending = task.seed_triggered.is_some() && task.seed_failed_ns.is_none();
+        if host_kind == HostKind::Normal && first_download && !seed_pending {
+            let seeds = self
+                .hosts
+                .values()
+                .filter(|h| h.info.kind == HostKind::Seed)
+                .map(|h| (h.info.id, u64::from(h.info.id.0)));
+            let seed_failed_recently =
+                task.seed_failed_ns.is_some_and(|t| now.saturating_sub(t) < self.cfg.seed_failed_timeout_ns);
+            match hashring::pick(task.key, seeds) {
+                Some(seed_host) if !seed_failed_recently => {
+                    task.seed_triggered = Some((seed_host, now));
+                    task.seed_failed_ns = None;
+                    self.stats.seeds_triggered += 1;
+                    out.push(Decision::TriggerSeed { task: req.task, seed_host });
+                }
+                // No seed peer (or it failed): this peer fetches the task itself.
+                _ => need_back_to_source = self.cfg.back_to_source_limit > 0,
+            }
+        }
+        self.peers.insert(
+            req.peer,
+            Peer {
+                id: req.peer,
+                task: req.task,
+                host: req.host,
+                state: PeerState::Received,
+                finished: PieceSet::new(req.piece_count),
+                costs: CostStats::default(),
+                blocked: BTreeSet::new(),
+                need_back_to_source,
+                rounds_without_parents: 0,
+                waiting_since: None,
+                registered_ns: now,
+                last_progress_ns: now,
+                is_seed,
+            },
+        );
+        self.schedule(now, req.peer, &mut out);
+        Ok(out)
+    }
+
+    /// Pieces a peer finished since its last report (one request, however many pieces).
+    pub fn pieces_finished(
+        &mut self,
+        now: TimeNs,
+        peer: PeerId,
+        reports: &[PieceReport],
+    ) -> Result<Vec<Decision>, SchedError> {
+        let p = self.peers.get_mut(&peer).ok_or(SchedError::UnknownPeer(peer))?;
+        let count = p.finished.len();
+        let mut newly_useful = false;
+        for r in reports {
+            if r.piece >= count {
+                return Err(SchedError::PieceOutOfRange { piece: r.piece, count });
+            }
+            newly_useful |= p.finished.is_empty();
+            p.finished.insert(r.piece);
+            p.costs.add(r.cost_ns);
+            p.last_progress_ns = now;
+        }
+        // A parent that serves pieces is alive too.
+        for parent in reports.iter().filter_map(|r| r.parent) {
+            if let Some(q) = self.peers.get_mut(&parent) {
+                q.last_progress_ns = q.last_progress_ns.max(now);
+            }
+        }
+        let mut out = Vec::new();
+        if newly_useful {
+            let task = self.peers[&peer].task;
+            self.wake_waiters(now, task, &mut out);
+        }
+        Ok(out)
+    }
+
+    /// A piece from `parent` failed. A temporary failure blocks that parent for this peer;
+    /// the peer asks for new parents with `reschedule`.
+    pub fn piece_failed(&mut self, _now: TimeNs, peer: PeerId, parent: PeerId) -> Result<(), SchedError> {
+        let parent_host = self.peers.get(&parent).map(|q| q.host);
+        let p = self.peers.get_mut(&peer).ok_or(SchedError::UnknownPeer(peer))?;
+        p.blocked.insert(parent);
+        if let Some(h) = parent_host.and_then(|h| self.hosts.get_mut(&h)) {
+            h.upload_failed_count += 1;
+        }
+        Ok(())
+    }
+
+    /// The peer wants new parents; `blocked` are parents it gives up on.
+    pub fn reschedule(&mut self, now: TimeNs, peer: PeerId, blocked: &[PeerId]) -> Result<Vec<Decision>, SchedError> {
+        let p = self.peers.get_mut(&peer).ok_or(SchedError::UnknownPeer(peer))?;
+        p.blocked.extend(blocked.iter().copied());
+        let mut out = Vec::new();
+        if matches!(p.state, PeerState::Received | PeerState::Running) {
+            self.schedule(now, peer, &mut out);
+        }
+        Ok(out)
+    }
+
+    pub fn peer_finished(&mut self, now: TimeNs, peer: PeerId) -> Result<Vec<Decision>, SchedError> {
+        let p = self.peers.get_mut(&peer).ok_or(SchedError::UnknownPeer(peer))?;
+        p.finished = PieceSet::full(p.finished.len());
+        p.state = PeerState::Succeeded;
+        p.waiting_since = None;
+        let task = p.task;
+        self.drop_in_edges(peer);
+        let t = self.tasks.get_mut(&task).expect("peer's task exists");
+        t.back_to_source.remove(&peer);
+        t.waiting.remove(&peer);
+        let mut out = Vec::new();
+        self.wake_waiters(now, task, &mut out);
+        Ok(out)
+    }
+
+    /// The peer gave up (or its back-to-source failed). Its children lose a parent and
+    /// ask for new ones when their own plan notices.
+    pub fn peer_failed(&mut self, now: TimeNs, peer: PeerId) -> Result<(), SchedError> {
+        self.remove_peer(now, peer, PeerState::Failed)
+    }
+
+    pub fn peer_left(&mut self, now: TimeNs, peer: PeerId) -> Result<(), SchedError> {
+        self.remove_peer(now, peer, PeerState::Leave)
+    }
+
+    /// Earliest pending timer.
+    pub fn next_timer(&self) -> Option<TimeNs> {
+        self.timers.first().map(|t| t.0)
+    }
+
+    /// Runs every timer due at or before `now`.
+    pub fn on_timers(&mut self, now: TimeNs) -> Vec<Decision> {
+        let mut out = Vec::new();
+        while let Some(&(at, seq, peer)) = self.timers.first() {
+            if at > now {
+                break;
+            }
+            self.timers.remove(&(at, seq, peer));
+            let Some(p) = self.peers.get(&peer) else { continue };
+            if matches!(p.state, PeerState::Received | PeerState::Running) {
+                self.schedule(now, peer, &mut out);
+            }
+        }
+        out
+    }
+
+    /// Evicts running peers that made no progress for `peer_idle_timeout_ns` (abnormal
+    /// peers: hung daemons, vanished nodes). Returns the evicted peers.
+    pub fn evict_idle(&mut self, now: TimeNs) -> Vec<PeerId> {
+        let idle: Vec<PeerId> = self
+            .peers
+            .values()
+            .filter(|p| matches!(p.state, PeerState::Running | PeerState::BackToSource))
+            .filter(|p| now.saturating_sub(p.last_progress_ns) >= self.cfg.peer_idle_timeout_ns)
+            .map(|p| p.id)
+            .collect();
+        for p in &idle {
+            let _ = self.remove_peer(now, *p, PeerState::Leave);
+            self.stats.evictions += 1;
+        }
+        idle
+    }
+
+    // ---- read access for drivers and tests ----
+
+    pub fn peer_state(&self, peer: PeerId) -> Option<PeerState> {
+        self.peers.get(&peer).map(|p| p.state)
+    }
+    pub fn parents_of(&self, peer: PeerId) -> Vec<PeerId> {
+        let Some(p) = self.peers.get(&peer) else { return Vec::new() };
+        self.tasks[&p.task].dag.parents(peer).to_vec()
+    }
+    pub fn task_is_acyclic(&self, task: TaskId) -> bool {
+        self.tasks.get(&task).is_none_or(|t| t.dag.is_acyclic())
+    }
+    pub fn back_to_source_count(&self, task: TaskId) -> usize {
+        self.tasks.get(&task).map_or(0, |t| t.back_to_source.len())
+    }
+    pub fn host(&self, host: HostId) -> Option<&Host> {
+        self.hosts.get(&host)
+    }
+
+    // ---- internals ----
+
+    fn arm(&mut self, at: TimeNs, peer: PeerId) {
+        self.timer_seq += 1;
+        self.timers.insert((at, self.timer_seq, peer));
+    }
+
+    /// One scheduling round for `peer`, following its policy.
+    fn schedule(&mut self, now: TimeNs, peer: PeerId, out: &mut Vec<Decision>) {
+        match self.cfg.policy {
+            Policy::Dragonfly => self.schedule_dragonfly(now, peer, out),
+            Policy::Kraken => self.schedule_kraken(now, peer, out),
+            Policy::Default => self.schedule_default(now, peer, out),
+        }
+    }
+
+    /// Dragonfly v2 `ScheduleCandidateParents`: back to source when ordered or after
+    /// `retry_back_to_source_limit` empty rounds (while the task is under its limit),
+    /// failure after `retry_limit`, otherwise retry every `retry_interval`.
+    fn schedule_dragonfly(&mut self, now: TimeNs, peer: PeerId, out: &mut Vec<Decision>) {
+        let p = &self.peers[&peer];
+        let task = &self.tasks[&p.task];
+        let can_back_to_source = task.back_to_source.len() as u32 <= self.cfg.back_to_source_limit
+            && self.cfg.back_to_source_limit > 0;
+        if can_back_to_source && (p.need_back_to_source || p.rounds_without_parents >= self.cfg.retry_back_to_source_limit)
+        {
+            let reason =
+                if p.need_back_to_source { BackToSourceReason::Ordered } else { BackToSourceReason::NoParents };
+            self.order_back_to_source(now, peer, reason, out);
+            return;
+        }
+        if p.rounds_without_parents >= self.cfg.retry_limit {
+            self.fail(now, peer, FailReason::RetryLimit, out);
+            return;
+        }
+        self.drop_in_edges(peer);
+        let parents = select::dragonfly(self, peer);
+        if parents.is_empty() {
+            let p = self.peers.get_mut(&peer).expect("exists");
+            p.rounds_without_parents += 1;
+            self.arm(now + self.cfg.retry_interval_ns, peer);
+        } else {
+            self.give_parents(now, peer, parents, out);
+        }
+    }
+
+    /// Kraken: origins fetch the whole blob first (agents poll the metainfo with backoff
+    /// until then); afterwards each announce gets a random handout, completed peers first.
+    fn schedule_kraken(&mut self, now: TimeNs, peer: PeerId, out: &mut Vec<Decision>) {
+        let p = &self.peers[&peer];
+        if p.need_back_to_source {
+            self.order_back_to_source(now, peer, BackToSourceReason::Ordered, out);
+            return;
+        }
+        let task = &self.tasks[&p.task];
+        let origin_ready = task
+            .seed_peer
+            .and_then(|s| self.peers.get(&s))
+            .is_some_and(|s| s.state == PeerState::Succeeded);
+        if !origin_ready {
+            let rounds = p.rounds_without_parents;
+            let backoff = (self.cfg.poll_initial_ns as f64 * self.cfg.poll_factor.powi(rounds.min(64) as i32))
+                .min(self.cfg.poll_max_ns as f64) as TimeNs;
+            self.peers.get_mut(&peer).expect("exists").rounds_without_parents += 1;
+            self.arm(now + backoff.max(1), peer);
+            return;
+        }
+        let parents = select::kraken(self, peer);
+        // Kraken keeps no DAG: handouts are connections, used in both directions.
+        let p = self.peers.get_mut(&peer).expect("exists");
+        p.state = PeerState::Running;
+        p.rounds_without_parents = 0;
+        self.stats.parent_rounds += 1;
+        out.push(Decision::Parents { peer, parents });
+    }
+
+    /// The project's policy: see `select::default` for the choice of parents.
+    /// Differences from Dragonfly that matter at scale:
+    /// - no 2 s retry cliff: a peer with no eligible parent waits and is scheduled the
+    ///   moment one appears (a peer gets fed, starts back-to-source, or finishes), so a
+    ///   burst of registrations never turns into a back-to-source storm;
+    /// - back-to-source is for seed peers; a normal peer goes to the origin only when no
+    ///   seed serves the task and it waited `wait_for_parent_timeout_ns`, within a small
+    ///   per-task budget;
+    /// - the seed's children take disjoint stripes of its pieces (see `Stripe`).
+    fn schedule_default(&mut self, now: TimeNs, peer: PeerId, out: &mut Vec<Decision>) {
+        let p = &self.peers[&peer];
+        let task = &self.tasks[&p.task];
+        let under_budget = (task.back_to_source.len() as u32) < self.cfg.back_to_source_limit;
+        if p.need_back_to_source && (p.is_seed || under_budget) {
+            self.order_back_to_source(now, peer, BackToSourceReason::Ordered, out);
+            return;
+        }
+        self.drop_in_edges(peer);
+        self.ensure_stripes(peer);
+        let parents = select::default(self, peer);
+        if !parents.is_empty() {
+            self.give_parents(now, peer, parents, out);
+            return;
+        }
+        let p = &self.peers[&peer];
+        let task_id = p.task;
+        let task = &self.tasks[&task_id];
+        let seed_serving = task.seed_failed_ns.is_none() && task.seed_triggered.is_some();
+        let waited_since = p.waiting_since.unwrap_or(now);
+        if !seed_serving && under_budget && now - waited_since >= self.cfg.wait_for_parent_timeout_ns {
+            self.order_back_to_source(now, peer, BackToSourceReason::NoParents, out);
+            return;
+        }
+        let p = self.peers.get_mut(&peer).expect("exists");
+        if p.waiting_since.is_none() {
+            p.waiting_since = Some(now);
+        }
+        self.arm(waited_since + self.cfg.wait_for_parent_timeout_ns, peer);
+        self.tasks.get_mut(&task_id).expect("exists").waiting.insert(peer);
+    }
+
+    fn ensure_stripes(&mut self, peer: PeerId) {
+        let task_id = self.peers[&peer].task;
+        let stripes = self.cfg.seed_stripes as usize;
+        let task = self.tasks.get_mut(&task_id).expect("exists");
+        if task.stripes.len() != stripes {
+            task.stripes = vec![None; stripes];
+        }
+    }
+
+    /// Default policy: schedules every waiting peer of the task, in id order, once a new
+    /// parent may have become eligible.
+    fn wake_waiters(&mut self, now: TimeNs, task: TaskId, out: &mut Vec<Decision>) {
+        if self.cfg.policy != Policy::Default {
+            return;
+        }
+        let waiting: Vec<PeerId> = self.tasks[&task].waiting.iter().copied().collect();
+        for w in waiting {
+            if self.tasks[&task].waiting.contains(&w) {
+                self.schedule(now, w, out);
+            }
+        }
+    }
+
+    fn give_parents(&mut self, now: TimeNs, peer: PeerId, parents: Vec<ParentRef>, out: &mut Vec<Decision>) {
+        let task_id = self.peers[&peer].task;
+        for parent in &parents {
+            let task = self.tasks.get_mut(&task_id).expect("exists");
+            if task.dag.add_edge(parent.peer, peer).is_ok() {
+                let h = self.hosts.get_mut(&parent.host).expect("parent host known");
+                h.concurrent_uploads += 1;
+                h.upload_count += 1;
+            } else {
+                debug_assert!(false, "selection returned a parent the DAG refuses");
+            }
+            if let Some(stripe) = parent.stripe {
+                let task = self.tasks.get_mut(&task_id).expect("exists");
+                task.stripes[stripe.index as usize] = Some(peer);
+            }
+        }
+        let p = self.peers.get_mut(&peer).expect("exists");
+        p.state = PeerState::Running;
+        p.rounds_without_parents = 0;
+        p.waiting_since = None;
+        self.tasks.get_mut(&task_id).expect("exists").waiting.remove(&peer);
+        self.stats.parent_rounds += 1;
+        out.push(Decision::Parents { peer, parents });
+        // The peer is fed now, so it is an eligible parent for whoever waits.
+        self.wake_waiters(now, task_id, out);
+    }
+
+    fn order_back_to_source(&mut self, now: TimeNs, peer: PeerId, reason: BackToSourceReason, out: &mut Vec<Decision>) {
+        self.drop_in_edges(peer);
+        let p = self.peers.get_mut(&peer).expect("exists");
+        p.state = PeerState::BackToSource;
+        p.waiting_since = None;
+        let task_id = p.task;
+        let task = self.tasks.get_mut(&task_id).expect("exists");
+        task.back_to_source.insert(peer);
+        task.waiting.remove(&peer);
+        self.stats.back_to_source_orders += 1;
+        out.push(Decision::BackToSource { peer, reason });
+        self.wake_waiters(now, task_id, out);
+    }
+
+    fn fail(&mut self, now: TimeNs, peer: PeerId, reason: FailReason, out: &mut Vec<Decision>) {
+        let _ = self.remove_peer(now, peer, PeerState::Failed);
+        self.stats.failures += 1;
+        out.push(Decision::Failed { peer, reason });
+    }
+
+    /// Deletes the peer's in-edges and gives back the parents' upload slots and stripes.
+    fn drop_in_edges(&mut self, peer: PeerId) {
+        let task_id = self.peers[&peer].task;
+        let task = self.tasks.get_mut(&task_id).expect("exists");
+        let former = task.dag.remove_in_edges(peer);
+        for s in task.stripes.iter_mut() {
+            if *s == Some(peer) {
+                *s = None;
+            }
+        }
+        for parent in former {
+            let host = self.peers[&parent].host;
+            let h = self.hosts.get_mut(&host).expect("exists");
+            h.concurrent_uploads = h.concurrent_uploads.saturating_sub(1);
+        }
+    }
+
+    fn remove_peer(&mut self, now: TimeNs, peer: PeerId, state: PeerState) -> Result<(), SchedError> {
+        let p = self.peers.get(&peer).ok_or(SchedError::UnknownPeer(peer))?;
+        let task_id = p.task;
+        let was_seed = p.is_seed;
+        self.drop_in_edges(peer);
+        let task = self.tasks.get_mut(&task_id).expect("exists");
+        // Its children lose this parent; the vertex stays, edge-less, so the peer keeps
+        // its place in the task's history until garbage collection.
+        let children = task.dag.remove_vertex(peer);
+        task.dag.add_vertex(peer);
+        task.back_to_source.remove(&peer);
+        task.waiting.remove(&peer);
+        if was_seed && state == PeerState::Failed {
+            task.seed_failed_ns = Some(now);
+        }
+        let host = self.peers[&peer].host;
+        if let Some(h) = self.hosts.get_mut(&host) {
+            h.concurrent_uploads = h.concurrent_uploads.saturating_sub(children.len() as u32);
+        }
+        let p = self.peers.get_mut(&peer).expect("exists");
+        p.state = state;
+        p.waiting_since = None;
+        Ok(())
+    }
+}
