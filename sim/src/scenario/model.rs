@@ -82,13 +82,16 @@ pub struct Cluster {
     pub node_bandwidth_gbps: f64,
     /// Sustained disk write rate of every node (SSD); incoming bytes are written to disk,
     /// so a node's effective download rate is min(NIC, disk).
+    /// Megabytes (10^6 bytes) per second, not megabits: SSDs are rated in MB/s.
     #[serde(default = "ssd_mbps")]
     pub node_disk_write_mbps: f64,
     /// Dedicated seed peers (the only peers that go back to the registry in p2p modes).
     #[serde(default = "three")]
     pub seed_peers: u32,
+    /// NIC rate of every seed peer, both directions, in Gbit/s.
     #[serde(default = "six_gbps")]
     pub seed_peer_bandwidth_gbps: f64,
+    /// Disk write rate of every seed peer, in MB/s (megabytes) like `node_disk_write_mbps`.
     #[serde(default = "ssd_mbps")]
     pub seed_peer_disk_write_mbps: f64,
     /// Scheduler replicas; tasks are spread over them by consistent hash of the task id.

@@ -1,0 +1,625 @@
+//! The `sim` command line: argument parsing (by hand, no framework) and the commands.
+//!
+//! Exit codes: 0 success; 1 a run failed or `check` found a regression; 2 bad usage, a bad
+//! scenario file, or a missing/unreadable file.
+
+use anyhow::Context;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use sim::engine::{run_scenario, RunOptions};
+use sim::report::check::{self, CheckError, Tolerances};
+use sim::report::format::thousands;
+use sim::report::matrix::{write_matrix, MatrixEntry};
+use sim::report::policies::{p2p_modes, PolicyTable};
+use sim::report::{run_dir, write_run_reports, ChartContext};
+use sim::result::RunResult;
+use sim::scenario::{load_scenario, Scenario, ScenarioError};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+pub const USAGE: &str = "\
+sim: deterministic P2P container-image distribution simulator
+
+usage:
+  sim SCENARIO.toml [--seed N] [--policy NAME] [--out DIR]
+  sim matrix DIR_OR_FILES... [--seed N] [--policy NAME] [--out DIR]
+  sim compare-policies SCENARIO.toml [--seed N] [--out DIR]
+  sim check [--baseline DIR] [--current DIR] [--tolerance-file FILE]
+  sim bless [--from DIR] [--to DIR]
+
+options:
+  --seed N               override the scenario's seed
+  --policy NAME          override the scenario's scheduler policy: default, dragonfly, kraken
+  --out DIR              reports go to DIR/<scenario>/ (matrix charts: DIR/matrix/) [reports]
+  --baseline DIR         baseline summaries, DIR/<scenario>/summary.json [reports/baseline]
+  --current DIR          fresh summaries, DIR/<scenario>/summary.json [reports]
+  --tolerance-file FILE  TOML `metric = percent` lines overriding the check tolerances
+  --from DIR, --to DIR   bless copies FROM/<scenario>/summary.json to TO/ [reports, reports/baseline]
+
+`sim matrix DIR` runs the DIR/nginx-*.toml and DIR/tensorflow-*.toml scenarios.
+exit status: 0 ok; 1 a run failed or check found a regression; 2 bad usage, bad scenario
+file, or a missing/unreadable file.
+";
+
+/// A parsed command line.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    Run { scenario: PathBuf, seed: Option<u64>, policy: Option<String>, out: PathBuf },
+    Matrix { inputs: Vec<PathBuf>, seed: Option<u64>, policy: Option<String>, out: PathBuf },
+    ComparePolicies { scenario: PathBuf, seed: Option<u64>, out: PathBuf },
+    Check { baseline: PathBuf, current: PathBuf, tolerance_file: Option<PathBuf> },
+    Bless { from: PathBuf, to: PathBuf },
+    Help,
+}
+
+/// A one-line usage error (exit 2).
+#[derive(Debug, Clone, PartialEq)]
+pub struct UsageError(pub String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+fn usage_err<T>(msg: impl Into<String>) -> Result<T, UsageError> {
+    Err(UsageError(msg.into()))
+}
+
+/// Flags and positionals of one command.
+struct Parsed {
+    positionals: Vec<String>,
+    flags: Vec<(String, String)>,
+}
+
+impl Parsed {
+    fn take(&self, name: &str) -> Option<&str> {
+        self.flags.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    }
+}
+
+/// Splits `args` into positionals and `--flag value` / `--flag=value` pairs, accepting only
+/// `allowed` flags.
+fn split(cmd: &str, args: &[String], allowed: &[&str]) -> Result<Parsed, UsageError> {
+    let mut positionals = vec![];
+    let mut flags: Vec<(String, String)> = vec![];
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        if a == "--" {
+            positionals.extend(it.by_ref().cloned());
+            break;
+        }
+        if let Some(body) = a.strip_prefix("--") {
+            let (name, inline) = match body.split_once('=') {
+                Some((n, v)) => (n, Some(v.to_string())),
+                None => (body, None),
+            };
+            let flag = format!("--{name}");
+            if !allowed.contains(&name) {
+                let expected = if allowed.is_empty() {
+                    "it takes no flags".to_string()
+                } else {
+                    format!("expected {}", allowed.iter().map(|f| format!("--{f}")).collect::<Vec<_>>().join(", "))
+                };
+                return usage_err(format!("unknown flag {flag} for `sim {cmd}` ({expected})"));
+            }
+            let value = match inline {
+                Some(v) => v,
+                None => match it.next() {
+                    Some(v) if !v.starts_with("--") => v.clone(),
+                    _ => return usage_err(format!("{flag} needs a value")),
+                },
+            };
+            if value.is_empty() {
+                return usage_err(format!("{flag} needs a value"));
+            }
+            if flags.iter().any(|(n, _)| n == name) {
+                return usage_err(format!("{flag} given twice"));
+            }
+            flags.push((name.to_string(), value));
+        } else if a.starts_with('-') && a.len() > 1 {
+            return usage_err(format!("unknown flag {a} for `sim {cmd}` (flags start with --)"));
+        } else {
+            positionals.push(a.clone());
+        }
+    }
+    Ok(Parsed { positionals, flags })
+}
+
+fn parse_seed(p: &Parsed) -> Result<Option<u64>, UsageError> {
+    match p.take("seed") {
+        None => Ok(None),
+        Some(v) => match v.replace('_', "").parse::<u64>() {
+            Ok(n) => Ok(Some(n)),
+            Err(_) => usage_err(format!("--seed: expected a non-negative integer, got {v:?}")),
+        },
+    }
+}
+
+fn parse_policy(p: &Parsed) -> Result<Option<String>, UsageError> {
+    match p.take("policy") {
+        None => Ok(None),
+        Some(v) => match sched::Policy::parse(v) {
+            Some(pol) => Ok(Some(pol.name().to_string())),
+            None => usage_err(format!(
+                "--policy: unknown policy {v:?} (expected {})",
+                sched::Policy::NAMES.join(", ")
+            )),
+        },
+    }
+}
+
+fn path_or(p: &Parsed, flag: &str, default: &str) -> PathBuf {
+    PathBuf::from(p.take(flag).unwrap_or(default))
+}
+
+fn one_scenario(cmd: &str, p: &Parsed) -> Result<PathBuf, UsageError> {
+    match p.positionals.as_slice() {
+        [one] => Ok(PathBuf::from(one)),
+        [] => usage_err(format!("`sim {cmd}` needs a scenario file")),
+        [_, extra, ..] => usage_err(format!("`sim {cmd}` takes one scenario file; unexpected {extra:?}")),
+    }
+}
+
+/// Parses the arguments after the program name.
+pub fn parse(args: &[String]) -> Result<Command, UsageError> {
+    if args.iter().take_while(|a| *a != "--").any(|a| a == "-h" || a == "--help" || a == "help") {
+        return Ok(Command::Help);
+    }
+    let Some(first) = args.first() else {
+        return usage_err("missing scenario file (try `sim --help`)");
+    };
+    let rest = &args[1..];
+    match first.as_str() {
+        "matrix" => {
+            let p = split("matrix", rest, &["seed", "policy", "out"])?;
+            if p.positionals.is_empty() {
+                return usage_err("`sim matrix` needs a directory or scenario files");
+            }
+            Ok(Command::Matrix {
+                inputs: p.positionals.iter().map(PathBuf::from).collect(),
+                seed: parse_seed(&p)?,
+                policy: parse_policy(&p)?,
+                out: path_or(&p, "out", "reports"),
+            })
+        }
+        "compare-policies" => {
+            let p = split("compare-policies", rest, &["seed", "out"])?;
+            Ok(Command::ComparePolicies {
+                scenario: one_scenario("compare-policies", &p)?,
+                seed: parse_seed(&p)?,
+                out: path_or(&p, "out", "reports"),
+            })
+        }
+        "check" => {
+            let p = split("check", rest, &["baseline", "current", "tolerance-file"])?;
+            if let Some(extra) = p.positionals.first() {
+                return usage_err(format!("`sim check` takes no positional arguments; unexpected {extra:?}"));
+            }
+            Ok(Command::Check {
+                baseline: path_or(&p, "baseline", "reports/baseline"),
+                current: path_or(&p, "current", "reports"),
+                tolerance_file: p.take("tolerance-file").map(PathBuf::from),
+            })
+        }
+        "bless" => {
+            let p = split("bless", rest, &["from", "to"])?;
+            if let Some(extra) = p.positionals.first() {
+                return usage_err(format!("`sim bless` takes no positional arguments; unexpected {extra:?}"));
+            }
+            Ok(Command::Bless { from: path_or(&p, "from", "reports"), to: path_or(&p, "to", "reports/baseline") })
+        }
+        _ => {
+            // `sim SCENARIO.toml ...` or `sim run SCENARIO.toml ...`.
+            let args = if first == "run" { rest } else { args };
+            let p = split("run", args, &["seed", "policy", "out"])?;
+            Ok(Command::Run {
+                scenario: one_scenario("run", &p)?,
+                seed: parse_seed(&p)?,
+                policy: parse_policy(&p)?,
+                out: path_or(&p, "out", "reports"),
+            })
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Running commands.
+
+/// Why a command stopped, and its exit code.
+enum Failure {
+    /// Bad scenario file, missing input, unreadable baseline: exit 2.
+    Input(String),
+    /// The engine or report writing failed: exit 1.
+    Run(anyhow::Error),
+}
+
+impl From<ScenarioError> for Failure {
+    fn from(e: ScenarioError) -> Self {
+        Failure::Input(e.to_string())
+    }
+}
+impl From<anyhow::Error> for Failure {
+    fn from(e: anyhow::Error) -> Self {
+        Failure::Run(e)
+    }
+}
+impl From<CheckError> for Failure {
+    fn from(e: CheckError) -> Self {
+        Failure::Input(e.to_string())
+    }
+}
+
+/// Runs the command line `args` (without the program name); returns the exit code.
+pub fn main_with_args(args: &[String]) -> i32 {
+    let cmd = match parse(args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 2;
+        }
+    };
+    let result = match cmd {
+        Command::Help => {
+            print!("{USAGE}");
+            Ok(0)
+        }
+        Command::Run { scenario, seed, policy, out } => cmd_run(&scenario, seed, policy, &out),
+        Command::Matrix { inputs, seed, policy, out } => cmd_matrix(&inputs, seed, policy, &out),
+        Command::ComparePolicies { scenario, seed, out } => cmd_compare(&scenario, seed, &out),
+        Command::Check { baseline, current, tolerance_file } => {
+            cmd_check(&baseline, &current, tolerance_file.as_deref())
+        }
+        Command::Bless { from, to } => cmd_bless(&from, &to),
+    };
+    match result {
+        Ok(code) => code,
+        Err(Failure::Input(msg)) => {
+            eprintln!("error: {msg}");
+            2
+        }
+        Err(Failure::Run(e)) => {
+            eprintln!("error: {e:#}");
+            1
+        }
+    }
+}
+
+fn load(path: &Path, seed: Option<u64>, policy: &Option<String>) -> Result<Scenario, Failure> {
+    let mut sc = load_scenario(path)?;
+    if let Some(s) = seed {
+        sc.seed = s;
+    }
+    if let Some(p) = policy {
+        sc.policy = p.clone();
+    }
+    // Refuse early a name that cannot be a report directory.
+    run_dir(Path::new("."), &sc.name).map_err(|e| Failure::Input(format!("{}: name: {e}", path.display())))?;
+    Ok(sc)
+}
+
+fn chart_context(sc: &Scenario) -> ChartContext {
+    ChartContext { registry_gbps: Some(sc.registry.egress_gbps), pods: Some(sc.cluster.pods) }
+}
+
+/// A progress bar on stderr; drawn only when stderr is a terminal.
+fn bar(len: Option<u64>) -> ProgressBar {
+    let pb = match len {
+        Some(n) => {
+            let pb = ProgressBar::with_draw_target(Some(n), ProgressDrawTarget::stderr());
+            pb.set_style(
+                ProgressStyle::with_template("{spinner} [{bar:30}] {pos}/{len} {msg} ({elapsed})")
+                    .expect("valid template")
+                    .progress_chars("=> "),
+            );
+            pb
+        }
+        None => {
+            let pb = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+            pb.set_style(ProgressStyle::with_template("{spinner} {msg} ({elapsed})").expect("valid template"));
+            pb
+        }
+    };
+    pb.enable_steady_tick(Duration::from_millis(120));
+    pb
+}
+
+/// Simulated work and wall time of a command, for the closing speed line.
+#[derive(Default)]
+struct Speed {
+    events: u64,
+    sim_wall: Duration,
+}
+
+impl Speed {
+    fn add(&mut self, run: &RunResult, wall: Duration) {
+        self.events += run.modes.iter().map(|m| m.events).sum::<u64>();
+        self.sim_wall += wall;
+    }
+    fn line(&self, total: Duration) -> String {
+        let secs = self.sim_wall.as_secs_f64();
+        let rate = if secs > 0.0 { self.events as f64 / secs } else { 0.0 };
+        format!(
+            "wall {:.2} s (simulation {:.2} s), {} events, {} events/s",
+            total.as_secs_f64(),
+            secs,
+            thousands(self.events),
+            thousands(rate.round() as u64)
+        )
+    }
+}
+
+fn simulate(sc: &Scenario, pb: &ProgressBar, speed: &mut Speed) -> anyhow::Result<RunResult> {
+    let modes: Vec<&str> = sc.modes.iter().map(|m| m.name()).collect();
+    pb.set_message(format!(
+        "{}: {} pods, {} (policy {}, seed {})",
+        sc.name,
+        sc.cluster.pods,
+        modes.join(", "),
+        sc.policy,
+        sc.seed
+    ));
+    let t = Instant::now();
+    // The CLI owns the progress display; the engine draws nothing.
+    let run = run_scenario(sc, &RunOptions { progress: false })
+        .with_context(|| format!("simulating {}", sc.name))?;
+    speed.add(&run, t.elapsed());
+    Ok(run)
+}
+
+fn cmd_run(path: &Path, seed: Option<u64>, policy: Option<String>, out: &Path) -> Result<i32, Failure> {
+    let start = Instant::now();
+    let sc = load(path, seed, &policy)?;
+    let mut speed = Speed::default();
+    let pb = bar(None);
+    let run = simulate(&sc, &pb, &mut speed);
+    pb.finish_and_clear();
+    let run = run?;
+    let report = write_run_reports(out, &run, &chart_context(&sc))?;
+    print!("{}", report.table);
+    println!("reports in {}", report.dir.display());
+    println!("{}", speed.line(start.elapsed()));
+    Ok(0)
+}
+
+/// The scenario files `sim matrix` runs: listed files as given, directories' nginx-* and
+/// tensorflow-* `.toml` files sorted by name.
+pub fn matrix_inputs(inputs: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
+    let mut files = vec![];
+    for input in inputs {
+        if input.is_dir() {
+            let rd = std::fs::read_dir(input).map_err(|e| format!("{}: {e}", input.display()))?;
+            let mut found: Vec<PathBuf> = rd
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| {
+                    let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+                    p.is_file()
+                        && name.ends_with(".toml")
+                        && (name.starts_with("nginx-") || name.starts_with("tensorflow-"))
+                })
+                .collect();
+            found.sort();
+            if found.is_empty() {
+                return Err(format!("{}: no nginx-*.toml or tensorflow-*.toml scenario here", input.display()));
+            }
+            files.extend(found);
+        } else if input.is_file() {
+            files.push(input.clone());
+        } else {
+            return Err(format!("{}: no such file or directory", input.display()));
+        }
+    }
+    Ok(files)
+}
+
+fn cmd_matrix(inputs: &[PathBuf], seed: Option<u64>, policy: Option<String>, out: &Path) -> Result<i32, Failure> {
+    let start = Instant::now();
+    let files = matrix_inputs(inputs).map_err(Failure::Input)?;
+    // Load every file first: a bad one stops the matrix before hours of running.
+    let scenarios = files.iter().map(|f| load(f, seed, &policy)).collect::<Result<Vec<_>, _>>()?;
+    let mut speed = Speed::default();
+    let mut entries = vec![];
+    let mut failed = vec![];
+    let pb = bar(Some(scenarios.len() as u64));
+    for sc in &scenarios {
+        match simulate(sc, &pb, &mut speed).and_then(|run| {
+            let report = write_run_reports(out, &run, &chart_context(sc))?;
+            Ok((run, report))
+        }) {
+            Ok((run, report)) => {
+                pb.suspend(|| println!("{}", report.table));
+                entries.push(MatrixEntry::new(&run, sc.cluster.pods, Some(sc.registry.egress_gbps)));
+            }
+            Err(e) => {
+                pb.suspend(|| eprintln!("error: {e:#}"));
+                failed.push(sc.name.clone());
+            }
+        }
+        pb.inc(1);
+    }
+    pb.finish_and_clear();
+    if !entries.is_empty() {
+        let dir = out.join("matrix");
+        let files = write_matrix(&dir, &entries)?;
+        println!("matrix: {} scenarios x modes in {} ({} files)", entries.len(), dir.display(), files.len());
+    }
+    println!("{}", speed.line(start.elapsed()));
+    if failed.is_empty() {
+        Ok(0)
+    } else {
+        eprintln!("error: {} scenario(s) failed: {}", failed.len(), failed.join(", "));
+        Ok(1)
+    }
+}
+
+fn cmd_compare(path: &Path, seed: Option<u64>, out: &Path) -> Result<i32, Failure> {
+    let start = Instant::now();
+    let mut sc = load(path, seed, &None)?;
+    // Only the p2p modes differ between policies; oci would just cost time.
+    sc.modes = p2p_modes(&sc.modes);
+    let mut speed = Speed::default();
+    let mut runs = vec![];
+    let pb = bar(Some(sched::Policy::NAMES.len() as u64));
+    for name in sched::Policy::NAMES {
+        sc.policy = name.to_string();
+        match simulate(&sc, &pb, &mut speed) {
+            Ok(run) => runs.push((name.to_string(), run)),
+            Err(e) => {
+                pb.finish_and_clear();
+                return Err(e.into());
+            }
+        }
+        pb.inc(1);
+    }
+    pb.finish_and_clear();
+    let table = PolicyTable::new(&runs);
+    let dir = run_dir(out, &sc.name)?;
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let csv_path = dir.join("policies.csv");
+    std::fs::write(&csv_path, table.to_csv()?).with_context(|| format!("writing {}", csv_path.display()))?;
+    let md = table.to_markdown();
+    let md_path = dir.join("policies.md");
+    std::fs::write(&md_path, &md).with_context(|| format!("writing {}", md_path.display()))?;
+    print!("{md}");
+    println!("written: {}, {}", csv_path.display(), md_path.display());
+    println!("{}", speed.line(start.elapsed()));
+    Ok(0)
+}
+
+fn cmd_check(baseline: &Path, current: &Path, tolerance_file: Option<&Path>) -> Result<i32, Failure> {
+    let tol = match tolerance_file {
+        None => Tolerances::default(),
+        Some(p) => {
+            let text = std::fs::read_to_string(p)
+                .map_err(|e| Failure::Input(format!("{}: {e}", p.display())))?;
+            Tolerances::from_toml(p, &text)?
+        }
+    };
+    match check::check(baseline, current, &tol) {
+        Ok(outcome) => {
+            print!("{}", outcome.render(&tol));
+            Ok(outcome.exit_code())
+        }
+        Err(errors) => {
+            for e in &errors[..errors.len() - 1] {
+                eprintln!("error: {e}");
+            }
+            Err(Failure::Input(errors.last().map(|e| e.to_string()).unwrap_or_default()))
+        }
+    }
+}
+
+fn cmd_bless(from: &Path, to: &Path) -> Result<i32, Failure> {
+    let copied = check::bless(from, to)?;
+    for p in &copied {
+        println!("blessed {}", p.display());
+    }
+    println!("{} baseline summaries updated in {}; review and commit them deliberately", copied.len(), to.display());
+    Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(s: &str) -> Vec<String> {
+        s.split_whitespace().map(String::from).collect()
+    }
+
+    fn err(s: &str) -> String {
+        parse(&args(s)).unwrap_err().0
+    }
+
+    #[test]
+    fn run_with_overrides() {
+        assert_eq!(
+            parse(&args("scenarios/tensorflow-500.toml --seed 7 --policy kraken --out /tmp/r")).unwrap(),
+            Command::Run {
+                scenario: "scenarios/tensorflow-500.toml".into(),
+                seed: Some(7),
+                policy: Some("kraken".into()),
+                out: "/tmp/r".into()
+            }
+        );
+        assert_eq!(
+            parse(&args("run a.toml --seed=3")).unwrap(),
+            Command::Run { scenario: "a.toml".into(), seed: Some(3), policy: None, out: "reports".into() }
+        );
+    }
+
+    #[test]
+    fn other_commands_and_defaults() {
+        assert_eq!(
+            parse(&args("matrix scenarios --out o")).unwrap(),
+            Command::Matrix { inputs: vec!["scenarios".into()], seed: None, policy: None, out: "o".into() }
+        );
+        assert_eq!(
+            parse(&args("compare-policies s.toml --seed 2")).unwrap(),
+            Command::ComparePolicies { scenario: "s.toml".into(), seed: Some(2), out: "reports".into() }
+        );
+        assert_eq!(
+            parse(&args("check")).unwrap(),
+            Command::Check { baseline: "reports/baseline".into(), current: "reports".into(), tolerance_file: None }
+        );
+        assert_eq!(
+            parse(&args("check --baseline b --current c --tolerance-file t.toml")).unwrap(),
+            Command::Check { baseline: "b".into(), current: "c".into(), tolerance_file: Some("t.toml".into()) }
+        );
+        assert_eq!(
+            parse(&args("bless")).unwrap(),
+            Command::Bless { from: "reports".into(), to: "reports/baseline".into() }
+        );
+        assert_eq!(parse(&args("--help")).unwrap(), Command::Help);
+        assert_eq!(parse(&args("matrix -h")).unwrap(), Command::Help);
+    }
+
+    #[test]
+    fn errors_name_the_flag() {
+        assert!(err("s.toml --sed 1").contains("unknown flag --sed"), "{}", err("s.toml --sed 1"));
+        assert!(err("s.toml --seed").contains("--seed needs a value"));
+        assert!(err("s.toml --seed abc").contains("--seed: expected a non-negative integer"));
+        assert!(err("s.toml --seed -1").contains("--seed: expected a non-negative integer, got \"-1\""));
+        let e = err("s.toml --policy fastest");
+        assert!(e.contains("--policy") && e.contains("default, dragonfly, kraken"), "{e}");
+        assert!(err("compare-policies s.toml --policy kraken").contains("unknown flag --policy"));
+        assert!(err("s.toml --seed 1 --seed 2").contains("--seed given twice"));
+        assert!(err("s.toml -x").contains("unknown flag -x"));
+        assert!(err("").contains("missing scenario file"));
+        assert!(err("a.toml b.toml").contains("unexpected \"b.toml\""));
+        assert!(err("matrix").contains("needs a directory"));
+        assert!(err("check extra").contains("unexpected \"extra\""));
+        assert!(err("bless --out x").contains("unknown flag --out"));
+        // One line each.
+        for e in [err("s.toml --sed 1"), err("s.toml --policy x")] {
+            assert!(!e.contains('\n'), "{e}");
+        }
+    }
+
+    #[test]
+    fn bad_flags_exit_2() {
+        assert_eq!(main_with_args(&args("s.toml --bogus 1")), 2);
+        assert_eq!(main_with_args(&args("check --baseline /nonexistent/sim-test-baseline")), 2);
+    }
+
+    #[test]
+    fn a_missing_scenario_file_exits_2() {
+        assert_eq!(main_with_args(&args("/nonexistent/sim-test.toml")), 2);
+    }
+
+    #[test]
+    fn matrix_picks_nginx_and_tensorflow_files() {
+        let d = std::env::temp_dir().join(format!("sim-cli-matrix-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        for f in ["nginx-50.toml", "tensorflow-500.toml", "capacity-10k.toml", "nginx-notes.md"] {
+            std::fs::write(d.join(f), "").unwrap();
+        }
+        let files = matrix_inputs(std::slice::from_ref(&d)).unwrap();
+        let names: Vec<String> = files.iter().map(|p| p.file_name().unwrap().to_string_lossy().into_owned()).collect();
+        assert_eq!(names, ["nginx-50.toml", "tensorflow-500.toml"]);
+        let listed = matrix_inputs(&[d.join("capacity-10k.toml")]).unwrap();
+        assert_eq!(listed.len(), 1);
+        assert!(matrix_inputs(&[d.join("nope.toml")]).unwrap_err().contains("nope.toml"));
+        let _ = std::fs::remove_dir_all(&d);
+    }
+}

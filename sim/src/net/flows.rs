@@ -1,0 +1,145 @@
+//! Flow storage: a slab of flows plus, per constraint, the list of flows crossing it.
+//!
+//! Constraint `2n` is node n's upload, `2n + 1` its download. Each flow stores its
+//! position in both member lists so detaching is two swap-removes, O(1).
+
+use super::{FlowId, NodeIx, TimeNs};
+
+/// `done_ns` of a flow that has no known completion time (rate 0 since its start).
+pub(super) const NOT_SCHEDULED: TimeNs = TimeNs::MAX;
+
+pub(super) fn upload_of(node: NodeIx) -> u32 {
+    node.0 * 2
+}
+
+pub(super) fn download_of(node: NodeIx) -> u32 {
+    node.0 * 2 + 1
+}
+
+#[derive(Clone, Debug)]
+pub(super) struct Flow {
+    pub live: bool,
+    pub id: FlowId,
+    pub tag: u64,
+    pub src: NodeIx,
+    pub dst: NodeIx,
+    pub bytes: u64,
+    pub started_ns: TimeNs,
+    /// Bytes left as of `FlowNet::solved_ns`; progress since then is `rate * dt`.
+    pub remaining_bytes: f64,
+    pub rate_bytes_per_ns: f64,
+    pub done_ns: TimeNs,
+    /// [src upload, dst download].
+    pub cons: [u32; 2],
+    /// Index in each constraint's member list, valid while `attached`.
+    pub pos: [u32; 2],
+    /// Zero-byte flows never attach: they take no capacity.
+    pub attached: bool,
+}
+
+impl Flow {
+    pub fn new(id: FlowId, tag: u64, src: NodeIx, dst: NodeIx, bytes: u64, now_ns: TimeNs) -> Self {
+        Flow {
+            live: true,
+            id,
+            tag,
+            src,
+            dst,
+            bytes,
+            started_ns: now_ns,
+            remaining_bytes: bytes as f64,
+            rate_bytes_per_ns: 0.0,
+            done_ns: NOT_SCHEDULED,
+            cons: [upload_of(src), download_of(dst)],
+            pos: [u32::MAX; 2],
+            attached: false,
+        }
+    }
+}
+
+/// A flow as seen from one of its constraints: the solver needs nothing else, so it
+/// never touches the (much larger) `Flow` records.
+#[derive(Copy, Clone, Debug)]
+pub(super) struct Member {
+    pub slot: u32,
+    pub other: u32,
+}
+
+#[derive(Default)]
+pub(super) struct FlowTable {
+    pub slots: Vec<Flow>,
+    /// Per constraint, the slots of the attached flows crossing it (unordered).
+    pub members: Vec<Vec<Member>>,
+    free: Vec<u32>,
+    live: usize,
+}
+
+impl FlowTable {
+    pub fn add_node(&mut self) {
+        self.members.push(Vec::new());
+        self.members.push(Vec::new());
+    }
+
+    pub fn live(&self) -> usize {
+        self.live
+    }
+
+    pub fn insert(&mut self, flow: Flow) -> u32 {
+        self.live += 1;
+        match self.free.pop() {
+            Some(slot) => {
+                self.slots[slot as usize] = flow;
+                slot
+            }
+            None => {
+                self.slots.push(flow);
+                (self.slots.len() - 1) as u32
+            }
+        }
+    }
+
+    pub fn attach(&mut self, slot: u32) {
+        let flow = &mut self.slots[slot as usize];
+        debug_assert!(!flow.attached);
+        for k in 0..2 {
+            let list = &mut self.members[flow.cons[k] as usize];
+            flow.pos[k] = list.len() as u32;
+            list.push(Member {
+                slot,
+                other: flow.cons[1 - k],
+            });
+        }
+        flow.attached = true;
+    }
+
+    /// Detaches (if attached) and frees the slot.
+    pub fn remove(&mut self, slot: u32) {
+        if self.slots[slot as usize].attached {
+            self.detach(slot);
+        }
+        let flow = &mut self.slots[slot as usize];
+        debug_assert!(flow.live);
+        flow.live = false;
+        self.live -= 1;
+        self.free.push(slot);
+    }
+
+    fn detach(&mut self, slot: u32) {
+        let (cons, pos) = {
+            let f = &self.slots[slot as usize];
+            (f.cons, f.pos)
+        };
+        for k in 0..2 {
+            let list = &mut self.members[cons[k] as usize];
+            let p = pos[k] as usize;
+            list.swap_remove(p);
+            if p < list.len() {
+                let moved = &mut self.slots[list[p].slot as usize];
+                // A flow's two constraints always differ (upload vs download), so this is unambiguous.
+                let km = if moved.cons[0] == cons[k] { 0 } else { 1 };
+                moved.pos[km] = p as u32;
+            }
+        }
+        self.slots[slot as usize].attached = false;
+    }
+}

@@ -1,0 +1,111 @@
+//! `pods.csv` and `registry.csv`: the raw per-pod and per-bucket data behind the charts.
+//! Floats have `summary::DECIMALS` fixed decimals; a time that did not happen (NaN, e.g.
+//! `pull_done_s` of p2p-lazy without prefetch) is an empty field.
+
+use super::format::csv_f;
+use super::summary::bucket_gbps;
+use crate::result::{RunResult, REGISTRY_BUCKET_NS};
+
+pub const PODS_HEADER: [&str; 12] = [
+    "mode",
+    "pod",
+    "node",
+    "scheduled_s",
+    "pull_start_s",
+    "image_ready_s",
+    "pull_done_s",
+    "unpacked_s",
+    "started_s",
+    "bytes_from_registry",
+    "bytes_from_seed_peers",
+    "bytes_from_peers",
+];
+
+pub const REGISTRY_HEADER: [&str; 4] = ["mode", "t_s", "egress_bytes", "egress_gbps"];
+
+fn finish(w: csv::Writer<Vec<u8>>) -> anyhow::Result<String> {
+    let bytes = w.into_inner().map_err(|e| anyhow::anyhow!("csv: {e}"))?;
+    Ok(String::from_utf8(bytes)?)
+}
+
+/// `pods.csv`: one row per pod and mode, modes in run order, pods by id.
+pub fn pods_csv(run: &RunResult) -> anyhow::Result<String> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    w.write_record(PODS_HEADER)?;
+    for m in &run.modes {
+        let mut pods: Vec<_> = m.pods.iter().collect();
+        pods.sort_by_key(|p| p.pod);
+        for p in pods {
+            w.write_record([
+                m.mode.name().to_string(),
+                p.pod.to_string(),
+                p.node.to_string(),
+                csv_f(p.scheduled_s),
+                csv_f(p.pull_start_s),
+                csv_f(p.image_ready_s),
+                csv_f(p.pull_done_s),
+                csv_f(p.unpacked_s),
+                csv_f(p.started_s),
+                p.bytes_from_registry.to_string(),
+                p.bytes_from_seed_peers.to_string(),
+                p.bytes_from_peers.to_string(),
+            ])?;
+        }
+    }
+    finish(w)
+}
+
+/// `registry.csv`: one row per 100 ms bucket and mode; `t_s` is the bucket's start.
+pub fn registry_csv(run: &RunResult) -> anyhow::Result<String> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    w.write_record(REGISTRY_HEADER)?;
+    for m in &run.modes {
+        for (i, &b) in m.registry_egress_bytes_per_bucket.iter().enumerate() {
+            // Integer nanoseconds, then seconds: no accumulated float error.
+            let t_s = (i as u64 * REGISTRY_BUCKET_NS) as f64 / 1e9;
+            w.write_record([
+                m.mode.name().to_string(),
+                csv_f(t_s),
+                b.to_string(),
+                csv_f(bucket_gbps(b)),
+            ])?;
+        }
+    }
+    finish(w)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::fixtures::fake_run;
+
+    #[test]
+    fn pods_csv_rows_and_columns() {
+        let run = fake_run("nginx-50", 8, 50_000_000, 3);
+        let text = pods_csv(&run).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], PODS_HEADER.join(","));
+        assert_eq!(lines.len(), 1 + 3 * 8);
+        assert!(lines[1].starts_with("oci,0,0,"));
+        assert!(lines[9].starts_with("p2p,0,0,"));
+        assert!(lines[17].starts_with("p2p-lazy,0,0,"));
+        for l in &lines[1..] {
+            assert_eq!(l.split(',').count(), 12, "{l}");
+        }
+        assert_eq!(text, pods_csv(&run.clone()).unwrap());
+    }
+
+    #[test]
+    fn registry_csv_one_row_per_bucket() {
+        let run = fake_run("nginx-50", 8, 50_000_000, 3);
+        let text = registry_csv(&run).unwrap();
+        let n: usize = run.modes.iter().map(|m| m.registry_egress_bytes_per_bucket.len()).sum();
+        assert_eq!(text.lines().count(), 1 + n);
+        let row3 = text.lines().nth(4).unwrap();
+        assert!(row3.starts_with("oci,0.300000,"), "{row3}");
+        let cols: Vec<&str> = row3.split(',').collect();
+        let bytes: f64 = cols[2].parse().unwrap();
+        let gbps: f64 = cols[3].parse().unwrap();
+        assert!((bytes * 80.0 / 1e9 - gbps).abs() < 1e-6);
+    }
+}

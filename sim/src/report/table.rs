@@ -1,0 +1,70 @@
+//! The terminal table comparing the modes of one run.
+
+use super::format::{bytes, gbps, secs, text_table, thousands, times_image_str};
+use super::summary::Summary;
+
+/// The mode table and the lower-bound line, ready to print.
+pub fn modes_table(summary: &Summary) -> String {
+    let header: Vec<String> = [
+        "mode",
+        "pods",
+        "start p50",
+        "start p99",
+        "start max",
+        "makespan",
+        "registry bytes",
+        "x image",
+        "registry peak",
+        "registry reqs",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let rows: Vec<Vec<String>> = summary
+        .modes
+        .iter()
+        .map(|(name, m)| {
+            vec![
+                name.clone(),
+                m.pods.to_string(),
+                secs(m.startup_p50_s),
+                secs(m.startup_p99_s),
+                secs(m.startup_max_s),
+                secs(m.makespan_s),
+                bytes(m.registry_bytes),
+                times_image_str(m.registry_bytes, summary.image_bytes),
+                format!("{} Gbit/s", gbps(m.registry_peak_bps as f64)),
+                thousands(m.registry_requests),
+            ]
+        })
+        .collect();
+    let mut out = format!(
+        "{}  policy {}  seed {}  image {}\n",
+        summary.scenario,
+        summary.policy,
+        summary.seed,
+        bytes(summary.image_bytes)
+    );
+    out.push_str(&text_table(&header, &rows));
+    let lb = summary.lower_bound_s;
+    let lb = if lb.is_finite() { secs(lb) } else { "n/a".to_string() };
+    out.push_str(&format!("lower bound (Kumar & Ross) = {lb}\n"));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::fixtures::fake_run;
+
+    #[test]
+    fn table_has_a_row_per_mode_and_the_lower_bound() {
+        let run = fake_run("tensorflow-50", 50, 1_200_000_000, 1);
+        let t = modes_table(&Summary::of(&run));
+        assert!(t.contains("\noci "), "{t}");
+        assert!(t.contains("\np2p "), "{t}");
+        assert!(t.contains("\np2p-lazy "), "{t}");
+        assert!(t.contains("50.00x"), "{t}");
+        assert!(t.contains("lower bound (Kumar & Ross) = "), "{t}");
+    }
+}

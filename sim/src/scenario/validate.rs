@@ -1,0 +1,227 @@
+//! Semantic checks of a deserialized scenario: the one place a scenario is validated.
+//!
+//! Each rule names the dotted key at fault and says what value would be accepted, so the
+//! loader can point at the line. The first failing rule is reported.
+
+use super::model::{Mode, Scenario};
+
+/// A rule a scenario breaks: the dotted key and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Invalid {
+    pub key: String,
+    pub message: String,
+}
+
+/// Longest accepted latency, delay or service time. Far above anything real; it only
+/// keeps nanosecond sums of many such times well inside u64 (about 584 years).
+const DURATION_MAX_S: f64 = 86_400.0;
+/// Longest accepted run: 30 virtual days.
+const TIME_LIMIT_MAX_S: f64 = 30.0 * 86_400.0;
+
+pub(crate) fn validate(s: &Scenario) -> Result<(), Invalid> {
+    name(s)?;
+    policy(s)?;
+    modes(s)?;
+    cluster(s)?;
+    registry(s)?;
+    scheduler(s)?;
+    image(s)?;
+    pod(s)?;
+    lazy(s)?;
+    sim(s)
+}
+
+fn fail(key: &str, message: String) -> Result<(), Invalid> {
+    Err(Invalid { key: key.to_string(), message })
+}
+
+/// Rates and sizes: a finite number above zero.
+fn positive(key: &str, value: f64) -> Result<(), Invalid> {
+    if value.is_finite() && value > 0.0 {
+        return Ok(());
+    }
+    fail(key, format!("must be a finite number greater than 0 (got {value})"))
+}
+
+/// Latencies, delays and service times, in the unit the key's name ends with.
+fn duration(key: &str, value: f64) -> Result<(), Invalid> {
+    let (unit, per_s) = unit_of(key);
+    let max = DURATION_MAX_S * per_s;
+    if value.is_finite() && (0.0..=max).contains(&value) {
+        return Ok(());
+    }
+    fail(key, format!("must be a finite number from 0 to {max} {unit} (got {value})"))
+}
+
+fn unit_of(key: &str) -> (&'static str, f64) {
+    if key.ends_with("_us") {
+        ("us", 1e6)
+    } else if key.ends_with("_ms") {
+        ("ms", 1e3)
+    } else {
+        ("s", 1.0)
+    }
+}
+
+fn at_least_one(key: &str, value: u64) -> Result<(), Invalid> {
+    if value >= 1 {
+        return Ok(());
+    }
+    fail(key, format!("must be at least 1 (got {value})"))
+}
+
+fn name(s: &Scenario) -> Result<(), Invalid> {
+    // The name becomes a report directory, so it must be one plain path component.
+    let plain = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
+    if !s.name.is_empty() && !s.name.starts_with('.') && s.name.chars().all(plain) {
+        return Ok(());
+    }
+    fail(
+        "name",
+        format!(
+            "must be a non-empty directory name of letters, digits, '-', '_' or '.', \
+             not starting with '.' (got {:?})",
+            s.name
+        ),
+    )
+}
+
+fn policy(s: &Scenario) -> Result<(), Invalid> {
+    if sched::Policy::parse(&s.policy).is_some() {
+        return Ok(());
+    }
+    let valid = sched::Policy::NAMES.join(", ");
+    fail("policy", format!("unknown policy {:?}; valid policies: {valid}", s.policy))
+}
+
+fn modes(s: &Scenario) -> Result<(), Invalid> {
+    if s.modes.is_empty() {
+        let valid: Vec<&str> = Mode::ALL.iter().map(|m| m.name()).collect();
+        return fail(
+            "modes",
+            format!(
+                "must name at least one mode (valid: {}), or be left out for all",
+                valid.join(", ")
+            ),
+        );
+    }
+    for (i, mode) in s.modes.iter().enumerate() {
+        if s.modes[..i].contains(mode) {
+            return fail(
+                &format!("modes[{i}]"),
+                format!("mode {:?} is listed twice; list each mode once", mode.name()),
+            );
+        }
+    }
+    Ok(())
+}
+
+fn cluster(s: &Scenario) -> Result<(), Invalid> {
+    let c = &s.cluster;
+    at_least_one("cluster.pods", c.pods.into())?;
+    at_least_one("cluster.pods_per_node", c.pods_per_node.into())?;
+    positive("cluster.node_bandwidth_gbps", c.node_bandwidth_gbps)?;
+    positive("cluster.node_disk_write_mbps", c.node_disk_write_mbps)?;
+    let p2p = s.modes.iter().any(|m| matches!(m, Mode::P2p | Mode::P2pLazy));
+    if p2p && c.seed_peers == 0 {
+        // Seed peers are the only peers that go back to the registry in p2p modes.
+        return fail(
+            "cluster.seed_peers",
+            "must be at least 1 when modes include p2p or p2p-lazy (got 0); \
+             set seed_peers or use modes = [\"oci\"]"
+                .to_string(),
+        );
+    }
+    positive("cluster.seed_peer_bandwidth_gbps", c.seed_peer_bandwidth_gbps)?;
+    positive("cluster.seed_peer_disk_write_mbps", c.seed_peer_disk_write_mbps)?;
+    at_least_one("cluster.scheduler_replicas", c.scheduler_replicas.into())
+}
+
+fn registry(s: &Scenario) -> Result<(), Invalid> {
+    let r = &s.registry;
+    positive("registry.egress_gbps", r.egress_gbps)?;
+    duration("registry.request_latency_ms", r.request_latency_ms)?;
+    positive("registry.qps_limit", r.qps_limit)
+}
+
+fn scheduler(s: &Scenario) -> Result<(), Invalid> {
+    let c = &s.scheduler;
+    duration("scheduler.schedule_service_us", c.schedule_service_us)?;
+    duration("scheduler.report_service_us", c.report_service_us)?;
+    duration("scheduler.rpc_latency_ms", c.rpc_latency_ms)
+}
+
+fn image(s: &Scenario) -> Result<(), Invalid> {
+    let i = &s.image;
+    if i.reference.trim().is_empty() {
+        return fail(
+            "image.reference",
+            "must not be empty; e.g. \"library/nginx:1.25\"".to_string(),
+        );
+    }
+    if i.layer_bytes.is_empty() {
+        return fail(
+            "image.layer_bytes",
+            "must list at least one layer size in bytes, e.g. [1986743, 67118423]".to_string(),
+        );
+    }
+    if let Some(zero) = i.layer_bytes.iter().position(|&b| b == 0) {
+        return fail(
+            &format!("image.layer_bytes[{zero}]"),
+            "a layer must be at least 1 byte (got 0)".to_string(),
+        );
+    }
+    // Totals are summed in u64 bytes downstream; refuse what cannot be summed.
+    let blobs = [i.manifest_bytes, i.config_bytes];
+    if i.layer_bytes.iter().chain(&blobs).try_fold(0u64, |sum, &b| sum.checked_add(b)).is_none() {
+        return fail(
+            "image.layer_bytes",
+            "the image's total size overflows 64-bit bytes".to_string(),
+        );
+    }
+    at_least_one("image.manifest_bytes", i.manifest_bytes)?;
+    at_least_one("image.config_bytes", i.config_bytes)
+}
+
+fn pod(s: &Scenario) -> Result<(), Invalid> {
+    let p = &s.pod;
+    duration("pod.schedule_delay_ms", p.schedule_delay_ms)?;
+    duration("pod.schedule_jitter_ms", p.schedule_jitter_ms)?;
+    at_least_one("pod.max_concurrent_downloads", p.max_concurrent_downloads.into())?;
+    positive("pod.unpack_mbps_per_core", p.unpack_mbps_per_core)?;
+    at_least_one("pod.unpack_cores", p.unpack_cores.into())?;
+    duration("pod.container_start_ms", p.container_start_ms)
+}
+
+fn lazy(s: &Scenario) -> Result<(), Invalid> {
+    let l = &s.lazy;
+    let f = l.startup_working_set_fraction;
+    if !(f > 0.0 && f <= 1.0) {
+        // Written so NaN fails too.
+        return fail(
+            "lazy.startup_working_set_fraction",
+            format!("must be in (0, 1], a share of the image's bytes, e.g. 0.06 (got {f})"),
+        );
+    }
+    at_least_one("lazy.range_read_bytes", l.range_read_bytes)?;
+    at_least_one("lazy.range_reads_in_flight", l.range_reads_in_flight.into())?;
+    duration("lazy.mount_ms", l.mount_ms)
+}
+
+fn sim(s: &Scenario) -> Result<(), Invalid> {
+    let q = s.sim.quantum_us;
+    if !(q.is_finite() && (0.0..=1e6).contains(&q)) {
+        return fail(
+            "sim.quantum_us",
+            format!("must be a finite number from 0 (exact) to 1000000 us (got {q})"),
+        );
+    }
+    let t = s.sim.time_limit_s;
+    if !(t.is_finite() && t > 0.0 && t <= TIME_LIMIT_MAX_S) {
+        return fail(
+            "sim.time_limit_s",
+            format!("must be a finite number above 0 and at most {TIME_LIMIT_MAX_S} s (got {t})"),
+        );
+    }
+    Ok(())
+}
