@@ -77,6 +77,10 @@ pub struct PeerConfig {
     pub report_batch_pieces: u32,
     /// Piece uploads a host serves at once, across tasks; others wait in line.
     pub upload_slots: u32,
+    /// When an image manifest passes through the mirror, start every blob it names at
+    /// once instead of waiting for the client to ask for each (containerd fetches 3 at
+    /// a time, so the last layers' seeds would start late).
+    pub prefetch_manifest_blobs: bool,
 }
 
 impl PeerConfig {
@@ -104,6 +108,7 @@ impl PeerConfig {
                 endgame_pieces: 0,
                 report_batch_pieces: 1,
                 upload_slots: 128,
+                prefetch_manifest_blobs: false,
             },
             // Kraken agent: 4 MB pieces, 10 connections per blob, 3 requests per agent and
             // 5 per origin, rarest first, endgame at 3, announce every 3 s while not
@@ -128,6 +133,7 @@ impl PeerConfig {
                 endgame_pieces: 3,
                 report_batch_pieces: 0,
                 upload_slots: u32::MAX,
+                prefetch_manifest_blobs: false,
             },
             // Ours: small pieces (short pipelines), rarest first so parents and children
             // always hold pieces the other lacks, several requests per parent so a parent's
@@ -154,6 +160,7 @@ impl PeerConfig {
                 endgame_pieces: 4,
                 report_batch_pieces: 8,
                 upload_slots: 32,
+                prefetch_manifest_blobs: true,
             },
         }
     }

@@ -295,8 +295,10 @@ impl TaskDownload {
                 consider(f.started_ns.saturating_add(timeout));
             }
         }
-        if self.phase == Phase::P2p && !self.needed.is_empty() {
-            consider(self.last_piece_ns.saturating_add(self.cfg.stall_timeout_ns));
+        if self.phase == Phase::P2p && !self.needed.is_empty() && !self.awaiting_parents {
+            if self.in_flight.is_empty() {
+                consider(self.last_piece_ns.saturating_add(self.cfg.stall_timeout_ns));
+            }
             if let Some(interval) = self.cfg.reannounce_interval_ns {
                 if self.parents.len() < self.cfg.max_parents {
                     consider(self.last_reschedule_ns.unwrap_or(0).saturating_add(interval));

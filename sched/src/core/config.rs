@@ -89,9 +89,9 @@ impl SchedulerConfig {
                 back_to_source_limit: 3,
                 retry_back_to_source_limit: u32::MAX,
                 retry_limit: u32::MAX,
-                // Few children per host keep upload shares large and load even.
-                normal_upload_limit: 10,
-                seed_upload_limit: 8,
+                // Edges across all tasks of a host; the score spreads children evenly below it.
+                normal_upload_limit: 48,
+                seed_upload_limit: 64,
                 wait_for_parent_timeout_ns: 10 * NS_PER_S,
                 seed_stripes: 8,
                 ..dragonfly

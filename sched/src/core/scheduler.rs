@@ -438,7 +438,10 @@ impl Scheduler {
         if p.waiting_since.is_none() {
             p.waiting_since = Some(now);
         }
-        self.arm(waited_since + self.cfg.wait_for_parent_timeout_ns, peer);
+        // Re-check when the wait times out (again later if a seed still serves the task).
+        let deadline = waited_since + self.cfg.wait_for_parent_timeout_ns;
+        let at = if deadline > now { deadline } else { now + self.cfg.wait_for_parent_timeout_ns.max(1) };
+        self.arm(at, peer);
         self.tasks.get_mut(&task_id).expect("exists").waiting.insert(peer);
     }
 

@@ -1,0 +1,902 @@
+//! One mode of one scenario: the event loop, the registry, the scheduler replicas and the
+//! hosts. Decisions come from `sched::core` (parents, back-to-source, seeds) and
+//! `peer::core` (which piece from whom, when to reschedule); this file only carries
+//! their inputs and outputs through virtual time and the bandwidth model.
+
+use super::bound;
+use super::events::{Event, EventQueue};
+use crate::net::{Completion, FlowNet, NodeIx, TimeNs};
+use crate::result::{ModeResult, PodRecord, REGISTRY_BUCKET_NS};
+use crate::scenario::{Mode, Scenario};
+use peer::core::{PeerAction, PeerConfig, Source, TaskDownload, UploadSlots};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use sched::core::{
+    hashring, Decision, HostId, HostInfo, HostKind, PeerId, PieceReport, RegisterPeer, Scheduler, SchedulerConfig,
+    TaskId,
+};
+use sched::Policy;
+
+pub(crate) const NS_PER_S_F: f64 = 1e9;
+
+fn ms(v: f64) -> TimeNs {
+    (v * 1e6).round() as TimeNs
+}
+
+/// A request to a scheduler replica.
+#[derive(Debug, Clone)]
+pub(crate) enum SchedRequest {
+    Register(RegisterPeer),
+    Pieces(PeerId, Vec<PieceReport>),
+    ParentFailed(PeerId, PeerId),
+    Reschedule(PeerId, Vec<PeerId>),
+    Finished(PeerId),
+}
+
+struct Replica {
+    core: Scheduler,
+    busy_until: TimeNs,
+    timer_armed: Option<TimeNs>,
+}
+
+/// One blob download by one host, through the peer core.
+struct PeerTask {
+    host: usize,
+    blob: usize,
+    dl: TaskDownload,
+    is_seed: bool,
+    /// Peers that hold this one as a parent (receivers of "has piece" notices).
+    children: Vec<PeerId>,
+    origin_stream_open: bool,
+    deadline_armed: Option<TimeNs>,
+    registered: bool,
+    done: bool,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum TransferKind {
+    Piece { dst: PeerId, piece: u32, from: Source },
+    /// A whole blob straight from the registry (oci mode).
+    Blob { node: usize, blob: usize },
+    Manifest { node: usize },
+}
+
+struct Transfer {
+    kind: TransferKind,
+    bytes: u64,
+    requested_ns: TimeNs,
+    flow: Option<crate::net::FlowId>,
+    cancelled: bool,
+}
+
+/// A node's pull and its pods.
+struct Node {
+    pods: Vec<u32>,
+    scheduled_ns: Vec<TimeNs>,
+    pull_started: Option<TimeNs>,
+    /// Per blob (config, then layers): done time.
+    blob_done: Vec<Option<TimeNs>>,
+    next_blob: usize,
+    active_blobs: usize,
+    next_unpack: usize,
+    unpack_free_ns: TimeNs,
+    unpacked_ns: Option<TimeNs>,
+    image_ready_ns: Option<TimeNs>,
+    pull_done_ns: Option<TimeNs>,
+    bytes_registry: u64,
+    bytes_seed: u64,
+    bytes_peers: u64,
+    /// p2p-lazy: range reads (blob, piece range) left, and in flight.
+    reads_next: usize,
+    reads_in_flight: Vec<usize>,
+    reads_done: usize,
+    metadata_done: bool,
+}
+
+pub(crate) struct World<'a> {
+    sc: &'a Scenario,
+    mode: Mode,
+    pub(crate) now: TimeNs,
+    pub(crate) queue: EventQueue,
+    net: FlowNet,
+    registry: NodeIx,
+    registry_next_slot_ns: f64,
+    registry_requests: u64,
+    rng: ChaCha8Rng,
+    replicas: Vec<Replica>,
+    scheduler_requests: u64,
+    scheduler_max_queue_ns: TimeNs,
+    peer_cfg: PeerConfig,
+    /// Host index -> net node; hosts are nodes then seed peers.
+    host_net: Vec<NodeIx>,
+    host_slots: Vec<UploadSlots<usize>>,
+    nodes: Vec<Node>,
+    seed_count: usize,
+    /// Blob sizes: config, layers..., and in p2p-lazy the RAFS bootstrap last.
+    blobs: Vec<u64>,
+    blob_keys: Vec<u64>,
+    /// (host, blob) -> peer.
+    host_blob_peer: Vec<Vec<Option<PeerId>>>,
+    peers: Vec<PeerTask>,
+    transfers: Vec<Transfer>,
+    /// p2p-lazy: the working set, as byte ranges (blob, offset, len), same on every node.
+    reads: Vec<(usize, u64, u64)>,
+    rpc_ns: TimeNs,
+    pub(crate) events: u64,
+    completions: Vec<Completion>,
+    actions: Vec<PeerAction>,
+}
+
+impl<'a> World<'a> {
+    pub(crate) fn new(sc: &'a Scenario, mode: Mode, policy: Policy) -> World<'a> {
+        let mut rng = ChaCha8Rng::seed_from_u64(sc.seed ^ hashring::mix64(mode as u64 + 1));
+        let mut net = FlowNet::new((sc.sim.quantum_us * 1e3).round() as u64);
+        let registry = net.add_node(sc.registry.egress_gbps * 1e9, 1e12);
+        net.record_egress(registry, REGISTRY_BUCKET_NS);
+        let n_nodes = bound::node_count(sc) as usize;
+        let seed_count = if mode == Mode::Oci { 0 } else { sc.cluster.seed_peers as usize };
+        let mut host_net = Vec::new();
+        for _ in 0..n_nodes {
+            host_net.push(net.add_node(sc.cluster.node_bandwidth_gbps * 1e9, bound::node_down_bps(sc)));
+        }
+        for _ in 0..seed_count {
+            host_net.push(net.add_node(sc.cluster.seed_peer_bandwidth_gbps * 1e9, bound::seed_down_bps(sc)));
+        }
+        let peer_cfg = PeerConfig::preset(policy);
+        let mut blobs = vec![sc.image.config_bytes];
+        blobs.extend(sc.image.layer_bytes.iter().copied());
+        if mode == Mode::P2pLazy {
+            blobs.push(sc.lazy.metadata_bytes);
+        }
+        let blob_keys = (0..blobs.len()).map(|i| hashring::key_of(format!("{}#{i}", sc.image.reference).as_bytes())).collect();
+        // Pods: created at t = 0, bound after the scheduling delay plus seeded jitter.
+        let ppn = sc.cluster.pods_per_node as usize;
+        let mut nodes: Vec<Node> = (0..n_nodes)
+            .map(|_| Node {
+                pods: Vec::new(),
+                scheduled_ns: Vec::new(),
+                pull_started: None,
+                blob_done: vec![None; blobs.len()],
+                next_blob: 0,
+                active_blobs: 0,
+                next_unpack: 1,
+                unpack_free_ns: 0,
+                unpacked_ns: None,
+                image_ready_ns: None,
+                pull_done_ns: None,
+                bytes_registry: 0,
+                bytes_seed: 0,
+                bytes_peers: 0,
+                reads_next: 0,
+                reads_in_flight: Vec::new(),
+                reads_done: 0,
+                metadata_done: false,
+            })
+            .collect();
+        let mut queue = EventQueue::default();
+        for pod in 0..sc.cluster.pods {
+            let node = pod as usize / ppn;
+            let jitter = rng.random::<f64>() * sc.pod.schedule_jitter_ms;
+            let at = ms(sc.pod.schedule_delay_ms + jitter);
+            nodes[node].pods.push(pod);
+            nodes[node].scheduled_ns.push(at);
+            queue.push(at, Event::PodScheduled { node, slot: nodes[node].pods.len() - 1 });
+        }
+        let mut sched_cfg = SchedulerConfig::preset(policy);
+        sched_cfg.policy = policy;
+        let mut replicas = Vec::new();
+        for r in 0..sc.cluster.scheduler_replicas {
+            let mut core = Scheduler::new(sched_cfg.clone(), ChaCha8Rng::seed_from_u64(rng.random::<u64>() ^ u64::from(r)));
+            for h in 0..n_nodes + seed_count {
+                let kind = if h < n_nodes { HostKind::Normal } else { HostKind::Seed };
+                core.announce_host(
+                    0,
+                    HostInfo {
+                        id: HostId(h as u32),
+                        kind,
+                        location: String::new(),
+                        idc: String::new(),
+                        disable_shared: false,
+                    },
+                );
+            }
+            replicas.push(Replica { core, busy_until: 0, timer_armed: None });
+        }
+        let reads = if mode == Mode::P2pLazy { working_set(sc, &peer_cfg) } else { Vec::new() };
+        let hosts = n_nodes + seed_count;
+        World {
+            sc,
+            mode,
+            now: 0,
+            queue,
+            net,
+            registry,
+            registry_next_slot_ns: 0.0,
+            registry_requests: 0,
+            rng,
+            replicas,
+            scheduler_requests: 0,
+            scheduler_max_queue_ns: 0,
+            host_slots: (0..hosts).map(|_| UploadSlots::new(peer_cfg.upload_slots)).collect(),
+            peer_cfg,
+            host_net,
+            nodes,
+            seed_count,
+            host_blob_peer: vec![vec![None; blobs.len()]; hosts],
+            blobs,
+            blob_keys,
+            peers: Vec::new(),
+            transfers: Vec::new(),
+            reads,
+            rpc_ns: ms(sc.scheduler.rpc_latency_ms),
+            events: 0,
+            completions: Vec::new(),
+            actions: Vec::new(),
+        }
+    }
+
+    /// Runs until every node is done or the time limit passes.
+    pub(crate) fn run(mut self) -> anyhow::Result<ModeResult> {
+        let limit = (self.sc.sim.time_limit_s * NS_PER_S_F) as TimeNs;
+        loop {
+            let next_event = self.queue.peek_time();
+            let next_net = self.net.next_event_ns();
+            let t = match (next_event, next_net) {
+                (None, None) => break,
+                (Some(a), None) => a,
+                (None, Some(b)) => b,
+                (Some(a), Some(b)) => a.min(b),
+            };
+            if t > limit {
+                anyhow::bail!(
+                    "{} mode did not finish within sim.time_limit_s = {} s of virtual time; raise it or check the scenario ({})",
+                    self.mode.name(),
+                    self.sc.sim.time_limit_s,
+                    self.stuck_summary()
+                );
+            }
+            self.now = t;
+            if next_net == Some(t) {
+                let mut done = std::mem::take(&mut self.completions);
+                self.net.advance(t, &mut done);
+                for c in done.drain(..) {
+                    self.events += 1;
+                    self.on_flow_done(c);
+                }
+                self.completions = done;
+            }
+            while self.queue.peek_time() == Some(t) {
+                let ev = self.queue.pop().expect("peeked");
+                self.events += 1;
+                self.handle(ev);
+            }
+        }
+        Ok(self.finish())
+    }
+
+    fn handle(&mut self, ev: Event) {
+        match ev {
+            Event::PodScheduled { node, slot: _ } => {
+                if self.nodes[node].pull_started.is_none() {
+                    self.nodes[node].pull_started = Some(self.now);
+                    self.resolve_manifest(node);
+                }
+            }
+            Event::ManifestHeadDone { node } => {
+                // HEAD by tag answered; GET by digest follows.
+                let at = self.registry_admit();
+                let bytes = self.sc.image.manifest_bytes;
+                self.start_transfer_at(at, TransferKind::Manifest { node }, bytes, self.registry, node);
+            }
+            Event::StartTransfer { transfer } => self.start_flow(transfer),
+            Event::SchedDeliver { replica, request } => self.sched_handle(replica, request),
+            Event::SchedTimer { replica } => {
+                let r = &mut self.replicas[replica];
+                r.timer_armed = None;
+                let decisions = r.core.on_timers(self.now);
+                self.deliver(decisions);
+                self.arm_sched_timer(replica);
+            }
+            Event::Decision(d) => self.apply_decision(d),
+            Event::PeerDeadline { peer } => {
+                if self.peers[peer.0 as usize].deadline_armed == Some(self.now) {
+                    self.peers[peer.0 as usize].deadline_armed = None;
+                    self.drive(peer);
+                }
+            }
+            Event::UnpackDone { node } => self.after_unpack(node),
+            Event::Started { node } => {
+                self.nodes[node].unpacked_ns.get_or_insert(self.now);
+            }
+        }
+    }
+
+    // ---- registry ----
+
+    /// Admits one request under the QPS limit; returns when its first byte leaves.
+    fn registry_admit(&mut self) -> TimeNs {
+        self.registry_requests += 1;
+        let slot = self.registry_next_slot_ns.max(self.now as f64);
+        self.registry_next_slot_ns = slot + NS_PER_S_F / self.sc.registry.qps_limit;
+        slot as TimeNs + ms(self.sc.registry.request_latency_ms)
+    }
+
+    fn resolve_manifest(&mut self, node: usize) {
+        // HEAD by tag, then GET by digest: both go upstream in every mode.
+        let at = self.registry_admit();
+        self.queue.push(at, Event::ManifestHeadDone { node });
+    }
+
+    fn start_transfer_at(&mut self, at: TimeNs, kind: TransferKind, bytes: u64, src: NodeIx, dst_host: usize) {
+        let _ = (src, dst_host);
+        let id = self.transfers.len();
+        self.transfers.push(Transfer { kind, bytes, requested_ns: self.now, flow: None, cancelled: false });
+        self.queue.push(at, Event::StartTransfer { transfer: id });
+    }
+
+    fn start_flow(&mut self, id: usize) {
+        let t = &self.transfers[id];
+        if t.cancelled {
+            return;
+        }
+        let (src, dst) = match t.kind {
+            TransferKind::Manifest { node } | TransferKind::Blob { node, .. } => (self.registry, self.host_net[node]),
+            TransferKind::Piece { dst, from, .. } => {
+                let dst_net = self.host_net[self.peers[dst.0 as usize].host];
+                match from {
+                    Source::Origin => (self.registry, dst_net),
+                    Source::Parent(p) => (self.host_net[self.peers[p.0 as usize].host], dst_net),
+                }
+            }
+        };
+        let flow = self.net.start(self.now, src, dst, t.bytes, id as u64);
+        self.transfers[id].flow = Some(flow);
+    }
+
+    fn on_flow_done(&mut self, c: Completion) {
+        let id = c.tag as usize;
+        let kind = self.transfers[id].kind;
+        match kind {
+            TransferKind::Manifest { node } => self.after_manifest(node),
+            TransferKind::Blob { node, blob } => {
+                self.nodes[node].bytes_registry += c.bytes;
+                self.nodes[node].active_blobs -= 1;
+                self.blob_finished(node, blob);
+                self.next_oci_blobs(node);
+            }
+            TransferKind::Piece { dst, piece, from } => {
+                let cost = self.now - self.transfers[id].requested_ns;
+                self.piece_arrived(dst, piece, from, c.bytes, cost);
+            }
+        }
+    }
+
+    // ---- node pull ----
+
+    fn after_manifest(&mut self, node: usize) {
+        match self.mode {
+            Mode::Oci => self.next_oci_blobs(node),
+            Mode::P2p => self.next_p2p_blobs(node),
+            Mode::P2pLazy => {
+                // RAFS bootstrap first; the container's reads need it.
+                let meta = self.blobs.len() - 1;
+                self.open_peer_task(node, meta, true);
+            }
+        }
+    }
+
+    /// Blobs a node pulls through containerd: config, then layers (not the bootstrap).
+    fn image_blob_count(&self) -> usize {
+        1 + self.sc.image.layer_bytes.len()
+    }
+
+    fn next_oci_blobs(&mut self, node: usize) {
+        let max = self.sc.pod.max_concurrent_downloads as usize;
+        while self.nodes[node].active_blobs < max && self.nodes[node].next_blob < self.image_blob_count() {
+            let blob = self.nodes[node].next_blob;
+            self.nodes[node].next_blob += 1;
+            self.nodes[node].active_blobs += 1;
+            let at = self.registry_admit();
+            self.start_transfer_at(at, TransferKind::Blob { node, blob }, self.blobs[blob], self.registry, node);
+        }
+    }
+
+    fn next_p2p_blobs(&mut self, node: usize) {
+        let max = if self.peer_cfg.prefetch_manifest_blobs {
+            self.image_blob_count()
+        } else {
+            self.sc.pod.max_concurrent_downloads as usize
+        };
+        while self.nodes[node].active_blobs < max && self.nodes[node].next_blob < self.image_blob_count() {
+            let blob = self.nodes[node].next_blob;
+            self.nodes[node].next_blob += 1;
+            self.nodes[node].active_blobs += 1;
+            self.open_peer_task(node, blob, true);
+        }
+    }
+
+    fn blob_finished(&mut self, node: usize, blob: usize) {
+        let count = self.image_blob_count();
+        let n = &mut self.nodes[node];
+        if n.blob_done[blob].is_some() {
+            return;
+        }
+        n.blob_done[blob] = Some(self.now);
+        let all = (0..count).all(|b| n.blob_done[b].is_some());
+        if all && n.pull_done_ns.is_none() {
+            n.pull_done_ns = Some(self.now);
+        }
+        match self.mode {
+            Mode::Oci | Mode::P2p => {
+                if all {
+                    n.image_ready_ns.get_or_insert(self.now);
+                }
+                self.unpack_ready_layers(node);
+            }
+            Mode::P2pLazy => {}
+        }
+    }
+
+    /// containerd applies layers in order, one at a time, as each arrives.
+    fn unpack_ready_layers(&mut self, node: usize) {
+        let rate_bytes_per_ns =
+            self.sc.pod.unpack_mbps_per_core * f64::from(self.sc.pod.unpack_cores) * 1e6 / NS_PER_S_F;
+        let count = self.image_blob_count();
+        let n = &mut self.nodes[node];
+        while n.next_unpack < count {
+            let Some(done) = n.blob_done[n.next_unpack] else { break };
+            let start = n.unpack_free_ns.max(done);
+            n.unpack_free_ns = start + (self.blobs[n.next_unpack] as f64 / rate_bytes_per_ns) as TimeNs;
+            n.next_unpack += 1;
+        }
+        if n.next_unpack == count && n.unpacked_ns.is_none() {
+            let at = n.unpack_free_ns.max(self.now);
+            n.unpacked_ns = Some(TimeNs::MAX);
+            self.queue.push(at, Event::UnpackDone { node });
+        }
+    }
+
+    fn after_unpack(&mut self, node: usize) {
+        self.nodes[node].unpacked_ns = Some(self.now);
+    }
+
+    // ---- p2p ----
+
+    fn replica_of(&self, blob: usize) -> usize {
+        let members = (0..self.replicas.len()).map(|r| (r, r as u64));
+        hashring::pick(self.blob_keys[blob], members).unwrap_or(0)
+    }
+
+    fn open_peer_task(&mut self, host: usize, blob: usize, want_all: bool) -> PeerId {
+        if let Some(p) = self.host_blob_peer[host][blob] {
+            if want_all {
+                self.peers[p.0 as usize].dl.want_all();
+                self.drive(p);
+            }
+            return p;
+        }
+        let id = PeerId(self.peers.len() as u32);
+        let dl = TaskDownload::new(self.peer_cfg.clone(), self.blobs[blob], want_all, self.now);
+        let is_seed = host >= self.nodes.len();
+        self.peers.push(PeerTask {
+            host,
+            blob,
+            dl,
+            is_seed,
+            children: Vec::new(),
+            origin_stream_open: false,
+            deadline_armed: None,
+            registered: true,
+            done: false,
+        });
+        self.host_blob_peer[host][blob] = Some(id);
+        let piece_count = self.peers[id.0 as usize].dl.piece_count();
+        let req = RegisterPeer {
+            peer: id,
+            task: TaskId(blob as u32),
+            task_key: self.blob_keys[blob],
+            host: HostId(host as u32),
+            piece_count,
+            content_length: self.blobs[blob],
+            need_back_to_source: is_seed,
+        };
+        self.sched_send(blob, SchedRequest::Register(req), true);
+        id
+    }
+
+    fn sched_send(&mut self, blob: usize, request: SchedRequest, schedules: bool) {
+        let replica = self.replica_of(blob);
+        let service = if schedules { self.sc.scheduler.schedule_service_us } else { self.sc.scheduler.report_service_us };
+        let arrive = self.now + self.rpc_ns;
+        let r = &mut self.replicas[replica];
+        let start = r.busy_until.max(arrive);
+        self.scheduler_max_queue_ns = self.scheduler_max_queue_ns.max(start - arrive);
+        r.busy_until = start + (service * 1e3).round() as TimeNs;
+        self.scheduler_requests += 1;
+        self.queue.push(r.busy_until, Event::SchedDeliver { replica, request });
+    }
+
+    fn sched_handle(&mut self, replica: usize, request: SchedRequest) {
+        let now = self.now;
+        let core = &mut self.replicas[replica].core;
+        let decisions = match request {
+            SchedRequest::Register(req) => core.register_peer(now, req),
+            SchedRequest::Pieces(peer, reports) => core.pieces_finished(now, peer, &reports),
+            SchedRequest::ParentFailed(peer, parent) => core.piece_failed(now, peer, parent).map(|()| Vec::new()),
+            SchedRequest::Reschedule(peer, blocked) => core.reschedule(now, peer, &blocked),
+            SchedRequest::Finished(peer) => core.peer_finished(now, peer),
+        };
+        let decisions = decisions.unwrap_or_else(|e| panic!("scheduler refused a well-formed request: {e}"));
+        self.deliver(decisions);
+        self.arm_sched_timer(replica);
+    }
+
+    fn arm_sched_timer(&mut self, replica: usize) {
+        let r = &mut self.replicas[replica];
+        if let Some(t) = r.core.next_timer() {
+            if r.timer_armed.is_none_or(|armed| t < armed) {
+                r.timer_armed = Some(t);
+                self.queue.push(t.max(self.now), Event::SchedTimer { replica });
+            }
+        }
+    }
+
+    fn deliver(&mut self, decisions: Vec<Decision>) {
+        for d in decisions {
+            self.queue.push(self.now + self.rpc_ns, Event::Decision(d));
+        }
+    }
+
+    fn apply_decision(&mut self, d: Decision) {
+        match d {
+            Decision::TriggerSeed { task, seed_host } => {
+                self.open_peer_task(seed_host.0 as usize, task.0 as usize, true);
+            }
+            Decision::Parents { peer, parents } => {
+                let list = parents
+                    .into_iter()
+                    .map(|p| {
+                        let q = &self.peers[p.peer.0 as usize];
+                        (p, q.is_seed, q.dl.have().clone())
+                    })
+                    .collect();
+                let now = self.now;
+                self.peers[peer.0 as usize].dl.on_parents(now, list);
+                self.sync_children(peer);
+                self.drive(peer);
+            }
+            Decision::BackToSource { peer, .. } | Decision::Failed { peer, .. } => {
+                // A failed scheduling round makes the client fall back to the origin, as
+                // Dragonfly's daemon does unless back-to-source is disabled.
+                let now = self.now;
+                self.peers[peer.0 as usize].dl.on_back_to_source(now);
+                self.drive(peer);
+            }
+        }
+    }
+
+    /// Mirrors the peer core's parent set into the parents' child lists; with symmetric
+    /// connections (Kraken) the parent also takes the child as a source.
+    fn sync_children(&mut self, peer: PeerId) {
+        let changes = self.peers[peer.0 as usize].dl.take_parent_changes();
+        for (parent, added) in changes {
+            let children = &mut self.peers[parent.0 as usize].children;
+            if added {
+                if !children.contains(&peer) {
+                    children.push(peer);
+                }
+                if self.peer_cfg.symmetric_connections && !self.peers[parent.0 as usize].is_seed {
+                    let me = sched::core::ParentRef { peer, host: HostId(self.peers[peer.0 as usize].host as u32), stripe: None };
+                    let have = self.peers[peer.0 as usize].dl.have().clone();
+                    if self.peers[parent.0 as usize].dl.on_incoming(me, have) {
+                        self.sync_children(parent);
+                        self.drive(parent);
+                    }
+                }
+            } else {
+                children.retain(|c| *c != peer);
+            }
+        }
+    }
+
+    /// Polls a peer's plan and carries out what it says.
+    fn drive(&mut self, peer: PeerId) {
+        let now = self.now;
+        let mut actions = std::mem::take(&mut self.actions);
+        {
+            let p = &mut self.peers[peer.0 as usize];
+            p.dl.poll(now, &mut self.rng, &mut actions);
+        }
+        for a in actions.drain(..) {
+            self.carry_out(peer, a);
+        }
+        self.actions = actions;
+        self.sync_children(peer);
+        let p = &mut self.peers[peer.0 as usize];
+        if let Some(t) = p.dl.next_deadline() {
+            let t = t.max(now + 1);
+            if p.deadline_armed.is_none_or(|armed| t < armed || armed < now) {
+                p.deadline_armed = Some(t);
+                self.queue.push(t, Event::PeerDeadline { peer });
+            }
+        }
+    }
+
+    fn carry_out(&mut self, peer: PeerId, action: PeerAction) {
+        let blob = self.peers[peer.0 as usize].blob;
+        match action {
+            PeerAction::Fetch { piece, from } => {
+                let bytes = self.peers[peer.0 as usize].dl.piece_len(piece);
+                let kind = TransferKind::Piece { dst: peer, piece, from };
+                match from {
+                    Source::Origin => {
+                        // One streamed GET per back-to-source download: only the first
+                        // piece pays the request and its latency.
+                        let p = &mut self.peers[peer.0 as usize];
+                        let at = if p.origin_stream_open {
+                            self.now
+                        } else {
+                            p.origin_stream_open = true;
+                            self.registry_admit()
+                        };
+                        let host = self.peers[peer.0 as usize].host;
+                        self.start_transfer_at(at, kind, bytes, self.registry, host);
+                    }
+                    Source::Parent(parent) => {
+                        let id = self.transfers.len();
+                        self.transfers.push(Transfer { kind, bytes, requested_ns: self.now, flow: None, cancelled: false });
+                        let parent_host = self.peers[parent.0 as usize].host;
+                        if let Some(id) = self.host_slots[parent_host].admit(id) {
+                            self.queue.push(self.now + self.rpc_ns, Event::StartTransfer { transfer: id });
+                        }
+                    }
+                }
+            }
+            PeerAction::Cancel { piece, from } => self.cancel_transfer(peer, piece, from),
+            PeerAction::Report(reports) => self.sched_send(blob, SchedRequest::Pieces(peer, reports), false),
+            PeerAction::ParentFailed { parent } => self.sched_send(blob, SchedRequest::ParentFailed(peer, parent), false),
+            PeerAction::Reschedule { blocked } => self.sched_send(blob, SchedRequest::Reschedule(peer, blocked), true),
+            PeerAction::GiveUpP2p => {
+                let now = self.now;
+                self.peers[peer.0 as usize].dl.on_back_to_source(now);
+            }
+            PeerAction::Finished => {
+                self.peers[peer.0 as usize].done = true;
+                self.sched_send(blob, SchedRequest::Finished(peer), false);
+                let host = self.peers[peer.0 as usize].host;
+                if host < self.nodes.len() {
+                    self.task_complete(host, blob);
+                }
+            }
+        }
+    }
+
+    fn cancel_transfer(&mut self, peer: PeerId, piece: u32, from: Source) {
+        let found = self.transfers.iter().rposition(|t| {
+            !t.cancelled
+                && matches!(t.kind, TransferKind::Piece { dst, piece: p, from: f } if dst == peer && p == piece && f == from)
+        });
+        let Some(id) = found else { return };
+        self.transfers[id].cancelled = true;
+        if let Some(flow) = self.transfers[id].flow {
+            self.net.cancel(self.now, flow);
+        }
+        if let Source::Parent(parent) = from {
+            self.release_upload_slot(self.peers[parent.0 as usize].host);
+        }
+    }
+
+    fn release_upload_slot(&mut self, host: usize) {
+        while let Some(next) = self.host_slots[host].release() {
+            if !self.transfers[next].cancelled {
+                self.queue.push(self.now, Event::StartTransfer { transfer: next });
+                break;
+            }
+        }
+    }
+
+    fn piece_arrived(&mut self, peer: PeerId, piece: u32, from: Source, bytes: u64, cost: TimeNs) {
+        let host = self.peers[peer.0 as usize].host;
+        if host < self.nodes.len() {
+            let n = &mut self.nodes[host];
+            match from {
+                Source::Origin => n.bytes_registry += bytes,
+                Source::Parent(p) if self.peers[p.0 as usize].is_seed => n.bytes_seed += bytes,
+                Source::Parent(_) => n.bytes_peers += bytes,
+            }
+        }
+        if let Source::Parent(parent) = from {
+            self.release_upload_slot(self.peers[parent.0 as usize].host);
+        }
+        let now = self.now;
+        let fresh = !self.peers[peer.0 as usize].dl.have().contains(piece);
+        self.peers[peer.0 as usize].dl.on_piece_done(now, piece, from, cost);
+        for other in self.peers[peer.0 as usize].dl.redundant_transfers(piece) {
+            self.cancel_transfer(peer, piece, other);
+            let now = self.now;
+            self.peers[peer.0 as usize].dl.on_piece_failed(now, piece, other);
+        }
+        if fresh {
+            let children = self.peers[peer.0 as usize].children.clone();
+            for c in children {
+                self.peers[c.0 as usize].dl.on_parent_has(peer, piece);
+                self.drive(c);
+            }
+            if self.mode == Mode::P2pLazy && host < self.nodes.len() {
+                self.check_reads(host);
+            }
+        }
+        self.drive(peer);
+    }
+
+    fn task_complete(&mut self, node: usize, blob: usize) {
+        match self.mode {
+            Mode::P2p => {
+                self.nodes[node].active_blobs -= 1;
+                self.blob_finished(node, blob);
+                self.next_p2p_blobs(node);
+            }
+            Mode::P2pLazy => {
+                if blob == self.blobs.len() - 1 {
+                    self.nodes[node].metadata_done = true;
+                    self.next_reads(node);
+                } else {
+                    self.blob_finished(node, blob);
+                }
+            }
+            Mode::Oci => {}
+        }
+    }
+
+    // ---- p2p-lazy ----
+
+    fn next_reads(&mut self, node: usize) {
+        let limit = self.sc.lazy.range_reads_in_flight as usize;
+        while self.nodes[node].reads_in_flight.len() < limit && self.nodes[node].reads_next < self.reads.len() {
+            let r = self.nodes[node].reads_next;
+            self.nodes[node].reads_next += 1;
+            self.nodes[node].reads_in_flight.push(r);
+            let (blob, offset, len) = self.reads[r];
+            let peer = self.open_peer_task(node, blob, false);
+            let range = self.peers[peer.0 as usize].dl.pieces_covering(offset, len);
+            self.peers[peer.0 as usize].dl.want(range);
+            self.drive(peer);
+        }
+        self.check_reads(node);
+    }
+
+    fn check_reads(&mut self, node: usize) {
+        let mut progressed = false;
+        let in_flight = std::mem::take(&mut self.nodes[node].reads_in_flight);
+        let mut still = Vec::new();
+        for r in in_flight {
+            let (blob, offset, len) = self.reads[r];
+            let done = self.host_blob_peer[node][blob].is_some_and(|p| {
+                let dl = &self.peers[p.0 as usize].dl;
+                dl.pieces_covering(offset, len).all(|i| dl.have().contains(i))
+            });
+            if done {
+                self.nodes[node].reads_done += 1;
+                progressed = true;
+            } else {
+                still.push(r);
+            }
+        }
+        self.nodes[node].reads_in_flight = still;
+        if progressed {
+            if self.nodes[node].reads_done == self.reads.len() && self.nodes[node].image_ready_ns.is_none() {
+                self.working_set_ready(node);
+            } else {
+                self.next_reads(node);
+            }
+        }
+    }
+
+    fn working_set_ready(&mut self, node: usize) {
+        self.nodes[node].image_ready_ns = Some(self.now);
+        let at = self.now + ms(self.sc.lazy.mount_ms);
+        self.nodes[node].unpacked_ns = None;
+        self.queue.push(at, Event::Started { node });
+        if self.sc.lazy.prefetch {
+            for blob in 0..self.image_blob_count() {
+                self.open_peer_task(node, blob, true);
+            }
+        }
+    }
+
+    /// The first unfinished download, described for an error message.
+    fn stuck_summary(&self) -> String {
+        let unfinished = self.peers.iter().filter(|p| !p.done && p.dl.is_complete()).count();
+        for (i, p) in self.peers.iter().enumerate() {
+            if !p.done {
+                return format!(
+                    "peer {i} on host {} blob {}: {}/{} pieces, {} in flight, parents {:?}, back-to-source {}; {} complete but not finished",
+                    p.host,
+                    p.blob,
+                    p.dl.have().count(),
+                    p.dl.piece_count(),
+                    p.dl.in_flight_count(),
+                    p.dl.parent_ids().collect::<Vec<_>>(),
+                    p.dl.is_back_to_source(),
+                    unfinished
+                );
+            }
+        }
+        "no download pending".to_string()
+    }
+
+    // ---- results ----
+
+    fn finish(self) -> ModeResult {
+        let start_ns = ms(self.sc.pod.container_start_ms);
+        let s = |t: TimeNs| t as f64 / NS_PER_S_F;
+        let mut pods = Vec::new();
+        let mut makespan: f64 = 0.0;
+        for (i, n) in self.nodes.iter().enumerate() {
+            let pull_done = n.pull_done_ns.map_or(f64::NAN, s);
+            if pull_done.is_finite() {
+                makespan = makespan.max(pull_done);
+            }
+            let unpacked = n.unpacked_ns.unwrap_or(0);
+            for (k, pod) in n.pods.iter().enumerate() {
+                let scheduled = n.scheduled_ns[k];
+                let started = unpacked.max(scheduled) + start_ns;
+                // Bytes are the node's; the first pod of a node carries them.
+                let first = k == 0;
+                pods.push(PodRecord {
+                    pod: *pod,
+                    node: i as u32,
+                    scheduled_s: s(scheduled),
+                    pull_start_s: n.pull_started.map_or(f64::NAN, s),
+                    image_ready_s: n.image_ready_ns.map_or(f64::NAN, s),
+                    pull_done_s: pull_done,
+                    unpacked_s: s(unpacked),
+                    started_s: s(started),
+                    bytes_from_registry: if first { n.bytes_registry } else { 0 },
+                    bytes_from_seed_peers: if first { n.bytes_seed } else { 0 },
+                    bytes_from_peers: if first { n.bytes_peers } else { 0 },
+                });
+            }
+        }
+        if self.mode == Mode::P2pLazy && !self.sc.lazy.prefetch {
+            makespan = self.nodes.iter().filter_map(|n| n.image_ready_ns).map(s).fold(0.0, f64::max);
+        }
+        let _ = self.seed_count;
+        ModeResult {
+            mode: self.mode,
+            pods,
+            registry_egress_bytes_per_bucket: self.net.egress_series(self.registry),
+            registry_bytes: self.net.bytes_sent(self.registry),
+            registry_requests: self.registry_requests,
+            makespan_s: makespan,
+            events: self.events,
+            scheduler_requests: self.scheduler_requests,
+            scheduler_max_queue_delay_s: s(self.scheduler_max_queue_ns),
+            back_to_source_orders: self.replicas.iter().map(|r| r.core.stats.back_to_source_orders).sum(),
+            wall_s: 0.0,
+        }
+    }
+}
+
+/// The startup working set of a lazily loaded image: `startup_working_set_fraction` of its
+/// bytes in `range_read_bytes` reads, spread over the layers in proportion to their size
+/// at offsets drawn from the scenario seed. Every node runs the same container, so every
+/// node reads the same ranges.
+fn working_set(sc: &Scenario, _cfg: &PeerConfig) -> Vec<(usize, u64, u64)> {
+    let mut rng = ChaCha8Rng::seed_from_u64(sc.seed ^ 0x5eed_0f_5e7);
+    let read = sc.lazy.range_read_bytes;
+    let mut reads = Vec::new();
+    for (i, layer) in sc.image.layer_bytes.iter().enumerate() {
+        let want = (*layer as f64 * sc.lazy.startup_working_set_fraction) as u64;
+        let count = want.div_ceil(read).max(1);
+        let slots = layer.div_ceil(read).max(1);
+        let mut offsets: Vec<u64> = (0..count.min(slots)).map(|_| rng.random_range(0..slots)).collect();
+        offsets.sort_unstable();
+        offsets.dedup();
+        for o in offsets {
+            let offset = o * read;
+            reads.push((1 + i, offset, read.min(layer - offset)));
+        }
+    }
+    reads
+}
