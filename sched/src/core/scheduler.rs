@@ -557,3 +557,7 @@ impl Scheduler {
         Ok(())
     }
 }
+
+#[cfg(test)]
+#[path = "scheduler_tests.rs"]
+mod tests;

@@ -39,3 +39,6 @@ pub fn run_scenario(scenario: &Scenario, _options: &RunOptions) -> anyhow::Resul
         modes,
     })
 }
+
+#[cfg(test)]
+mod tests;

@@ -355,6 +355,11 @@ impl<'a> World<'a> {
 
     fn on_flow_done(&mut self, c: Completion) {
         let id = c.tag as usize;
+        if self.transfers[id].cancelled {
+            // Cancelled in the same instant it completed (an endgame loser): its bytes
+            // crossed the network, but nobody uses them and its slot is already free.
+            return;
+        }
         let kind = self.transfers[id].kind;
         match kind {
             TransferKind::Manifest { node } => self.after_manifest(node),
@@ -697,7 +702,8 @@ impl<'a> World<'a> {
 
     fn piece_arrived(&mut self, peer: PeerId, piece: u32, from: Source, bytes: u64, cost: TimeNs) {
         let host = self.peers[peer.0 as usize].host;
-        if host < self.nodes.len() {
+        let fresh = !self.peers[peer.0 as usize].dl.have().contains(piece);
+        if host < self.nodes.len() && fresh {
             let n = &mut self.nodes[host];
             match from {
                 Source::Origin => n.bytes_registry += bytes,
@@ -709,7 +715,6 @@ impl<'a> World<'a> {
             self.release_upload_slot(self.peers[parent.0 as usize].host);
         }
         let now = self.now;
-        let fresh = !self.peers[peer.0 as usize].dl.have().contains(piece);
         self.peers[peer.0 as usize].dl.on_piece_done(now, piece, from, cost);
         for other in self.peers[peer.0 as usize].dl.redundant_transfers(piece) {
             self.cancel_transfer(peer, piece, other);

@@ -1,0 +1,202 @@
+//! Unit tests of the scheduler core: seed triggering, back-to-source limits, blocked
+//! parents, policy scoring, and a property test that the DAG stays acyclic.
+
+use super::*;
+use crate::core::ids::NS_PER_MS;
+use crate::core::records::HostKind;
+use proptest::prelude::*;
+use rand::SeedableRng;
+
+fn sched(policy: Policy, normal_hosts: u32, seeds: u32) -> Scheduler {
+    let mut s = Scheduler::new(SchedulerConfig::preset(policy), ChaCha8Rng::seed_from_u64(7));
+    for h in 0..normal_hosts + seeds {
+        let kind = if h < normal_hosts { HostKind::Normal } else { HostKind::Seed };
+        s.announce_host(
+            0,
+            HostInfo { id: HostId(h), kind, location: String::new(), idc: String::new(), disable_shared: false },
+        );
+    }
+    s
+}
+
+fn reg(peer: u32, host: u32, seed: bool) -> RegisterPeer {
+    RegisterPeer {
+        peer: PeerId(peer),
+        task: TaskId(0),
+        task_key: 42,
+        host: HostId(host),
+        piece_count: 10,
+        content_length: 10 << 20,
+        need_back_to_source: seed,
+    }
+}
+
+fn triggers(d: &[Decision]) -> usize {
+    d.iter().filter(|d| matches!(d, Decision::TriggerSeed { .. })).count()
+}
+
+#[test]
+fn one_seed_trigger_per_task() {
+    for policy in Policy::ALL {
+        let mut s = sched(policy, 5, 2);
+        let mut n = 0;
+        for p in 0..5 {
+            n += triggers(&s.register_peer(0, reg(p, p, false)).unwrap());
+        }
+        assert_eq!(n, 1, "{policy:?}");
+    }
+}
+
+#[test]
+fn triggered_seed_goes_back_to_source_and_children_get_it_as_parent() {
+    let mut s = sched(Policy::Default, 3, 1);
+    let d = s.register_peer(0, reg(0, 0, false)).unwrap();
+    let Decision::TriggerSeed { seed_host, .. } = d[0] else { panic!("expected a seed trigger, got {d:?}") };
+    assert_eq!(seed_host, HostId(3));
+    let d = s.register_peer(1, reg(9, 3, true)).unwrap();
+    assert!(d.iter().any(|d| matches!(d, Decision::BackToSource { peer: PeerId(9), .. })), "{d:?}");
+    // The waiting peer 0 is woken with the seed as parent, with a stripe.
+    let parents = d.iter().find_map(|d| match d {
+        Decision::Parents { peer: PeerId(0), parents } => Some(parents.clone()),
+        _ => None,
+    });
+    let parents = parents.expect("waiting peer scheduled once the seed runs");
+    assert_eq!(parents[0].peer, PeerId(9));
+    assert!(parents[0].stripe.is_some());
+}
+
+#[test]
+fn no_self_parent_and_no_same_host_parent() {
+    let mut s = sched(Policy::Dragonfly, 4, 1);
+    s.register_peer(0, reg(0, 0, false)).unwrap();
+    s.register_peer(0, reg(9, 4, true)).unwrap();
+    let d = s.register_peer(0, reg(1, 0, false)).unwrap(); // same host as peer 0
+    for d in d {
+        if let Decision::Parents { peer, parents } = d {
+            assert!(parents.iter().all(|p| p.peer != peer && p.host != HostId(0)));
+        }
+    }
+}
+
+#[test]
+fn dragonfly_goes_back_to_source_after_four_empty_rounds_within_its_limit() {
+    let mut cfg = SchedulerConfig::preset(Policy::Dragonfly);
+    cfg.back_to_source_limit = 1;
+    let mut s = Scheduler::new(cfg, ChaCha8Rng::seed_from_u64(1));
+    for h in 0..4 {
+        s.announce_host(
+            0,
+            HostInfo { id: HostId(h), kind: HostKind::Normal, location: String::new(), idc: String::new(), disable_shared: false },
+        );
+    }
+    // No seed peers: the first peer is told to go back to source at once.
+    let d = s.register_peer(0, reg(0, 0, false)).unwrap();
+    assert!(matches!(d[0], Decision::BackToSource { .. }), "{d:?}");
+    // Peer 1 finds peer 0 (back-to-source) as parent.
+    let d = s.register_peer(0, reg(1, 1, false)).unwrap();
+    assert!(matches!(&d[0], Decision::Parents { parents, .. } if parents[0].peer == PeerId(0)), "{d:?}");
+    // Peer 2 blocks both possible parents: 4 empty rounds at 500 ms, then back to source
+    // (2 peers in the set <= limit 1 is false, so it fails instead).
+    s.register_peer(0, reg(2, 2, false)).unwrap();
+    let d = s.reschedule(1, PeerId(2), &[PeerId(0), PeerId(1)]).unwrap();
+    assert!(d.is_empty());
+    let mut all = Vec::new();
+    for round in 1..=5 {
+        all.extend(s.on_timers(round * 500 * NS_PER_MS + 1));
+    }
+    assert!(all.iter().any(|d| matches!(d, Decision::BackToSource { peer: PeerId(2), .. })), "{all:?}");
+    assert_eq!(s.back_to_source_count(TaskId(0)), 2);
+    // A fourth peer, with everything blocked, exceeds the limit and fails after 5 rounds.
+    s.register_peer(3, reg(3, 3, false)).unwrap();
+    s.reschedule(3, PeerId(3), &[PeerId(0), PeerId(1), PeerId(2)]).unwrap();
+    let mut all = Vec::new();
+    for round in 1..=6 {
+        all.extend(s.on_timers(3 + round * 500 * NS_PER_MS));
+    }
+    assert!(all.iter().any(|d| matches!(d, Decision::Failed { peer: PeerId(3), .. })), "{all:?}");
+}
+
+#[test]
+fn blocked_parents_are_never_given_again() {
+    let mut s = sched(Policy::Default, 6, 1);
+    s.register_peer(0, reg(0, 0, false)).unwrap();
+    s.register_peer(0, reg(9, 6, true)).unwrap();
+    for p in 1..5 {
+        s.register_peer(0, reg(p, p, false)).unwrap();
+    }
+    let d = s.reschedule(1, PeerId(4), &[PeerId(9), PeerId(0)]).unwrap();
+    for d in d {
+        if let Decision::Parents { peer: PeerId(4), parents } = d {
+            assert!(parents.iter().all(|p| p.peer != PeerId(9) && p.peer != PeerId(0)), "{parents:?}");
+        }
+    }
+}
+
+#[test]
+fn kraken_hands_out_completed_peers_first_and_waits_for_the_origin() {
+    let mut s = sched(Policy::Kraken, 4, 1);
+    let d = s.register_peer(0, reg(0, 0, false)).unwrap();
+    assert_eq!(triggers(&d), 1);
+    assert!(s.next_timer().is_some(), "agent polls while the origin fetches");
+    s.register_peer(0, reg(9, 4, true)).unwrap();
+    s.register_peer(0, reg(1, 1, false)).unwrap();
+    s.register_peer(0, reg(2, 2, false)).unwrap();
+    s.peer_finished(1, PeerId(9)).unwrap();
+    s.peer_finished(1, PeerId(1)).unwrap();
+    let d = s.reschedule(2, PeerId(2), &[]).unwrap();
+    let Decision::Parents { parents, .. } = &d[0] else { panic!("{d:?}") };
+    assert_eq!(parents[0].peer, PeerId(1), "completed agent first");
+    assert_eq!(parents[1].peer, PeerId(9), "then the origin");
+}
+
+#[test]
+fn default_spreads_children_over_hosts() {
+    // Default: with equal peers, a child goes to the parent with more free upload.
+    let mut s = sched(Policy::Default, 8, 1);
+    s.register_peer(0, reg(0, 0, false)).unwrap();
+    s.register_peer(0, reg(9, 8, true)).unwrap();
+    for p in 1..8 {
+        s.register_peer(0, reg(p, p, false)).unwrap();
+    }
+    let loads: Vec<u32> = (0..8).map(|h| s.host(HostId(h)).unwrap().concurrent_uploads).collect();
+    let max = *loads.iter().max().unwrap();
+    let min = *loads.iter().min().unwrap();
+    assert!(max - min <= 6, "children spread over hosts: {loads:?}");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+    /// Random registrations, reschedules, finishes and failures never make a cycle, never
+    /// give a peer itself, and keep back-to-source within the limit.
+    #[test]
+    fn dag_stays_acyclic(seed in 0u64..1000, ops in proptest::collection::vec((0u8..4, 0u32..20, 0u32..20), 1..120), policy_ix in 0usize..2) {
+        let policy = [Policy::Default, Policy::Dragonfly][policy_ix];
+        let mut s = Scheduler::new(SchedulerConfig::preset(policy), ChaCha8Rng::seed_from_u64(seed));
+        for h in 0..12 {
+            let kind = if h < 10 { HostKind::Normal } else { HostKind::Seed };
+            s.announce_host(0, HostInfo { id: HostId(h), kind, location: String::new(), idc: String::new(), disable_shared: false });
+        }
+        let mut registered = Vec::new();
+        let mut now = 0;
+        for (op, a, b) in ops {
+            now += 100 * NS_PER_MS;
+            let out = match op {
+                0 if !registered.contains(&a) => {
+                    registered.push(a);
+                    s.register_peer(now, RegisterPeer { peer: PeerId(a), task: TaskId(0), task_key: 1, host: HostId(a % 12), piece_count: 8, content_length: 8 << 20, need_back_to_source: a % 12 >= 10 }).unwrap()
+                }
+                1 if registered.contains(&a) => s.reschedule(now, PeerId(a), &[PeerId(b)]).unwrap(),
+                2 if registered.contains(&a) => s.peer_finished(now, PeerId(a)).unwrap(),
+                3 if registered.contains(&a) => { s.peer_failed(now, PeerId(a)).unwrap(); Vec::new() }
+                _ => s.on_timers(now),
+            };
+            for d in out {
+                if let Decision::Parents { peer, parents } = d {
+                    prop_assert!(parents.iter().all(|p| p.peer != peer));
+                }
+            }
+            prop_assert!(s.task_is_acyclic(TaskId(0)));
+            prop_assert!(s.back_to_source_count(TaskId(0)) as u32 <= s.config().back_to_source_limit + 1);
+        }
+    }
+}

@@ -1,0 +1,51 @@
+//! Property tests over random small clusters: every pod starts in every mode and under
+//! every policy, and every node receives exactly the image's bytes.
+
+use super::*;
+use crate::scenario::{parse_scenario, Mode};
+use proptest::prelude::*;
+
+fn small(pods: u32, per_node: u32, layers: &[u64], seeds: u32, policy: &str, seed: u64) -> Scenario {
+    let text = format!(
+        "name = \"prop\"\nseed = {seed}\npolicy = \"{policy}\"\n[cluster]\npods = {pods}\npods_per_node = {per_node}\nseed_peers = {seeds}\n[image]\nreference = \"t\"\nlayer_bytes = {layers:?}\n"
+    );
+    parse_scenario(&text, "prop.toml").expect("generated scenario is valid")
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(12))]
+    #[test]
+    fn every_pod_starts_and_every_node_gets_the_image_once(
+        pods in 1u32..14,
+        per_node in 1u32..3,
+        layers in proptest::collection::vec(1u64..30_000_000, 1..4),
+        seeds in 1u32..3,
+        policy_ix in 0usize..3,
+        seed in 0u64..1000,
+    ) {
+        let sc = small(pods, per_node, &layers, seeds, sched::Policy::NAMES[policy_ix], seed);
+        let run = run_scenario(&sc, &RunOptions::default()).unwrap();
+        let image: u64 = image_bytes(&sc);
+        for m in &run.modes {
+            prop_assert_eq!(m.pods.len(), pods as usize);
+            for p in &m.pods {
+                prop_assert!(p.started_s.is_finite() && p.started_s > 0.0, "{:?} pod {} never started", m.mode, p.pod);
+            }
+            let mut per_node = std::collections::BTreeMap::new();
+            for p in &m.pods {
+                *per_node.entry(p.node).or_insert(0u64) += p.bytes_from_registry + p.bytes_from_seed_peers + p.bytes_from_peers;
+            }
+            for (node, bytes) in per_node {
+                if m.mode == Mode::P2pLazy {
+                    // Lazy nodes also read the RAFS bootstrap.
+                    prop_assert_eq!(bytes, image + sc.lazy.metadata_bytes, "node {}", node);
+                } else {
+                    prop_assert_eq!(bytes, image, "{:?} node {}", m.mode, node);
+                }
+            }
+            if m.mode != Mode::Oci {
+                prop_assert!(m.registry_bytes >= image);
+            }
+        }
+    }
+}
