@@ -65,7 +65,8 @@ pub struct PeerConfig {
     pub stall_timeout_ns: TimeNs,
     /// Never ask for new parents more often than this.
     pub reschedule_backoff_ns: TimeNs,
-    /// Give up on P2P and ask for back-to-source after this many reschedules.
+    /// Give up on P2P and ask for back-to-source after this many reschedules in a row
+    /// without a new piece.
     pub max_reschedules: u32,
     /// A piece in flight longer than this (per MiB, at least `piece_timeout_min_ns`) is
     /// abandoned and its parent blamed.

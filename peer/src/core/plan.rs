@@ -79,6 +79,7 @@ pub struct TaskDownload {
     last_piece_ns: TimeNs,
     last_reschedule_ns: Option<TimeNs>,
     awaiting_parents: bool,
+    /// Reschedules since the last new piece.
     reschedules: u32,
     failed_parents: Vec<PeerId>,
     finished_sent: bool,
@@ -250,6 +251,9 @@ impl TaskDownload {
         self.needed.remove(piece);
         self.urgent.remove(piece);
         self.wanted.insert(piece);
+        // Rescheduling that brings progress is not failure: only rounds without a new
+        // piece count toward giving up on P2P.
+        self.reschedules = 0;
         // Other requests for the same piece (endgame duplicates) are now useless.
         self.pending_reports.push(PieceReport {
             piece,
