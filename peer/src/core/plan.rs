@@ -5,6 +5,7 @@
 use super::config::{PeerConfig, PieceSelection};
 use rand::seq::SliceRandom;
 use rand::Rng;
+use sched::core::bitset::word_bits;
 use sched::core::{ParentRef, PeerId, PieceReport, PieceSet, Stripe, TimeNs};
 use std::collections::BTreeMap;
 
@@ -549,16 +550,7 @@ impl TaskDownload {
                 .iter()
                 .zip(self.needed.words())
                 .enumerate()
-                .flat_map(|(i, (h, n))| {
-                    let mut w = h & n;
-                    std::iter::from_fn(move || {
-                        (w != 0).then(|| {
-                            let b = w.trailing_zeros();
-                            w &= w - 1;
-                            i as u32 * 64 + b
-                        })
-                    })
-                })
+                .flat_map(|(i, (h, n))| word_bits(i, h & n))
                 .collect();
             if !candidates.is_empty() {
                 let piece = candidates[rng.random_range(0..candidates.len())];
@@ -636,3 +628,7 @@ impl TaskDownload {
         out.push(PeerAction::Reschedule { blocked: std::mem::take(&mut self.failed_parents) });
     }
 }
+
+#[cfg(test)]
+#[path = "plan_tests.rs"]
+mod tests;

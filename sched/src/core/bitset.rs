@@ -64,30 +64,13 @@ impl PieceSet {
     }
     /// Pieces in `self` and not in `other`, in ascending order.
     pub fn iter_minus<'a>(&'a self, other: &'a PieceSet) -> impl Iterator<Item = u32> + 'a {
-        self.words.iter().enumerate().flat_map(move |(i, w)| {
-            let mut bits = w & !other.words.get(i).copied().unwrap_or(0);
-            std::iter::from_fn(move || {
-                if bits == 0 {
-                    return None;
-                }
-                let b = bits.trailing_zeros();
-                bits &= bits - 1;
-                Some(i as u32 * 64 + b)
-            })
-        })
+        self.words
+            .iter()
+            .enumerate()
+            .flat_map(move |(i, w)| word_bits(i, w & !other.words.get(i).copied().unwrap_or(0)))
     }
     pub fn iter(&self) -> impl Iterator<Item = u32> + '_ {
-        self.words.iter().enumerate().flat_map(|(i, w)| {
-            let mut bits = *w;
-            std::iter::from_fn(move || {
-                if bits == 0 {
-                    return None;
-                }
-                let b = bits.trailing_zeros();
-                bits &= bits - 1;
-                Some(i as u32 * 64 + b)
-            })
-        })
+        self.words.iter().enumerate().flat_map(|(i, w)| word_bits(i, *w))
     }
     /// The raw 64-bit words, piece `i` at bit `i % 64` of word `i / 64`.
     pub fn words(&self) -> &[u64] {
@@ -102,6 +85,18 @@ impl PieceSet {
             .map(|(i, w)| (w & !other.words.get(i).copied().unwrap_or(0)).count_ones())
             .sum()
     }
+}
+
+/// The piece numbers set in word `index` of a set (bit b is piece index * 64 + b).
+pub fn word_bits(index: usize, mut bits: u64) -> impl Iterator<Item = u32> {
+    std::iter::from_fn(move || {
+        if bits == 0 {
+            return None;
+        }
+        let b = bits.trailing_zeros();
+        bits &= bits - 1;
+        Some(index as u32 * 64 + b)
+    })
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use std::collections::BinaryHeap;
 
 #[derive(Debug, Clone)]
 pub(crate) enum Event {
-    PodScheduled { node: usize, slot: usize },
+    PodScheduled { node: usize },
     ManifestHeadDone { node: usize },
     StartTransfer { transfer: usize },
     SchedDeliver { replica: usize, request: SchedRequest },

@@ -49,7 +49,6 @@ struct PeerTask {
     children: Vec<PeerId>,
     origin_stream_open: bool,
     deadline_armed: Option<TimeNs>,
-    registered: bool,
     done: bool,
 }
 
@@ -180,7 +179,7 @@ impl<'a> World<'a> {
             let at = ms(sc.pod.schedule_delay_ms + jitter);
             nodes[node].pods.push(pod);
             nodes[node].scheduled_ns.push(at);
-            queue.push(at, Event::PodScheduled { node, slot: nodes[node].pods.len() - 1 });
+            queue.push(at, Event::PodScheduled { node });
         }
         let mut sched_cfg = SchedulerConfig::preset(policy);
         sched_cfg.policy = policy;
@@ -276,7 +275,7 @@ impl<'a> World<'a> {
 
     fn handle(&mut self, ev: Event) {
         match ev {
-            Event::PodScheduled { node, slot: _ } => {
+            Event::PodScheduled { node } => {
                 if self.nodes[node].pull_started.is_none() {
                     self.nodes[node].pull_started = Some(self.now);
                     self.resolve_manifest(node);
@@ -491,7 +490,6 @@ impl<'a> World<'a> {
             children: Vec::new(),
             origin_stream_open: false,
             deadline_armed: None,
-            registered: true,
             done: false,
         });
         self.host_blob_peer[host][blob] = Some(id);
