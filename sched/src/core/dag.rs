@@ -64,7 +64,23 @@ impl Dag {
         Ok(())
     }
 
+    /// `peer` and every peer reachable from it along child edges: the peers that may not
+    /// become its parents. One walk serves a whole selection round.
+    pub fn descendants(&self, peer: PeerId) -> std::collections::BTreeSet<PeerId> {
+        let mut seen = std::collections::BTreeSet::new();
+        let mut stack = vec![peer];
+        while let Some(v) = stack.pop() {
+            if seen.insert(v) {
+                stack.extend(self.children(v).iter().copied());
+            }
+        }
+        seen
+    }
+
     fn reaches(&self, from: PeerId, to: PeerId) -> bool {
+        if self.children(from).is_empty() {
+            return from == to;
+        }
         let mut stack = vec![from];
         let mut seen = std::collections::BTreeSet::new();
         while let Some(v) = stack.pop() {

@@ -19,8 +19,9 @@ pub fn dragonfly(s: &mut Scheduler, peer: PeerId) -> Vec<ParentRef> {
     sample.partial_shuffle(&mut s.rng, k);
     sample.truncate(k);
     let mut scored: Vec<(f64, usize, PeerId)> = Vec::new();
+    let descendants = task.dag.descendants(peer);
     for (order, cand) in sample.into_iter().enumerate() {
-        if !eligible_dag_parent(s, task, child, cand) {
+        if !eligible_dag_parent(s, task, child, cand, &descendants) {
             continue;
         }
         let parent = &s.peers[&cand];
@@ -115,12 +116,13 @@ pub fn default(s: &mut Scheduler, peer: PeerId) -> Vec<ParentRef> {
     let mut scored: Vec<(f64, PeerId, Option<Stripe>)> = Vec::new();
     let mut free_stripes = task.stripes.iter().enumerate().filter(|(_, c)| c.is_none()).map(|(i, _)| i as u32);
     let stripe_count = task.stripes.len() as u32;
+    let descendants = task.dag.descendants(peer);
     for i in 0..n {
         if scored.len() >= s.cfg.filter_parent_limit {
             break;
         }
         let cand = task.peers[(start + i) % n];
-        if !eligible_dag_parent(s, task, child, cand) {
+        if !eligible_dag_parent(s, task, child, cand, &descendants) {
             continue;
         }
         let parent = &s.peers[&cand];
@@ -156,8 +158,15 @@ pub fn default(s: &mut Scheduler, peer: PeerId) -> Vec<ParentRef> {
         .collect()
 }
 
-/// Dragonfly's filter chain, shared by the DAG policies.
-fn eligible_dag_parent(s: &Scheduler, task: &Task, child: &Peer, cand: PeerId) -> bool {
+/// Dragonfly's filter chain, shared by the DAG policies. `descendants` is the child and
+/// everything below it (`Dag::descendants`): an edge from any of them would close a cycle.
+fn eligible_dag_parent(
+    s: &Scheduler,
+    task: &Task,
+    child: &Peer,
+    cand: PeerId,
+    descendants: &std::collections::BTreeSet<PeerId>,
+) -> bool {
     if cand == child.id || child.blocked.contains(&cand) {
         return false;
     }
@@ -176,7 +185,9 @@ fn eligible_dag_parent(s: &Scheduler, task: &Task, child: &Peer, cand: PeerId) -
     if is_bad_node(parent) || host.free_uploads() == 0 {
         return false;
     }
-    task.dag.check_edge(cand, child.id).is_ok()
+    let ok = !descendants.contains(&cand) && !task.dag.parents(child.id).contains(&cand);
+    debug_assert_eq!(ok, task.dag.check_edge(cand, child.id).is_ok());
+    ok
 }
 
 /// Only running, back-to-source and finished peers can serve; a peer whose latest piece
