@@ -110,7 +110,6 @@ pub(crate) struct World<'a> {
     host_net: Vec<NodeIx>,
     host_slots: Vec<UploadSlots<usize>>,
     nodes: Vec<Node>,
-    seed_count: usize,
     /// Blob sizes: config, layers..., and in p2p-lazy the RAFS bootstrap last.
     blobs: Vec<u64>,
     blob_keys: Vec<u64>,
@@ -220,7 +219,6 @@ impl<'a> World<'a> {
             peer_cfg,
             host_net,
             nodes,
-            seed_count,
             host_blob_peer: vec![vec![None; blobs.len()]; hosts],
             blobs,
             blob_keys,
@@ -285,7 +283,7 @@ impl<'a> World<'a> {
                 // HEAD by tag answered; GET by digest follows.
                 let at = self.registry_admit();
                 let bytes = self.sc.image.manifest_bytes;
-                self.start_transfer_at(at, TransferKind::Manifest { node }, bytes, self.registry, node);
+                self.start_transfer_at(at, TransferKind::Manifest { node }, bytes);
             }
             Event::StartTransfer { transfer } => self.start_flow(transfer),
             Event::SchedDeliver { replica, request } => self.sched_handle(replica, request),
@@ -326,8 +324,8 @@ impl<'a> World<'a> {
         self.queue.push(at, Event::ManifestHeadDone { node });
     }
 
-    fn start_transfer_at(&mut self, at: TimeNs, kind: TransferKind, bytes: u64, src: NodeIx, dst_host: usize) {
-        let _ = (src, dst_host);
+    /// A transfer whose flow starts at `at` (after request latency and admission).
+    fn start_transfer_at(&mut self, at: TimeNs, kind: TransferKind, bytes: u64) {
         let id = self.transfers.len();
         self.transfers.push(Transfer { kind, bytes, requested_ns: self.now, flow: None, cancelled: false });
         self.queue.push(at, Event::StartTransfer { transfer: id });
@@ -401,7 +399,7 @@ impl<'a> World<'a> {
             self.nodes[node].next_blob += 1;
             self.nodes[node].active_blobs += 1;
             let at = self.registry_admit();
-            self.start_transfer_at(at, TransferKind::Blob { node, blob }, self.blobs[blob], self.registry, node);
+            self.start_transfer_at(at, TransferKind::Blob { node, blob }, self.blobs[blob]);
         }
     }
 
@@ -642,8 +640,7 @@ impl<'a> World<'a> {
                             p.origin_stream_open = true;
                             self.registry_admit()
                         };
-                        let host = self.peers[peer.0 as usize].host;
-                        self.start_transfer_at(at, kind, bytes, self.registry, host);
+                        self.start_transfer_at(at, kind, bytes);
                     }
                     Source::Parent(parent) => {
                         let id = self.transfers.len();
@@ -864,7 +861,6 @@ impl<'a> World<'a> {
         if self.mode == Mode::P2pLazy && !self.sc.lazy.prefetch {
             makespan = self.nodes.iter().filter_map(|n| n.image_ready_ns).map(s).fold(0.0, f64::max);
         }
-        let _ = self.seed_count;
         ModeResult {
             mode: self.mode,
             pods,
