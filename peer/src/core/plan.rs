@@ -279,6 +279,15 @@ impl TaskDownload {
         }
     }
 
+    /// The driver stopped a transfer that was not at fault (an endgame duplicate that
+    /// lost the race): forget it without blaming its source.
+    pub fn on_transfer_dropped(&mut self, piece: u32, from: Source) {
+        self.finish_in_flight(piece, from);
+        if self.wanted.contains(piece) && !self.have.contains(piece) && !self.in_flight.contains_key(&piece) {
+            self.needed.insert(piece);
+        }
+    }
+
     /// Transfers still running for a piece this download already holds (endgame losers).
     pub fn redundant_transfers(&self, piece: u32) -> Vec<Source> {
         if !self.have.contains(piece) {

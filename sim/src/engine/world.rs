@@ -66,6 +66,8 @@ struct Transfer {
     requested_ns: TimeNs,
     flow: Option<crate::net::FlowId>,
     cancelled: bool,
+    /// Holds one of its source host's upload slots (peer pieces only).
+    holds_slot: bool,
 }
 
 /// A node's pull and its pods.
@@ -327,7 +329,7 @@ impl<'a> World<'a> {
     /// A transfer whose flow starts at `at` (after request latency and admission).
     fn start_transfer_at(&mut self, at: TimeNs, kind: TransferKind, bytes: u64) {
         let id = self.transfers.len();
-        self.transfers.push(Transfer { kind, bytes, requested_ns: self.now, flow: None, cancelled: false });
+        self.transfers.push(Transfer { kind, bytes, requested_ns: self.now, flow: None, cancelled: false, holds_slot: false });
         self.queue.push(at, Event::StartTransfer { transfer: id });
     }
 
@@ -368,7 +370,7 @@ impl<'a> World<'a> {
             }
             TransferKind::Piece { dst, piece, from } => {
                 let cost = self.now - self.transfers[id].requested_ns;
-                self.piece_arrived(dst, piece, from, c.bytes, cost);
+                self.piece_arrived(id, dst, piece, from, c.bytes, cost);
             }
         }
     }
@@ -644,9 +646,10 @@ impl<'a> World<'a> {
                     }
                     Source::Parent(parent) => {
                         let id = self.transfers.len();
-                        self.transfers.push(Transfer { kind, bytes, requested_ns: self.now, flow: None, cancelled: false });
+                        self.transfers.push(Transfer { kind, bytes, requested_ns: self.now, flow: None, cancelled: false, holds_slot: false });
                         let parent_host = self.peers[parent.0 as usize].host;
                         if let Some(id) = self.host_slots[parent_host].admit(id) {
+                            self.transfers[id].holds_slot = true;
                             self.queue.push(self.now + self.rpc_ns, Event::StartTransfer { transfer: id });
                         }
                     }
@@ -682,20 +685,28 @@ impl<'a> World<'a> {
             self.net.cancel(self.now, flow);
         }
         if let Source::Parent(parent) = from {
-            self.release_upload_slot(self.peers[parent.0 as usize].host);
-        }
-    }
-
-    fn release_upload_slot(&mut self, host: usize) {
-        while let Some(next) = self.host_slots[host].release() {
-            if !self.transfers[next].cancelled {
-                self.queue.push(self.now, Event::StartTransfer { transfer: next });
-                break;
+            let host = self.peers[parent.0 as usize].host;
+            if self.transfers[id].holds_slot {
+                self.release_upload_slot(host, id);
+            } else {
+                // Still waiting for a slot: just leave the line.
+                self.host_slots[host].forget(|r| *r == id);
             }
         }
     }
 
-    fn piece_arrived(&mut self, peer: PeerId, piece: u32, from: Source, bytes: u64, cost: TimeNs) {
+    /// Transfer `id` gives back its slot; the next waiting one takes it.
+    fn release_upload_slot(&mut self, host: usize, id: usize) {
+        debug_assert!(self.transfers[id].holds_slot);
+        self.transfers[id].holds_slot = false;
+        if let Some(next) = self.host_slots[host].release() {
+            debug_assert!(!self.transfers[next].cancelled, "cancelled transfers leave the line");
+            self.transfers[next].holds_slot = true;
+            self.queue.push(self.now, Event::StartTransfer { transfer: next });
+        }
+    }
+
+    fn piece_arrived(&mut self, transfer: usize, peer: PeerId, piece: u32, from: Source, bytes: u64, cost: TimeNs) {
         let host = self.peers[peer.0 as usize].host;
         let fresh = !self.peers[peer.0 as usize].dl.have().contains(piece);
         if host < self.nodes.len() && fresh {
@@ -707,14 +718,13 @@ impl<'a> World<'a> {
             }
         }
         if let Source::Parent(parent) = from {
-            self.release_upload_slot(self.peers[parent.0 as usize].host);
+            self.release_upload_slot(self.peers[parent.0 as usize].host, transfer);
         }
         let now = self.now;
         self.peers[peer.0 as usize].dl.on_piece_done(now, piece, from, cost);
         for other in self.peers[peer.0 as usize].dl.redundant_transfers(piece) {
             self.cancel_transfer(peer, piece, other);
-            let now = self.now;
-            self.peers[peer.0 as usize].dl.on_piece_failed(now, piece, other);
+            self.peers[peer.0 as usize].dl.on_transfer_dropped(piece, other);
         }
         if fresh {
             let children = self.peers[peer.0 as usize].children.clone();
