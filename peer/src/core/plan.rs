@@ -267,10 +267,7 @@ impl TaskDownload {
     }
 
     pub fn on_piece_failed(&mut self, _now: TimeNs, piece: u32, from: Source) {
-        self.finish_in_flight(piece, from);
-        if self.wanted.contains(piece) && !self.have.contains(piece) && !self.in_flight.contains_key(&piece) {
-            self.needed.insert(piece);
-        }
+        self.on_transfer_dropped(piece, from);
         if let Source::Parent(peer) = from {
             if !self.failed_parents.contains(&peer) {
                 self.failed_parents.push(peer);
@@ -592,7 +589,7 @@ impl TaskDownload {
     fn useful_parents(&self) -> usize {
         self.parents
             .iter()
-            .filter(|p| !p.has.is_full() || p.has.count_minus(&self.have) > 0 && self.needed_from(p))
+            .filter(|p| !p.has.is_full() || self.needed_from(p))
             .count()
     }
 

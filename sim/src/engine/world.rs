@@ -328,9 +328,14 @@ impl<'a> World<'a> {
 
     /// A transfer whose flow starts at `at` (after request latency and admission).
     fn start_transfer_at(&mut self, at: TimeNs, kind: TransferKind, bytes: u64) {
-        let id = self.transfers.len();
-        self.transfers.push(Transfer { kind, bytes, requested_ns: self.now, flow: None, cancelled: false, holds_slot: false });
+        let id = self.new_transfer(kind, bytes);
         self.queue.push(at, Event::StartTransfer { transfer: id });
+    }
+
+    /// Records a transfer requested now; its flow starts later.
+    fn new_transfer(&mut self, kind: TransferKind, bytes: u64) -> usize {
+        self.transfers.push(Transfer { kind, bytes, requested_ns: self.now, flow: None, cancelled: false, holds_slot: false });
+        self.transfers.len() - 1
     }
 
     fn start_flow(&mut self, id: usize) {
@@ -645,8 +650,7 @@ impl<'a> World<'a> {
                         self.start_transfer_at(at, kind, bytes);
                     }
                     Source::Parent(parent) => {
-                        let id = self.transfers.len();
-                        self.transfers.push(Transfer { kind, bytes, requested_ns: self.now, flow: None, cancelled: false, holds_slot: false });
+                        let id = self.new_transfer(kind, bytes);
                         let parent_host = self.peers[parent.0 as usize].host;
                         if let Some(id) = self.host_slots[parent_host].admit(id) {
                             self.transfers[id].holds_slot = true;
