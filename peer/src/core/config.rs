@@ -138,17 +138,18 @@ impl PeerConfig {
             },
             // Ours: small pieces (short pipelines), rarest first so parents and children
             // always hold pieces the other lacks, several requests per parent so a parent's
-            // upload never idles between pieces, progress reported in batches (the
+            // upload never idles between pieces (a parent per stripe, 8 stripes: up to 16
+            // parents after reschedules, 32 requests in flight), progress reported in batches (the
             // scheduler needs "has data", not every piece), quick reschedule when the
             // parents stop being useful.
             Policy::Default => PeerConfig {
                 piece_sizing: PieceSizing::Fixed { piece_bytes: 4 * MIB },
                 piece_selection: PieceSelection::RarestFirst,
-                max_in_flight_total: 16,
+                max_in_flight_total: 32,
                 max_in_flight_per_parent: 3,
                 max_in_flight_per_seed_parent: 3,
                 max_in_flight_origin: 2,
-                max_parents: 8,
+                max_parents: 16,
                 merge_parents: false,
                 symmetric_connections: false,
                 reannounce_interval_ns: None,

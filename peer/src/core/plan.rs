@@ -40,10 +40,33 @@ enum Phase {
     Done,
 }
 
+/// The stripes a parent serves this child (a parent may feed it in several stripes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stripes {
+    mask: u64,
+    count: u32,
+}
+
+impl Stripes {
+    fn of(stripe: Option<Stripe>) -> Option<Stripes> {
+        stripe.filter(|s| s.count > 0 && s.count <= 64 && s.index < s.count).map(|s| Stripes { mask: 1 << s.index, count: s.count })
+    }
+    fn contains(self, piece: u32) -> bool {
+        self.mask >> (piece % self.count) & 1 == 1
+    }
+    /// Union; a parent with no stripe (or a different stripe count) serves everything.
+    fn merge(a: Option<Stripes>, b: Option<Stripes>) -> Option<Stripes> {
+        match (a, b) {
+            (Some(x), Some(y)) if x.count == y.count => Some(Stripes { mask: x.mask | y.mask, count: x.count }),
+            _ => None,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 struct ParentView {
     peer: PeerId,
-    stripe: Option<Stripe>,
+    stripes: Option<Stripes>,
     has: PieceSet,
     in_flight: u32,
     /// Dragonfly's parent score: EWMA (alpha 1/2) of piece costs; lower is better.
@@ -179,12 +202,19 @@ impl TaskDownload {
                 self.remove_parent(g);
             }
         }
+        // One entry per (parent, stripe): the first entry of a parent sets its stripes,
+        // later ones add to them.
+        let mut seen: Vec<PeerId> = Vec::new();
         for (parent, is_seed, has) in parents {
+            let id = parent.peer;
+            let stripes = Stripes::of(parent.stripe);
             if let Some(existing) = self.parents.iter_mut().find(|p| p.peer == parent.peer) {
-                existing.stripe = parent.stripe;
-                continue;
+                existing.stripes =
+                    if seen.contains(&parent.peer) { Stripes::merge(existing.stripes, stripes) } else { stripes };
+            } else {
+                self.add_parent(parent, is_seed, has);
             }
-            self.add_parent(parent, is_seed, has);
+            seen.push(id);
         }
     }
 
@@ -308,7 +338,11 @@ impl TaskDownload {
         }
         if self.phase == Phase::P2p && !self.needed.is_empty() && !self.awaiting_parents {
             if self.in_flight.is_empty() {
-                consider(self.last_piece_ns.saturating_add(self.cfg.stall_timeout_ns));
+                // A stall is acted on only once the reschedule backoff allows it too; a
+                // deadline before that would wake the driver over and over for nothing.
+                let stall = self.last_piece_ns.saturating_add(self.cfg.stall_timeout_ns);
+                let backoff = self.last_reschedule_ns.map_or(0, |t| t.saturating_add(self.cfg.reschedule_backoff_ns));
+                consider(stall.max(backoff));
             }
             if let Some(interval) = self.cfg.reannounce_interval_ns {
                 if self.parents.len() < self.cfg.max_parents {
@@ -363,7 +397,7 @@ impl TaskDownload {
         self.parent_changes.push((parent.peer, true));
         self.parents.push(ParentView {
             peer: parent.peer,
-            stripe: parent.stripe,
+            stripes: Stripes::of(parent.stripe),
             has,
             in_flight: 0,
             cost_ewma_ns: 0.0,
@@ -514,7 +548,7 @@ impl TaskDownload {
                     let bucket = self.by_availability[level].words();
                     for &pi in &order {
                         let p = &self.parents[pi];
-                        let stripe = if honour_stripes { p.stripe } else { None };
+                        let stripe = if honour_stripes { p.stripes } else { None };
                         for k in 0..words {
                             let wi = (offset + k) % words;
                             let mut w = bucket[wi] & p.has.words()[wi] & self.needed.words()[wi];
@@ -532,7 +566,7 @@ impl TaskDownload {
                     }
                 }
             }
-            if !self.parents.iter().any(|p| p.stripe.is_some()) {
+            if !self.parents.iter().any(|p| p.stripes.is_some()) {
                 break;
             }
         }

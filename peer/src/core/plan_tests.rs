@@ -172,3 +172,45 @@ fn stripes_keep_seed_children_on_their_share_while_other_work_exists() {
     let (piece, _) = fetches(&out)[0];
     assert_eq!(piece % 4, 1, "first piece comes from the child's stripe");
 }
+
+#[test]
+fn one_parent_may_serve_several_stripes() {
+    let mut c = cfg();
+    c.max_in_flight_total = 8;
+    c.max_in_flight_per_parent = 8;
+    let mut d = TaskDownload::new(c, 8 * 4 * MIB, true, 0);
+    let all: Vec<u32> = (0..8).collect();
+    let mut a = parent(1, &all, 8);
+    a.0.stripe = Some(Stripe { index: 0, count: 4 });
+    let mut b = parent(1, &all, 8);
+    b.0.stripe = Some(Stripe { index: 2, count: 4 });
+    d.on_parents(0, vec![a, b]);
+    let mut out = Vec::new();
+    d.poll(0, &mut ChaCha8Rng::seed_from_u64(1), &mut out);
+    let mut first: Vec<u32> = fetches(&out).iter().map(|(p, _)| *p).take(4).collect();
+    first.sort();
+    assert_eq!(first, vec![0, 2, 4, 6], "stripes 0 and 2 first, from the one parent");
+}
+
+#[test]
+fn a_stall_inside_the_reschedule_backoff_does_not_spin() {
+    // One empty parent: too few useful parents, so the plan asks for more at 0 and again
+    // at 150 ms; the stall (200 ms without a piece) then falls inside the backoff after
+    // the second ask, and the next deadline must wait for the backoff, not sit in the past.
+    let c = cfg();
+    let mut d = TaskDownload::new(c.clone(), 4 * 4 * MIB, true, 0);
+    let mut rng = ChaCha8Rng::seed_from_u64(1);
+    let mut out = Vec::new();
+    let asked = |out: &[PeerAction]| out.iter().any(|a| matches!(a, PeerAction::Reschedule { .. }));
+    d.on_parents(0, vec![parent(1, &[], 4)]);
+    d.poll(0, &mut rng, &mut out);
+    assert!(asked(&out), "{out:?}");
+    d.on_parents(0, vec![parent(1, &[], 4)]);
+    out.clear();
+    let t = 150 * sched::core::NS_PER_MS;
+    d.poll(t, &mut rng, &mut out);
+    assert!(asked(&out), "{out:?}");
+    d.on_parents(t, vec![parent(1, &[], 4)]);
+    let next = d.next_deadline().expect("still waiting for pieces");
+    assert!(next >= t + c.reschedule_backoff_ns, "deadline {next} lies inside the backoff");
+}

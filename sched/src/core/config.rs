@@ -35,10 +35,15 @@ pub struct SchedulerConfig {
     /// Default policy: a waiting peer goes back to source after this long without any
     /// eligible parent (only when no seed peer serves the task).
     pub wait_for_parent_timeout_ns: TimeNs,
-    /// Default policy: children that fetch *new* pieces straight from a task's seed peer,
-    /// each from its own stripe (piece number mod this), so every piece leaves the seed
-    /// about once.
-    pub seed_stripes: u32,
+    /// Default policy: a task's pieces are dealt into this many stripes (piece number mod
+    /// this), each with its own DAG; 1 to 64 (1: a single DAG per task, as Dragonfly).
+    pub stripes: u32,
+    /// Default policy: child edges (over all stripes) a peer takes in one task. Each edge
+    /// carries one stripe, 1/stripes of a download, so `stripes` edges fill an upload as
+    /// large as the child's download; more leave room to choose.
+    pub stripe_fanout: u32,
+    /// Default policy: children the seed peer takes per stripe (the trees' roots).
+    pub seed_children_per_stripe: u32,
     /// Kraken: metainfo polling backoff while the origin is still fetching the blob.
     pub poll_initial_ns: TimeNs,
     pub poll_factor: f64,
@@ -46,6 +51,31 @@ pub struct SchedulerConfig {
 }
 
 impl SchedulerConfig {
+    /// Checks values no policy can work with; the error names the field.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.policy == Policy::Default {
+            if !(1..=64).contains(&self.stripes) {
+                return Err(format!("stripes = {}: the default policy needs 1 to 64 stripes", self.stripes));
+            }
+            if self.stripe_fanout < self.stripes {
+                return Err(format!(
+                    "stripe_fanout = {}: must be at least stripes ({}), or peers run out of parents",
+                    self.stripe_fanout, self.stripes
+                ));
+            }
+            if self.seed_children_per_stripe == 0 {
+                return Err("seed_children_per_stripe = 0: the seed peer must feed at least one root per stripe".into());
+            }
+        }
+        if self.candidate_parent_limit == 0 {
+            return Err("candidate_parent_limit = 0: a peer could never get a parent".into());
+        }
+        if self.normal_upload_limit == 0 && self.seed_upload_limit == 0 {
+            return Err("normal_upload_limit and seed_upload_limit are both 0: nobody could upload".into());
+        }
+        Ok(())
+    }
+
     pub fn preset(policy: Policy) -> SchedulerConfig {
         let dragonfly = SchedulerConfig {
             policy,
@@ -60,7 +90,9 @@ impl SchedulerConfig {
             seed_failed_timeout_ns: 30 * 60 * NS_PER_S,
             peer_idle_timeout_ns: 30 * 60 * NS_PER_S,
             wait_for_parent_timeout_ns: 0,
-            seed_stripes: 0,
+            stripes: 0,
+            stripe_fanout: 0,
+            seed_children_per_stripe: 0,
             poll_initial_ns: 0,
             poll_factor: 1.0,
             poll_max_ns: 0,
@@ -93,7 +125,12 @@ impl SchedulerConfig {
                 normal_upload_limit: 48,
                 seed_upload_limit: 64,
                 wait_for_parent_timeout_ns: 10 * NS_PER_S,
-                seed_stripes: 8,
+                stripes: 8,
+                // One edge over `stripes` would let every peer fill its upload exactly,
+                // but then the last peers find no parent with room and starve; 9 of 8
+                // measured best (fewer spread load unevenly, more overload early peers).
+                stripe_fanout: 9,
+                seed_children_per_stripe: 1,
                 ..dragonfly
             },
         }

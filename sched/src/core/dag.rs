@@ -116,6 +116,20 @@ impl Dag {
         parents
     }
 
+    /// Removes one edge; false when it did not exist.
+    pub fn remove_edge(&mut self, parent: PeerId, child: PeerId) -> bool {
+        let Some(c) = self.vertices.get_mut(&child) else { return false };
+        let before = c.parents.len();
+        c.parents.retain(|p| *p != parent);
+        if c.parents.len() == before {
+            return false;
+        }
+        if let Some(v) = self.vertices.get_mut(&parent) {
+            v.children.retain(|x| *x != child);
+        }
+        true
+    }
+
     /// Removes the vertex and all its edges; returns its former children.
     pub fn remove_vertex(&mut self, peer: PeerId) -> Vec<PeerId> {
         self.remove_in_edges(peer);

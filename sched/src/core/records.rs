@@ -104,7 +104,14 @@ pub struct Peer {
     pub registered_ns: TimeNs,
     pub last_progress_ns: TimeNs,
     pub is_seed: bool,
+    /// Default policy: the stripe whose tree this peer is an inner node of.
+    pub home_stripe: Option<u32>,
+    /// Default policy: hops from the seed peer in each stripe's tree (`UNFED`: no parent yet).
+    pub stripe_depth: Vec<u16>,
 }
+
+/// `Peer::stripe_depth` of a peer without a parent in that stripe.
+pub const UNFED: u16 = u16::MAX;
 
 #[derive(Debug, Clone)]
 pub struct Task {
@@ -120,7 +127,10 @@ pub struct Task {
     pub seed_triggered: Option<(HostId, TimeNs)>,
     pub seed_failed_ns: Option<TimeNs>,
     pub seed_peer: Option<PeerId>,
-    /// Default policy: which child holds each seed stripe.
-    pub stripes: Vec<Option<PeerId>>,
+    /// Default policy: one DAG per stripe (pieces p with p % stripes == s). Each refuses
+    /// cycles on its own; across stripes two peers may feed each other.
+    pub stripe_dags: Vec<Dag>,
+    /// Default policy: peers by home stripe, in registration order.
+    pub home_members: Vec<Vec<PeerId>>,
     pub waiting: BTreeSet<PeerId>,
 }

@@ -4,11 +4,11 @@
 
 use super::bitset::PieceSet;
 use super::config::SchedulerConfig;
-use super::decision::{BackToSourceReason, Decision, FailReason, ParentRef};
+use super::decision::{BackToSourceReason, Decision, FailReason, ParentRef, Stripe};
 use super::hashring;
 use super::ids::{HostId, PeerId, TaskId, TimeNs};
 use super::policy::Policy;
-use super::records::{CostStats, Host, HostInfo, HostKind, Peer, PeerState, Task};
+use super::records::{CostStats, Host, HostInfo, HostKind, Peer, PeerState, Task, UNFED};
 use super::select;
 use rand_chacha::ChaCha8Rng;
 use std::collections::{BTreeMap, BTreeSet};
@@ -69,6 +69,9 @@ pub struct Scheduler {
     /// (when, sequence, peer): a retry round, a poll, or a wait timeout.
     timers: BTreeSet<(TimeNs, u64, PeerId)>,
     timer_seq: u64,
+    /// `wake_waiters` is running / was asked again while running.
+    waking: bool,
+    wake_again: bool,
     pub stats: SchedStats,
 }
 
@@ -82,6 +85,8 @@ impl Scheduler {
             peers: BTreeMap::new(),
             timers: BTreeSet::new(),
             timer_seq: 0,
+            waking: false,
+            wake_again: false,
             stats: SchedStats::default(),
         }
     }
@@ -123,9 +128,15 @@ impl Scheduler {
             seed_triggered: None,
             seed_failed_ns: None,
             seed_peer: None,
-            stripes: Vec::new(),
+            stripe_dags: Vec::new(),
+            home_members: Vec::new(),
             waiting: BTreeSet::new(),
         });
+        let stripes = if self.cfg.policy == Policy::Default { self.cfg.stripes as usize } else { 0 };
+        if task.stripe_dags.len() != stripes {
+            task.stripe_dags = vec![Default::default(); stripes];
+            task.home_members = vec![Vec::new(); stripes];
+        }
         if task.piece_count != req.piece_count {
             return Err(SchedError::PieceCountMismatch { task: req.task, known: task.piece_count, got: req.piece_count });
         }
@@ -133,9 +144,19 @@ impl Scheduler {
         let is_seed = host_kind == HostKind::Seed && req.need_back_to_source;
         task.peers.push(req.peer);
         task.dag.add_vertex(req.peer);
+        for d in task.stripe_dags.iter_mut() {
+            d.add_vertex(req.peer);
+        }
         if is_seed {
             task.seed_peer = Some(req.peer);
         }
+        // Default policy: the peer is an inner node of the stripe with the fewest so far.
+        let home_stripe = (!is_seed && stripes > 0).then(|| {
+            let (si, members) = task.home_members.iter_mut().enumerate().min_by_key(|(_, m)| m.len()).expect("stripes > 0");
+            members.push(req.peer);
+            si as u32
+        });
+        let stripe_depth = vec![if is_seed { 0 } else { UNFED }; stripes];
         let mut need_back_to_source = req.need_back_to_source;
         let mut out = Vec::new();
         let first_download = !task.peers.iter().any(|p| {
@@ -181,9 +202,11 @@ impl Scheduler {
                 registered_ns: now,
                 last_progress_ns: now,
                 is_seed,
+                home_stripe,
+                stripe_depth,
             },
         );
-        self.schedule(now, req.peer, &mut out);
+        self.schedule(now, req.peer, true, &mut out);
         Ok(out)
     }
 
@@ -238,7 +261,7 @@ impl Scheduler {
         p.blocked.extend(blocked.iter().copied());
         let mut out = Vec::new();
         if matches!(p.state, PeerState::Received | PeerState::Running) {
-            self.schedule(now, peer, &mut out);
+            self.schedule(now, peer, true, &mut out);
         }
         Ok(out)
     }
@@ -283,7 +306,7 @@ impl Scheduler {
             self.timers.remove(&(at, seq, peer));
             let Some(p) = self.peers.get(&peer) else { continue };
             if matches!(p.state, PeerState::Received | PeerState::Running) {
-                self.schedule(now, peer, &mut out);
+                self.schedule(now, peer, false, &mut out);
             }
         }
         out
@@ -311,12 +334,21 @@ impl Scheduler {
     pub fn peer_state(&self, peer: PeerId) -> Option<PeerState> {
         self.peers.get(&peer).map(|p| p.state)
     }
+    /// Current parents in any DAG of the task (the task's, or a stripe's), each once.
     pub fn parents_of(&self, peer: PeerId) -> Vec<PeerId> {
         let Some(p) = self.peers.get(&peer) else { return Vec::new() };
-        self.tasks[&p.task].dag.parents(peer).to_vec()
+        let t = &self.tasks[&p.task];
+        let mut all: Vec<PeerId> = t.dag.parents(peer).to_vec();
+        for d in &t.stripe_dags {
+            all.extend_from_slice(d.parents(peer));
+        }
+        all.sort();
+        all.dedup();
+        all
     }
+    /// Every DAG of the task is acyclic (the task's, and each stripe's).
     pub fn task_is_acyclic(&self, task: TaskId) -> bool {
-        self.tasks.get(&task).is_none_or(|t| t.dag.is_acyclic())
+        self.tasks.get(&task).is_none_or(|t| t.dag.is_acyclic() && t.stripe_dags.iter().all(|d| d.is_acyclic()))
     }
     pub fn back_to_source_count(&self, task: TaskId) -> usize {
         self.tasks.get(&task).map_or(0, |t| t.back_to_source.len())
@@ -333,11 +365,13 @@ impl Scheduler {
     }
 
     /// One scheduling round for `peer`, following its policy.
-    fn schedule(&mut self, now: TimeNs, peer: PeerId, out: &mut Vec<Decision>) {
+    /// `asked`: the peer asked (registration, reschedule) and waits for an answer even if
+    /// its parents stay the same.
+    fn schedule(&mut self, now: TimeNs, peer: PeerId, asked: bool, out: &mut Vec<Decision>) {
         match self.cfg.policy {
             Policy::Dragonfly => self.schedule_dragonfly(now, peer, out),
             Policy::Kraken => self.schedule_kraken(now, peer, out),
-            Policy::Default => self.schedule_default(now, peer, out),
+            Policy::Default => self.schedule_default(now, peer, asked, out),
         }
     }
 
@@ -401,32 +435,90 @@ impl Scheduler {
         out.push(Decision::Parents { peer, parents });
     }
 
-    /// The project's policy: see `select::default` for the choice of parents.
+    /// The project's policy: a parent per stripe, see `select::default_stripe`.
     /// Differences from Dragonfly that matter at scale:
-    /// - no 2 s retry cliff: a peer with no eligible parent waits and is scheduled the
-    ///   moment one appears (a peer gets fed, starts back-to-source, or finishes), so a
-    ///   burst of registrations never turns into a back-to-source storm;
+    /// - no 2 s retry cliff: a peer missing a parent in some stripe waits and is scheduled
+    ///   the moment one may have appeared (a peer gets fed, starts back-to-source, or
+    ///   finishes), so a burst of registrations never turns into a back-to-source storm;
     /// - back-to-source is for seed peers; a normal peer goes to the origin only when no
     ///   seed serves the task and it waited `wait_for_parent_timeout_ns`, within a small
     ///   per-task budget;
-    /// - the seed's children take disjoint stripes of its pieces (see `Stripe`).
-    fn schedule_default(&mut self, now: TimeNs, peer: PeerId, out: &mut Vec<Decision>) {
+    /// - a stripe keeps its parent until that parent fails, is blocked or leaves: the
+    ///   trees stay put instead of being rebuilt on every round.
+    fn schedule_default(&mut self, now: TimeNs, peer: PeerId, asked: bool, out: &mut Vec<Decision>) {
         let p = &self.peers[&peer];
-        let task = &self.tasks[&p.task];
+        let task_id = p.task;
+        let task = &self.tasks[&task_id];
         let under_budget = (task.back_to_source.len() as u32) < self.cfg.back_to_source_limit;
         if p.need_back_to_source && (p.is_seed || under_budget) {
             self.order_back_to_source(now, peer, BackToSourceReason::Ordered, out);
             return;
         }
-        self.drop_in_edges(peer);
-        self.ensure_stripes(peer);
-        let parents = select::default(self, peer);
+        let mut changed = false;
+        for si in 0..task.stripe_dags.len() {
+            let blocked: Vec<PeerId> = {
+                let p = &self.peers[&peer];
+                let dag = &self.tasks[&task_id].stripe_dags[si];
+                dag.parents(peer).iter().copied().filter(|q| p.blocked.contains(q)).collect()
+            };
+            for q in blocked {
+                self.remove_stripe_edge(task_id, si, q, peer);
+                changed = true;
+            }
+            let dag = &self.tasks[&task_id].stripe_dags[si];
+            if dag.in_degree(peer) > 0 {
+                continue;
+            }
+            let descendants = dag.descendants(peer);
+            if let Some(parent) = select::default_stripe(self, peer, si as u32, &descendants) {
+                let depth = self.peers[&parent.peer].stripe_depth.get(si).copied().unwrap_or(UNFED);
+                let depth = if self.peers[&parent.peer].is_seed { 0 } else { depth.min(UNFED - 1) };
+                let task = self.tasks.get_mut(&task_id).expect("exists");
+                let added = task.stripe_dags[si].add_edge(parent.peer, peer);
+                debug_assert!(added.is_ok(), "selection returned a parent the stripe DAG refuses");
+                if added.is_ok() {
+                    let h = self.hosts.get_mut(&parent.host).expect("parent host known");
+                    h.concurrent_uploads += 1;
+                    h.upload_count += 1;
+                    self.peers.get_mut(&peer).expect("exists").stripe_depth[si] = depth + 1;
+                    changed = true;
+                }
+            }
+        }
+        let task = &self.tasks[&task_id];
+        let stripes = task.stripe_dags.len() as u32;
+        let mut parents = Vec::new();
+        let mut missing = false;
+        for (si, dag) in task.stripe_dags.iter().enumerate() {
+            missing |= dag.in_degree(peer) == 0;
+            for q in dag.parents(peer) {
+                let stripe = Some(Stripe { index: si as u32, count: stripes });
+                parents.push(ParentRef { peer: *q, host: self.peers[q].host, stripe });
+            }
+        }
+        if missing {
+            let p = self.peers.get_mut(&peer).expect("exists");
+            p.waiting_since.get_or_insert(now);
+            self.tasks.get_mut(&task_id).expect("exists").waiting.insert(peer);
+        } else {
+            self.peers.get_mut(&peer).expect("exists").waiting_since = None;
+            self.tasks.get_mut(&task_id).expect("exists").waiting.remove(&peer);
+        }
         if !parents.is_empty() {
-            self.give_parents(now, peer, parents, out);
+            if changed || asked {
+                let p = self.peers.get_mut(&peer).expect("exists");
+                p.state = PeerState::Running;
+                p.rounds_without_parents = 0;
+                self.stats.parent_rounds += 1;
+                out.push(Decision::Parents { peer, parents });
+            }
+            if changed {
+                // The peer is fed now, so it is an eligible parent for whoever waits.
+                self.wake_waiters(now, task_id, out);
+            }
             return;
         }
         let p = &self.peers[&peer];
-        let task_id = p.task;
         let task = &self.tasks[&task_id];
         let seed_serving = task.seed_failed_ns.is_none() && task.seed_triggered.is_some();
         let waited_since = p.waiting_since.unwrap_or(now);
@@ -434,38 +526,47 @@ impl Scheduler {
             self.order_back_to_source(now, peer, BackToSourceReason::NoParents, out);
             return;
         }
-        let p = self.peers.get_mut(&peer).expect("exists");
-        if p.waiting_since.is_none() {
-            p.waiting_since = Some(now);
-        }
         // Re-check when the wait times out (again later if a seed still serves the task).
         let deadline = waited_since + self.cfg.wait_for_parent_timeout_ns;
         let at = if deadline > now { deadline } else { now + self.cfg.wait_for_parent_timeout_ns.max(1) };
         self.arm(at, peer);
-        self.tasks.get_mut(&task_id).expect("exists").waiting.insert(peer);
     }
 
-    fn ensure_stripes(&mut self, peer: PeerId) {
-        let task_id = self.peers[&peer].task;
-        let stripes = self.cfg.seed_stripes as usize;
-        let task = self.tasks.get_mut(&task_id).expect("exists");
-        if task.stripes.len() != stripes {
-            task.stripes = vec![None; stripes];
+    fn remove_stripe_edge(&mut self, task: TaskId, si: usize, parent: PeerId, child: PeerId) {
+        let t = self.tasks.get_mut(&task).expect("exists");
+        if t.stripe_dags[si].remove_edge(parent, child) {
+            let host = self.peers[&parent].host;
+            let h = self.hosts.get_mut(&host).expect("exists");
+            h.concurrent_uploads = h.concurrent_uploads.saturating_sub(1);
+            self.peers.get_mut(&child).expect("exists").stripe_depth[si] = UNFED;
         }
     }
 
     /// Default policy: schedules every waiting peer of the task, in id order, once a new
-    /// parent may have become eligible.
+    /// parent may have become eligible. Re-entrant calls (a woken peer's new parents wake
+    /// others) only ask for another pass, so the stack stays flat.
     fn wake_waiters(&mut self, now: TimeNs, task: TaskId, out: &mut Vec<Decision>) {
         if self.cfg.policy != Policy::Default {
             return;
         }
-        let waiting: Vec<PeerId> = self.tasks[&task].waiting.iter().copied().collect();
-        for w in waiting {
-            if self.tasks[&task].waiting.contains(&w) {
-                self.schedule(now, w, out);
+        if self.waking {
+            self.wake_again = true;
+            return;
+        }
+        self.waking = true;
+        loop {
+            self.wake_again = false;
+            let waiting: Vec<PeerId> = self.tasks[&task].waiting.iter().copied().collect();
+            for w in waiting {
+                if self.tasks[&task].waiting.contains(&w) {
+                    self.schedule(now, w, false, out);
+                }
+            }
+            if !self.wake_again {
+                break;
             }
         }
+        self.waking = false;
     }
 
     fn give_parents(&mut self, now: TimeNs, peer: PeerId, parents: Vec<ParentRef>, out: &mut Vec<Decision>) {
@@ -478,10 +579,6 @@ impl Scheduler {
                 h.upload_count += 1;
             } else {
                 debug_assert!(false, "selection returned a parent the DAG refuses");
-            }
-            if let Some(stripe) = parent.stripe {
-                let task = self.tasks.get_mut(&task_id).expect("exists");
-                task.stripes[stripe.index as usize] = Some(peer);
             }
         }
         let p = self.peers.get_mut(&peer).expect("exists");
@@ -519,11 +616,13 @@ impl Scheduler {
     fn drop_in_edges(&mut self, peer: PeerId) {
         let task_id = self.peers[&peer].task;
         let task = self.tasks.get_mut(&task_id).expect("exists");
-        let former = task.dag.remove_in_edges(peer);
-        for s in task.stripes.iter_mut() {
-            if *s == Some(peer) {
-                *s = None;
-            }
+        let mut former = task.dag.remove_in_edges(peer);
+        for d in task.stripe_dags.iter_mut() {
+            former.extend(d.remove_in_edges(peer));
+        }
+        let p = self.peers.get_mut(&peer).expect("exists");
+        for depth in p.stripe_depth.iter_mut() {
+            *depth = UNFED;
         }
         for parent in former {
             let host = self.peers[&parent].host;
@@ -540,8 +639,21 @@ impl Scheduler {
         let task = self.tasks.get_mut(&task_id).expect("exists");
         // Its children lose this parent; the vertex stays, edge-less, so the peer keeps
         // its place in the task's history until garbage collection.
-        let children = task.dag.remove_vertex(peer);
+        let mut children = task.dag.remove_vertex(peer);
         task.dag.add_vertex(peer);
+        for (si, d) in task.stripe_dags.iter_mut().enumerate() {
+            let lost = d.remove_vertex(peer);
+            d.add_vertex(peer);
+            for c in &lost {
+                if let Some(cp) = self.peers.get_mut(c) {
+                    cp.stripe_depth[si] = UNFED;
+                }
+            }
+            children.extend(lost);
+        }
+        if let Some(home) = self.peers[&peer].home_stripe {
+            task.home_members[home as usize].retain(|m| *m != peer);
+        }
         task.back_to_source.remove(&peer);
         task.waiting.remove(&peer);
         if was_seed && state == PeerState::Failed {

@@ -149,19 +149,67 @@ fn kraken_hands_out_completed_peers_first_and_waits_for_the_origin() {
     assert_eq!(parents[1].peer, PeerId(9), "then the origin");
 }
 
-#[test]
-fn default_spreads_children_over_hosts() {
-    // Default: with equal peers, a child goes to the parent with more free upload.
+/// Seed plus eight peers on their own hosts, all registered before the seed runs.
+fn striped_cluster() -> Scheduler {
     let mut s = sched(Policy::Default, 8, 1);
     s.register_peer(0, reg(0, 0, false)).unwrap();
     s.register_peer(0, reg(9, 8, true)).unwrap();
     for p in 1..8 {
         s.register_peer(0, reg(p, p, false)).unwrap();
     }
+    s
+}
+
+#[test]
+fn default_gives_every_peer_a_parent_in_every_stripe_and_the_first_peers_feed_each_other() {
+    let s = striped_cluster();
+    let t = &s.tasks[&TaskId(0)];
+    let stripes = s.config().stripes as usize;
+    assert_eq!(t.stripe_dags.len(), stripes);
+    for p in 0..8 {
+        for (si, d) in t.stripe_dags.iter().enumerate() {
+            assert_eq!(d.parents(PeerId(p)).len(), 1, "peer {p} stripe {si}");
+        }
+    }
+    // The seed feeds one root per stripe, so each piece leaves it about once.
+    for d in &t.stripe_dags {
+        assert!(d.children(PeerId(9)).len() <= s.config().seed_children_per_stripe as usize);
+    }
+    // Across stripes two peers feed each other (impossible in one DAG per task)...
+    let feeds = |a: u32, b: u32| t.stripe_dags.iter().any(|d| d.parents(PeerId(b)).contains(&PeerId(a)));
+    assert!((0..8).any(|a| (0..8).any(|b| a != b && feeds(a, b) && feeds(b, a))), "no mutual exchange");
+    // ...while each stripe's DAG stays acyclic.
+    assert!(s.task_is_acyclic(TaskId(0)));
+}
+
+#[test]
+fn default_spreads_children_over_hosts() {
+    let s = striped_cluster();
     let loads: Vec<u32> = (0..8).map(|h| s.host(HostId(h)).unwrap().concurrent_uploads).collect();
+    assert!(loads.iter().all(|l| *l <= s.config().stripe_fanout), "fan-out cap holds: {loads:?}");
     let max = *loads.iter().max().unwrap();
     let min = *loads.iter().min().unwrap();
     assert!(max - min <= 6, "children spread over hosts: {loads:?}");
+}
+
+#[test]
+fn default_replaces_only_the_stripes_of_a_blocked_parent() {
+    let mut s = striped_cluster();
+    let stripe_parents = |s: &Scheduler, p: u32| -> Vec<PeerId> {
+        s.tasks[&TaskId(0)].stripe_dags.iter().map(|d| d.parents(PeerId(p))[0]).collect()
+    };
+    let before = stripe_parents(&s, 3);
+    let blocked = before.iter().copied().find(|q| *q != PeerId(9)).expect("a normal parent");
+    let d = s.reschedule(1, PeerId(3), &[blocked]).unwrap();
+    assert!(d.iter().any(|d| matches!(d, Decision::Parents { peer: PeerId(3), .. })), "answered: {d:?}");
+    let after = stripe_parents(&s, 3);
+    for (b, a) in before.iter().zip(&after) {
+        if *b == blocked {
+            assert_ne!(a, b);
+        } else {
+            assert_eq!(a, b, "a stripe with a healthy parent keeps it");
+        }
+    }
 }
 
 proptest! {
@@ -199,4 +247,17 @@ proptest! {
             prop_assert!(s.back_to_source_count(TaskId(0)) as u32 <= s.config().back_to_source_limit + 1);
         }
     }
+}
+
+#[test]
+fn presets_validate_and_nonsense_is_named() {
+    for policy in Policy::ALL {
+        assert_eq!(SchedulerConfig::preset(policy).validate(), Ok(()), "{policy:?}");
+    }
+    let mut c = SchedulerConfig::preset(Policy::Default);
+    c.stripes = 0;
+    assert!(c.validate().unwrap_err().starts_with("stripes = 0"));
+    c.stripes = 8;
+    c.stripe_fanout = 4;
+    assert!(c.validate().unwrap_err().starts_with("stripe_fanout = 4"));
 }

@@ -3,7 +3,7 @@
 
 use super::decision::{ParentRef, Stripe};
 use super::ids::PeerId;
-use super::records::{Host, HostKind, Peer, PeerState, Task};
+use super::records::{Host, HostKind, Peer, PeerState, Task, UNFED};
 use super::scheduler::Scheduler;
 use rand::seq::SliceRandom;
 use rand::Rng;
@@ -95,67 +95,109 @@ pub fn kraken(s: &mut Scheduler, peer: PeerId) -> Vec<ParentRef> {
     handout.into_iter().map(|(_, p)| ParentRef { peer: p, host: s.peers[&p].host, stripe: None }).collect()
 }
 
-/// The project's policy.
+/// The project's policy, one stripe at a time: a parent for `child` in stripe `stripe`.
 ///
-/// - Filter first, then bound the work: scan the task's peers from a random offset and
-///   stop after `filter_parent_limit` eligible ones (Dragonfly samples 15 *before*
-///   filtering, so on a big task most rounds see no eligible parent at all).
-/// - Score on spare upload first: a host's upload is split among its children, so the
-///   child should join the parents with the fewest children (keeps every uploader busy
-///   and no uploader swamped, Dragonfly's pain point of 70 peers on one parent);
-///   then on how far ahead the parent is, then locality.
-/// - A seed peer takes at most `seed_stripes` children, each assigned its own stripe.
-pub fn default(s: &mut Scheduler, peer: PeerId) -> Vec<ParentRef> {
-    let child = &s.peers[&peer];
-    let task = &s.tasks[&child.task];
-    let n = task.peers.len();
-    if n == 0 {
-        return Vec::new();
-    }
-    let start = s.rng.random_range(0..n);
-    let mut scored: Vec<(f64, PeerId, Option<Stripe>)> = Vec::new();
-    let mut free_stripes = task.stripes.iter().enumerate().filter(|(_, c)| c.is_none()).map(|(i, _)| i as u32);
-    let stripe_count = task.stripes.len() as u32;
-    let descendants = task.dag.descendants(peer);
-    for i in 0..n {
-        if scored.len() >= s.cfg.filter_parent_limit {
-            break;
-        }
-        let cand = task.peers[(start + i) % n];
-        if !eligible_dag_parent(s, task, child, cand, &descendants) {
-            continue;
-        }
-        let parent = &s.peers[&cand];
-        let host = &s.hosts[&parent.host];
-        let child_host = &s.hosts[&child.host];
-        let mut stripe = None;
-        if parent.is_seed && s.cfg.seed_stripes > 0 {
-            match free_stripes.next() {
-                Some(index) => stripe = Some(Stripe { index, count: stripe_count }),
-                None => continue,
+/// Why it beats one DAG per task (Dragonfly) and a random mesh (Kraken): in one DAG per
+/// task a parent can never get anything back from its children, so the peers at the top
+/// (the first to arrive, the seed's children) can be fed by the seed alone and finish
+/// last, and a DAG whose peers all download at full rate cannot widen from one level to
+/// the next, so it grows N/parents levels deep and every level adds a piece time. Here a
+/// task's pieces are dealt into stripes, each with its own DAG: across stripes two peers
+/// feed each other, so the first peers exchange the stripes the seed gave each of them,
+/// and each stripe's parent is drawn at random (the less loaded of two), which keeps the
+/// stripe trees O(log N) deep. The seed peer feeds one root per stripe, so each piece
+/// leaves it about once. Kraken's mesh exchanges pieces both ways too, but waits for the
+/// origin to hold the whole blob, hands out peers blind to their load, and has no stripe
+/// to keep a parent's upload on pieces its child lacks.
+///
+/// Filter (`stripe_eligible`: Dragonfly's filters, judged in this stripe's DAG), then:
+/// 1. the seed peer, when the child is its stripe's root-to-be (home stripe, free slot);
+/// 2. otherwise two random fed peers below `stripe_fanout` children in this task, the one
+///    with fewer children (then shallower) wins.
+pub fn default_stripe(
+    s: &mut Scheduler,
+    child: PeerId,
+    stripe: u32,
+    descendants: &std::collections::BTreeSet<PeerId>,
+) -> Option<ParentRef> {
+    let si = stripe as usize;
+    let make = |s: &Scheduler, p: PeerId| ParentRef {
+        peer: p,
+        host: s.peers[&p].host,
+        stripe: Some(Stripe { index: stripe, count: s.cfg.stripes }),
+    };
+    let c = &s.peers[&child];
+    let task = &s.tasks[&c.task];
+    let dag = &task.stripe_dags[si];
+    if c.home_stripe == Some(stripe) {
+        let seed = task.seed_peer.and_then(|p| s.peers.get(&p));
+        if let Some(seed) = seed.filter(|q| stripe_eligible(s, c, q, dag, descendants, si)) {
+            if dag.children(seed.id).len() < s.cfg.seed_children_per_stripe as usize {
+                return Some(make(s, seed.id));
             }
         }
-        let free_upload = f64::from(host.free_uploads()) / f64::from(host.upload_limit.max(1));
-        let progress = if parent.state == PeerState::Succeeded || task.piece_count == 0 {
-            1.0
-        } else {
-            f64::from(parent.finished.count()) / f64::from(task.piece_count)
-        };
-        // A fresh seed child is worth most: it is the only way new pieces enter.
-        let seed_bonus = if stripe.is_some() { 1.0 } else { 0.0 };
-        let score = 0.45 * free_upload
-            + 0.25 * progress
-            + 0.15 * idc_affinity(host, child_host)
-            + 0.15 * location_affinity(host, child_host)
-            + seed_bonus;
-        scored.push((score, cand, stripe));
     }
-    scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-    scored
-        .into_iter()
-        .take(s.cfg.candidate_parent_limit)
-        .map(|(_, p, stripe)| ParentRef { peer: p, host: s.peers[&p].host, stripe })
-        .collect()
+    let load = |q: PeerId| task.stripe_dags.iter().map(|d| d.children(q).len()).sum::<usize>();
+    let n = task.peers.len();
+    let mut candidates: Vec<(usize, u16, PeerId)> = Vec::new();
+    let start = if n > 0 { (task.key as usize).wrapping_add(c.id.0 as usize * 7919) % n } else { 0 };
+    for i in 0..n {
+        let Some(q) = s.peers.get(&task.peers[(start + i) % n]) else { continue };
+        if q.is_seed || !stripe_eligible(s, c, q, dag, descendants, si) {
+            continue;
+        }
+        let children = load(q.id);
+        if children >= s.cfg.stripe_fanout as usize {
+            continue;
+        }
+        candidates.push((children, depth_of(q, si), q.id));
+        if candidates.len() >= s.cfg.filter_parent_limit {
+            break;
+        }
+    }
+    if candidates.is_empty() {
+        return None;
+    }
+    let a = candidates[s.rng.random_range(0..candidates.len())];
+    let b = candidates[s.rng.random_range(0..candidates.len())];
+    let best = if (b.0, b.1) < (a.0, a.1) { b } else { a };
+    Some(make(s, best.2))
+}
+
+/// Hops from the seed in stripe `si`; a peer holding the whole task counts as one hop.
+fn depth_of(q: &Peer, si: usize) -> u16 {
+    if q.is_seed {
+        0
+    } else if matches!(q.state, PeerState::Succeeded | PeerState::BackToSource) {
+        1
+    } else {
+        q.stripe_depth.get(si).copied().unwrap_or(UNFED)
+    }
+}
+
+/// Default policy's filter for a parent in one stripe: Dragonfly's filters, with "fed"
+/// and "no cycle" judged in that stripe's DAG.
+fn stripe_eligible(
+    s: &Scheduler,
+    child: &Peer,
+    cand: &Peer,
+    dag: &super::dag::Dag,
+    descendants: &std::collections::BTreeSet<PeerId>,
+    si: usize,
+) -> bool {
+    if cand.id == child.id || child.blocked.contains(&cand.id) || cand.host == child.host {
+        return false;
+    }
+    let host = &s.hosts[&cand.host];
+    if host.info.disable_shared || is_bad_node(cand) || host.free_uploads() == 0 {
+        return false;
+    }
+    if depth_of(cand, si) == UNFED {
+        return false;
+    }
+    let ok = dag.contains(cand.id) && !descendants.contains(&cand.id) && !dag.parents(child.id).contains(&cand.id);
+    debug_assert_eq!(ok, dag.check_edge(cand.id, child.id).is_ok());
+    ok
 }
 
 /// Dragonfly's filter chain, shared by the DAG policies. `descendants` is the child and
