@@ -108,6 +108,8 @@ pub struct Peer {
     pub home_stripe: Option<u32>,
     /// Default policy: hops from the seed peer in each stripe's tree (`UNFED`: no parent yet).
     pub stripe_depth: Vec<u16>,
+    /// Default policy: child edges in all stripe DAGs of the task (kept, not recounted).
+    pub stripe_children: u32,
 }
 
 /// `Peer::stripe_depth` of a peer without a parent in that stripe.

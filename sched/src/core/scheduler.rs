@@ -204,6 +204,7 @@ impl Scheduler {
                 is_seed,
                 home_stripe,
                 stripe_depth,
+                stripe_children: 0,
             },
         );
         self.schedule(now, req.peer, true, &mut out);
@@ -477,6 +478,7 @@ impl Scheduler {
                 let added = task.stripe_dags[si].add_edge(parent.peer, peer);
                 debug_assert!(added.is_ok(), "selection returned a parent the stripe DAG refuses");
                 if added.is_ok() {
+                    self.peers.get_mut(&parent.peer).expect("exists").stripe_children += 1;
                     let h = self.hosts.get_mut(&parent.host).expect("parent host known");
                     h.concurrent_uploads += 1;
                     h.upload_count += 1;
@@ -535,7 +537,9 @@ impl Scheduler {
     fn remove_stripe_edge(&mut self, task: TaskId, si: usize, parent: PeerId, child: PeerId) {
         let t = self.tasks.get_mut(&task).expect("exists");
         if t.stripe_dags[si].remove_edge(parent, child) {
-            let host = self.peers[&parent].host;
+            let q = self.peers.get_mut(&parent).expect("exists");
+            q.stripe_children = q.stripe_children.saturating_sub(1);
+            let host = q.host;
             let h = self.hosts.get_mut(&host).expect("exists");
             h.concurrent_uploads = h.concurrent_uploads.saturating_sub(1);
             self.peers.get_mut(&child).expect("exists").stripe_depth[si] = UNFED;
@@ -617,9 +621,15 @@ impl Scheduler {
         let task_id = self.peers[&peer].task;
         let task = self.tasks.get_mut(&task_id).expect("exists");
         let mut former = task.dag.remove_in_edges(peer);
+        let mut stripe_former = Vec::new();
         for d in task.stripe_dags.iter_mut() {
-            former.extend(d.remove_in_edges(peer));
+            stripe_former.extend(d.remove_in_edges(peer));
         }
+        for q in &stripe_former {
+            let q = self.peers.get_mut(q).expect("exists");
+            q.stripe_children = q.stripe_children.saturating_sub(1);
+        }
+        former.extend(stripe_former);
         let p = self.peers.get_mut(&peer).expect("exists");
         for depth in p.stripe_depth.iter_mut() {
             *depth = UNFED;
@@ -666,6 +676,7 @@ impl Scheduler {
         let p = self.peers.get_mut(&peer).expect("exists");
         p.state = state;
         p.waiting_since = None;
+        p.stripe_children = 0;
         Ok(())
     }
 }

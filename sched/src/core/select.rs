@@ -137,7 +137,13 @@ pub fn default_stripe(
             }
         }
     }
-    let load = |q: PeerId| task.stripe_dags.iter().map(|d| d.children(q).len()).sum::<usize>();
+    let load = |q: &Peer| {
+        debug_assert_eq!(
+            q.stripe_children as usize,
+            task.stripe_dags.iter().map(|d| d.children(q.id).len()).sum::<usize>()
+        );
+        q.stripe_children as usize
+    };
     let n = task.peers.len();
     let mut candidates: Vec<(usize, u16, PeerId)> = Vec::new();
     let start = if n > 0 { (task.key as usize).wrapping_add(c.id.0 as usize * 7919) % n } else { 0 };
@@ -146,7 +152,7 @@ pub fn default_stripe(
         if q.is_seed || !stripe_eligible(s, c, q, dag, descendants, si) {
             continue;
         }
-        let children = load(q.id);
+        let children = load(q);
         if children >= s.cfg.stripe_fanout as usize {
             continue;
         }

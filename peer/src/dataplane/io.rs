@@ -1,0 +1,104 @@
+//! Reading frames off a stream, and running blocking work (disk, hashing) off the reactor.
+
+use super::frame::{self, Header, ProtocolError, HEADER_LEN};
+use std::io;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+/// Why reading a frame failed.
+#[derive(Debug)]
+pub enum ReadError {
+    Io(io::Error),
+    Protocol(ProtocolError),
+}
+
+impl std::fmt::Display for ReadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ReadError::Io(e) => write!(f, "{e}"),
+            ReadError::Protocol(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl From<io::Error> for ReadError {
+    fn from(e: io::Error) -> Self {
+        ReadError::Io(e)
+    }
+}
+
+/// The next frame header; `None` when the peer closed the connection between frames.
+pub async fn read_header<R: AsyncRead + Unpin>(r: &mut R) -> Result<Option<Header>, ReadError> {
+    let mut buf = [0u8; HEADER_LEN];
+    let mut filled = 0;
+    while filled < HEADER_LEN {
+        let n = r.read(&mut buf[filled..]).await?;
+        if n == 0 {
+            if filled == 0 {
+                return Ok(None);
+            }
+            return Err(ReadError::Io(io::Error::new(io::ErrorKind::UnexpectedEof, "connection closed mid-frame")));
+        }
+        filled += n;
+    }
+    frame::decode_header(&buf).map(Some).map_err(ReadError::Protocol)
+}
+
+/// Reads a body of `len` bytes, refusing bodies longer than `max`.
+pub async fn read_body<R: AsyncRead + Unpin>(r: &mut R, len: usize, max: usize) -> Result<Vec<u8>, ReadError> {
+    if len > max {
+        return Err(ReadError::Protocol(ProtocolError(format!(
+            "frame body of {len} bytes exceeds the limit of {max}"
+        ))));
+    }
+    let mut body = vec![0u8; len];
+    r.read_exact(&mut body).await?;
+    Ok(body)
+}
+
+/// Writes a whole frame and flushes it (under madsim a write is only sent on flush).
+pub async fn write_frame<W: AsyncWrite + Unpin>(w: &mut W, bytes: &[u8]) -> io::Result<()> {
+    w.write_all(bytes).await?;
+    w.flush().await
+}
+
+/// Piece buffers kept for reuse: reading a piece into a recycled buffer saves an allocation,
+/// the page faults of fresh memory and zeroing, per piece.
+pub struct BufferPool {
+    buffers: std::sync::Mutex<Vec<Vec<u8>>>,
+    max_buffers: usize,
+}
+
+impl BufferPool {
+    pub fn new(max_buffers: usize) -> BufferPool {
+        BufferPool { buffers: std::sync::Mutex::new(Vec::new()), max_buffers }
+    }
+
+    /// A buffer with stale contents (callers overwrite or `clear` it: zeroing it here would
+    /// cost what the pool saves).
+    pub fn take(&self) -> Vec<u8> {
+        self.buffers.lock().unwrap_or_else(|e| e.into_inner()).pop().unwrap_or_default()
+    }
+
+    pub fn give(&self, buf: Vec<u8>) {
+        let mut buffers = self.buffers.lock().unwrap_or_else(|e| e.into_inner());
+        if buffers.len() < self.max_buffers && buf.capacity() > 0 {
+            buffers.push(buf);
+        }
+    }
+}
+
+/// Runs `f` on a blocking thread (a simulation runs it inline: madsim has one thread).
+pub async fn blocking<T, F>(f: F) -> io::Result<T>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    #[cfg(not(madsim))]
+    {
+        tokio::task::spawn_blocking(f).await.map_err(|e| io::Error::other(format!("blocking task failed: {e}")))
+    }
+    #[cfg(madsim)]
+    {
+        Ok(f())
+    }
+}

@@ -1,0 +1,509 @@
+//! The parent side: serves piece maps (long poll) and piece bytes, re-verified, from the store.
+//!
+//! Per connection one reader loop reads requests (at most `max_requests_per_connection` in
+//! flight; beyond that it stops reading, which pushes back through TCP), each request runs
+//! as its own task, and one writer task sends the replies in the order they are ready,
+//! charging the upload token bucket as the bytes go out. A piece holds an upload slot from
+//! the disk read until its last byte is written.
+
+use super::frame::{self, ErrorCode, PiecesReply, Request, HELLO, MAX_DIGESTS_PER_REPLY, MAX_REQUEST_BODY};
+use super::io::{blocking, read_body, read_header, write_frame, BufferPool};
+use super::ratelimit::{RateLimit, TokenBucket};
+use super::slots::{UploadGate, UploadSlot};
+use crate::storage::{PieceMap, Store, StoreError, VerifiedPiece};
+use crate::task_id::TaskId;
+use sched::core::PieceSet;
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+/// Bytes written (and charged to the upload bucket) at a time.
+const WRITE_CHUNK_BYTES: usize = 256 << 10;
+const READ_BUFFER_BYTES: usize = 64 << 10;
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+/// Send buffers kept for reuse (each as big as the largest piece sent recently).
+const POOLED_BUFFERS_MAX: usize = 16;
+/// Pause after a failed accept (out of file descriptors...), so the loop does not spin.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Piece uploads at once, across connections and tasks (`core::UploadSlots`).
+    pub upload_slots: u32,
+    /// A piece request waits at most this long for a slot, then gets `Busy`.
+    pub slot_wait_ms: u64,
+    /// Upload bandwidth of this host; none: unlimited.
+    pub upload_rate: Option<RateLimit>,
+    /// Connections beyond this are closed at once.
+    pub max_connections: u32,
+    /// Requests in flight per connection; the server stops reading beyond it.
+    pub max_requests_per_connection: u32,
+    /// A connection with no new request for this long is closed.
+    pub idle_timeout_ms: u64,
+    /// Longest long poll a child may ask for.
+    pub max_sync_wait_ms: u32,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            upload_slots: 32,
+            slot_wait_ms: 10_000,
+            upload_rate: None,
+            max_connections: 1024,
+            max_requests_per_connection: 32,
+            idle_timeout_ms: 120_000,
+            max_sync_wait_ms: 30_000,
+        }
+    }
+}
+
+impl ServerConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        if self.upload_slots == 0 || self.max_connections == 0 || self.max_requests_per_connection == 0 {
+            return Err("upload_slots, max_connections and max_requests_per_connection must be at least 1".into());
+        }
+        if let Some(rate) = &self.upload_rate {
+            rate.validate("upload_rate")?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("data-plane server configuration: {0}")]
+    Config(String),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+}
+
+/// Counters since the server started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ServerStats {
+    pub connections_open: u64,
+    pub connections_total: u64,
+    pub connections_refused: u64,
+    pub requests: u64,
+    pub pieces_sent: u64,
+    pub piece_bytes_sent: u64,
+    /// Pieces found corrupt on the re-check before sending (dropped, not sent).
+    pub corrupt_pieces: u64,
+    /// Piece requests answered `Busy` (no upload slot in time).
+    pub busy_replies: u64,
+    pub uploads_active: u32,
+    pub uploads_peak: u32,
+}
+
+#[derive(Default)]
+struct Counters {
+    connections_open: AtomicU64,
+    connections_total: AtomicU64,
+    connections_refused: AtomicU64,
+    requests: AtomicU64,
+    pieces_sent: AtomicU64,
+    piece_bytes_sent: AtomicU64,
+    corrupt_pieces: AtomicU64,
+    busy_replies: AtomicU64,
+}
+
+fn bump(counter: &AtomicU64, by: u64) {
+    counter.fetch_add(by, Ordering::Relaxed);
+}
+
+struct Shared {
+    store: Arc<Store>,
+    config: ServerConfig,
+    gate: Arc<UploadGate>,
+    upload_bucket: Option<TokenBucket>,
+    counters: Counters,
+    connections: Arc<Semaphore>,
+    /// Piece buffers back from the writers, for the next disk reads.
+    buffers: BufferPool,
+}
+
+/// A running data-plane server. Dropping it stops it (connections close at their next step).
+pub struct Server {
+    local_addr: SocketAddr,
+    shutdown: watch::Sender<bool>,
+    shared: Arc<Shared>,
+    accept_loop: Option<JoinHandle<()>>,
+}
+
+impl Server {
+    /// Listens on `addr` (port 0 picks one; see `local_addr`) and serves `store`.
+    pub async fn bind(addr: SocketAddr, store: Arc<Store>, config: ServerConfig) -> Result<Server, ServerError> {
+        config.validate().map_err(ServerError::Config)?;
+        let upload_bucket = match config.upload_rate {
+            Some(rate) => Some(TokenBucket::new(rate, "upload_rate").map_err(ServerError::Config)?),
+            None => None,
+        };
+        let listener = TcpListener::bind(addr).await.map_err(|source| ServerError::Bind { addr, source })?;
+        let local_addr = listener.local_addr().map_err(|source| ServerError::Bind { addr, source })?;
+        let shared = Arc::new(Shared {
+            store,
+            gate: UploadGate::new(config.upload_slots),
+            upload_bucket,
+            counters: Counters::default(),
+            connections: Arc::new(Semaphore::new(config.max_connections as usize)),
+            buffers: BufferPool::new(POOLED_BUFFERS_MAX.min(config.upload_slots as usize)),
+            config,
+        });
+        let (shutdown, stop) = watch::channel(false);
+        let accept_loop = tokio::spawn(accept_loop(listener, shared.clone(), stop));
+        Ok(Server { local_addr, shutdown, shared, accept_loop: Some(accept_loop) })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    pub fn stats(&self) -> ServerStats {
+        let c = &self.shared.counters;
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        ServerStats {
+            connections_open: get(&c.connections_open),
+            connections_total: get(&c.connections_total),
+            connections_refused: get(&c.connections_refused),
+            requests: get(&c.requests),
+            pieces_sent: get(&c.pieces_sent),
+            piece_bytes_sent: get(&c.piece_bytes_sent),
+            corrupt_pieces: get(&c.corrupt_pieces),
+            busy_replies: get(&c.busy_replies),
+            uploads_active: self.shared.gate.active(),
+            uploads_peak: self.shared.gate.peak_active(),
+        }
+    }
+
+    /// Stops accepting and tells every connection to close; waits for the accept loop.
+    pub async fn shutdown(mut self) {
+        self.shutdown.send_replace(true);
+        if let Some(handle) = self.accept_loop.take() {
+            let _ = handle.await;
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.shutdown.send_replace(true);
+    }
+}
+
+/// Resolves once `flag` is set or its sender is gone.
+async fn raised(flag: &mut watch::Receiver<bool>) {
+    let _ = flag.wait_for(|&set| set).await;
+}
+
+async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = raised(&mut stop) => return,
+        };
+        let stream = match accepted {
+            Ok((stream, _peer)) => stream,
+            Err(_) => {
+                tokio::time::sleep(ACCEPT_BACKOFF).await;
+                continue;
+            }
+        };
+        match shared.connections.clone().try_acquire_owned() {
+            Ok(permit) => {
+                bump(&shared.counters.connections_total, 1);
+                tokio::spawn(serve_connection(stream, shared.clone(), stop.clone(), permit));
+            }
+            Err(_) => {
+                bump(&shared.counters.connections_refused, 1);
+                drop(stream);
+            }
+        }
+    }
+}
+
+/// A reply on its way to the writer, with what it holds until written.
+enum Outgoing {
+    Frame { bytes: Vec<u8>, _request: OwnedSemaphorePermit },
+    Piece { head: Vec<u8>, piece: VerifiedPiece, _slot: UploadSlot, _request: OwnedSemaphorePermit },
+}
+
+async fn serve_connection(
+    stream: TcpStream,
+    shared: Arc<Shared>,
+    mut stop: watch::Receiver<bool>,
+    _conn: OwnedSemaphorePermit,
+) {
+    let open = &shared.counters.connections_open;
+    bump(open, 1);
+    let _ = stream.set_nodelay(true);
+    let (rd, mut wr) = tokio::io::split(stream);
+    let mut rd = BufReader::with_capacity(READ_BUFFER_BYTES, rd);
+    let greeting = async {
+        write_frame(&mut wr, &HELLO).await?;
+        let mut hello = [0u8; 8];
+        rd.read_exact(&mut hello).await?;
+        frame::check_hello(&hello).map_err(std::io::Error::other)
+    };
+    if !matches!(tokio::time::timeout(HELLO_TIMEOUT, greeting).await, Ok(Ok(()))) {
+        open.fetch_sub(1, Ordering::Relaxed);
+        return;
+    }
+
+    let max_requests = shared.config.max_requests_per_connection as usize;
+    let (replies, outgoing) = mpsc::channel::<Outgoing>(max_requests);
+    let (closed_tx, closed) = watch::channel(false);
+    let writer = tokio::spawn(write_loop(wr, outgoing, shared.clone(), closed.clone()));
+    let in_flight = Arc::new(Semaphore::new(max_requests));
+    let idle = Duration::from_millis(shared.config.idle_timeout_ms);
+    loop {
+        let permit = tokio::select! {
+            permit = in_flight.clone().acquire_owned() => match permit { Ok(p) => p, Err(_) => break },
+            _ = raised(&mut stop) => break,
+        };
+        let header = tokio::select! {
+            header = tokio::time::timeout(idle, read_header(&mut rd)) => header,
+            _ = raised(&mut stop) => break,
+        };
+        let header = match header {
+            Ok(Ok(Some(header))) => header,
+            // Quiet, but replies are still being prepared or sent (slow uploads): not idle.
+            Err(_elapsed) if in_flight.available_permits() + 1 < max_requests => continue,
+            // Idle, closed by the child, or garbage: end the connection.
+            _ => break,
+        };
+        let request = match read_body(&mut rd, header.body_len, MAX_REQUEST_BODY).await {
+            Ok(body) => frame::decode_request(header.kind, &body).map_err(|e| e.to_string()),
+            Err(super::io::ReadError::Protocol(e)) => Err(e.to_string()),
+            Err(super::io::ReadError::Io(_)) => break,
+        };
+        bump(&shared.counters.requests, 1);
+        match request {
+            Ok(request) => {
+                let ctx = RequestCtx { shared: shared.clone(), closed: closed.clone(), stop: stop.clone() };
+                let replies = replies.clone();
+                tokio::spawn(async move {
+                    if let Some(reply) = handle(request, header.request_id, &ctx).await {
+                        let _ = replies.send(reply.holding(permit)).await;
+                    }
+                });
+            }
+            Err(reason) => {
+                let bytes = frame::encode_error(header.request_id, ErrorCode::BadRequest, &reason);
+                let _ = replies.send(Outgoing::Frame { bytes, _request: permit }).await;
+                break;
+            }
+        }
+    }
+    // Replies already queued still go out; then everything tied to this connection stops.
+    drop(replies);
+    closed_tx.send_replace(true);
+    let _ = writer.await;
+    open.fetch_sub(1, Ordering::Relaxed);
+}
+
+async fn write_loop(
+    mut wr: tokio::io::WriteHalf<TcpStream>,
+    mut outgoing: mpsc::Receiver<Outgoing>,
+    shared: Arc<Shared>,
+    mut closed: watch::Receiver<bool>,
+) {
+    loop {
+        // Drain what is queued even after the reader ended, then stop.
+        let next = tokio::select! {
+            biased;
+            next = outgoing.recv() => next,
+            _ = raised(&mut closed) => outgoing.try_recv().ok(),
+        };
+        let Some(reply) = next else { break };
+        let sent = match reply {
+            Outgoing::Frame { bytes, .. } => write_frame(&mut wr, &bytes).await,
+            Outgoing::Piece { head, piece, .. } => {
+                let sent = write_piece(&mut wr, &head, piece.data(), &shared).await;
+                shared.buffers.give(piece.into_data());
+                sent
+            }
+        };
+        if sent.is_err() {
+            break;
+        }
+    }
+    let _ = wr.shutdown().await;
+}
+
+async fn write_piece(
+    wr: &mut tokio::io::WriteHalf<TcpStream>,
+    head: &[u8],
+    data: &[u8],
+    shared: &Shared,
+) -> std::io::Result<()> {
+    wr.write_all(head).await?;
+    match &shared.upload_bucket {
+        // Paced in chunks, so a piece does not leave as one burst.
+        Some(bucket) => {
+            for chunk in data.chunks(WRITE_CHUNK_BYTES) {
+                bucket.take(chunk.len() as u64).await;
+                wr.write_all(chunk).await?;
+            }
+        }
+        None => wr.write_all(data).await?,
+    }
+    wr.flush().await?;
+    bump(&shared.counters.pieces_sent, 1);
+    bump(&shared.counters.piece_bytes_sent, data.len() as u64);
+    Ok(())
+}
+
+struct RequestCtx {
+    shared: Arc<Shared>,
+    /// Raised when the connection ends: stop waiting on its behalf.
+    closed: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
+}
+
+/// A reply before it is tied to its request's permit.
+enum Reply {
+    Frame(Vec<u8>),
+    Piece { head: Vec<u8>, piece: VerifiedPiece, slot: UploadSlot },
+}
+
+impl Reply {
+    fn error(id: u32, (code, message): (ErrorCode, String)) -> Reply {
+        Reply::Frame(frame::encode_error(id, code, &message))
+    }
+
+    fn holding(self, permit: OwnedSemaphorePermit) -> Outgoing {
+        match self {
+            Reply::Frame(bytes) => Outgoing::Frame { bytes, _request: permit },
+            Reply::Piece { head, piece, slot } => Outgoing::Piece { head, piece, _slot: slot, _request: permit },
+        }
+    }
+}
+
+/// The reply to one request; `None` when the connection went away meanwhile.
+async fn handle(request: Request, id: u32, ctx: &RequestCtx) -> Option<Reply> {
+    match request {
+        Request::GetPiece { task, piece } => {
+            let mut closed = ctx.closed.clone();
+            let wait = Duration::from_millis(ctx.shared.config.slot_wait_ms);
+            let slot = tokio::select! {
+                slot = ctx.shared.gate.acquire(wait) => slot,
+                _ = raised(&mut closed) => return None,
+            };
+            let Some(slot) = slot else {
+                bump(&ctx.shared.counters.busy_replies, 1);
+                let message = format!("no upload slot free within {} ms", wait.as_millis());
+                return Some(Reply::error(id, (ErrorCode::Busy, message)));
+            };
+            let store = ctx.shared.store.clone();
+            let buf = ctx.shared.buffers.take();
+            Some(match blocking(move || store.read_piece_into(&task, piece, buf)).await {
+                Ok(Ok(data)) => {
+                    let head = frame::encode_piece_head(id, piece, data.digest(), data.len());
+                    Reply::Piece { head, piece: data, slot }
+                }
+                Ok(Err(e)) => {
+                    if matches!(e, StoreError::CorruptPiece { .. }) {
+                        bump(&ctx.shared.counters.corrupt_pieces, 1);
+                    }
+                    Reply::error(id, store_error_reply(&e))
+                }
+                Err(e) => Reply::error(id, (ErrorCode::Internal, e.to_string())),
+            })
+        }
+        Request::SyncPieces { task, wait_ms, known } => {
+            let wait = Duration::from_millis(wait_ms.min(ctx.shared.config.max_sync_wait_ms) as u64);
+            Some(match sync_pieces(ctx, &task, known.as_ref(), wait).await? {
+                Ok(reply) => Reply::Frame(frame::encode_pieces(id, &reply)),
+                Err(e) => Reply::error(id, e),
+            })
+        }
+    }
+}
+
+/// The piece map, once it differs from `known` (or at once when `known` is none, the task is
+/// complete, or `wait` is zero), at the latest when `wait` ends.
+async fn sync_pieces(
+    ctx: &RequestCtx,
+    task: &TaskId,
+    known: Option<&PieceSet>,
+    wait: Duration,
+) -> Option<Result<PiecesReply, (ErrorCode, String)>> {
+    let store = &ctx.shared.store;
+    // Subscribe before reading, so a change between the two is not missed.
+    let mut changes = match store.watch(task) {
+        Ok(rx) => rx,
+        Err(e) => return Some(Err(store_error_reply(&e))),
+    };
+    let (mut closed, mut stop) = (ctx.closed.clone(), ctx.stop.clone());
+    let deadline = Instant::now() + wait;
+    loop {
+        let map = match store.pieces(task) {
+            Ok(map) => map,
+            Err(e) => return Some(Err(store_error_reply(&e))),
+        };
+        if let Some(k) = known {
+            if k.len() != map.piece_count {
+                let message = format!("known bitmap has {} pieces, task {task} has {}", k.len(), map.piece_count);
+                return Some(Err((ErrorCode::BadRequest, message)));
+            }
+        }
+        let unchanged = known.is_some_and(|k| *k == map.finished);
+        let now = Instant::now();
+        if !unchanged || map.completed || now >= deadline {
+            return Some(Ok(pieces_reply(&map, known)));
+        }
+        tokio::select! {
+            changed = tokio::time::timeout(deadline - now, changes.changed()) => match changed {
+                Ok(Ok(())) | Err(_) => continue,
+                Ok(Err(_)) => return Some(Err((ErrorCode::TaskNotFound, format!("task {task} was removed")))),
+            },
+            _ = raised(&mut closed) => return None,
+            _ = raised(&mut stop) => return Some(Ok(pieces_reply(&map, known))),
+        }
+    }
+}
+
+fn pieces_reply(map: &PieceMap, known: Option<&PieceSet>) -> PiecesReply {
+    let empty = PieceSet::new(map.piece_count);
+    let known = known.unwrap_or(&empty);
+    let digests = map
+        .finished
+        .iter_minus(known)
+        .filter_map(|p| map.digests[p as usize].map(|d| (p, d)))
+        .take(MAX_DIGESTS_PER_REPLY)
+        .collect();
+    PiecesReply {
+        content_bytes: map.content_bytes,
+        piece_bytes: map.piece_bytes,
+        piece_count: map.piece_count,
+        completed: map.completed,
+        finished: map.finished.clone(),
+        digests,
+    }
+}
+
+fn store_error_reply(e: &StoreError) -> (ErrorCode, String) {
+    let code = match e {
+        StoreError::TaskNotFound { .. } => ErrorCode::TaskNotFound,
+        StoreError::PieceNotFinished { .. } | StoreError::NoSuchPiece { .. } => ErrorCode::PieceNotAvailable,
+        StoreError::CorruptPiece { .. } => ErrorCode::CorruptPiece,
+        _ => ErrorCode::Internal,
+    };
+    // Paths stay on this host; the child gets the kind and the task/piece.
+    let message = match e {
+        StoreError::CorruptPiece { task, piece, .. } => {
+            format!("task {task}: piece {piece} failed its re-check and was dropped")
+        }
+        StoreError::Io { task, op, .. } => format!("storage error ({op}) for task {task:?}"),
+        other => other.to_string(),
+    };
+    (code, message)
+}

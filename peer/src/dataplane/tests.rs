@@ -1,0 +1,384 @@
+//! Server and client on 127.0.0.1 with real sockets.
+
+use super::frame::{self, ErrorCode};
+use super::*;
+use crate::storage::{Sha256Digest, Store, StoreConfig, TaskSpec, VerifiedPiece};
+use crate::task_id::TaskId;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+struct Parent {
+    store: Arc<Store>,
+    server: Server,
+    task: TaskId,
+    data: Vec<u8>,
+    piece_bytes: u64,
+    _dir: tempfile::TempDir,
+}
+
+fn content(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = 0x9e37_79b9_7f4a_7c15u64 ^ seed;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+impl Parent {
+    /// A parent holding `have` of `pieces` pieces of `piece_bytes` each.
+    async fn start(pieces: u32, piece_bytes: u64, have: impl IntoIterator<Item = u32>, config: ServerConfig) -> Parent {
+        let dir = tempfile::tempdir().unwrap();
+        let store_config = StoreConfig { dir: dir.path().into(), quota_bytes: 1 << 30, ..Default::default() };
+        let store = Arc::new(Store::open(store_config).unwrap().0);
+        let data = content((pieces as u64 * piece_bytes) as usize, pieces as u64);
+        let task = TaskId::from_bytes([pieces as u8; 32]);
+        store
+            .create_task(TaskSpec {
+                id: task,
+                url: "http://origin/blob".into(),
+                content_bytes: data.len() as u64,
+                piece_bytes,
+                content_digest: None,
+            })
+            .unwrap();
+        let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let server = Server::bind(addr, store.clone(), config).await.unwrap();
+        let parent = Parent { store, server, task, data, piece_bytes, _dir: dir };
+        for p in have {
+            parent.add(p);
+        }
+        parent
+    }
+
+    fn piece(&self, p: u32) -> VerifiedPiece {
+        let start = (p as u64 * self.piece_bytes) as usize;
+        VerifiedPiece::new(self.data[start..start + self.piece_bytes as usize].to_vec())
+    }
+
+    fn add(&self, p: u32) {
+        self.store.write_piece(&self.task, p, &self.piece(p), None).unwrap();
+    }
+
+    fn addr(&self) -> SocketAddr {
+        self.server.local_addr()
+    }
+}
+
+fn client(config: ClientConfig) -> PeerClient {
+    PeerClient::new(config).unwrap()
+}
+
+const WAIT_NONE: Duration = Duration::ZERO;
+
+#[tokio::test]
+async fn sync_reports_pieces_and_long_polls_for_new_ones() {
+    let parent = Parent::start(4, 4096, [0, 2], ServerConfig::default()).await;
+    let child = client(ClientConfig::default());
+    let first = child.sync_pieces(parent.addr(), &parent.task, None, WAIT_NONE).await.unwrap();
+    assert_eq!(first.added, vec![0, 2]);
+    assert_eq!((first.pieces.piece_count, first.pieces.piece_bytes, first.pieces.completed), (4, 4096, false));
+    assert_eq!(first.pieces.digest(2), Some(*parent.piece(2).digest()));
+    assert_eq!(first.pieces.digest(1), None);
+
+    // Nothing new: the poll ends when its wait does.
+    let started = Instant::now();
+    let same =
+        child.sync_pieces(parent.addr(), &parent.task, Some(&first.pieces), Duration::from_millis(150)).await.unwrap();
+    assert!(same.added.is_empty() && same.removed.is_empty());
+    assert!(started.elapsed() >= Duration::from_millis(140), "{:?}", started.elapsed());
+
+    // A piece finishing mid-poll ends it early.
+    let poll = child.sync_pieces(parent.addr(), &parent.task, Some(&first.pieces), Duration::from_secs(10));
+    let finish = async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        parent.add(1);
+    };
+    let started = Instant::now();
+    let (update, ()) = tokio::join!(poll, finish);
+    let update = update.unwrap();
+    assert_eq!(update.added, vec![1]);
+    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+    assert_eq!(update.pieces.digest(0), Some(*parent.piece(0).digest()), "earlier digests are kept");
+    assert_eq!(child.connections(parent.addr()), 1);
+}
+
+#[tokio::test]
+async fn pieces_are_fetched_and_verified() {
+    let parent = Parent::start(3, 64 << 10, [0, 1], ServerConfig::default()).await;
+    let child = client(ClientConfig::default());
+    let map = child.sync_pieces(parent.addr(), &parent.task, None, WAIT_NONE).await.unwrap().pieces;
+    for p in [0, 1] {
+        let got = child.fetch_piece(parent.addr(), &parent.task, p, &map.digest(p).unwrap()).await.unwrap();
+        assert_eq!(got, parent.piece(p));
+    }
+    let any = Sha256Digest::of(b"");
+    let err = child.fetch_piece(parent.addr(), &parent.task, 2, &any).await.unwrap_err();
+    assert!(matches!(err, FetchError::Refused { code: ErrorCode::PieceNotAvailable, piece: Some(2), .. }), "{err}");
+    let err = child.fetch_piece(parent.addr(), &TaskId::from_bytes([0xee; 32]), 0, &any).await.unwrap_err();
+    assert!(matches!(err, FetchError::Refused { code: ErrorCode::TaskNotFound, .. }), "{err}");
+    let err = child.sync_pieces(parent.addr(), &TaskId::from_bytes([0xee; 32]), None, WAIT_NONE).await.unwrap_err();
+    assert!(matches!(err, FetchError::Refused { code: ErrorCode::TaskNotFound, piece: None, .. }), "{err}");
+    assert_eq!(parent.server.stats().pieces_sent, 2);
+}
+
+#[tokio::test]
+async fn a_wrong_digest_is_detected_and_names_the_parent() {
+    let parent = Parent::start(2, 4096, [0, 1], ServerConfig::default()).await;
+    let child = client(ClientConfig::default());
+    let wrong = *parent.piece(1).digest();
+    let err = child.fetch_piece(parent.addr(), &parent.task, 0, &wrong).await.unwrap_err();
+    match &err {
+        FetchError::BadDigest(bad) => {
+            assert_eq!((bad.parent, bad.task, bad.piece), (parent.addr(), parent.task, 0));
+            assert_eq!((bad.expected, bad.actual), (wrong, *parent.piece(0).digest()));
+        }
+        other => panic!("unexpected {other}"),
+    }
+    assert!(err.is_parent_fault() && err.to_string().contains(&parent.addr().to_string()));
+}
+
+/// A parent that advertises one digest and sends other bytes.
+#[tokio::test]
+async fn a_lying_parent_is_caught() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = TaskId::from_bytes([5; 32]);
+    let honest = b"the real piece".to_vec();
+    let liar = tokio::spawn(async move {
+        let (mut s, _) = listener.accept().await.unwrap();
+        s.write_all(&frame::HELLO).await.unwrap();
+        s.flush().await.unwrap(); // under madsim, bytes leave on flush
+        let mut hello = [0u8; 8];
+        s.read_exact(&mut hello).await.unwrap();
+        let mut header = [0u8; frame::HEADER_LEN];
+        s.read_exact(&mut header).await.unwrap();
+        let h = frame::decode_header(&header).unwrap();
+        let mut body = vec![0u8; h.body_len];
+        s.read_exact(&mut body).await.unwrap();
+        let forged = b"a forged piece";
+        let claim = Sha256Digest::of(b"the real piece");
+        s.write_all(&frame::encode_piece_head(h.request_id, 0, &claim, forged.len())).await.unwrap();
+        s.write_all(forged).await.unwrap();
+        s.flush().await.unwrap();
+        // Keep the socket open until the child has read the reply.
+        let _ = s.read(&mut [0u8; 1]).await;
+    });
+    let child = client(ClientConfig::default());
+    let err = child.fetch_piece(addr, &task, 0, &Sha256Digest::of(&honest)).await.unwrap_err();
+    assert!(matches!(&err, FetchError::BadDigest(bad) if bad.parent == addr && bad.piece == 0), "{err}");
+    drop(child);
+    liar.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_piece_corrupted_on_the_parent_is_never_sent() {
+    use std::os::unix::fs::FileExt;
+    let parent = Parent::start(2, 4096, [0, 1], ServerConfig::default()).await;
+    let child = client(ClientConfig::default());
+    let map = child.sync_pieces(parent.addr(), &parent.task, None, WAIT_NONE).await.unwrap().pieces;
+    let path = parent.store.task(&parent.task).unwrap().content_path;
+    std::fs::OpenOptions::new().write(true).open(path).unwrap().write_all_at(b"rot", 4096 + 10).unwrap();
+    let err = child.fetch_piece(parent.addr(), &parent.task, 1, &map.digest(1).unwrap()).await.unwrap_err();
+    assert!(matches!(err, FetchError::Refused { code: ErrorCode::CorruptPiece, piece: Some(1), .. }), "{err}");
+    assert!(!err.to_string().contains("/tmp"), "no local paths on the wire: {err}");
+    let stats = parent.server.stats();
+    assert_eq!((stats.corrupt_pieces, stats.pieces_sent), (1, 0));
+    let update = child.sync_pieces(parent.addr(), &parent.task, Some(&map), WAIT_NONE).await.unwrap();
+    assert_eq!(update.removed, vec![1]);
+}
+
+#[tokio::test]
+async fn upload_slots_limit_concurrent_uploads_and_busy_parents_say_so() {
+    // 128 KiB pieces at 1 MiB/s: each upload takes about 125 ms.
+    let rate = RateLimit { bytes_per_s: 1 << 20, burst_bytes: 16 << 10 };
+    let config = ServerConfig { upload_slots: 1, upload_rate: Some(rate), slot_wait_ms: 5_000, ..Default::default() };
+    let parent = Parent::start(3, 128 << 10, [0, 1, 2], config).await;
+    let child = client(ClientConfig::default());
+    let map = child.sync_pieces(parent.addr(), &parent.task, None, WAIT_NONE).await.unwrap().pieces;
+    let digests: Vec<Sha256Digest> = (0..3).map(|p| map.digest(p).unwrap()).collect();
+    let fetch = |p: u32| child.fetch_piece(parent.addr(), &parent.task, p, &digests[p as usize]);
+    let started = Instant::now();
+    let (a, b, c) = tokio::join!(fetch(0), fetch(1), fetch(2));
+    let elapsed = started.elapsed();
+    assert!(a.is_ok() && b.is_ok() && c.is_ok());
+    let stats = parent.server.stats();
+    assert_eq!(stats.uploads_peak, 1, "one slot: uploads never overlapped");
+    assert!(elapsed >= Duration::from_millis(300), "three uploads one after another: {elapsed:?}");
+
+    // With a short wait for a slot, a second concurrent request is refused as Busy.
+    let config = ServerConfig { upload_slots: 1, upload_rate: Some(rate), slot_wait_ms: 20, ..Default::default() };
+    let parent = Parent::start(2, 128 << 10, [0, 1], config).await;
+    let map = child.sync_pieces(parent.addr(), &parent.task, None, WAIT_NONE).await.unwrap().pieces;
+    let (d0, d1) = (map.digest(0).unwrap(), map.digest(1).unwrap());
+    let (a, b) = tokio::join!(
+        child.fetch_piece(parent.addr(), &parent.task, 0, &d0),
+        child.fetch_piece(parent.addr(), &parent.task, 1, &d1)
+    );
+    let busy = [&a, &b].iter().filter(|r| matches!(r, Err(FetchError::Refused { code: ErrorCode::Busy, .. }))).count();
+    assert_eq!((busy, a.is_ok() || b.is_ok()), (1, true), "{a:?} {b:?}");
+    assert_eq!(parent.server.stats().busy_replies, 1);
+}
+
+/// Moves 16 pieces of 64 KiB through `limit` and returns the measured rate over the part past
+/// the initial burst. The limit is low (2 MiB/s) so that even an unoptimised build hashes
+/// fast enough for the limiter, not the CPU, to set the pace.
+async fn measured_rate(server: ServerConfig, client_config: ClientConfig, limit: RateLimit) -> f64 {
+    let pieces = 16u32;
+    let piece_bytes = 64u64 << 10;
+    let parent = Parent::start(pieces, piece_bytes, 0..pieces, server).await;
+    let child = client(client_config);
+    let map = child.sync_pieces(parent.addr(), &parent.task, None, WAIT_NONE).await.unwrap().pieces;
+    let started = Instant::now();
+    let fetches = (0..pieces).map(|p| {
+        let digest = map.digest(p).unwrap();
+        let child = &child;
+        let task = parent.task;
+        let addr = parent.addr();
+        async move { child.fetch_piece(addr, &task, p, &digest).await.unwrap().len() as u64 }
+    });
+    let mut total = 0;
+    for n in futures_join_all(fetches).await {
+        total += n;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    (total - limit.burst_bytes) as f64 / secs
+}
+
+/// A tiny join_all (the crate does not depend on `futures`).
+async fn futures_join_all<F: std::future::Future<Output = u64>>(futures: impl Iterator<Item = F>) -> Vec<u64> {
+    let mut out = Vec::new();
+    let mut set: Vec<std::pin::Pin<Box<F>>> = futures.map(Box::pin).collect();
+    std::future::poll_fn(|cx| {
+        let mut i = 0;
+        while i < set.len() {
+            if let std::task::Poll::Ready(v) = set[i].as_mut().poll(cx) {
+                out.push(v);
+                drop(set.swap_remove(i));
+            } else {
+                i += 1;
+            }
+        }
+        if set.is_empty() {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
+    })
+    .await;
+    out
+}
+
+#[tokio::test]
+async fn upload_and_download_rates_are_held() {
+    let limit = RateLimit { bytes_per_s: 2 << 20, burst_bytes: 64 << 10 };
+    let upload =
+        measured_rate(ServerConfig { upload_rate: Some(limit), ..Default::default() }, ClientConfig::default(), limit)
+            .await;
+    let download = measured_rate(
+        ServerConfig::default(),
+        ClientConfig { download_rate: Some(limit), ..Default::default() },
+        limit,
+    )
+    .await;
+    for (name, rate) in [("upload", upload), ("download", download)] {
+        let ratio = rate / limit.bytes_per_s as f64;
+        // Measured 0.91-0.99 in a debug build beside the other tests, 0.97-0.98 under madsim
+        // (its 1-10 ms link latency adds to the transfer); the slack is for a machine shared
+        // with builds. Never more than 10 % over.
+        assert!((0.85..=1.1).contains(&ratio), "{name} ran at {:.3} of the limit", ratio);
+    }
+}
+
+#[tokio::test]
+async fn connections_are_pooled_and_requests_pipelined() {
+    let parent = Parent::start(24, 32 << 10, 0..24, ServerConfig::default()).await;
+    let config = ClientConfig { max_connections_per_parent: 2, max_pieces_per_connection: 4, ..Default::default() };
+    let child = client(config);
+    let map = child.sync_pieces(parent.addr(), &parent.task, None, WAIT_NONE).await.unwrap().pieces;
+    let fetches = (0..24u32).map(|p| {
+        let digest = map.digest(p).unwrap();
+        let (child, task, addr) = (&child, parent.task, parent.addr());
+        async move { child.fetch_piece(addr, &task, p, &digest).await.unwrap().len() as u64 }
+    });
+    let sizes = futures_join_all(fetches).await;
+    assert_eq!(sizes.len(), 24);
+    let stats = parent.server.stats();
+    assert_eq!(stats.connections_total, 2, "the pool grew to its limit and no further");
+    assert_eq!(child.connections(parent.addr()), 2);
+    child.forget_parent(parent.addr());
+    assert_eq!(child.connections(parent.addr()), 0);
+}
+
+#[tokio::test]
+async fn garbage_and_dead_parents_get_clear_errors() {
+    let parent = Parent::start(1, 4096, [0], ServerConfig::default()).await;
+    // Not our protocol: the server hangs up and keeps serving others.
+    let mut raw = tokio::net::TcpStream::connect(parent.addr()).await.unwrap();
+    raw.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
+    raw.flush().await.unwrap();
+    let mut sink = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), raw.read_to_end(&mut sink)).await;
+    assert!(read.is_ok(), "the server closed the connection");
+    // A request frame that does not parse gets BadRequest and a closed connection.
+    let mut raw = tokio::net::TcpStream::connect(parent.addr()).await.unwrap();
+    raw.write_all(&frame::HELLO).await.unwrap();
+    raw.write_all(&frame::encode_header(0x33, 9, 0)).await.unwrap();
+    raw.flush().await.unwrap();
+    let mut reply = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), raw.read_to_end(&mut reply)).await.unwrap().unwrap();
+    let h = frame::decode_header(reply[8..8 + frame::HEADER_LEN].try_into().unwrap()).unwrap();
+    let (code, message) = frame::decode_error(&reply[8 + frame::HEADER_LEN..]).unwrap();
+    assert_eq!((h.request_id, code), (9, ErrorCode::BadRequest));
+    assert!(message.contains("unknown request kind"), "{message}");
+
+    let child = client(ClientConfig::default());
+    let update = child.sync_pieces(parent.addr(), &parent.task, None, WAIT_NONE).await.unwrap();
+    assert_eq!(update.added, vec![0]);
+
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let err = child.fetch_piece(dead, &parent.task, 0, &Sha256Digest::of(b"")).await.unwrap_err();
+    assert!(matches!(err, FetchError::Connect { parent, .. } if parent == dead), "{err}");
+    assert!(PeerClient::new(ClientConfig { max_pieces_per_connection: 0, ..Default::default() }).is_err());
+    let bad = ServerConfig { upload_rate: Some(RateLimit { bytes_per_s: 0, burst_bytes: 1 }), ..Default::default() };
+    let err = Server::bind("127.0.0.1:0".parse().unwrap(), parent.store.clone(), bad).await.err().unwrap();
+    assert!(err.to_string().contains("upload_rate"), "{err}");
+}
+
+#[tokio::test]
+async fn a_slow_upload_is_not_cut_off_as_idle_but_an_idle_connection_is_closed() {
+    // Two 64 KiB pieces through one upload slot at 256 KiB/s: the second waits ~250 ms for
+    // the slot with no new request coming in, over twice the idle timeout.
+    let rate = RateLimit { bytes_per_s: 256 << 10, burst_bytes: 16 << 10 };
+    let config = ServerConfig { idle_timeout_ms: 100, upload_slots: 1, upload_rate: Some(rate), ..Default::default() };
+    let parent = Parent::start(2, 64 << 10, [0, 1], config).await;
+    let child = client(ClientConfig::default());
+    let (d0, d1) = (*parent.piece(0).digest(), *parent.piece(1).digest());
+    let (a, b) = tokio::join!(
+        child.fetch_piece(parent.addr(), &parent.task, 0, &d0),
+        child.fetch_piece(parent.addr(), &parent.task, 1, &d1)
+    );
+    assert_eq!((a.unwrap(), b.unwrap()), (parent.piece(0), parent.piece(1)));
+    assert_eq!(parent.server.stats().connections_total, 1);
+    let digest = d0;
+    // Nothing in flight now: the parent closes the connection, and the pool notices.
+    for _ in 0..100 {
+        if child.connections(parent.addr()) == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(child.connections(parent.addr()), 0);
+    assert_eq!(parent.server.stats().connections_open, 0);
+    // The next request opens a new connection.
+    assert!(child.fetch_piece(parent.addr(), &parent.task, 0, &digest).await.is_ok());
+    assert_eq!(parent.server.stats().connections_total, 2);
+}

@@ -1,0 +1,268 @@
+//! The HTTP(S) origin: reqwest with rustls, certificates verified by default.
+
+use super::{BodyChunks, ContentInfo, Origin, OriginBody, OriginError, OriginFuture, OriginRequest};
+use crate::task_id::redact_url;
+use bytes::Bytes;
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_LENGTH, CONTENT_RANGE, RANGE};
+use reqwest::StatusCode;
+use serde::{Deserialize, Serialize};
+use std::ops::Range;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpOriginConfig {
+    /// Accept any certificate. Only for a registry you trust on a network you trust.
+    pub insecure_skip_verify: bool,
+    /// Extra CA certificates (PEM files) trusted besides the webpki and system roots.
+    pub ca_cert_files: Vec<PathBuf>,
+    pub connect_timeout_ms: u64,
+    /// Longest silence while reading a response.
+    pub read_timeout_ms: u64,
+    pub user_agent: String,
+}
+
+impl Default for HttpOriginConfig {
+    fn default() -> Self {
+        HttpOriginConfig {
+            insecure_skip_verify: false,
+            ca_cert_files: Vec::new(),
+            connect_timeout_ms: 10_000,
+            read_timeout_ms: 60_000,
+            user_agent: concat!("p2pimg-peer/", env!("CARGO_PKG_VERSION")).into(),
+        }
+    }
+}
+
+pub struct HttpOrigin {
+    client: reqwest::Client,
+    config: HttpOriginConfig,
+}
+
+impl HttpOrigin {
+    pub fn new(config: HttpOriginConfig) -> Result<HttpOrigin, OriginError> {
+        let mut builder = reqwest::Client::builder()
+            .use_rustls_tls()
+            .connect_timeout(Duration::from_millis(config.connect_timeout_ms))
+            .read_timeout(Duration::from_millis(config.read_timeout_ms))
+            .user_agent(config.user_agent.clone())
+            .danger_accept_invalid_certs(config.insecure_skip_verify);
+        for path in &config.ca_cert_files {
+            let pem = std::fs::read(path)
+                .map_err(|e| OriginError::Config(format!("cannot read CA file {}: {e}", path.display())))?;
+            let cert = reqwest::Certificate::from_pem(&pem).map_err(|e| {
+                OriginError::Config(format!("CA file {} is not a PEM certificate: {e}", path.display()))
+            })?;
+            builder = builder.add_root_certificate(cert);
+        }
+        let client = builder.build().map_err(|e| OriginError::Config(format!("cannot build the HTTP client: {e}")))?;
+        Ok(HttpOrigin { client, config })
+    }
+
+    /// Checks the URL and builds the header map.
+    fn prepare(&self, request: &OriginRequest) -> Result<(reqwest::Url, HeaderMap), OriginError> {
+        let shown = redact_url(&request.url);
+        let url = reqwest::Url::parse(request.url.trim())
+            .map_err(|e| OriginError::InvalidUrl { url: shown.clone(), reason: e.to_string() })?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(OriginError::UnsupportedScheme { url: shown, scheme: url.scheme().to_string() });
+        }
+        let mut headers = HeaderMap::new();
+        for (name, value) in &request.headers {
+            let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| OriginError::InvalidUrl {
+                url: shown.clone(),
+                reason: format!("bad header name {name:?}"),
+            })?;
+            let value = HeaderValue::from_str(value).map_err(|_| OriginError::InvalidUrl {
+                url: shown.clone(),
+                reason: format!("bad value for header {name}"),
+            })?;
+            headers.append(name, value);
+        }
+        Ok((url, headers))
+    }
+
+    async fn send(&self, builder: reqwest::RequestBuilder, shown: &str) -> Result<reqwest::Response, OriginError> {
+        builder.send().await.map_err(|e| self.send_error(shown, e))
+    }
+
+    fn send_error(&self, shown: &str, e: reqwest::Error) -> OriginError {
+        let url = shown.to_string();
+        let reason = error_chain(&e);
+        if e.is_timeout() {
+            OriginError::Timeout { url, after_ms: self.config.connect_timeout_ms.max(self.config.read_timeout_ms) }
+        } else if is_tls_error(&e) {
+            OriginError::Tls { url, reason }
+        } else if e.is_connect() {
+            OriginError::Unreachable { url, reason }
+        } else {
+            OriginError::Other { url, reason }
+        }
+    }
+
+    async fn content_length(&self, request: &OriginRequest) -> Result<u64, OriginError> {
+        let shown = redact_url(&request.url);
+        let (url, headers) = self.prepare(request)?;
+        let head = self.send(self.client.head(url.clone()).headers(headers.clone()), &shown).await?;
+        let status = head.status();
+        if status.is_success() {
+            if let Some(len) = header_u64(head.headers(), CONTENT_LENGTH) {
+                return Ok(len);
+            }
+        } else if !head_refused(status) {
+            return Err(status_error(&shown, status));
+        }
+        // HEAD refused (S3 URLs presigned for GET answer 403) or without a length: ask for
+        // the first byte and read the total from Content-Range.
+        let get = self.client.get(url).headers(headers).header(RANGE, "bytes=0-0");
+        let response = self.send(get, &shown).await?;
+        let status = response.status();
+        let total = match status {
+            StatusCode::PARTIAL_CONTENT | StatusCode::RANGE_NOT_SATISFIABLE => content_range_total(response.headers())
+                .ok_or_else(|| OriginError::NoContentLength {
+                    url: shown.clone(),
+                    reason: format!("HTTP {} without a total in Content-Range", status.as_u16()),
+                })?,
+            s if s.is_success() => header_u64(response.headers(), CONTENT_LENGTH).ok_or_else(|| {
+                OriginError::NoContentLength { url: shown.clone(), reason: "no Content-Length on HEAD or GET".into() }
+            })?,
+            s => return Err(status_error(&shown, s)),
+        };
+        Ok(total)
+    }
+
+    async fn open(&self, request: &OriginRequest, range: Range<u64>) -> Result<OriginBody, OriginError> {
+        let shown = redact_url(&request.url);
+        let (url, headers) = self.prepare(request)?;
+        let len = range.end.saturating_sub(range.start);
+        if len == 0 {
+            return Ok(OriginBody::new(shown, 0, Box::new(NoChunks)));
+        }
+        let get =
+            self.client.get(url).headers(headers).header(RANGE, format!("bytes={}-{}", range.start, range.end - 1));
+        let response = self.send(get, &shown).await?;
+        let status = response.status();
+        match status {
+            StatusCode::PARTIAL_CONTENT => {
+                if let Some(start) = content_range_start(response.headers()) {
+                    if start != range.start {
+                        return Err(OriginError::Other {
+                            url: shown,
+                            reason: format!("asked for bytes from {}, got Content-Range from {start}", range.start),
+                        });
+                    }
+                }
+            }
+            // A server without range support sends everything: fine when the range starts
+            // at 0 (the body is cut at the range's end), wasteful and refused otherwise.
+            StatusCode::OK if range.start == 0 => {}
+            StatusCode::OK => {
+                return Err(OriginError::RangeIgnored { url: shown, status: 200, start: range.start, end: range.end });
+            }
+            s => return Err(status_error(&shown, s)),
+        }
+        Ok(OriginBody::new(shown.clone(), len, Box::new(HttpChunks { response, shown })))
+    }
+}
+
+impl Origin for HttpOrigin {
+    fn stat<'a>(&'a self, request: &'a OriginRequest) -> OriginFuture<'a, ContentInfo> {
+        Box::pin(async move { Ok(ContentInfo { content_bytes: self.content_length(request).await? }) })
+    }
+
+    fn open_range<'a>(&'a self, request: &'a OriginRequest, range: Range<u64>) -> OriginFuture<'a, OriginBody> {
+        Box::pin(self.open(request, range))
+    }
+}
+
+struct HttpChunks {
+    response: reqwest::Response,
+    shown: String,
+}
+
+impl BodyChunks for HttpChunks {
+    fn next_chunk(&mut self) -> OriginFuture<'_, Option<Bytes>> {
+        Box::pin(async move {
+            self.response.chunk().await.map_err(|e| {
+                if e.is_timeout() {
+                    OriginError::Timeout { url: self.shown.clone(), after_ms: 0 }
+                } else {
+                    OriginError::Other { url: self.shown.clone(), reason: error_chain(&e) }
+                }
+            })
+        })
+    }
+}
+
+struct NoChunks;
+
+impl BodyChunks for NoChunks {
+    fn next_chunk(&mut self) -> OriginFuture<'_, Option<Bytes>> {
+        Box::pin(async { Ok(None) })
+    }
+}
+
+/// Statuses that mean "HEAD is not how to ask here", not "the content is not there".
+fn head_refused(status: StatusCode) -> bool {
+    matches!(status, StatusCode::FORBIDDEN | StatusCode::METHOD_NOT_ALLOWED | StatusCode::NOT_IMPLEMENTED)
+}
+
+fn status_error(url: &str, status: StatusCode) -> OriginError {
+    let (url, code) = (url.to_string(), status.as_u16());
+    match code {
+        404 | 410 => OriginError::NotFound { url, status: code },
+        401 | 403 => OriginError::Forbidden { url, status: code },
+        500..=599 => OriginError::ServerError { url, status: code },
+        _ => OriginError::UnexpectedStatus { url, status: code },
+    }
+}
+
+fn header_u64(headers: &HeaderMap, name: HeaderName) -> Option<u64> {
+    headers.get(name)?.to_str().ok()?.trim().parse().ok()
+}
+
+/// `bytes 0-0/1234` or `bytes */1234` -> 1234.
+fn content_range_total(headers: &HeaderMap) -> Option<u64> {
+    let value = headers.get(CONTENT_RANGE)?.to_str().ok()?;
+    value.rsplit_once('/')?.1.trim().parse().ok()
+}
+
+/// `bytes 100-199/1234` -> 100.
+fn content_range_start(headers: &HeaderMap) -> Option<u64> {
+    let value = headers.get(CONTENT_RANGE)?.to_str().ok()?;
+    let spec = value.trim().strip_prefix("bytes")?.trim();
+    spec.split_once('-')?.0.trim().parse().ok()
+}
+
+/// The error and its causes, which reqwest's Display leaves out.
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+/// A rustls error anywhere in the chain. `io::Error` hides what it wraps from `source()`
+/// (it returns the wrapped error's source), so look inside it with `get_ref`.
+fn is_tls_error(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(e);
+    for _ in 0..32 {
+        let Some(err) = current else { return false };
+        if err.downcast_ref::<rustls::Error>().is_some() {
+            return true;
+        }
+        current = match err.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()) {
+            Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
+            None => err.source(),
+        };
+    }
+    false
+}

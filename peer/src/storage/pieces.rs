@@ -1,0 +1,322 @@
+//! Piece writes, verified reads, and task completion.
+
+use super::{lock, persist, Sha256Digest, Store, StoreError, TaskEntry, TaskState, VerifiedPiece};
+use crate::task_id::TaskId;
+use sha2::{Digest as _, Sha256};
+use std::os::unix::fs::FileExt;
+use std::sync::atomic::Ordering;
+
+/// The outcome of a piece write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PieceWrite {
+    /// False when the piece was already finished (nothing was written).
+    pub newly_finished: bool,
+    pub finished_pieces: u32,
+    /// Every piece is finished: time for `complete_task`.
+    pub all_finished: bool,
+}
+
+/// Bytes hashed per read while checking a whole content file.
+const CHECK_CHUNK_BYTES: usize = 4 << 20;
+
+impl Store {
+    /// Writes a piece whose digest the caller computed (`VerifiedPiece`). `expected`, when
+    /// given, is the digest the piece must have (advertised by the parent, or recorded
+    /// earlier); a digest recorded for the piece before must match too.
+    pub fn write_piece(
+        &self,
+        id: &TaskId,
+        piece: u32,
+        data: &VerifiedPiece,
+        expected: Option<&Sha256Digest>,
+    ) -> Result<PieceWrite, StoreError> {
+        let pin = self.pin(id)?;
+        let entry = &pin.entry;
+        let (offset, len) = {
+            let state = lock(&entry.state);
+            let m = &state.meta;
+            check_piece_index(entry.id, piece, m.piece_count())?;
+            let len = m.piece_len(piece);
+            if data.len() as u64 != len {
+                return Err(StoreError::WrongPieceLength {
+                    task: *id,
+                    piece,
+                    expected: len,
+                    actual: data.len() as u64,
+                });
+            }
+            let recorded = m.piece_digests[piece as usize];
+            for want in [expected.copied(), recorded].into_iter().flatten() {
+                if want != *data.digest() {
+                    return Err(StoreError::PieceDigestMismatch {
+                        task: *id,
+                        piece,
+                        expected: want,
+                        actual: *data.digest(),
+                    });
+                }
+            }
+            if m.finished.contains(piece) {
+                return Ok(write_outcome(&state, false));
+            }
+            (piece as u64 * m.piece_bytes, len)
+        };
+        self.reserve(id, len)?;
+        if let Err(source) = entry.file.write_all_at(data.data(), offset) {
+            self.used_bytes.fetch_sub(len, Ordering::AcqRel);
+            return Err(StoreError::Io {
+                task: Some(*id),
+                path: entry.content_path.clone(),
+                op: "write piece to",
+                source,
+            });
+        }
+        let mut state = lock(&entry.state);
+        if state.removed {
+            // Removed meanwhile (only a pin keeps a task): its bytes were never counted.
+            self.used_bytes.fetch_sub(len, Ordering::AcqRel);
+            return Err(StoreError::TaskNotFound { task: *id });
+        }
+        if state.meta.finished.contains(piece) {
+            // A concurrent write of the same piece won.
+            self.used_bytes.fetch_sub(len, Ordering::AcqRel);
+            return Ok(write_outcome(&state, false));
+        }
+        state.meta.finished.insert(piece);
+        state.meta.piece_digests[piece as usize] = Some(*data.digest());
+        state.meta.last_access_unix_ms = self.clock.now_unix_ms();
+        state.unsynced_pieces += 1;
+        state.version += 1;
+        let outcome = write_outcome(&state, true);
+        // The piece is usable from here on, whether or not the metadata write below works
+        // (if it fails, the piece stays unsynced and `flush` tries again).
+        entry.changes.send_replace(state.version);
+        if outcome.all_finished || state.unsynced_pieces >= self.config.meta_flush_pieces {
+            persist(entry, &mut state)?;
+        }
+        Ok(outcome)
+    }
+
+    fn reserve(&self, id: &TaskId, len: u64) -> Result<(), StoreError> {
+        let quota = self.config.quota_bytes;
+        self.used_bytes
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| used.checked_add(len).filter(|&u| u <= quota))
+            .map(|_| ())
+            .map_err(|used| StoreError::QuotaExceeded {
+                task: *id,
+                needed_bytes: len,
+                used_bytes: used,
+                quota_bytes: quota,
+            })
+    }
+
+    /// Reads a finished piece and re-hashes it. A piece that no longer matches its digest is
+    /// dropped from the finished pieces and reported as `CorruptPiece`; its bytes are not
+    /// returned.
+    pub fn read_piece(&self, id: &TaskId, piece: u32) -> Result<VerifiedPiece, StoreError> {
+        self.read_piece_into(id, piece, Vec::new())
+    }
+
+    /// `read_piece` into a reused buffer (a server recycles its send buffers: no allocation,
+    /// page faults or zeroing per piece).
+    pub fn read_piece_into(&self, id: &TaskId, piece: u32, mut buf: Vec<u8>) -> Result<VerifiedPiece, StoreError> {
+        let pin = self.pin(id)?;
+        let entry = &pin.entry;
+        let (offset, len, digest) = {
+            let mut state = lock(&entry.state);
+            let m = &state.meta;
+            check_piece_index(entry.id, piece, m.piece_count())?;
+            let digest = match m.piece_digests[piece as usize] {
+                Some(d) if m.finished.contains(piece) => d,
+                _ => return Err(StoreError::PieceNotFinished { task: *id, piece }),
+            };
+            let at = (piece as u64 * m.piece_bytes, m.piece_len(piece), digest);
+            state.meta.last_access_unix_ms = self.clock.now_unix_ms();
+            state.dirty = true;
+            at
+        };
+        // Only bytes past the buffer's current length get zeroed; the rest is overwritten.
+        buf.resize(len as usize, 0);
+        let problem = match entry.file.read_exact_at(&mut buf, offset) {
+            Ok(()) => match VerifiedPiece::check(buf, &digest) {
+                Ok(verified) => return Ok(verified),
+                Err(actual) => format!("sha256 {actual}, expected {digest}"),
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => "content file is shorter than the piece".into(),
+            Err(source) => {
+                return Err(StoreError::Io {
+                    task: Some(*id),
+                    path: entry.content_path.clone(),
+                    op: "read piece from",
+                    source,
+                })
+            }
+        };
+        self.drop_piece(entry, piece, &digest);
+        Err(StoreError::CorruptPiece { task: *id, piece, path: entry.content_path.clone(), reason: problem })
+    }
+
+    /// Removes a piece found corrupt from the finished pieces, if it is still the piece that
+    /// was checked (same digest), and records that at once.
+    fn drop_piece(&self, entry: &TaskEntry, piece: u32, checked: &Sha256Digest) {
+        let mut state = lock(&entry.state);
+        if state.removed
+            || !state.meta.finished.contains(piece)
+            || state.meta.piece_digests[piece as usize] != Some(*checked)
+        {
+            return;
+        }
+        drop_piece_locked(self, entry, &mut state, piece);
+        // Best effort: if this write fails, `flush` retries (the piece stays unsynced).
+        let _ = persist(entry, &mut state);
+    }
+
+    /// Marks the task complete once every piece is finished, every piece not re-hashed since
+    /// the store was opened checks out, and the content matches the task's digest (if known).
+    /// Reads the whole content when a digest is known: run it on a blocking thread.
+    pub fn complete_task(&self, id: &TaskId) -> Result<(), StoreError> {
+        let pin = self.pin(id)?;
+        let entry = &pin.entry;
+        let (version, content_digest, to_check) = {
+            let state = lock(&entry.state);
+            let m = &state.meta;
+            if m.completed {
+                return Ok(());
+            }
+            if !m.finished.is_full() {
+                let piece_count = m.piece_count();
+                return Err(StoreError::Incomplete {
+                    task: *id,
+                    missing: piece_count - m.finished.count(),
+                    piece_count,
+                });
+            }
+            (state.version, m.content_digest, state.unverified.clone())
+        };
+        entry.file.sync_data().map_err(|source| StoreError::Io {
+            task: Some(*id),
+            path: entry.content_path.clone(),
+            op: "fsync content file",
+            source,
+        })?;
+        match content_digest {
+            Some(expected) => {
+                let actual = self.hash_content(entry)?;
+                if actual != expected {
+                    let all = sched::core::PieceSet::full(to_check.len());
+                    let mut dropped_pieces = self.recheck_pieces(entry, &all)?;
+                    if dropped_pieces.is_empty() {
+                        // Every piece matches its recorded digest, so the recorded digests
+                        // are wrong (a parent advertised digests of other bytes): start over.
+                        dropped_pieces = self.reset_pieces(entry);
+                    }
+                    return Err(StoreError::ContentDigestMismatch(Box::new(super::ContentDigestMismatch {
+                        task: *id,
+                        path: entry.content_path.clone(),
+                        expected,
+                        actual,
+                        dropped_pieces,
+                    })));
+                }
+            }
+            None => {
+                let dropped = self.recheck_pieces(entry, &to_check)?;
+                if let Some(&piece) = dropped.first() {
+                    return Err(StoreError::CorruptPiece {
+                        task: *id,
+                        piece,
+                        path: entry.content_path.clone(),
+                        reason: format!("found on the completion check, with pieces {dropped:?}"),
+                    });
+                }
+            }
+        }
+        let mut state = lock(&entry.state);
+        if state.removed {
+            return Err(StoreError::TaskNotFound { task: *id });
+        }
+        if state.version != version && !state.meta.finished.is_full() {
+            let piece_count = state.meta.piece_count();
+            let missing = piece_count - state.meta.finished.count();
+            return Err(StoreError::Incomplete { task: *id, missing, piece_count });
+        }
+        state.meta.completed = true;
+        state.unverified = sched::core::PieceSet::new(state.meta.piece_count());
+        state.version += 1;
+        persist(entry, &mut state)?;
+        entry.changes.send_replace(state.version);
+        Ok(())
+    }
+
+    fn hash_content(&self, entry: &TaskEntry) -> Result<Sha256Digest, StoreError> {
+        let content_bytes = lock(&entry.state).meta.content_bytes;
+        let mut hasher = Sha256::new();
+        let mut buf = vec![0u8; CHECK_CHUNK_BYTES];
+        let mut offset = 0u64;
+        while offset < content_bytes {
+            let n = (content_bytes - offset).min(CHECK_CHUNK_BYTES as u64) as usize;
+            entry.file.read_exact_at(&mut buf[..n], offset).map_err(|source| StoreError::Io {
+                task: Some(entry.id),
+                path: entry.content_path.clone(),
+                op: "read content for the digest check of",
+                source,
+            })?;
+            hasher.update(&buf[..n]);
+            offset += n as u64;
+        }
+        Ok(Sha256Digest::from_bytes(hasher.finalize().into()))
+    }
+
+    /// Drops every piece and forgets every recorded piece digest; returns the dropped pieces.
+    fn reset_pieces(&self, entry: &TaskEntry) -> Vec<u32> {
+        let mut state = lock(&entry.state);
+        let dropped: Vec<u32> = state.meta.finished.iter().collect();
+        for &piece in &dropped {
+            drop_piece_locked(self, entry, &mut state, piece);
+        }
+        state.meta.piece_digests.iter_mut().for_each(|d| *d = None);
+        let _ = persist(entry, &mut state);
+        dropped
+    }
+
+    /// Re-hashes the given finished pieces; drops and returns those that fail.
+    fn recheck_pieces(&self, entry: &TaskEntry, pieces: &sched::core::PieceSet) -> Result<Vec<u32>, StoreError> {
+        let mut dropped = Vec::new();
+        for piece in pieces.iter() {
+            match self.read_piece(&entry.id, piece) {
+                Ok(_) => {}
+                Err(StoreError::CorruptPiece { .. }) => dropped.push(piece),
+                Err(StoreError::PieceNotFinished { .. }) => {}
+                Err(e) => return Err(e),
+            }
+            lock(&entry.state).unverified.remove(piece);
+        }
+        Ok(dropped)
+    }
+}
+
+pub(super) fn drop_piece_locked(store: &Store, entry: &TaskEntry, state: &mut TaskState, piece: u32) {
+    let len = state.meta.piece_len(piece);
+    state.meta.finished.remove(piece);
+    state.meta.completed = false;
+    state.unverified.remove(piece);
+    state.version += 1;
+    state.unsynced_pieces += 1;
+    store.used_bytes.fetch_sub(len, Ordering::AcqRel);
+    entry.changes.send_replace(state.version);
+}
+
+fn check_piece_index(task: TaskId, piece: u32, piece_count: u32) -> Result<(), StoreError> {
+    if piece >= piece_count {
+        return Err(StoreError::NoSuchPiece { task, piece, piece_count });
+    }
+    Ok(())
+}
+
+fn write_outcome(state: &TaskState, newly_finished: bool) -> PieceWrite {
+    PieceWrite {
+        newly_finished,
+        finished_pieces: state.meta.finished.count(),
+        all_finished: state.meta.finished.is_full(),
+    }
+}

@@ -1,0 +1,145 @@
+//! `scheduler --config FILE`: the production scheduler service.
+//!
+//! Exits 0 after a graceful shutdown on SIGINT or SIGTERM, 2 on a bad command line or
+//! configuration, 1 when the service cannot start or fails, 101 on a panic.
+
+use std::process::ExitCode;
+
+#[cfg(not(madsim))]
+fn main() -> ExitCode {
+    real::main()
+}
+
+/// Under madsim, tests start `sched::service` on simulated nodes; there is no process.
+#[cfg(madsim)]
+fn main() -> ExitCode {
+    eprintln!("scheduler: this binary does not run under madsim; start sched::service in a madsim test");
+    ExitCode::FAILURE
+}
+
+#[cfg(not(madsim))]
+mod real {
+    use anyhow::Context;
+    use sched::service::{self, LogConfig, LogFormat};
+    use std::io::IsTerminal;
+    use std::path::PathBuf;
+    use std::process::ExitCode;
+    use tracing_subscriber::EnvFilter;
+
+    const USAGE: &str = "\
+usage: scheduler --config FILE [--check]
+
+  --config FILE   the TOML configuration (see sched/scheduler.example.toml)
+  --check         check the configuration, print the scheduler settings it resolves to, exit
+";
+
+    struct Args {
+        config: PathBuf,
+        check: bool,
+    }
+
+    fn parse_args() -> Result<Args, String> {
+        let mut config = None;
+        let mut check = false;
+        let mut args = std::env::args().skip(1);
+        while let Some(a) = args.next() {
+            match a.as_str() {
+                "--config" | "-c" => config = Some(args.next().ok_or("--config needs a file")?),
+                "--check" => check = true,
+                "--help" | "-h" => return Err(String::new()),
+                other => return Err(format!("unknown argument {other:?}")),
+            }
+        }
+        let config = config.ok_or("--config FILE is required")?;
+        Ok(Args { config: PathBuf::from(config), check })
+    }
+
+    pub fn main() -> ExitCode {
+        let args = match parse_args() {
+            Ok(a) => a,
+            Err(e) => {
+                if !e.is_empty() {
+                    eprintln!("scheduler: {e}");
+                }
+                eprint!("{USAGE}");
+                return ExitCode::from(2);
+            }
+        };
+        let cfg = match service::load(&args.config) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("scheduler: {e}");
+                return ExitCode::from(2);
+            }
+        };
+        if args.check {
+            println!("{}", toml::to_string(&cfg.scheduler).unwrap_or_default().trim_end());
+            return ExitCode::SUCCESS;
+        }
+        init_logging(&cfg.log);
+        // A panic may leave the state half-updated: stop, and let the supervisor restart us.
+        let default_hook = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            default_hook(info);
+            std::process::exit(101);
+        }));
+        let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("scheduler: cannot start the runtime: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        match runtime.block_on(run(cfg)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                tracing::error!(error = format!("{e:#}"), "scheduler stopped");
+                eprintln!("scheduler: {e:#}");
+                ExitCode::FAILURE
+            }
+        }
+    }
+
+    async fn run(cfg: service::ServiceConfig) -> anyhow::Result<()> {
+        let running = service::start(cfg).await.context("cannot start")?;
+        let mut signals = Signals::new().context("cannot install signal handlers")?;
+        running
+            .run_until(async move {
+                let name = signals.recv().await;
+                tracing::info!(signal = name, "shutting down");
+            })
+            .await?;
+        tracing::info!("scheduler stopped");
+        Ok(())
+    }
+
+    fn init_logging(log: &LogConfig) {
+        let filter = EnvFilter::try_from_default_env()
+            .or_else(|_| EnvFilter::try_new(&log.filter))
+            .unwrap_or_else(|_| EnvFilter::new("info"));
+        let ansi = std::io::stderr().is_terminal();
+        let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
+        match log.format {
+            LogFormat::Json => builder.json().init(),
+            LogFormat::Text => builder.init(),
+        }
+    }
+
+    /// SIGINT and SIGTERM.
+    struct Signals {
+        term: tokio::signal::unix::Signal,
+    }
+
+    impl Signals {
+        fn new() -> std::io::Result<Signals> {
+            Ok(Signals { term: tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())? })
+        }
+
+        async fn recv(&mut self) -> &'static str {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => "SIGINT",
+                _ = self.term.recv() => "SIGTERM",
+            }
+        }
+    }
+}

@@ -1,0 +1,408 @@
+//! The service's configuration file (TOML), read and checked once at start.
+//!
+//! ```toml
+//! [listen]                 # both optional
+//! grpc = "0.0.0.0:8002"
+//! http = "0.0.0.0:8000"    # /metrics and /healthz
+//!
+//! [service]                # all optional; defaults in `ServiceSection::default`
+//! evict_interval_ms = 60000
+//!
+//! [log]
+//! filter = "info"          # tracing filter; RUST_LOG overrides it
+//! format = "text"          # or "json"
+//!
+//! [scheduler]
+//! policy = "default"       # default | dragonfly | kraken
+//! retry_limit = 3          # any field of SchedulerConfig overrides the policy's preset
+//! ```
+//!
+//! Every error is one line, `FILE:LINE: KEY: what is wrong`, and nothing here panics.
+
+use super::toml_spans::{key_at, key_line, line_of};
+use crate::core::{Policy, SchedulerConfig, TimeNs, NS_PER_MS};
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+use toml_edit::Document;
+
+/// Everything the service needs, checked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServiceConfig {
+    pub grpc_addr: SocketAddr,
+    pub http_addr: SocketAddr,
+    pub tuning: Tuning,
+    /// Seed of the core's generator; None: derived from the clock at start.
+    pub rng_seed: Option<u64>,
+    pub log: LogConfig,
+    pub scheduler: SchedulerConfig,
+}
+
+/// The service's own limits and periods.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tuning {
+    /// How often idle peers are evicted (`Scheduler::evict_idle`).
+    pub evict_interval_ns: TimeNs,
+    /// A triggered seed that has not registered its peer by then is taken as unavailable.
+    pub seed_register_timeout_ns: TimeNs,
+    /// An AnnouncePeer stream must send `register` within this.
+    pub register_timeout: Duration,
+    /// Shutdown waits this long for connections to drain.
+    pub shutdown_grace: Duration,
+    /// Responses queued per AnnouncePeer stream; a peer that lets it fill is disconnected.
+    pub peer_stream_capacity: usize,
+    /// Seed tasks queued per WatchSeedTasks stream.
+    pub seed_watch_capacity: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    pub filter: String,
+    pub format: LogFormat,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig { filter: "info".to_string(), format: LogFormat::Text }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// A configuration that cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", self.render())]
+pub struct ConfigError {
+    /// The file as the user named it.
+    pub origin: String,
+    /// 1-based; None when the file could not be read or the key is not in it.
+    pub line: Option<usize>,
+    /// Dotted key at fault, e.g. "scheduler.retry_limit".
+    pub key: Option<String>,
+    /// One line: what is wrong and what would be accepted.
+    pub message: String,
+}
+
+impl ConfigError {
+    fn render(&self) -> String {
+        let mut out = self.origin.clone();
+        if let Some(line) = self.line {
+            out.push_str(&format!(":{line}"));
+        }
+        if let Some(key) = &self.key {
+            out.push_str(&format!(": {key}"));
+        }
+        out.push_str(&format!(": {}", self.message));
+        out
+    }
+}
+
+// ---- the file's schema ----
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    #[serde(default)]
+    listen: Listen,
+    #[serde(default)]
+    service: ServiceSection,
+    #[serde(default)]
+    log: LogConfig,
+    /// Checked key by key against `SchedulerConfig` in `scheduler_config`.
+    #[serde(default)]
+    scheduler: toml::Table,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct Listen {
+    grpc: SocketAddr,
+    http: SocketAddr,
+}
+
+impl Default for Listen {
+    fn default() -> Self {
+        Listen { grpc: SocketAddr::from(([0, 0, 0, 0], 8002)), http: SocketAddr::from(([0, 0, 0, 0], 8000)) }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct ServiceSection {
+    rng_seed: Option<u64>,
+    evict_interval_ms: u64,
+    seed_register_timeout_ms: u64,
+    register_timeout_ms: u64,
+    shutdown_grace_ms: u64,
+    peer_stream_capacity: u32,
+    seed_watch_capacity: u32,
+}
+
+impl Default for ServiceSection {
+    fn default() -> Self {
+        ServiceSection {
+            rng_seed: None,
+            evict_interval_ms: 60_000,
+            seed_register_timeout_ms: 30_000,
+            register_timeout_ms: 30_000,
+            shutdown_grace_ms: 10_000,
+            peer_stream_capacity: 256,
+            seed_watch_capacity: 1024,
+        }
+    }
+}
+
+/// Reads and checks a configuration file; errors name `path` as given.
+pub fn load(path: &Path) -> Result<ServiceConfig, ConfigError> {
+    let origin = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        origin: origin.clone(),
+        line: None,
+        key: None,
+        message: format!("cannot read the configuration file: {e}"),
+    })?;
+    parse(&text, &origin)
+}
+
+/// Parses and checks configuration text; `origin` names the file in errors.
+pub fn parse(text: &str, origin: &str) -> Result<ServiceConfig, ConfigError> {
+    let error = |line: Option<usize>, key: Option<String>, message: String| ConfigError {
+        origin: origin.to_string(),
+        line,
+        key,
+        message: one_line(&message),
+    };
+    let doc = Document::parse(text).map_err(|e| {
+        let line = e.span().map(|s| line_of(text, s.start));
+        error(line, None, format!("invalid TOML: {}", e.message()))
+    })?;
+    let file: File = toml::from_str(text).map_err(|e| {
+        let line = e.span().map(|s| line_of(text, s.start));
+        let key = e.span().and_then(|s| key_at(&doc, s.start));
+        error(line, key, schema_message(e.message()))
+    })?;
+    // A key of the file that breaks a rule: its line, or where it would go.
+    let at = |path: &[&str], message: String| {
+        let line = key_line(&doc, text, path).or_else(|| key_line(&doc, text, &path[..1]));
+        error(line, Some(path.join(".")), message)
+    };
+    // Keys in the order they are written, so the first bad one is reported.
+    let order: Vec<String> = doc
+        .get("scheduler")
+        .and_then(|t| t.as_table_like())
+        .map(|t| t.iter().map(|(k, _)| k.to_string()).collect())
+        .unwrap_or_default();
+    let scheduler =
+        scheduler_config(&file.scheduler, &order).map_err(|(key, message)| at(&["scheduler", &key], message))?;
+    let s = &file.service;
+    for (key, value) in [
+        ("evict_interval_ms", s.evict_interval_ms),
+        ("seed_register_timeout_ms", s.seed_register_timeout_ms),
+        ("register_timeout_ms", s.register_timeout_ms),
+    ] {
+        if value == 0 {
+            return Err(at(&["service", key], "must be at least 1".into()));
+        }
+    }
+    for (key, value) in
+        [("peer_stream_capacity", s.peer_stream_capacity), ("seed_watch_capacity", s.seed_watch_capacity)]
+    {
+        if !(1..=65_536).contains(&value) {
+            return Err(at(&["service", key], format!("is {value}; must be between 1 and 65536")));
+        }
+    }
+    Ok(ServiceConfig {
+        grpc_addr: file.listen.grpc,
+        http_addr: file.listen.http,
+        tuning: Tuning {
+            evict_interval_ns: s.evict_interval_ms.saturating_mul(NS_PER_MS),
+            seed_register_timeout_ns: s.seed_register_timeout_ms.saturating_mul(NS_PER_MS),
+            register_timeout: Duration::from_millis(s.register_timeout_ms),
+            shutdown_grace: Duration::from_millis(s.shutdown_grace_ms),
+            peer_stream_capacity: s.peer_stream_capacity as usize,
+            seed_watch_capacity: s.seed_watch_capacity as usize,
+        },
+        rng_seed: s.rng_seed,
+        log: file.log,
+        scheduler,
+    })
+}
+
+/// `SchedulerConfig::preset(policy)` with the table's other keys laid over it, in `order`
+/// (the file's). Each key is tried alone so a type error names its key. Err: (key, message).
+fn scheduler_config(table: &toml::Table, order: &[String]) -> Result<SchedulerConfig, (String, String)> {
+    let policy = match table.get("policy") {
+        None => Policy::Default,
+        Some(toml::Value::String(name)) => Policy::parse(name).ok_or_else(|| {
+            ("policy".to_string(), format!("unknown policy {name:?}; valid policies: {}", Policy::NAMES.join(", ")))
+        })?,
+        Some(other) => {
+            return Err((
+                "policy".to_string(),
+                format!("found {other}; write a policy name in quotes: {}", Policy::NAMES.join(", ")),
+            ))
+        }
+    };
+    let preset = toml::Table::try_from(SchedulerConfig::preset(policy))
+        .map_err(|e| ("policy".to_string(), format!("cannot represent the preset: {e}")))?;
+    let mut merged = preset.clone();
+    let rest = table.iter().filter(|(k, _)| !order.contains(k));
+    let in_order = order.iter().filter_map(|k| table.get_key_value(k.as_str())).chain(rest);
+    for (key, value) in in_order {
+        if key == "policy" {
+            continue;
+        }
+        if !preset.contains_key(key) {
+            let valid: Vec<&str> = preset.keys().map(String::as_str).collect();
+            return Err((key.clone(), format!("unknown key {key:?}; valid keys of [scheduler]: {}", valid.join(", "))));
+        }
+        let mut alone = preset.clone();
+        alone.insert(key.clone(), value.clone());
+        if let Err(e) = toml::Value::Table(alone).try_into::<SchedulerConfig>() {
+            return Err((key.clone(), schema_message(e.message())));
+        }
+        merged.insert(key.clone(), value.clone());
+    }
+    let cfg: SchedulerConfig =
+        toml::Value::Table(merged).try_into().map_err(|e| ("policy".to_string(), schema_message(e.message())))?;
+    check_scheduler(&cfg, &preset)?;
+    Ok(cfg)
+}
+
+/// The core's own rules (`SchedulerConfig::validate`), then values the core accepts but
+/// that would stall or spin the service. `fields` are the config's keys.
+fn check_scheduler(c: &SchedulerConfig, fields: &toml::Table) -> Result<(), (String, String)> {
+    if let Err(message) = c.validate() {
+        // The core's message starts with the field it is about ("stripes = 0: ...").
+        let lead: String = message.chars().take_while(|ch| ch.is_ascii_lowercase() || *ch == '_').collect();
+        let key = if fields.contains_key(&lead) { lead } else { "policy".to_string() };
+        return Err((key, message));
+    }
+    let fail = |key: &str, message: &str| Err((key.to_string(), message.to_string()));
+    if c.filter_parent_limit == 0 {
+        return fail("filter_parent_limit", "must be at least 1");
+    }
+    if c.retry_interval_ns < NS_PER_MS {
+        return fail("retry_interval_ns", "must be at least 1 ms (1000000); shorter retries spin the scheduler");
+    }
+    if c.peer_idle_timeout_ns < 1_000 * NS_PER_MS {
+        return fail("peer_idle_timeout_ns", "must be at least 1 s (1000000000)");
+    }
+    if !c.poll_factor.is_finite() || c.poll_factor < 1.0 {
+        return fail("poll_factor", "must be a finite number of at least 1.0");
+    }
+    if c.poll_max_ns < c.poll_initial_ns {
+        return fail("poll_max_ns", "must be at least poll_initial_ns");
+    }
+    Ok(())
+}
+
+/// A serde message made one line, with a hint for type errors.
+fn schema_message(raw: &str) -> String {
+    let raw = one_line(raw);
+    if let Some(rest) = raw.strip_prefix("unknown field `") {
+        let (name, valid) = rest.split_once('`').unwrap_or((rest, ""));
+        let valid = valid.trim_start_matches(", expected ").trim_start_matches("one of ").replace('`', "");
+        return format!("unknown key {name:?}; valid keys here: {valid}");
+    }
+    let expected = raw.rsplit("expected ").next().unwrap_or("");
+    let hint = match expected {
+        "u32" | "u64" | "usize" => "; write a whole number of at least 0, without quotes",
+        "f64" => "; write a number without quotes, e.g. 1.3",
+        "a string" => "; write text in double quotes",
+        "a boolean" => "; write true or false",
+        _ if raw.contains("socket address") => "; write \"IP:PORT\", e.g. \"0.0.0.0:8002\"",
+        _ if expected.starts_with("struct ") => "; write a [table] here",
+        _ => "",
+    };
+    format!("{raw}{hint}")
+}
+
+fn one_line(message: &str) -> String {
+    message.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(text: &str) -> ConfigError {
+        parse(text, "s.toml").unwrap_err()
+    }
+
+    #[test]
+    fn empty_file_gives_defaults_and_the_default_preset() {
+        let c = parse("", "s.toml").unwrap();
+        assert_eq!(c.scheduler, SchedulerConfig::preset(Policy::Default));
+        assert_eq!(c.grpc_addr.port(), 8002);
+        assert_eq!(c.tuning.evict_interval_ns, 60 * 1_000 * NS_PER_MS);
+        assert_eq!(c.log.format, LogFormat::Text);
+    }
+
+    #[test]
+    fn overrides_apply_on_the_named_preset() {
+        let c = parse("[scheduler]\npolicy = \"dragonfly\"\ncandidate_parent_limit = 7\n", "s.toml").unwrap();
+        let mut want = SchedulerConfig::preset(Policy::Dragonfly);
+        want.candidate_parent_limit = 7;
+        assert_eq!(c.scheduler, want);
+    }
+
+    #[test]
+    fn errors_name_file_line_and_key() {
+        let e = err("[listen]\ngrpc = \"127.0.0.1:1\"\n\n[scheduler]\npolicy = \"default\"\ncandidate_parents = 4\n");
+        assert_eq!((e.line, e.key.as_deref()), (Some(6), Some("scheduler.candidate_parents")), "{e}");
+        assert!(
+            e.message.contains("valid keys of [scheduler]:") && e.message.contains("candidate_parent_limit"),
+            "{e}"
+        );
+        assert!(e.to_string().starts_with("s.toml:6: scheduler.candidate_parents: unknown key"), "{e}");
+
+        let e = err("[scheduler]\ncandidate_parent_limit = \"six\"\n");
+        assert_eq!((e.line, e.key.as_deref()), (Some(2), Some("scheduler.candidate_parent_limit")), "{e}");
+        assert!(e.message.contains("whole number"), "{e}");
+
+        // The first bad key in file order, not in alphabetical order.
+        let e = err("[scheduler]\nretry_limit = \"five\"\nfoo = 1\n");
+        assert_eq!((e.line, e.key.as_deref()), (Some(2), Some("scheduler.retry_limit")), "{e}");
+
+        let e = err("[scheduler]\npolicy = \"bittorrent\"\n");
+        assert_eq!((e.line, e.key.as_deref()), (Some(2), Some("scheduler.policy")), "{e}");
+        assert!(e.message.contains("valid policies: default, dragonfly, kraken"), "{e}");
+
+        let e = err("[service]\n\nevict_interval = 5\n");
+        assert_eq!((e.line, e.key.as_deref()), (Some(3), Some("service.evict_interval")), "{e}");
+
+        let e = err("[listen]\ngrpc = \"localhost\"\n");
+        assert_eq!((e.line, e.key.as_deref()), (Some(2), Some("listen.grpc")), "{e}");
+
+        let e = err("[log]\nformat = \"xml\"\n");
+        assert_eq!((e.line, e.key.as_deref()), (Some(2), Some("log.format")), "{e}");
+
+        let e = err("[scheduler]\nretry_interval_ns = 0\n");
+        assert_eq!((e.line, e.key.as_deref()), (Some(2), Some("scheduler.retry_interval_ns")), "{e}");
+
+        // A rule of the core (`SchedulerConfig::validate`) is placed on its key too.
+        let e = err("[scheduler]\npolicy = \"default\"\n\ncandidate_parent_limit = 0\n");
+        assert_eq!((e.line, e.key.as_deref()), (Some(4), Some("scheduler.candidate_parent_limit")), "{e}");
+
+        let e = err("[service]\npeer_stream_capacity = 0\n");
+        assert_eq!((e.line, e.key.as_deref()), (Some(2), Some("service.peer_stream_capacity")), "{e}");
+
+        let e = err("[scheduler\npolicy = 1\n");
+        assert_eq!(e.line, Some(1), "{e}");
+        assert!(e.message.starts_with("invalid TOML"), "{e}");
+    }
+
+    #[test]
+    fn unreadable_file_names_the_file() {
+        let e = load(Path::new("/nonexistent/sched.toml")).unwrap_err();
+        assert!(e.to_string().starts_with("/nonexistent/sched.toml: cannot read"), "{e}");
+    }
+}

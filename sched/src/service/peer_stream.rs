@@ -1,0 +1,103 @@
+//! The driver of one AnnouncePeer stream: reads the client's messages in order and hands
+//! each to the state. Responses do not come from here: the state queues them on the
+//! stream's channel whenever the core decides something for this peer.
+//!
+//! The stream must open with `register` within `register_timeout`. After that, the stream
+//! ends when the client closes it or breaks it (an unfinished download then counts as
+//! failed), when the service refuses a message (the status says why), when the state closes
+//! it (scheduling failed, eviction, leave), or at shutdown.
+
+use super::error::ServiceError;
+use super::shared::Shared;
+use super::state::{PeerStream, PeerTx};
+use super::wire;
+use crate::core::PeerId;
+use api::pb;
+use std::sync::Arc;
+use tokio::sync::oneshot;
+use tonic::{Status, Streaming};
+
+pub async fn drive(shared: Arc<Shared>, mut inbound: Streaming<pb::AnnouncePeerRequest>, tx: PeerTx) {
+    let mut shutdown = shared.shutdown_signal();
+    let first = tokio::select! {
+        first = tokio::time::timeout(shared.tuning.register_timeout, inbound.message()) => first,
+        _ = shutdown.changed() => return,
+    };
+    let message = match first {
+        Ok(Ok(Some(m))) => m,
+        // The client went away before registering: nothing to undo.
+        Ok(Ok(None)) | Ok(Err(_)) => return,
+        Err(_) => {
+            let secs = shared.tuning.register_timeout.as_secs_f64();
+            let _ = tx.try_send(Err(Status::deadline_exceeded(format!("no `register` message within {secs} s"))));
+            return;
+        }
+    };
+    let Some((peer, stream_id, mut stop)) = register(&shared, message, tx) else { return };
+    loop {
+        tokio::select! {
+            next = inbound.message() => match next {
+                Ok(Some(m)) => {
+                    let name = m.request.as_ref().map_or("empty", wire::request_name);
+                    let handled = shared.with_state(name, |s, now| match m.request {
+                        None => Err(ServiceError::EmptyRequest),
+                        Some(r) => s.peer_request(now, peer, r),
+                    });
+                    if let Err(e) = handled {
+                        shared.metrics.refused(name);
+                        shared.with_state("stream_end", |s, now| s.stream_ended(now, peer, stream_id, Some(e.into())));
+                        return;
+                    }
+                }
+                Ok(None) | Err(_) => {
+                    shared.with_state("stream_end", |s, now| s.stream_ended(now, peer, stream_id, None));
+                    return;
+                }
+            },
+            // The state closed the stream.
+            _ = &mut stop => return,
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// Handles the first message. On success the state holds the only sender of the
+/// response stream, so the stream ends exactly when the state closes it.
+fn register(
+    shared: &Shared,
+    message: pb::AnnouncePeerRequest,
+    tx: PeerTx,
+) -> Option<(PeerId, u64, oneshot::Receiver<()>)> {
+    let refuse = |tx: &PeerTx, e: ServiceError| {
+        shared.metrics.refused("register");
+        let _ = tx.try_send(Err(e.into()));
+    };
+    let r = match message.request {
+        Some(pb::announce_peer_request::Request::Register(r)) => r,
+        Some(other) => {
+            refuse(&tx, ServiceError::NotRegistered(wire::request_name(&other)));
+            return None;
+        }
+        None => {
+            refuse(&tx, ServiceError::EmptyRequest);
+            return None;
+        }
+    };
+    let reg = match wire::registration(r) {
+        Ok(reg) => reg,
+        Err(e) => {
+            refuse(&tx, e);
+            return None;
+        }
+    };
+    let stream_id = shared.stream_id();
+    let (stop_tx, stop_rx) = oneshot::channel();
+    let stream = PeerStream { id: stream_id, tx: tx.clone(), stop: stop_tx };
+    match shared.with_state("register", |s, now| s.register_peer(now, reg, stream)) {
+        Ok(peer) => Some((peer, stream_id, stop_rx)),
+        Err(e) => {
+            refuse(&tx, e);
+            None
+        }
+    }
+}

@@ -1,0 +1,343 @@
+//! The service state without gRPC: registration, decision delivery to streams, seed
+//! triggering and its failure paths, leaving, eviction, refusals. Synchronous: channels are
+//! read with `try_recv`, time is passed in.
+
+use super::config::Tuning;
+use super::error::ServiceError;
+use super::metrics::Metrics;
+use super::state::{PeerStream, SeedWatcher, State};
+use super::wire::{HostAnnouncement, Registration, TaskMeta};
+use crate::core::{HostKind, PeerState, Policy, SchedulerConfig, TimeNs, NS_PER_MS, NS_PER_S};
+use api::pb;
+use api::pb::announce_peer_response::Response;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+use tonic::{Code, Status};
+
+const TASK: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+fn tuning() -> Tuning {
+    Tuning {
+        evict_interval_ns: 60 * NS_PER_S,
+        seed_register_timeout_ns: 5 * NS_PER_S,
+        register_timeout: Duration::from_secs(5),
+        shutdown_grace: Duration::from_secs(1),
+        peer_stream_capacity: 64,
+        seed_watch_capacity: 16,
+    }
+}
+
+fn state_with(cfg: SchedulerConfig, tuning: Tuning) -> State {
+    State::new(cfg, tuning, 7, Arc::new(Metrics::new()))
+}
+
+fn state(policy: Policy) -> State {
+    state_with(SchedulerConfig::preset(policy), tuning())
+}
+
+fn host(id: &str, kind: HostKind, last_octet: u8) -> HostAnnouncement {
+    HostAnnouncement {
+        id: id.to_string(),
+        hostname: id.to_string(),
+        ip: [10, 0, 0, last_octet].into(),
+        data_port: 65002,
+        kind,
+        idc: String::new(),
+        location: String::new(),
+        disable_shared: false,
+        upload_capacity_bytes_per_s: 1 << 30,
+        download_capacity_bytes_per_s: 1 << 30,
+        load: pb::HostLoad::default(),
+    }
+}
+
+fn reg(peer: &str, host: &str, need_back_to_source: bool) -> Registration {
+    Registration {
+        host_id: host.to_string(),
+        peer_id: peer.to_string(),
+        task_id: TASK.to_string(),
+        meta: TaskMeta {
+            url: "https://registry.example/v2/app/blobs/sha256:aa".to_string(),
+            digest: Some("sha256:aa".to_string()),
+            piece_length_bytes: 4 << 20,
+            content_length_bytes: 40 << 20,
+            piece_count: 10,
+            request_headers: Default::default(),
+        },
+        need_back_to_source,
+    }
+}
+
+/// The client's end of an AnnouncePeer stream.
+struct Client {
+    rx: mpsc::Receiver<Result<pb::AnnouncePeerResponse, Status>>,
+    stop: oneshot::Receiver<()>,
+}
+
+impl Client {
+    /// Everything queued so far.
+    fn drain(&mut self) -> Vec<Result<Response, Status>> {
+        let mut out = Vec::new();
+        while let Ok(m) = self.rx.try_recv() {
+            out.push(m.map(|r| r.response.expect("response set")));
+        }
+        out
+    }
+    fn closed_by_scheduler(&mut self) -> bool {
+        matches!(self.stop.try_recv(), Err(oneshot::error::TryRecvError::Closed))
+    }
+}
+
+fn stream(id: u64, capacity: usize) -> (PeerStream, Client) {
+    let (tx, rx) = mpsc::channel(capacity);
+    let (stop_tx, stop_rx) = oneshot::channel();
+    (PeerStream { id, tx, stop: stop_tx }, Client { rx, stop: stop_rx })
+}
+
+fn register(s: &mut State, now: TimeNs, r: Registration) -> (crate::core::PeerId, Client) {
+    let (ps, client) = stream(s.peers.len() as u64 + 1, 64);
+    let peer = s.register_peer(now, r, ps).expect("registered");
+    (peer, client)
+}
+
+fn parents_of(msgs: &[Result<Response, Status>]) -> Option<Vec<pb::Parent>> {
+    msgs.iter().rev().find_map(|m| match m {
+        Ok(Response::Parents(p)) => Some(p.parents.clone()),
+        _ => None,
+    })
+}
+
+fn back_to_source(msgs: &[Result<Response, Status>]) -> Option<pb::BackToSourceReason> {
+    msgs.iter().find_map(|m| match m {
+        Ok(Response::BackToSource(b)) => Some(b.reason()),
+        _ => None,
+    })
+}
+
+#[test]
+fn seed_is_triggered_on_its_watch_and_children_get_addresses() {
+    let mut s = state(Policy::Default);
+    s.announce_host(0, host("seed", HostKind::Seed, 1)).unwrap();
+    s.announce_host(0, host("n1", HostKind::Normal, 2)).unwrap();
+    let (watch_tx, mut watch_rx) = mpsc::channel(4);
+    s.watch_seed_tasks("seed", SeedWatcher { tx: watch_tx }).unwrap();
+
+    let (_, mut n1) = register(&mut s, 0, reg("p1", "n1", false));
+    assert!(matches!(n1.drain()[..], [Ok(Response::Registered(_))]));
+    let seed_task = watch_rx.try_recv().expect("seed task pushed").unwrap();
+    assert_eq!(seed_task.task_id, TASK);
+    assert_eq!(seed_task.piece_count, 10);
+    assert!(seed_task.url.ends_with("sha256:aa"));
+
+    let (seed_peer, mut seed) = register(&mut s, NS_PER_MS, reg("seed-p", "seed", true));
+    assert_eq!(back_to_source(&seed.drain()), Some(pb::BackToSourceReason::Ordered));
+    assert!(s.pending_seeds.is_empty());
+    let parents = parents_of(&n1.drain()).expect("waiting peer gets the seed");
+    assert_eq!(parents.len(), 1);
+    let p = &parents[0];
+    assert_eq!(
+        (p.peer_id.as_str(), p.host_id.as_str(), p.ip.as_str(), p.data_port),
+        ("seed-p", "seed", "10.0.0.1", 65002)
+    );
+    assert!(p.is_seed && p.stripe.is_some());
+    assert_eq!(s.core().peer_state(seed_peer), Some(PeerState::BackToSource));
+}
+
+#[test]
+fn seed_without_watch_is_unavailable_and_waiters_go_back_to_source() {
+    let mut s = state(Policy::Default);
+    s.announce_host(0, host("seed", HostKind::Seed, 1)).unwrap();
+    s.announce_host(0, host("n1", HostKind::Normal, 2)).unwrap();
+    let (p1, mut n1) = register(&mut s, 0, reg("p1", "n1", false));
+    // Triggered, nobody to tell: without the placeholder, p1 would wait forever.
+    assert!(matches!(n1.drain()[..], [Ok(Response::Registered(_))]));
+    let wait_ns = s.core().config().wait_for_parent_timeout_ns;
+    s.run_due(wait_ns);
+    assert_eq!(back_to_source(&n1.drain()), Some(pb::BackToSourceReason::NoParents));
+    assert_eq!(s.core().peer_state(p1), Some(PeerState::BackToSource));
+    // The placeholder is invisible on the wire.
+    let stat = s.stat_task(&pb::StatTaskRequest { task_id: TASK.into(), include_peers: true, max_peers: 0 }).unwrap();
+    assert_eq!(stat.peers.len(), 1);
+    assert_eq!(stat.peer_counts.unwrap().back_to_source, 1);
+    assert_eq!(stat.seed_host_id.as_deref(), Some("seed"));
+    let g = s.gauges();
+    assert_eq!(g.peers.iter().map(|(_, n)| n).sum::<i64>(), 1);
+    // The seed host is usable again afterwards (its disable_shared was restored).
+    assert!(!s.core().host(crate::core::HostId(0)).unwrap().info.disable_shared);
+}
+
+#[test]
+fn triggered_seed_that_never_registers_times_out() {
+    let mut s = state(Policy::Default);
+    s.announce_host(0, host("seed", HostKind::Seed, 1)).unwrap();
+    s.announce_host(0, host("n1", HostKind::Normal, 2)).unwrap();
+    let (watch_tx, _watch_rx) = mpsc::channel(4);
+    s.watch_seed_tasks("seed", SeedWatcher { tx: watch_tx }).unwrap();
+    let (_, mut n1) = register(&mut s, 0, reg("p1", "n1", false));
+    assert_eq!(s.pending_seeds.len(), 1);
+    let deadline = s.next_deadline();
+    assert_eq!(deadline, tuning().seed_register_timeout_ns);
+    s.run_due(deadline);
+    assert!(s.pending_seeds.is_empty());
+    // The waiting peer goes to the origin at its next wake-up (its wait timed out too).
+    let wait_ns = s.core().config().wait_for_parent_timeout_ns;
+    s.run_due(wait_ns);
+    assert_eq!(back_to_source(&n1.drain()), Some(pb::BackToSourceReason::NoParents));
+}
+
+#[test]
+fn scheduling_failure_is_sent_and_closes_the_stream() {
+    let mut cfg = SchedulerConfig::preset(Policy::Dragonfly);
+    cfg.back_to_source_limit = 0;
+    let mut s = state_with(cfg, tuning());
+    s.announce_host(0, host("n1", HostKind::Normal, 2)).unwrap();
+    let (p1, mut n1) = register(&mut s, 0, reg("p1", "n1", false));
+    let mut now = 0;
+    for _ in 0..10 {
+        now += 500 * NS_PER_MS;
+        s.run_due(now);
+    }
+    let msgs = n1.drain();
+    assert!(
+        msgs.iter().any(|m| matches!(m, Ok(Response::Failed(f)) if f.reason() == pb::FailReason::NoSource || f.reason() == pb::FailReason::RetryLimit)),
+        "{msgs:?}"
+    );
+    assert!(n1.closed_by_scheduler());
+    assert_eq!(s.core().peer_state(p1), Some(PeerState::Failed));
+}
+
+#[test]
+fn a_peer_that_does_not_read_is_disconnected() {
+    let mut t = tuning();
+    t.peer_stream_capacity = 1;
+    let mut s = state_with(SchedulerConfig::preset(Policy::Default), t);
+    s.announce_host(0, host("n1", HostKind::Normal, 2)).unwrap();
+    // No seed host: the first peer is ordered back to source, but its queue (capacity 1)
+    // already holds `Registered`.
+    let (ps, mut client) = stream(1, 1);
+    let p1 = s.register_peer(0, reg("p1", "n1", false), ps).unwrap();
+    assert!(client.closed_by_scheduler());
+    assert_eq!(s.core().peer_state(p1), Some(PeerState::Failed));
+}
+
+#[test]
+fn reports_flow_and_stream_end_fails_only_unfinished_peers() {
+    let mut s = state(Policy::Default);
+    s.announce_host(0, host("n1", HostKind::Normal, 1)).unwrap();
+    s.announce_host(0, host("n2", HostKind::Normal, 2)).unwrap();
+    // No seed: p1 fetches from the origin, p2 gets p1 once p1 holds a piece.
+    let (p1, mut c1) = register(&mut s, 0, reg("p1", "n1", false));
+    assert_eq!(back_to_source(&c1.drain()), Some(pb::BackToSourceReason::Ordered));
+    let (p2, mut c2) = register(&mut s, 1, reg("p2", "n2", false));
+    let origin = pb::FinishedPiece { number: 0, parent_peer_id: None, cost_ns: 1000 };
+    let req = pb::announce_peer_request::Request::PiecesFinished(pb::PiecesFinished { pieces: vec![origin] });
+    s.peer_request(2, p1, req).unwrap();
+    let parents = parents_of(&c2.drain()).expect("p2 gets p1");
+    assert_eq!(parents[0].peer_id, "p1");
+
+    let from_p1 = pb::FinishedPiece { number: 0, parent_peer_id: Some("p1".into()), cost_ns: 10 };
+    let req = pb::announce_peer_request::Request::PiecesFinished(pb::PiecesFinished { pieces: vec![from_p1] });
+    s.peer_request(3, p2, req).unwrap();
+    let stat = s.stat_peer("p2").unwrap();
+    assert_eq!((stat.finished_piece_count, stat.parent_peer_ids.clone()), (1, vec!["p1".to_string()]));
+
+    // Refusals name the field.
+    let bad = pb::FinishedPiece { number: 10, parent_peer_id: None, cost_ns: 0 };
+    let req = pb::announce_peer_request::Request::PiecesFinished(pb::PiecesFinished { pieces: vec![bad] });
+    let e = s.peer_request(4, p2, req).unwrap_err();
+    assert!(e.to_string().starts_with("pieces_finished.pieces.number: piece 10 out of range"), "{e}");
+    let unknown = pb::FinishedPiece { number: 1, parent_peer_id: Some("ghost".into()), cost_ns: 0 };
+    let req = pb::announce_peer_request::Request::PiecesFinished(pb::PiecesFinished { pieces: vec![unknown] });
+    let e = s.peer_request(4, p2, req).unwrap_err();
+    assert_eq!(Status::from(e.clone()).code(), Code::InvalidArgument);
+    assert!(e.to_string().contains("\"ghost\" is not known"), "{e}");
+
+    s.peer_request(5, p1, pb::announce_peer_request::Request::DownloadFinished(pb::DownloadFinished {})).unwrap();
+    s.stream_ended(6, p1, 1, None);
+    s.stream_ended(6, p2, 2, None);
+    assert_eq!(s.core().peer_state(p1), Some(PeerState::Succeeded));
+    assert_eq!(s.core().peer_state(p2), Some(PeerState::Failed));
+    assert_eq!(s.stat_peer("p1").unwrap().finished_piece_count, 10);
+    assert!(!s.stat_peer("p1").unwrap().connected);
+}
+
+#[test]
+fn peer_ids_are_reusable_only_after_the_peer_ended() {
+    let mut s = state(Policy::Default);
+    s.announce_host(0, host("n1", HostKind::Normal, 1)).unwrap();
+    let (p1, _c1) = register(&mut s, 0, reg("p1", "n1", false));
+    let (ps, _) = stream(9, 4);
+    let e = s.register_peer(1, reg("p1", "n1", false), ps).unwrap_err();
+    assert_eq!(e, ServiceError::PeerExists("p1".into()));
+    s.leave_peer(2, "p1").unwrap();
+    let (again, _c) = register(&mut s, 3, reg("p1", "n1", false));
+    assert_ne!(again, p1);
+    assert_eq!(s.stat_peer("p1").unwrap().state(), pb::PeerState::BackToSource);
+}
+
+#[test]
+fn registration_refusals() {
+    let mut s = state(Policy::Default);
+    s.announce_host(0, host("n1", HostKind::Normal, 1)).unwrap();
+    let (ps, _) = stream(1, 4);
+    let e = s.register_peer(0, reg("p1", "nope", false), ps).unwrap_err();
+    assert_eq!(Status::from(e).code(), Code::NotFound);
+    let (_, _c) = register(&mut s, 0, reg("p1", "n1", false));
+    let mut other = reg("p2", "n1", false);
+    other.meta.piece_length_bytes = 1 << 20;
+    other.meta.piece_count = 40;
+    let (ps, _) = stream(2, 4);
+    let e = s.register_peer(0, other, ps).unwrap_err();
+    assert!(e.to_string().contains("piece_length_bytes = 4194304, this registration says 1048576"), "{e}");
+    let e = s.watch_seed_tasks("n1", SeedWatcher { tx: mpsc::channel(1).0 }).unwrap_err();
+    assert_eq!(Status::from(e).code(), Code::FailedPrecondition);
+    assert_eq!(Status::from(s.stat_peer("ghost").unwrap_err()).code(), Code::NotFound);
+    let e = s.stat_task(&pb::StatTaskRequest { task_id: "xyz".into(), ..Default::default() }).unwrap_err();
+    assert_eq!(Status::from(e).code(), Code::InvalidArgument);
+}
+
+#[test]
+fn leave_host_retires_its_peers_and_hides_the_host_until_announced_again() {
+    let mut s = state(Policy::Default);
+    s.announce_host(0, host("seed", HostKind::Seed, 1)).unwrap();
+    s.announce_host(0, host("n1", HostKind::Normal, 2)).unwrap();
+    let (watch_tx, mut watch_rx) = mpsc::channel(4);
+    s.watch_seed_tasks("seed", SeedWatcher { tx: watch_tx }).unwrap();
+    let (p1, mut c1) = register(&mut s, 0, reg("p1", "n1", false));
+    assert!(watch_rx.try_recv().is_ok());
+    assert_eq!(s.leave_host(1, "seed").unwrap(), 0);
+    // Its watch ends, and the task's seed is now unavailable.
+    assert_eq!(watch_rx.try_recv().unwrap().unwrap_err().code(), Code::Cancelled);
+    assert!(s.pending_seeds.is_empty());
+    let (ps, _) = stream(5, 4);
+    assert!(matches!(s.register_peer(2, reg("p9", "seed", true), ps), Err(ServiceError::UnknownHost(_))));
+
+    assert_eq!(s.leave_host(3, "n1").unwrap(), 1);
+    let msgs = c1.drain();
+    assert!(matches!(msgs.last(), Some(Err(st)) if st.code() == Code::Cancelled), "{msgs:?}");
+    assert_eq!(s.core().peer_state(p1), Some(PeerState::Failed));
+    assert_eq!(s.gauges().hosts, 0);
+    s.announce_host(4, host("n1", HostKind::Normal, 2)).unwrap();
+    assert_eq!(s.gauges().hosts, 1);
+}
+
+#[test]
+fn idle_peers_are_evicted_with_a_status() {
+    let mut s = state(Policy::Default);
+    s.announce_host(0, host("n1", HostKind::Normal, 1)).unwrap();
+    let (p1, mut c1) = register(&mut s, 0, reg("p1", "n1", false));
+    let idle = s.core().config().peer_idle_timeout_ns;
+    let mut now = 0;
+    while now < idle + 2 * tuning().evict_interval_ns {
+        now = s.next_deadline().max(now + 1);
+        s.run_due(now);
+    }
+    assert_eq!(s.core().peer_state(p1), Some(PeerState::Leave));
+    let msgs = c1.drain();
+    assert!(
+        matches!(msgs.last(), Some(Err(st)) if st.code() == Code::Aborted && st.message().contains("evicted")),
+        "{msgs:?}"
+    );
+    assert!(c1.closed_by_scheduler());
+}
