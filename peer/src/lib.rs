@@ -7,3 +7,5 @@ pub mod dataplane;
 pub mod origin;
 pub mod storage;
 pub mod task_id;
+#[cfg(test)]
+mod test_data;

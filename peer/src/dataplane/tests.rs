@@ -1,5 +1,6 @@
 //! Server and client on 127.0.0.1 with real sockets.
 
+use crate::test_data::content;
 use super::frame::{self, ErrorCode};
 use super::*;
 use crate::storage::{Sha256Digest, Store, StoreConfig, TaskSpec, VerifiedPiece};
@@ -18,17 +19,6 @@ struct Parent {
     _dir: tempfile::TempDir,
 }
 
-fn content(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = 0x9e37_79b9_7f4a_7c15u64 ^ seed;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
 
 impl Parent {
     /// A parent holding `have` of `pieces` pieces of `piece_bytes` each.
@@ -36,7 +26,7 @@ impl Parent {
         let dir = tempfile::tempdir().unwrap();
         let store_config = StoreConfig { dir: dir.path().into(), quota_bytes: 1 << 30, ..Default::default() };
         let store = Arc::new(Store::open(store_config).unwrap().0);
-        let data = content((pieces as u64 * piece_bytes) as usize, pieces as u64);
+        let data = content(pieces as u64 * piece_bytes, pieces as u64);
         let task = TaskId::from_bytes([pieces as u8; 32]);
         store
             .create_task(TaskSpec {

@@ -1,4 +1,5 @@
 use super::*;
+use crate::test_data::content;
 use std::os::unix::fs::FileExt;
 use std::sync::atomic::AtomicU64;
 
@@ -28,18 +29,6 @@ fn open(cfg: StoreConfig) -> (Store, OpenReport, Arc<ManualClock>) {
     (store, report, clock)
 }
 
-fn content(len: u64, seed: u8) -> Vec<u8> {
-    // Not periodic, so no two pieces are alike.
-    let mut x = 0x9e37_79b9_7f4a_7c15u64 ^ seed as u64;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
 
 fn spec(id: u8, data: &[u8], with_digest: bool) -> TaskSpec {
     TaskSpec {
@@ -314,7 +303,7 @@ fn gc_evicts_idle_then_least_recently_used_and_spares_pinned_tasks() {
     let mut ids = Vec::new();
     for (i, t) in [(20u8, 100u64), (21, 200), (22, 300), (23, 400)] {
         clock.set(t);
-        let data = content(2 * PIECE, i);
+        let data = content(2 * PIECE, u64::from(i));
         let id = store.create_task(spec(i, &data, false)).unwrap().id;
         write_all(&store, &id, &data);
         ids.push(id);
