@@ -23,7 +23,8 @@ pub const PODS_HEADER: [&str; 12] = [
 
 pub const REGISTRY_HEADER: [&str; 4] = ["mode", "t_s", "egress_bytes", "egress_gbps"];
 
-fn finish(w: csv::Writer<Vec<u8>>) -> anyhow::Result<String> {
+/// The text a CSV writer over a buffer produced (every CSV report ends here).
+pub(crate) fn finish(w: csv::Writer<Vec<u8>>) -> anyhow::Result<String> {
     let bytes = w.into_inner().map_err(|e| anyhow::anyhow!("csv: {e}"))?;
     Ok(String::from_utf8(bytes)?)
 }

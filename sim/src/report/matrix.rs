@@ -161,8 +161,7 @@ pub fn matrix_csv(rows: &[MatrixRow]) -> anyhow::Result<String> {
             r.registry_requests.to_string(),
         ])?;
     }
-    let bytes = w.into_inner().map_err(|e| anyhow::anyhow!("csv: {e}"))?;
-    Ok(String::from_utf8(bytes)?)
+    super::csvs::finish(w)
 }
 
 pub fn matrix_json(rows: &[MatrixRow]) -> String {

@@ -129,8 +129,7 @@ impl PolicyTable {
             rec.extend(values.iter().map(|v| csv_f(*v)));
             w.write_record(&rec)?;
         }
-        let bytes = w.into_inner().map_err(|e| anyhow::anyhow!("csv: {e}"))?;
-        Ok(String::from_utf8(bytes)?)
+        super::csvs::finish(w)
     }
 
     /// `policies.md`: a markdown table per p2p mode; the best (lowest) value of each row
