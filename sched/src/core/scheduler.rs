@@ -472,8 +472,7 @@ impl Scheduler {
             }
             let descendants = dag.descendants(peer);
             if let Some(parent) = select::default_stripe(self, peer, si as u32, &descendants) {
-                let depth = self.peers[&parent.peer].stripe_depth.get(si).copied().unwrap_or(UNFED);
-                let depth = if self.peers[&parent.peer].is_seed { 0 } else { depth.min(UNFED - 1) };
+                let depth = select::depth_of(&self.peers[&parent.peer], si).min(UNFED - 1);
                 let task = self.tasks.get_mut(&task_id).expect("exists");
                 let added = task.stripe_dags[si].add_edge(parent.peer, peer);
                 debug_assert!(added.is_ok(), "selection returned a parent the stripe DAG refuses");

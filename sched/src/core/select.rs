@@ -171,7 +171,7 @@ pub fn default_stripe(
 }
 
 /// Hops from the seed in stripe `si`; a peer holding the whole task counts as one hop.
-fn depth_of(q: &Peer, si: usize) -> u16 {
+pub(crate) fn depth_of(q: &Peer, si: usize) -> u16 {
     if q.is_seed {
         0
     } else if matches!(q.state, PeerState::Succeeded | PeerState::BackToSource) {
