@@ -20,11 +20,11 @@ fn main() -> ExitCode {
 #[cfg(not(madsim))]
 mod real {
     use anyhow::Context;
-    use sched::service::{self, LogConfig, LogFormat};
-    use std::io::IsTerminal;
+    use sched::service;
+    use svc::init_logging;
+    use svc::signals::Signals;
     use std::path::PathBuf;
     use std::process::ExitCode;
-    use tracing_subscriber::EnvFilter;
 
     const USAGE: &str = "\
 usage: scheduler --config FILE [--check]
@@ -111,35 +111,5 @@ usage: scheduler --config FILE [--check]
             .await?;
         tracing::info!("scheduler stopped");
         Ok(())
-    }
-
-    fn init_logging(log: &LogConfig) {
-        let filter = EnvFilter::try_from_default_env()
-            .or_else(|_| EnvFilter::try_new(&log.filter))
-            .unwrap_or_else(|_| EnvFilter::new("info"));
-        let ansi = std::io::stderr().is_terminal();
-        let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
-        match log.format {
-            LogFormat::Json => builder.json().init(),
-            LogFormat::Text => builder.init(),
-        }
-    }
-
-    /// SIGINT and SIGTERM.
-    struct Signals {
-        term: tokio::signal::unix::Signal,
-    }
-
-    impl Signals {
-        fn new() -> std::io::Result<Signals> {
-            Ok(Signals { term: tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())? })
-        }
-
-        async fn recv(&mut self) -> &'static str {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => "SIGINT",
-                _ = self.term.recv() => "SIGTERM",
-            }
-        }
     }
 }

@@ -19,13 +19,13 @@
 //!
 //! Every error is one line, `FILE:LINE: KEY: what is wrong`, and nothing here panics.
 
-use super::toml_spans::{key_at, key_line, line_of};
+pub use svc::{ConfigError, LogConfig, LogFormat};
+use svc::ConfigFile;
 use crate::core::{Policy, SchedulerConfig, TimeNs, NS_PER_MS};
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
-use toml_edit::Document;
 
 /// Everything the service needs, checked.
 #[derive(Debug, Clone, PartialEq)]
@@ -54,54 +54,6 @@ pub struct Tuning {
     pub peer_stream_capacity: usize,
     /// Seed tasks queued per WatchSeedTasks stream.
     pub seed_watch_capacity: usize,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct LogConfig {
-    pub filter: String,
-    pub format: LogFormat,
-}
-
-impl Default for LogConfig {
-    fn default() -> Self {
-        LogConfig { filter: "info".to_string(), format: LogFormat::Text }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LogFormat {
-    Text,
-    Json,
-}
-
-/// A configuration that cannot be used.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{}", self.render())]
-pub struct ConfigError {
-    /// The file as the user named it.
-    pub origin: String,
-    /// 1-based; None when the file could not be read or the key is not in it.
-    pub line: Option<usize>,
-    /// Dotted key at fault, e.g. "scheduler.retry_limit".
-    pub key: Option<String>,
-    /// One line: what is wrong and what would be accepted.
-    pub message: String,
-}
-
-impl ConfigError {
-    fn render(&self) -> String {
-        let mut out = self.origin.clone();
-        if let Some(line) = self.line {
-            out.push_str(&format!(":{line}"));
-        }
-        if let Some(key) = &self.key {
-            out.push_str(&format!(": {key}"));
-        }
-        out.push_str(&format!(": {}", self.message));
-        out
-    }
 }
 
 // ---- the file's schema ----
@@ -161,44 +113,18 @@ impl Default for ServiceSection {
 
 /// Reads and checks a configuration file; errors name `path` as given.
 pub fn load(path: &Path) -> Result<ServiceConfig, ConfigError> {
-    let origin = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-        origin: origin.clone(),
-        line: None,
-        key: None,
-        message: format!("cannot read the configuration file: {e}"),
-    })?;
-    parse(&text, &origin)
+    let text = svc::read_text(path)?;
+    parse(&text, &path.display().to_string())
 }
 
 /// Parses and checks configuration text; `origin` names the file in errors.
 pub fn parse(text: &str, origin: &str) -> Result<ServiceConfig, ConfigError> {
-    let error = |line: Option<usize>, key: Option<String>, message: String| ConfigError {
-        origin: origin.to_string(),
-        line,
-        key,
-        message: one_line(&message),
-    };
-    let doc = Document::parse(text).map_err(|e| {
-        let line = e.span().map(|s| line_of(text, s.start));
-        error(line, None, format!("invalid TOML: {}", e.message()))
-    })?;
-    let file: File = toml::from_str(text).map_err(|e| {
-        let line = e.span().map(|s| line_of(text, s.start));
-        let key = e.span().and_then(|s| key_at(&doc, s.start));
-        error(line, key, schema_message(e.message()))
-    })?;
+    let config = ConfigFile::parse(text, origin)?;
+    let file: File = config.deserialize()?;
     // A key of the file that breaks a rule: its line, or where it would go.
-    let at = |path: &[&str], message: String| {
-        let line = key_line(&doc, text, path).or_else(|| key_line(&doc, text, &path[..1]));
-        error(line, Some(path.join(".")), message)
-    };
+    let at = |path: &[&str], message: String| config.error_at(path, message);
     // Keys in the order they are written, so the first bad one is reported.
-    let order: Vec<String> = doc
-        .get("scheduler")
-        .and_then(|t| t.as_table_like())
-        .map(|t| t.iter().map(|(k, _)| k.to_string()).collect())
-        .unwrap_or_default();
+    let order = config.keys_in_order("scheduler");
     let scheduler =
         scheduler_config(&file.scheduler, &order).map_err(|(key, message)| at(&["scheduler", &key], message))?;
     let s = &file.service;
@@ -266,12 +192,12 @@ fn scheduler_config(table: &toml::Table, order: &[String]) -> Result<SchedulerCo
         let mut alone = preset.clone();
         alone.insert(key.clone(), value.clone());
         if let Err(e) = toml::Value::Table(alone).try_into::<SchedulerConfig>() {
-            return Err((key.clone(), schema_message(e.message())));
+            return Err((key.clone(), svc::config_file::schema_message(e.message())));
         }
         merged.insert(key.clone(), value.clone());
     }
     let cfg: SchedulerConfig =
-        toml::Value::Table(merged).try_into().map_err(|e| ("policy".to_string(), schema_message(e.message())))?;
+        toml::Value::Table(merged).try_into().map_err(|e| ("policy".to_string(), svc::config_file::schema_message(e.message())))?;
     check_scheduler(&cfg, &preset)?;
     Ok(cfg)
 }
@@ -302,31 +228,6 @@ fn check_scheduler(c: &SchedulerConfig, fields: &toml::Table) -> Result<(), (Str
         return fail("poll_max_ns", "must be at least poll_initial_ns");
     }
     Ok(())
-}
-
-/// A serde message made one line, with a hint for type errors.
-fn schema_message(raw: &str) -> String {
-    let raw = one_line(raw);
-    if let Some(rest) = raw.strip_prefix("unknown field `") {
-        let (name, valid) = rest.split_once('`').unwrap_or((rest, ""));
-        let valid = valid.trim_start_matches(", expected ").trim_start_matches("one of ").replace('`', "");
-        return format!("unknown key {name:?}; valid keys here: {valid}");
-    }
-    let expected = raw.rsplit("expected ").next().unwrap_or("");
-    let hint = match expected {
-        "u32" | "u64" | "usize" => "; write a whole number of at least 0, without quotes",
-        "f64" => "; write a number without quotes, e.g. 1.3",
-        "a string" => "; write text in double quotes",
-        "a boolean" => "; write true or false",
-        _ if raw.contains("socket address") => "; write \"IP:PORT\", e.g. \"0.0.0.0:8002\"",
-        _ if expected.starts_with("struct ") => "; write a [table] here",
-        _ => "",
-    };
-    format!("{raw}{hint}")
-}
-
-fn one_line(message: &str) -> String {
-    message.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 #[cfg(test)]

@@ -1,117 +1,32 @@
-//! `/metrics` (Prometheus) and `/healthz` over a minimal HTTP/1.1 responder: one request per
-//! connection, GET only, bounded head size, read timeout and connection count. It uses
-//! only `tokio::net` and `tokio::io`, so it also runs under madsim.
+//! What `/metrics` and `/healthz` answer for the scheduler; the HTTP responder itself is
+//! `svc::probe_http`.
 
 use super::shared::Shared;
-use std::sync::Arc;
-use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
-
-const MAX_HEAD_BYTES: usize = 8 << 10;
-const READ_TIMEOUT: Duration = Duration::from_secs(5);
-const MAX_CONNECTIONS: usize = 64;
-const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
-
-/// A response: status code, content type, body.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Reply {
-    pub status: u16,
-    pub content_type: &'static str,
-    pub body: String,
-}
-
-impl Reply {
-    fn text(status: u16, body: &str) -> Reply {
-        Reply { status, content_type: "text/plain; charset=utf-8", body: body.to_string() }
-    }
-}
+use std::sync::{Arc, Weak};
+use svc::probe_http::{self, Route};
+use tokio::net::TcpListener;
 
 pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
-    let mut shutdown = shared.shutdown_signal();
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    loop {
-        let accepted = tokio::select! {
-            a = listener.accept() => a,
-            _ = shutdown.changed() => return,
-        };
-        match accepted {
-            Ok((stream, _)) => {
-                // Over the limit the connection is simply closed: scrapers retry.
-                let Ok(slot) = slots.clone().try_acquire_owned() else { continue };
-                let shared = shared.clone();
-                tokio::spawn(async move {
-                    respond(stream, &shared).await;
-                    drop(slot);
-                });
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "metrics listener accept failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-    }
+    let shutdown = shared.shutdown_signal();
+    probe_http::serve(listener, shutdown, route(&shared)).await
 }
 
-async fn respond(mut stream: TcpStream, shared: &Shared) {
-    let Ok(Some(request_line)) = tokio::time::timeout(READ_TIMEOUT, read_request_line(&mut stream)).await else {
-        return;
-    };
-    let reply = route(&request_line, shared);
-    let head = format!(
-        "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        reply.status,
-        reason(reply.status),
-        reply.content_type,
-        reply.body.len()
-    );
-    let _ = stream.write_all(head.as_bytes()).await;
-    let _ = stream.write_all(reply.body.as_bytes()).await;
-    let _ = stream.shutdown().await;
-}
-
-/// Reads up to the end of the request head; returns its first line.
-async fn read_request_line(stream: &mut TcpStream) -> Option<String> {
-    let mut head = Vec::with_capacity(512);
-    let mut buf = [0u8; 1024];
-    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-        if head.len() > MAX_HEAD_BYTES {
-            return None;
-        }
-        let n = stream.read(&mut buf).await.ok()?;
-        if n == 0 {
-            break;
-        }
-        head.extend_from_slice(&buf[..n]);
-    }
-    let text = String::from_utf8_lossy(&head);
-    text.lines().next().map(str::to_string)
-}
-
-/// The reply to a request line such as `GET /metrics HTTP/1.1`.
-pub fn route(request_line: &str, shared: &Shared) -> Reply {
-    let mut parts = request_line.split_whitespace();
-    let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-    let path = target.split('?').next().unwrap_or("");
-    match (method, path) {
-        ("GET", "/metrics") => {
-            let gauges = shared.read(|s| s.gauges());
-            Reply { status: 200, content_type: OPENMETRICS, body: shared.metrics.render(&gauges) }
-        }
-        ("GET", "/healthz") if shared.is_shutting_down() => Reply::text(503, "shutting down\n"),
-        ("GET", "/healthz") => Reply::text(200, "ok\n"),
-        ("GET", _) => Reply::text(404, "not found; try /metrics or /healthz\n"),
-        _ => Reply::text(405, "only GET is served\n"),
-    }
-}
-
-fn reason(status: u16) -> &'static str {
-    match status {
-        200 => "OK",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        503 => "Service Unavailable",
-        _ => "",
-    }
+/// `/metrics` renders the gauges and counters; `/healthz` is 503 while shutting down.
+/// The route holds the state weakly: a scraper must not keep a stopped service alive.
+pub fn route(shared: &Arc<Shared>) -> Route {
+    let (m, h): (Weak<Shared>, Weak<Shared>) = (Arc::downgrade(shared), Arc::downgrade(shared));
+    probe_http::standard_route(
+        move || {
+            m.upgrade()
+                .map(|s| {
+                    let gauges = s.read(|st| st.gauges());
+                    s.metrics.render(&gauges)
+                })
+                .unwrap_or_default()
+        },
+        move || match h.upgrade() {
+            Some(s) if !s.is_shutting_down() => Ok(()),
+            _ => Err("shutting down".into()),
+        },
+    )
 }

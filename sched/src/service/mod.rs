@@ -5,12 +5,12 @@
 //! (`ids.rs`), host addresses, task metadata for seeds, and the open streams. Time is
 //! nanoseconds since the service started (`timers::Clock`). Files:
 //!
-//! - `config.rs`, `toml_spans.rs`: the TOML configuration and its error lines
+//! - `config.rs`: the TOML configuration (error lines come from the `svc` crate)
 //! - `server.rs`: start, serve, shut down
 //! - `grpc.rs`, `peer_stream.rs`: the RPCs and the AnnouncePeer stream driver
 //! - `wire.rs`, `error.rs`: input checks, conversions, refusals as gRPC statuses
 //! - `state.rs` (decision delivery), `peers.rs`, `seeds.rs`, `stats.rs`, `timers.rs`
-//! - `metrics.rs`, `http.rs`: Prometheus metrics and the tiny HTTP responder
+//! - `metrics.rs`, `http.rs`: Prometheus metrics and the routes of `/metrics` and `/healthz`
 //!
 //! Everything compiles under madsim (`RUSTFLAGS="--cfg madsim"`), where the gRPC server
 //! binds madsim-tonic's simulated endpoint instead of a TCP listener.
@@ -31,7 +31,6 @@ pub mod state;
 mod state_tests;
 mod stats;
 pub mod timers;
-mod toml_spans;
 pub mod wire;
 
 pub use config::{load, parse, ConfigError, LogConfig, LogFormat, ServiceConfig, Tuning};
