@@ -1,4 +1,5 @@
-//! The scheduler's gRPC contract: `proto/scheduler.proto` and the tonic code generated from
+//! The scheduler's gRPC contract: `proto/scheduler.proto` (and the peer daemon's local API,
+//! `proto/daemon.proto`) and the tonic code generated from
 //! it. Clients (peer and seed daemons) use `pb::scheduler_client::SchedulerClient`; the
 //! scheduler implements `pb::scheduler_server::Scheduler`.
 //!
@@ -7,6 +8,11 @@
 
 pub mod pb {
     tonic::include_proto!("p2pimg.scheduler.v1");
+}
+
+/// The peer daemon's local API (`proto/daemon.proto`), for `dfget` and other local clients.
+pub mod daemon_pb {
+    tonic::include_proto!("p2pimg.daemon.v1");
 }
 
 pub use pb::scheduler_client::SchedulerClient;

@@ -9,3 +9,5 @@ pub mod storage;
 pub mod task_id;
 #[cfg(test)]
 mod test_data;
+#[cfg(not(madsim))]
+pub mod daemon;

@@ -306,6 +306,18 @@ impl TaskDownload {
         }
     }
 
+    /// A parent failed outside any one piece transfer (its piece-map stream broke, or it
+    /// refused the task): drop it, tell the scheduler, and ask for a replacement.
+    pub fn on_parent_failed(&mut self, parent: PeerId) {
+        if !self.has_parent(parent) {
+            return;
+        }
+        if !self.failed_parents.contains(&parent) {
+            self.failed_parents.push(parent);
+        }
+        self.remove_parent(parent);
+    }
+
     /// The driver stopped a transfer that was not at fault (an endgame duplicate that
     /// lost the race): forget it without blaming its source.
     pub fn on_transfer_dropped(&mut self, piece: u32, from: Source) {

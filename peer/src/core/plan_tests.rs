@@ -4,6 +4,7 @@ use super::*;
 use crate::core::config::PeerConfig;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
+use sched::core::ids::NS_PER_S;
 use sched::core::HostId;
 use sched::Policy;
 
@@ -213,4 +214,27 @@ fn a_stall_inside_the_reschedule_backoff_does_not_spin() {
     d.on_parents(t, vec![parent(1, &[], 4)]);
     let next = d.next_deadline().expect("still waiting for pieces");
     assert!(next >= t + c.reschedule_backoff_ns, "deadline {next} lies inside the backoff");
+}
+
+#[test]
+fn a_parent_failing_outside_a_transfer_is_dropped_and_named_in_the_reschedule() {
+    let mut c = cfg();
+    c.min_useful_parents = 2;
+    let mut d = TaskDownload::new(c, 8 * 4 * MIB, true, 0);
+    d.on_parents(0, vec![parent(1, &[0, 1], 8), parent(2, &[2, 3], 8)]);
+    let mut out = Vec::new();
+    d.poll(0, &mut ChaCha8Rng::seed_from_u64(1), &mut out);
+    d.on_parent_failed(PeerId(2));
+    d.on_parent_failed(PeerId(9)); // not a parent: ignored
+    assert!(!d.has_parent(PeerId(2)) && d.has_parent(PeerId(1)));
+    let mut out = Vec::new();
+    d.poll(NS_PER_S, &mut ChaCha8Rng::seed_from_u64(1), &mut out);
+    let blocked: Vec<Vec<PeerId>> = out
+        .iter()
+        .filter_map(|a| match a {
+            PeerAction::Reschedule { blocked } => Some(blocked.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(blocked, vec![vec![PeerId(2)]]);
 }

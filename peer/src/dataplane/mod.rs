@@ -16,7 +16,7 @@
 pub mod client;
 mod conn;
 pub mod frame;
-mod io;
+pub(crate) mod io;
 pub mod ratelimit;
 pub mod server;
 pub mod slots;

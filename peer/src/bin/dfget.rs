@@ -1,0 +1,248 @@
+//! `dfget URL -O FILE`: download through the local peer daemon (P2P), with a progress bar.
+//!
+//! The daemon fetches and verifies the content into its store; dfget copies it to a
+//! temporary file next to FILE, checks `--digest` while copying, fsyncs and renames. FILE
+//! therefore either does not change or holds the whole, verified content: never a part.
+//!
+//! Exit codes: 0 done; 2 bad command line or request (URL, scheme, digest, header);
+//! 3 the origin has no such content (404) or refused access (401/403); 4 the daemon cannot
+//! be reached; 5 the content does not match the digest; 6 no space (store quota or the
+//! output's disk); 7 the origin is unreachable or failing; 1 anything else.
+
+use std::process::ExitCode;
+
+#[cfg(madsim)]
+fn main() -> ExitCode {
+    eprintln!("dfget: this binary does not run under madsim");
+    ExitCode::FAILURE
+}
+
+#[cfg(not(madsim))]
+fn main() -> ExitCode {
+    real::main()
+}
+
+#[cfg(not(madsim))]
+mod real {
+    use api::daemon_pb::daemon_client::DaemonClient;
+    use api::daemon_pb::DownloadRequest;
+    use indicatif::{ProgressBar, ProgressStyle};
+    use peer::storage::Sha256Digest;
+    use sha2::{Digest as _, Sha256};
+    use std::collections::HashMap;
+    use std::io::{Read, Write};
+    use std::path::{Path, PathBuf};
+    use std::process::ExitCode;
+    use std::time::Instant;
+    use tonic::Code;
+
+    const USAGE: &str = "\
+usage: dfget URL -O FILE [options]
+
+  -O, --output FILE        where to write the content (replaced only when complete)
+  --digest sha256:HEX      the content's digest: checked, and it names the task
+  --tag TAG                partition tasks of one URL (e.g. a build)
+  --application NAME       partition tasks by application
+  -H, --header 'K: V'      a request header for the origin (repeatable)
+  --daemon ADDR            the daemon's local API (default 127.0.0.1:65000)
+  --quiet                  no progress bar
+";
+
+    struct Args {
+        url: String,
+        output: PathBuf,
+        digest: Option<String>,
+        tag: String,
+        application: String,
+        headers: HashMap<String, String>,
+        daemon: String,
+        quiet: bool,
+    }
+
+    /// A failure and its exit code.
+    struct Fail(u8, String);
+
+    fn parse_args() -> Result<Args, Fail> {
+        let usage = |m: String| Fail(2, m);
+        let (mut url, mut output, mut digest) = (None, None, None);
+        let (mut tag, mut application, mut headers) = (String::new(), String::new(), HashMap::new());
+        let (mut daemon, mut quiet) = ("127.0.0.1:65000".to_string(), false);
+        let mut args = std::env::args().skip(1);
+        while let Some(a) = args.next() {
+            let mut value = |name: &str| args.next().ok_or_else(|| usage(format!("{name} needs a value")));
+            match a.as_str() {
+                "-O" | "--output" => output = Some(PathBuf::from(value("--output")?)),
+                "--digest" => digest = Some(value("--digest")?),
+                "--tag" => tag = value("--tag")?,
+                "--application" => application = value("--application")?,
+                "-H" | "--header" => {
+                    let h = value("--header")?;
+                    let (k, v) = h.split_once(':').ok_or_else(|| usage(format!("header {h:?} is not 'Name: value'")))?;
+                    headers.insert(k.trim().to_string(), v.trim().to_string());
+                }
+                "--daemon" => daemon = value("--daemon")?,
+                "--quiet" | "-q" => quiet = true,
+                "--help" | "-h" => return Err(Fail(0, String::new())),
+                s if s.starts_with('-') => return Err(usage(format!("unknown option {s:?}"))),
+                s if url.is_none() => url = Some(s.to_string()),
+                s => return Err(usage(format!("unexpected argument {s:?}"))),
+            }
+        }
+        let url = url.ok_or_else(|| usage("a URL is required".into()))?;
+        let output = output.ok_or_else(|| usage("-O FILE is required".into()))?;
+        if let Some(d) = &digest {
+            Sha256Digest::from_oci(d).map_err(|e| usage(format!("--digest {d:?}: {e}")))?;
+        }
+        Ok(Args { url, output, digest, tag, application, headers, daemon, quiet })
+    }
+
+    pub fn main() -> ExitCode {
+        let args = match parse_args() {
+            Ok(a) => a,
+            Err(Fail(code, m)) => {
+                if !m.is_empty() {
+                    eprintln!("dfget: {m}");
+                }
+                eprint!("{USAGE}");
+                return ExitCode::from(code);
+            }
+        };
+        let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("dfget: cannot start the runtime: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        match runtime.block_on(run(args)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(Fail(code, m)) => {
+                eprintln!("dfget: {m}");
+                ExitCode::from(code)
+            }
+        }
+    }
+
+    fn code_of(code: Code) -> u8 {
+        match code {
+            Code::InvalidArgument => 2,
+            Code::NotFound | Code::PermissionDenied => 3,
+            Code::DataLoss => 5,
+            Code::ResourceExhausted => 6,
+            Code::Unavailable => 7,
+            _ => 1,
+        }
+    }
+
+    async fn run(args: Args) -> Result<(), Fail> {
+        let endpoint = format!("http://{}", args.daemon);
+        let mut client = DaemonClient::connect(endpoint.clone()).await.map_err(|e| {
+            Fail(4, format!("cannot reach the peer daemon at {}: {e}; is peerd running?", args.daemon))
+        })?;
+        let request = DownloadRequest {
+            url: args.url.clone(),
+            digest: args.digest.clone(),
+            tag: args.tag.clone(),
+            application: args.application.clone(),
+            request_headers: args.headers.clone(),
+        };
+        let mut stream = client
+            .download(request)
+            .await
+            .map_err(|s| Fail(code_of(s.code()), s.message().to_string()))?
+            .into_inner();
+        let bar = if args.quiet { ProgressBar::hidden() } else { ProgressBar::new(0) };
+        bar.set_style(
+            ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta} {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        let started = Instant::now();
+        let last = loop {
+            match stream.message().await {
+                Ok(Some(p)) => {
+                    bar.set_length(p.content_length_bytes);
+                    bar.set_position(p.finished_bytes);
+                    if p.done {
+                        break p;
+                    }
+                }
+                Ok(None) => return Err(Fail(1, "the daemon closed the download without a result".into())),
+                Err(s) => {
+                    bar.abandon();
+                    return Err(Fail(code_of(s.code()), s.message().to_string()));
+                }
+            }
+        };
+        bar.set_message("copying");
+        let (source, output, digest) = (PathBuf::from(&last.content_path), args.output.clone(), args.digest.clone());
+        let copied = tokio::task::spawn_blocking(move || copy_verified(&source, &output, digest.as_deref()))
+            .await
+            .map_err(|e| Fail(1, e.to_string()))?;
+        // The daemon holds the task until the stream closes: only now.
+        drop(stream);
+        bar.finish_and_clear();
+        let bytes = copied?;
+        if !args.quiet {
+            let secs = started.elapsed().as_secs_f64().max(1e-9);
+            eprintln!(
+                "dfget: {} bytes to {} in {:.2} s ({:.1} MB/s; from parents {}, origin {}{})",
+                bytes,
+                args.output.display(),
+                secs,
+                bytes as f64 / secs / 1e6,
+                last.bytes_from_parents,
+                last.bytes_from_origin,
+                if last.from_cache { ", local cache" } else { "" }
+            );
+        }
+        Ok(())
+    }
+
+    /// Copies `source` to a temporary file beside `output`, hashing as it goes; renames it
+    /// over `output` only when complete, synced and (with `digest`) matching.
+    fn copy_verified(source: &Path, output: &Path, digest: Option<&str>) -> Result<u64, Fail> {
+        let dir = match output.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let name = output.file_name().ok_or_else(|| Fail(2, format!("{} is not a file name", output.display())))?;
+        let tmp = dir.join(format!(".{}.dfget-{}", name.to_string_lossy(), std::process::id()));
+        let io = |what: &str, path: &Path, e: std::io::Error| {
+            let code = if e.raw_os_error() == Some(28) { 6 } else { 1 };
+            Fail(code, format!("{what} {}: {e}", path.display()))
+        };
+        let result = (|| {
+            let mut src = std::fs::File::open(source).map_err(|e| io("cannot open", source, e))?;
+            let mut dst = std::fs::File::create(&tmp).map_err(|e| io("cannot create", &tmp, e))?;
+            let mut hasher = Sha256::new();
+            let mut buf = vec![0u8; 1 << 20];
+            let mut total = 0u64;
+            loop {
+                let n = src.read(&mut buf).map_err(|e| io("cannot read", source, e))?;
+                if n == 0 {
+                    break;
+                }
+                hasher.update(&buf[..n]);
+                dst.write_all(&buf[..n]).map_err(|e| io("cannot write", &tmp, e))?;
+                total += n as u64;
+            }
+            if let Some(want) = digest {
+                let got = format!("sha256:{}", hex(&hasher.finalize()));
+                if got != want.to_ascii_lowercase() {
+                    return Err(Fail(5, format!("content has {got}, expected {want}; {} left unchanged", output.display())));
+                }
+            }
+            dst.sync_all().map_err(|e| io("cannot sync", &tmp, e))?;
+            std::fs::rename(&tmp, output).map_err(|e| io("cannot rename into", output, e))?;
+            Ok(total)
+        })();
+        if result.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        result
+    }
+
+    fn hex(bytes: &[u8]) -> String {
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    }
+}

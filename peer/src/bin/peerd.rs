@@ -1,0 +1,108 @@
+//! `peerd --config FILE`: the peer daemon (or a seed peer: `host.kind = "seed"`).
+//!
+//! Exits 0 after a graceful shutdown on SIGINT or SIGTERM, 2 on a bad command line or
+//! configuration, 1 when it cannot start, 101 on a panic.
+
+use std::process::ExitCode;
+
+#[cfg(madsim)]
+fn main() -> ExitCode {
+    eprintln!("peerd: this binary does not run under madsim");
+    ExitCode::FAILURE
+}
+
+#[cfg(not(madsim))]
+fn main() -> ExitCode {
+    real::main()
+}
+
+#[cfg(not(madsim))]
+mod real {
+    use peer::daemon;
+    use std::path::PathBuf;
+    use std::process::ExitCode;
+    use svc::signals::Signals;
+
+    const USAGE: &str = "\
+usage: peerd --config FILE [--check]
+
+  --config FILE   the TOML configuration (see peer/peerd.example.toml)
+  --check         check the configuration and exit
+";
+
+    pub fn main() -> ExitCode {
+        let mut config = None;
+        let mut check = false;
+        let mut args = std::env::args().skip(1);
+        while let Some(a) = args.next() {
+            match a.as_str() {
+                "--config" | "-c" => config = args.next(),
+                "--check" => check = true,
+                "--help" | "-h" => {
+                    print!("{USAGE}");
+                    return ExitCode::SUCCESS;
+                }
+                other => {
+                    eprintln!("peerd: unknown argument {other:?}\n{USAGE}");
+                    return ExitCode::from(2);
+                }
+            }
+        }
+        let Some(config) = config.map(PathBuf::from) else {
+            eprintln!("peerd: --config FILE is required\n{USAGE}");
+            return ExitCode::from(2);
+        };
+        let cfg = match daemon::load(&config) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("peerd: {e}");
+                return ExitCode::from(2);
+            }
+        };
+        if check {
+            println!("peerd: {} is valid", config.display());
+            return ExitCode::SUCCESS;
+        }
+        svc::init_logging(&cfg.log);
+        let default_hook = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            default_hook(info);
+            std::process::exit(101);
+        }));
+        let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("peerd: cannot start the runtime: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        runtime.block_on(async move {
+            let running = match daemon::start(cfg).await {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("peerd: cannot start: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            // Scripts read the bound addresses from this line (ports may be 0 in the file).
+            println!(
+                "peerd ready data={} local_api={} http={} host={}",
+                running.data_addr,
+                running.local_api_addr,
+                running.http_addr,
+                running.ctx.sched.host().id
+            );
+            let mut signals = match Signals::new() {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("peerd: cannot install signal handlers: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let name = signals.recv().await;
+            tracing::info!(signal = name, "shutting down");
+            running.shutdown().await;
+            ExitCode::SUCCESS
+        })
+    }
+}

@@ -1,0 +1,601 @@
+//! One download of one task on this host: the peer core's plan (`core::TaskDownload`)
+//! driven by real events. The plan decides which piece comes from where, when to ask the
+//! scheduler for new parents and when to go back to source; this file only carries its
+//! actions out (piece transfers, scheduler messages) and feeds the results back.
+
+use super::error::{DownloadError, ErrorKind};
+use super::fetch::{self, OriginCursor, PieceOutcome};
+use super::metrics::ByteSource;
+use super::Ctx;
+use crate::core::{PeerAction, PieceSizing, Source, TaskDownload};
+use crate::dataplane::{FetchError, ParentPieces, PieceUpdate};
+use crate::dataplane::io::blocking;
+use crate::origin::OriginRequest;
+use crate::storage::{Sha256Digest, TaskSpec};
+use crate::task_id::{redact_url, TaskId};
+use api::pb;
+use api::pb::announce_peer_request::Request as Req;
+use api::pb::announce_peer_response::Response as Resp;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use sched::core::{HostId, ParentRef, PeerId, PieceSet, Stripe, TimeNs};
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::Streaming;
+
+/// What to download.
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub task: TaskId,
+    pub url: String,
+    pub digest: Option<Sha256Digest>,
+    pub headers: Vec<(String, String)>,
+    /// A seed answering the scheduler: register with need_back_to_source.
+    pub seed: bool,
+    /// (content, piece) bytes when already known (a seed task carries them).
+    pub lengths: Option<(u64, u64)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Progress {
+    pub content_bytes: u64,
+    pub finished_bytes: u64,
+    pub from_parents: u64,
+    pub from_origin: u64,
+    pub from_cache: bool,
+    pub state: State,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum State {
+    #[default]
+    Running,
+    Done(PathBuf),
+    Failed(DownloadError),
+}
+
+/// Runs the job to its end and publishes its progress.
+pub async fn run(ctx: Arc<Ctx>, job: Job, progress: watch::Sender<Progress>) {
+    let mut p = Progress::default();
+    let result = Download::start(&ctx, &job, &progress, &mut p).await;
+    let result = match result {
+        Ok(Some(mut d)) => d.drive(&mut p).await,
+        Ok(None) => Ok(()),
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(()) => {
+            let path = ctx.store.task(&job.task).map(|t| t.content_path).unwrap_or_default();
+            ctx.metrics.download_ended(if p.from_cache { "cached" } else { "ok" });
+            p.state = State::Done(path);
+        }
+        Err(e) => {
+            tracing::warn!(task = %job.task, url = redact_url(&job.url), error = %e, "download failed");
+            ctx.metrics.download_ended("failed");
+            p.state = State::Failed(e);
+        }
+    }
+    let _ = progress.send(p);
+}
+
+enum Event {
+    Piece { piece: u32, from: Source, outcome: PieceOutcome },
+    Sync { parent: PeerId, result: Result<PieceUpdate, FetchError> },
+}
+
+struct ParentLink {
+    addr: SocketAddr,
+    pieces: Option<ParentPieces>,
+    sync: Option<JoinHandle<()>>,
+}
+
+struct Stream {
+    out: mpsc::Sender<pb::AnnouncePeerRequest>,
+    inbound: Streaming<pb::AnnouncePeerResponse>,
+}
+
+struct Download<'a> {
+    ctx: Arc<Ctx>,
+    job: &'a Job,
+    progress: &'a watch::Sender<Progress>,
+    plan: TaskDownload,
+    rng: ChaCha8Rng,
+    stream: Option<Stream>,
+    parents: BTreeMap<PeerId, ParentLink>,
+    local_ids: HashMap<String, PeerId>,
+    wire_ids: Vec<String>,
+    transfers: HashMap<(u32, Source), JoinHandle<()>>,
+    events_tx: mpsc::UnboundedSender<Event>,
+    events: mpsc::UnboundedReceiver<Event>,
+    origin: Arc<OriginCursor>,
+    finished: bool,
+}
+
+impl<'a> Download<'a> {
+    /// Creates the task in the store; None when it is complete there already.
+    async fn start(
+        ctx: &Arc<Ctx>,
+        job: &'a Job,
+        progress: &'a watch::Sender<Progress>,
+        p: &mut Progress,
+    ) -> Result<Option<Download<'a>>, DownloadError> {
+        let (content_bytes, piece_bytes) = lengths(ctx, job).await?;
+        p.content_bytes = content_bytes;
+        let info = create_task(ctx, job, content_bytes, piece_bytes).await?;
+        if info.completed {
+            ctx.metrics.bytes(ByteSource::LocalCache, content_bytes);
+            p.from_cache = true;
+            p.finished_bytes = content_bytes;
+            return Ok(None);
+        }
+        let mut cfg = ctx.peer_config.clone();
+        cfg.piece_sizing = PieceSizing::Fixed { piece_bytes };
+        let now = ctx.now_ns();
+        let mut plan = TaskDownload::new(cfg, content_bytes, true, now);
+        // Pieces kept from an earlier run count as done (and are reported as held).
+        let held = ctx.store.pieces(&job.task).map_err(DownloadError::from)?;
+        for piece in held.finished.iter() {
+            plan.on_piece_done(now, piece, Source::Origin, 0);
+            let bytes = plan.piece_len(piece);
+            p.finished_bytes += bytes;
+            ctx.metrics.bytes(ByteSource::LocalCache, bytes);
+        }
+        let seed = u64::from_le_bytes(job.task.as_bytes()[..8].try_into().unwrap_or([0; 8])) ^ now;
+        let (events_tx, events) = mpsc::unbounded_channel();
+        let mut request = OriginRequest::new(job.url.clone());
+        request.headers = job.headers.clone();
+        let mut d = Download {
+            ctx: ctx.clone(),
+            job,
+            progress,
+            plan,
+            rng: ChaCha8Rng::seed_from_u64(seed),
+            stream: None,
+            parents: BTreeMap::new(),
+            local_ids: HashMap::new(),
+            wire_ids: Vec::new(),
+            transfers: HashMap::new(),
+            events_tx,
+            events,
+            origin: Arc::new(OriginCursor::new(request, content_bytes, piece_bytes)),
+            finished: false,
+        };
+        let _ = progress.send(p.clone());
+        d.open_stream(content_bytes, piece_bytes).await;
+        Ok(Some(d))
+    }
+
+    /// Registers with the scheduler in charge of the task. Without one (none configured,
+    /// or unreachable) the download goes to the origin: slower for the origin, but the
+    /// user gets the content.
+    async fn open_stream(&mut self, content_bytes: u64, piece_bytes: u64) {
+        let Some((address, mut client)) = self.ctx.sched.for_task(&self.job.task) else {
+            self.plan.on_back_to_source(self.ctx.now_ns());
+            return;
+        };
+        let (out, rx) = mpsc::channel(256);
+        let register = pb::RegisterPeer {
+            host_id: self.ctx.sched.host().id.clone(),
+            peer_id: self.ctx.new_peer_id(&self.job.task),
+            task_id: self.job.task.to_hex(),
+            url: self.job.url.clone(),
+            digest: self.job.digest.map(|d| d.to_oci()),
+            piece_length_bytes: piece_bytes,
+            content_length_bytes: content_bytes,
+            piece_count: self.plan.piece_count(),
+            need_back_to_source: self.job.seed,
+            request_headers: self.job.headers.iter().cloned().collect(),
+        };
+        let _ = out.try_send(pb::AnnouncePeerRequest { request: Some(Req::Register(register)) });
+        let call = client.announce_peer(ReceiverStream::new(rx));
+        match tokio::time::timeout(self.ctx.sched.request_timeout(), call).await {
+            Ok(Ok(response)) => self.stream = Some(Stream { out, inbound: response.into_inner() }),
+            Ok(Err(status)) => {
+                tracing::warn!(scheduler = address, error = %status.message(), "register refused; going to the origin");
+                self.plan.on_back_to_source(self.ctx.now_ns());
+            }
+            Err(_) => {
+                tracing::warn!(scheduler = address, "scheduler did not answer; going to the origin");
+                self.plan.on_back_to_source(self.ctx.now_ns());
+            }
+        }
+    }
+
+    async fn drive(&mut self, p: &mut Progress) -> Result<(), DownloadError> {
+        let mut shutdown = self.ctx.shutdown.clone();
+        let mut actions = Vec::new();
+        let result = loop {
+            self.plan.poll(self.ctx.now_ns(), &mut self.rng, &mut actions);
+            for action in actions.drain(..) {
+                if let Err(e) = self.carry_out(action).await {
+                    self.fail(&e).await;
+                    return Err(e);
+                }
+            }
+            self.follow_parent_changes();
+            if self.finished {
+                break Ok(());
+            }
+            let deadline = self.plan.next_deadline().map(|t| self.ctx.instant_of(t));
+            let sleep = async {
+                match deadline {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let inbound = async {
+                match self.stream.as_mut() {
+                    Some(s) => s.inbound.message().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                message = inbound => self.on_scheduler(message),
+                Some(event) = self.events.recv() => {
+                    if let Err(e) = self.on_event(event, p) {
+                        break Err(e);
+                    }
+                    // Take whatever else is ready before deciding again.
+                    while let Ok(event) = self.events.try_recv() {
+                        if let Err(e) = self.on_event(event, p) {
+                            self.fail(&e).await;
+                            return Err(e);
+                        }
+                    }
+                }
+                _ = sleep => {}
+                _ = async { let _ = shutdown.wait_for(|stop| *stop).await; } => {
+                    break Err(DownloadError::new(ErrorKind::Unavailable, "the daemon is shutting down"));
+                }
+            }
+        };
+        if let Err(e) = &result {
+            self.fail(e).await;
+        }
+        result
+    }
+
+    fn on_scheduler(&mut self, message: Result<Option<pb::AnnouncePeerResponse>, tonic::Status>) {
+        let now = self.ctx.now_ns();
+        let response = match message {
+            Ok(Some(m)) => m.response,
+            Ok(None) | Err(_) => {
+                let why = match message {
+                    Err(status) => status.message().to_string(),
+                    _ => "stream closed".into(),
+                };
+                tracing::warn!(task = %self.job.task, why, "lost the scheduler stream; going on from the origin");
+                self.stream = None;
+                self.plan.on_back_to_source(now);
+                return;
+            }
+        };
+        match response {
+            Some(Resp::Registered(_)) | None => {}
+            Some(Resp::Parents(list)) => {
+                let parents = self.parents_of(list);
+                self.plan.on_parents(now, parents);
+            }
+            Some(Resp::BackToSource(b)) => {
+                tracing::info!(task = %self.job.task, reason = b.description, "back to source");
+                self.plan.on_back_to_source(now);
+            }
+            Some(Resp::Failed(f)) => {
+                tracing::warn!(task = %self.job.task, reason = f.description, "scheduling failed; going to the origin");
+                self.plan.on_back_to_source(now);
+            }
+        }
+    }
+
+    /// The scheduler's parent list for the plan; new parents get a link (their piece map
+    /// arrives by long poll).
+    fn parents_of(&mut self, list: pb::Parents) -> Vec<(ParentRef, bool, PieceSet)> {
+        let mut out = Vec::new();
+        for parent in list.parents {
+            let Ok(ip) = parent.ip.parse::<std::net::IpAddr>() else {
+                tracing::warn!(parent = parent.peer_id, ip = parent.ip, "parent with a bad ip ignored");
+                continue;
+            };
+            let Ok(port) = u16::try_from(parent.data_port) else { continue };
+            let id = self.local_id(&parent.peer_id);
+            let link = self.parents.entry(id).or_insert_with(|| ParentLink {
+                addr: SocketAddr::new(ip, port),
+                pieces: None,
+                sync: None,
+            });
+            let has = link.pieces.as_ref().map(ParentPieces::usable).unwrap_or_else(|| PieceSet::new(self.plan.piece_count()));
+            let stripe = parent.stripe.map(|s| Stripe { index: s.index, count: s.count });
+            out.push((ParentRef { peer: id, host: HostId(id.0), stripe }, parent.is_seed, has));
+        }
+        out
+    }
+
+    fn local_id(&mut self, wire: &str) -> PeerId {
+        if let Some(id) = self.local_ids.get(wire) {
+            return *id;
+        }
+        let id = PeerId(self.wire_ids.len() as u32);
+        self.wire_ids.push(wire.to_string());
+        self.local_ids.insert(wire.to_string(), id);
+        id
+    }
+
+    /// Starts the piece-map long poll of parents the plan took, stops those it dropped.
+    fn follow_parent_changes(&mut self) {
+        for (parent, added) in self.plan.take_parent_changes() {
+            let Some(link) = self.parents.get_mut(&parent) else { continue };
+            if !added {
+                if let Some(h) = link.sync.take() {
+                    h.abort();
+                }
+                continue;
+            }
+            if link.sync.is_some() {
+                continue;
+            }
+            let (ctx, tx, addr, task) = (self.ctx.clone(), self.events_tx.clone(), link.addr, self.job.task);
+            let mut known = link.pieces.clone();
+            let wait = Duration::from_millis(self.ctx.cfg.download.sync_wait_ms);
+            link.sync = Some(tokio::spawn(async move {
+                loop {
+                    let result = ctx.client.sync_pieces(addr, &task, known.as_ref(), wait).await;
+                    let stop = match &result {
+                        Ok(update) => {
+                            known = Some(update.pieces.clone());
+                            update.pieces.completed
+                        }
+                        Err(_) => true,
+                    };
+                    if tx.send(Event::Sync { parent, result }).is_err() || stop {
+                        return;
+                    }
+                }
+            }));
+        }
+    }
+
+    fn on_event(&mut self, event: Event, p: &mut Progress) -> Result<(), DownloadError> {
+        let now = self.ctx.now_ns();
+        match event {
+            Event::Sync { parent, result } => match result {
+                Ok(update) => {
+                    for piece in &update.added {
+                        self.plan.on_parent_has(parent, *piece);
+                    }
+                    if let Some(link) = self.parents.get_mut(&parent) {
+                        link.pieces = Some(update.pieces);
+                    }
+                }
+                Err(e) => {
+                    tracing::info!(task = %self.job.task, error = %e, "parent unreachable");
+                    if let Some(link) = self.parents.get_mut(&parent) {
+                        link.sync = None;
+                    }
+                    self.plan.on_parent_failed(parent);
+                }
+            },
+            Event::Piece { piece, from, outcome } => {
+                self.transfers.remove(&(piece, from));
+                let source = match from {
+                    Source::Origin => ByteSource::Origin,
+                    Source::Parent(_) => ByteSource::Parent,
+                };
+                match outcome {
+                    PieceOutcome::Stored { bytes, took } => {
+                        let fresh = !self.plan.have().contains(piece);
+                        self.plan.on_piece_done(now, piece, from, took.as_nanos() as u64);
+                        self.ctx.metrics.piece(source, took);
+                        if fresh {
+                            self.ctx.metrics.bytes(source, bytes);
+                            p.finished_bytes += bytes;
+                            match from {
+                                Source::Origin => p.from_origin += bytes,
+                                Source::Parent(_) => p.from_parents += bytes,
+                            }
+                            let _ = self.progress.send(p.clone());
+                        }
+                        for other in self.plan.redundant_transfers(piece) {
+                            if let Some(h) = self.transfers.remove(&(piece, other)) {
+                                h.abort();
+                            }
+                            self.plan.on_transfer_dropped(piece, other);
+                        }
+                    }
+                    PieceOutcome::Dropped { reason } => {
+                        tracing::debug!(task = %self.job.task, piece, reason, "piece transfer dropped");
+                        self.plan.on_transfer_dropped(piece, from);
+                    }
+                    PieceOutcome::ParentFailed { error } => {
+                        tracing::info!(task = %self.job.task, piece, error = %error, "piece from parent failed");
+                        self.ctx.metrics.piece_failed(source);
+                        if let Source::Parent(parent) = from {
+                            self.send(Req::PieceFailed(pb::PieceFailed {
+                                number: piece,
+                                parent_peer_id: self.wire_ids[parent.0 as usize].clone(),
+                            }));
+                        }
+                        self.plan.on_piece_failed(now, piece, from);
+                    }
+                    PieceOutcome::Fatal(e) => {
+                        self.ctx.metrics.piece_failed(source);
+                        return Err(e);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn carry_out(&mut self, action: PeerAction) -> Result<(), DownloadError> {
+        match action {
+            PeerAction::Fetch { piece, from } => self.fetch(piece, from),
+            PeerAction::Cancel { piece, from } => {
+                if let Some(h) = self.transfers.remove(&(piece, from)) {
+                    h.abort();
+                }
+            }
+            PeerAction::Report(reports) => {
+                let pieces = reports
+                    .into_iter()
+                    .map(|r| pb::FinishedPiece {
+                        number: r.piece,
+                        parent_peer_id: r.parent.map(|q| self.wire_ids[q.0 as usize].clone()),
+                        cost_ns: r.cost_ns,
+                    })
+                    .collect();
+                self.send(Req::PiecesFinished(pb::PiecesFinished { pieces }));
+            }
+            PeerAction::ParentFailed { parent } => {
+                // A timed-out transfer: the plan names the parent; the piece is not known
+                // here any more, and the scheduler only needs the parent.
+                self.send(Req::PieceFailed(pb::PieceFailed {
+                    number: 0,
+                    parent_peer_id: self.wire_ids[parent.0 as usize].clone(),
+                }));
+            }
+            PeerAction::Reschedule { blocked } => {
+                if self.stream.is_none() {
+                    self.plan.on_back_to_source(self.ctx.now_ns());
+                } else {
+                    let blocked_parent_peer_ids = blocked.iter().map(|q| self.wire_ids[q.0 as usize].clone()).collect();
+                    self.send(Req::Reschedule(pb::Reschedule {
+                        blocked_parent_peer_ids,
+                        description: "parents ran dry or failed".into(),
+                    }));
+                }
+            }
+            PeerAction::GiveUpP2p => self.plan.on_back_to_source(self.ctx.now_ns()),
+            PeerAction::Finished => self.complete().await?,
+        }
+        Ok(())
+    }
+
+    fn fetch(&mut self, piece: u32, from: Source) {
+        let (ctx, tx, task) = (self.ctx.clone(), self.events_tx.clone(), self.job.task);
+        let handle = match from {
+            Source::Origin => {
+                let origin = self.origin.clone();
+                tokio::spawn(async move {
+                    let outcome = origin.fetch(ctx, task, piece).await;
+                    let _ = tx.send(Event::Piece { piece, from, outcome });
+                })
+            }
+            Source::Parent(parent) => {
+                let link = self.parents.get(&parent);
+                let target = link.and_then(|l| Some((l.addr, l.pieces.as_ref()?.digest(piece)?)));
+                let Some((addr, digest)) = target else {
+                    // The plan only asks parents for pieces they advertised; if the map is
+                    // gone, let the plan pick again.
+                    self.plan.on_transfer_dropped(piece, from);
+                    return;
+                };
+                tokio::spawn(async move {
+                    let outcome = fetch::from_parent(ctx, task, piece, addr, digest).await;
+                    let _ = tx.send(Event::Piece { piece, from, outcome });
+                })
+            }
+        };
+        if let Some(old) = self.transfers.insert((piece, from), handle) {
+            old.abort();
+        }
+    }
+
+    /// Every piece is here: check the whole content, then tell the scheduler.
+    async fn complete(&mut self) -> Result<(), DownloadError> {
+        let (store, task) = (self.ctx.store.clone(), self.job.task);
+        blocking(move || store.complete_task(&task))
+            .await
+            .map_err(|e| DownloadError::new(ErrorKind::Internal, e.to_string()))?
+            .map_err(DownloadError::from)?;
+        self.send(Req::DownloadFinished(pb::DownloadFinished {}));
+        // The peer stays at the scheduler as a finished parent after the stream closes.
+        self.stream = None;
+        self.stop_background();
+        self.finished = true;
+        Ok(())
+    }
+
+    async fn fail(&mut self, e: &DownloadError) {
+        self.send(Req::DownloadFailed(pb::DownloadFailed { description: e.message.clone() }));
+        self.stream = None;
+        self.stop_background();
+        let _ = self.ctx.store.flush();
+    }
+
+    fn stop_background(&mut self) {
+        for (_, h) in self.transfers.drain() {
+            h.abort();
+        }
+        for link in self.parents.values_mut() {
+            if let Some(h) = link.sync.take() {
+                h.abort();
+            }
+        }
+    }
+
+    fn send(&mut self, request: Req) {
+        if let Some(s) = &self.stream {
+            if s.out.try_send(pb::AnnouncePeerRequest { request: Some(request) }).is_err() {
+                tracing::warn!(task = %self.job.task, "scheduler stream full or closed; message dropped");
+            }
+        }
+    }
+}
+
+impl Drop for Download<'_> {
+    fn drop(&mut self) {
+        self.stop_background();
+    }
+}
+
+/// (content, piece) bytes: the job's, the store's, the scheduler's (the first peer's
+/// choice), or the origin's length with our piece size.
+async fn lengths(ctx: &Ctx, job: &Job) -> Result<(u64, u64), DownloadError> {
+    if let Some(l) = job.lengths {
+        return Ok(l);
+    }
+    if let Some(t) = ctx.store.task(&job.task) {
+        return Ok((t.content_bytes, t.piece_bytes));
+    }
+    if let Some(l) = ctx.sched.task_lengths(&job.task).await {
+        return Ok(l);
+    }
+    let mut request = OriginRequest::new(job.url.clone());
+    request.headers = job.headers.clone();
+    let info = ctx.origin.stat(&request).await?;
+    Ok((info.content_bytes, ctx.cfg.download.piece_bytes))
+}
+
+async fn create_task(
+    ctx: &Ctx,
+    job: &Job,
+    content_bytes: u64,
+    piece_bytes: u64,
+) -> Result<crate::storage::TaskInfo, DownloadError> {
+    let spec = TaskSpec {
+        id: job.task,
+        url: redact_url(&job.url),
+        content_bytes,
+        piece_bytes,
+        content_digest: job.digest,
+    };
+    match ctx.store.create_task(spec.clone()) {
+        Err(crate::storage::StoreError::QuotaExceeded { .. }) => {
+            // Make room once (idle and least recently used tasks), then try again.
+            ctx.collect_garbage().await;
+            ctx.store.create_task(spec).map_err(DownloadError::from)
+        }
+        other => other.map_err(DownloadError::from),
+    }
+}
+
+/// Virtual nanoseconds of the plan for a tokio instant and back.
+pub fn ns_between(start: tokio::time::Instant, at: tokio::time::Instant) -> TimeNs {
+    at.saturating_duration_since(start).as_nanos() as TimeNs
+}

@@ -1,0 +1,174 @@
+//! Prometheus metrics of the daemon (`/metrics`, prefix `peer`). Counters move as pieces
+//! arrive; upload figures and store gauges are read from the data-plane server and the
+//! store at each scrape, so they cannot drift.
+
+use crate::dataplane::ServerStats;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+use std::time::Duration;
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SourceLabel {
+    source: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabel {
+    result: &'static str,
+}
+
+/// Where bytes handed to a download came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ByteSource {
+    Origin,
+    Parent,
+    /// Already in the local store (a finished task, or pieces of a resumed one).
+    LocalCache,
+}
+
+impl ByteSource {
+    fn label(self) -> &'static str {
+        match self {
+            ByteSource::Origin => "origin",
+            ByteSource::Parent => "parent",
+            ByteSource::LocalCache => "local_cache",
+        }
+    }
+}
+
+type LatencyFamily = Family<SourceLabel, Histogram, fn() -> Histogram>;
+
+/// What the scrape reads from elsewhere.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Snapshot {
+    pub upload: ServerStats,
+    pub store_used_bytes: u64,
+    pub store_quota_bytes: u64,
+    pub tasks_cached: u64,
+    pub downloads_running: u64,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    bytes: Family<SourceLabel, Counter>,
+    piece_latency: LatencyFamily,
+    piece_failures: Family<SourceLabel, Counter>,
+    downloads: Family<ResultLabel, Counter>,
+    uploaded_bytes: Counter,
+    uploaded_pieces: Counter,
+    upload_busy: Counter,
+    corrupt_pieces_refused: Counter,
+    uploads_active: Gauge,
+    store_used: Gauge,
+    store_quota: Gauge,
+    tasks_cached: Gauge,
+    downloads_running: Gauge,
+}
+
+fn latency_histogram() -> Histogram {
+    // 1 ms .. ~65 s.
+    Histogram::new(exponential_buckets(1e-3, 2.0, 17))
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut r = Registry::with_prefix("peer");
+        let bytes = Family::<SourceLabel, Counter>::default();
+        r.register("download_bytes", "Bytes of downloads by source (origin, parent, local_cache)", bytes.clone());
+        let piece_latency = LatencyFamily::new_with_constructor(latency_histogram as fn() -> Histogram);
+        r.register("piece_seconds", "Time to fetch, verify and store one piece, by source", piece_latency.clone());
+        let piece_failures = Family::<SourceLabel, Counter>::default();
+        r.register("piece_failures", "Piece fetches that failed, by source", piece_failures.clone());
+        let downloads = Family::<ResultLabel, Counter>::default();
+        r.register("downloads", "Downloads ended, by result (ok, cached, failed)", downloads.clone());
+        let uploaded_bytes = Counter::default();
+        r.register("upload_bytes", "Piece bytes sent to children", uploaded_bytes.clone());
+        let uploaded_pieces = Counter::default();
+        r.register("upload_pieces", "Pieces sent to children", uploaded_pieces.clone());
+        let upload_busy = Counter::default();
+        r.register("upload_busy_replies", "Piece requests refused for want of an upload slot", upload_busy.clone());
+        let corrupt_pieces_refused = Counter::default();
+        r.register(
+            "upload_corrupt_pieces",
+            "Pieces found corrupt on disk when a child asked (dropped, never sent)",
+            corrupt_pieces_refused.clone(),
+        );
+        let uploads_active = Gauge::default();
+        r.register("uploads_active", "Piece uploads in progress", uploads_active.clone());
+        let store_used = Gauge::default();
+        r.register("store_used_bytes", "Bytes of finished pieces in the store", store_used.clone());
+        let store_quota = Gauge::default();
+        r.register("store_quota_bytes", "The store's quota", store_quota.clone());
+        let tasks_cached = Gauge::default();
+        r.register("store_tasks", "Tasks in the store (complete or partial)", tasks_cached.clone());
+        let downloads_running = Gauge::default();
+        r.register("downloads_running", "Downloads in progress", downloads_running.clone());
+        Metrics {
+            registry: r,
+            bytes,
+            piece_latency,
+            piece_failures,
+            downloads,
+            uploaded_bytes,
+            uploaded_pieces,
+            upload_busy,
+            corrupt_pieces_refused,
+            uploads_active,
+            store_used,
+            store_quota,
+            tasks_cached,
+            downloads_running,
+        }
+    }
+
+    pub fn bytes(&self, source: ByteSource, bytes: u64) {
+        self.bytes.get_or_create(&SourceLabel { source: source.label() }).inc_by(bytes);
+    }
+
+    pub fn piece(&self, source: ByteSource, took: Duration) {
+        self.piece_latency.get_or_create(&SourceLabel { source: source.label() }).observe(took.as_secs_f64());
+    }
+
+    pub fn piece_failed(&self, source: ByteSource) {
+        self.piece_failures.get_or_create(&SourceLabel { source: source.label() }).inc();
+    }
+
+    pub fn download_ended(&self, result: &'static str) {
+        self.downloads.get_or_create(&ResultLabel { result }).inc();
+    }
+
+    /// The text exposition, with the scrape-time figures set first.
+    pub fn render(&self, s: &Snapshot) -> String {
+        let set = |c: &Counter, v: u64| {
+            let now = c.get();
+            if v > now {
+                c.inc_by(v - now);
+            }
+        };
+        set(&self.uploaded_bytes, s.upload.piece_bytes_sent);
+        set(&self.uploaded_pieces, s.upload.pieces_sent);
+        set(&self.upload_busy, s.upload.busy_replies);
+        set(&self.corrupt_pieces_refused, s.upload.corrupt_pieces);
+        self.uploads_active.set(i64::from(s.upload.uploads_active));
+        self.store_used.set(s.store_used_bytes as i64);
+        self.store_quota.set(s.store_quota_bytes as i64);
+        self.tasks_cached.set(s.tasks_cached as i64);
+        self.downloads_running.set(s.downloads_running as i64);
+        let mut out = String::new();
+        if encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}

@@ -1,0 +1,272 @@
+//! The peer daemon: one per node (or a seed peer with `host.kind = "seed"`). It downloads
+//! tasks for local clients (`local_api.rs`, used by `dfget`) and for the scheduler's seed
+//! orders (`seed.rs`), each by the peer core's plan (`download.rs`, `fetch.rs`); serves
+//! pieces to other peers over the data plane; keeps the scheduler informed
+//! (`sched_link.rs`); collects garbage; exposes `/metrics` and `/healthz`.
+//!
+//! Not built under madsim yet (the HTTP origin is real); the networking it uses
+//! (data plane, tonic) is madsim-ready.
+
+pub mod config;
+pub mod download;
+pub mod error;
+mod fetch;
+pub mod local_api;
+pub mod metrics;
+pub mod sched_link;
+mod seed;
+mod tasks;
+
+pub use config::{load, parse, DaemonConfig, HostKind};
+pub use error::{DownloadError, ErrorKind};
+
+use crate::core::PeerConfig;
+use crate::dataplane::{PeerClient, Server};
+use crate::origin::{HttpOrigin, Origin};
+use crate::storage::{Store, StoreConfig};
+use crate::task_id::{TaskId, TaskIdRules};
+use api::pb;
+use metrics::{Metrics, Snapshot};
+use sched_link::SchedLink;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+/// What every part of a running daemon shares.
+pub struct Ctx {
+    pub cfg: DaemonConfig,
+    pub peer_config: PeerConfig,
+    pub store: Arc<Store>,
+    pub client: Arc<PeerClient>,
+    pub origin: Arc<dyn Origin>,
+    pub ids: TaskIdRules,
+    pub sched: SchedLink,
+    pub metrics: Arc<Metrics>,
+    running: tasks::Running,
+    started: Instant,
+    peer_seq: AtomicU64,
+    shutdown: watch::Receiver<bool>,
+    upload_stats: std::sync::Mutex<Option<Arc<Server>>>,
+}
+
+impl Ctx {
+    /// Nanoseconds since the daemon started: the peer core's clock.
+    pub fn now_ns(&self) -> u64 {
+        download::ns_between(self.started, Instant::now())
+    }
+
+    pub fn instant_of(&self, ns: u64) -> Instant {
+        self.started + Duration::from_nanos(ns)
+    }
+
+    /// A fresh peer id for one download of `task` on this host.
+    pub fn new_peer_id(&self, task: &TaskId) -> String {
+        let seq = self.peer_seq.fetch_add(1, Ordering::Relaxed);
+        let boot = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis());
+        format!("{}-{}-{boot:x}-{seq}", self.sched.host().id, &task.to_hex()[..16])
+    }
+
+    pub fn load(&self) -> pb::HostLoad {
+        let upload = self.server().map(|s| s.stats()).unwrap_or_default();
+        pb::HostLoad { uploads_in_flight: upload.uploads_active, ..Default::default() }
+    }
+
+    fn server(&self) -> Option<Arc<Server>> {
+        self.upload_stats.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            upload: self.server().map(|s| s.stats()).unwrap_or_default(),
+            store_used_bytes: self.store.used_bytes(),
+            store_quota_bytes: self.store.quota_bytes(),
+            tasks_cached: self.store.tasks().len() as u64,
+            downloads_running: self.running.count() as u64,
+        }
+    }
+
+    /// Runs garbage collection now and tells the scheduler which tasks left.
+    pub async fn collect_garbage(&self) {
+        let store = self.store.clone();
+        let policy = self.cfg.gc.policy(self.store.quota_bytes());
+        let report = match crate::dataplane::io::blocking(move || store.gc(&policy)).await {
+            Ok(r) => r,
+            Err(e) => return tracing::warn!(error = %e, "garbage collection failed"),
+        };
+        for evicted in &report.evicted {
+            tracing::info!(task = %evicted.task, bytes = evicted.bytes, reason = ?evicted.reason, "task evicted");
+            self.sched.leave_task(&evicted.task).await;
+        }
+        for e in &report.delete_errors {
+            tracing::warn!(error = %e, "evicted task files not deleted");
+        }
+    }
+}
+
+/// Why the daemon cannot start; each names the key or resource at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("storage.dir: {0}")]
+    Store(#[from] crate::storage::StoreError),
+    #[error("origin: {0}")]
+    Origin(#[from] crate::origin::OriginError),
+    #[error("dataplane: {0}")]
+    Dataplane(String),
+    #[error("{key}: cannot listen on {addr}: {source}")]
+    Bind { key: &'static str, addr: SocketAddr, source: std::io::Error },
+    #[error("scheduler.addresses: {0}")]
+    Scheduler(String),
+}
+
+/// A running daemon.
+pub struct Running {
+    pub data_addr: SocketAddr,
+    pub local_api_addr: SocketAddr,
+    pub http_addr: SocketAddr,
+    pub ctx: Arc<Ctx>,
+    shutdown: watch::Sender<bool>,
+    api: JoinHandle<Result<(), String>>,
+    server: Arc<Server>,
+}
+
+pub async fn start(cfg: DaemonConfig) -> Result<Running, StartError> {
+    let (store, opened) = Store::open(StoreConfig { ..cfg.storage.clone() })?;
+    tracing::info!(dir = %cfg.storage.dir.display(), report = ?opened, "store open");
+    let store = Arc::new(store);
+    let origin: Arc<dyn Origin> = Arc::new(HttpOrigin::new(cfg.origin.clone())?);
+    let client = Arc::new(PeerClient::new(cfg.dataplane.client.clone()).map_err(|e| StartError::Dataplane(e.to_string()))?);
+    let server = Server::bind(cfg.listen.data, store.clone(), cfg.dataplane.server.clone()).await.map_err(|e| match e {
+        crate::dataplane::ServerError::Bind { addr, source } => StartError::Bind { key: "listen.data", addr, source },
+        other => StartError::Dataplane(other.to_string()),
+    })?;
+    let server = Arc::new(server);
+    let data_addr = server.local_addr();
+    let bind = |key: &'static str, addr: SocketAddr| async move {
+        let l = TcpListener::bind(addr).await.map_err(|source| StartError::Bind { key, addr, source })?;
+        let local = l.local_addr().unwrap_or(addr);
+        Ok::<_, StartError>((l, local))
+    };
+    let (api_listener, local_api_addr) = bind("listen.local_api", cfg.listen.local_api).await?;
+    let (http_listener, http_addr) = bind("listen.http", cfg.listen.http).await?;
+
+    let host = sched_link::host_message(&cfg, data_addr.port());
+    let sched = SchedLink::new(&cfg, host).map_err(StartError::Scheduler)?;
+    let policy = sched::Policy::parse(&cfg.download.policy).unwrap_or(sched::Policy::Default);
+    let mut peer_config = PeerConfig::preset(policy);
+    peer_config.upload_slots = cfg.dataplane.server.upload_slots;
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let ctx = Arc::new(Ctx {
+        ids: TaskIdRules::new(&cfg.task_id),
+        cfg,
+        peer_config,
+        store,
+        client,
+        origin,
+        sched,
+        metrics: Arc::new(Metrics::new()),
+        running: tasks::Running::default(),
+        started: Instant::now(),
+        peer_seq: AtomicU64::new(0),
+        shutdown: shutdown_rx.clone(),
+        upload_stats: std::sync::Mutex::new(Some(server.clone())),
+    });
+
+    // The first announce before serving, so seed orders and parents can name this host.
+    if ctx.sched.is_enabled() && ctx.sched.announce(ctx.load()).await == 0 {
+        tracing::warn!("no scheduler accepted the host yet; downloads go to the origin until one does");
+    }
+    tokio::spawn(announce_loop(ctx.clone()));
+    tokio::spawn(gc_loop(ctx.clone()));
+    if ctx.cfg.host.kind == HostKind::Seed {
+        for (address, client) in ctx.sched.replicas() {
+            tokio::spawn(seed::watch(ctx.clone(), address.to_string(), client));
+        }
+    }
+    let route = {
+        let (m, h) = (Arc::downgrade(&ctx), Arc::downgrade(&ctx));
+        svc::probe_http::standard_route(
+            move || m.upgrade().map(|c| c.metrics.render(&c.snapshot())).unwrap_or_default(),
+            move || match h.upgrade() {
+                Some(c) if !*c.shutdown.borrow() => Ok(()),
+                _ => Err("shutting down".into()),
+            },
+        )
+    };
+    tokio::spawn(svc::probe_http::serve(http_listener, shutdown_rx.clone(), route));
+    let api = tokio::spawn(serve_api(ctx.clone(), api_listener, shutdown_rx));
+    tracing::info!(
+        host = ctx.sched.host().id,
+        data = %data_addr,
+        local_api = %local_api_addr,
+        http = %http_addr,
+        kind = ?ctx.cfg.host.kind,
+        "peer daemon serving"
+    );
+    Ok(Running { data_addr, local_api_addr, http_addr, ctx, shutdown, api, server })
+}
+
+async fn serve_api(ctx: Arc<Ctx>, listener: TcpListener, mut stop: watch::Receiver<bool>) -> Result<(), String> {
+    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    tonic::transport::Server::builder()
+        .add_service(api::daemon_pb::daemon_server::DaemonServer::new(local_api::LocalApi::new(ctx)))
+        .serve_with_incoming_shutdown(incoming, async move {
+            let _ = stop.wait_for(|s| *s).await;
+        })
+        .await
+        .map_err(|e| e.to_string())
+}
+
+async fn announce_loop(ctx: Arc<Ctx>) {
+    let mut stop = ctx.shutdown.clone();
+    let every = Duration::from_millis(ctx.cfg.scheduler.announce_interval_ms);
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        if ctx.sched.is_enabled() {
+            ctx.sched.announce(ctx.load()).await;
+        }
+    }
+}
+
+async fn gc_loop(ctx: Arc<Ctx>) {
+    let mut stop = ctx.shutdown.clone();
+    let every = Duration::from_millis(ctx.cfg.gc.interval_ms);
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        ctx.collect_garbage().await;
+    }
+}
+
+impl Running {
+    /// Stops serving: downloads end, the scheduler is told the host leaves, metadata is
+    /// flushed. Completed tasks stay on disk for the next start.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        if self.ctx.sched.is_enabled() {
+            self.ctx.sched.leave().await;
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.api).await;
+        self.ctx.upload_stats.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Ok(server) = Arc::try_unwrap(self.server) {
+            server.shutdown().await;
+        }
+        if let Err(e) = self.ctx.store.flush() {
+            tracing::warn!(error = %e, "store flush at shutdown failed");
+        }
+        tracing::info!("peer daemon stopped");
+    }
+
+    pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
+        self.shutdown.subscribe()
+    }
+}

@@ -1,0 +1,137 @@
+//! The daemon's side of the scheduler: one gRPC channel per replica, the host announced to
+//! every replica, and each task sent to one replica chosen by its id, so that all peers of
+//! a task meet at the same scheduler.
+
+use super::config::{DaemonConfig, HostKind};
+use crate::task_id::TaskId;
+use api::pb;
+use api::SchedulerClient;
+use std::time::Duration;
+use tonic::transport::{Channel, Endpoint};
+
+pub struct SchedLink {
+    replicas: Vec<(String, SchedulerClient<Channel>)>,
+    host: pb::Host,
+    request_timeout: Duration,
+}
+
+impl SchedLink {
+    /// Channels connect lazily: a scheduler that is down at start is retried on each call.
+    pub fn new(cfg: &DaemonConfig, host: pb::Host) -> Result<SchedLink, String> {
+        let mut replicas = Vec::new();
+        for address in &cfg.scheduler.addresses {
+            let endpoint = Endpoint::from_shared(address.clone())
+                .map_err(|e| format!("scheduler address {address:?}: {e}"))?
+                .connect_timeout(Duration::from_millis(cfg.scheduler.connect_timeout_ms))
+                .tcp_nodelay(true);
+            replicas.push((address.clone(), SchedulerClient::new(endpoint.connect_lazy())));
+        }
+        Ok(SchedLink { replicas, host, request_timeout: Duration::from_millis(cfg.scheduler.request_timeout_ms) })
+    }
+
+    pub fn host(&self) -> &pb::Host {
+        &self.host
+    }
+
+    pub fn is_enabled(&self) -> bool {
+        !self.replicas.is_empty()
+    }
+
+    /// The replica in charge of `task` (rendezvous would move fewer tasks when the list
+    /// changes; a fixed list per deployment makes a modulo enough).
+    pub fn for_task(&self, task: &TaskId) -> Option<(&str, SchedulerClient<Channel>)> {
+        if self.replicas.is_empty() {
+            return None;
+        }
+        let b = task.as_bytes();
+        let key = u64::from_be_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]);
+        let (address, client) = &self.replicas[(key % self.replicas.len() as u64) as usize];
+        Some((address.as_str(), client.clone()))
+    }
+
+    pub fn replicas(&self) -> impl Iterator<Item = (&str, SchedulerClient<Channel>)> {
+        self.replicas.iter().map(|(a, c)| (a.as_str(), c.clone()))
+    }
+
+    pub fn request_timeout(&self) -> Duration {
+        self.request_timeout
+    }
+
+    /// Announces the host to every replica; returns how many accepted.
+    pub async fn announce(&self, load: pb::HostLoad) -> usize {
+        let mut host = self.host.clone();
+        host.load = Some(load);
+        let mut ok = 0;
+        for (address, mut client) in self.replicas() {
+            let call = client.announce_host(pb::AnnounceHostRequest { host: Some(host.clone()) });
+            match tokio::time::timeout(self.request_timeout, call).await {
+                Ok(Ok(_)) => ok += 1,
+                Ok(Err(status)) => tracing::warn!(scheduler = address, error = %status.message(), "announce refused"),
+                Err(_) => tracing::warn!(scheduler = address, "announce timed out"),
+            }
+        }
+        ok
+    }
+
+    /// Tells every replica the host is going away.
+    pub async fn leave(&self) {
+        for (address, mut client) in self.replicas() {
+            let call = client.leave_host(pb::LeaveHostRequest { host_id: self.host.id.clone() });
+            if let Ok(Err(status)) = tokio::time::timeout(self.request_timeout, call).await {
+                tracing::debug!(scheduler = address, error = %status.message(), "leave refused");
+            }
+        }
+    }
+
+    /// The task no longer lives here (garbage-collected).
+    pub async fn leave_task(&self, task: &TaskId) {
+        if let Some((_, mut client)) = self.for_task(task) {
+            let call = client.leave_task(pb::LeaveTaskRequest { host_id: self.host.id.clone(), task_id: task.to_hex() });
+            let _ = tokio::time::timeout(self.request_timeout, call).await;
+        }
+    }
+
+    /// The lengths the scheduler recorded for a task (the first peer's), if it knows it.
+    pub async fn task_lengths(&self, task: &TaskId) -> Option<(u64, u64)> {
+        let (_, mut client) = self.for_task(task)?;
+        let call = client.stat_task(pb::StatTaskRequest { task_id: task.to_hex(), include_peers: false, max_peers: 0 });
+        match tokio::time::timeout(self.request_timeout, call).await {
+            Ok(Ok(stat)) => {
+                let s = stat.into_inner();
+                (s.piece_length_bytes > 0).then_some((s.content_length_bytes, s.piece_length_bytes))
+            }
+            _ => None,
+        }
+    }
+}
+
+/// The host as announced.
+pub fn host_message(cfg: &DaemonConfig, data_port: u16) -> pb::Host {
+    let hostname = if cfg.host.hostname.is_empty() { system_hostname() } else { cfg.host.hostname.clone() };
+    let id = if cfg.host.id.is_empty() { format!("{hostname}-{data_port}") } else { cfg.host.id.clone() };
+    pb::Host {
+        id,
+        hostname,
+        ip: cfg.host.advertise_ip.to_string(),
+        data_port: u32::from(data_port),
+        upload_capacity_bytes_per_s: cfg.host.upload_capacity_bytes_per_s,
+        download_capacity_bytes_per_s: cfg.host.download_capacity_bytes_per_s,
+        kind: match cfg.host.kind {
+            HostKind::Normal => pb::HostKind::Normal,
+            HostKind::Seed => pb::HostKind::Seed,
+        }
+        .into(),
+        idc: cfg.host.idc.clone(),
+        location: cfg.host.location.clone(),
+        disable_shared: false,
+        load: None,
+    }
+}
+
+fn system_hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
