@@ -99,11 +99,12 @@ usage: dfget URL -O FILE [options]
     pub fn main() -> ExitCode {
         let args = match parse_args() {
             Ok(a) => a,
+            Err(Fail(0, _)) => {
+                print!("{USAGE}");
+                return ExitCode::SUCCESS;
+            }
             Err(Fail(code, m)) => {
-                if !m.is_empty() {
-                    eprintln!("dfget: {m}");
-                }
-                eprint!("{USAGE}");
+                eprintln!("dfget: {m} (dfget --help shows the usage)");
                 return ExitCode::from(code);
             }
         };

@@ -301,6 +301,12 @@ mod tests {
     }
 
     #[test]
+    fn the_example_file_is_valid_and_states_the_defaults() {
+        let c = parse(include_str!("../../peerd.example.toml"), "peerd.example.toml").unwrap();
+        assert_eq!(c, DaemonConfig::default());
+    }
+
+    #[test]
     fn errors_name_file_line_and_key() {
         let e = err("[host]\nkind = \"super\"\n");
         assert_eq!((e.line, e.key.as_deref()), (Some(2), Some("host.kind")), "{e}");

@@ -163,7 +163,7 @@ impl<'a> Download<'a> {
             transfers: HashMap::new(),
             events_tx,
             events,
-            origin: Arc::new(OriginCursor::new(request, content_bytes, piece_bytes)),
+            origin: Arc::new(OriginCursor::new(ctx.clone(), request, content_bytes, piece_bytes)),
             finished: false,
         };
         let _ = progress.send(p.clone());
@@ -470,7 +470,10 @@ impl<'a> Download<'a> {
                     }));
                 }
             }
-            PeerAction::GiveUpP2p => self.plan.on_back_to_source(self.ctx.now_ns()),
+            PeerAction::GiveUpP2p => {
+                tracing::info!(task = %self.job.task, "no progress from parents after several reschedules; going to the origin");
+                self.plan.on_back_to_source(self.ctx.now_ns());
+            }
             PeerAction::Finished => self.complete().await?,
         }
         Ok(())
@@ -480,9 +483,9 @@ impl<'a> Download<'a> {
         let (ctx, tx, task) = (self.ctx.clone(), self.events_tx.clone(), self.job.task);
         let handle = match from {
             Source::Origin => {
-                let origin = self.origin.clone();
+                let read = self.origin.fetch(ctx, task, piece);
                 tokio::spawn(async move {
-                    let outcome = origin.fetch(ctx, task, piece).await;
+                    let outcome = read.await;
                     let _ = tx.send(Event::Piece { piece, from, outcome });
                 })
             }

@@ -6,13 +6,13 @@ use super::error::DownloadError;
 use super::Ctx;
 use crate::dataplane::io::blocking;
 use crate::dataplane::{ErrorCode, FetchError};
-use crate::origin::{OriginBody, OriginRequest};
+use crate::origin::{OriginBody, OriginError, OriginRequest};
 use crate::storage::{Sha256Digest, StoreError, VerifiedPiece};
 use crate::task_id::TaskId;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::Mutex;
+use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 /// How a transfer ended.
@@ -71,57 +71,109 @@ async fn store(
     }
 }
 
-/// One ranged GET per download, read in piece order; a request for another offset (or a
-/// broken body) opens a new range from there to the end. Transient origin errors are
-/// retried with a backoff, then they end the download.
+/// One ranged GET per download, read in piece order by one worker: requests are served in
+/// the order the plan made them (the plan asks for the next missing pieces), so the body
+/// stays sequential. A request for another offset (or a broken body) opens a new range from
+/// there to the end. Transient origin errors are retried with a backoff, then they end the
+/// download.
 pub struct OriginCursor {
+    queue: mpsc::UnboundedSender<(u32, oneshot::Sender<Result<Vec<u8>, OriginError>>)>,
+}
+
+struct OriginReader {
     request: OriginRequest,
     content_bytes: u64,
     piece_bytes: u64,
-    body: Mutex<Option<(u64, OriginBody)>>,
+    body: Option<(u64, OriginBody)>,
 }
 
 impl OriginCursor {
-    pub fn new(request: OriginRequest, content_bytes: u64, piece_bytes: u64) -> OriginCursor {
-        OriginCursor { request, content_bytes, piece_bytes, body: Mutex::new(None) }
+    pub fn new(ctx: Arc<Ctx>, request: OriginRequest, content_bytes: u64, piece_bytes: u64) -> OriginCursor {
+        let (queue, mut requests) = mpsc::unbounded_channel::<(u32, oneshot::Sender<_>)>();
+        let mut reader = OriginReader { request, content_bytes, piece_bytes, body: None };
+        tokio::spawn(async move {
+            while let Some((piece, reply)) = requests.recv().await {
+                if reply.is_closed() {
+                    continue; // cancelled before its turn
+                }
+                let data = reader.read_piece(&ctx, piece).await;
+                let _ = reply.send(data);
+            }
+        });
+        OriginCursor { queue }
     }
 
-    pub async fn fetch(self: Arc<Self>, ctx: Arc<Ctx>, task: TaskId, piece: u32) -> PieceOutcome {
+    /// Queues a piece now, in the caller's order (a spawned task would race the others);
+    /// the returned future reads, verifies and stores it.
+    pub fn fetch(
+        &self,
+        ctx: Arc<Ctx>,
+        task: TaskId,
+        piece: u32,
+    ) -> impl std::future::Future<Output = PieceOutcome> + Send + 'static {
         let started = Instant::now();
+        let (tx, rx) = oneshot::channel();
+        let queued = self.queue.send((piece, tx)).is_ok();
+        async move {
+            if !queued {
+                return PieceOutcome::Dropped { reason: "origin reader stopped".into() };
+            }
+            origin_piece(ctx, task, piece, rx, started).await
+        }
+    }
+}
+
+async fn origin_piece(
+    ctx: Arc<Ctx>,
+    task: TaskId,
+    piece: u32,
+    rx: oneshot::Receiver<Result<Vec<u8>, OriginError>>,
+    started: Instant,
+) -> PieceOutcome {
+    let data = match rx.await {
+        Ok(Ok(data)) => data,
+        Ok(Err(e)) => return PieceOutcome::Fatal(e.into()),
+        Err(_) => return PieceOutcome::Dropped { reason: "origin reader stopped".into() },
+    };
+    let verified = match blocking(move || VerifiedPiece::new(data)).await {
+        Ok(v) => v,
+        Err(e) => return PieceOutcome::Fatal(DownloadError::new(super::error::ErrorKind::Internal, e.to_string())),
+    };
+    store(ctx, task, piece, verified, None, started).await
+}
+
+impl OriginReader {
+    async fn read_piece(&mut self, ctx: &Ctx, piece: u32) -> Result<Vec<u8>, OriginError> {
         let offset = u64::from(piece) * self.piece_bytes;
         let len = self.piece_bytes.min(self.content_bytes - offset) as usize;
         let retries = ctx.cfg.download.origin_retries;
         let backoff = Duration::from_millis(ctx.cfg.download.origin_retry_backoff_ms);
         let mut attempt = 0;
-        let data = loop {
-            match self.read(&ctx, offset, len).await {
-                Ok(data) => break data,
+        loop {
+            match self.read(ctx, offset, len).await {
+                Ok(data) => return Ok(data),
                 Err(e) if e.is_transient() && attempt < retries => {
                     attempt += 1;
-                    tracing::warn!(task = %task, piece, attempt, error = %e, "origin read failed; retrying");
+                    tracing::warn!(piece, attempt, error = %e, "origin read failed; retrying");
                     tokio::time::sleep(backoff * attempt).await;
                 }
-                Err(e) => return PieceOutcome::Fatal(e.into()),
+                Err(e) => return Err(e),
             }
-        };
-        let verified = match blocking(move || VerifiedPiece::new(data)).await {
-            Ok(v) => v,
-            Err(e) => return PieceOutcome::Fatal(DownloadError::new(super::error::ErrorKind::Internal, e.to_string())),
-        };
-        store(ctx, task, piece, verified, None, started).await
+        }
     }
 
-    async fn read(&self, ctx: &Ctx, offset: u64, len: usize) -> Result<Vec<u8>, crate::origin::OriginError> {
-        let mut slot = self.body.lock().await;
-        // Taken out while reading: if this task is aborted mid-read, the half-read body is
-        // dropped rather than left at an unknown offset.
-        let (at, mut body) = match slot.take() {
+    async fn read(&mut self, ctx: &Ctx, offset: u64, len: usize) -> Result<Vec<u8>, OriginError> {
+        // Taken out while reading: a failed read leaves no body at an unknown offset.
+        let (at, mut body) = match self.body.take() {
             Some((at, body)) if at == offset => (at, body),
-            _ => (offset, ctx.origin.open_range(&self.request, offset..self.content_bytes).await?),
+            other => {
+                tracing::debug!(offset, had = ?other.as_ref().map(|b| b.0), "origin range opened");
+                (offset, ctx.origin.open_range(&self.request, offset..self.content_bytes).await?)
+            }
         };
         let data = body.read_exact(len).await?;
         if body.remaining() > 0 {
-            *slot = Some((at + len as u64, body));
+            self.body = Some((at + len as u64, body));
         }
         Ok(data)
     }

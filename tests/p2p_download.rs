@@ -1,0 +1,61 @@
+//! P2P downloads through real processes on 127.0.0.1: the `scheduler` binary, one seed
+//! `peerd`, normal `peerd`s and `dfget`, with a counting HTTP origin. Checks the bytes,
+//! how many copies the origin served, and where each peer's bytes came from.
+
+use e2e::cluster::{self, dfget, start_peer, start_scheduler, PeerOptions};
+use e2e::origin_server::Origin;
+use std::sync::Arc;
+use std::time::Duration;
+
+const MIB: usize = 1 << 20;
+
+#[test]
+fn peers_share_one_origin_copy() {
+    let dir = cluster::test_dir("share");
+    let origin = Origin::start();
+    let data = Arc::new(cluster::random_bytes(64 * MIB, 1));
+    let want = cluster::sha256_hex(&data);
+    let url = origin.put("/files/share.bin", data.clone());
+    let mut sched = start_scheduler(&dir);
+    let mut seed = start_peer(&dir, "seed", Some(&sched.grpc), &PeerOptions { seed: true, ..Default::default() });
+    let mut peers: Vec<_> =
+        (0..4).map(|i| start_peer(&dir, &format!("peer{i}"), Some(&sched.grpc), &PeerOptions::default())).collect();
+    let outputs: Vec<_> = std::thread::scope(|s| {
+        let handles: Vec<_> = peers
+            .iter()
+            .map(|p| {
+                let (api, url, out) = (p.local_api.clone(), url.clone(), dir.join(format!("{}.out", p.name)));
+                s.spawn(move || (dfget(&api, &url, &out, &[]), out))
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for (i, (out, path)) in outputs.iter().enumerate() {
+        assert!(out.status.success(), "peer{i}: {}\n{}", String::from_utf8_lossy(&out.stderr), log_tail(&peers[i].proc.log));
+        assert_eq!(cluster::sha256_hex(&std::fs::read(path).unwrap()), want, "peer{i} output");
+    }
+    let served = origin.bytes_served("/files/share.bin");
+    let requests = origin.requests("/files/share.bin");
+    let by_peer: Vec<(String, u64)> = peers
+        .iter()
+        .chain(std::iter::once(&seed))
+        .map(|p| (p.name.clone(), p.metric("peer_download_bytes_total{source=\"origin\"}")))
+        .collect();
+    assert!(served <= data.len() as u64 + (4 * MIB) as u64, "origin served {served} bytes in {requests} requests for a {} byte file; from the origin by peer: {by_peer:?}", data.len());
+    for p in &peers {
+        let parent = p.metric("peer_download_bytes_total{source=\"parent\"}");
+        let from_origin = p.metric("peer_download_bytes_total{source=\"origin\"}");
+        assert!(parent > from_origin, "{}: {parent} bytes from parents, {from_origin} from the origin", p.name);
+    }
+    for p in peers.iter_mut() {
+        assert_eq!(p.proc.stop(Duration::from_secs(10)), Some(0), "{} exits 0 on SIGTERM", p.name);
+    }
+    seed.proc.stop(Duration::from_secs(10));
+    sched.proc.stop(Duration::from_secs(10));
+}
+
+fn log_tail(path: &std::path::Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(30)..].join("\n")
+}

@@ -1,0 +1,254 @@
+//! A local cluster of real processes on 127.0.0.1 for the end-to-end suites: the
+//! `scheduler` binary, seed and normal `peerd` daemons, and `dfget` runs. Every process is
+//! started here and stopped by its own pid (the guards kill what a failing test leaves).
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// target/<profile>/<name>, next to the test executable's deps/ directory.
+pub fn binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe.parent().and_then(Path::parent).expect("test binary lives in target/<profile>/deps");
+    let bin = dir.join(name);
+    assert!(
+        bin.exists(),
+        "{} is missing: build the workspace binaries first (cargo build --release --workspace)",
+        bin.display()
+    );
+    bin
+}
+
+/// A child process, killed when dropped unless stopped before.
+pub struct Proc {
+    pub name: String,
+    child: Option<Child>,
+    pub log: PathBuf,
+}
+
+impl Proc {
+    pub fn from_child(name: &str, child: Child, log: PathBuf) -> Proc {
+        Proc { name: name.to_string(), child: Some(child), log }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, |c| c.id())
+    }
+
+    /// SIGTERM, then wait (SIGKILL after `grace`). Returns the exit code.
+    pub fn stop(&mut self, grace: Duration) -> Option<i32> {
+        let mut child = self.child.take()?;
+        let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+        let deadline = Instant::now() + grace;
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return status.code();
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                return child.wait().ok().and_then(|s| s.code());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGKILL: a crash, no goodbye to the scheduler.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Spawns `bin args`, with stderr to `log`, and waits for a stdout or stderr line
+/// containing `ready`; returns the process and that line.
+fn spawn_until(name: &str, mut cmd: Command, log: &Path, ready: &str, timeout: Duration) -> (Proc, String) {
+    let log_file = std::fs::File::create(log).expect("log file");
+    cmd.env_remove("RUST_LOG").stdout(Stdio::piped()).stderr(log_file);
+    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("{name} does not start: {e}"));
+    let stdout = child.stdout.take().expect("stdout piped");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let proc = Proc { name: name.to_string(), child: Some(child), log: log.to_path_buf() };
+    let deadline = Instant::now() + timeout;
+    loop {
+        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(line) if line.contains(ready) => return (proc, line),
+            Ok(_) => {}
+            Err(_) => panic!(
+                "{name} did not print {ready:?} within {timeout:?}; its log {}:\n{}",
+                log.display(),
+                std::fs::read_to_string(log).unwrap_or_default()
+            ),
+        }
+    }
+}
+
+/// A free 127.0.0.1 port (bound and released: a tiny race other tests do not hit).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+pub struct Scheduler {
+    pub proc: Proc,
+    pub grpc: String,
+    pub http: String,
+}
+
+pub fn start_scheduler(dir: &Path) -> Scheduler {
+    let (grpc, http) = (format!("127.0.0.1:{}", free_port()), format!("127.0.0.1:{}", free_port()));
+    let config = dir.join("scheduler.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[listen]\ngrpc = \"{grpc}\"\nhttp = \"{http}\"\n[service]\nrng_seed = 7\n[log]\nfilter = \"info\"\n[scheduler]\npolicy = \"default\"\n"
+        ),
+    )
+    .unwrap();
+    let mut cmd = Command::new(binary("scheduler"));
+    cmd.args(["--config", config.to_str().unwrap()]);
+    let log = dir.join("scheduler.log");
+    let log_file = std::fs::File::create(&log).unwrap();
+    cmd.env_remove("RUST_LOG").stdout(Stdio::null()).stderr(log_file);
+    let child = cmd.spawn().expect("scheduler starts");
+    let proc = Proc { name: "scheduler".into(), child: Some(child), log };
+    // Ready when /healthz answers.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while http_get(&http, "/healthz").is_none_or(|r| !r.starts_with("HTTP/1.1 200")) {
+        assert!(Instant::now() < deadline, "scheduler not healthy within 30 s: {}", std::fs::read_to_string(&proc.log).unwrap_or_default());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Scheduler { proc, grpc, http }
+}
+
+/// Settings of one peer daemon.
+#[derive(Clone)]
+pub struct PeerOptions {
+    pub seed: bool,
+    /// Bytes/s the daemon downloads at most (token bucket); none: unlimited.
+    pub download_rate: Option<u64>,
+    pub quota_bytes: u64,
+    pub piece_bytes: u64,
+}
+
+impl Default for PeerOptions {
+    fn default() -> Self {
+        PeerOptions { seed: false, download_rate: None, quota_bytes: 8 << 30, piece_bytes: 4 << 20 }
+    }
+}
+
+pub struct Peer {
+    pub proc: Proc,
+    pub name: String,
+    pub local_api: String,
+    pub http: String,
+    pub store_dir: PathBuf,
+    pub config: PathBuf,
+}
+
+pub fn write_peer_config(dir: &Path, name: &str, scheduler: Option<&str>, o: &PeerOptions) -> (PathBuf, PathBuf) {
+    let store_dir = dir.join(format!("{name}-store"));
+    let config = dir.join(format!("{name}.toml"));
+    let schedulers = scheduler.map(|s| format!("\"http://{s}\"")).unwrap_or_default();
+    let rate = o
+        .download_rate
+        .map(|r| format!("download_rate = {{ bytes_per_s = {r}, burst_bytes = {} }}\n", 4 << 20))
+        .unwrap_or_default();
+    std::fs::write(
+        &config,
+        format!(
+            "[host]\nid = \"{name}\"\nkind = \"{kind}\"\n\
+             [listen]\ndata = \"127.0.0.1:0\"\nlocal_api = \"127.0.0.1:0\"\nhttp = \"127.0.0.1:0\"\n\
+             [scheduler]\naddresses = [{schedulers}]\nannounce_interval_ms = 2000\n\
+             [storage]\ndir = \"{store}\"\nquota_bytes = {quota}\n\
+             [download]\npiece_bytes = {piece}\n\
+             [dataplane.client]\nrequest_timeout_ms = 10000\n{rate}\
+             [log]\nfilter = \"info\"\n",
+            kind = if o.seed { "seed" } else { "normal" },
+            store = store_dir.display(),
+            quota = o.quota_bytes,
+            piece = o.piece_bytes,
+        ),
+    )
+    .unwrap();
+    (config, store_dir)
+}
+
+/// Starts a daemon from a config written by `write_peer_config`.
+pub fn start_peer_with(dir: &Path, name: &str, config: PathBuf, store_dir: PathBuf) -> Peer {
+    let mut cmd = Command::new(binary("peerd"));
+    cmd.args(["--config", config.to_str().unwrap()]);
+    let (proc, line) =
+        spawn_until(name, cmd, &dir.join(format!("{name}.log")), "peerd ready", Duration::from_secs(30));
+    let field = |key: &str| -> String {
+        line.split_whitespace().find_map(|w| w.strip_prefix(&format!("{key}="))).unwrap_or_default().to_string()
+    };
+    Peer { proc, name: name.to_string(), local_api: field("local_api"), http: field("http"), store_dir, config }
+}
+
+pub fn start_peer(dir: &Path, name: &str, scheduler: Option<&str>, o: &PeerOptions) -> Peer {
+    let (config, store_dir) = write_peer_config(dir, name, scheduler, o);
+    start_peer_with(dir, name, config, store_dir)
+}
+
+impl Peer {
+    /// The value of a Prometheus sample, e.g. `peer_download_bytes_total{source="parent"}`.
+    pub fn metric(&self, sample: &str) -> u64 {
+        let body = http_get(&self.http, "/metrics").unwrap_or_default();
+        body.lines()
+            .find_map(|l| l.strip_prefix(sample).and_then(|v| v.trim().parse::<f64>().ok()))
+            .map_or(0, |v| v as u64)
+    }
+}
+
+/// `dfget` through a daemon; returns its output (exit status, stdout, stderr).
+pub fn dfget(local_api: &str, url: &str, output: &Path, extra: &[&str]) -> Output {
+    let mut cmd = Command::new(binary("dfget"));
+    cmd.args([url, "-O", output.to_str().unwrap(), "--daemon", local_api, "--quiet"]).args(extra);
+    cmd.output().expect("dfget runs")
+}
+
+/// A raw HTTP GET (one request per connection); the whole response, head included.
+pub fn http_get(addr: &str, path: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    Some(out)
+}
+
+/// A fresh directory for one test's files.
+pub fn test_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("p2pimg-e2e-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Deterministic incompressible bytes.
+pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
+    use rand::{RngCore, SeedableRng};
+    let mut out = vec![0u8; len];
+    rand_chacha::ChaCha8Rng::seed_from_u64(seed).fill_bytes(&mut out);
+    out
+}
+
+pub fn sha256_hex(data: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(data).iter().map(|b| format!("{b:02x}")).collect()
+}
