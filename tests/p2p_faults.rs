@@ -79,20 +79,9 @@ fn a_corrupt_piece_is_never_sent_and_a_restarted_peer_serves_from_its_cache() {
     let mut a = start_peer_with(&dir, "a", a_config.clone(), a_store.clone());
     let out_a = dir.join("a.out");
     ok_output(&dfget(&a.local_api, &url, &out_a, &[]), &out_a, &want, "a");
-    let served_once = origin.bytes_served(path);
 
-    // A restarted daemon finds the task complete in its store: no byte from anywhere.
-    assert_eq!(a.proc.stop(Duration::from_secs(10)), Some(0));
-    let mut a = start_peer_with(&dir, "a", a_config, a_store.clone());
-    let out_again = dir.join("a-again.out");
-    let again = dfget(&a.local_api, &url, &out_again, &[]);
-    ok_output(&again, &out_again, &want, "a after restart");
-    assert_eq!(a.metric("peer_download_bytes_total{source=\"parent\"}"), 0);
-    assert_eq!(a.metric("peer_download_bytes_total{source=\"origin\"}"), 0);
-    assert_eq!(a.metric("peer_download_bytes_total{source=\"local_cache\"}"), data.len() as u64);
-    assert_eq!(origin.bytes_served(path), served_once, "the restarted peer refetched");
-
-    // Corrupt one byte of piece 1 in a's copy; with the seed gone, a is b's only parent.
+    // Corrupt one byte of piece 1 in a's copy; with the seed gone, a is b's only parent:
+    // a must notice on its re-check and never send it; b gets it from the origin.
     seed.proc.kill();
     let content = std::fs::read_dir(a_store.join("tasks")).unwrap().next().unwrap().unwrap().path().join("content");
     let mut bytes = std::fs::read(&content).unwrap();
@@ -101,9 +90,23 @@ fn a_corrupt_piece_is_never_sent_and_a_restarted_peer_serves_from_its_cache() {
     let b = start_peer(&dir, "b", Some(&sched.grpc), &PeerOptions::default());
     let out_b = dir.join("b.out");
     ok_output(&dfget(&b.local_api, &url, &out_b, &[]), &out_b, &want, "b");
-    assert!(
-        a.metric("peer_upload_corrupt_pieces_total") >= 1,
-        "a never noticed its corrupt piece; b got its pieces elsewhere"
-    );
+    assert!(a.metric("peer_upload_corrupt_pieces_total") >= 1, "a was never asked for its corrupt piece");
+    assert!(b.metric("peer_download_bytes_total{source=\"parent\"}") > 0, "b got nothing from a");
+
+    // A restarted daemon finds the task in its store: the corrupt piece was dropped, so it
+    // fetches that one piece again; a second restart then serves everything from disk.
+    assert_eq!(a.proc.stop(Duration::from_secs(10)), Some(0));
+    let mut a = start_peer_with(&dir, "a", a_config.clone(), a_store.clone());
+    let out_again = dir.join("a-again.out");
+    ok_output(&dfget(&a.local_api, &url, &out_again, &[]), &out_again, &want, "a after restart");
+    assert_eq!(a.proc.stop(Duration::from_secs(10)), Some(0));
+    let served_before = origin.bytes_served(path);
+    let mut a = start_peer_with(&dir, "a", a_config, a_store);
+    let out_third = dir.join("a-third.out");
+    ok_output(&dfget(&a.local_api, &url, &out_third, &[]), &out_third, &want, "a after a second restart");
+    assert_eq!(a.metric("peer_download_bytes_total{source=\"parent\"}"), 0);
+    assert_eq!(a.metric("peer_download_bytes_total{source=\"origin\"}"), 0);
+    assert_eq!(a.metric("peer_download_bytes_total{source=\"local_cache\"}"), data.len() as u64);
+    assert_eq!(origin.bytes_served(path), served_before, "the restarted peer refetched");
     a.proc.stop(Duration::from_secs(10));
 }

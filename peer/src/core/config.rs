@@ -38,6 +38,24 @@ pub enum PieceSelection {
     RarestFirst,
 }
 
+/// Kraken's connection lifecycle (`lib/torrent/scheduler`, defaults from `applyDefaults`):
+/// every `preemption_interval_ns` the agent closes each connection that moved no piece
+/// either way for `conn_tti_ns` (counted from its opening, the last needed piece received
+/// and the last piece sent) and each one older than `conn_ttl_ns`; a closed connection
+/// and a refused dial blacklist the peer for `blacklist_ns`, during which handouts skip it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnLifecycle {
+    /// `scheduler.Config.PreemptionInterval`, default 30 s.
+    pub preemption_interval_ns: TimeNs,
+    /// `scheduler.Config.ConnTTI` (`conn_tti`), default 30 s.
+    pub conn_tti_ns: TimeNs,
+    /// `scheduler.Config.ConnTTL` (`conn_ttl`), default 1 h.
+    pub conn_ttl_ns: TimeNs,
+    /// `connstate.Config.BlacklistDuration` (`blacklist_duration`), default 30 s.
+    pub blacklist_ns: TimeNs,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PeerConfig {
@@ -55,8 +73,14 @@ pub struct PeerConfig {
     pub max_parents: usize,
     /// Merge a new parent list into the current one instead of replacing it (Kraken).
     pub merge_parents: bool,
-    /// Connections carry pieces both ways (Kraken); otherwise parent -> child only.
+    /// Connections carry pieces both ways (Kraken); otherwise parent -> child only. Then
+    /// `max_parents` caps connections in both directions: a dial to a peer at capacity is
+    /// refused (Kraken's `max_open_conn`, origins included), and a complete download
+    /// still accepts connections (it seeds).
     pub symmetric_connections: bool,
+    /// Idle/expired connection closing and the blacklist (Kraken); None: connections live
+    /// as long as the scheduler keeps them.
+    pub conn_lifecycle: Option<ConnLifecycle>,
     /// Ask for parents again this often while below `max_parents` (Kraken announces).
     pub reannounce_interval_ns: Option<TimeNs>,
     /// Ask for new parents when fewer than this many parents can still give pieces...
@@ -99,6 +123,7 @@ impl PeerConfig {
                 max_parents: 4,
                 merge_parents: false,
                 symmetric_connections: false,
+                conn_lifecycle: None,
                 reannounce_interval_ns: None,
                 min_useful_parents: 1,
                 stall_timeout_ns: 30 * NS_PER_S,
@@ -114,6 +139,9 @@ impl PeerConfig {
             // Kraken agent: 4 MB pieces, 10 connections per blob, 3 requests per agent and
             // 5 per origin, rarest first, endgame at 3, announce every 3 s while not
             // saturated, timeout max(4 s, 4 s per MB). No piece reports (trackers get none).
+            // Connections: preemption tick 30 s closing conns idle for conn_tti 30 s or older
+            // than conn_ttl 1 h, blacklist 30 s after every close or refused dial
+            // (`scheduler/config.go`, `connstate/config.go` defaults).
             Policy::Kraken => PeerConfig {
                 piece_sizing: PieceSizing::Fixed { piece_bytes: 4_000_000 },
                 piece_selection: PieceSelection::RarestFirst,
@@ -124,6 +152,12 @@ impl PeerConfig {
                 max_parents: 10,
                 merge_parents: true,
                 symmetric_connections: true,
+                conn_lifecycle: Some(ConnLifecycle {
+                    preemption_interval_ns: 30 * NS_PER_S,
+                    conn_tti_ns: 30 * NS_PER_S,
+                    conn_ttl_ns: 3600 * NS_PER_S,
+                    blacklist_ns: 30 * NS_PER_S,
+                }),
                 reannounce_interval_ns: Some(3 * NS_PER_S),
                 min_useful_parents: 0,
                 stall_timeout_ns: 30 * NS_PER_S,
@@ -152,6 +186,7 @@ impl PeerConfig {
                 max_parents: 16,
                 merge_parents: false,
                 symmetric_connections: false,
+                conn_lifecycle: None,
                 reannounce_interval_ns: None,
                 min_useful_parents: 2,
                 stall_timeout_ns: 200 * NS_PER_MS,

@@ -4,6 +4,6 @@ pub mod config;
 pub mod plan;
 pub mod upload;
 
-pub use config::{PeerConfig, PieceSelection, PieceSizing};
+pub use config::{ConnLifecycle, PeerConfig, PieceSelection, PieceSizing};
 pub use plan::{PeerAction, Source, TaskDownload};
 pub use upload::UploadSlots;

@@ -72,6 +72,11 @@ struct ParentView {
     /// Dragonfly's parent score: EWMA (alpha 1/2) of piece costs; lower is better.
     cost_ewma_ns: f64,
     is_seed: bool,
+    /// When the connection opened (Kraken's `conn.CreatedAt`).
+    opened_ns: TimeNs,
+    /// Latest of: opened, last needed piece received from it, last piece sent to it
+    /// (Kraken's `lastProgress` in the preemption tick).
+    last_progress_ns: TimeNs,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -109,6 +114,13 @@ pub struct TaskDownload {
     finished_sent: bool,
     /// Parents that joined or left since the driver last asked (`take_parent_changes`).
     parent_changes: Vec<(PeerId, bool)>,
+    /// `conn_lifecycle`: peers this download will not dial until the given time.
+    blacklist: BTreeMap<PeerId, TimeNs>,
+    /// `conn_lifecycle`: the next preemption tick (a multiple of the interval: one
+    /// ticker per agent process, started with it at time 0).
+    next_preemption_ns: TimeNs,
+    /// Transfers of closed connections still to be cancelled (at the next `poll`).
+    pending_cancels: Vec<(u32, Source)>,
 }
 
 const MAX_AVAILABILITY_LEVEL: usize = 63;
@@ -144,6 +156,9 @@ impl TaskDownload {
             failed_parents: Vec::new(),
             finished_sent: false,
             parent_changes: Vec::new(),
+            blacklist: BTreeMap::new(),
+            next_preemption_ns: 0,
+            pending_cancels: Vec::new(),
         }
     }
 
@@ -193,8 +208,12 @@ impl TaskDownload {
     // ---- inputs ----
 
     /// The scheduler's parents, each with the pieces it holds now.
-    pub fn on_parents(&mut self, _now: TimeNs, parents: Vec<(ParentRef, bool, PieceSet)>) {
+    pub fn on_parents(&mut self, now: TimeNs, parents: Vec<(ParentRef, bool, PieceSet)>) {
         self.awaiting_parents = false;
+        if self.cfg.merge_parents && self.phase == Phase::Done {
+            // Kraken: a complete torrent opens no new connections.
+            return;
+        }
         if !self.cfg.merge_parents {
             let keep: Vec<PeerId> = parents.iter().map(|(p, _, _)| p.peer).collect();
             let gone: Vec<PeerId> = self.parents.iter().map(|p| p.peer).filter(|p| !keep.contains(p)).collect();
@@ -211,24 +230,52 @@ impl TaskDownload {
             if let Some(existing) = self.parents.iter_mut().find(|p| p.peer == parent.peer) {
                 existing.stripes =
                     if seen.contains(&parent.peer) { Stripes::merge(existing.stripes, stripes) } else { stripes };
-            } else {
-                self.add_parent(parent, is_seed, has);
+            } else if !self.is_blacklisted(id, now) {
+                self.add_parent(now, parent, is_seed, has);
             }
             seen.push(id);
         }
     }
 
     /// A connection opened by the other side (symmetric connections only). Returns false
-    /// when refused (no room, or this download needs nothing).
-    pub fn on_incoming(&mut self, parent: ParentRef, has: PieceSet) -> bool {
+    /// when refused: no room (Kraken's `AddPending`: pending and active connections share
+    /// `max_open_conn`; a complete download still accepts, it seeds), or already connected.
+    /// The blacklist is not consulted: Kraken checks it only before dialling.
+    pub fn on_incoming(&mut self, now: TimeNs, parent: ParentRef, has: PieceSet) -> bool {
         if !self.cfg.symmetric_connections
-            || self.phase == Phase::Done
             || self.parents.len() >= self.cfg.max_parents
             || self.has_parent(parent.peer)
         {
             return false;
         }
-        self.add_parent(parent, false, has)
+        self.add_parent(now, parent, false, has)
+    }
+
+    /// The peer this download dialled (a parent from `on_parents`) refused the connection:
+    /// drop it and, with `conn_lifecycle`, blacklist it (Kraken's failed outgoing handshake).
+    pub fn on_dial_refused(&mut self, now: TimeNs, peer: PeerId) {
+        self.close_conn(now, peer);
+    }
+
+    /// The other side closed the connection (symmetric connections): drop the peer, stop
+    /// its transfers (cancelled at the next `poll`) and, with `conn_lifecycle`, blacklist it
+    /// (Kraken's `connClosedEvent` runs on both ends). A no-op if not connected.
+    pub fn on_conn_closed(&mut self, now: TimeNs, peer: PeerId) {
+        if self.has_parent(peer) {
+            self.close_conn(now, peer);
+        }
+    }
+
+    /// This download sent `peer` a piece (it keeps the connection from looking idle).
+    pub fn on_piece_sent(&mut self, now: TimeNs, peer: PeerId) {
+        if let Some(p) = self.parents.iter_mut().find(|p| p.peer == peer) {
+            p.last_progress_ns = p.last_progress_ns.max(now);
+        }
+    }
+
+    /// With `conn_lifecycle`: `peer` is blacklisted for this download at `now`.
+    pub fn is_blacklisted(&self, peer: PeerId, now: TimeNs) -> bool {
+        self.blacklist.get(&peer).is_some_and(|until| *until > now)
     }
 
     pub fn on_parent_has(&mut self, parent: PeerId, piece: u32) {
@@ -279,6 +326,12 @@ impl TaskDownload {
         if !self.have.insert(piece) {
             return; // a duplicate (endgame) arrived second
         }
+        if let Source::Parent(peer) = from {
+            // Kraken's `LastGoodPieceReceived`: a needed piece, not a duplicate.
+            if let Some(p) = self.parents.iter_mut().find(|p| p.peer == peer) {
+                p.last_progress_ns = p.last_progress_ns.max(now);
+            }
+        }
         self.needed.remove(piece);
         self.urgent.remove(piece);
         self.wanted.insert(piece);
@@ -296,13 +349,20 @@ impl TaskDownload {
         });
     }
 
-    pub fn on_piece_failed(&mut self, _now: TimeNs, piece: u32, from: Source) {
+    pub fn on_piece_failed(&mut self, now: TimeNs, piece: u32, from: Source) {
         self.on_transfer_dropped(piece, from);
         if let Source::Parent(peer) = from {
             if !self.failed_parents.contains(&peer) {
                 self.failed_parents.push(peer);
             }
-            self.remove_parent(peer);
+            // The replica drops a parent whose piece timed out. Kraken itself keeps the
+            // connection and resends the request elsewhere; with the lifecycle the drop is
+            // a close like any other (both ends see it, the peer is blacklisted).
+            if self.cfg.conn_lifecycle.is_some() && self.has_parent(peer) {
+                self.close_conn(now, peer);
+            } else {
+                self.remove_parent(peer);
+            }
         }
     }
 
@@ -342,6 +402,13 @@ impl TaskDownload {
         }
         let mut next: Option<TimeNs> = None;
         let mut consider = |t: TimeNs| next = Some(next.map_or(t, |n: TimeNs| n.min(t)));
+        if self.cfg.conn_lifecycle.is_some() && !self.parents.is_empty() {
+            // Only an unfinished download ticks: a connection's idleness is the same seen
+            // from either end (a piece received at one end was sent by the other), so the
+            // unfinished end's check stands for both, and a finished one never wakes the
+            // driver for nothing.
+            consider(self.next_preemption_ns);
+        }
         for (piece, flights) in &self.in_flight {
             let timeout = self.cfg.piece_timeout_ns(self.piece_len(*piece));
             for f in flights {
@@ -372,10 +439,18 @@ impl TaskDownload {
 
     /// Decides what to do now.
     pub fn poll(&mut self, now: TimeNs, rng: &mut impl Rng, out: &mut Vec<PeerAction>) {
+        for (piece, from) in self.pending_cancels.drain(..) {
+            out.push(PeerAction::Cancel { piece, from });
+        }
         if self.phase == Phase::Done {
             return;
         }
+        self.preempt(now);
         self.expire(now, out);
+        // Transfers of connections the timeouts closed.
+        for (piece, from) in self.pending_cancels.drain(..) {
+            out.push(PeerAction::Cancel { piece, from });
+        }
         match self.phase {
             Phase::BackToSource => self.fill_from_origin(now, out),
             Phase::P2p => {
@@ -394,12 +469,62 @@ impl TaskDownload {
             self.phase = Phase::Done;
             self.pending_reports.clear();
             out.push(PeerAction::Finished);
+            if self.cfg.conn_lifecycle.is_some() {
+                // Kraken's `Dispatcher.complete`: connections to complete peers are useless
+                // now and are closed; the blacklist of the torrent is cleared.
+                let complete: Vec<PeerId> = self.parents.iter().filter(|p| p.has.is_full()).map(|p| p.peer).collect();
+                for peer in complete {
+                    self.close_conn(now, peer);
+                }
+                self.blacklist.clear();
+            }
+        }
+    }
+
+    /// Kraken's preemption tick: close connections idle for longer than `conn_tti_ns`
+    /// and those older than `conn_ttl_ns`.
+    fn preempt(&mut self, now: TimeNs) {
+        let Some(lc) = self.cfg.conn_lifecycle else { return };
+        if now < self.next_preemption_ns {
+            return;
+        }
+        let interval = lc.preemption_interval_ns.max(1);
+        self.next_preemption_ns = (now / interval + 1) * interval;
+        let expired: Vec<PeerId> = self
+            .parents
+            .iter()
+            .filter(|p| {
+                now.saturating_sub(p.last_progress_ns) > lc.conn_tti_ns || now.saturating_sub(p.opened_ns) > lc.conn_ttl_ns
+            })
+            .map(|p| p.peer)
+            .collect();
+        for peer in expired {
+            self.close_conn(now, peer);
+        }
+    }
+
+    /// Closes the connection to `peer`: its transfers are dropped (cancels queued for the
+    /// driver), the peer leaves the plan, and with `conn_lifecycle` it is blacklisted
+    /// unless it already is (Kraken's `State.Blacklist` keeps the first expiry).
+    fn close_conn(&mut self, now: TimeNs, peer: PeerId) {
+        let from = Source::Parent(peer);
+        let pieces: Vec<u32> =
+            self.in_flight.iter().filter(|(_, f)| f.iter().any(|x| x.from == from)).map(|(p, _)| *p).collect();
+        for piece in pieces {
+            self.on_transfer_dropped(piece, from);
+            self.pending_cancels.push((piece, from));
+        }
+        self.remove_parent(peer);
+        if let Some(lc) = self.cfg.conn_lifecycle {
+            if !self.is_blacklisted(peer, now) {
+                self.blacklist.insert(peer, now.saturating_add(lc.blacklist_ns));
+            }
         }
     }
 
     // ---- internals ----
 
-    fn add_parent(&mut self, parent: ParentRef, is_seed: bool, has: PieceSet) -> bool {
+    fn add_parent(&mut self, now: TimeNs, parent: ParentRef, is_seed: bool, has: PieceSet) -> bool {
         if self.parents.len() >= self.cfg.max_parents {
             return false;
         }
@@ -414,6 +539,8 @@ impl TaskDownload {
             in_flight: 0,
             cost_ewma_ns: 0.0,
             is_seed,
+            opened_ns: now,
+            last_progress_ns: now,
         });
         true
     }

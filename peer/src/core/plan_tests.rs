@@ -238,3 +238,132 @@ fn a_parent_failing_outside_a_transfer_is_dropped_and_named_in_the_reschedule() 
         .collect();
     assert_eq!(blocked, vec![vec![PeerId(2)]]);
 }
+
+// ---- Kraken's connection lifecycle (conn_lifecycle) ----
+
+const S: TimeNs = sched::core::NS_PER_S;
+
+fn kraken(pieces: u32) -> TaskDownload {
+    TaskDownload::new(PeerConfig::preset(Policy::Kraken), u64::from(pieces) * 4_000_000, true, 0)
+}
+
+fn closed(d: &mut TaskDownload) -> Vec<PeerId> {
+    d.take_parent_changes().into_iter().filter(|(_, added)| !added).map(|(p, _)| p).collect()
+}
+
+#[test]
+fn kraken_closes_a_connection_idle_for_longer_than_conn_tti_at_the_preemption_tick() {
+    let mut d = kraken(4);
+    let mut rng = ChaCha8Rng::seed_from_u64(1);
+    let mut out = Vec::new();
+    // Peer 1 has nothing to give; peer 2 never gives anything but keeps taking pieces.
+    d.on_parents(5 * S, vec![parent(1, &[], 4), parent(2, &[], 4)]);
+    d.take_parent_changes();
+    d.poll(5 * S, &mut rng, &mut out);
+    assert_eq!(d.next_deadline(), Some(30 * S), "ticks on the 30 s grid");
+    d.on_piece_sent(20 * S, PeerId(2));
+    d.poll(30 * S, &mut rng, &mut out);
+    assert!(closed(&mut d).is_empty(), "25 s idle is within conn_tti");
+    d.on_piece_sent(50 * S, PeerId(2));
+    d.poll(60 * S, &mut rng, &mut out);
+    assert_eq!(closed(&mut d), vec![PeerId(1)], "55 s idle: closed; 10 s since a piece was sent: kept");
+    assert!(d.has_parent(PeerId(2)));
+    assert!(d.is_blacklisted(PeerId(1), 60 * S));
+}
+
+#[test]
+fn kraken_closes_a_connection_older_than_conn_ttl_even_if_busy() {
+    let mut d = kraken(4);
+    let mut rng = ChaCha8Rng::seed_from_u64(1);
+    let mut out = Vec::new();
+    d.on_parents(0, vec![parent(1, &[], 4)]);
+    d.take_parent_changes();
+    let mut t = 0;
+    while t <= 3600 * S {
+        d.on_piece_sent(t, PeerId(1));
+        d.poll(t, &mut rng, &mut out);
+        assert!(closed(&mut d).is_empty(), "closed at {t} ns, before conn_ttl");
+        t += 30 * S;
+    }
+    d.on_piece_sent(t, PeerId(1));
+    d.poll(t, &mut rng, &mut out);
+    assert_eq!(closed(&mut d), vec![PeerId(1)], "older than 1 h");
+}
+
+#[test]
+fn kraken_does_not_redial_a_blacklisted_peer_within_its_window() {
+    let mut d = kraken(4);
+    let mut rng = ChaCha8Rng::seed_from_u64(1);
+    let mut out = Vec::new();
+    d.on_parents(0, vec![parent(1, &[0], 4)]);
+    d.poll(0, &mut rng, &mut out);
+    let fetched = fetches(&out);
+    assert!(!fetched.is_empty());
+    // The other end closes: transfers on it are cancelled, the peer blacklisted for 30 s.
+    d.on_conn_closed(10 * S, PeerId(1));
+    assert!(!d.has_parent(PeerId(1)));
+    out.clear();
+    d.poll(10 * S, &mut rng, &mut out);
+    for (piece, from) in fetched {
+        assert!(out.contains(&PeerAction::Cancel { piece, from }), "{out:?}");
+    }
+    assert_eq!(d.in_flight_count(), 0);
+    d.on_parents(39 * S, vec![parent(1, &[0], 4)]);
+    assert!(!d.has_parent(PeerId(1)), "blacklisted until 40 s");
+    d.on_parents(40 * S, vec![parent(1, &[0], 4)]);
+    assert!(d.has_parent(PeerId(1)), "the window is over");
+    // A refused dial blacklists too (Kraken's failed outgoing handshake).
+    d.on_dial_refused(41 * S, PeerId(1));
+    d.on_parents(42 * S, vec![parent(1, &[0], 4)]);
+    assert!(!d.has_parent(PeerId(1)));
+}
+
+#[test]
+fn kraken_reannounces_after_a_close_and_connects_to_the_new_peers() {
+    let mut d = kraken(4);
+    let mut rng = ChaCha8Rng::seed_from_u64(1);
+    let mut out = Vec::new();
+    let ten: Vec<_> = (1..=10).map(|p| parent(p, &[], 4)).collect();
+    d.on_parents(0, ten.clone());
+    d.poll(0, &mut rng, &mut out);
+    let announced = |out: &[PeerAction]| out.iter().any(|a| matches!(a, PeerAction::Reschedule { .. }));
+    out.clear();
+    d.poll(10 * S, &mut rng, &mut out);
+    assert!(!announced(&out), "saturated: no announce");
+    // Nothing moves: the tick at 60 s closes every connection (idle 60 s > 30 s).
+    d.poll(60 * S, &mut rng, &mut out);
+    assert_eq!(closed(&mut d).len(), 10);
+    assert!(announced(&out), "below capacity: announce again, {out:?}");
+    // The handout repeats the old peers (blacklisted) and names new ones.
+    let mut handout = ten;
+    handout.extend((11..=13).map(|p| parent(p, &[0, 1], 4)));
+    d.on_parents(60 * S, handout);
+    let now: Vec<PeerId> = d.parent_ids().collect();
+    assert_eq!(now, vec![PeerId(11), PeerId(12), PeerId(13)]);
+}
+
+#[test]
+fn kraken_caps_connections_both_ways_and_a_finished_download_still_seeds() {
+    let mut d = kraken(2);
+    let mut rng = ChaCha8Rng::seed_from_u64(1);
+    let mut out = Vec::new();
+    d.on_parents(0, (1..=9).map(|p| parent(p, &[0, 1], 2)).collect());
+    let me = |id: u32| ParentRef { peer: PeerId(id), host: HostId(id), stripe: None };
+    assert!(d.on_incoming(0, me(20), PieceSet::new(2)), "tenth connection accepted");
+    assert!(!d.on_incoming(0, me(21), PieceSet::new(2)), "at max_open_conn: refused");
+    d.poll(0, &mut rng, &mut out);
+    for (piece, from) in fetches(&out) {
+        d.on_piece_done(S, piece, from, 1);
+    }
+    d.take_parent_changes();
+    out.clear();
+    d.poll(S, &mut rng, &mut out);
+    assert!(out.contains(&PeerAction::Finished));
+    // Complete: connections to complete peers close, the incomplete one stays; the
+    // freed slots take incoming connections, and handouts open none.
+    assert_eq!(closed(&mut d).len(), 9);
+    assert_eq!(d.parent_ids().collect::<Vec<_>>(), vec![PeerId(20)]);
+    assert!(d.on_incoming(S, me(21), PieceSet::new(2)));
+    d.on_parents(S, vec![parent(30, &[], 2)]);
+    assert!(!d.has_parent(PeerId(30)));
+}

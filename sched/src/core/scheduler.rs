@@ -455,6 +455,20 @@ impl Scheduler {
             self.order_back_to_source(now, peer, BackToSourceReason::Ordered, out);
             return;
         }
+        // The seed failed mid-task and no peer holds the whole content or is at the origin:
+        // every tree hangs from a dead root. The first peer asking for parents takes the
+        // seed's place at the origin (one, not the budget's worth: each is another copy
+        // from the registry) and the others are fed through it.
+        if asked && under_budget && task.seed_failed_ns.is_some() && task.back_to_source.is_empty() {
+            let whole_copy = task
+                .peers
+                .iter()
+                .any(|q| self.peers.get(q).is_some_and(|q| q.state == PeerState::Succeeded));
+            if !whole_copy {
+                self.order_back_to_source(now, peer, BackToSourceReason::NoParents, out);
+                return;
+            }
+        }
         let mut changed = false;
         for si in 0..task.stripe_dags.len() {
             let blocked: Vec<PeerId> = {

@@ -66,6 +66,25 @@ fn triggered_seed_goes_back_to_source_and_children_get_it_as_parent() {
 }
 
 #[test]
+fn when_the_seed_fails_mid_task_one_peer_takes_its_place_at_the_origin() {
+    let mut s = sched(Policy::Default, 4, 1);
+    s.register_peer(0, reg(0, 0, false)).unwrap();
+    s.register_peer(1, reg(9, 4, true)).unwrap();
+    for p in 1..4 {
+        s.register_peer(2, reg(p, p, false)).unwrap();
+    }
+    s.pieces_finished(3, PeerId(0), &[PieceReport { piece: 0, parent: Some(PeerId(9)), cost_ns: 1 }]).unwrap();
+    s.peer_failed(4, PeerId(9)).unwrap();
+    let back = |d: &[Decision]| d.iter().filter(|d| matches!(d, Decision::BackToSource { .. })).count();
+    // The first peer to ask goes to the origin; the next ones do not (one copy at a time).
+    assert_eq!(back(&s.reschedule(5, PeerId(2), &[]).unwrap()), 1);
+    assert_eq!(s.peer_state(PeerId(2)), Some(PeerState::BackToSource));
+    assert_eq!(back(&s.reschedule(6, PeerId(3), &[]).unwrap()), 0);
+    assert_eq!(back(&s.reschedule(7, PeerId(0), &[]).unwrap()), 0);
+    assert_eq!(s.back_to_source_count(TaskId(0)), 1);
+}
+
+#[test]
 fn no_self_parent_and_no_same_host_parent() {
     let mut s = sched(Policy::Dragonfly, 4, 1);
     s.register_peer(0, reg(0, 0, false)).unwrap();
@@ -147,6 +166,33 @@ fn kraken_hands_out_completed_peers_first_and_waits_for_the_origin() {
     let Decision::Parents { parents, .. } = &d[0] else { panic!("{d:?}") };
     assert_eq!(parents[0].peer, PeerId(1), "completed agent first");
     assert_eq!(parents[1].peer, PeerId(9), "then the origin");
+}
+
+#[test]
+fn kraken_reannounce_hands_out_a_fresh_random_sample_with_peers_that_joined_since() {
+    let mut s = sched(Policy::Kraken, 80, 1);
+    s.register_peer(0, reg(0, 0, false)).unwrap();
+    s.register_peer(0, reg(99, 80, true)).unwrap();
+    s.peer_finished(1, PeerId(99)).unwrap();
+    for p in 1..=60 {
+        s.register_peer(1, reg(p, p, false)).unwrap();
+    }
+    let handout = |s: &mut Scheduler, t| -> Vec<PeerId> {
+        let d = s.reschedule(t, PeerId(0), &[]).unwrap();
+        let Decision::Parents { parents, .. } = &d[0] else { panic!("{d:?}") };
+        parents.iter().map(|p| p.peer).collect()
+    };
+    let first = handout(&mut s, 2);
+    assert_eq!(first.len(), 51, "50 random agents (announce_limit) and the origin");
+    assert!(first.contains(&PeerId(99)));
+    let second = handout(&mut s, 5);
+    assert_ne!(first, second, "each announce draws a new sample");
+    for p in 61..=75 {
+        s.register_peer(6, reg(p, p, false)).unwrap();
+    }
+    let third = handout(&mut s, 8);
+    assert!(third.iter().any(|p| p.0 > 60), "peers that joined since are handed out: {third:?}");
+    assert!(!third.contains(&PeerId(0)), "never the announcer itself");
 }
 
 /// Seed plus eight peers on their own hosts, all registered before the seed runs.

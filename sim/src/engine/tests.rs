@@ -49,3 +49,21 @@ proptest! {
         }
     }
 }
+
+/// Kraken used to stall here: every agent kept pulling from the origin (no connection
+/// cap on its side), the origin's slow uplink was shared by so many requests that every
+/// piece outlived its timeout, and idle connections were never closed, so the agents
+/// never found one another. With `max_open_conn` on both ends, conn_tti, the blacklist
+/// and re-announces, the run finishes well within its time limit.
+#[test]
+fn kraken_finishes_when_the_origin_uplink_is_the_bottleneck() {
+    let text = "name = \"kraken-stall\"\nseed = 1\npolicy = \"kraken\"\nmodes = [\"p2p\"]\n\
+        [cluster]\npods = 20\npods_per_node = 1\nseed_peers = 1\nseed_peer_bandwidth_gbps = 0.2\n\
+        [image]\nreference = \"t\"\nlayer_bytes = [40_000_000]\n[sim]\ntime_limit_s = 600.0\n";
+    let sc = parse_scenario(text, "kraken-stall.toml").expect("valid scenario");
+    let run = run_scenario(&sc, &RunOptions::default()).expect("kraken finishes");
+    let m = &run.modes[0];
+    assert_eq!(m.pods.len(), 20);
+    assert!(m.pods.iter().all(|p| p.started_s.is_finite()), "every pod starts");
+    assert!(m.makespan_s < 60.0, "makespan {} s", m.makespan_s);
+}

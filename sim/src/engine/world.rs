@@ -583,27 +583,42 @@ impl<'a> World<'a> {
         }
     }
 
-    /// Mirrors the peer core's parent set into the parents' child lists; with symmetric
-    /// connections (Kraken) the parent also takes the child as a source.
+    /// Mirrors the peer core's parent set into the parents' child lists. With symmetric
+    /// connections (Kraken) a parent set is a set of connections: a new parent is a dial
+    /// that the other end's core accepts (it takes the child as a source too) or refuses,
+    /// and a dropped one is a close that the other end sees.
     fn sync_children(&mut self, peer: PeerId) {
+        let now = self.now;
         let changes = self.peers[peer.0 as usize].dl.take_parent_changes();
+        let mut refused = false;
         for (parent, added) in changes {
             let children = &mut self.peers[parent.0 as usize].children;
             if added {
                 if !children.contains(&peer) {
                     children.push(peer);
                 }
-                if self.peer_cfg.symmetric_connections && !self.peers[parent.0 as usize].is_seed {
+                if self.peer_cfg.symmetric_connections && !self.peers[parent.0 as usize].dl.has_parent(peer) {
                     let me = sched::core::ParentRef { peer, host: HostId(self.peers[peer.0 as usize].host as u32), stripe: None };
                     let have = self.peers[peer.0 as usize].dl.have().clone();
-                    if self.peers[parent.0 as usize].dl.on_incoming(me, have) {
+                    if self.peers[parent.0 as usize].dl.on_incoming(now, me, have) {
                         self.sync_children(parent);
                         self.drive(parent);
+                    } else {
+                        self.peers[peer.0 as usize].dl.on_dial_refused(now, parent);
+                        refused = true;
                     }
                 }
             } else {
                 children.retain(|c| *c != peer);
+                if self.peer_cfg.symmetric_connections && self.peers[parent.0 as usize].dl.has_parent(peer) {
+                    self.peers[parent.0 as usize].dl.on_conn_closed(now, peer);
+                    self.sync_children(parent);
+                    self.drive(parent);
+                }
             }
+        }
+        if refused {
+            self.sync_children(peer);
         }
     }
 
@@ -723,6 +738,7 @@ impl<'a> World<'a> {
         }
         if let Source::Parent(parent) = from {
             self.release_upload_slot(self.peers[parent.0 as usize].host, transfer);
+            self.peers[parent.0 as usize].dl.on_piece_sent(self.now, peer);
         }
         let now = self.now;
         self.peers[peer.0 as usize].dl.on_piece_done(now, piece, from, cost);
