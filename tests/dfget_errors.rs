@@ -54,4 +54,5 @@ fn bad_requests_fail_cleanly_with_their_exit_codes() {
     let out = dfget(&peer.local_api, &url, &ok, &[]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(cluster::sha256_hex(&std::fs::read(&ok).unwrap()), cluster::sha256_hex(&data));
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -52,6 +52,7 @@ fn peers_share_one_origin_copy() {
     }
     seed.proc.stop(Duration::from_secs(10));
     sched.proc.stop(Duration::from_secs(10));
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 fn log_tail(path: &std::path::Path) -> String {

@@ -63,6 +63,7 @@ fn children_finish_when_a_parent_dies_and_when_the_seed_dies_at_half() {
     for p in peers.iter_mut().skip(1) {
         p.proc.stop(Duration::from_secs(10));
     }
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -109,4 +110,5 @@ fn a_corrupt_piece_is_never_sent_and_a_restarted_peer_serves_from_its_cache() {
     assert_eq!(a.metric("peer_download_bytes_total{source=\"local_cache\"}"), data.len() as u64);
     assert_eq!(origin.bytes_served(path), served_before, "the restarted peer refetched");
     a.proc.stop(Duration::from_secs(10));
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -214,11 +214,25 @@ impl Peer {
     }
 }
 
-/// `dfget` through a daemon; returns its output (exit status, stdout, stderr).
+/// The longest any one `dfget` of the suites may take.
+pub const DFGET_TIMEOUT: Duration = Duration::from_secs(180);
+
+/// `dfget` through a daemon; returns its output (exit status, stdout, stderr). Killed, and
+/// the test failed, after `DFGET_TIMEOUT`.
 pub fn dfget(local_api: &str, url: &str, output: &Path, extra: &[&str]) -> Output {
     let mut cmd = Command::new(binary("dfget"));
     cmd.args([url, "-O", output.to_str().unwrap(), "--daemon", local_api, "--quiet"]).args(extra);
-    cmd.output().expect("dfget runs")
+    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("dfget runs");
+    let deadline = Instant::now() + DFGET_TIMEOUT;
+    while child.try_wait().expect("dfget wait").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("dfget {url} via {local_api} did not end within {DFGET_TIMEOUT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().expect("dfget output")
 }
 
 /// A raw HTTP GET (one request per connection); the whole response, head included.

@@ -51,8 +51,22 @@ impl Stripes {
     fn of(stripe: Option<Stripe>) -> Option<Stripes> {
         stripe.filter(|s| s.count > 0 && s.count <= 64 && s.index < s.count).map(|s| Stripes { mask: 1 << s.index, count: s.count })
     }
+    #[cfg(test)]
     fn contains(self, piece: u32) -> bool {
         self.mask >> (piece % self.count) & 1 == 1
+    }
+    /// The pieces of word `wi` of a piece set (pieces wi*64 .. wi*64+63) in these stripes.
+    fn word_mask(self, wi: usize) -> u64 {
+        let mut r = (wi as u64 * 64 % u64::from(self.count)) as u32;
+        let mut m = 0;
+        for b in 0..64 {
+            m |= (self.mask >> r & 1) << b;
+            r += 1;
+            if r == self.count {
+                r = 0;
+            }
+        }
+        m
     }
     /// Union; a parent with no stripe (or a different stripe count) serves everything.
     fn merge(a: Option<Stripes>, b: Option<Stripes>) -> Option<Stripes> {
@@ -79,10 +93,20 @@ struct ParentView {
     last_progress_ns: TimeNs,
 }
 
+/// One word of a parent's pieces that this download still needs (`pick_rarest`).
+struct Cell {
+    peer: PeerId,
+    word: usize,
+    /// Needed pieces the parent holds, and those of them in the parent's stripes.
+    any: u64,
+    in_stripes: u64,
+}
+
 #[derive(Debug, Clone, Copy)]
 struct InFlight {
     from: Source,
-    started_ns: TimeNs,
+    /// When it times out (start plus `piece_timeout_ns` of its length).
+    deadline_ns: TimeNs,
 }
 
 #[derive(Debug, Clone)]
@@ -98,6 +122,11 @@ pub struct TaskDownload {
     /// Pieces someone is waiting on right now (lazy range reads): fetched first.
     urgent: PieceSet,
     in_flight: BTreeMap<u32, Vec<InFlight>>,
+    /// Transfers in `in_flight`, kept so the fill loop need not count them.
+    in_flight_total: u32,
+    /// No transfer in `in_flight` times out before this (a lower bound: transfers that
+    /// ended leave it as it was), so most polls skip the timeout scan.
+    expiry_floor: TimeNs,
     parents: Vec<ParentView>,
     /// How many parents hold each piece, and the pieces grouped by that count.
     availability: Vec<u16>,
@@ -143,6 +172,8 @@ impl TaskDownload {
             wanted,
             urgent: PieceSet::new(count),
             in_flight: BTreeMap::new(),
+            in_flight_total: 0,
+            expiry_floor: TimeNs::MAX,
             parents: Vec::new(),
             availability: vec![0; count as usize],
             by_availability,
@@ -193,7 +224,8 @@ impl TaskDownload {
         self.parents.iter().map(|p| p.peer)
     }
     pub fn in_flight_count(&self) -> usize {
-        self.in_flight.values().map(Vec::len).sum()
+        debug_assert_eq!(self.in_flight_total as usize, self.in_flight.values().map(Vec::len).sum::<usize>());
+        self.in_flight_total as usize
     }
     pub fn is_back_to_source(&self) -> bool {
         self.phase == Phase::BackToSource
@@ -409,11 +441,8 @@ impl TaskDownload {
             // driver for nothing.
             consider(self.next_preemption_ns);
         }
-        for (piece, flights) in &self.in_flight {
-            let timeout = self.cfg.piece_timeout_ns(self.piece_len(*piece));
-            for f in flights {
-                consider(f.started_ns.saturating_add(timeout));
-            }
+        for f in self.in_flight.values().flatten() {
+            consider(f.deadline_ns);
         }
         if self.phase == Phase::P2p && !self.needed.is_empty() && !self.awaiting_parents {
             if self.in_flight.is_empty() {
@@ -572,6 +601,7 @@ impl TaskDownload {
         if let Some(flights) = self.in_flight.get_mut(&piece) {
             if let Some(i) = flights.iter().position(|f| f.from == from) {
                 flights.remove(i);
+                self.in_flight_total -= 1;
                 match from {
                     Source::Origin => self.origin_in_flight -= 1,
                     Source::Parent(peer) => {
@@ -589,7 +619,10 @@ impl TaskDownload {
 
     fn start(&mut self, now: TimeNs, piece: u32, from: Source, out: &mut Vec<PeerAction>) {
         self.needed.remove(piece);
-        self.in_flight.entry(piece).or_default().push(InFlight { from, started_ns: now });
+        let deadline_ns = now.saturating_add(self.cfg.piece_timeout_ns(self.piece_len(piece)));
+        self.in_flight.entry(piece).or_default().push(InFlight { from, deadline_ns });
+        self.in_flight_total += 1;
+        self.expiry_floor = self.expiry_floor.min(deadline_ns);
         match from {
             Source::Origin => self.origin_in_flight += 1,
             Source::Parent(peer) => {
@@ -602,15 +635,21 @@ impl TaskDownload {
     }
 
     fn expire(&mut self, now: TimeNs, out: &mut Vec<PeerAction>) {
+        if now < self.expiry_floor {
+            return;
+        }
         let mut expired = Vec::new();
+        let mut floor = TimeNs::MAX;
         for (piece, flights) in &self.in_flight {
-            let timeout = self.cfg.piece_timeout_ns(self.piece_len(*piece));
             for f in flights {
-                if now >= f.started_ns.saturating_add(timeout) {
+                if now >= f.deadline_ns {
                     expired.push((*piece, f.from));
+                } else {
+                    floor = floor.min(f.deadline_ns);
                 }
             }
         }
+        self.expiry_floor = floor;
         for (piece, from) in expired {
             out.push(PeerAction::Cancel { piece, from });
             if let Source::Parent(parent) = from {
@@ -666,18 +705,47 @@ impl TaskDownload {
     /// Rarest piece first; among the parents holding it, the least busy. Stripes are
     /// honoured unless nothing else can be fetched at all (the parent's upload must not
     /// idle while this child waits).
+    ///
+    /// Scan order: stripes honoured, then not; urgent pieces, then any; availability
+    /// level ascending; parents least busy first; words from a random offset; bits
+    /// ascending. The first hit wins. Most calls find nothing (every parent's pieces are
+    /// here or in flight), so the (parent, word) cells that can yield a piece are
+    /// gathered once and only they are scanned at each level.
     fn pick_rarest(&self, rng: &mut impl Rng) -> Option<(u32, PeerId)> {
         let mut order: Vec<usize> = (0..self.parents.len()).filter(|i| self.parent_has_room(&self.parents[*i])).collect();
         if order.is_empty() {
+            return None;
+        }
+        let words = self.needed.words().len();
+        // Drawn even when nothing can be picked, so the generator's sequence does not
+        // depend on how the scan is done.
+        let offset = if words > 0 { rng.random_range(0..words) } else { 0 };
+        let needed = self.needed.words();
+        let holds_needed = |p: &ParentView| p.has.words().iter().zip(needed).any(|(h, n)| h & n != 0);
+        if !order.iter().any(|&pi| holds_needed(&self.parents[pi])) {
             return None;
         }
         order.sort_by(|a, b| {
             let (pa, pb) = (&self.parents[*a], &self.parents[*b]);
             pa.in_flight.cmp(&pb.in_flight).then(pa.cost_ewma_ns.total_cmp(&pb.cost_ewma_ns)).then(a.cmp(b))
         });
-        let words = self.needed.words().len();
-        let offset = if words > 0 { rng.random_range(0..words) } else { 0 };
+        let mut cells: Vec<Cell> = Vec::new();
+        for &pi in &order {
+            let p = &self.parents[pi];
+            for k in 0..words {
+                let wi = (offset + k) % words;
+                let any = p.has.words()[wi] & needed[wi];
+                if any != 0 {
+                    let in_stripes = p.stripes.map_or(any, |s| any & s.word_mask(wi));
+                    cells.push(Cell { peer: p.peer, word: wi, any, in_stripes });
+                }
+            }
+        }
+        if cells.is_empty() {
+            return None;
+        }
         let urgent_pending = !self.urgent.is_empty();
+        let urgent = self.urgent.words();
         for honour_stripes in [true, false] {
             for only_urgent in [true, false] {
                 if only_urgent && !urgent_pending {
@@ -685,22 +753,13 @@ impl TaskDownload {
                 }
                 for level in 1..self.by_availability.len() {
                     let bucket = self.by_availability[level].words();
-                    for &pi in &order {
-                        let p = &self.parents[pi];
-                        let stripe = if honour_stripes { p.stripes } else { None };
-                        for k in 0..words {
-                            let wi = (offset + k) % words;
-                            let mut w = bucket[wi] & p.has.words()[wi] & self.needed.words()[wi];
-                            if only_urgent {
-                                w &= self.urgent.words()[wi];
-                            }
-                            while w != 0 {
-                                let piece = wi as u32 * 64 + w.trailing_zeros();
-                                w &= w - 1;
-                                if stripe.is_none_or(|s| s.contains(piece)) {
-                                    return Some((piece, p.peer));
-                                }
-                            }
+                    for c in &cells {
+                        let mut w = bucket[c.word] & if honour_stripes { c.in_stripes } else { c.any };
+                        if only_urgent {
+                            w &= urgent[c.word];
+                        }
+                        if w != 0 {
+                            return Some((c.word as u32 * 64 + w.trailing_zeros(), c.peer));
                         }
                     }
                 }

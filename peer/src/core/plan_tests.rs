@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::core::config::PeerConfig;
-use rand::SeedableRng;
+use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use sched::core::ids::NS_PER_S;
 use sched::core::HostId;
@@ -366,4 +366,94 @@ fn kraken_caps_connections_both_ways_and_a_finished_download_still_seeds() {
     assert!(d.on_incoming(S, me(21), PieceSet::new(2)));
     d.on_parents(S, vec![parent(30, &[], 2)]);
     assert!(!d.has_parent(PeerId(30)));
+}
+
+/// The scan `pick_rarest` replaced, kept as its specification: every availability level,
+/// every parent, every word, stripes tested piece by piece.
+fn pick_rarest_by_full_scan(d: &TaskDownload, rng: &mut impl Rng) -> Option<(u32, PeerId)> {
+    let mut order: Vec<usize> = (0..d.parents.len()).filter(|i| d.parent_has_room(&d.parents[*i])).collect();
+    if order.is_empty() {
+        return None;
+    }
+    order.sort_by(|a, b| {
+        let (pa, pb) = (&d.parents[*a], &d.parents[*b]);
+        pa.in_flight.cmp(&pb.in_flight).then(pa.cost_ewma_ns.total_cmp(&pb.cost_ewma_ns)).then(a.cmp(b))
+    });
+    let words = d.needed.words().len();
+    let offset = if words > 0 { rng.random_range(0..words) } else { 0 };
+    for honour_stripes in [true, false] {
+        for only_urgent in [true, false] {
+            if only_urgent && d.urgent.is_empty() {
+                continue;
+            }
+            for level in 1..d.by_availability.len() {
+                let bucket = d.by_availability[level].words();
+                for &pi in &order {
+                    let p = &d.parents[pi];
+                    let stripe = if honour_stripes { p.stripes } else { None };
+                    for k in 0..words {
+                        let wi = (offset + k) % words;
+                        let mut w = bucket[wi] & p.has.words()[wi] & d.needed.words()[wi];
+                        if only_urgent {
+                            w &= d.urgent.words()[wi];
+                        }
+                        while w != 0 {
+                            let piece = wi as u32 * 64 + w.trailing_zeros();
+                            w &= w - 1;
+                            if stripe.is_none_or(|s| s.contains(piece)) {
+                                return Some((piece, p.peer));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        if !d.parents.iter().any(|p| p.stripes.is_some()) {
+            break;
+        }
+    }
+    None
+}
+
+proptest::proptest! {
+    /// `pick_rarest` picks what the full scan picks, and draws the same random numbers,
+    /// over random parents (striped or not, stripe counts that do and do not divide 64),
+    /// pieces held, pieces in flight and urgent ranges.
+    #[test]
+    fn pick_rarest_equals_the_full_scan(seed in 0u64..10_000, pieces in 1u32..300, stripe_count in 1u32..12, lazy in proptest::bool::ANY) {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let mut c = cfg();
+        c.max_in_flight_total = 1_000;
+        let mut d = TaskDownload::new(c, u64::from(pieces) * 4 * MIB, !lazy, 0);
+        let parents: Vec<(ParentRef, bool, PieceSet)> = (0..rng.random_range(0..10u32))
+            .map(|i| {
+                let held: Vec<u32> = (0..pieces).filter(|_| rng.random_bool(0.3)).collect();
+                let mut p = parent(i + 1, &held, pieces);
+                if rng.random_bool(0.7) {
+                    p.0.stripe = Some(Stripe { index: rng.random_range(0..stripe_count), count: stripe_count });
+                }
+                p.1 = rng.random_bool(0.2);
+                p
+            })
+            .collect();
+        d.on_parents(0, parents);
+        if lazy {
+            let a = rng.random_range(0..pieces);
+            d.want(a..pieces.min(a + 20));
+        }
+        for piece in 0..pieces {
+            if rng.random_bool(0.2) {
+                d.on_piece_done(1, piece, Source::Origin, 1);
+            }
+        }
+        for round in 0..40 {
+            let (mut r1, mut r2) = (ChaCha8Rng::seed_from_u64(round), ChaCha8Rng::seed_from_u64(round));
+            let got = d.pick_rarest(&mut r1);
+            proptest::prop_assert_eq!(got, pick_rarest_by_full_scan(&d, &mut r2));
+            proptest::prop_assert_eq!(r1.random::<u64>(), r2.random::<u64>(), "same draws");
+            let Some((piece, parent)) = got else { break };
+            let mut out = Vec::new();
+            d.start(2, piece, Source::Parent(parent), &mut out);
+        }
+    }
 }

@@ -518,7 +518,7 @@ impl<'a> Download<'a> {
             .map_err(DownloadError::from)?;
         self.send(Req::DownloadFinished(pb::DownloadFinished {}));
         // The peer stays at the scheduler as a finished parent after the stream closes.
-        self.stream = None;
+        self.close_stream();
         self.stop_background();
         self.finished = true;
         Ok(())
@@ -526,9 +526,21 @@ impl<'a> Download<'a> {
 
     async fn fail(&mut self, e: &DownloadError) {
         self.send(Req::DownloadFailed(pb::DownloadFailed { description: e.message.clone() }));
-        self.stream = None;
+        self.close_stream();
         self.stop_background();
         let _ = self.ctx.store.flush();
+    }
+
+    /// Half-closes the stream and lets the scheduler end it: dropping the response side
+    /// at once would cancel the call before the last messages leave.
+    fn close_stream(&mut self) {
+        if let Some(Stream { out, mut inbound }) = self.stream.take() {
+            drop(out);
+            tokio::spawn(async move {
+                let drain = async { while let Ok(Some(_)) = inbound.message().await {} };
+                let _ = tokio::time::timeout(Duration::from_secs(10), drain).await;
+            });
+        }
     }
 
     fn stop_background(&mut self) {

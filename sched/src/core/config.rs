@@ -14,7 +14,8 @@ pub struct SchedulerConfig {
     /// tracker handout size).
     pub candidate_parent_limit: usize,
     /// Peers of the task examined per round. Dragonfly samples this many *before*
-    /// filtering; the default policy filters first and stops after this many eligible.
+    /// filtering; the default policy draws from an index of possible parents and falls
+    /// back to collecting at most this many eligible ones (`select::default_stripe`).
     pub filter_parent_limit: usize,
     /// Peers of one task that may go back to the registry at once.
     pub back_to_source_limit: u32,

@@ -47,7 +47,8 @@ impl Dag {
     }
 
     /// Why `parent -> child` may not be added, if it may not. The cycle test walks the
-    /// child's descendants; it is bounded by the task's size.
+    /// parent's ancestors: in the default policy's stripe trees that is the path to the
+    /// root, O(depth), where the child's descendants may be a whole subtree.
     pub fn check_edge(&self, parent: PeerId, child: PeerId) -> Result<(), EdgeRefusal> {
         if parent == child {
             return Err(EdgeRefusal::SelfLoop);
@@ -58,10 +59,46 @@ impl Dag {
         if c.parents.contains(&parent) {
             return Err(EdgeRefusal::Exists);
         }
-        if self.reaches(child, parent) {
+        if self.is_ancestor(child, parent) {
             return Err(EdgeRefusal::Cycle);
         }
         Ok(())
+    }
+
+    /// `ancestor` is `peer` or reachable from it along parent edges: an edge from `peer`
+    /// into `ancestor` would close a cycle.
+    pub fn is_ancestor(&self, ancestor: PeerId, peer: PeerId) -> bool {
+        if peer == ancestor {
+            return true;
+        }
+        // A peer without children is nobody's ancestor (a newly registered one, say).
+        if self.children(ancestor).is_empty() {
+            return false;
+        }
+        // A single-parent chain (every stripe tree) needs no bookkeeping.
+        let mut v = peer;
+        loop {
+            match self.parents(v) {
+                [] => return false,
+                [p] if *p == ancestor => return true,
+                [p] => v = *p,
+                _ => break,
+            }
+        }
+        let mut stack = vec![v];
+        let mut seen = std::collections::BTreeSet::new();
+        while let Some(v) = stack.pop() {
+            for &p in self.parents(v) {
+                if p == ancestor {
+                    return true;
+                }
+                // Several parents only in Dragonfly's DAG: there paths may meet again.
+                if seen.insert(p) {
+                    stack.push(p);
+                }
+            }
+        }
+        false
     }
 
     /// `peer` and every peer reachable from it along child edges: the peers that may not
@@ -75,24 +112,6 @@ impl Dag {
             }
         }
         seen
-    }
-
-    fn reaches(&self, from: PeerId, to: PeerId) -> bool {
-        if self.children(from).is_empty() {
-            return from == to;
-        }
-        let mut stack = vec![from];
-        let mut seen = std::collections::BTreeSet::new();
-        while let Some(v) = stack.pop() {
-            if v == to {
-                return true;
-            }
-            if !seen.insert(v) {
-                continue;
-            }
-            stack.extend(self.children(v).iter().copied());
-        }
-        false
     }
 
     pub fn add_edge(&mut self, parent: PeerId, child: PeerId) -> Result<(), EdgeRefusal> {

@@ -4,6 +4,7 @@ pub mod bitset;
 pub mod config;
 pub mod dag;
 pub mod decision;
+pub mod fed;
 pub mod hashring;
 pub mod ids;
 pub mod policy;

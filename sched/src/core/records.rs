@@ -2,6 +2,7 @@
 
 use super::bitset::PieceSet;
 use super::dag::Dag;
+use super::fed::FedIndex;
 use super::ids::{HostId, PeerId, TaskId, TimeNs};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
@@ -33,6 +34,8 @@ pub struct Host {
     /// Child edges ever added, and piece failures children blamed on this host.
     pub upload_count: u64,
     pub upload_failed_count: u64,
+    /// Peers ever registered on this host: a change of its free uploads concerns them.
+    pub peers: Vec<PeerId>,
 }
 
 impl Host {
@@ -135,4 +138,36 @@ pub struct Task {
     /// Default policy: peers by home stripe, in registration order.
     pub home_members: Vec<Vec<PeerId>>,
     pub waiting: BTreeSet<PeerId>,
+    /// Default policy: waiting peers by stripe they lack a parent in.
+    pub waiting_in: Vec<BTreeSet<PeerId>>,
+    /// Default policy: peers that could take a child, by stripe.
+    pub fed: FedIndex,
+    /// Default policy: stripes that gained a possible parent since their waiters were
+    /// last woken (bit s: stripe s).
+    pub dirty: u64,
+    /// Peers running, back-to-source or finished (a registering peer is the task's first
+    /// download when there is none).
+    pub serving: u32,
+}
+
+impl Task {
+    /// Default policy: the peer waits for a parent in each stripe it has none in.
+    pub fn wait(&mut self, peer: PeerId) {
+        self.waiting.insert(peer);
+        for (si, d) in self.stripe_dags.iter().enumerate() {
+            if d.in_degree(peer) == 0 {
+                self.waiting_in[si].insert(peer);
+            } else {
+                self.waiting_in[si].remove(&peer);
+            }
+        }
+    }
+
+    pub fn unwait(&mut self, peer: PeerId) {
+        if self.waiting.remove(&peer) {
+            for w in &mut self.waiting_in {
+                w.remove(&peer);
+            }
+        }
+    }
 }

@@ -5,6 +5,7 @@
 use super::bitset::PieceSet;
 use super::config::SchedulerConfig;
 use super::decision::{BackToSourceReason, Decision, FailReason, ParentRef, Stripe};
+use super::fed::FedIndex;
 use super::hashring;
 use super::ids::{HostId, PeerId, TaskId, TimeNs};
 use super::policy::Policy;
@@ -12,6 +13,7 @@ use super::records::{CostStats, Host, HostInfo, HostKind, Peer, PeerState, Task,
 use super::select;
 use rand_chacha::ChaCha8Rng;
 use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Bound;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SchedError {
@@ -69,9 +71,10 @@ pub struct Scheduler {
     /// (when, sequence, peer): a retry round, a poll, or a wait timeout.
     timers: BTreeSet<(TimeNs, u64, PeerId)>,
     timer_seq: u64,
-    /// `wake_waiters` is running / was asked again while running.
+    /// `wake_waiters` is running (a nested call leaves the new work to it).
     waking: bool,
-    wake_again: bool,
+    /// Default policy: tasks with a stripe that gained a possible parent (`Task::dirty`).
+    dirty_tasks: BTreeSet<TaskId>,
     pub stats: SchedStats,
 }
 
@@ -86,7 +89,7 @@ impl Scheduler {
             timers: BTreeSet::new(),
             timer_seq: 0,
             waking: false,
-            wake_again: false,
+            dirty_tasks: BTreeSet::new(),
             stats: SchedStats::default(),
         }
     }
@@ -101,12 +104,26 @@ impl Scheduler {
             HostKind::Normal => self.cfg.normal_upload_limit,
             HostKind::Seed => self.cfg.seed_upload_limit,
         };
-        match self.hosts.get_mut(&info.id) {
-            Some(h) => h.info = info,
+        let id = info.id;
+        match self.hosts.get_mut(&id) {
+            Some(h) => {
+                let sharing_changed = h.info.disable_shared != info.disable_shared;
+                h.info = info;
+                if sharing_changed {
+                    self.refresh_host(id);
+                }
+            }
             None => {
                 self.hosts.insert(
                     info.id,
-                    Host { info, upload_limit, concurrent_uploads: 0, upload_count: 0, upload_failed_count: 0 },
+                    Host {
+                        info,
+                        upload_limit,
+                        concurrent_uploads: 0,
+                        upload_count: 0,
+                        upload_failed_count: 0,
+                        peers: Vec::new(),
+                    },
                 );
             }
         }
@@ -131,11 +148,17 @@ impl Scheduler {
             stripe_dags: Vec::new(),
             home_members: Vec::new(),
             waiting: BTreeSet::new(),
+            waiting_in: Vec::new(),
+            fed: FedIndex::default(),
+            dirty: 0,
+            serving: 0,
         });
         let stripes = if self.cfg.policy == Policy::Default { self.cfg.stripes as usize } else { 0 };
         if task.stripe_dags.len() != stripes {
             task.stripe_dags = vec![Default::default(); stripes];
             task.home_members = vec![Vec::new(); stripes];
+            task.waiting_in = vec![BTreeSet::new(); stripes];
+            task.fed = FedIndex::new(stripes);
         }
         if task.piece_count != req.piece_count {
             return Err(SchedError::PieceCountMismatch { task: req.task, known: task.piece_count, got: req.piece_count });
@@ -159,13 +182,7 @@ impl Scheduler {
         let stripe_depth = vec![if is_seed { 0 } else { UNFED }; stripes];
         let mut need_back_to_source = req.need_back_to_source;
         let mut out = Vec::new();
-        let first_download = !task.peers.iter().any(|p| {
-            *p != req.peer
-                && self
-                    .peers
-                    .get(p)
-                    .is_some_and(|q| matches!(q.state, PeerState::Running | PeerState::BackToSource | PeerState::Succeeded))
-        });
+        let first_download = task.serving == 0;
         let seed_pending = task.seed_triggered.is_some() && task.seed_failed_ns.is_none();
         if host_kind == HostKind::Normal && first_download && !seed_pending {
             let seeds = self
@@ -207,7 +224,9 @@ impl Scheduler {
                 stripe_children: 0,
             },
         );
+        self.hosts.get_mut(&req.host).expect("checked above").peers.push(req.peer);
         self.schedule(now, req.peer, true, &mut out);
+        self.wake_waiters(now, &mut out);
         Ok(out)
     }
 
@@ -220,15 +239,22 @@ impl Scheduler {
     ) -> Result<Vec<Decision>, SchedError> {
         let p = self.peers.get_mut(&peer).ok_or(SchedError::UnknownPeer(peer))?;
         let count = p.finished.len();
-        let mut newly_useful = false;
+        let was_outlier = p.costs.last_is_outlier;
+        let mut bad = None;
         for r in reports {
             if r.piece >= count {
-                return Err(SchedError::PieceOutOfRange { piece: r.piece, count });
+                bad = Some(SchedError::PieceOutOfRange { piece: r.piece, count });
+                break;
             }
-            newly_useful |= p.finished.is_empty();
             p.finished.insert(r.piece);
             p.costs.add(r.cost_ns);
             p.last_progress_ns = now;
+        }
+        if p.costs.last_is_outlier != was_outlier {
+            self.refresh_fed(peer);
+        }
+        if let Some(e) = bad {
+            return Err(e);
         }
         // A parent that serves pieces is alive too.
         for parent in reports.iter().filter_map(|r| r.parent) {
@@ -237,10 +263,7 @@ impl Scheduler {
             }
         }
         let mut out = Vec::new();
-        if newly_useful {
-            let task = self.peers[&peer].task;
-            self.wake_waiters(now, task, &mut out);
-        }
+        self.wake_waiters(now, &mut out);
         Ok(out)
     }
 
@@ -264,21 +287,23 @@ impl Scheduler {
         if matches!(p.state, PeerState::Received | PeerState::Running) {
             self.schedule(now, peer, true, &mut out);
         }
+        self.wake_waiters(now, &mut out);
         Ok(out)
     }
 
     pub fn peer_finished(&mut self, now: TimeNs, peer: PeerId) -> Result<Vec<Decision>, SchedError> {
         let p = self.peers.get_mut(&peer).ok_or(SchedError::UnknownPeer(peer))?;
         p.finished = PieceSet::full(p.finished.len());
-        p.state = PeerState::Succeeded;
         p.waiting_since = None;
         let task = p.task;
+        self.set_state(peer, PeerState::Succeeded);
         self.drop_in_edges(peer);
         let t = self.tasks.get_mut(&task).expect("peer's task exists");
         t.back_to_source.remove(&peer);
-        t.waiting.remove(&peer);
+        t.unwait(peer);
+        self.refresh_fed(peer);
         let mut out = Vec::new();
-        self.wake_waiters(now, task, &mut out);
+        self.wake_waiters(now, &mut out);
         Ok(out)
     }
 
@@ -310,6 +335,7 @@ impl Scheduler {
                 self.schedule(now, peer, false, &mut out);
             }
         }
+        self.wake_waiters(now, &mut out);
         out
     }
 
@@ -429,8 +455,8 @@ impl Scheduler {
         }
         let parents = select::kraken(self, peer);
         // Kraken keeps no DAG: handouts are connections, used in both directions.
+        self.set_state(peer, PeerState::Running);
         let p = self.peers.get_mut(&peer).expect("exists");
-        p.state = PeerState::Running;
         p.rounds_without_parents = 0;
         self.stats.parent_rounds += 1;
         out.push(Decision::Parents { peer, parents });
@@ -484,18 +510,16 @@ impl Scheduler {
             if dag.in_degree(peer) > 0 {
                 continue;
             }
-            let descendants = dag.descendants(peer);
-            if let Some(parent) = select::default_stripe(self, peer, si as u32, &descendants) {
+            if let Some(parent) = select::default_stripe(self, peer, si as u32) {
                 let depth = select::depth_of(&self.peers[&parent.peer], si).min(UNFED - 1);
                 let task = self.tasks.get_mut(&task_id).expect("exists");
                 let added = task.stripe_dags[si].add_edge(parent.peer, peer);
                 debug_assert!(added.is_ok(), "selection returned a parent the stripe DAG refuses");
                 if added.is_ok() {
                     self.peers.get_mut(&parent.peer).expect("exists").stripe_children += 1;
-                    let h = self.hosts.get_mut(&parent.host).expect("parent host known");
-                    h.concurrent_uploads += 1;
-                    h.upload_count += 1;
+                    self.take_upload(parent.host);
                     self.peers.get_mut(&peer).expect("exists").stripe_depth[si] = depth + 1;
+                    self.refresh_fed(parent.peer);
                     changed = true;
                 }
             }
@@ -511,31 +535,32 @@ impl Scheduler {
                 parents.push(ParentRef { peer: *q, host: self.peers[q].host, stripe });
             }
         }
+        let task = self.tasks.get_mut(&task_id).expect("exists");
         if missing {
-            let p = self.peers.get_mut(&peer).expect("exists");
-            p.waiting_since.get_or_insert(now);
-            self.tasks.get_mut(&task_id).expect("exists").waiting.insert(peer);
+            task.wait(peer);
+            self.peers.get_mut(&peer).expect("exists").waiting_since.get_or_insert(now);
         } else {
+            task.unwait(peer);
             self.peers.get_mut(&peer).expect("exists").waiting_since = None;
-            self.tasks.get_mut(&task_id).expect("exists").waiting.remove(&peer);
         }
         if !parents.is_empty() {
             if changed || asked {
+                self.set_state(peer, PeerState::Running);
                 let p = self.peers.get_mut(&peer).expect("exists");
-                p.state = PeerState::Running;
                 p.rounds_without_parents = 0;
                 self.stats.parent_rounds += 1;
                 out.push(Decision::Parents { peer, parents });
             }
-            if changed {
-                // The peer is fed now, so it is an eligible parent for whoever waits.
-                self.wake_waiters(now, task_id, out);
-            }
+            // Fed now: an eligible parent for whoever waits (the handler wakes them).
+            self.refresh_fed(peer);
             return;
         }
         let p = &self.peers[&peer];
         let task = &self.tasks[&task_id];
-        let seed_serving = task.seed_failed_ns.is_none() && task.seed_triggered.is_some();
+        // A seed this peer blocked (it failed the peer: unreachable, bad pieces) serves
+        // others, not this peer: waiting for it would be waiting forever.
+        let seed_blocked = task.seed_peer.is_some_and(|s| p.blocked.contains(&s));
+        let seed_serving = task.seed_failed_ns.is_none() && task.seed_triggered.is_some() && !seed_blocked;
         let waited_since = p.waiting_since.unwrap_or(now);
         if !seed_serving && under_budget && now - waited_since >= self.cfg.wait_for_parent_timeout_ns {
             self.order_back_to_source(now, peer, BackToSourceReason::NoParents, out);
@@ -550,77 +575,163 @@ impl Scheduler {
     fn remove_stripe_edge(&mut self, task: TaskId, si: usize, parent: PeerId, child: PeerId) {
         let t = self.tasks.get_mut(&task).expect("exists");
         if t.stripe_dags[si].remove_edge(parent, child) {
+            // The parent (the seed too, which no index holds) has room again here.
+            t.dirty |= 1 << si;
+            self.dirty_tasks.insert(task);
             let q = self.peers.get_mut(&parent).expect("exists");
             q.stripe_children = q.stripe_children.saturating_sub(1);
             let host = q.host;
-            let h = self.hosts.get_mut(&host).expect("exists");
-            h.concurrent_uploads = h.concurrent_uploads.saturating_sub(1);
+            self.release_uploads(host, 1);
             self.peers.get_mut(&child).expect("exists").stripe_depth[si] = UNFED;
+            self.refresh_fed(parent);
+            self.refresh_fed(child);
         }
     }
 
-    /// Default policy: schedules every waiting peer of the task, in id order, once a new
-    /// parent may have become eligible. Re-entrant calls (a woken peer's new parents wake
-    /// others) only ask for another pass, so the stack stays flat.
-    fn wake_waiters(&mut self, now: TimeNs, task: TaskId, out: &mut Vec<Decision>) {
+    /// Counts a new child edge of a host.
+    fn take_upload(&mut self, host: HostId) {
+        let h = self.hosts.get_mut(&host).expect("parent host known");
+        h.concurrent_uploads += 1;
+        h.upload_count += 1;
+        if h.free_uploads() == 0 {
+            self.refresh_host(host);
+        }
+    }
+
+    /// Gives back `n` child edges of a host.
+    fn release_uploads(&mut self, host: HostId, n: u32) {
+        let Some(h) = self.hosts.get_mut(&host) else { return };
+        let was_full = h.free_uploads() == 0;
+        h.concurrent_uploads = h.concurrent_uploads.saturating_sub(n);
+        if was_full && h.free_uploads() > 0 {
+            self.refresh_host(host);
+        }
+    }
+
+    fn refresh_host(&mut self, host: HostId) {
         if self.cfg.policy != Policy::Default {
             return;
         }
-        if self.waking {
-            self.wake_again = true;
+        let peers = self.hosts[&host].peers.clone();
+        for p in peers {
+            self.refresh_fed(p);
+        }
+    }
+
+    /// Default policy: puts the peer in or out of its task's fed index, stripe by stripe
+    /// (`select::offers_stripe`); a stripe it joins gets its waiters woken. Called after
+    /// every change to what that filter reads.
+    fn refresh_fed(&mut self, peer: PeerId) {
+        let Some(p) = self.peers.get(&peer) else { return };
+        let Some(task) = self.tasks.get_mut(&p.task) else { return };
+        let host = &self.hosts[&p.host];
+        let mut joined = 0u64;
+        for si in 0..task.stripe_dags.len() {
+            if task.fed.set(peer, si, select::offers_stripe(&self.cfg, host, p, si)) {
+                joined |= 1 << si;
+            }
+        }
+        if joined != 0 {
+            task.dirty |= joined;
+            self.dirty_tasks.insert(p.task);
+        }
+    }
+
+    /// Moves a peer to `state`, keeping its task's count of serving peers.
+    fn set_state(&mut self, peer: PeerId, state: PeerState) {
+        let serves = |s: PeerState| matches!(s, PeerState::Running | PeerState::BackToSource | PeerState::Succeeded);
+        let p = self.peers.get_mut(&peer).expect("exists");
+        let before = serves(p.state);
+        p.state = state;
+        if before != serves(state) {
+            let t = self.tasks.get_mut(&p.task).expect("exists");
+            if before {
+                t.serving -= 1;
+            } else {
+                t.serving += 1;
+            }
+        }
+    }
+
+    /// Default policy: schedules the waiting peers of every stripe that gained a possible
+    /// parent, in id order, while the stripe has any left. A stripe's waiters are not
+    /// touched when nothing changed for them, so a burst of registrations does not turn
+    /// into rounds over every waiting peer. Nested calls (a woken peer's new parents wake
+    /// others) leave the work to the running one, so the stack stays flat.
+    fn wake_waiters(&mut self, now: TimeNs, out: &mut Vec<Decision>) {
+        if self.cfg.policy != Policy::Default || self.waking {
             return;
         }
         self.waking = true;
-        loop {
-            self.wake_again = false;
-            let waiting: Vec<PeerId> = self.tasks[&task].waiting.iter().copied().collect();
-            for w in waiting {
-                if self.tasks[&task].waiting.contains(&w) {
-                    self.schedule(now, w, false, out);
+        while let Some(task_id) = self.dirty_tasks.pop_first() {
+            loop {
+                let mask = std::mem::take(&mut self.tasks.get_mut(&task_id).expect("exists").dirty);
+                if mask == 0 {
+                    break;
                 }
-            }
-            if !self.wake_again {
-                break;
+                for si in (0..64).filter(|si| mask >> si & 1 == 1) {
+                    let mut after: Option<PeerId> = None;
+                    loop {
+                        let t = &self.tasks[&task_id];
+                        if !self.stripe_has_room(t, si) {
+                            break;
+                        }
+                        let lower = after.map_or(Bound::Unbounded, Bound::Excluded);
+                        let Some(&w) = t.waiting_in[si].range((lower, Bound::Unbounded)).next() else { break };
+                        after = Some(w);
+                        self.schedule(now, w, false, out);
+                    }
+                }
             }
         }
         self.waking = false;
     }
 
-    fn give_parents(&mut self, now: TimeNs, peer: PeerId, parents: Vec<ParentRef>, out: &mut Vec<Decision>) {
+    /// Some parent could take a child in stripe `si`: a fed peer in the index, or the
+    /// seed peer with a free root slot.
+    fn stripe_has_room(&self, t: &Task, si: usize) -> bool {
+        !t.fed.is_empty(si)
+            || t.seed_peer.and_then(|p| self.peers.get(&p)).is_some_and(|seed| {
+                select::seed_has_room(&self.cfg, &self.hosts[&seed.host], seed, &t.stripe_dags[si])
+            })
+    }
+
+    fn give_parents(&mut self, _now: TimeNs, peer: PeerId, parents: Vec<ParentRef>, out: &mut Vec<Decision>) {
         let task_id = self.peers[&peer].task;
         for parent in &parents {
             let task = self.tasks.get_mut(&task_id).expect("exists");
             if task.dag.add_edge(parent.peer, peer).is_ok() {
-                let h = self.hosts.get_mut(&parent.host).expect("parent host known");
-                h.concurrent_uploads += 1;
-                h.upload_count += 1;
+                self.take_upload(parent.host);
             } else {
                 debug_assert!(false, "selection returned a parent the DAG refuses");
             }
         }
+        self.set_state(peer, PeerState::Running);
         let p = self.peers.get_mut(&peer).expect("exists");
-        p.state = PeerState::Running;
         p.rounds_without_parents = 0;
         p.waiting_since = None;
-        self.tasks.get_mut(&task_id).expect("exists").waiting.remove(&peer);
+        self.tasks.get_mut(&task_id).expect("exists").unwait(peer);
         self.stats.parent_rounds += 1;
         out.push(Decision::Parents { peer, parents });
-        // The peer is fed now, so it is an eligible parent for whoever waits.
-        self.wake_waiters(now, task_id, out);
     }
 
-    fn order_back_to_source(&mut self, now: TimeNs, peer: PeerId, reason: BackToSourceReason, out: &mut Vec<Decision>) {
+    fn order_back_to_source(&mut self, _now: TimeNs, peer: PeerId, reason: BackToSourceReason, out: &mut Vec<Decision>) {
         self.drop_in_edges(peer);
+        self.set_state(peer, PeerState::BackToSource);
         let p = self.peers.get_mut(&peer).expect("exists");
-        p.state = PeerState::BackToSource;
         p.waiting_since = None;
-        let task_id = p.task;
+        let (task_id, is_seed) = (p.task, p.is_seed);
         let task = self.tasks.get_mut(&task_id).expect("exists");
         task.back_to_source.insert(peer);
-        task.waiting.remove(&peer);
+        task.unwait(peer);
+        if is_seed {
+            // The seed takes one root per stripe; no index holds it.
+            task.dirty |= u64::MAX >> (64 - task.stripe_dags.len().max(1));
+            self.dirty_tasks.insert(task_id);
+        }
+        self.refresh_fed(peer);
         self.stats.back_to_source_orders += 1;
         out.push(Decision::BackToSource { peer, reason });
-        self.wake_waiters(now, task_id, out);
     }
 
     fn fail(&mut self, now: TimeNs, peer: PeerId, reason: FailReason, out: &mut Vec<Decision>) {
@@ -635,8 +746,13 @@ impl Scheduler {
         let task = self.tasks.get_mut(&task_id).expect("exists");
         let mut former = task.dag.remove_in_edges(peer);
         let mut stripe_former = Vec::new();
-        for d in task.stripe_dags.iter_mut() {
-            stripe_former.extend(d.remove_in_edges(peer));
+        for (si, d) in task.stripe_dags.iter_mut().enumerate() {
+            let lost = d.remove_in_edges(peer);
+            if !lost.is_empty() {
+                task.dirty |= 1 << si;
+                self.dirty_tasks.insert(task_id);
+            }
+            stripe_former.extend(lost);
         }
         for q in &stripe_former {
             let q = self.peers.get_mut(q).expect("exists");
@@ -647,11 +763,14 @@ impl Scheduler {
         for depth in p.stripe_depth.iter_mut() {
             *depth = UNFED;
         }
-        for parent in former {
-            let host = self.peers[&parent].host;
-            let h = self.hosts.get_mut(&host).expect("exists");
-            h.concurrent_uploads = h.concurrent_uploads.saturating_sub(1);
+        for parent in &former {
+            let host = self.peers[parent].host;
+            self.release_uploads(host, 1);
         }
+        for parent in former {
+            self.refresh_fed(parent);
+        }
+        self.refresh_fed(peer);
     }
 
     fn remove_peer(&mut self, now: TimeNs, peer: PeerId, state: PeerState) -> Result<(), SchedError> {
@@ -674,22 +793,32 @@ impl Scheduler {
             }
             children.extend(lost);
         }
+        let orphans = children.clone();
         if let Some(home) = self.peers[&peer].home_stripe {
             task.home_members[home as usize].retain(|m| *m != peer);
         }
         task.back_to_source.remove(&peer);
-        task.waiting.remove(&peer);
+        task.unwait(peer);
         if was_seed && state == PeerState::Failed {
             task.seed_failed_ns = Some(now);
         }
         let host = self.peers[&peer].host;
-        if let Some(h) = self.hosts.get_mut(&host) {
-            h.concurrent_uploads = h.concurrent_uploads.saturating_sub(children.len() as u32);
-        }
+        self.release_uploads(host, children.len() as u32);
+        self.set_state(peer, state);
         let p = self.peers.get_mut(&peer).expect("exists");
-        p.state = state;
         p.waiting_since = None;
         p.stripe_children = 0;
+        self.refresh_fed(peer);
+        let task = self.tasks.get_mut(&task_id).expect("exists");
+        for c in &orphans {
+            // A waiting child now waits in the stripes it lost this parent in too.
+            if task.waiting.contains(c) {
+                task.wait(*c);
+            }
+        }
+        for c in orphans {
+            self.refresh_fed(c);
+        }
         Ok(())
     }
 }

@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::core::ids::NS_PER_MS;
-use crate::core::records::HostKind;
+use crate::core::records::{HostKind, PeerState};
 use proptest::prelude::*;
 use rand::SeedableRng;
 
@@ -82,6 +82,20 @@ fn when_the_seed_fails_mid_task_one_peer_takes_its_place_at_the_origin() {
     assert_eq!(back(&s.reschedule(6, PeerId(3), &[]).unwrap()), 0);
     assert_eq!(back(&s.reschedule(7, PeerId(0), &[]).unwrap()), 0);
     assert_eq!(s.back_to_source_count(TaskId(0)), 1);
+}
+
+#[test]
+fn a_peer_that_blocked_the_seed_and_has_no_other_parent_goes_to_the_origin_after_the_wait() {
+    let mut s = sched(Policy::Default, 2, 1);
+    s.register_peer(0, reg(0, 0, false)).unwrap();
+    s.register_peer(1, reg(9, 2, true)).unwrap();
+    s.peer_finished(2, PeerId(9)).unwrap();
+    // The seed finished but is unreachable from peer 0 (it crashed without leaving).
+    let d = s.reschedule(3, PeerId(0), &[PeerId(9)]).unwrap();
+    assert!(!d.iter().any(|d| matches!(d, Decision::BackToSource { .. })), "not before the wait: {d:?}");
+    let wait = s.config().wait_for_parent_timeout_ns;
+    let d = s.on_timers(3 + wait);
+    assert!(d.iter().any(|d| matches!(d, Decision::BackToSource { peer: PeerId(0), .. })), "{d:?}");
 }
 
 #[test]
@@ -291,8 +305,112 @@ proptest! {
             }
             prop_assert!(s.task_is_acyclic(TaskId(0)));
             prop_assert!(s.back_to_source_count(TaskId(0)) as u32 <= s.config().back_to_source_limit + 1);
+            if let Err(e) = indexes_hold(&s) {
+                prop_assert!(false, "{}", e);
+            }
         }
     }
+
+    /// The default policy's fed index, waiting sets and serving counts stay equal to what
+    /// they summarise under random operations on several tasks and hosts that fill up.
+    #[test]
+    fn fed_index_stays_consistent(seed in 0u64..1000, ops in proptest::collection::vec((0u8..7, 0u32..40, 0u32..40), 1..200)) {
+        let mut cfg = SchedulerConfig::preset(Policy::Default);
+        // Few uploads per host, so hosts fill and free up and peers leave and rejoin the index.
+        cfg.normal_upload_limit = 4;
+        cfg.stripes = 4;
+        cfg.stripe_fanout = 5;
+        let mut s = Scheduler::new(cfg, ChaCha8Rng::seed_from_u64(seed));
+        for h in 0..14 {
+            let kind = if h < 12 { HostKind::Normal } else { HostKind::Seed };
+            s.announce_host(0, HostInfo { id: HostId(h), kind, location: String::new(), idc: String::new(), disable_shared: h == 5 });
+        }
+        let mut registered = Vec::new();
+        let mut now = 0;
+        for (op, a, b) in ops {
+            now += 100 * NS_PER_MS;
+            // Peer a is on host a % 14, in task a % 2; seed hosts' peers go back to source.
+            let out = match op {
+                0 | 1 if !registered.contains(&a) => {
+                    registered.push(a);
+                    let host = a % 14;
+                    s.register_peer(now, RegisterPeer { peer: PeerId(a), task: TaskId(a % 2), task_key: u64::from(a % 2), host: HostId(host), piece_count: 8, content_length: 8 << 20, need_back_to_source: host >= 12 }).unwrap()
+                }
+                1 if registered.contains(&a) => s.reschedule(now, PeerId(a), &[PeerId(b)]).unwrap(),
+                2 if registered.contains(&a) => s.peer_finished(now, PeerId(a)).unwrap(),
+                3 if registered.contains(&a) => { s.peer_failed(now, PeerId(a)).unwrap(); Vec::new() }
+                4 if registered.contains(&a) => {
+                    // A slow piece makes the peer an outlier (out of the index) until the next.
+                    let cost = if b % 2 == 0 { 1_000 * NS_PER_MS } else { NS_PER_MS };
+                    s.pieces_finished(now, PeerId(a), &[PieceReport { piece: b % 8, parent: None, cost_ns: cost }]).unwrap()
+                }
+                5 => {
+                    s.announce_host(now, HostInfo { id: HostId(a % 12), kind: HostKind::Normal, location: String::new(), idc: String::new(), disable_shared: b % 3 == 0 });
+                    Vec::new()
+                }
+                _ => s.on_timers(now),
+            };
+            for d in out {
+                if let Decision::Parents { peer, parents } = d {
+                    prop_assert!(parents.iter().all(|p| p.peer != peer));
+                }
+            }
+            for t in 0..2 {
+                prop_assert!(s.task_is_acyclic(TaskId(t)));
+            }
+            if let Err(e) = indexes_hold(&s) {
+                prop_assert!(false, "{}", e);
+            }
+        }
+    }
+}
+
+/// Recomputes what the scheduler keeps incrementally and compares.
+fn indexes_hold(s: &Scheduler) -> Result<(), String> {
+    for (tid, t) in &s.tasks {
+        if !t.fed.is_consistent() {
+            return Err(format!("task {tid:?}: fed index positions broken"));
+        }
+        let serving = t
+            .peers
+            .iter()
+            .filter(|p| matches!(s.peers[p].state, PeerState::Running | PeerState::BackToSource | PeerState::Succeeded))
+            .count() as u32;
+        if serving != t.serving {
+            return Err(format!("task {tid:?}: serving {} counted, {serving} real", t.serving));
+        }
+        for p in &t.peers {
+            let q = &s.peers[p];
+            let children: usize = t.stripe_dags.iter().map(|d| d.children(*p).len()).sum();
+            if children != q.stripe_children as usize {
+                return Err(format!("{p:?}: stripe_children {} kept, {children} real", q.stripe_children));
+            }
+            for (si, d) in t.stripe_dags.iter().enumerate() {
+                let offers = select::offers_stripe(&s.cfg, &s.hosts[&q.host], q, si);
+                if offers != t.fed.contains(*p, si) {
+                    return Err(format!("{p:?} stripe {si}: offers {offers}, indexed {}", t.fed.contains(*p, si)));
+                }
+                let waits = t.waiting.contains(p) && d.in_degree(*p) == 0;
+                if waits != t.waiting_in[si].contains(p) {
+                    return Err(format!("{p:?} stripe {si}: waits {waits}, listed {}", t.waiting_in[si].contains(p)));
+                }
+            }
+        }
+    }
+    let mut uploads: BTreeMap<HostId, u32> = BTreeMap::new();
+    for t in s.tasks.values() {
+        for p in &t.peers {
+            let n = t.dag.children(*p).len() + t.stripe_dags.iter().map(|d| d.children(*p).len()).sum::<usize>();
+            *uploads.entry(s.peers[p].host).or_default() += n as u32;
+        }
+    }
+    for (h, host) in &s.hosts {
+        let real = uploads.get(h).copied().unwrap_or(0);
+        if real != host.concurrent_uploads {
+            return Err(format!("host {h:?}: {} uploads kept, {real} real", host.concurrent_uploads));
+        }
+    }
+    Ok(())
 }
 
 #[test]

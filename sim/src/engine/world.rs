@@ -50,6 +50,9 @@ struct PeerTask {
     origin_stream_open: bool,
     deadline_armed: Option<TimeNs>,
     done: bool,
+    /// Its piece transfers neither finished nor cancelled, oldest first: where a cancel
+    /// looks (all transfers ever would be millions at 10,000 nodes).
+    open: Vec<usize>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -335,7 +338,11 @@ impl<'a> World<'a> {
     /// Records a transfer requested now; its flow starts later.
     fn new_transfer(&mut self, kind: TransferKind, bytes: u64) -> usize {
         self.transfers.push(Transfer { kind, bytes, requested_ns: self.now, flow: None, cancelled: false, holds_slot: false });
-        self.transfers.len() - 1
+        let id = self.transfers.len() - 1;
+        if let TransferKind::Piece { dst, .. } = kind {
+            self.peers[dst.0 as usize].open.push(id);
+        }
+        id
     }
 
     fn start_flow(&mut self, id: usize) {
@@ -374,6 +381,10 @@ impl<'a> World<'a> {
                 self.next_oci_blobs(node);
             }
             TransferKind::Piece { dst, piece, from } => {
+                let open = &mut self.peers[dst.0 as usize].open;
+                if let Some(i) = open.iter().rposition(|t| *t == id) {
+                    open.remove(i);
+                }
                 let cost = self.now - self.transfers[id].requested_ns;
                 self.piece_arrived(id, dst, piece, from, c.bytes, cost);
             }
@@ -496,6 +507,7 @@ impl<'a> World<'a> {
             origin_stream_open: false,
             deadline_armed: None,
             done: false,
+            open: Vec::new(),
         });
         self.host_blob_peer[host][blob] = Some(id);
         let piece_count = self.peers[id.0 as usize].dl.piece_count();
@@ -694,11 +706,22 @@ impl<'a> World<'a> {
     }
 
     fn cancel_transfer(&mut self, peer: PeerId, piece: u32, from: Source) {
-        let found = self.transfers.iter().rposition(|t| {
+        let matches = |t: &Transfer| {
             !t.cancelled
                 && matches!(t.kind, TransferKind::Piece { dst, piece: p, from: f } if dst == peer && p == piece && f == from)
-        });
+        };
+        // The plan cancels only what it has in flight, so the open list has it; the scan of
+        // every transfer stays as the definition, for anything else.
+        let open = &self.peers[peer.0 as usize].open;
+        let found = match open.iter().rposition(|t| matches(&self.transfers[*t])) {
+            Some(i) => Some(open[i]),
+            None => self.transfers.iter().rposition(matches),
+        };
         let Some(id) = found else { return };
+        let open = &mut self.peers[peer.0 as usize].open;
+        if let Some(i) = open.iter().rposition(|t| *t == id) {
+            open.remove(i);
+        }
         self.transfers[id].cancelled = true;
         if let Some(flow) = self.transfers[id].flow {
             self.net.cancel(self.now, flow);

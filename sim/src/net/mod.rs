@@ -48,6 +48,10 @@ pub struct Completion {
     pub done_ns: TimeNs,
 }
 
+/// `done_heap` holds the completions due within this many quanta; flows change so often
+/// that a solve nearly always comes sooner and refills it anyway.
+const DONE_HORIZON_QUANTA: u64 = 4;
+
 /// Float residue below which a flow counts as finished at a solve.
 const DONE_EPS_BYTES: f64 = 1e-6;
 
@@ -63,8 +67,14 @@ pub struct FlowNet {
     slot_of: HashMap<FlowId, u32>,
     next_flow_id: u64,
     solver: Solver,
-    /// (done_ns, flow, slot), exact between solves; its top is always a live entry.
+    /// (done_ns, flow, slot) of the flows due by `horizon_ns`, exact between solves; its
+    /// top is always a live entry. A solve changes every flow's completion, but only the
+    /// few due before the next solve are ever popped, so only they are ordered.
     done_heap: BinaryHeap<Reverse<(TimeNs, FlowId, u32)>>,
+    horizon_ns: TimeNs,
+    /// Earliest completion of a flow left out of `done_heap` (a lower bound: such a
+    /// flow may have been cancelled since); reaching it refills the heap.
+    later_ns: Option<TimeNs>,
     now_ns: TimeNs,
     /// Time the flows' `remaining_bytes` refer to.
     solved_ns: TimeNs,
@@ -90,6 +100,8 @@ impl FlowNet {
             next_flow_id: 0,
             solver: Solver::default(),
             done_heap: BinaryHeap::new(),
+            horizon_ns: 0,
+            later_ns: None,
             now_ns: 0,
             solved_ns: 0,
             solve_at_ns: None,
@@ -224,10 +236,7 @@ impl FlowNet {
     /// mode, or on a quantum boundary), never less.
     pub fn next_event_ns(&self) -> Option<TimeNs> {
         let done = self.done_heap.peek().map(|r| r.0 .0);
-        match (done, self.solve_at_ns) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [done, self.later_ns, self.solve_at_ns].into_iter().flatten().min()
     }
 
     /// Move the model to `now` (callers pass next_event_ns() or any earlier time >= last
@@ -290,6 +299,9 @@ impl FlowNet {
         let now = now.max(self.now_ns);
         while let Some(t) = self.next_event_ns().filter(|&t| t <= now) {
             self.now_ns = t;
+            if self.later_ns.is_some_and(|l| l <= t) {
+                self.refill_done_heap();
+            }
             let first = out.len();
             while let Some(&Reverse((done_ns, _, slot))) = self.done_heap.peek() {
                 if done_ns != t {
@@ -349,6 +361,28 @@ impl FlowNet {
         }
     }
 
+    /// Rebuilds `done_heap` from the flows due within `DONE_HORIZON_QUANTA` quanta of now
+    /// and notes the earliest of the others.
+    fn refill_done_heap(&mut self) {
+        let t = self.now_ns;
+        self.horizon_ns = t.saturating_add(self.quantum_ns.saturating_mul(DONE_HORIZON_QUANTA));
+        let mut heap = std::mem::take(&mut self.done_heap).into_vec();
+        heap.clear();
+        let mut later: Option<TimeNs> = None;
+        for (slot, f) in self.table.slots.iter().enumerate() {
+            if !f.live || f.done_ns == NOT_SCHEDULED {
+                continue;
+            }
+            if f.done_ns <= self.horizon_ns {
+                heap.push(Reverse((f.done_ns, f.id, slot as u32)));
+            } else {
+                later = Some(later.map_or(f.done_ns, |l| l.min(f.done_ns)));
+            }
+        }
+        self.done_heap = BinaryHeap::from(heap);
+        self.later_ns = later;
+    }
+
     fn solve(&mut self, out: &mut Vec<Completion>) {
         let t = self.now_ns;
         let dt_ns = (t - self.solved_ns) as f64;
@@ -379,23 +413,15 @@ impl FlowNet {
         self.solves += 1;
         self.solve_at_ns = None;
 
-        let mut heap = std::mem::take(&mut self.done_heap).into_vec();
-        heap.clear();
         for (slot, f) in self.table.slots.iter_mut().enumerate() {
-            if !f.live {
-                continue;
-            }
-            if f.attached {
+            if f.live && f.attached {
                 f.rate_bytes_per_ns = rates[slot];
                 debug_assert!(f.rate_bytes_per_ns >= 0.0, "attached flow left unfrozen");
                 let dur_ns = (f.remaining_bytes / f.rate_bytes_per_ns).ceil().max(1.0);
                 f.done_ns = t.saturating_add(dur_ns as u64);
             }
-            if f.done_ns != NOT_SCHEDULED {
-                heap.push(Reverse((f.done_ns, f.id, slot as u32)));
-            }
         }
-        self.done_heap = BinaryHeap::from(heap);
+        self.refill_done_heap();
 
         for (node, s) in &mut self.series {
             s.rate_bytes_per_ns = self.table.members[upload_of(*node) as usize]
