@@ -610,7 +610,7 @@ async fn create_task(
     }
 }
 
-/// Virtual nanoseconds of the plan for a tokio instant and back.
+/// The peer core's clock: nanoseconds from `start` to `at`.
 pub fn ns_between(start: tokio::time::Instant, at: tokio::time::Instant) -> TimeNs {
     at.saturating_duration_since(start).as_nanos() as TimeNs
 }

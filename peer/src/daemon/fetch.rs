@@ -21,7 +21,7 @@ pub enum PieceOutcome {
     Stored { bytes: u64, took: Duration },
     /// Not the parent's fault and not ours (busy, piece gone): try elsewhere.
     Dropped { reason: String },
-    /// The parent failed us; `report` when it misbehaved (bad bytes, protocol).
+    /// The parent failed us (unreachable, refused, bad bytes): report and block it.
     ParentFailed { error: FetchError },
     /// The download cannot go on (quota, disk, origin refusing).
     Fatal(DownloadError),

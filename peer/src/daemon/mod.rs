@@ -51,7 +51,8 @@ pub struct Ctx {
     started: Instant,
     peer_seq: AtomicU64,
     shutdown: watch::Receiver<bool>,
-    upload_stats: std::sync::Mutex<Option<Arc<Server>>>,
+    /// The data-plane server (its counters feed /metrics and the host load); taken at shutdown.
+    server: std::sync::Mutex<Option<Arc<Server>>>,
 }
 
 impl Ctx {
@@ -77,7 +78,7 @@ impl Ctx {
     }
 
     fn server(&self) -> Option<Arc<Server>> {
-        self.upload_stats.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.server.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     pub fn snapshot(&self) -> Snapshot {
@@ -173,7 +174,7 @@ pub async fn start(cfg: DaemonConfig) -> Result<Running, StartError> {
         started: Instant::now(),
         peer_seq: AtomicU64::new(0),
         shutdown: shutdown_rx.clone(),
-        upload_stats: std::sync::Mutex::new(Some(server.clone())),
+        server: std::sync::Mutex::new(Some(server.clone())),
     });
 
     // The first announce before serving, so seed orders and parents can name this host.
@@ -256,7 +257,7 @@ impl Running {
             self.ctx.sched.leave().await;
         }
         let _ = tokio::time::timeout(Duration::from_secs(5), self.api).await;
-        self.ctx.upload_stats.lock().unwrap_or_else(|e| e.into_inner()).take();
+        self.ctx.server.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Ok(server) = Arc::try_unwrap(self.server) {
             server.shutdown().await;
         }
