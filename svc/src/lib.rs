@@ -9,3 +9,13 @@ pub mod toml_spans;
 
 pub use config_file::{read_text, ConfigError, ConfigFile};
 pub use logging::{init_logging, LogConfig, LogFormat};
+
+/// After the default report, a panic ends the process with exit code 101: a panicked task
+/// may have left shared state half-updated, so stop and let the supervisor restart us.
+pub fn exit_on_panic() {
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        default_hook(info);
+        std::process::exit(101);
+    }));
+}

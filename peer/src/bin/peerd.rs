@@ -64,11 +64,7 @@ usage: peerd --config FILE [--check]
             return ExitCode::SUCCESS;
         }
         svc::init_logging(&cfg.log);
-        let default_hook = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            default_hook(info);
-            std::process::exit(101);
-        }));
+        svc::exit_on_panic();
         let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
             Ok(r) => r,
             Err(e) => {

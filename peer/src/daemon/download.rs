@@ -514,7 +514,7 @@ impl<'a> Download<'a> {
         let (store, task) = (self.ctx.store.clone(), self.job.task);
         blocking(move || store.complete_task(&task))
             .await
-            .map_err(|e| DownloadError::new(ErrorKind::Internal, e.to_string()))?
+            .map_err(DownloadError::from)?
             .map_err(DownloadError::from)?;
         self.send(Req::DownloadFinished(pb::DownloadFinished {}));
         // The peer stays at the scheduler as a finished parent after the stream closes.

@@ -72,3 +72,10 @@ impl From<StoreError> for DownloadError {
         DownloadError::new(kind, e.to_string())
     }
 }
+
+/// A blocking task that could not run (the runtime is going away).
+impl From<std::io::Error> for DownloadError {
+    fn from(e: std::io::Error) -> DownloadError {
+        DownloadError::new(ErrorKind::Internal, e.to_string())
+    }
+}

@@ -67,7 +67,7 @@ async fn store(
         Ok(Ok(_)) => PieceOutcome::Stored { bytes, took: started.elapsed() },
         Ok(Err(e @ StoreError::PieceDigestMismatch { .. })) => PieceOutcome::Dropped { reason: e.to_string() },
         Ok(Err(e)) => PieceOutcome::Fatal(e.into()),
-        Err(e) => PieceOutcome::Fatal(DownloadError::new(super::error::ErrorKind::Internal, e.to_string())),
+        Err(e) => PieceOutcome::Fatal(e.into()),
     }
 }
 
@@ -137,7 +137,7 @@ async fn origin_piece(
     };
     let verified = match blocking(move || VerifiedPiece::new(data)).await {
         Ok(v) => v,
-        Err(e) => return PieceOutcome::Fatal(DownloadError::new(super::error::ErrorKind::Internal, e.to_string())),
+        Err(e) => return PieceOutcome::Fatal(e.into()),
     };
     store(ctx, task, piece, verified, None, started).await
 }

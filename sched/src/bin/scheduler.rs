@@ -77,12 +77,7 @@ usage: scheduler --config FILE [--check]
             return ExitCode::SUCCESS;
         }
         init_logging(&cfg.log);
-        // A panic may leave the state half-updated: stop, and let the supervisor restart us.
-        let default_hook = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            default_hook(info);
-            std::process::exit(101);
-        }));
+        svc::exit_on_panic();
         let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
             Ok(r) => r,
             Err(e) => {
