@@ -26,7 +26,8 @@ fn bad_requests_fail_cleanly_with_their_exit_codes() {
     let sched = start_scheduler(&dir);
     let _seed = start_peer(&dir, "seed", Some(&sched.grpc), &PeerOptions { seed: true, ..Default::default() });
     let peer = start_peer(&dir, "peer", Some(&sched.grpc), &PeerOptions::default());
-    let small = start_peer(&dir, "small", Some(&sched.grpc), &PeerOptions { quota_bytes: 8 << 20, ..Default::default() });
+    let small =
+        start_peer(&dir, "small", Some(&sched.grpc), &PeerOptions { quota_bytes: 8 << 20, ..Default::default() });
     let wrong = format!("sha256:{}", "ab".repeat(32));
     let missing = format!("http://{}/files/missing.bin", origin.addr);
     let closed = format!("http://127.0.0.1:{}/x.bin", cluster::free_port());

@@ -31,7 +31,12 @@ fn peers_share_one_origin_copy() {
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
     for (i, (out, path)) in outputs.iter().enumerate() {
-        assert!(out.status.success(), "peer{i}: {}\n{}", String::from_utf8_lossy(&out.stderr), log_tail(&peers[i].proc.log));
+        assert!(
+            out.status.success(),
+            "peer{i}: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            log_tail(&peers[i].proc.log)
+        );
         assert_eq!(cluster::sha256_hex(&std::fs::read(path).unwrap()), want, "peer{i} output");
     }
     let served = origin.bytes_served("/files/share.bin");
@@ -41,7 +46,11 @@ fn peers_share_one_origin_copy() {
         .chain(std::iter::once(&seed))
         .map(|p| (p.name.clone(), p.metric("peer_download_bytes_total{source=\"origin\"}")))
         .collect();
-    assert!(served <= data.len() as u64 + (4 * MIB) as u64, "origin served {served} bytes in {requests} requests for a {} byte file; from the origin by peer: {by_peer:?}", data.len());
+    assert!(
+        served <= data.len() as u64 + (4 * MIB) as u64,
+        "origin served {served} bytes in {requests} requests for a {} byte file; from the origin by peer: {by_peer:?}",
+        data.len()
+    );
     for p in &peers {
         let parent = p.metric("peer_download_bytes_total{source=\"parent\"}");
         let from_origin = p.metric("peer_download_bytes_total{source=\"origin\"}");

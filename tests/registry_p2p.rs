@@ -55,7 +55,11 @@ fn nine_daemons_share_one_registry_copy_of_a_1_gib_blob() {
     for p in &peers {
         let parent = p.metric("peer_download_bytes_total{source=\"parent\"}");
         let origin = p.metric("peer_download_bytes_total{source=\"origin\"}");
-        assert!(parent >= GIB as u64 / 2 && origin == 0, "{}: {parent} bytes from parents, {origin} from the registry", p.name);
+        assert!(
+            parent >= GIB as u64 / 2 && origin == 0,
+            "{}: {parent} bytes from parents, {origin} from the registry",
+            p.name
+        );
     }
     for p in peers.iter_mut() {
         p.proc.stop(Duration::from_secs(10));

@@ -20,8 +20,7 @@ fn sim_bin() -> &'static Path {
             return PathBuf::from(bin);
         }
         let exe = std::env::current_exe().expect("test binary path");
-        let profile_dir =
-            exe.parent().and_then(Path::parent).expect("target/<profile>/deps/<test>");
+        let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile>/deps/<test>");
         build_sim(profile_dir);
         let bin = profile_dir.join(format!("sim{}", std::env::consts::EXE_SUFFIX));
         assert!(bin.is_file(), "no sim binary at {}; build it or set SIM_BIN", bin.display());
@@ -92,13 +91,8 @@ fn run_on(file: &str, text: &str) -> Outcome {
 /// writes nowhere near the repository.
 fn run_path(path: PathBuf) -> Outcome {
     let reports = path.parent().unwrap_or(scratch()).join("reports");
-    let out =
-        Command::new(sim_bin()).arg(&path).arg("--out").arg(reports).output().expect("run sim");
-    Outcome {
-        code: out.status.code(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        path,
-    }
+    let out = Command::new(sim_bin()).arg(&path).arg("--out").arg(reports).output().expect("run sim");
+    Outcome { code: out.status.code(), stderr: String::from_utf8_lossy(&out.stderr).into_owned(), path }
 }
 
 /// Exit 2, no panic, and exactly one stderr line `error: <file>:<line>: <key>: ...<fragment>...`.

@@ -3,11 +3,11 @@
 //! piece store on disk), `dataplane` (piece metadata and bytes between peers over framed TCP)
 //! and `origin` (back-to-source reads behind a trait).
 pub mod core;
+#[cfg(not(madsim))]
+pub mod daemon;
 pub mod dataplane;
 pub mod origin;
 pub mod storage;
 pub mod task_id;
 #[cfg(test)]
 mod test_data;
-#[cfg(not(madsim))]
-pub mod daemon;

@@ -18,11 +18,7 @@ fn loaded_net(nodes: u32, flows: usize, seed: u64) -> FlowNet {
         net.add_node(6.0 * GBPS, 6.0 * GBPS);
     }
     for _ in 0..flows {
-        let src = if rng.random_range(0..10) == 0 {
-            0
-        } else {
-            rng.random_range(0..nodes)
-        };
+        let src = if rng.random_range(0..10) == 0 { 0 } else { rng.random_range(0..nodes) };
         let dst = (src + rng.random_range(1..nodes)) % nodes;
         net.start(0, NodeIx(src), NodeIx(dst), 1 << 40, 0);
     }
@@ -54,12 +50,7 @@ fn workload(seed: u64) -> Vec<(TimeNs, u32, u32, u64)> {
         .map(|_| {
             let src = rng.random_range(0..nodes);
             let dst = (src + rng.random_range(1..nodes)) % nodes;
-            (
-                rng.random_range(0..1_000_000_000u64),
-                src,
-                dst,
-                rng.random_range(1u64 << 20..8 << 20),
-            )
+            (rng.random_range(0..1_000_000_000u64), src, dst, rng.random_range(1u64 << 20..8 << 20))
         })
         .collect();
     v.sort();
@@ -97,9 +88,7 @@ fn bench_workload(c: &mut Criterion) {
     let w = workload(2);
     let mut g = c.benchmark_group("workload 500 nodes / 20k flows");
     g.sample_size(10);
-    g.bench_function("quantum 0.25 ms", |b| {
-        b.iter(|| black_box(run_workload(&w, 250_000)))
-    });
+    g.bench_function("quantum 0.25 ms", |b| b.iter(|| black_box(run_workload(&w, 250_000))));
     g.finish();
 }
 

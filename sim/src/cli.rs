@@ -140,10 +140,7 @@ fn parse_policy(p: &Parsed) -> Result<Option<String>, UsageError> {
         None => Ok(None),
         Some(v) => match sched::Policy::parse(v) {
             Some(pol) => Ok(Some(pol.name().to_string())),
-            None => usage_err(format!(
-                "--policy: unknown policy {v:?} (expected {})",
-                sched::Policy::NAMES.join(", ")
-            )),
+            None => usage_err(format!("--policy: unknown policy {v:?} (expected {})", sched::Policy::NAMES.join(", "))),
         },
     }
 }
@@ -360,8 +357,7 @@ fn simulate(sc: &Scenario, pb: &ProgressBar, speed: &mut Speed) -> anyhow::Resul
     ));
     let t = Instant::now();
     // The CLI owns the progress display; the engine draws nothing.
-    let run = run_scenario(sc, &RunOptions { progress: false })
-        .with_context(|| format!("simulating {}", sc.name))?;
+    let run = run_scenario(sc, &RunOptions { progress: false }).with_context(|| format!("simulating {}", sc.name))?;
     speed.add(&run, t.elapsed());
     Ok(run)
 }
@@ -490,8 +486,7 @@ fn cmd_check(baseline: &Path, current: &Path, tolerance_file: Option<&Path>) -> 
     let tol = match tolerance_file {
         None => Tolerances::default(),
         Some(p) => {
-            let text = std::fs::read_to_string(p)
-                .map_err(|e| Failure::Input(format!("{}: {e}", p.display())))?;
+            let text = std::fs::read_to_string(p).map_err(|e| Failure::Input(format!("{}: {e}", p.display())))?;
             Tolerances::from_toml(p, &text)?
         }
     };

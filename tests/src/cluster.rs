@@ -128,7 +128,11 @@ pub fn start_scheduler(dir: &Path) -> Scheduler {
     // Ready when /healthz answers.
     let deadline = Instant::now() + Duration::from_secs(30);
     while http_get(&http, "/healthz").is_none_or(|r| !r.starts_with("HTTP/1.1 200")) {
-        assert!(Instant::now() < deadline, "scheduler not healthy within 30 s: {}", std::fs::read_to_string(&proc.log).unwrap_or_default());
+        assert!(
+            Instant::now() < deadline,
+            "scheduler not healthy within 30 s: {}",
+            std::fs::read_to_string(&proc.log).unwrap_or_default()
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     Scheduler { proc, grpc, http }
@@ -191,8 +195,7 @@ pub fn write_peer_config(dir: &Path, name: &str, scheduler: Option<&str>, o: &Pe
 pub fn start_peer_with(dir: &Path, name: &str, config: PathBuf, store_dir: PathBuf) -> Peer {
     let mut cmd = Command::new(binary("peerd"));
     cmd.args(["--config", config.to_str().unwrap()]);
-    let (proc, line) =
-        spawn_until(name, cmd, &dir.join(format!("{name}.log")), "peerd ready", Duration::from_secs(30));
+    let (proc, line) = spawn_until(name, cmd, &dir.join(format!("{name}.log")), "peerd ready", Duration::from_secs(30));
     let field = |key: &str| -> String {
         line.split_whitespace().find_map(|w| w.strip_prefix(&format!("{key}="))).unwrap_or_default().to_string()
     };

@@ -116,7 +116,9 @@ async fn serve(mut stream: TcpStream, files: Arc<Files>) -> std::io::Result<()> 
         let (status, start, end) = match range.as_deref().and_then(|r| parse_range(r, len)) {
             Some((a, b)) => ("206 Partial Content", a, b),
             None if range.is_some() => {
-                let h = format!("HTTP/1.1 416 Range Not Satisfiable\r\nContent-Range: bytes */{len}\r\nContent-Length: 0\r\n\r\n");
+                let h = format!(
+                    "HTTP/1.1 416 Range Not Satisfiable\r\nContent-Range: bytes */{len}\r\nContent-Length: 0\r\n\r\n"
+                );
                 stream.write_all(h.as_bytes()).await?;
                 continue;
             }

@@ -21,7 +21,8 @@ pub fn binary() -> Option<PathBuf> {
 
 impl Registry {
     pub fn start(dir: &Path) -> Registry {
-        let bin = binary().expect("docker-registry is not installed; run tests/setup.sh (apt-get install docker-registry)");
+        let bin =
+            binary().expect("docker-registry is not installed; run tests/setup.sh (apt-get install docker-registry)");
         let addr = format!("127.0.0.1:{}", free_port());
         let config = dir.join("registry.yml");
         std::fs::write(
@@ -44,7 +45,11 @@ impl Registry {
         let proc = Proc::from_child("registry", child, log.clone());
         let deadline = Instant::now() + Duration::from_secs(20);
         while request(&addr, "GET", "/v2/", &[], &[]).map(|r| r.0) != Some(200) {
-            assert!(Instant::now() < deadline, "registry not up: {}", std::fs::read_to_string(&log).unwrap_or_default());
+            assert!(
+                Instant::now() < deadline,
+                "registry not up: {}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
         Registry { proc, addr, log }
@@ -52,25 +57,20 @@ impl Registry {
 
     /// Pushes `data` as a blob of `repo` (monolithic upload); returns its URL.
     pub fn push_blob(&self, repo: &str, data: &[u8], digest: &str) -> String {
-        let (status, headers, _) = request(&self.addr, "POST", &format!("/v2/{repo}/blobs/uploads/"), &[], &[])
-            .expect("upload starts");
+        let (status, headers, _) =
+            request(&self.addr, "POST", &format!("/v2/{repo}/blobs/uploads/"), &[], &[]).expect("upload starts");
         assert_eq!(status, 202, "upload start refused");
         let location = headers
             .iter()
             .find(|(k, _)| k.eq_ignore_ascii_case("location"))
             .map(|(_, v)| v.clone())
             .expect("upload location");
-        let path = location.split_once("://").map_or(location.as_str(), |(_, rest)| &rest[rest.find('/').unwrap_or(0)..]);
+        let path =
+            location.split_once("://").map_or(location.as_str(), |(_, rest)| &rest[rest.find('/').unwrap_or(0)..]);
         let sep = if path.contains('?') { '&' } else { '?' };
         let put = format!("{path}{sep}digest={digest}");
-        let (status, _, body) = request(
-            &self.addr,
-            "PUT",
-            &put,
-            &[("Content-Type", "application/octet-stream")],
-            data,
-        )
-        .expect("upload completes");
+        let (status, _, body) = request(&self.addr, "PUT", &put, &[("Content-Type", "application/octet-stream")], data)
+            .expect("upload completes");
         assert_eq!(status, 201, "blob upload refused: {}", String::from_utf8_lossy(&body));
         format!("http://{}/v2/{repo}/blobs/{digest}", self.addr)
     }
@@ -101,7 +101,8 @@ pub fn request(
 ) -> Option<(u16, Vec<(String, String)>, Vec<u8>)> {
     let mut s = TcpStream::connect(addr).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(120))).ok()?;
-    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+    let mut head =
+        format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
     for (k, v) in headers {
         head.push_str(&format!("{k}: {v}\r\n"));
     }
@@ -114,6 +115,7 @@ pub fn request(
     let text = String::from_utf8_lossy(&out[..end]).to_string();
     let mut lines = text.lines();
     let status = lines.next()?.split_whitespace().nth(1)?.parse().ok()?;
-    let headers = lines.filter_map(|l| l.split_once(':')).map(|(k, v)| (k.trim().to_string(), v.trim().to_string())).collect();
+    let headers =
+        lines.filter_map(|l| l.split_once(':')).map(|(k, v)| (k.trim().to_string(), v.trim().to_string())).collect();
     Some((status, headers, out[end + 4..].to_vec()))
 }

@@ -77,7 +77,8 @@ usage: dfget URL -O FILE [options]
                 "--application" => application = value("--application")?,
                 "-H" | "--header" => {
                     let h = value("--header")?;
-                    let (k, v) = h.split_once(':').ok_or_else(|| usage(format!("header {h:?} is not 'Name: value'")))?;
+                    let (k, v) =
+                        h.split_once(':').ok_or_else(|| usage(format!("header {h:?} is not 'Name: value'")))?;
                     headers.insert(k.trim().to_string(), v.trim().to_string());
                 }
                 "--daemon" => daemon = value("--daemon")?,
@@ -137,9 +138,9 @@ usage: dfget URL -O FILE [options]
 
     async fn run(args: Args) -> Result<(), Fail> {
         let endpoint = format!("http://{}", args.daemon);
-        let mut client = DaemonClient::connect(endpoint.clone()).await.map_err(|e| {
-            Fail(4, format!("cannot reach the peer daemon at {}: {e}; is peerd running?", args.daemon))
-        })?;
+        let mut client = DaemonClient::connect(endpoint.clone())
+            .await
+            .map_err(|e| Fail(4, format!("cannot reach the peer daemon at {}: {e}; is peerd running?", args.daemon)))?;
         let request = DownloadRequest {
             url: args.url.clone(),
             digest: args.digest.clone(),
@@ -147,11 +148,8 @@ usage: dfget URL -O FILE [options]
             application: args.application.clone(),
             request_headers: args.headers.clone(),
         };
-        let mut stream = client
-            .download(request)
-            .await
-            .map_err(|s| Fail(code_of(s.code()), s.message().to_string()))?
-            .into_inner();
+        let mut stream =
+            client.download(request).await.map_err(|s| Fail(code_of(s.code()), s.message().to_string()))?.into_inner();
         let bar = if args.quiet { ProgressBar::hidden() } else { ProgressBar::new(0) };
         bar.set_style(
             ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta} {msg}")
@@ -230,7 +228,10 @@ usage: dfget URL -O FILE [options]
             if let Some(want) = digest {
                 let got = format!("sha256:{}", hex(&hasher.finalize()));
                 if got != want.to_ascii_lowercase() {
-                    return Err(Fail(5, format!("content has {got}, expected {want}; {} left unchanged", output.display())));
+                    return Err(Fail(
+                        5,
+                        format!("content has {got}, expected {want}; {} left unchanged", output.display()),
+                    ));
                 }
             }
             dst.sync_all().map_err(|e| io("cannot sync", &tmp, e))?;

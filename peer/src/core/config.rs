@@ -11,7 +11,9 @@ const MIB: u64 = 1 << 20;
 pub enum PieceSizing {
     /// Dragonfly's rule: 4 MiB up to 200 MiB, then 1 MiB more per 100 MiB, at most 15 MiB.
     Dragonfly,
-    Fixed { piece_bytes: u64 },
+    Fixed {
+        piece_bytes: u64,
+    },
 }
 
 impl PieceSizing {

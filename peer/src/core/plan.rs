@@ -49,7 +49,9 @@ struct Stripes {
 
 impl Stripes {
     fn of(stripe: Option<Stripe>) -> Option<Stripes> {
-        stripe.filter(|s| s.count > 0 && s.count <= 64 && s.index < s.count).map(|s| Stripes { mask: 1 << s.index, count: s.count })
+        stripe
+            .filter(|s| s.count > 0 && s.count <= 64 && s.index < s.count)
+            .map(|s| Stripes { mask: 1 << s.index, count: s.count })
     }
     #[cfg(test)]
     fn contains(self, piece: u32) -> bool {
@@ -274,9 +276,7 @@ impl TaskDownload {
     /// `max_open_conn`; a complete download still accepts, it seeds), or already connected.
     /// The blacklist is not consulted: Kraken checks it only before dialling.
     pub fn on_incoming(&mut self, now: TimeNs, parent: ParentRef, has: PieceSet) -> bool {
-        if !self.cfg.symmetric_connections
-            || self.parents.len() >= self.cfg.max_parents
-            || self.has_parent(parent.peer)
+        if !self.cfg.symmetric_connections || self.parents.len() >= self.cfg.max_parents || self.has_parent(parent.peer)
         {
             return false;
         }
@@ -523,7 +523,8 @@ impl TaskDownload {
             .parents
             .iter()
             .filter(|p| {
-                now.saturating_sub(p.last_progress_ns) > lc.conn_tti_ns || now.saturating_sub(p.opened_ns) > lc.conn_ttl_ns
+                now.saturating_sub(p.last_progress_ns) > lc.conn_tti_ns
+                    || now.saturating_sub(p.opened_ns) > lc.conn_ttl_ns
             })
             .map(|p| p.peer)
             .collect();
@@ -697,8 +698,7 @@ impl TaskDownload {
     }
 
     fn parent_has_room(&self, p: &ParentView) -> bool {
-        let limit =
-            if p.is_seed { self.cfg.max_in_flight_per_seed_parent } else { self.cfg.max_in_flight_per_parent };
+        let limit = if p.is_seed { self.cfg.max_in_flight_per_seed_parent } else { self.cfg.max_in_flight_per_parent };
         p.in_flight < limit
     }
 
@@ -712,7 +712,8 @@ impl TaskDownload {
     /// here or in flight), so the (parent, word) cells that can yield a piece are
     /// gathered once and only they are scanned at each level.
     fn pick_rarest(&self, rng: &mut impl Rng) -> Option<(u32, PeerId)> {
-        let mut order: Vec<usize> = (0..self.parents.len()).filter(|i| self.parent_has_room(&self.parents[*i])).collect();
+        let mut order: Vec<usize> =
+            (0..self.parents.len()).filter(|i| self.parent_has_room(&self.parents[*i])).collect();
         if order.is_empty() {
             return None;
         }
@@ -774,11 +775,13 @@ impl TaskDownload {
     /// Dragonfly's dispatcher: parents by cost EWMA (shuffled with probability 0.1), a
     /// random wanted piece from the first parent that has one.
     fn pick_random_from_best(&self, rng: &mut impl Rng) -> Option<(u32, PeerId)> {
-        let mut order: Vec<usize> = (0..self.parents.len()).filter(|i| self.parent_has_room(&self.parents[*i])).collect();
+        let mut order: Vec<usize> =
+            (0..self.parents.len()).filter(|i| self.parent_has_room(&self.parents[*i])).collect();
         if rng.random_bool(0.1) {
             order.shuffle(rng);
         } else {
-            order.sort_by(|a, b| self.parents[*a].cost_ewma_ns.total_cmp(&self.parents[*b].cost_ewma_ns).then(a.cmp(b)));
+            order
+                .sort_by(|a, b| self.parents[*a].cost_ewma_ns.total_cmp(&self.parents[*b].cost_ewma_ns).then(a.cmp(b)));
         }
         for pi in order {
             let p = &self.parents[pi];
@@ -819,10 +822,7 @@ impl TaskDownload {
     /// Parents that can still give something: they hold a needed piece, or are still
     /// downloading themselves.
     fn useful_parents(&self) -> usize {
-        self.parents
-            .iter()
-            .filter(|p| !p.has.is_full() || self.needed_from(p))
-            .count()
+        self.parents.iter().filter(|p| !p.has.is_full() || self.needed_from(p)).count()
     }
 
     fn needed_from(&self, p: &ParentView) -> bool {
@@ -845,9 +845,10 @@ impl TaskDownload {
             return;
         }
         let stalled = self.in_flight.is_empty() && now.saturating_sub(self.last_piece_ns) >= self.cfg.stall_timeout_ns;
-        let announce_due = self.cfg.reannounce_interval_ns.is_some_and(|i| {
-            self.parents.len() < self.cfg.max_parents && since_last >= i
-        });
+        let announce_due = self
+            .cfg
+            .reannounce_interval_ns
+            .is_some_and(|i| self.parents.len() < self.cfg.max_parents && since_last >= i);
         if !(self.wants_new_parents() || stalled || announce_due) {
             return;
         }

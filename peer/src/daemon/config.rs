@@ -224,10 +224,9 @@ fn check(c: &DaemonConfig) -> Result<(), Fault> {
             format!("is {piece}; must be between 65536 and {}", crate::storage::MAX_PIECE_BYTES),
         );
     }
-    for (key, value) in [
-        ("sync_wait_ms", c.download.sync_wait_ms),
-        ("hold_for_client_ms", c.download.hold_for_client_ms),
-    ] {
+    for (key, value) in
+        [("sync_wait_ms", c.download.sync_wait_ms), ("hold_for_client_ms", c.download.hold_for_client_ms)]
+    {
         if value == 0 {
             return fault(&["download", key], "must be at least 1".into());
         }

@@ -8,8 +8,8 @@ use super::fetch::{self, OriginCursor, PieceOutcome};
 use super::metrics::ByteSource;
 use super::Ctx;
 use crate::core::{PeerAction, PieceSizing, Source, TaskDownload};
-use crate::dataplane::{FetchError, ParentPieces, PieceUpdate};
 use crate::dataplane::io::blocking;
+use crate::dataplane::{FetchError, ParentPieces, PieceUpdate};
 use crate::origin::OriginRequest;
 use crate::storage::{Sha256Digest, TaskSpec};
 use crate::task_id::{redact_url, TaskId};
@@ -309,7 +309,11 @@ impl<'a> Download<'a> {
                 pieces: None,
                 sync: None,
             });
-            let has = link.pieces.as_ref().map(ParentPieces::usable).unwrap_or_else(|| PieceSet::new(self.plan.piece_count()));
+            let has = link
+                .pieces
+                .as_ref()
+                .map(ParentPieces::usable)
+                .unwrap_or_else(|| PieceSet::new(self.plan.piece_count()));
             let stripe = parent.stripe.map(|s| Stripe { index: s.index, count: s.count });
             out.push((ParentRef { peer: id, host: HostId(id.0), stripe }, parent.is_seed, has));
         }
@@ -593,13 +597,8 @@ async fn create_task(
     content_bytes: u64,
     piece_bytes: u64,
 ) -> Result<crate::storage::TaskInfo, DownloadError> {
-    let spec = TaskSpec {
-        id: job.task,
-        url: redact_url(&job.url),
-        content_bytes,
-        piece_bytes,
-        content_digest: job.digest,
-    };
+    let spec =
+        TaskSpec { id: job.task, url: redact_url(&job.url), content_bytes, piece_bytes, content_digest: job.digest };
     match ctx.store.create_task(spec.clone()) {
         Err(crate::storage::StoreError::QuotaExceeded { .. }) => {
             // Make room once (idle and least recently used tasks), then try again.

@@ -18,11 +18,18 @@ use tokio::time::Instant;
 /// How a transfer ended.
 #[derive(Debug)]
 pub enum PieceOutcome {
-    Stored { bytes: u64, took: Duration },
+    Stored {
+        bytes: u64,
+        took: Duration,
+    },
     /// Not the parent's fault and not ours (busy, piece gone): try elsewhere.
-    Dropped { reason: String },
+    Dropped {
+        reason: String,
+    },
     /// The parent failed us (unreachable, refused, bad bytes): report and block it.
-    ParentFailed { error: FetchError },
+    ParentFailed {
+        error: FetchError,
+    },
     /// The download cannot go on (quota, disk, origin refusing).
     Fatal(DownloadError),
 }

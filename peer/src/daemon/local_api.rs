@@ -30,7 +30,8 @@ type ProgressStream = Pin<Box<dyn tokio_stream::Stream<Item = Result<DownloadPro
 /// Checks a request and names its task.
 pub fn job_of(ctx: &Ctx, r: &dpb::DownloadRequest) -> Result<Job, DownloadError> {
     let invalid = |m: String| DownloadError::new(ErrorKind::InvalidInput, m);
-    let url = url::Url::parse(r.url.trim()).map_err(|e| invalid(format!("{}: invalid URL: {e}", redact_url(&r.url))))?;
+    let url =
+        url::Url::parse(r.url.trim()).map_err(|e| invalid(format!("{}: invalid URL: {e}", redact_url(&r.url))))?;
     if !matches!(url.scheme(), "http" | "https") {
         return Err(invalid(format!(
             "{}: unsupported scheme {:?} (supported: http, https)",

@@ -140,11 +140,15 @@ pub async fn start(cfg: DaemonConfig) -> Result<Running, StartError> {
     tracing::info!(dir = %cfg.storage.dir.display(), report = ?opened, "store open");
     let store = Arc::new(store);
     let origin: Arc<dyn Origin> = Arc::new(HttpOrigin::new(cfg.origin.clone())?);
-    let client = Arc::new(PeerClient::new(cfg.dataplane.client.clone()).map_err(|e| StartError::Dataplane(e.to_string()))?);
-    let server = Server::bind(cfg.listen.data, store.clone(), cfg.dataplane.server.clone()).await.map_err(|e| match e {
-        crate::dataplane::ServerError::Bind { addr, source } => StartError::Bind { key: "listen.data", addr, source },
-        other => StartError::Dataplane(other.to_string()),
-    })?;
+    let client =
+        Arc::new(PeerClient::new(cfg.dataplane.client.clone()).map_err(|e| StartError::Dataplane(e.to_string()))?);
+    let server =
+        Server::bind(cfg.listen.data, store.clone(), cfg.dataplane.server.clone()).await.map_err(|e| match e {
+            crate::dataplane::ServerError::Bind { addr, source } => {
+                StartError::Bind { key: "listen.data", addr, source }
+            }
+            other => StartError::Dataplane(other.to_string()),
+        })?;
     let server = Arc::new(server);
     let data_addr = server.local_addr();
     let bind = |key: &'static str, addr: SocketAddr| async move {

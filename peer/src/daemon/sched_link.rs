@@ -86,7 +86,8 @@ impl SchedLink {
     /// The task no longer lives here (garbage-collected).
     pub async fn leave_task(&self, task: &TaskId) {
         if let Some((_, mut client)) = self.for_task(task) {
-            let call = client.leave_task(pb::LeaveTaskRequest { host_id: self.host.id.clone(), task_id: task.to_hex() });
+            let call =
+                client.leave_task(pb::LeaveTaskRequest { host_id: self.host.id.clone(), task_id: task.to_hex() });
             let _ = tokio::time::timeout(self.request_timeout, call).await;
         }
     }

@@ -1,10 +1,10 @@
 //! Server and client on 127.0.0.1 with real sockets.
 
-use crate::test_data::content;
 use super::frame::{self, ErrorCode};
 use super::*;
 use crate::storage::{Sha256Digest, Store, StoreConfig, TaskSpec, VerifiedPiece};
 use crate::task_id::TaskId;
+use crate::test_data::content;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,7 +18,6 @@ struct Parent {
     piece_bytes: u64,
     _dir: tempfile::TempDir,
 }
-
 
 impl Parent {
     /// A parent holding `have` of `pieces` pieces of `piece_bytes` each.

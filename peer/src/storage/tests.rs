@@ -29,7 +29,6 @@ fn open(cfg: StoreConfig) -> (Store, OpenReport, Arc<ManualClock>) {
     (store, report, clock)
 }
 
-
 fn spec(id: u8, data: &[u8], with_digest: bool) -> TaskSpec {
     TaskSpec {
         id: TaskId::from_bytes([id; 32]),

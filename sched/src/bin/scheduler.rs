@@ -21,10 +21,10 @@ fn main() -> ExitCode {
 mod real {
     use anyhow::Context;
     use sched::service;
-    use svc::init_logging;
-    use svc::signals::Signals;
     use std::path::PathBuf;
     use std::process::ExitCode;
+    use svc::init_logging;
+    use svc::signals::Signals;
 
     const USAGE: &str = "\
 usage: scheduler --config FILE [--check]

@@ -79,11 +79,7 @@ impl PieceSet {
 
     /// Number of pieces in `self` that `other` lacks.
     pub fn count_minus(&self, other: &PieceSet) -> u32 {
-        self.words
-            .iter()
-            .enumerate()
-            .map(|(i, w)| (w & !other.words.get(i).copied().unwrap_or(0)).count_ones())
-            .sum()
+        self.words.iter().enumerate().map(|(i, w)| (w & !other.words.get(i).copied().unwrap_or(0)).count_ones()).sum()
     }
 }
 

@@ -164,8 +164,7 @@ impl Dag {
     /// True when no cycle exists (for assertions and property tests).
     pub fn is_acyclic(&self) -> bool {
         // Kahn's algorithm over in-degrees.
-        let mut indeg: BTreeMap<PeerId, usize> =
-            self.vertices.iter().map(|(k, v)| (*k, v.parents.len())).collect();
+        let mut indeg: BTreeMap<PeerId, usize> = self.vertices.iter().map(|(k, v)| (*k, v.parents.len())).collect();
         let mut ready: Vec<PeerId> = indeg.iter().filter(|(_, d)| **d == 0).map(|(k, _)| *k).collect();
         let mut seen = 0;
         while let Some(v) = ready.pop() {

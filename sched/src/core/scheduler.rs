@@ -161,7 +161,11 @@ impl Scheduler {
             task.fed = FedIndex::new(stripes);
         }
         if task.piece_count != req.piece_count {
-            return Err(SchedError::PieceCountMismatch { task: req.task, known: task.piece_count, got: req.piece_count });
+            return Err(SchedError::PieceCountMismatch {
+                task: req.task,
+                known: task.piece_count,
+                got: req.piece_count,
+            });
         }
         self.stats.registrations += 1;
         let is_seed = host_kind == HostKind::Seed && req.need_back_to_source;
@@ -175,7 +179,8 @@ impl Scheduler {
         }
         // Default policy: the peer is an inner node of the stripe with the fewest so far.
         let home_stripe = (!is_seed && stripes > 0).then(|| {
-            let (si, members) = task.home_members.iter_mut().enumerate().min_by_key(|(_, m)| m.len()).expect("stripes > 0");
+            let (si, members) =
+                task.home_members.iter_mut().enumerate().min_by_key(|(_, m)| m.len()).expect("stripes > 0");
             members.push(req.peer);
             si as u32
         });
@@ -408,9 +413,10 @@ impl Scheduler {
     fn schedule_dragonfly(&mut self, now: TimeNs, peer: PeerId, out: &mut Vec<Decision>) {
         let p = &self.peers[&peer];
         let task = &self.tasks[&p.task];
-        let can_back_to_source = task.back_to_source.len() as u32 <= self.cfg.back_to_source_limit
-            && self.cfg.back_to_source_limit > 0;
-        if can_back_to_source && (p.need_back_to_source || p.rounds_without_parents >= self.cfg.retry_back_to_source_limit)
+        let can_back_to_source =
+            task.back_to_source.len() as u32 <= self.cfg.back_to_source_limit && self.cfg.back_to_source_limit > 0;
+        if can_back_to_source
+            && (p.need_back_to_source || p.rounds_without_parents >= self.cfg.retry_back_to_source_limit)
         {
             let reason =
                 if p.need_back_to_source { BackToSourceReason::Ordered } else { BackToSourceReason::NoParents };
@@ -441,10 +447,8 @@ impl Scheduler {
             return;
         }
         let task = &self.tasks[&p.task];
-        let origin_ready = task
-            .seed_peer
-            .and_then(|s| self.peers.get(&s))
-            .is_some_and(|s| s.state == PeerState::Succeeded);
+        let origin_ready =
+            task.seed_peer.and_then(|s| self.peers.get(&s)).is_some_and(|s| s.state == PeerState::Succeeded);
         if !origin_ready {
             let rounds = p.rounds_without_parents;
             let backoff = (self.cfg.poll_initial_ns as f64 * self.cfg.poll_factor.powi(rounds.min(64) as i32))
@@ -486,10 +490,8 @@ impl Scheduler {
         // seed's place at the origin (one, not the budget's worth: each is another copy
         // from the registry) and the others are fed through it.
         if asked && under_budget && task.seed_failed_ns.is_some() && task.back_to_source.is_empty() {
-            let whole_copy = task
-                .peers
-                .iter()
-                .any(|q| self.peers.get(q).is_some_and(|q| q.state == PeerState::Succeeded));
+            let whole_copy =
+                task.peers.iter().any(|q| self.peers.get(q).is_some_and(|q| q.state == PeerState::Succeeded));
             if !whole_copy {
                 self.order_back_to_source(now, peer, BackToSourceReason::NoParents, out);
                 return;
@@ -691,9 +693,9 @@ impl Scheduler {
     /// seed peer with a free root slot.
     fn stripe_has_room(&self, t: &Task, si: usize) -> bool {
         !t.fed.is_empty(si)
-            || t.seed_peer.and_then(|p| self.peers.get(&p)).is_some_and(|seed| {
-                select::seed_has_room(&self.cfg, &self.hosts[&seed.host], seed, &t.stripe_dags[si])
-            })
+            || t.seed_peer
+                .and_then(|p| self.peers.get(&p))
+                .is_some_and(|seed| select::seed_has_room(&self.cfg, &self.hosts[&seed.host], seed, &t.stripe_dags[si]))
     }
 
     fn give_parents(&mut self, _now: TimeNs, peer: PeerId, parents: Vec<ParentRef>, out: &mut Vec<Decision>) {
@@ -715,7 +717,13 @@ impl Scheduler {
         out.push(Decision::Parents { peer, parents });
     }
 
-    fn order_back_to_source(&mut self, _now: TimeNs, peer: PeerId, reason: BackToSourceReason, out: &mut Vec<Decision>) {
+    fn order_back_to_source(
+        &mut self,
+        _now: TimeNs,
+        peer: PeerId,
+        reason: BackToSourceReason,
+        out: &mut Vec<Decision>,
+    ) {
         self.drop_in_edges(peer);
         self.set_state(peer, PeerState::BackToSource);
         let p = self.peers.get_mut(&peer).expect("exists");

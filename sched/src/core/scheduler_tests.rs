@@ -119,7 +119,13 @@ fn dragonfly_goes_back_to_source_after_four_empty_rounds_within_its_limit() {
     for h in 0..4 {
         s.announce_host(
             0,
-            HostInfo { id: HostId(h), kind: HostKind::Normal, location: String::new(), idc: String::new(), disable_shared: false },
+            HostInfo {
+                id: HostId(h),
+                kind: HostKind::Normal,
+                location: String::new(),
+                idc: String::new(),
+                disable_shared: false,
+            },
         );
     }
     // No seed peers: the first peer is told to go back to source at once.

@@ -1,10 +1,10 @@
 //! How a parent is chosen: one function per policy, each a filter followed by a score.
 //! This file is the answer to "how is a parent chosen".
 
-use super::decision::{ParentRef, Stripe};
-use super::ids::PeerId;
 use super::config::SchedulerConfig;
 use super::dag::Dag;
+use super::decision::{ParentRef, Stripe};
+use super::ids::PeerId;
 use super::records::{Host, HostKind, Peer, PeerState, Task, UNFED};
 use super::scheduler::Scheduler;
 use rand::seq::SliceRandom;
@@ -29,11 +29,8 @@ pub fn dragonfly(s: &mut Scheduler, peer: PeerId) -> Vec<ParentRef> {
         let parent = &s.peers[&cand];
         let host = &s.hosts[&parent.host];
         let child_host = &s.hosts[&child.host];
-        let piece = if task.piece_count > 0 {
-            f64::from(parent.finished.count()) / f64::from(task.piece_count)
-        } else {
-            0.0
-        };
+        let piece =
+            if task.piece_count > 0 { f64::from(parent.finished.count()) / f64::from(task.piece_count) } else { 0.0 };
         let upload_success = if host.upload_count < host.upload_failed_count {
             0.0
         } else if host.upload_count == 0 && host.upload_failed_count == 0 {
@@ -205,7 +202,10 @@ fn fits_child(child: &Peer, cand: &Peer, dag: &Dag) -> bool {
         && cand.host != child.host
         && !dag.is_ancestor(child.id, cand.id)
         && !dag.parents(child.id).contains(&cand.id);
-    debug_assert_eq!(ok, dag.check_edge(cand.id, child.id).is_ok() && !child.blocked.contains(&cand.id) && cand.host != child.host);
+    debug_assert_eq!(
+        ok,
+        dag.check_edge(cand.id, child.id).is_ok() && !child.blocked.contains(&cand.id) && cand.host != child.host
+    );
     ok
 }
 

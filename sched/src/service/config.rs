@@ -19,13 +19,13 @@
 //!
 //! Every error is one line, `FILE:LINE: KEY: what is wrong`, and nothing here panics.
 
-pub use svc::{ConfigError, LogConfig, LogFormat};
-use svc::ConfigFile;
 use crate::core::{Policy, SchedulerConfig, TimeNs, NS_PER_MS};
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
+use svc::ConfigFile;
+pub use svc::{ConfigError, LogConfig, LogFormat};
 
 /// Everything the service needs, checked.
 #[derive(Debug, Clone, PartialEq)]
@@ -196,8 +196,9 @@ fn scheduler_config(table: &toml::Table, order: &[String]) -> Result<SchedulerCo
         }
         merged.insert(key.clone(), value.clone());
     }
-    let cfg: SchedulerConfig =
-        toml::Value::Table(merged).try_into().map_err(|e| ("policy".to_string(), svc::config_file::schema_message(e.message())))?;
+    let cfg: SchedulerConfig = toml::Value::Table(merged)
+        .try_into()
+        .map_err(|e| ("policy".to_string(), svc::config_file::schema_message(e.message())))?;
     check_scheduler(&cfg, &preset)?;
     Ok(cfg)
 }

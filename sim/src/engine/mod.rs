@@ -20,9 +20,8 @@ pub struct RunOptions {
 
 /// Runs every mode of `scenario` and returns the results.
 pub fn run_scenario(scenario: &Scenario, _options: &RunOptions) -> anyhow::Result<RunResult> {
-    let policy = Policy::parse(&scenario.policy).ok_or_else(|| {
-        anyhow::anyhow!("unknown policy {:?}; valid: {}", scenario.policy, Policy::NAMES.join(", "))
-    })?;
+    let policy = Policy::parse(&scenario.policy)
+        .ok_or_else(|| anyhow::anyhow!("unknown policy {:?}; valid: {}", scenario.policy, Policy::NAMES.join(", ")))?;
     let mut modes = Vec::new();
     for mode in &scenario.modes {
         let wall = std::time::Instant::now();

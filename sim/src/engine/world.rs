@@ -57,10 +57,19 @@ struct PeerTask {
 
 #[derive(Debug, Clone, Copy)]
 enum TransferKind {
-    Piece { dst: PeerId, piece: u32, from: Source },
+    Piece {
+        dst: PeerId,
+        piece: u32,
+        from: Source,
+    },
     /// A whole blob straight from the registry (oci mode).
-    Blob { node: usize, blob: usize },
-    Manifest { node: usize },
+    Blob {
+        node: usize,
+        blob: usize,
+    },
+    Manifest {
+        node: usize,
+    },
 }
 
 struct Transfer {
@@ -151,7 +160,8 @@ impl<'a> World<'a> {
         if mode == Mode::P2pLazy {
             blobs.push(sc.lazy.metadata_bytes);
         }
-        let blob_keys = (0..blobs.len()).map(|i| hashring::key_of(format!("{}#{i}", sc.image.reference).as_bytes())).collect();
+        let blob_keys =
+            (0..blobs.len()).map(|i| hashring::key_of(format!("{}#{i}", sc.image.reference).as_bytes())).collect();
         // Pods: created at t = 0, bound after the scheduling delay plus seeded jitter.
         let ppn = sc.cluster.pods_per_node as usize;
         let mut nodes: Vec<Node> = (0..n_nodes)
@@ -189,7 +199,8 @@ impl<'a> World<'a> {
         sched_cfg.policy = policy;
         let mut replicas = Vec::new();
         for r in 0..sc.cluster.scheduler_replicas {
-            let mut core = Scheduler::new(sched_cfg.clone(), ChaCha8Rng::seed_from_u64(rng.random::<u64>() ^ u64::from(r)));
+            let mut core =
+                Scheduler::new(sched_cfg.clone(), ChaCha8Rng::seed_from_u64(rng.random::<u64>() ^ u64::from(r)));
             for h in 0..n_nodes + seed_count {
                 let kind = if h < n_nodes { HostKind::Normal } else { HostKind::Seed };
                 core.announce_host(
@@ -337,7 +348,14 @@ impl<'a> World<'a> {
 
     /// Records a transfer requested now; its flow starts later.
     fn new_transfer(&mut self, kind: TransferKind, bytes: u64) -> usize {
-        self.transfers.push(Transfer { kind, bytes, requested_ns: self.now, flow: None, cancelled: false, holds_slot: false });
+        self.transfers.push(Transfer {
+            kind,
+            bytes,
+            requested_ns: self.now,
+            flow: None,
+            cancelled: false,
+            holds_slot: false,
+        });
         let id = self.transfers.len() - 1;
         if let TransferKind::Piece { dst, .. } = kind {
             self.peers[dst.0 as usize].open.push(id);
@@ -526,7 +544,8 @@ impl<'a> World<'a> {
 
     fn sched_send(&mut self, blob: usize, request: SchedRequest, schedules: bool) {
         let replica = self.replica_of(blob);
-        let service = if schedules { self.sc.scheduler.schedule_service_us } else { self.sc.scheduler.report_service_us };
+        let service =
+            if schedules { self.sc.scheduler.schedule_service_us } else { self.sc.scheduler.report_service_us };
         let arrive = self.now + self.rpc_ns;
         let r = &mut self.replicas[replica];
         let start = r.busy_until.max(arrive);
@@ -610,7 +629,11 @@ impl<'a> World<'a> {
                     children.push(peer);
                 }
                 if self.peer_cfg.symmetric_connections && !self.peers[parent.0 as usize].dl.has_parent(peer) {
-                    let me = sched::core::ParentRef { peer, host: HostId(self.peers[peer.0 as usize].host as u32), stripe: None };
+                    let me = sched::core::ParentRef {
+                        peer,
+                        host: HostId(self.peers[peer.0 as usize].host as u32),
+                        stripe: None,
+                    };
                     let have = self.peers[peer.0 as usize].dl.have().clone();
                     if self.peers[parent.0 as usize].dl.on_incoming(now, me, have) {
                         self.sync_children(parent);
@@ -688,7 +711,9 @@ impl<'a> World<'a> {
             }
             PeerAction::Cancel { piece, from } => self.cancel_transfer(peer, piece, from),
             PeerAction::Report(reports) => self.sched_send(blob, SchedRequest::Pieces(peer, reports), false),
-            PeerAction::ParentFailed { parent } => self.sched_send(blob, SchedRequest::ParentFailed(peer, parent), false),
+            PeerAction::ParentFailed { parent } => {
+                self.sched_send(blob, SchedRequest::ParentFailed(peer, parent), false)
+            }
             PeerAction::Reschedule { blocked } => self.sched_send(blob, SchedRequest::Reschedule(peer, blocked), true),
             PeerAction::GiveUpP2p => {
                 let now = self.now;

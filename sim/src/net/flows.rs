@@ -104,10 +104,7 @@ impl FlowTable {
         for k in 0..2 {
             let list = &mut self.members[flow.cons[k] as usize];
             flow.pos[k] = list.len() as u32;
-            list.push(Member {
-                slot,
-                other: flow.cons[1 - k],
-            });
+            list.push(Member { slot, other: flow.cons[1 - k] });
         }
         flow.attached = true;
     }

@@ -154,13 +154,7 @@ impl FlowNet {
             inflight_bytes += f.bytes as f64 - f.remaining_bytes + f.rate_bytes_per_ns * dt_ns;
             rate += f.rate_bytes_per_ns;
         }
-        let s = EgressSeries::new(
-            bucket_ns,
-            self.now_ns,
-            self.sent_bytes[node.0 as usize],
-            inflight_bytes,
-            rate,
-        );
+        let s = EgressSeries::new(bucket_ns, self.now_ns, self.sent_bytes[node.0 as usize], inflight_bytes, rate);
         match self.series_of[node.0 as usize] {
             Some(i) => self.series[i as usize].1 = s,
             None => {
@@ -222,8 +216,7 @@ impl FlowNet {
         self.catch_up(now);
         let slot = self.slot_of.remove(&flow)?;
         let f = &self.table.slots[slot as usize];
-        let remaining_bytes =
-            f.remaining_bytes - f.rate_bytes_per_ns * (self.now_ns - self.solved_ns) as f64;
+        let remaining_bytes = f.remaining_bytes - f.rate_bytes_per_ns * (self.now_ns - self.solved_ns) as f64;
         let delivered_f = (f.bytes as f64 - remaining_bytes).clamp(0.0, f.bytes as f64);
         let delivered = (delivered_f.floor() as u64).min(f.bytes);
         self.finish(slot, delivered_f, delivered);
@@ -269,12 +262,7 @@ impl FlowNet {
     }
 
     fn schedule_solve(&mut self, now: TimeNs) {
-        let at = if self.quantum_ns == 0 {
-            now
-        } else {
-            now.div_ceil(self.quantum_ns)
-                .saturating_mul(self.quantum_ns)
-        };
+        let at = if self.quantum_ns == 0 { now } else { now.div_ceil(self.quantum_ns).saturating_mul(self.quantum_ns) };
         self.solve_at_ns = Some(self.solve_at_ns.map_or(at, |s| s.min(at)));
     }
 
@@ -291,11 +279,7 @@ impl FlowNet {
     }
 
     fn run_until(&mut self, now: TimeNs, out: &mut Vec<Completion>) {
-        debug_assert!(
-            now >= self.now_ns,
-            "time went backwards: {now} < {}",
-            self.now_ns
-        );
+        debug_assert!(now >= self.now_ns, "time went backwards: {now} < {}", self.now_ns);
         let now = now.max(self.now_ns);
         while let Some(t) = self.next_event_ns().filter(|&t| t <= now) {
             self.now_ns = t;
@@ -322,8 +306,7 @@ impl FlowNet {
 
     fn complete(&mut self, slot: u32, out: &mut Vec<Completion>) {
         let f = &self.table.slots[slot as usize];
-        let remaining_bytes =
-            f.remaining_bytes - f.rate_bytes_per_ns * (self.now_ns - self.solved_ns) as f64;
+        let remaining_bytes = f.remaining_bytes - f.rate_bytes_per_ns * (self.now_ns - self.solved_ns) as f64;
         let done = Completion {
             flow: f.id,
             tag: f.tag,
@@ -353,10 +336,7 @@ impl FlowNet {
         }
         // Freed capacity matters only to flows sharing a constraint with this one.
         let [up, down] = self.table.slots[slot as usize].cons;
-        if attached
-            && !(self.table.members[up as usize].is_empty()
-                && self.table.members[down as usize].is_empty())
-        {
+        if attached && !(self.table.members[up as usize].is_empty() && self.table.members[down as usize].is_empty()) {
             self.schedule_solve(self.now_ns);
         }
     }
@@ -405,11 +385,7 @@ impl FlowNet {
         }
         self.scratch_slots = finished;
 
-        let rates = self.solver.solve(
-            &self.caps_bytes_per_ns,
-            &self.table.members,
-            self.table.slots.len(),
-        );
+        let rates = self.solver.solve(&self.caps_bytes_per_ns, &self.table.members, self.table.slots.len());
         self.solves += 1;
         self.solve_at_ns = None;
 

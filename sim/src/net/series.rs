@@ -67,13 +67,7 @@ impl EgressSeries {
 
     /// A flow of this node ended (after `advance_to(now)`): its float progress leaves the
     /// in-flight part and `credited_bytes` (what `bytes_sent` counts) joins the exact part.
-    pub fn flow_ended(
-        &mut self,
-        rate_bytes_per_ns: f64,
-        delivered_bytes_f: f64,
-        credited_bytes: u64,
-        node_idle: bool,
-    ) {
+    pub fn flow_ended(&mut self, rate_bytes_per_ns: f64, delivered_bytes_f: f64, credited_bytes: u64, node_idle: bool) {
         self.credited_bytes += credited_bytes;
         if node_idle {
             // Nothing in flight: drop accumulated float drift.

@@ -48,21 +48,13 @@ pub(super) struct Solver {
 impl Solver {
     /// Max-min fair rate of every flow in `members` (per constraint), indexed by flow slot
     /// (`n_slots` of them); slots of no member are left negative.
-    pub fn solve(
-        &mut self,
-        caps_bytes_per_ns: &[f64],
-        members: &[Vec<Member>],
-        n_slots: usize,
-    ) -> &[f64] {
+    pub fn solve(&mut self, caps_bytes_per_ns: &[f64], members: &[Vec<Member>], n_slots: usize) -> &[f64] {
         self.cons.clear();
         self.cons.extend(
             caps_bytes_per_ns
                 .iter()
                 .zip(members)
-                .map(|(&cap, m)| ConsState {
-                    remaining_bytes_per_ns: cap,
-                    unfrozen: m.len() as u32,
-                }),
+                .map(|(&cap, m)| ConsState { remaining_bytes_per_ns: cap, unfrozen: m.len() as u32 }),
         );
         self.rates_bytes_per_ns.clear();
         self.rates_bytes_per_ns.resize(n_slots, -1.0);
@@ -135,10 +127,7 @@ mod tests {
         let t = table(4, &[(0, 1), (0, 2), (0, 3)]);
         let caps = [12.0, 1e9, 1e9, 1.0, 1e9, 4.0, 1e9, 100.0];
         let mut solver = Solver::default();
-        assert_eq!(
-            solver.solve(&caps, &t.members, t.slots.len()),
-            &[1.0, 4.0, 7.0]
-        );
+        assert_eq!(solver.solve(&caps, &t.members, t.slots.len()), &[1.0, 4.0, 7.0]);
     }
 
     #[test]

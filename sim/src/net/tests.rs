@@ -14,10 +14,7 @@ fn drain(net: &mut FlowNet) -> Vec<Completion> {
 }
 
 fn assert_close(actual: f64, expected: f64, what: &str) {
-    assert!(
-        (actual - expected).abs() <= expected.abs() * 1e-12,
-        "{what}: {actual} != {expected}"
-    );
+    assert!((actual - expected).abs() <= expected.abs() * 1e-12, "{what}: {actual} != {expected}");
 }
 
 #[test]
@@ -82,10 +79,7 @@ fn egress_series_follows_the_rates() {
     net.start(0, a, b, 2_500_000, 0);
     drain(&mut net);
     // Both capped by A at 0.5 byte/ns; the first ends at 3 ms, the second then gets 1 byte/ns.
-    assert_eq!(
-        net.egress_series(a),
-        vec![1_000_000, 1_000_000, 1_000_000, 1_000_000, 0]
-    );
+    assert_eq!(net.egress_series(a), vec![1_000_000, 1_000_000, 1_000_000, 1_000_000, 0]);
     assert_eq!(net.egress_series(b), vec![0; 5]);
     assert_eq!(net.bytes_sent(a), 4_000_000);
 }
@@ -119,11 +113,7 @@ fn quantum_delays_the_solve_to_the_next_boundary() {
     assert_eq!(out.iter().map(|c| c.flow).collect::<Vec<_>>(), vec![f]);
     // A change exactly on a boundary is solved at that instant.
     let g = net.start(3 * MS_NS, b, a, 1_000_000, 0);
-    assert_eq!(
-        net.next_event_ns(),
-        Some(3 * MS_NS),
-        "the new flow's solve is due now"
-    );
+    assert_eq!(net.next_event_ns(), Some(3 * MS_NS), "the new flow's solve is due now");
     net.advance(3 * MS_NS, &mut out);
     assert_close(net.rate_bps(g).unwrap(), 8.0 * GBPS, "g");
     assert_eq!(net.solves(), 2);
@@ -154,11 +144,7 @@ fn cancel_returns_delivered_bytes_and_frees_capacity() {
     // 0.5 byte/ns each for 1 ms.
     assert_eq!(net.cancel(MS_NS, x), Some(500_000));
     assert_eq!(net.active_flows(), 1);
-    assert_eq!(
-        net.next_event_ns(),
-        Some(MS_NS),
-        "freed capacity is re-shared now"
-    );
+    assert_eq!(net.next_event_ns(), Some(MS_NS), "freed capacity is re-shared now");
     assert_eq!(net.cancel(MS_NS, x), None);
     net.advance(MS_NS, &mut out);
     assert_close(net.rate_bps(y).unwrap(), 8.0 * GBPS, "y");
@@ -198,8 +184,5 @@ fn completion_reported_by_next_advance_when_caught_up_inside_start() {
     let g = net.start(5_000, b, a, 1_000, 0);
     assert_eq!(net.cancel(5_000, f), None);
     let out = drain(&mut net);
-    assert_eq!(
-        out.iter().map(|c| (c.flow, c.done_ns)).collect::<Vec<_>>(),
-        vec![(f, 1_000), (g, 6_000)]
-    );
+    assert_eq!(out.iter().map(|c| (c.flow, c.done_ns)).collect::<Vec<_>>(), vec![(f, 1_000), (g, 6_000)]);
 }

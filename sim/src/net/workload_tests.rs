@@ -15,33 +15,16 @@ struct Workload {
     cancels: Vec<(TimeNs, usize)>,
 }
 
-fn random_workload(
-    seed: u64,
-    nodes: u32,
-    flows: usize,
-    window_ns: u64,
-    cancels: usize,
-) -> Workload {
+fn random_workload(seed: u64, nodes: u32, flows: usize, window_ns: u64, cancels: usize) -> Workload {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let speeds = [1.0, 2.5, 5.0, 10.0];
-    let caps_bps = (0..nodes)
-        .map(|_| {
-            (
-                speeds[rng.random_range(0..4)] * GBPS,
-                speeds[rng.random_range(0..4)] * GBPS,
-            )
-        })
-        .collect();
+    let caps_bps =
+        (0..nodes).map(|_| (speeds[rng.random_range(0..4)] * GBPS, speeds[rng.random_range(0..4)] * GBPS)).collect();
     let mut fl: Vec<_> = (0..flows)
         .map(|_| {
             let src = rng.random_range(0..nodes);
             let dst = (src + rng.random_range(1..nodes)) % nodes;
-            (
-                rng.random_range(0..window_ns),
-                src,
-                dst,
-                rng.random_range(1u64 << 20..8 << 20),
-            )
+            (rng.random_range(0..window_ns), src, dst, rng.random_range(1u64 << 20..8 << 20))
         })
         .collect();
     fl.sort();
@@ -52,11 +35,7 @@ fn random_workload(
         })
         .collect();
     cs.sort();
-    Workload {
-        caps_bps,
-        flows: fl,
-        cancels: cs,
-    }
+    Workload { caps_bps, flows: fl, cancels: cs }
 }
 
 struct Run {
@@ -80,11 +59,8 @@ fn run(w: &Workload, quantum_ns: u64, bucket_ns: Option<u64>) -> Run {
     let mut completions = Vec::new();
     let mut cancelled = Vec::new();
     loop {
-        let candidates = [
-            w.flows.get(next_start).map(|f| f.0),
-            w.cancels.get(next_cancel).map(|c| c.0),
-            net.next_event_ns(),
-        ];
+        let candidates =
+            [w.flows.get(next_start).map(|f| f.0), w.cancels.get(next_cancel).map(|c| c.0), net.next_event_ns()];
         let Some(t) = candidates.into_iter().flatten().min() else {
             break;
         };
@@ -102,12 +78,7 @@ fn run(w: &Workload, quantum_ns: u64, bucket_ns: Option<u64>) -> Run {
             next_cancel += 1;
         }
     }
-    Run {
-        net,
-        ids,
-        completions,
-        cancelled,
-    }
+    Run { net, ids, completions, cancelled }
 }
 
 /// Per flow (indexed by tag), its completion time relative to `exact`: |lazy - exact| / exact.
@@ -119,9 +90,7 @@ fn relative_errors(exact: &Run, lazy: &Run) -> Vec<f64> {
     assert_eq!(lazy.completions.len(), done.len());
     lazy.completions
         .iter()
-        .map(|c| {
-            (c.done_ns as f64 - done[c.tag as usize] as f64).abs() / done[c.tag as usize] as f64
-        })
+        .map(|c| (c.done_ns as f64 - done[c.tag as usize] as f64).abs() / done[c.tag as usize] as f64)
         .collect()
 }
 
@@ -142,10 +111,7 @@ fn quantum_mode_tracks_exact_mode() {
         assert!(e <= 0.005, "completion {k} off by {:.3}%", e * 100.0);
     }
     let (me, mf) = (makespan_ns(&exact), makespan_ns(&fine));
-    assert!(
-        (mf - me).abs() / me <= 0.001,
-        "makespan exact {me} lazy {mf}"
-    );
+    assert!((mf - me).abs() / me <= 0.001, "makespan exact {me} lazy {mf}");
     assert!(fine.net.solves() < exact.net.solves());
     // 0.25 ms is coarse next to 1 MiB pieces: a flow starting early can end a few % late,
     // but on average and for the makespan the error stays small.
@@ -153,15 +119,9 @@ fn quantum_mode_tracks_exact_mode() {
     let errs = relative_errors(&exact, &coarse);
     let mean = errs.iter().sum::<f64>() / errs.len() as f64;
     assert!(mean <= 0.002, "mean error {:.3}%", mean * 100.0);
-    assert!(
-        errs.iter().any(|&e| e > 0.0),
-        "the modes should differ a little"
-    );
+    assert!(errs.iter().any(|&e| e > 0.0), "the modes should differ a little");
     let mc = makespan_ns(&coarse);
-    assert!(
-        (mc - me).abs() / me <= 0.001,
-        "makespan exact {me} lazy {mc}"
-    );
+    assert!((mc - me).abs() / me <= 0.001, "makespan exact {me} lazy {mc}");
     assert!(coarse.net.solves() < fine.net.solves());
 }
 
@@ -171,10 +131,7 @@ fn bytes_are_conserved_and_egress_series_respects_capacity() {
     let bucket_ns = MS_NS;
     for quantum_ns in [0, 250_000] {
         let r = run(&w, quantum_ns, Some(bucket_ns));
-        assert!(
-            r.cancelled.len() > 50,
-            "workload should cancel flows mid-transfer"
-        );
+        assert!(r.cancelled.len() > 50, "workload should cancel flows mid-transfer");
         assert_eq!(r.completions.len() + r.cancelled.len(), w.flows.len());
         let n = w.caps_bps.len();
         let (mut sent, mut received) = (vec![0u64; n], vec![0u64; n]);
@@ -196,18 +153,12 @@ fn bytes_are_conserved_and_egress_series_respects_capacity() {
             assert_eq!(series.iter().sum::<u64>(), sent[i], "series of {i}");
             let cap_bytes = up_bps / 8e9 * bucket_ns as f64;
             for (b, &v) in series.iter().enumerate() {
-                assert!(
-                    v as f64 <= cap_bytes * (1.0 + 1e-9) + 1.0,
-                    "node {i} bucket {b}: {v} > {cap_bytes}"
-                );
+                assert!(v as f64 <= cap_bytes * (1.0 + 1e-9) + 1.0, "node {i} bucket {b}: {v} > {cap_bytes}");
             }
         }
         let mut ordered = r.completions.clone();
         ordered.sort_by_key(|c| (c.done_ns, c.flow));
-        assert_eq!(
-            ordered, r.completions,
-            "completions come ordered by (done_ns, flow)"
-        );
+        assert_eq!(ordered, r.completions, "completions come ordered by (done_ns, flow)");
         assert!(r.ids.len() == w.flows.len());
     }
 }
@@ -220,10 +171,7 @@ fn same_workload_gives_identical_results() {
     assert_eq!(a.completions, b.completions);
     assert_eq!(a.cancelled, b.cancelled);
     for i in 0..w.caps_bps.len() as u32 {
-        assert_eq!(
-            a.net.egress_series(NodeIx(i)),
-            b.net.egress_series(NodeIx(i))
-        );
+        assert_eq!(a.net.egress_series(NodeIx(i)), b.net.egress_series(NodeIx(i)));
     }
 }
 
@@ -265,21 +213,14 @@ proptest! {
     }
 }
 
-fn check_max_min(
-    net: &FlowNet,
-    caps: &[(u32, u32)],
-    live: &[(FlowId, u32, u32)],
-) -> Result<(), TestCaseError> {
+fn check_max_min(net: &FlowNet, caps: &[(u32, u32)], live: &[(FlowId, u32, u32)]) -> Result<(), TestCaseError> {
     if net.next_event_ns() == Some(net.now_ns) {
         return Ok(()); // a solve is still due: rates are not settled
     }
     let cap_of = |c: usize| [caps[c / 2].0, caps[c / 2].1][c % 2] as f64 * GBPS;
     let mut sum = vec![0.0; caps.len() * 2];
     let mut max = vec![0.0f64; caps.len() * 2];
-    let rates: Vec<f64> = live
-        .iter()
-        .map(|(id, _, _)| net.rate_bps(*id).unwrap())
-        .collect();
+    let rates: Vec<f64> = live.iter().map(|(id, _, _)| net.rate_bps(*id).unwrap()).collect();
     for (&(_, s, d), &r) in live.iter().zip(&rates) {
         for c in [2 * s as usize, 2 * d as usize + 1] {
             sum[c] += r;
@@ -287,13 +228,7 @@ fn check_max_min(
         }
     }
     for (c, &total) in sum.iter().enumerate() {
-        prop_assert!(
-            total <= cap_of(c) * (1.0 + 1e-9),
-            "constraint {} over: {} > {}",
-            c,
-            total,
-            cap_of(c)
-        );
+        prop_assert!(total <= cap_of(c) * (1.0 + 1e-9), "constraint {} over: {} > {}", c, total, cap_of(c));
     }
     for (&(id, s, d), &r) in live.iter().zip(&rates) {
         prop_assert!(r > 0.0, "{:?} has no rate", id);

@@ -6,11 +6,11 @@
 
 use super::format::{bytes, secs_short, times_image_str};
 use super::summary::{bucket_gbps, peak_window_bytes};
+use super::text::{Label, Txt};
 use crate::result::REGISTRY_BUCKET_NS;
 use crate::scenario::Mode;
-use plotters::coord::ranged1d::{DefaultFormatting, KeyPointHint, KeyPointWeight, Ranged};
-use super::text::{Label, Txt};
 use plotters::coord::cartesian::Cartesian2d;
+use plotters::coord::ranged1d::{DefaultFormatting, KeyPointHint, KeyPointWeight, Ranged};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, VPos};
@@ -32,8 +32,8 @@ pub fn ensure_font() {
 /// One colour per mode, the same in every chart (colour-blind-safe Okabe-Ito hues).
 pub fn mode_color(mode: Mode) -> RGBColor {
     match mode {
-        Mode::Oci => RGBColor(213, 94, 0),     // vermillion
-        Mode::P2p => RGBColor(0, 114, 178),    // blue
+        Mode::Oci => RGBColor(213, 94, 0),      // vermillion
+        Mode::P2p => RGBColor(0, 114, 178),     // blue
         Mode::P2pLazy => RGBColor(0, 158, 115), // bluish green
     }
 }
@@ -99,13 +99,7 @@ impl Axis {
 
     /// Linear axis with categories at 0, 1, .., n-1 (grouped bars).
     pub fn categories(n: usize) -> Axis {
-        Axis {
-            lo: -0.5,
-            hi: n as f64 - 0.5,
-            log: false,
-            ticks: (0..n).map(|i| i as f64).collect(),
-            minor: vec![],
-        }
+        Axis { lo: -0.5, hi: n as f64 - 0.5, log: false, ticks: (0..n).map(|i| i as f64).collect(), minor: vec![] }
     }
 
     /// Log10 axis covering [min, max], bounds and ticks on the 1-2-5 sequence.
@@ -432,8 +426,7 @@ where
     let style = label(LEGEND_PX);
     let (sample_w, gap, spacing) = (34i32, 10i32, 40i32);
     let row_h = style.line_height().ceil() as i32 + 10;
-    let widths: Vec<i32> =
-        entries.iter().map(|e| sample_w + gap + style.width(&e.label).ceil() as i32).collect();
+    let widths: Vec<i32> = entries.iter().map(|e| sample_w + gap + style.width(&e.label).ceil() as i32).collect();
     for (r, row) in legend_rows(w, entries).iter().enumerate() {
         let total: i32 = row.iter().map(|&i| widths[i]).sum::<i32>() + spacing * (row.len() as i32 - 1);
         let mut x = (w as i32 - total) / 2;
@@ -553,8 +546,7 @@ impl Figure for StartupCdf {
                 RGBColor(150, 150, 150).stroke_width(1),
             ))?;
             chart.draw_series(std::iter::once(
-                Txt::new(name, (x.lo(), pct), label(15.0).color(GREY).anchor(HPos::Left, VPos::Bottom))
-                    .offset(6, -3),
+                Txt::new(name, (x.lo(), pct), label(15.0).color(GREY).anchor(HPos::Left, VPos::Bottom)).offset(6, -3),
             ))?;
         }
         if lb.is_finite() && lb > 0.0 {

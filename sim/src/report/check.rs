@@ -285,13 +285,8 @@ impl CheckOutcome {
             rows.push(r);
         }
         out.push_str(&text_table(&header, &rows));
-        let limits: Vec<String> =
-            DEFAULT_TOLERANCES_PCT.iter().map(|(m, _)| format!("{m} +{}%", tol.pct(m))).collect();
-        out.push_str(&format!(
-            "OK: {} scenario x mode pairs within tolerance ({})\n",
-            rows.len(),
-            limits.join(", ")
-        ));
+        let limits: Vec<String> = DEFAULT_TOLERANCES_PCT.iter().map(|(m, _)| format!("{m} +{}%", tol.pct(m))).collect();
+        out.push_str(&format!("OK: {} scenario x mode pairs within tolerance ({})\n", rows.len(), limits.join(", ")));
         out
     }
 }
@@ -308,7 +303,11 @@ fn num(v: f64) -> String {
 
 fn pct(p: f64) -> String {
     if p.is_infinite() {
-        if p > 0.0 { "+inf%".into() } else { "-inf%".into() }
+        if p > 0.0 {
+            "+inf%".into()
+        } else {
+            "-inf%".into()
+        }
     } else if p == 0.0 {
         "0.00%".into()
     } else {

@@ -64,12 +64,7 @@ pub fn registry_csv(run: &RunResult) -> anyhow::Result<String> {
         for (i, &b) in m.registry_egress_bytes_per_bucket.iter().enumerate() {
             // Integer nanoseconds, then seconds: no accumulated float error.
             let t_s = (i as u64 * REGISTRY_BUCKET_NS) as f64 / 1e9;
-            w.write_record([
-                m.mode.name().to_string(),
-                csv_f(t_s),
-                b.to_string(),
-                csv_f(bucket_gbps(b)),
-            ])?;
+            w.write_record([m.mode.name().to_string(), csv_f(t_s), b.to_string(), csv_f(bucket_gbps(b))])?;
         }
     }
     finish(w)

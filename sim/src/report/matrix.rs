@@ -87,9 +87,7 @@ pub struct MatrixRow {
 
 fn sorted(entries: &[MatrixEntry]) -> Vec<&MatrixEntry> {
     let mut v: Vec<&MatrixEntry> = entries.iter().collect();
-    v.sort_by(|a, b| {
-        (family_rank(&a.family), a.pods, &a.scenario).cmp(&(family_rank(&b.family), b.pods, &b.scenario))
-    });
+    v.sort_by(|a, b| (family_rank(&a.family), a.pods, &a.scenario).cmp(&(family_rank(&b.family), b.pods, &b.scenario)));
     v
 }
 
@@ -183,14 +181,10 @@ fn describe(values: BTreeSet<String>, one: &str, many: &str) -> String {
 fn family_charts(family: &str, entries: &[&MatrixEntry]) -> Vec<(String, GroupedBars)> {
     let mut pods_seen = BTreeSet::new();
     let dup = entries.iter().any(|e| !pods_seen.insert(e.pods));
-    let groups: Vec<String> = entries
-        .iter()
-        .map(|e| if dup { e.scenario.clone() } else { format!("{} pods", e.pods) })
-        .collect();
-    let modes: Vec<Mode> = Mode::ALL
-        .into_iter()
-        .filter(|m| entries.iter().any(|e| e.summary.modes.contains_key(m.name())))
-        .collect();
+    let groups: Vec<String> =
+        entries.iter().map(|e| if dup { e.scenario.clone() } else { format!("{} pods", e.pods) }).collect();
+    let modes: Vec<Mode> =
+        Mode::ALL.into_iter().filter(|m| entries.iter().any(|e| e.summary.modes.contains_key(m.name()))).collect();
     let series = |f: &dyn Fn(&ModeSummary) -> Bar| -> Vec<BarSeries> {
         modes
             .iter()
@@ -245,15 +239,13 @@ fn family_charts(family: &str, entries: &[&MatrixEntry]) -> Vec<(String, Grouped
         notes: vec![],
     };
 
-    let max_bytes = entries
-        .iter()
-        .flat_map(|e| e.summary.modes.values().map(|m| m.registry_bytes))
-        .max()
-        .unwrap_or(0);
+    let max_bytes = entries.iter().flat_map(|e| e.summary.modes.values().map(|m| m.registry_bytes)).max().unwrap_or(0);
     let (scale, unit) = if max_bytes >= 10_000_000_000 { (1e9, "GB") } else { (1e6, "MB") };
     let traffic = GroupedBars {
         title: format!("{title}: back-to-source traffic"),
-        subtitle: format!("bytes served by the registry for the whole rollout \u{b7} log scale \u{b7} {run_desc} \u{b7} {image_desc}"),
+        subtitle: format!(
+            "bytes served by the registry for the whole rollout \u{b7} log scale \u{b7} {run_desc} \u{b7} {image_desc}"
+        ),
         groups,
         x_desc,
         series: series(&|m| Bar { value: m.registry_bytes as f64, whisker: None }),

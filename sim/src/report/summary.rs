@@ -45,11 +45,8 @@ pub fn nearest_rank(sorted: &[f64], pct: u32) -> f64 {
 /// Pod start times of one mode, ascending. Pods that never started (non-finite
 /// `started_s`, e.g. a mode stopped by its time limit) sort last.
 pub fn sorted_start_times(mode: &ModeResult) -> Vec<f64> {
-    let mut v: Vec<f64> = mode
-        .pods
-        .iter()
-        .map(|p| if p.started_s.is_finite() { p.started_s } else { f64::INFINITY })
-        .collect();
+    let mut v: Vec<f64> =
+        mode.pods.iter().map(|p| if p.started_s.is_finite() { p.started_s } else { f64::INFINITY }).collect();
     v.sort_by(f64::total_cmp);
     v
 }
@@ -142,11 +139,7 @@ impl Summary {
             policy: run.policy.clone(),
             image_bytes: run.image_bytes,
             lower_bound_s: round_fixed(run.lower_bound_s),
-            modes: run
-                .modes
-                .iter()
-                .map(|m| (m.mode.name().to_string(), ModeSummary::of(m)))
-                .collect(),
+            modes: run.modes.iter().map(|m| (m.mode.name().to_string(), ModeSummary::of(m))).collect(),
         }
     }
 

@@ -37,12 +37,7 @@ pub struct Label {
 
 impl Label {
     pub fn new(size: f64) -> Label {
-        Label {
-            size,
-            color: RGBColor(0, 0, 0),
-            anchor: Pos::new(HPos::Left, VPos::Top),
-            rotate_left: false,
-        }
+        Label { size, color: RGBColor(0, 0, 0), anchor: Pos::new(HPos::Left, VPos::Top), rotate_left: false }
     }
     pub fn color(mut self, c: RGBColor) -> Label {
         self.color = c;

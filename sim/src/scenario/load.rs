@@ -146,8 +146,7 @@ fn schema_problem(doc: &Document<&str>, e: &toml::de::Error) -> (Option<String>,
     }
     if let Some(rest) = raw.strip_prefix("unknown variant `") {
         let (name, valid) = rest.split_once('`').unwrap_or((rest, ""));
-        let valid =
-            valid.trim_start_matches(", expected ").trim_start_matches("one of ").replace('`', "");
+        let valid = valid.trim_start_matches(", expected ").trim_start_matches("one of ").replace('`', "");
         return (at, format!("unknown mode {name:?}; valid modes: {valid}"));
     }
     if let Some(rest) = raw.strip_prefix("missing field `") {
@@ -157,9 +156,7 @@ fn schema_problem(doc: &Document<&str>, e: &toml::de::Error) -> (Option<String>,
             None => name.to_string(),
         };
         let message = match key.as_str() {
-            "image" => {
-                "missing [image] table; add one with `reference` and `layer_bytes`".to_string()
-            }
+            "image" => "missing [image] table; add one with `reference` and `layer_bytes`".to_string(),
             "cluster" => "missing [cluster] table; add one with at least `pods`".to_string(),
             _ => format!("required key is missing; add `{name} = ...`"),
         };

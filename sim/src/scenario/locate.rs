@@ -93,9 +93,7 @@ impl Best {
     fn consider(&mut self, span: Option<Range<usize>>, path: &str) {
         let Some(span) = span else { return };
         let matches = match &self.want {
-            Want::Holds(offset) => {
-                span.contains(offset) || (span.is_empty() && span.start == *offset)
-            }
+            Want::Holds(offset) => span.contains(offset) || (span.is_empty() && span.start == *offset),
             Want::Exact(wanted) => !span.is_empty() && span == *wanted,
         };
         let len = span.len();

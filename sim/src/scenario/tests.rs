@@ -87,8 +87,7 @@ fn bundled() -> Vec<(String, Scenario)> {
 }
 
 const NGINX_LAYERS: [u64; 4] = [1_986_743, 67_118_423, 167_792_951, 289_441_723];
-const TF_LAYERS: [u64; 6] =
-    [1_986_743, 134_234_775, 402_700_183, 671_165_591, 939_630_999, 1_073_863_703];
+const TF_LAYERS: [u64; 6] = [1_986_743, 134_234_775, 402_700_183, 671_165_591, 939_630_999, 1_073_863_703];
 
 #[test]
 fn every_bundled_scenario_loads_and_matches_the_seed_benchmark() {
@@ -121,8 +120,7 @@ fn every_bundled_scenario_loads_and_matches_the_seed_benchmark() {
 fn leaf_keys(text: &str) -> BTreeSet<String> {
     fn walk(table: &dyn toml_edit::TableLike, prefix: &str, out: &mut BTreeSet<String>) {
         for (name, item) in table.iter() {
-            let path =
-                if prefix.is_empty() { name.to_string() } else { format!("{prefix}.{name}") };
+            let path = if prefix.is_empty() { name.to_string() } else { format!("{prefix}.{name}") };
             match item.as_table_like() {
                 Some(t) => walk(t, &path, out),
                 None => {
@@ -157,10 +155,7 @@ fn defaults_fill_absent_sections_and_round_trip() {
     assert_eq!(s.lazy, Lazy::default());
     assert_eq!(s.sim, SimSettings::default());
     assert_eq!((s.policy.as_str(), s.modes.clone()), ("default", Mode::ALL.to_vec()));
-    assert_eq!(
-        (s.cluster.pods_per_node, s.cluster.seed_peers, s.cluster.scheduler_replicas),
-        (1, 3, 2)
-    );
+    assert_eq!((s.cluster.pods_per_node, s.cluster.seed_peers, s.cluster.scheduler_replicas), (1, 3, 2));
     let text = toml::to_string(&s).expect("serializes");
     assert_eq!(parse_scenario(&text, "round.toml").expect("round trip is valid"), s);
 }
@@ -195,25 +190,10 @@ fn syntax_errors_point_at_the_line() {
 
 #[test]
 fn unknown_keys_list_the_valid_keys_of_their_table() {
-    let e = expect_at(
-        &with("", "colour = 1"),
-        None,
-        "colour",
-        "valid keys of the top level: name, seed",
-    );
+    let e = expect_at(&with("", "colour = 1"), None, "colour", "valid keys of the top level: name, seed");
     assert_eq!(e.kind, ErrorKind::Schema);
-    expect_at(
-        &with("cluster", "podz = 3"),
-        None,
-        "cluster.podz",
-        "valid keys of [cluster]: pods, pods_per_node",
-    );
-    expect_at(
-        &with("lazy", "prefetch_mb = 3"),
-        None,
-        "lazy.prefetch_mb",
-        "valid keys of [lazy]: metadata_bytes",
-    );
+    expect_at(&with("cluster", "podz = 3"), None, "cluster.podz", "valid keys of [cluster]: pods, pods_per_node");
+    expect_at(&with("lazy", "prefetch_mb = 3"), None, "lazy.prefetch_mb", "valid keys of [lazy]: metadata_bytes");
     let extra = format!("{}[extra] {MARK}\nx = 1\n", minimal());
     expect_at(&extra, None, "extra", "unknown key \"extra\"");
     let inline = with("", "registry = { egress = 1.0 }");
@@ -232,12 +212,7 @@ fn wrong_types_say_what_to_write() {
         "write a number",
     );
     expect_at(&with("lazy", "prefetch = 1"), None, "lazy.prefetch", "write true or false");
-    expect_at(
-        &with("image", "layer_bytes = [10, \"x\"]"),
-        None,
-        "image.layer_bytes[1]",
-        "invalid type",
-    );
+    expect_at(&with("image", "layer_bytes = [10, \"x\"]"), None, "image.layer_bytes[1]", "invalid type");
     expect_at(&with("", "name = 7"), None, "name", "write text in double quotes");
 }
 
@@ -246,12 +221,7 @@ fn missing_required_keys_and_tables() {
     let no_image = "name = \"t\"\n[cluster]\npods = 4\n";
     let e = expect_at(no_image, Some(1), "image", "missing [image] table");
     assert_eq!(e.kind, ErrorKind::Schema);
-    expect_at(
-        "name = \"t\"\n[image]\nreference = \"r\"\nlayer_bytes = [1]\n",
-        Some(1),
-        "cluster",
-        "missing [cluster]",
-    );
+    expect_at("name = \"t\"\n[image]\nreference = \"r\"\nlayer_bytes = [1]\n", Some(1), "cluster", "missing [cluster]");
     let no_pods = minimal().replace("pods = 4\n", "");
     let header = no_pods.lines().position(|l| l == "[cluster]").unwrap() + 1;
     expect_at(&no_pods, Some(header), "cluster.pods", "add `pods = ...`");
@@ -270,21 +240,10 @@ fn rates_and_sizes_must_be_finite_and_positive() {
         ("pod", "unpack_mbps_per_core"),
     ];
     for (section, key) in keys {
-        for (value, got) in [
-            ("-1.0", "-1"),
-            ("0", "0"),
-            ("0.0", "0"),
-            ("nan", "NaN"),
-            ("inf", "inf"),
-            ("-inf", "-inf"),
-        ] {
+        for (value, got) in [("-1.0", "-1"), ("0", "0"), ("0.0", "0"), ("nan", "NaN"), ("inf", "inf"), ("-inf", "-inf")]
+        {
             let text = with(section, &format!("{key} = {value}"));
-            let e = expect_at(
-                &text,
-                None,
-                &format!("{section}.{key}"),
-                &format!("greater than 0 (got {got})"),
-            );
+            let e = expect_at(&text, None, &format!("{section}.{key}"), &format!("greater than 0 (got {got})"));
             assert_eq!(e.kind, ErrorKind::Invalid);
         }
     }
@@ -304,29 +263,17 @@ fn counts_must_be_at_least_one() {
         ("lazy", "range_reads_in_flight"),
     ];
     for (section, key) in keys {
-        expect_at(
-            &with(section, &format!("{key} = 0")),
-            None,
-            &format!("{section}.{key}"),
-            "at least 1 (got 0)",
-        );
+        expect_at(&with(section, &format!("{key} = 0")), None, &format!("{section}.{key}"), "at least 1 (got 0)");
     }
     // Dotted keys at the top level point at their own line too.
-    let dotted = format!(
-        "name = \"t\"\ncluster.pods = 0 {MARK}\nimage.reference = \"r\"\nimage.layer_bytes = [1]\n"
-    );
+    let dotted = format!("name = \"t\"\ncluster.pods = 0 {MARK}\nimage.reference = \"r\"\nimage.layer_bytes = [1]\n");
     expect_at(&dotted, None, "cluster.pods", "at least 1 (got 0)");
 }
 
 #[test]
 fn image_layers_must_exist_and_be_non_empty() {
     expect_at(&with("image", "layer_bytes = []"), None, "image.layer_bytes", "at least one layer");
-    expect_at(
-        &with("image", "layer_bytes = [10, 0]"),
-        None,
-        "image.layer_bytes[1]",
-        "at least 1 byte (got 0)",
-    );
+    expect_at(&with("image", "layer_bytes = [10, 0]"), None, "image.layer_bytes[1]", "at least 1 byte (got 0)");
     // In a multi-line array the element's own line is named.
     let multi = with("image", "layer_bytes = [\n  10,\n  0, # <-\n  30,\n]");
     expect_at(&multi, None, "image.layer_bytes[1]", "at least 1 byte");
@@ -337,18 +284,8 @@ fn image_layers_must_exist_and_be_non_empty() {
 
 #[test]
 fn policies_and_modes_are_checked() {
-    expect_at(
-        &with("", "policy = \"fastest\""),
-        None,
-        "policy",
-        "valid policies: default, dragonfly, kraken",
-    );
-    expect_at(
-        &with("", "modes = [\"oci\", \"torrent\"]"),
-        None,
-        "modes[1]",
-        "valid modes: oci, p2p, p2p-lazy",
-    );
+    expect_at(&with("", "policy = \"fastest\""), None, "policy", "valid policies: default, dragonfly, kraken");
+    expect_at(&with("", "modes = [\"oci\", \"torrent\"]"), None, "modes[1]", "valid modes: oci, p2p, p2p-lazy");
     expect_at(&with("", "modes = []"), None, "modes", "at least one mode");
     expect_at(&with("", "modes = [\"p2p\", \"oci\", \"p2p\"]"), None, "modes[2]", "listed twice");
     expect_at(&with("", "name = \"../etc\""), None, "name", "directory name");
@@ -356,14 +293,8 @@ fn policies_and_modes_are_checked() {
 
 #[test]
 fn seed_peers_are_needed_only_by_p2p_modes() {
-    expect_at(
-        &with("cluster", "seed_peers = 0"),
-        None,
-        "cluster.seed_peers",
-        "at least 1 when modes include p2p",
-    );
-    let oci_only = with("cluster", "seed_peers = 0")
-        .replace("name = \"t\"", "name = \"t\"\nmodes = [\"oci\"]");
+    expect_at(&with("cluster", "seed_peers = 0"), None, "cluster.seed_peers", "at least 1 when modes include p2p");
+    let oci_only = with("cluster", "seed_peers = 0").replace("name = \"t\"", "name = \"t\"\nmodes = [\"oci\"]");
     assert!(parse_scenario(&oci_only, "oci.toml").is_ok());
 }
 
@@ -388,10 +319,7 @@ fn latencies_and_delays_must_be_finite_and_not_negative() {
                 "must be a finite number from 0",
             );
         }
-        assert!(
-            parse_scenario(&with(section, &format!("{key} = 0.0")), "zero.toml").is_ok(),
-            "{key} = 0 is valid"
-        );
+        assert!(parse_scenario(&with(section, &format!("{key} = 0.0")), "zero.toml").is_ok(), "{key} = 0 is valid");
     }
 }
 
@@ -403,20 +331,10 @@ fn fractions_and_sim_settings_are_bounded() {
     }
     assert!(parse_scenario(&with("lazy", "startup_working_set_fraction = 1.0"), "one.toml").is_ok());
     for value in ["-1.0", "nan"] {
-        expect_at(
-            &with("sim", &format!("quantum_us = {value}")),
-            None,
-            "sim.quantum_us",
-            "from 0 (exact)",
-        );
+        expect_at(&with("sim", &format!("quantum_us = {value}")), None, "sim.quantum_us", "from 0 (exact)");
     }
     for value in ["0.0", "-5.0", "inf"] {
-        expect_at(
-            &with("sim", &format!("time_limit_s = {value}")),
-            None,
-            "sim.time_limit_s",
-            "above 0",
-        );
+        expect_at(&with("sim", &format!("time_limit_s = {value}")), None, "sim.time_limit_s", "above 0");
     }
 }
 
@@ -425,15 +343,9 @@ fn absent_keys_are_placed_at_their_table_or_line_one() {
     let text = with("registry", "egress_gbps = 10.0");
     let doc = toml_edit::Document::parse(text.as_str()).unwrap();
     let header = text.lines().position(|l| l == "[registry]").unwrap() + 1;
-    assert_eq!(
-        locate(&doc, &text, "registry.qps_limit"),
-        KeyPlace { line: header, present: false }
-    );
+    assert_eq!(locate(&doc, &text, "registry.qps_limit"), KeyPlace { line: header, present: false });
     assert_eq!(locate(&doc, &text, "lazy.mount_ms"), KeyPlace { line: 1, present: false });
-    assert_eq!(
-        locate(&doc, &text, "registry.egress_gbps"),
-        KeyPlace { line: header + 1, present: true }
-    );
+    assert_eq!(locate(&doc, &text, "registry.egress_gbps"), KeyPlace { line: header + 1, present: true });
 }
 
 proptest! {

@@ -99,10 +99,7 @@ fn modes(s: &Scenario) -> Result<(), Invalid> {
         let valid: Vec<&str> = Mode::ALL.iter().map(|m| m.name()).collect();
         return fail(
             "modes",
-            format!(
-                "must name at least one mode (valid: {}), or be left out for all",
-                valid.join(", ")
-            ),
+            format!("must name at least one mode (valid: {}), or be left out for all", valid.join(", ")),
         );
     }
     for (i, mode) in s.modes.iter().enumerate() {
@@ -154,10 +151,7 @@ fn scheduler(s: &Scenario) -> Result<(), Invalid> {
 fn image(s: &Scenario) -> Result<(), Invalid> {
     let i = &s.image;
     if i.reference.trim().is_empty() {
-        return fail(
-            "image.reference",
-            "must not be empty; e.g. \"library/nginx:1.25\"".to_string(),
-        );
+        return fail("image.reference", "must not be empty; e.g. \"library/nginx:1.25\"".to_string());
     }
     if i.layer_bytes.is_empty() {
         return fail(
@@ -166,18 +160,12 @@ fn image(s: &Scenario) -> Result<(), Invalid> {
         );
     }
     if let Some(zero) = i.layer_bytes.iter().position(|&b| b == 0) {
-        return fail(
-            &format!("image.layer_bytes[{zero}]"),
-            "a layer must be at least 1 byte (got 0)".to_string(),
-        );
+        return fail(&format!("image.layer_bytes[{zero}]"), "a layer must be at least 1 byte (got 0)".to_string());
     }
     // Totals are summed in u64 bytes downstream; refuse what cannot be summed.
     let blobs = [i.manifest_bytes, i.config_bytes];
     if i.layer_bytes.iter().chain(&blobs).try_fold(0u64, |sum, &b| sum.checked_add(b)).is_none() {
-        return fail(
-            "image.layer_bytes",
-            "the image's total size overflows 64-bit bytes".to_string(),
-        );
+        return fail("image.layer_bytes", "the image's total size overflows 64-bit bytes".to_string());
     }
     at_least_one("image.manifest_bytes", i.manifest_bytes)?;
     at_least_one("image.config_bytes", i.config_bytes)
@@ -211,10 +199,7 @@ fn lazy(s: &Scenario) -> Result<(), Invalid> {
 fn sim(s: &Scenario) -> Result<(), Invalid> {
     let q = s.sim.quantum_us;
     if !(q.is_finite() && (0.0..=1e6).contains(&q)) {
-        return fail(
-            "sim.quantum_us",
-            format!("must be a finite number from 0 (exact) to 1000000 us (got {q})"),
-        );
+        return fail("sim.quantum_us", format!("must be a finite number from 0 (exact) to 1000000 us (got {q})"));
     }
     let t = s.sim.time_limit_s;
     if !(t.is_finite() && t > 0.0 && t <= TIME_LIMIT_MAX_S) {
