@@ -1,7 +1,10 @@
 //! Faults in a real cluster on 127.0.0.1: a parent killed mid-download, the seed killed at
-//! half the pieces, a piece corrupted on a peer's disk, and a daemon restarted.
+//! half the pieces, a piece corrupted on a peer's disk, a daemon restarted, and the
+//! scheduler restarted.
 
-use e2e::cluster::{self, dfget, start_peer, start_peer_with, start_scheduler, write_peer_config, PeerOptions};
+use e2e::cluster::{
+    self, dfget, start_peer, start_peer_with, start_scheduler, start_scheduler_at, write_peer_config, PeerOptions,
+};
 use e2e::origin_server::Origin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -110,5 +113,58 @@ fn a_corrupt_piece_is_never_sent_and_a_restarted_peer_serves_from_its_cache() {
     assert_eq!(a.metric("peer_download_bytes_total{source=\"local_cache\"}"), data.len() as u64);
     assert_eq!(origin.bytes_served(path), served_before, "the restarted peer refetched");
     a.proc.stop(Duration::from_secs(10));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// What a daemon logs once it has registered its completed tasks with a scheduler.
+const ANNOUNCED: &str = "completed tasks announced to the scheduler";
+
+#[test]
+fn completed_tasks_stay_parents_across_daemon_and_scheduler_restarts() {
+    let dir = cluster::test_dir("restarts");
+    let origin = Origin::start();
+    let data = Arc::new(cluster::random_bytes(16 * MIB, 4));
+    let want = cluster::sha256_hex(&data);
+    let path = "/files/restarts.bin";
+    let url = origin.put(path, data.clone());
+    let mut sched = start_scheduler(&dir);
+    let mut seed = start_peer(&dir, "seed", Some(&sched.grpc), &PeerOptions { seed: true, ..Default::default() });
+    let (a_config, a_store) = write_peer_config(&dir, "a", Some(&sched.grpc), &PeerOptions::default());
+    let mut a = start_peer_with(&dir, "a", a_config.clone(), a_store.clone());
+    let out_a = dir.join("a.out");
+    ok_output(&dfget(&a.local_api, &url, &out_a, &[]), &out_a, &want, "a");
+    let served = origin.bytes_served(path);
+    assert_eq!(served, data.len() as u64, "the seed fetched one copy");
+
+    // Without the seed, the origin is the only other source: every byte b and c get from
+    // a peer shows the scheduler knew a (and then b) held the task.
+    seed.proc.kill();
+    // A graceful stop leaves the scheduler: it forgets a's peers. The restarted daemon
+    // registers its completed task again.
+    assert_eq!(a.proc.stop(Duration::from_secs(10)), Some(0));
+    let mut a = start_peer_with(&dir, "a", a_config, a_store);
+    a.wait_for_log(ANNOUNCED, 1, Duration::from_secs(20));
+    let mut b = start_peer(&dir, "b", Some(&sched.grpc), &PeerOptions::default());
+    let out_b = dir.join("b.out");
+    ok_output(&dfget(&b.local_api, &url, &out_b, &[]), &out_b, &want, "b");
+    assert_eq!(b.metric("peer_download_bytes_total{source=\"parent\"}"), data.len() as u64, "b: bytes from a");
+    assert_eq!(origin.bytes_served(path), served, "b went to the origin");
+
+    // A restarted scheduler knows no peer; the daemons notice its new instance on their next
+    // announce (every 2 s here) and register what they hold.
+    let (grpc, http) = (sched.grpc.clone(), sched.http.clone());
+    assert_eq!(sched.proc.stop(Duration::from_secs(10)), Some(0));
+    let mut sched = start_scheduler_at(&dir, grpc, http);
+    a.wait_for_log(ANNOUNCED, 2, Duration::from_secs(30));
+    b.wait_for_log(ANNOUNCED, 1, Duration::from_secs(30));
+    let mut c = start_peer(&dir, "c", Some(&sched.grpc), &PeerOptions::default());
+    let out_c = dir.join("c.out");
+    ok_output(&dfget(&c.local_api, &url, &out_c, &[]), &out_c, &want, "c");
+    assert_eq!(c.metric("peer_download_bytes_total{source=\"parent\"}"), data.len() as u64, "c: bytes from a and b");
+    assert_eq!(origin.bytes_served(path), served, "c went to the origin");
+    for p in [&mut a, &mut b, &mut c] {
+        p.proc.stop(Duration::from_secs(10));
+    }
+    sched.proc.stop(Duration::from_secs(10));
     let _ = std::fs::remove_dir_all(&dir);
 }

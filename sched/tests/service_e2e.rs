@@ -48,6 +48,7 @@ fn register(peer: &str, host: &str, need_back_to_source: bool) -> pb::AnnouncePe
             piece_count: PIECES,
             need_back_to_source,
             request_headers: [("authorization".to_string(), "Bearer t".to_string())].into_iter().collect(),
+            completed: false,
         })),
     }
 }
@@ -331,4 +332,61 @@ async fn bad_requests_are_refused_with_a_reason() {
 
     running.shutdown();
     tokio::time::timeout(WAIT, running.wait()).await.unwrap().unwrap();
+}
+
+/// A daemon restarted with the task in its store registers it `completed`: the next
+/// download gets it as a parent, the seed is not asked, and the stream may end at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn completed_registration_serves_without_seed() {
+    let running = start().await;
+    let mut client = SchedulerClient::connect(format!("http://{}", running.grpc_addr)).await.unwrap();
+    let mut instance = None;
+    for (id, ip, port, kind) in [
+        ("seed", "127.0.0.10", 40010, pb::HostKind::Seed),
+        ("n1", "127.0.0.11", 40011, pb::HostKind::Normal),
+        ("n2", "127.0.0.12", 40012, pb::HostKind::Normal),
+    ] {
+        let answer = client.announce_host(host(id, ip, port, kind)).await.unwrap().into_inner();
+        assert!(!answer.scheduler_instance.is_empty());
+        assert!(instance.get_or_insert(answer.scheduler_instance.clone()) == &answer.scheduler_instance);
+    }
+    let mut seed_tasks =
+        client.watch_seed_tasks(pb::WatchSeedTasksRequest { host_id: "seed".into() }).await.unwrap().into_inner();
+
+    let mut done = register("p-done", "n1", false);
+    if let Some(Req::Register(r)) = done.request.as_mut() {
+        r.completed = true;
+        r.request_headers.clear();
+        r.url = "https://registry.test/v2/app/blobs/sha256:5f3c?redacted".into();
+    }
+    let mut p_done = PeerConn::open(&mut client, done).await;
+    p_done.expect_registered().await;
+    drop(p_done);
+
+    let mut p2 = PeerConn::open(&mut client, register("p2", "n2", false)).await;
+    p2.expect_registered().await;
+    let parents = p2.expect_parents().await;
+    assert!(parents.iter().all(|p| p.peer_id == "p-done") && !parents.is_empty(), "{parents:?}");
+    let seeded = tokio::time::timeout(Duration::from_millis(500), seed_tasks.message()).await;
+    assert!(seeded.is_err(), "the seed was asked for a task a peer holds whole: {seeded:?}");
+
+    let stat = client
+        .stat_task(pb::StatTaskRequest { task_id: TASK.into(), include_peers: true, max_peers: 10 })
+        .await
+        .unwrap()
+        .into_inner();
+    // The downloading peer's registration replaced the completed one's URL and headers.
+    assert_eq!(stat.url, "https://registry.test/v2/app/blobs/sha256:5f3c");
+    let done_stat = stat.peers.iter().find(|p| p.peer_id == "p-done").expect("completed peer listed");
+    assert_eq!(done_stat.finished_piece_count, PIECES);
+
+    let mut bad = register("p-bad", "n2", true);
+    if let Some(Req::Register(r)) = bad.request.as_mut() {
+        r.completed = true;
+    }
+    let mut p_bad = PeerConn::open(&mut client, bad).await;
+    let status = p_bad.expect_end().await;
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert!(status.message().contains("register.completed"), "{status:?}");
+    running.shutdown();
 }

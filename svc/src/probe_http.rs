@@ -62,7 +62,9 @@ pub async fn serve(listener: TcpListener, mut shutdown: watch::Receiver<bool>, r
         match accepted {
             Ok((stream, _)) => {
                 // Over the limit the connection is simply closed: scrapers retry.
-                let Ok(slot) = slots.clone().try_acquire_owned() else { continue };
+                let Ok(slot) = slots.clone().try_acquire_owned() else {
+                    continue;
+                };
                 let route = route.clone();
                 tokio::spawn(async move {
                     respond(stream, &route).await;

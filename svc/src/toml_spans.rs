@@ -34,7 +34,9 @@ pub fn key_at(doc: &Document<&str>, offset_bytes: usize) -> Option<String> {
 
 fn walk(table: &dyn TableLike, prefix: &str, offset: usize, best: &mut Option<(String, usize)>) {
     for (name, _) in table.iter() {
-        let Some((key, item)) = table.get_key_value(name) else { continue };
+        let Some((key, item)) = table.get_key_value(name) else {
+            continue;
+        };
         let path = if prefix.is_empty() { name.to_string() } else { format!("{prefix}.{name}") };
         consider(key.span(), &path, offset, best);
         consider(item.span(), &path, offset, best);

@@ -110,6 +110,11 @@ pub struct Scheduler {
 
 pub fn start_scheduler(dir: &Path) -> Scheduler {
     let (grpc, http) = (format!("127.0.0.1:{}", free_port()), format!("127.0.0.1:{}", free_port()));
+    start_scheduler_at(dir, grpc, http)
+}
+
+/// A scheduler on given addresses (a restart keeps the ones the peers know).
+pub fn start_scheduler_at(dir: &Path, grpc: String, http: String) -> Scheduler {
     let config = dir.join("scheduler.toml");
     std::fs::write(
         &config,
@@ -208,6 +213,24 @@ pub fn start_peer(dir: &Path, name: &str, scheduler: Option<&str>, o: &PeerOptio
 }
 
 impl Peer {
+    /// Waits until the daemon's log holds `needle` at least `times` times (the log starts
+    /// afresh with each start of the daemon).
+    pub fn wait_for_log(&self, needle: &str, times: usize, within: Duration) {
+        let deadline = Instant::now() + within;
+        loop {
+            let log = std::fs::read_to_string(&self.proc.log).unwrap_or_default();
+            if log.matches(needle).count() >= times {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{}: {needle:?} not logged {times} times within {within:?}:\n{log}",
+                self.name
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// The value of a Prometheus sample, e.g. `peer_download_bytes_total{source="parent"}`.
     pub fn metric(&self, sample: &str) -> u64 {
         let body = http_get(&self.http, "/metrics").unwrap_or_default();

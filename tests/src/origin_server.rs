@@ -40,7 +40,9 @@ impl Origin {
                 let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
                 tx.send(listener.local_addr().unwrap()).unwrap();
                 loop {
-                    let Ok((stream, _)) = listener.accept().await else { continue };
+                    let Ok((stream, _)) = listener.accept().await else {
+                        continue;
+                    };
                     let files = served.clone();
                     tokio::spawn(async move {
                         let _ = serve(stream, files).await;

@@ -311,7 +311,9 @@ impl TaskDownload {
     }
 
     pub fn on_parent_has(&mut self, parent: PeerId, piece: u32) {
-        let Some(i) = self.parents.iter().position(|p| p.peer == parent) else { return };
+        let Some(i) = self.parents.iter().position(|p| p.peer == parent) else {
+            return;
+        };
         if self.parents[i].has.insert(piece) {
             self.bump_availability(piece, 1);
         }
@@ -513,7 +515,9 @@ impl TaskDownload {
     /// Kraken's preemption tick: close connections idle for longer than `conn_tti_ns`
     /// and those older than `conn_ttl_ns`.
     fn preempt(&mut self, now: TimeNs) {
-        let Some(lc) = self.cfg.conn_lifecycle else { return };
+        let Some(lc) = self.cfg.conn_lifecycle else {
+            return;
+        };
         if now < self.next_preemption_ns {
             return;
         }
@@ -576,7 +580,9 @@ impl TaskDownload {
     }
 
     fn remove_parent(&mut self, peer: PeerId) {
-        let Some(i) = self.parents.iter().position(|p| p.peer == peer) else { return };
+        let Some(i) = self.parents.iter().position(|p| p.peer == peer) else {
+            return;
+        };
         let view = self.parents.remove(i);
         for piece in view.has.iter() {
             self.bump_availability(piece, -1);

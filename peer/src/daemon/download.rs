@@ -191,6 +191,7 @@ impl<'a> Download<'a> {
             piece_count: self.plan.piece_count(),
             need_back_to_source: self.job.seed,
             request_headers: self.job.headers.iter().cloned().collect(),
+            completed: false,
         };
         let _ = out.try_send(pb::AnnouncePeerRequest { request: Some(Req::Register(register)) });
         let call = client.announce_peer(ReceiverStream::new(rx));
@@ -302,7 +303,9 @@ impl<'a> Download<'a> {
                 tracing::warn!(parent = parent.peer_id, ip = parent.ip, "parent with a bad ip ignored");
                 continue;
             };
-            let Ok(port) = u16::try_from(parent.data_port) else { continue };
+            let Ok(port) = u16::try_from(parent.data_port) else {
+                continue;
+            };
             let id = self.local_id(&parent.peer_id);
             let link = self.parents.entry(id).or_insert_with(|| ParentLink {
                 addr: SocketAddr::new(ip, port),
@@ -333,7 +336,9 @@ impl<'a> Download<'a> {
     /// Starts the piece-map long poll of parents the plan took, stops those it dropped.
     fn follow_parent_changes(&mut self) {
         for (parent, added) in self.plan.take_parent_changes() {
-            let Some(link) = self.parents.get_mut(&parent) else { continue };
+            let Some(link) = self.parents.get_mut(&parent) else {
+                continue;
+            };
             if !added {
                 if let Some(h) = link.sync.take() {
                     h.abort();

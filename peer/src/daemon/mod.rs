@@ -13,6 +13,7 @@ pub mod error;
 mod fetch;
 pub mod local_api;
 pub mod metrics;
+mod reannounce;
 pub mod sched_link;
 mod seed;
 mod tasks;
@@ -182,8 +183,12 @@ pub async fn start(cfg: DaemonConfig) -> Result<Running, StartError> {
     });
 
     // The first announce before serving, so seed orders and parents can name this host.
-    if ctx.sched.is_enabled() && ctx.sched.announce(ctx.load()).await == 0 {
-        tracing::warn!("no scheduler accepted the host yet; downloads go to the origin until one does");
+    if ctx.sched.is_enabled() {
+        let announced = ctx.sched.announce(ctx.load()).await;
+        if announced.accepted == 0 {
+            tracing::warn!("no scheduler accepted the host yet; downloads go to the origin until one does");
+        }
+        reannounce::spawn(&ctx, announced.new_instances);
     }
     tokio::spawn(announce_loop(ctx.clone()));
     tokio::spawn(gc_loop(ctx.clone()));
@@ -235,7 +240,8 @@ async fn announce_loop(ctx: Arc<Ctx>) {
             _ = stop.wait_for(|s| *s) => return,
         }
         if ctx.sched.is_enabled() {
-            ctx.sched.announce(ctx.load()).await;
+            let announced = ctx.sched.announce(ctx.load()).await;
+            reannounce::spawn(&ctx, announced.new_instances);
         }
     }
 }

@@ -6,6 +6,7 @@ use super::config::{DaemonConfig, HostKind};
 use crate::task_id::TaskId;
 use api::pb;
 use api::SchedulerClient;
+use std::sync::Mutex;
 use std::time::Duration;
 use tonic::transport::{Channel, Endpoint};
 
@@ -13,6 +14,18 @@ pub struct SchedLink {
     replicas: Vec<(String, SchedulerClient<Channel>)>,
     host: pb::Host,
     request_timeout: Duration,
+    /// Per replica, the `scheduler_instance` of its last accepted announce.
+    instances: Mutex<Vec<Option<String>>>,
+}
+
+/// What one round of announces found.
+#[derive(Debug, Default)]
+pub struct Announced {
+    /// Replicas that accepted the host.
+    pub accepted: usize,
+    /// Replicas (by index) seen for the first time or restarted since the last round: they
+    /// do not know this host's completed tasks.
+    pub new_instances: Vec<usize>,
 }
 
 impl SchedLink {
@@ -26,7 +39,12 @@ impl SchedLink {
                 .tcp_nodelay(true);
             replicas.push((address.clone(), SchedulerClient::new(endpoint.connect_lazy())));
         }
-        Ok(SchedLink { replicas, host, request_timeout: Duration::from_millis(cfg.scheduler.request_timeout_ms) })
+        Ok(SchedLink {
+            instances: Mutex::new(vec![None; replicas.len()]),
+            replicas,
+            host,
+            request_timeout: Duration::from_millis(cfg.scheduler.request_timeout_ms),
+        })
     }
 
     pub fn host(&self) -> &pb::Host {
@@ -40,13 +58,18 @@ impl SchedLink {
     /// The replica in charge of `task` (rendezvous would move fewer tasks when the list
     /// changes; a fixed list per deployment makes a modulo enough).
     pub fn for_task(&self, task: &TaskId) -> Option<(&str, SchedulerClient<Channel>)> {
+        let (address, client) = &self.replicas[self.replica_of(task)?];
+        Some((address.as_str(), client.clone()))
+    }
+
+    /// The index of the replica in charge of `task`.
+    pub fn replica_of(&self, task: &TaskId) -> Option<usize> {
         if self.replicas.is_empty() {
             return None;
         }
         let b = task.as_bytes();
         let key = u64::from_be_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]);
-        let (address, client) = &self.replicas[(key % self.replicas.len() as u64) as usize];
-        Some((address.as_str(), client.clone()))
+        Some((key % self.replicas.len() as u64) as usize)
     }
 
     pub fn replicas(&self) -> impl Iterator<Item = (&str, SchedulerClient<Channel>)> {
@@ -57,20 +80,33 @@ impl SchedLink {
         self.request_timeout
     }
 
-    /// Announces the host to every replica; returns how many accepted.
-    pub async fn announce(&self, load: pb::HostLoad) -> usize {
+    /// Announces the host to every replica.
+    pub async fn announce(&self, load: pb::HostLoad) -> Announced {
         let mut host = self.host.clone();
         host.load = Some(load);
-        let mut ok = 0;
-        for (address, mut client) in self.replicas() {
+        let mut out = Announced::default();
+        for (i, (address, mut client)) in self.replicas().enumerate() {
             let call = client.announce_host(pb::AnnounceHostRequest { host: Some(host.clone()) });
             match tokio::time::timeout(self.request_timeout, call).await {
-                Ok(Ok(_)) => ok += 1,
-                Ok(Err(status)) => tracing::warn!(scheduler = address, error = %status.message(), "announce refused"),
+                Ok(Ok(response)) => {
+                    out.accepted += 1;
+                    let instance = response.into_inner().scheduler_instance;
+                    let mut seen = self.instances.lock().unwrap_or_else(|e| e.into_inner());
+                    if seen[i].as_deref() != Some(instance.as_str()) {
+                        if seen[i].is_some() {
+                            tracing::info!(scheduler = address, instance, "scheduler restarted");
+                        }
+                        seen[i] = Some(instance);
+                        out.new_instances.push(i);
+                    }
+                }
+                Ok(Err(status)) => {
+                    tracing::warn!(scheduler = address, error = %status.message(), "announce refused")
+                }
                 Err(_) => tracing::warn!(scheduler = address, "announce timed out"),
             }
         }
-        ok
+        out
     }
 
     /// Tells every replica the host is going away.

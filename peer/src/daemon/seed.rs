@@ -39,7 +39,9 @@ pub async fn watch(ctx: Arc<Ctx>, address: String, mut client: api::SchedulerCli
                     }
                 }
             }
-            Err(status) => tracing::debug!(scheduler = address, error = %status.message(), "seed watch refused"),
+            Err(status) => {
+                tracing::debug!(scheduler = address, error = %status.message(), "seed watch refused")
+            }
         }
         tokio::select! {
             _ = tokio::time::sleep(RECONNECT_BACKOFF) => {}

@@ -119,6 +119,8 @@ pub struct TaskInfo {
     pub content_bytes: u64,
     pub piece_bytes: u64,
     pub piece_count: u32,
+    /// The whole content's sha256, when known.
+    pub content_digest: Option<Sha256Digest>,
     pub finished_pieces: u32,
     pub finished_bytes: u64,
     pub completed: bool,
@@ -442,6 +444,7 @@ fn info(entry: &TaskEntry, state: &TaskState) -> TaskInfo {
         content_bytes: m.content_bytes,
         piece_bytes: m.piece_bytes,
         piece_count: m.piece_count(),
+        content_digest: m.content_digest,
         finished_pieces: m.finished.count(),
         finished_bytes: m.finished_bytes(),
         completed: m.completed,

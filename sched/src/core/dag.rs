@@ -137,7 +137,9 @@ impl Dag {
 
     /// Removes one edge; false when it did not exist.
     pub fn remove_edge(&mut self, parent: PeerId, child: PeerId) -> bool {
-        let Some(c) = self.vertices.get_mut(&child) else { return false };
+        let Some(c) = self.vertices.get_mut(&child) else {
+            return false;
+        };
         let before = c.parents.len();
         c.parents.retain(|p| *p != parent);
         if c.parents.len() == before {
@@ -152,7 +154,9 @@ impl Dag {
     /// Removes the vertex and all its edges; returns its former children.
     pub fn remove_vertex(&mut self, peer: PeerId) -> Vec<PeerId> {
         self.remove_in_edges(peer);
-        let Some(v) = self.vertices.remove(&peer) else { return Vec::new() };
+        let Some(v) = self.vertices.remove(&peer) else {
+            return Vec::new();
+        };
         for c in &v.children {
             if let Some(cv) = self.vertices.get_mut(c) {
                 cv.parents.retain(|p| *p != peer);

@@ -27,6 +27,10 @@ pub enum SchedError {
     PieceCountMismatch { task: TaskId, known: u32, got: u32 },
     #[error("piece {piece} out of range: task has {count} pieces")]
     PieceOutOfRange { piece: u32, count: u32 },
+    #[error(
+        "peer {0:?} registers as completed and as going back to source; a peer holding the whole task fetches nothing"
+    )]
+    CompletedWithBackToSource(PeerId),
 }
 
 /// A peer asks to download a task.
@@ -130,6 +134,21 @@ impl Scheduler {
     }
 
     pub fn register_peer(&mut self, now: TimeNs, req: RegisterPeer) -> Result<Vec<Decision>, SchedError> {
+        self.add_peer(now, req, false)
+    }
+
+    /// A peer that already holds the whole task (a daemon restarted with it in its store,
+    /// or re-announcing to a restarted scheduler) joins as a finished parent: it triggers
+    /// no seed, gets no parents and no back-to-source order, and counts as serving, so the
+    /// task's next downloads are children of it rather than new trips to the origin.
+    pub fn register_completed_peer(&mut self, now: TimeNs, req: RegisterPeer) -> Result<Vec<Decision>, SchedError> {
+        if req.need_back_to_source {
+            return Err(SchedError::CompletedWithBackToSource(req.peer));
+        }
+        self.add_peer(now, req, true)
+    }
+
+    fn add_peer(&mut self, now: TimeNs, req: RegisterPeer, completed: bool) -> Result<Vec<Decision>, SchedError> {
         if self.peers.contains_key(&req.peer) {
             return Err(SchedError::DuplicatePeer(req.peer));
         }
@@ -177,8 +196,9 @@ impl Scheduler {
         if is_seed {
             task.seed_peer = Some(req.peer);
         }
-        // Default policy: the peer is an inner node of the stripe with the fewest so far.
-        let home_stripe = (!is_seed && stripes > 0).then(|| {
+        // Default policy: the peer is an inner node of the stripe with the fewest so far
+        // (a completed peer is a parent in every stripe; it takes no home).
+        let home_stripe = (!is_seed && !completed && stripes > 0).then(|| {
             let (si, members) =
                 task.home_members.iter_mut().enumerate().min_by_key(|(_, m)| m.len()).expect("stripes > 0");
             members.push(req.peer);
@@ -189,7 +209,7 @@ impl Scheduler {
         let mut out = Vec::new();
         let first_download = task.serving == 0;
         let seed_pending = task.seed_triggered.is_some() && task.seed_failed_ns.is_none();
-        if host_kind == HostKind::Normal && first_download && !seed_pending {
+        if host_kind == HostKind::Normal && first_download && !seed_pending && !completed {
             let seeds = self
                 .hosts
                 .values()
@@ -230,7 +250,14 @@ impl Scheduler {
             },
         );
         self.hosts.get_mut(&req.host).expect("checked above").peers.push(req.peer);
-        self.schedule(now, req.peer, true, &mut out);
+        if completed {
+            let p = self.peers.get_mut(&req.peer).expect("inserted above");
+            p.finished = PieceSet::full(req.piece_count);
+            self.set_state(req.peer, PeerState::Succeeded);
+            self.refresh_fed(req.peer);
+        } else {
+            self.schedule(now, req.peer, true, &mut out);
+        }
         self.wake_waiters(now, &mut out);
         Ok(out)
     }
@@ -335,7 +362,9 @@ impl Scheduler {
                 break;
             }
             self.timers.remove(&(at, seq, peer));
-            let Some(p) = self.peers.get(&peer) else { continue };
+            let Some(p) = self.peers.get(&peer) else {
+                continue;
+            };
             if matches!(p.state, PeerState::Received | PeerState::Running) {
                 self.schedule(now, peer, false, &mut out);
             }
@@ -368,7 +397,9 @@ impl Scheduler {
     }
     /// Current parents in any DAG of the task (the task's, or a stripe's), each once.
     pub fn parents_of(&self, peer: PeerId) -> Vec<PeerId> {
-        let Some(p) = self.peers.get(&peer) else { return Vec::new() };
+        let Some(p) = self.peers.get(&peer) else {
+            return Vec::new();
+        };
         let t = &self.tasks[&p.task];
         let mut all: Vec<PeerId> = t.dag.parents(peer).to_vec();
         for d in &t.stripe_dags {
@@ -447,8 +478,11 @@ impl Scheduler {
             return;
         }
         let task = &self.tasks[&p.task];
+        // The blob is in the origin cluster once the seed has it; a peer registered as
+        // holding it whole (a restarted agent) has it too.
         let origin_ready =
-            task.seed_peer.and_then(|s| self.peers.get(&s)).is_some_and(|s| s.state == PeerState::Succeeded);
+            task.seed_peer.and_then(|s| self.peers.get(&s)).is_some_and(|s| s.state == PeerState::Succeeded)
+                || task.peers.iter().any(|q| self.peers.get(q).is_some_and(|q| q.state == PeerState::Succeeded));
         if !origin_ready {
             let rounds = p.rounds_without_parents;
             let backoff = (self.cfg.poll_initial_ns as f64 * self.cfg.poll_factor.powi(rounds.min(64) as i32))
@@ -602,7 +636,9 @@ impl Scheduler {
 
     /// Gives back `n` child edges of a host.
     fn release_uploads(&mut self, host: HostId, n: u32) {
-        let Some(h) = self.hosts.get_mut(&host) else { return };
+        let Some(h) = self.hosts.get_mut(&host) else {
+            return;
+        };
         let was_full = h.free_uploads() == 0;
         h.concurrent_uploads = h.concurrent_uploads.saturating_sub(n);
         if was_full && h.free_uploads() > 0 {
@@ -624,8 +660,12 @@ impl Scheduler {
     /// (`select::offers_stripe`); a stripe it joins gets its waiters woken. Called after
     /// every change to what that filter reads.
     fn refresh_fed(&mut self, peer: PeerId) {
-        let Some(p) = self.peers.get(&peer) else { return };
-        let Some(task) = self.tasks.get_mut(&p.task) else { return };
+        let Some(p) = self.peers.get(&peer) else {
+            return;
+        };
+        let Some(task) = self.tasks.get_mut(&p.task) else {
+            return;
+        };
         let host = &self.hosts[&p.host];
         let mut joined = 0u64;
         for si in 0..task.stripe_dags.len() {
@@ -679,7 +719,9 @@ impl Scheduler {
                             break;
                         }
                         let lower = after.map_or(Bound::Unbounded, Bound::Excluded);
-                        let Some(&w) = t.waiting_in[si].range((lower, Bound::Unbounded)).next() else { break };
+                        let Some(&w) = t.waiting_in[si].range((lower, Bound::Unbounded)).next() else {
+                            break;
+                        };
                         after = Some(w);
                         self.schedule(now, w, false, out);
                     }

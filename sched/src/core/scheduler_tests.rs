@@ -47,6 +47,67 @@ fn one_seed_trigger_per_task() {
     }
 }
 
+/// A peer that registers holding the whole task triggers no seed and gets no order;
+/// the next downloader gets it as a parent instead of the seed or the origin.
+#[test]
+fn completed_peer_serves_without_seed_or_origin() {
+    for policy in Policy::ALL {
+        let mut s = sched(policy, 3, 1);
+        let d = s.register_completed_peer(0, reg(0, 0, false)).unwrap();
+        assert!(d.is_empty(), "{policy:?}: a completed peer gets no decision, got {d:?}");
+        assert_eq!(s.peer_state(PeerId(0)), Some(PeerState::Succeeded));
+        let d = s.register_peer(NS_PER_MS, reg(1, 1, false)).unwrap();
+        assert_eq!(triggers(&d), 0, "{policy:?}: {d:?}");
+        assert!(!d.iter().any(|d| matches!(d, Decision::BackToSource { .. })), "{policy:?}: {d:?}");
+        let parents: Vec<PeerId> = d
+            .iter()
+            .filter_map(|d| match d {
+                Decision::Parents { peer: PeerId(1), parents } => Some(parents.iter().map(|p| p.peer)),
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        assert!(parents.contains(&PeerId(0)), "{policy:?}: peer 1's parents {parents:?} lack the completed peer");
+        assert_eq!(s.back_to_source_count(TaskId(0)), 0, "{policy:?}");
+    }
+}
+
+/// A waiting peer is woken when a completed peer joins its task.
+#[test]
+fn completed_peer_wakes_a_waiting_downloader() {
+    let mut cfg = SchedulerConfig::preset(Policy::Default);
+    cfg.back_to_source_limit = 0;
+    let mut s = Scheduler::new(cfg, ChaCha8Rng::seed_from_u64(7));
+    for h in 0..3 {
+        s.announce_host(
+            0,
+            HostInfo {
+                id: HostId(h),
+                kind: HostKind::Normal,
+                location: String::new(),
+                idc: String::new(),
+                disable_shared: false,
+            },
+        );
+    }
+    // No seed and no back-to-source budget: peer 1 waits.
+    let d = s.register_peer(0, reg(1, 1, false)).unwrap();
+    assert!(!d.iter().any(|d| matches!(d, Decision::Parents { .. } | Decision::BackToSource { .. })), "{d:?}");
+    let d = s.register_completed_peer(NS_PER_MS, reg(0, 0, false)).unwrap();
+    assert!(
+        d.iter().any(|d| matches!(d, Decision::Parents { peer: PeerId(1), parents } if parents.iter().any(|p| p.peer == PeerId(0)))),
+        "{d:?}"
+    );
+}
+
+#[test]
+fn completed_registration_with_back_to_source_is_refused() {
+    let mut s = sched(Policy::Default, 2, 1);
+    let e = s.register_completed_peer(0, reg(0, 2, true)).unwrap_err();
+    assert!(matches!(e, SchedError::CompletedWithBackToSource(PeerId(0))), "{e}");
+    assert_eq!(s.peer_state(PeerId(0)), None);
+}
+
 #[test]
 fn triggered_seed_goes_back_to_source_and_children_get_it_as_parent() {
     let mut s = sched(Policy::Default, 3, 1);
@@ -320,7 +381,7 @@ proptest! {
     /// The default policy's fed index, waiting sets and serving counts stay equal to what
     /// they summarise under random operations on several tasks and hosts that fill up.
     #[test]
-    fn fed_index_stays_consistent(seed in 0u64..1000, ops in proptest::collection::vec((0u8..7, 0u32..40, 0u32..40), 1..200)) {
+    fn fed_index_stays_consistent(seed in 0u64..1000, ops in proptest::collection::vec((0u8..8, 0u32..40, 0u32..40), 1..200)) {
         let mut cfg = SchedulerConfig::preset(Policy::Default);
         // Few uploads per host, so hosts fill and free up and peers leave and rejoin the index.
         cfg.normal_upload_limit = 4;
@@ -353,6 +414,10 @@ proptest! {
                 5 => {
                     s.announce_host(now, HostInfo { id: HostId(a % 12), kind: HostKind::Normal, location: String::new(), idc: String::new(), disable_shared: b % 3 == 0 });
                     Vec::new()
+                }
+                6 if !registered.contains(&a) && a % 14 < 12 => {
+                    registered.push(a);
+                    s.register_completed_peer(now, RegisterPeer { peer: PeerId(a), task: TaskId(a % 2), task_key: u64::from(a % 2), host: HostId(a % 14), piece_count: 8, content_length: 8 << 20, need_back_to_source: false }).unwrap()
                 }
                 _ => s.on_timers(now),
             };

@@ -232,7 +232,9 @@ fn eligible_dag_parent(
     if cand == child.id || child.blocked.contains(&cand) {
         return false;
     }
-    let Some(parent) = s.peers.get(&cand) else { return false };
+    let Some(parent) = s.peers.get(&cand) else {
+        return false;
+    };
     let host = &s.hosts[&parent.host];
     if host.info.disable_shared || parent.host == child.host || !task.dag.contains(cand) {
         return false;

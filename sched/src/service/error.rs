@@ -57,9 +57,11 @@ impl From<ServiceError> for Status {
             ServiceError::PeerExists(_) => Status::already_exists(message),
             ServiceError::NotSeedHost(_) => Status::failed_precondition(message),
             ServiceError::Exhausted(_) => Status::resource_exhausted(message),
-            ServiceError::Core(SchedError::PieceOutOfRange { .. } | SchedError::PieceCountMismatch { .. }) => {
-                Status::invalid_argument(message)
-            }
+            ServiceError::Core(
+                SchedError::PieceOutOfRange { .. }
+                | SchedError::PieceCountMismatch { .. }
+                | SchedError::CompletedWithBackToSource(_),
+            ) => Status::invalid_argument(message),
             ServiceError::Core(_) => Status::internal(message),
         }
     }

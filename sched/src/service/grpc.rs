@@ -49,7 +49,7 @@ impl pb::scheduler_server::Scheduler for SchedulerService {
             .with_state("announce_host", |s, now| s.announce_host(now, ann))
             .map_err(|e| self.refused("announce_host", e))?;
         tracing::debug!(host = host_id, "host announced");
-        Ok(Response::new(pb::AnnounceHostResponse {}))
+        Ok(Response::new(pb::AnnounceHostResponse { scheduler_instance: self.shared.instance.clone() }))
     }
 
     async fn leave_host(

@@ -33,7 +33,9 @@ pub async fn drive(shared: Arc<Shared>, mut inbound: Streaming<pb::AnnouncePeerR
             return;
         }
     };
-    let Some((peer, stream_id, mut stop)) = register(&shared, message, tx) else { return };
+    let Some((peer, stream_id, mut stop)) = register(&shared, message, tx) else {
+        return;
+    };
     loop {
         tokio::select! {
             next = inbound.message() => match next {

@@ -42,10 +42,25 @@ impl State {
         }
         // Checks are done: allocate handles and records (a handle always has a record).
         let task = match existing_task {
-            Some(t) => t,
+            Some(t) => {
+                // A completed peer's registration carries the URL of its store (possibly
+                // redacted) and no origin headers: the first downloading peer's replace them,
+                // as they are what a seed would fetch with.
+                let rec = &mut self.tasks[t.0 as usize];
+                if rec.meta_from_completed && !reg.completed {
+                    rec.meta = reg.meta.clone();
+                    rec.meta_from_completed = false;
+                }
+                t
+            }
             None => {
                 let t = TaskId(self.task_ids.rebind(&reg.task_id, "task")?);
-                self.tasks.push(TaskRecord { meta: reg.meta.clone(), peers: Vec::new(), seed_host: None });
+                self.tasks.push(TaskRecord {
+                    meta: reg.meta.clone(),
+                    peers: Vec::new(),
+                    seed_host: None,
+                    meta_from_completed: reg.completed,
+                });
                 t
             }
         };
@@ -54,23 +69,29 @@ impl State {
         self.peers.push(PeerRecord {
             task,
             host,
-            reported: PieceSet::new(reg.meta.piece_count),
+            reported: if reg.completed {
+                PieceSet::full(reg.meta.piece_count)
+            } else {
+                PieceSet::new(reg.meta.piece_count)
+            },
             is_seed,
             stream: None,
             placeholder: false,
         });
-        let decisions = self.core.register_peer(
-            now,
-            RegisterPeer {
-                peer,
-                task,
-                task_key: hashring::key_of(reg.task_id.as_bytes()),
-                host,
-                piece_count: reg.meta.piece_count,
-                content_length: reg.meta.content_length_bytes,
-                need_back_to_source: reg.need_back_to_source,
-            },
-        )?;
+        let core_reg = RegisterPeer {
+            peer,
+            task,
+            task_key: hashring::key_of(reg.task_id.as_bytes()),
+            host,
+            piece_count: reg.meta.piece_count,
+            content_length: reg.meta.content_length_bytes,
+            need_back_to_source: reg.need_back_to_source,
+        };
+        let decisions = if reg.completed {
+            self.core.register_completed_peer(now, core_reg)?
+        } else {
+            self.core.register_peer(now, core_reg)?
+        };
         self.hosts[host.0 as usize].peers.push(peer);
         self.tasks[task.0 as usize].peers.push(peer);
         if is_seed && self.pending_seeds.get(&task).is_some_and(|p| p.host == host) {
@@ -82,6 +103,7 @@ impl State {
             task = reg.task_id,
             host = reg.host_id,
             need_back_to_source = reg.need_back_to_source,
+            completed = reg.completed,
             "peer registered"
         );
         self.send(now, peer, Response::Registered(pb::Registered {}));

@@ -20,6 +20,9 @@ pub struct Shared {
     timer_armed_ns: AtomicU64,
     next_stream_id: AtomicU64,
     shutdown: watch::Receiver<bool>,
+    /// Names this run (`AnnounceHostResponse.scheduler_instance`): start time and pid, so
+    /// a restart, which forgets every peer, shows as a new value.
+    pub instance: String,
 }
 
 impl Shared {
@@ -33,6 +36,7 @@ impl Shared {
             timer_armed_ns: AtomicU64::new(u64::MAX),
             next_stream_id: AtomicU64::new(1),
             shutdown,
+            instance: instance_name(),
         }
     }
 
@@ -83,4 +87,9 @@ impl Shared {
         // be half-updated, so nothing may go on with it. The binary exits on any panic.
         self.state.lock().expect("scheduler state poisoned by an earlier panic")
     }
+}
+
+fn instance_name() -> String {
+    let started_ns = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    format!("{started_ns:x}-{}", std::process::id())
 }

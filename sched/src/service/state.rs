@@ -58,6 +58,8 @@ pub struct TaskRecord {
     pub peers: Vec<PeerId>,
     /// The seed host last asked to fetch the task.
     pub seed_host: Option<HostId>,
+    /// `meta` came from a `completed` registration; the next downloading peer's replaces it.
+    pub meta_from_completed: bool,
 }
 
 #[derive(Debug)]

@@ -66,6 +66,7 @@ fn reg(peer: &str, host: &str, need_back_to_source: bool) -> Registration {
             request_headers: Default::default(),
         },
         need_back_to_source,
+        completed: false,
     }
 }
 

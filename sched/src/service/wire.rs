@@ -53,6 +53,8 @@ pub struct Registration {
     pub task_id: String,
     pub meta: TaskMeta,
     pub need_back_to_source: bool,
+    /// The peer holds the whole task already (`RegisterPeer.completed`).
+    pub completed: bool,
 }
 
 /// A host or peer id: non-empty, bounded, printable.
@@ -139,6 +141,12 @@ pub fn registration(r: pb::RegisterPeer) -> Result<Registration, ServiceError> {
             return Err(ServiceError::field("register.digest", format!("{d:?} is not of the form \"sha256:<hex>\"")));
         }
     }
+    if r.completed && r.need_back_to_source {
+        return Err(ServiceError::field(
+            "register.completed",
+            "is set with need_back_to_source; a peer holding the whole task has nothing to fetch",
+        ));
+    }
     if r.piece_length_bytes == 0 {
         return Err(ServiceError::field("register.piece_length_bytes", "is 0"));
     }
@@ -184,6 +192,7 @@ pub fn registration(r: pb::RegisterPeer) -> Result<Registration, ServiceError> {
             request_headers: r.request_headers.into_iter().collect(),
         },
         need_back_to_source: r.need_back_to_source,
+        completed: r.completed,
     })
 }
 
@@ -252,6 +261,7 @@ mod tests {
             piece_count: 3,
             need_back_to_source: false,
             request_headers: Default::default(),
+            completed: false,
         }
     }
 
@@ -275,6 +285,10 @@ mod tests {
         let mut bad = valid_register();
         bad.peer_id = String::new();
         assert_eq!(registration(bad).unwrap_err().to_string(), "register.peer_id: is empty");
+        let mut bad = valid_register();
+        bad.completed = true;
+        bad.need_back_to_source = true;
+        assert!(registration(bad).unwrap_err().to_string().starts_with("register.completed:"));
     }
 
     #[test]

@@ -482,7 +482,9 @@ impl<'a> World<'a> {
         let count = self.image_blob_count();
         let n = &mut self.nodes[node];
         while n.next_unpack < count {
-            let Some(done) = n.blob_done[n.next_unpack] else { break };
+            let Some(done) = n.blob_done[n.next_unpack] else {
+                break;
+            };
             let start = n.unpack_free_ns.max(done);
             n.unpack_free_ns = start + (self.blobs[n.next_unpack] as f64 / rate_bytes_per_ns) as TimeNs;
             n.next_unpack += 1;

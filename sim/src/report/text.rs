@@ -146,7 +146,9 @@ impl BackendTextStyle for Label {
             prev = Some(id);
             let glyph = id.with_scale_and_position(scale, point(pen, baseline));
             pen += sf.h_advance(id);
-            let Some(outline) = f.outline_glyph(glyph) else { continue };
+            let Some(outline) = f.outline_glyph(glyph) else {
+                continue;
+            };
             let b = outline.px_bounds();
             let mut pixels = vec![];
             outline.draw(|x, y, cov| {

@@ -105,7 +105,9 @@ impl Best {
 
 fn walk_table(table: &dyn TableLike, prefix: &str, best: &mut Best) {
     for (name, _) in table.iter() {
-        let Some((key, item)) = table.get_key_value(name) else { continue };
+        let Some((key, item)) = table.get_key_value(name) else {
+            continue;
+        };
         let path = if prefix.is_empty() { name.to_string() } else { format!("{prefix}.{name}") };
         best.consider(key.span(), &path);
         walk_item(item, &path, best);
