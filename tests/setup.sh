@@ -1,11 +1,22 @@
 #!/usr/bin/env bash
-# Installs what the end-to-end suites need when it is missing: the Debian docker-registry
-# (the real OCI registry the registry suite pulls from), curl, and the Kubernetes schema
-# validator of the manifest suite (pip kubernetes-validate). Run as root (CI is).
+# Installs what the end-to-end suites need when it is missing, from Debian packages: the real
+# OCI registry (docker-registry), curl, and the real OCI clients the oci_clients suite and
+# bench/netns_fanout.sh drive: containerd (+ctr), runc, skopeo, and busybox-static, whose
+# /bin/busybox goes into the first layer of the generated test image; iproute2 for the
+# namespace bench; and the Kubernetes schema validator of the manifest suite (pip
+# kubernetes-validate). Idempotent and silent when everything is present. Run as root (CI is).
 set -euo pipefail
 missing=()
-command -v docker-registry >/dev/null 2>&1 || missing+=(docker-registry)
-command -v curl >/dev/null 2>&1 || missing+=(curl)
+have() { command -v "$1" >/dev/null 2>&1; }
+have docker-registry || missing+=(docker-registry)
+have curl || missing+=(curl)
+have containerd && have ctr || missing+=(containerd)
+have runc || missing+=(runc)
+have skopeo || missing+=(skopeo)
+have tc && have ip || missing+=(iproute2)
+# busybox-static puts a statically linked /bin/busybox; the dynamic `busybox` package would not
+# run inside the image, which has no libc.
+if ! { [[ -x /bin/busybox ]] && ! ldd /bin/busybox >/dev/null 2>&1; }; then missing+=(busybox-static); fi
 if ((${#missing[@]})); then
   echo "setup: installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive

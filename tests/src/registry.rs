@@ -89,6 +89,12 @@ impl Registry {
             })
             .sum()
     }
+
+    /// How many GETs of paths containing `needle` the registry logged (any status).
+    pub fn gets(&self, needle: &str) -> usize {
+        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        log.lines().filter(|l| l.contains("\"GET ") && l.contains(needle)).count()
+    }
 }
 
 /// One HTTP/1.1 request (Connection: close); (status, headers, body).
