@@ -22,13 +22,24 @@ pub struct RunOptions {
 pub fn run_scenario(scenario: &Scenario, _options: &RunOptions) -> anyhow::Result<RunResult> {
     let policy = Policy::parse(&scenario.policy)
         .ok_or_else(|| anyhow::anyhow!("unknown policy {:?}; valid: {}", scenario.policy, Policy::NAMES.join(", ")))?;
-    let mut modes = Vec::new();
-    for mode in &scenario.modes {
-        let wall = std::time::Instant::now();
-        let mut result = world::World::new(scenario, *mode, policy).run()?;
-        result.wall_s = wall.elapsed().as_secs_f64();
-        modes.push(result);
-    }
+    // The modes share nothing, so they run on threads of their own; each is deterministic
+    // by itself and the results keep the scenario's mode order.
+    let runs: Vec<anyhow::Result<_>> = std::thread::scope(|s| {
+        let handles: Vec<_> = scenario
+            .modes
+            .iter()
+            .map(|mode| {
+                s.spawn(move || {
+                    let wall = std::time::Instant::now();
+                    let mut result = world::World::new(scenario, *mode, policy).run()?;
+                    result.wall_s = wall.elapsed().as_secs_f64();
+                    Ok(result)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))).collect()
+    });
+    let modes = runs.into_iter().collect::<anyhow::Result<Vec<_>>>()?;
     Ok(RunResult {
         scenario: scenario.name.clone(),
         seed: scenario.seed,
