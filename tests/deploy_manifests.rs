@@ -131,91 +131,23 @@ fn scheduler_config(text: &str, origin: &str) -> sched::service::ServiceConfig {
     sched::service::config::parse(text, origin).unwrap_or_else(|e| panic!("{e}"))
 }
 
-/// One `[[mirror.registries]]` entry, as the manifests write it.
+/// One `[[mirror.registries]]` entry: the name clients use and where it is reached.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 struct Mirrored {
     host: String,
     upstream: String,
 }
 
-/// `listen.mirror` and the `[[mirror.registries]]` entries, checked for shape here; the
-/// daemon's parser checks them too once it knows them (see `peer_config`).
-fn mirror_section(raw: &toml::Table, origin: &str) -> (Option<SocketAddr>, Vec<Mirrored>) {
-    let listen = raw.get("listen").and_then(|l| l.get("mirror")).map(|m| {
-        m.as_str()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| panic!("{origin}: listen.mirror is {m}; write \"IP:PORT\""))
-    });
-    let mut out = Vec::new();
-    let entries = raw.get("mirror").and_then(|m| m.get("registries")).and_then(|r| r.as_array());
-    for (i, r) in entries.into_iter().flatten().enumerate() {
-        let t = r.as_table().unwrap_or_else(|| panic!("{origin}: mirror.registries entry {} is not a table", i + 1));
-        for key in t.keys() {
-            assert!(
-                ["host", "upstream", "insecure"].contains(&key.as_str()),
-                "{origin}: mirror.registries: unknown key {key}"
-            );
-        }
-        let host = t
-            .get("host")
-            .and_then(|h| h.as_str())
-            .unwrap_or_else(|| panic!("{origin}: mirror.registries entry {} has no host", i + 1));
-        let upstream = t
-            .get("upstream")
-            .and_then(|h| h.as_str())
-            .unwrap_or_else(|| panic!("{origin}: registry {host} has no upstream"));
-        assert!(
-            upstream.starts_with("https://") || upstream.starts_with("http://"),
-            "{origin}: {host}: upstream {upstream:?} must be an http(s) URL"
-        );
-        if let Some(insecure) = t.get("insecure") {
-            assert!(insecure.is_bool(), "{origin}: {host}: insecure must be true or false");
-        }
-        out.push(Mirrored { host: host.into(), upstream: upstream.into() });
-    }
-    (listen, out)
-}
-
-/// Parses a peer configuration with `peer::daemon::config::parse`. Until the daemon knows
-/// the registry mirror's keys (`listen.mirror`, `[mirror]`: issue 4, merged separately),
-/// those lines are blanked first (so errors keep their line numbers) and checked by
-/// `mirror_section` alone, with a note.
+/// Parses a peer configuration with `peer::daemon::config::parse`, the daemon's own parser
+/// (unknown keys, bad addresses and bad mirror entries fail with FILE:LINE: KEY). Returns
+/// `listen.mirror` when the file sets it, and the mirrored registries.
 fn peer_config(text: &str, origin: &str) -> (DaemonConfig, Option<SocketAddr>, Vec<Mirrored>) {
     let raw: toml::Table = toml::from_str(text).unwrap_or_else(|e| panic!("{origin}: {e}"));
-    let (listen_mirror, registries) = mirror_section(&raw, origin);
-    let knows_mirror = peer::daemon::config::parse("[listen]\nmirror = \"127.0.0.1:65001\"\n", "probe").is_ok();
-    let text = if knows_mirror { text.to_string() } else { without_mirror_keys(text) };
-    if !knows_mirror {
-        static NOTE: std::sync::Once = std::sync::Once::new();
-        NOTE.call_once(|| {
-            eprintln!("note: peerd does not know listen.mirror / [mirror] yet; they are checked by this suite only")
-        });
-    }
-    let cfg = peer::daemon::config::parse(&text, origin).unwrap_or_else(|e| panic!("{e}"));
+    let cfg = peer::daemon::config::parse(text, origin).unwrap_or_else(|e| panic!("{e}"));
+    let listen_mirror = raw.get("listen").and_then(|l| l.get("mirror")).map(|_| cfg.listen.mirror);
+    let registries =
+        cfg.mirror.registries.iter().map(|r| Mirrored { host: r.host.clone(), upstream: r.endpoint() }).collect();
     (cfg, listen_mirror, registries)
-}
-
-/// `text` with `listen.mirror` and every `[mirror...]` table blanked to comments, line for line.
-fn without_mirror_keys(text: &str) -> String {
-    let mut table = String::new();
-    let mut out = String::new();
-    for line in text.lines() {
-        let t = line.trim();
-        if t.starts_with('[') {
-            table = t.trim_start_matches('[').trim_end_matches(']').trim().to_string();
-        }
-        let mirror_table = table == "mirror" || table.starts_with("mirror.");
-        let listen_mirror = table == "listen" && t.split('=').next().is_some_and(|k| k.trim() == "mirror");
-        out.push_str(if mirror_table || listen_mirror { "#" } else { line });
-        out.push('\n');
-    }
-    out
-}
-
-#[test]
-fn mirror_keys_are_blanked_line_for_line() {
-    let text = "[listen]\nmirror = \"127.0.0.1:65001\"\ndata = \"0.0.0.0:1\"\n[[mirror.registries]]\nhost = \"a\"\n[storage]\nmirror = 1\n";
-    assert_eq!(without_mirror_keys(text), "[listen]\n#\ndata = \"0.0.0.0:1\"\n#\n#\n[storage]\nmirror = 1\n");
 }
 
 /// The peer configuration as the render-config init container leaves it (placeholder

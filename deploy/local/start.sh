@@ -53,7 +53,7 @@ done
 
 for i in $(seq 0 "$N"); do
   if ((i == 0)); then name=seed; kind=seed; else name=peer$i; kind=normal; fi
-  p=$((BASE + 10 + 3 * i))
+  p=$((BASE + 10 + 4 * i))
   cat >"$DIR/$name.toml" <<TOML
 [host]
 id = "$name"
@@ -62,6 +62,7 @@ kind = "$kind"
 data = "127.0.0.1:$p"
 local_api = "127.0.0.1:$((p + 1))"
 http = "127.0.0.1:$((p + 2))"
+mirror = "127.0.0.1:$((p + 3))"
 [scheduler]
 addresses = ["http://127.0.0.1:$BASE"]
 [storage]
@@ -77,8 +78,8 @@ echo "local cluster in $DIR (logs *.log, configs *.toml):"
 echo "  scheduler  gRPC 127.0.0.1:$BASE   metrics http://127.0.0.1:$((BASE + 1))/metrics"
 for i in $(seq 0 "$N"); do
   if ((i == 0)); then name=seed; else name=peer$i; fi
-  p=$((BASE + 10 + 3 * i))
-  echo "  $name  data 127.0.0.1:$p  metrics http://127.0.0.1:$((p + 2))/metrics"
+  p=$((BASE + 10 + 4 * i))
+  echo "  $name  data 127.0.0.1:$p  metrics http://127.0.0.1:$((p + 2))/metrics  registry mirror http://127.0.0.1:$((p + 3))"
   ((i > 0)) && echo "      $BIN/dfget URL -O FILE --daemon 127.0.0.1:$((p + 1))"
 done
 echo "stop: deploy/local/stop.sh --dir $DIR"

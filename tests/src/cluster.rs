@@ -151,11 +151,19 @@ pub struct PeerOptions {
     pub download_rate: Option<u64>,
     pub quota_bytes: u64,
     pub piece_bytes: u64,
+    /// TOML appended to the configuration (e.g. a `[mirror]` section).
+    pub extra_toml: String,
 }
 
 impl Default for PeerOptions {
     fn default() -> Self {
-        PeerOptions { seed: false, download_rate: None, quota_bytes: 8 << 30, piece_bytes: 4 << 20 }
+        PeerOptions {
+            seed: false,
+            download_rate: None,
+            quota_bytes: 8 << 30,
+            piece_bytes: 4 << 20,
+            extra_toml: String::new(),
+        }
     }
 }
 
@@ -164,6 +172,8 @@ pub struct Peer {
     pub name: String,
     pub local_api: String,
     pub http: String,
+    /// The registry mirror's address (`off` when disabled).
+    pub mirror: String,
     pub store_dir: PathBuf,
     pub config: PathBuf,
 }
@@ -180,16 +190,17 @@ pub fn write_peer_config(dir: &Path, name: &str, scheduler: Option<&str>, o: &Pe
         &config,
         format!(
             "[host]\nid = \"{name}\"\nkind = \"{kind}\"\n\
-             [listen]\ndata = \"127.0.0.1:0\"\nlocal_api = \"127.0.0.1:0\"\nhttp = \"127.0.0.1:0\"\n\
+             [listen]\ndata = \"127.0.0.1:0\"\nlocal_api = \"127.0.0.1:0\"\nhttp = \"127.0.0.1:0\"\nmirror = \"127.0.0.1:0\"\n\
              [scheduler]\naddresses = [{schedulers}]\nannounce_interval_ms = 2000\n\
              [storage]\ndir = \"{store}\"\nquota_bytes = {quota}\n\
              [download]\npiece_bytes = {piece}\n\
              [dataplane.client]\nrequest_timeout_ms = 10000\n{rate}\
-             [log]\nfilter = \"info\"\n",
+             [log]\nfilter = \"info\"\n{extra}",
             kind = if o.seed { "seed" } else { "normal" },
             store = store_dir.display(),
             quota = o.quota_bytes,
             piece = o.piece_bytes,
+            extra = o.extra_toml,
         ),
     )
     .unwrap();
@@ -204,7 +215,15 @@ pub fn start_peer_with(dir: &Path, name: &str, config: PathBuf, store_dir: PathB
     let field = |key: &str| -> String {
         line.split_whitespace().find_map(|w| w.strip_prefix(&format!("{key}="))).unwrap_or_default().to_string()
     };
-    Peer { proc, name: name.to_string(), local_api: field("local_api"), http: field("http"), store_dir, config }
+    Peer {
+        proc,
+        name: name.to_string(),
+        local_api: field("local_api"),
+        http: field("http"),
+        mirror: field("mirror"),
+        store_dir,
+        config,
+    }
 }
 
 pub fn start_peer(dir: &Path, name: &str, scheduler: Option<&str>, o: &PeerOptions) -> Peer {

@@ -21,7 +21,14 @@ struct Files {
     /// Bytes/s per path, for reads slow enough to interrupt.
     rates: Mutex<HashMap<String, u64>>,
     counters: Mutex<HashMap<String, Arc<Counters>>>,
+    /// Paths answered 401 (with a `WWW-Authenticate` challenge) unless the request carries
+    /// this `Authorization` value.
+    auth: Mutex<HashMap<String, String>>,
 }
+
+/// The challenge a protected path answers with.
+pub const CHALLENGE: &str =
+    "Bearer realm=\"http://auth.invalid/token\",service=\"e2e\",scope=\"repository:e2e/private:pull\"";
 
 /// The server runs on its own thread and runtime until dropped with the process.
 pub struct Origin {
@@ -66,6 +73,11 @@ impl Origin {
         self.put(path, data)
     }
 
+    /// Requests of `path` without `Authorization: authorization` get 401 and `CHALLENGE`.
+    pub fn require_authorization(&self, path: &str, authorization: &str) {
+        self.files.auth.lock().unwrap().insert(path.to_string(), authorization.to_string());
+    }
+
     /// Body bytes sent for `path` so far (GET, ranged or not).
     pub fn bytes_served(&self, path: &str) -> u64 {
         self.counter(path).body_bytes.load(Ordering::SeqCst)
@@ -103,13 +115,32 @@ async fn serve(mut stream: TcpStream, files: Arc<Files>) -> std::io::Result<()> 
         let mut lines = head.lines();
         let mut first = lines.next().unwrap_or("").split_whitespace();
         let (method, path) = (first.next().unwrap_or(""), first.next().unwrap_or("").to_string());
-        let range = lines
-            .filter_map(|l| l.split_once(':'))
-            .find(|(k, _)| k.trim().eq_ignore_ascii_case("range"))
-            .map(|(_, v)| v.trim().to_string());
+        let header = |name: &str| {
+            head.lines()
+                .skip(1)
+                .filter_map(|l| l.split_once(':'))
+                .find(|(k, _)| k.trim().eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.trim().to_string())
+        };
+        let range = header("range");
+        let authorization = header("authorization");
+        let _ = lines;
         let file = files.files.lock().unwrap().get(&path).cloned();
         let counters = files.counters.lock().unwrap().entry(path.clone()).or_default().clone();
         counters.requests.fetch_add(1, Ordering::SeqCst);
+        let required = files.auth.lock().unwrap().get(&path).cloned();
+        if required.is_some() && required != authorization {
+            let body = "{\"errors\":[{\"code\":\"UNAUTHORIZED\",\"message\":\"authentication required\"}]}";
+            let h = format!(
+                "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: {CHALLENGE}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+                body.len()
+            );
+            stream.write_all(h.as_bytes()).await?;
+            if method != "HEAD" {
+                stream.write_all(body.as_bytes()).await?;
+            }
+            continue;
+        }
         let Some(file) = file else {
             stream.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n").await?;
             continue;

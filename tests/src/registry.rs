@@ -75,6 +75,18 @@ impl Registry {
         format!("http://{}/v2/{repo}/blobs/{digest}", self.addr)
     }
 
+    /// Requests with `method` of paths containing `needle` in the access log.
+    pub fn requests(&self, method: &str, needle: &str) -> usize {
+        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        log.lines().filter(|l| l.contains(&format!("\"{method} /v2/")) && l.contains(needle)).count()
+    }
+
+    /// Pushes a manifest under `reference` (a tag); returns the registry's status.
+    pub fn push_manifest(&self, repo: &str, reference: &str, media_type: &str, body: &[u8]) -> u16 {
+        request(&self.addr, "PUT", &format!("/v2/{repo}/manifests/{reference}"), &[("Content-Type", media_type)], body)
+            .map_or(0, |r| r.0)
+    }
+
     /// Body bytes the registry logged for GETs of paths containing `needle`.
     pub fn bytes_served(&self, needle: &str) -> u64 {
         let log = std::fs::read_to_string(&self.log).unwrap_or_default();

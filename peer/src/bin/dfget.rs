@@ -4,7 +4,13 @@
 //! temporary file next to FILE, checks `--digest` while copying, fsyncs and renames. FILE
 //! therefore either does not change or holds the whole, verified content: never a part.
 //!
-//! Exit codes: 0 done; 2 bad command line or request (URL, scheme, digest, header);
+//! `--range N-M` (or `N-`) writes exactly those bytes of the content (`M` inclusive, as in
+//! HTTP), with the same never-partial rule. Without `--digest` the daemon fetches only the
+//! pieces covering the range (each checked against its piece digest); with `--digest` it
+//! fetches the whole content, and dfget checks the whole content's digest while writing
+//! only the range (a digest of a part cannot be checked).
+//!
+//! Exit codes: 0 done; 2 bad command line or request (URL, scheme, digest, header, range);
 //! 3 the origin has no such content (404) or refused access (401/403); 4 the daemon cannot
 //! be reached; 5 the content does not match the digest; 6 no space (store quota or the
 //! output's disk); 7 the origin is unreachable or failing; 1 anything else.
@@ -25,12 +31,12 @@ fn main() -> ExitCode {
 #[cfg(not(madsim))]
 mod real {
     use api::daemon_pb::daemon_client::DaemonClient;
-    use api::daemon_pb::DownloadRequest;
+    use api::daemon_pb::{ByteRange, DownloadRequest};
     use indicatif::{ProgressBar, ProgressStyle};
     use peer::storage::Sha256Digest;
     use sha2::{Digest as _, Sha256};
     use std::collections::HashMap;
-    use std::io::{Read, Write};
+    use std::io::{Read, Seek, SeekFrom, Write};
     use std::path::{Path, PathBuf};
     use std::process::ExitCode;
     use std::time::Instant;
@@ -41,6 +47,8 @@ usage: dfget URL -O FILE [options]
 
   -O, --output FILE        where to write the content (replaced only when complete)
   --digest sha256:HEX      the content's digest: checked, and it names the task
+  --range N-M | N-         only bytes N to M (inclusive) or N to the end; without --digest
+                           only the pieces covering them are fetched
   --tag TAG                partition tasks of one URL (e.g. a build)
   --application NAME       partition tasks by application
   -H, --header 'K: V'      a request header for the origin (repeatable)
@@ -57,6 +65,7 @@ usage: dfget URL -O FILE [options]
         headers: HashMap<String, String>,
         daemon: String,
         quiet: bool,
+        range: Option<ByteRange>,
     }
 
     /// A failure and its exit code.
@@ -66,7 +75,7 @@ usage: dfget URL -O FILE [options]
         let usage = |m: String| Fail(2, m);
         let (mut url, mut output, mut digest) = (None, None, None);
         let (mut tag, mut application, mut headers) = (String::new(), String::new(), HashMap::new());
-        let (mut daemon, mut quiet) = ("127.0.0.1:65000".to_string(), false);
+        let (mut daemon, mut quiet, mut range) = ("127.0.0.1:65000".to_string(), false, None);
         let mut args = std::env::args().skip(1);
         while let Some(a) = args.next() {
             let mut value = |name: &str| args.next().ok_or_else(|| usage(format!("{name} needs a value")));
@@ -82,6 +91,7 @@ usage: dfget URL -O FILE [options]
                     headers.insert(k.trim().to_string(), v.trim().to_string());
                 }
                 "--daemon" => daemon = value("--daemon")?,
+                "--range" => range = Some(parse_range(&value("--range")?).map_err(usage)?),
                 "--quiet" | "-q" => quiet = true,
                 "--help" | "-h" => return Err(Fail(0, String::new())),
                 s if s.starts_with('-') => return Err(usage(format!("unknown option {s:?}"))),
@@ -94,7 +104,24 @@ usage: dfget URL -O FILE [options]
         if let Some(d) = &digest {
             Sha256Digest::from_oci(d).map_err(|e| usage(format!("--digest {d:?}: {e}")))?;
         }
-        Ok(Args { url, output, digest, tag, application, headers, daemon, quiet })
+        Ok(Args { url, output, digest, tag, application, headers, daemon, quiet, range })
+    }
+
+    /// `N-M` (M inclusive) or `N-`.
+    fn parse_range(text: &str) -> Result<ByteRange, String> {
+        let bad = || format!("--range {text:?}: expected N-M (bytes N to M, inclusive) or N- (N to the end)");
+        let (a, b) = text.trim().split_once('-').ok_or_else(bad)?;
+        let number =
+            |s: &str| (!s.is_empty() && s.bytes().all(|c| c.is_ascii_digit())).then(|| s.parse::<u64>().ok()).flatten();
+        let start = number(a.trim()).ok_or_else(bad)?;
+        let end = match b.trim() {
+            "" => None,
+            m => Some(number(m).ok_or_else(bad)?),
+        };
+        if end.is_some_and(|e| e < start) {
+            return Err(format!("--range {text:?}: the end is before the start"));
+        }
+        Ok(ByteRange { start, end })
     }
 
     pub fn main() -> ExitCode {
@@ -127,7 +154,7 @@ usage: dfget URL -O FILE [options]
 
     fn code_of(code: Code) -> u8 {
         match code {
-            Code::InvalidArgument => 2,
+            Code::InvalidArgument | Code::OutOfRange => 2,
             Code::NotFound | Code::PermissionDenied => 3,
             Code::DataLoss => 5,
             Code::ResourceExhausted => 6,
@@ -147,6 +174,7 @@ usage: dfget URL -O FILE [options]
             tag: args.tag.clone(),
             application: args.application.clone(),
             request_headers: args.headers.clone(),
+            range: args.range,
         };
         let mut stream =
             client.download(request).await.map_err(|s| Fail(code_of(s.code()), s.message().to_string()))?.into_inner();
@@ -174,7 +202,8 @@ usage: dfget URL -O FILE [options]
         };
         bar.set_message("copying");
         let (source, output, digest) = (PathBuf::from(&last.content_path), args.output.clone(), args.digest.clone());
-        let copied = tokio::task::spawn_blocking(move || copy_verified(&source, &output, digest.as_deref()))
+        let part = args.range.map(|_| (last.range_offset_bytes, last.range_length_bytes));
+        let copied = tokio::task::spawn_blocking(move || copy_verified(&source, &output, digest.as_deref(), part))
             .await
             .map_err(|e| Fail(1, e.to_string()))?;
         // The daemon holds the task until the stream closes: only now.
@@ -197,9 +226,16 @@ usage: dfget URL -O FILE [options]
         Ok(())
     }
 
-    /// Copies `source` to a temporary file beside `output`, hashing as it goes; renames it
-    /// over `output` only when complete, synced and (with `digest`) matching.
-    fn copy_verified(source: &Path, output: &Path, digest: Option<&str>) -> Result<u64, Fail> {
+    /// Copies `source` (or its bytes `part` = (offset, length)) to a temporary file beside
+    /// `output`, hashing as it goes; renames it over `output` only when complete, synced
+    /// and (with `digest`) matching. With both, the whole source is hashed and only the
+    /// part written.
+    fn copy_verified(
+        source: &Path,
+        output: &Path,
+        digest: Option<&str>,
+        part: Option<(u64, u64)>,
+    ) -> Result<u64, Fail> {
         let dir = match output.parent() {
             Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
             _ => PathBuf::from("."),
@@ -216,14 +252,37 @@ usage: dfget URL -O FILE [options]
             let mut hasher = Sha256::new();
             let mut buf = vec![0u8; 1 << 20];
             let mut total = 0u64;
+            // Bytes of the source to write: all, or the part.
+            let (from, to) = part.map_or((0, u64::MAX), |(offset, length)| (offset, offset + length));
+            if digest.is_none() && from > 0 {
+                src.seek(SeekFrom::Start(from)).map_err(|e| io("cannot seek in", source, e))?;
+            }
+            let mut at = if digest.is_none() { from } else { 0 };
             loop {
-                let n = src.read(&mut buf).map_err(|e| io("cannot read", source, e))?;
+                let want = if digest.is_some() { buf.len() as u64 } else { (to - at).min(buf.len() as u64) };
+                if want == 0 {
+                    break;
+                }
+                let n = src.read(&mut buf[..want as usize]).map_err(|e| io("cannot read", source, e))?;
                 if n == 0 {
                     break;
                 }
                 hasher.update(&buf[..n]);
-                dst.write_all(&buf[..n]).map_err(|e| io("cannot write", &tmp, e))?;
-                total += n as u64;
+                let (lo, hi) = (at.max(from), (at + n as u64).min(to));
+                if lo < hi {
+                    let chunk = &buf[(lo - at) as usize..(hi - at) as usize];
+                    dst.write_all(chunk).map_err(|e| io("cannot write", &tmp, e))?;
+                    total += chunk.len() as u64;
+                }
+                at += n as u64;
+            }
+            if let Some((_, length)) = part {
+                if total != length {
+                    return Err(Fail(
+                        1,
+                        format!("read {total} of the {length} bytes of the range; {} left unchanged", output.display()),
+                    ));
+                }
             }
             if let Some(want) = digest {
                 let got = format!("sha256:{}", hex(&hasher.finalize()));

@@ -82,10 +82,11 @@ usage: peerd --config FILE [--check]
             };
             // Scripts read the bound addresses from this line (ports may be 0 in the file).
             println!(
-                "peerd ready data={} local_api={} http={} host={}",
+                "peerd ready data={} local_api={} http={} mirror={} host={}",
                 running.data_addr,
                 running.local_api_addr,
                 running.http_addr,
+                running.mirror_addr.map_or_else(|| "off".to_string(), |a| a.to_string()),
                 running.ctx.sched.host().id
             );
             let mut signals = match Signals::new() {

@@ -1,9 +1,11 @@
-//! Sans-IO peer core: the download plan of one task (`plan`), upload admission
-//! (`upload`), and the per-policy settings (`config`). No I/O, no clock, no OS randomness.
+//! Sans-IO peer core: the download plan of one task (`plan`), what an in-order reader
+//! wants next (`readahead`), upload admission (`upload`), and the per-policy settings (`config`). No I/O, no clock, no OS randomness.
 pub mod config;
 pub mod plan;
+pub mod readahead;
 pub mod upload;
 
 pub use config::{ConnLifecycle, PeerConfig, PieceSelection, PieceSizing};
 pub use plan::{PeerAction, Source, TaskDownload};
+pub use readahead::ReadAhead;
 pub use upload::UploadSlots;

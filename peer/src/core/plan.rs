@@ -343,6 +343,22 @@ impl TaskDownload {
         }
     }
 
+    /// Fetch the rest too, keeping the pieces readers wait on urgent: a lazy download that
+    /// a whole-content reader (or background prefetch) joins.
+    pub fn want_rest(&mut self) {
+        for p in 0..self.piece_count() {
+            if self.wanted.insert(p) && !self.have.contains(p) && !self.in_flight.contains_key(&p) {
+                self.needed.insert(p);
+            }
+        }
+    }
+
+    /// Nothing wanted is missing: every wanted piece is here (a lazy reader's ranges were
+    /// served, or the download is complete), no transfer is running.
+    pub fn wants_nothing_more(&self) -> bool {
+        self.needed.is_empty() && self.in_flight.is_empty()
+    }
+
     /// Fetch the rest too (background prefetch).
     pub fn want_all(&mut self) {
         self.want(0..self.piece_count());

@@ -457,3 +457,33 @@ proptest::proptest! {
         }
     }
 }
+
+#[test]
+fn want_rest_keeps_a_range_reader_first() {
+    let mut c = cfg();
+    c.max_in_flight_total = 1;
+    let mut d = TaskDownload::new(c, 8 * 4 * MIB, false, 0);
+    d.on_parents(0, vec![parent(1, &(0..8).collect::<Vec<_>>(), 8)]);
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    let mut out = Vec::new();
+    assert!(d.wants_nothing_more(), "a lazy download wants nothing before a read");
+    d.want(6..7);
+    d.want_rest();
+    assert!(!d.wants_nothing_more());
+    d.poll(0, &mut rng, &mut out);
+    assert_eq!(fetches(&out), vec![(6, Source::Parent(PeerId(1)))], "the urgent piece first");
+    d.on_piece_done(1, 6, Source::Parent(PeerId(1)), 1);
+    out.clear();
+    let mut got = vec![6];
+    for t in 2..20 {
+        d.poll(t, &mut rng, &mut out);
+        for (p, from) in fetches(&out) {
+            d.on_piece_done(t, p, from, 1);
+            got.push(p);
+        }
+        out.clear();
+    }
+    got.sort();
+    assert_eq!(got, (0..8).collect::<Vec<_>>(), "then every other piece");
+    assert!(d.wants_nothing_more() && d.is_complete());
+}

@@ -23,6 +23,7 @@ pub struct DaemonConfig {
     pub origin: HttpOriginConfig,
     pub task_id: TaskIdConfig,
     pub download: DownloadSection,
+    pub mirror: MirrorSection,
     pub log: LogConfig,
 }
 
@@ -77,6 +78,8 @@ pub struct ListenSection {
     pub local_api: SocketAddr,
     /// `/metrics` and `/healthz`.
     pub http: SocketAddr,
+    /// The registry mirror (containerd's hosts.toml, skopeo's registries.conf point here).
+    pub mirror: SocketAddr,
 }
 
 impl Default for ListenSection {
@@ -85,6 +88,7 @@ impl Default for ListenSection {
             data: SocketAddr::from(([0, 0, 0, 0], 65002)),
             local_api: SocketAddr::from(([127, 0, 0, 1], 65000)),
             http: SocketAddr::from(([0, 0, 0, 0], 65003)),
+            mirror: SocketAddr::from(([127, 0, 0, 1], 65001)),
         }
     }
 }
@@ -176,6 +180,92 @@ impl Default for DownloadSection {
     }
 }
 
+/// The registry mirror (`daemon/mirror/`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MirrorSection {
+    /// Serve the mirror on `listen.mirror`.
+    pub enabled: bool,
+    /// Registries the mirror proxies; a request names one by containerd's `?ns=HOST`, by
+    /// the `upstream_header` header, or gets `default_registry`.
+    pub registries: Vec<RegistryEntry>,
+    /// `host[:port]` of the registry for requests that name none (skopeo sends no `ns`);
+    /// empty: such requests get 400.
+    pub default_registry: String,
+    /// Hosts a request may name without an entry in `registries` (HTTPS, verified);
+    /// `*.example.com` matches every subdomain. Anything else gets 403.
+    pub allowed_hosts: Vec<String>,
+    /// The request header naming the upstream registry (`host[:port]`).
+    pub upstream_header: String,
+    /// Largest request head (request line and headers); larger ones get 431.
+    pub max_header_bytes: usize,
+    /// Client connections served at once; more wait in the kernel's backlog.
+    pub max_connections: usize,
+    /// A blob streamed in order keeps this many bytes ahead of the client wanted first.
+    pub readahead_bytes: u64,
+    /// After a range read, fetch the rest of the blob in the background.
+    pub range_prefetch: bool,
+    /// A range-read (lazy) download nobody reads from for this long ends; its pieces stay.
+    pub lazy_idle_ms: u64,
+    /// A blob is served from P2P or the cache only after the registry accepted the
+    /// client's credentials for it (HEAD); the answer is remembered this long per
+    /// (registry, repository, blob, credentials).
+    pub auth_check_ttl_ms: u64,
+    /// Longest wait for the registry's response head (then 504).
+    pub upstream_timeout_ms: u64,
+}
+
+impl Default for MirrorSection {
+    fn default() -> Self {
+        MirrorSection {
+            enabled: true,
+            registries: Vec::new(),
+            default_registry: String::new(),
+            allowed_hosts: Vec::new(),
+            upstream_header: "X-P2p-Upstream".into(),
+            max_header_bytes: 16 << 10,
+            max_connections: 512,
+            readahead_bytes: 32 << 20,
+            range_prefetch: false,
+            lazy_idle_ms: 60_000,
+            auth_check_ttl_ms: 60_000,
+            upstream_timeout_ms: 30_000,
+        }
+    }
+}
+
+/// One registry the mirror proxies.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistryEntry {
+    /// How clients name it: `host[:port]`, e.g. `docker.io` or `127.0.0.1:5000`.
+    pub host: String,
+    /// Where it is reached, `http(s)://host[:port]`; empty: `https://<host>`.
+    #[serde(default)]
+    pub endpoint: String,
+    /// Accept any certificate from it. Only for a registry you trust on a network you trust.
+    #[serde(default)]
+    pub insecure: bool,
+}
+
+impl RegistryEntry {
+    /// The endpoint with no trailing slash.
+    pub fn endpoint(&self) -> String {
+        if self.endpoint.is_empty() {
+            format!("https://{}", self.host)
+        } else {
+            self.endpoint.trim_end_matches('/').to_string()
+        }
+    }
+}
+
+/// `host[:port]` as a registry name: letters, digits, `.-_:[]`, not empty.
+pub fn is_registry_host(host: &str) -> bool {
+    !host.is_empty()
+        && host.len() <= 255
+        && host.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b':' | b'[' | b']'))
+}
+
 impl Default for DaemonConfig {
     fn default() -> Self {
         DaemonConfig {
@@ -188,6 +278,7 @@ impl Default for DaemonConfig {
             origin: HttpOriginConfig::default(),
             task_id: TaskIdConfig::default(),
             download: DownloadSection::default(),
+            mirror: MirrorSection::default(),
             log: LogConfig::default(),
         }
     }
@@ -278,8 +369,61 @@ fn check(c: &DaemonConfig) -> Result<(), Fault> {
             return fault(&["host", key], "must be more than 0".into());
         }
     }
+    check_mirror(&c.mirror)?;
     if c.host.advertise_ip.is_unspecified() {
         return fault(&["host", "advertise_ip"], "must be an address other peers can dial, not 0.0.0.0".into());
+    }
+    Ok(())
+}
+
+fn check_mirror(m: &MirrorSection) -> Result<(), Fault> {
+    let fault = |key: &'static str, message: String| Err((vec!["mirror", key], message));
+    for (i, r) in m.registries.iter().enumerate() {
+        if !is_registry_host(&r.host) {
+            return fault(
+                "registries",
+                format!("entry {}: host {:?} is not host[:port] (no scheme, no path)", i + 1, r.host),
+            );
+        }
+        let endpoint = r.endpoint();
+        let ok = url::Url::parse(&endpoint).is_ok_and(|u| {
+            matches!(u.scheme(), "http" | "https") && u.host().is_some() && u.path() == "/" && u.query().is_none()
+        });
+        if !ok {
+            return fault(
+                "registries",
+                format!("entry {}: endpoint {endpoint:?} is not \"http(s)://host[:port]\"", i + 1),
+            );
+        }
+        if m.registries[..i].iter().any(|o| o.host.eq_ignore_ascii_case(&r.host)) {
+            return fault("registries", format!("entry {}: host {:?} is listed twice", i + 1, r.host));
+        }
+    }
+    for h in &m.allowed_hosts {
+        if !is_registry_host(h.strip_prefix("*.").unwrap_or(h)) {
+            return fault("allowed_hosts", format!("{h:?} is not host[:port] or *.domain"));
+        }
+    }
+    if !m.default_registry.is_empty() && !is_registry_host(&m.default_registry) {
+        return fault("default_registry", format!("{:?} is not host[:port]", m.default_registry));
+    }
+    let header_ok = !m.upstream_header.is_empty()
+        && m.upstream_header.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_'));
+    if !header_ok {
+        return fault("upstream_header", format!("{:?} is not a header name", m.upstream_header));
+    }
+    if !(8192..=1 << 20).contains(&m.max_header_bytes) {
+        return fault("max_header_bytes", format!("is {}; must be between 8192 and 1048576", m.max_header_bytes));
+    }
+    for (key, value) in [
+        ("max_connections", m.max_connections as u64),
+        ("readahead_bytes", m.readahead_bytes),
+        ("lazy_idle_ms", m.lazy_idle_ms),
+        ("upstream_timeout_ms", m.upstream_timeout_ms),
+    ] {
+        if value == 0 {
+            return fault(key, "must be at least 1".into());
+        }
     }
     Ok(())
 }
@@ -328,5 +472,29 @@ mod tests {
         assert_eq!((e.line, e.key.as_deref()), (Some(2), Some("listen.data")), "{e}");
         let e = err("[download]\npiece_bytes = 10\n");
         assert_eq!((e.line, e.key.as_deref()), (Some(2), Some("download.piece_bytes")), "{e}");
+    }
+
+    #[test]
+    fn mirror_registries_are_checked() {
+        let ok = parse(
+            "[mirror]\ndefault_registry = \"docker.io\"\n[[mirror.registries]]\nhost = \"docker.io\"\nendpoint = \"https://registry-1.docker.io\"\n[[mirror.registries]]\nhost = \"127.0.0.1:5000\"\nendpoint = \"http://127.0.0.1:5000/\"\n",
+            "p.toml",
+        )
+        .unwrap();
+        assert_eq!(ok.mirror.registries[0].endpoint(), "https://registry-1.docker.io");
+        assert_eq!(ok.mirror.registries[1].endpoint(), "http://127.0.0.1:5000");
+        let e = err("[[mirror.registries]]\nhost = \"https://docker.io\"\n");
+        assert_eq!(e.key.as_deref(), Some("mirror.registries"), "{e}");
+        assert!(e.message.contains("host[:port]"), "{e}");
+        let e = err("[[mirror.registries]]\nhost = \"a\"\nendpoint = \"ftp://a\"\n");
+        assert!(e.message.contains("endpoint"), "{e}");
+        let e = err("[[mirror.registries]]\nhost = \"a\"\n[[mirror.registries]]\nhost = \"A\"\n");
+        assert!(e.message.contains("twice"), "{e}");
+        let e = err("[mirror]\nmax_header_bytes = 10\n");
+        assert_eq!((e.line, e.key.as_deref()), (Some(2), Some("mirror.max_header_bytes")), "{e}");
+        let e = err("[mirror]\nallowed_hosts = [\"a/b\"]\n");
+        assert_eq!(e.key.as_deref(), Some("mirror.allowed_hosts"), "{e}");
+        let e = err("[listen]\nmirror = \"x\"\n");
+        assert_eq!((e.line, e.key.as_deref()), (Some(2), Some("listen.mirror")), "{e}");
     }
 }

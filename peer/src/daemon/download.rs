@@ -40,6 +40,42 @@ pub struct Job {
     pub seed: bool,
     /// (content, piece) bytes when already known (a seed task carries them).
     pub lengths: Option<(u64, u64)>,
+    /// The content length learnt elsewhere (the mirror's HEAD upstream): used instead of
+    /// asking the origin when neither the store nor the scheduler knows the task.
+    pub content_bytes_hint: Option<u64>,
+    /// Fetch only the pieces asked for (`Want`), not the whole content: a range reader.
+    /// An idle lazy download ends after `mirror.lazy_idle_ms`; its pieces stay stored.
+    pub lazy: bool,
+    /// Read the origin without verifying its certificate (a registry configured
+    /// `insecure = true` in the mirror section).
+    pub insecure_origin: bool,
+}
+
+impl Job {
+    /// A whole-content download with no extra knowledge.
+    pub fn new(task: TaskId, url: String, digest: Option<Sha256Digest>, headers: Vec<(String, String)>) -> Job {
+        Job {
+            task,
+            url,
+            digest,
+            headers,
+            seed: false,
+            lengths: None,
+            content_bytes_hint: None,
+            lazy: false,
+            insecure_origin: false,
+        }
+    }
+}
+
+/// What a reader asks of a running download.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Want {
+    /// These pieces, before the others (`TaskDownload::want`).
+    Pieces(std::ops::Range<u32>),
+    /// The whole content too (`TaskDownload::want_rest`): a whole-content reader joined a
+    /// lazy download, or background prefetch.
+    Rest,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -58,19 +94,32 @@ pub enum State {
     Running,
     Done(PathBuf),
     Failed(DownloadError),
+    /// A lazy download that nobody read from for a while ended; the pieces it got stay
+    /// in the store and a new download of the task starts from them.
+    Idle,
+}
+
+enum Ended {
+    Complete,
+    Idle,
 }
 
 /// Runs the job to its end and publishes its progress.
-pub async fn run(ctx: Arc<Ctx>, job: Job, progress: watch::Sender<Progress>) {
+pub async fn run(ctx: Arc<Ctx>, job: Job, progress: watch::Sender<Progress>, wants: mpsc::UnboundedReceiver<Want>) {
     let mut p = Progress::default();
-    let result = Download::start(&ctx, &job, &progress, &mut p).await;
+    let result = Download::start(&ctx, &job, &progress, &mut p, wants).await;
     let result = match result {
         Ok(Some(mut d)) => d.drive(&mut p).await,
-        Ok(None) => Ok(()),
+        Ok(None) => Ok(Ended::Complete),
         Err(e) => Err(e),
     };
     match result {
-        Ok(()) => {
+        Ok(Ended::Idle) => {
+            tracing::info!(task = %job.task, finished_bytes = p.finished_bytes, "lazy download idle; pieces kept");
+            ctx.metrics.download_ended("idle");
+            p.state = State::Idle;
+        }
+        Ok(Ended::Complete) => {
             let path = ctx.store.task(&job.task).map(|t| t.content_path).unwrap_or_default();
             ctx.metrics.download_ended(if p.from_cache { "cached" } else { "ok" });
             p.state = State::Done(path);
@@ -115,6 +164,9 @@ struct Download<'a> {
     events: mpsc::UnboundedReceiver<Event>,
     origin: Arc<OriginCursor>,
     finished: bool,
+    wants: mpsc::UnboundedReceiver<Want>,
+    /// A lazy download wanting nothing since then.
+    idle_since: Option<tokio::time::Instant>,
 }
 
 impl<'a> Download<'a> {
@@ -124,6 +176,7 @@ impl<'a> Download<'a> {
         job: &'a Job,
         progress: &'a watch::Sender<Progress>,
         p: &mut Progress,
+        wants: mpsc::UnboundedReceiver<Want>,
     ) -> Result<Option<Download<'a>>, DownloadError> {
         let (content_bytes, piece_bytes) = lengths(ctx, job).await?;
         p.content_bytes = content_bytes;
@@ -137,7 +190,7 @@ impl<'a> Download<'a> {
         let mut cfg = ctx.peer_config.clone();
         cfg.piece_sizing = PieceSizing::Fixed { piece_bytes };
         let now = ctx.now_ns();
-        let mut plan = TaskDownload::new(cfg, content_bytes, true, now);
+        let mut plan = TaskDownload::new(cfg, content_bytes, !job.lazy, now);
         // Pieces kept from an earlier run count as done (and are reported as held).
         let held = ctx.store.pieces(&job.task).map_err(DownloadError::from)?;
         for piece in held.finished.iter() {
@@ -163,8 +216,17 @@ impl<'a> Download<'a> {
             transfers: HashMap::new(),
             events_tx,
             events,
-            origin: Arc::new(OriginCursor::new(ctx.clone(), request, content_bytes, piece_bytes)),
+            origin: Arc::new(OriginCursor::new(
+                ctx.clone(),
+                request,
+                content_bytes,
+                piece_bytes,
+                job.insecure_origin,
+                job.lazy,
+            )),
             finished: false,
+            wants,
+            idle_since: None,
         };
         let _ = progress.send(p.clone());
         d.open_stream(content_bytes, piece_bytes).await;
@@ -208,7 +270,7 @@ impl<'a> Download<'a> {
         }
     }
 
-    async fn drive(&mut self, p: &mut Progress) -> Result<(), DownloadError> {
+    async fn drive(&mut self, p: &mut Progress) -> Result<Ended, DownloadError> {
         let mut shutdown = self.ctx.shutdown.clone();
         let mut actions = Vec::new();
         let result = loop {
@@ -221,9 +283,17 @@ impl<'a> Download<'a> {
             }
             self.follow_parent_changes();
             if self.finished {
-                break Ok(());
+                break Ok(Ended::Complete);
+            }
+            let idle_until = self.idle_deadline();
+            if idle_until.is_some_and(|at| at <= tokio::time::Instant::now()) {
+                break Ok(Ended::Idle);
             }
             let deadline = self.plan.next_deadline().map(|t| self.ctx.instant_of(t));
+            let deadline = match (deadline, idle_until) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
             let sleep = async {
                 match deadline {
                     Some(at) => tokio::time::sleep_until(at).await,
@@ -238,6 +308,12 @@ impl<'a> Download<'a> {
             };
             tokio::select! {
                 message = inbound => self.on_scheduler(message),
+                Some(want) = self.wants.recv() => {
+                    self.on_want(want);
+                    while let Ok(want) = self.wants.try_recv() {
+                        self.on_want(want);
+                    }
+                }
                 Some(event) = self.events.recv() => {
                     if let Err(e) = self.on_event(event, p) {
                         break Err(e);
@@ -256,10 +332,37 @@ impl<'a> Download<'a> {
                 }
             }
         };
-        if let Err(e) = &result {
-            self.fail(e).await;
+        match &result {
+            Err(e) => self.fail(e).await,
+            // The scheduler counts the peer as failed (it leaves the swarm); the pieces
+            // stay on disk for the next read.
+            Ok(Ended::Idle) => self.fail(&DownloadError::new(ErrorKind::Internal, "lazy reader idle")).await,
+            Ok(Ended::Complete) => {}
         }
         result
+    }
+
+    fn on_want(&mut self, want: Want) {
+        match want {
+            Want::Pieces(range) => {
+                let end = range.end.min(self.plan.piece_count());
+                self.plan.want(range.start.min(end)..end);
+            }
+            Want::Rest => {
+                self.plan.want_rest();
+                self.origin.want_all();
+            }
+        }
+    }
+
+    /// When a lazy download that wants nothing more ends (None: it is not idle).
+    fn idle_deadline(&mut self) -> Option<tokio::time::Instant> {
+        if !self.job.lazy || !self.plan.wants_nothing_more() || self.plan.is_complete() {
+            self.idle_since = None;
+            return None;
+        }
+        let since = *self.idle_since.get_or_insert_with(tokio::time::Instant::now);
+        Some(since + Duration::from_millis(self.ctx.cfg.mirror.lazy_idle_ms))
     }
 
     fn on_scheduler(&mut self, message: Result<Option<pb::AnnouncePeerResponse>, tonic::Status>) {
@@ -590,9 +693,12 @@ async fn lengths(ctx: &Ctx, job: &Job) -> Result<(u64, u64), DownloadError> {
     if let Some(l) = ctx.sched.task_lengths(&job.task).await {
         return Ok(l);
     }
+    if let Some(content_bytes) = job.content_bytes_hint {
+        return Ok((content_bytes, ctx.cfg.download.piece_bytes));
+    }
     let mut request = OriginRequest::new(job.url.clone());
     request.headers = job.headers.clone();
-    let info = ctx.origin.stat(&request).await?;
+    let info = ctx.origin_for(job.insecure_origin).stat(&request).await?;
     Ok((info.content_bytes, ctx.cfg.download.piece_bytes))
 }
 

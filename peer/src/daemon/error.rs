@@ -19,6 +19,8 @@ pub enum ErrorKind {
     NoSpace,
     /// The content does not match the digest asked for.
     DigestMismatch,
+    /// A byte range past the end of the content.
+    OutOfRange,
     Internal,
 }
 
@@ -42,6 +44,7 @@ impl DownloadError {
             ErrorKind::Unavailable => Code::Unavailable,
             ErrorKind::NoSpace => Code::ResourceExhausted,
             ErrorKind::DigestMismatch => Code::DataLoss,
+            ErrorKind::OutOfRange => Code::OutOfRange,
             ErrorKind::Internal => Code::Internal,
         };
         Status::new(code, self.message.clone())

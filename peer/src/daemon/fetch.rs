@@ -81,33 +81,65 @@ async fn store(
 /// One ranged GET per download, read in piece order by one worker: requests are served in
 /// the order the plan made them (the plan asks for the next missing pieces), so the body
 /// stays sequential. A request for another offset (or a broken body) opens a new range from
-/// there to the end. Transient origin errors are retried with a backoff, then they end the
-/// download.
+/// there to the end; for a lazy download only to the end of the run of consecutive pieces
+/// queued, so the origin sends no byte nobody asked for. Transient origin errors are retried
+/// with a backoff, then they end the download.
 pub struct OriginCursor {
     queue: mpsc::UnboundedSender<(u32, oneshot::Sender<Result<Vec<u8>, OriginError>>)>,
+    /// Ranges end after the queued run (a lazy download) or at the end of the content.
+    lazy: Arc<std::sync::atomic::AtomicBool>,
 }
 
 struct OriginReader {
     request: OriginRequest,
+    insecure: bool,
+    lazy: Arc<std::sync::atomic::AtomicBool>,
     content_bytes: u64,
     piece_bytes: u64,
     body: Option<(u64, OriginBody)>,
 }
 
 impl OriginCursor {
-    pub fn new(ctx: Arc<Ctx>, request: OriginRequest, content_bytes: u64, piece_bytes: u64) -> OriginCursor {
+    pub fn new(
+        ctx: Arc<Ctx>,
+        request: OriginRequest,
+        content_bytes: u64,
+        piece_bytes: u64,
+        insecure: bool,
+        lazy: bool,
+    ) -> OriginCursor {
         let (queue, mut requests) = mpsc::unbounded_channel::<(u32, oneshot::Sender<_>)>();
-        let mut reader = OriginReader { request, content_bytes, piece_bytes, body: None };
+        let lazy = Arc::new(std::sync::atomic::AtomicBool::new(lazy));
+        let mut reader = OriginReader { request, insecure, lazy: lazy.clone(), content_bytes, piece_bytes, body: None };
         tokio::spawn(async move {
-            while let Some((piece, reply)) = requests.recv().await {
+            let mut pending = std::collections::VecDeque::new();
+            loop {
+                let (piece, reply) = match pending.pop_front() {
+                    Some(next) => next,
+                    None => match requests.recv().await {
+                        Some(next) => next,
+                        None => return,
+                    },
+                };
+                while let Ok(next) = requests.try_recv() {
+                    pending.push_back(next);
+                }
                 if reply.is_closed() {
                     continue; // cancelled before its turn
                 }
-                let data = reader.read_piece(&ctx, piece).await;
+                // The queued pieces right after this one: a lazy range stops after them.
+                let run =
+                    pending.iter().enumerate().take_while(|(i, (p, _))| *p == piece + 1 + *i as u32).count() as u32;
+                let data = reader.read_piece(&ctx, piece, piece + 1 + run).await;
                 let _ = reply.send(data);
             }
         });
-        OriginCursor { queue }
+        OriginCursor { queue, lazy }
+    }
+
+    /// The download wants the whole content now: ranges run to its end.
+    pub fn want_all(&self) {
+        self.lazy.store(false, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Queues a piece now, in the caller's order (a spawned task would race the others);
@@ -150,14 +182,20 @@ async fn origin_piece(
 }
 
 impl OriginReader {
-    async fn read_piece(&mut self, ctx: &Ctx, piece: u32) -> Result<Vec<u8>, OriginError> {
+    /// Piece `piece`; `run_end`: one past the last piece of the run queued from it.
+    async fn read_piece(&mut self, ctx: &Ctx, piece: u32, run_end: u32) -> Result<Vec<u8>, OriginError> {
         let offset = u64::from(piece) * self.piece_bytes;
+        let range_end = if self.lazy.load(std::sync::atomic::Ordering::Relaxed) {
+            (u64::from(run_end) * self.piece_bytes).min(self.content_bytes)
+        } else {
+            self.content_bytes
+        };
         let len = self.piece_bytes.min(self.content_bytes - offset) as usize;
         let retries = ctx.cfg.download.origin_retries;
         let backoff = Duration::from_millis(ctx.cfg.download.origin_retry_backoff_ms);
         let mut attempt = 0;
         loop {
-            match self.read(ctx, offset, len).await {
+            match self.read(ctx, offset, len, range_end).await {
                 Ok(data) => return Ok(data),
                 Err(e) if e.is_transient() && attempt < retries => {
                     attempt += 1;
@@ -169,13 +207,13 @@ impl OriginReader {
         }
     }
 
-    async fn read(&mut self, ctx: &Ctx, offset: u64, len: usize) -> Result<Vec<u8>, OriginError> {
+    async fn read(&mut self, ctx: &Ctx, offset: u64, len: usize, range_end: u64) -> Result<Vec<u8>, OriginError> {
         // Taken out while reading: a failed read leaves no body at an unknown offset.
         let (at, mut body) = match self.body.take() {
             Some((at, body)) if at == offset => (at, body),
             other => {
                 tracing::debug!(offset, had = ?other.as_ref().map(|b| b.0), "origin range opened");
-                (offset, ctx.origin.open_range(&self.request, offset..self.content_bytes).await?)
+                (offset, ctx.origin_for(self.insecure).open_range(&self.request, offset..range_end).await?)
             }
         };
         let data = body.read_exact(len).await?;

@@ -41,6 +41,17 @@ impl ByteSource {
     }
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct MirrorLabel {
+    kind: &'static str,
+    result: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: &'static str,
+}
+
 type LatencyFamily = Family<SourceLabel, Histogram, fn() -> Histogram>;
 
 /// What the scrape reads from elsewhere.
@@ -68,6 +79,9 @@ pub struct Metrics {
     store_quota: Gauge,
     tasks_cached: Gauge,
     downloads_running: Gauge,
+    mirror_requests: Family<MirrorLabel, Counter>,
+    mirror_bytes: Family<SourceLabel, Counter>,
+    mirror_fallbacks: Family<ReasonLabel, Counter>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -114,7 +128,28 @@ impl Metrics {
         r.register("store_tasks", "Tasks in the store (complete or partial)", tasks_cached.clone());
         let downloads_running = Gauge::default();
         r.register("downloads_running", "Downloads in progress", downloads_running.clone());
+        let mirror_requests = Family::<MirrorLabel, Counter>::default();
+        r.register(
+            "mirror_requests",
+            "Registry mirror requests by kind (ping, manifest, listing, blob, blob_range, invalid, tls_hello) and result (p2p, p2p_range, upstream, fallback, client_error, denied, upstream_error)",
+            mirror_requests.clone(),
+        );
+        let mirror_bytes = Family::<SourceLabel, Counter>::default();
+        r.register(
+            "mirror_bytes",
+            "Body bytes the mirror sent to clients, by source (p2p, upstream)",
+            mirror_bytes.clone(),
+        );
+        let mirror_fallbacks = Family::<ReasonLabel, Counter>::default();
+        r.register(
+            "mirror_upstream_fallbacks",
+            "Blob requests passed to the registry because P2P could not start them, by reason",
+            mirror_fallbacks.clone(),
+        );
         Metrics {
+            mirror_requests,
+            mirror_bytes,
+            mirror_fallbacks,
             registry: r,
             bytes,
             piece_latency,
@@ -142,6 +177,18 @@ impl Metrics {
 
     pub fn piece_failed(&self, source: ByteSource) {
         self.piece_failures.get_or_create(&SourceLabel { source: source.label() }).inc();
+    }
+
+    pub fn mirror_request(&self, kind: &'static str, result: &'static str) {
+        self.mirror_requests.get_or_create(&MirrorLabel { kind, result }).inc();
+    }
+
+    pub fn mirror_bytes(&self, source: &'static str, bytes: u64) {
+        self.mirror_bytes.get_or_create(&SourceLabel { source }).inc_by(bytes);
+    }
+
+    pub fn mirror_fallback(&self, reason: &'static str) {
+        self.mirror_fallbacks.get_or_create(&ReasonLabel { reason }).inc();
     }
 
     pub fn download_ended(&self, result: &'static str) {

@@ -13,6 +13,7 @@ pub mod error;
 mod fetch;
 pub mod local_api;
 pub mod metrics;
+pub mod mirror;
 mod reannounce;
 pub mod sched_link;
 mod seed;
@@ -45,6 +46,8 @@ pub struct Ctx {
     pub store: Arc<Store>,
     pub client: Arc<PeerClient>,
     pub origin: Arc<dyn Origin>,
+    /// For registries the mirror reads with `insecure = true` (None: no such registry).
+    origin_insecure: Option<Arc<dyn Origin>>,
     pub ids: TaskIdRules,
     pub sched: SchedLink,
     pub metrics: Arc<Metrics>,
@@ -64,6 +67,14 @@ impl Ctx {
 
     pub fn instant_of(&self, ns: u64) -> Instant {
         self.started + Duration::from_nanos(ns)
+    }
+
+    /// The origin a job reads: certificates verified, or not for an insecure registry.
+    pub fn origin_for(&self, insecure: bool) -> &Arc<dyn Origin> {
+        match (&self.origin_insecure, insecure) {
+            (Some(o), true) => o,
+            _ => &self.origin,
+        }
     }
 
     /// A fresh peer id for one download of `task` on this host.
@@ -123,6 +134,8 @@ pub enum StartError {
     Bind { key: &'static str, addr: SocketAddr, source: std::io::Error },
     #[error("scheduler.addresses: {0}")]
     Scheduler(String),
+    #[error("mirror: {0}")]
+    Mirror(String),
 }
 
 /// A running daemon.
@@ -130,6 +143,8 @@ pub struct Running {
     pub data_addr: SocketAddr,
     pub local_api_addr: SocketAddr,
     pub http_addr: SocketAddr,
+    /// None when `mirror.enabled` is false.
+    pub mirror_addr: Option<SocketAddr>,
     pub ctx: Arc<Ctx>,
     shutdown: watch::Sender<bool>,
     api: JoinHandle<Result<(), String>>,
@@ -141,6 +156,12 @@ pub async fn start(cfg: DaemonConfig) -> Result<Running, StartError> {
     tracing::info!(dir = %cfg.storage.dir.display(), report = ?opened, "store open");
     let store = Arc::new(store);
     let origin: Arc<dyn Origin> = Arc::new(HttpOrigin::new(cfg.origin.clone())?);
+    let origin_insecure: Option<Arc<dyn Origin>> = if cfg.mirror.registries.iter().any(|r| r.insecure) {
+        let config = crate::origin::HttpOriginConfig { insecure_skip_verify: true, ..cfg.origin.clone() };
+        Some(Arc::new(HttpOrigin::new(config)?))
+    } else {
+        None
+    };
     let client =
         Arc::new(PeerClient::new(cfg.dataplane.client.clone()).map_err(|e| StartError::Dataplane(e.to_string()))?);
     let server =
@@ -159,6 +180,10 @@ pub async fn start(cfg: DaemonConfig) -> Result<Running, StartError> {
     };
     let (api_listener, local_api_addr) = bind("listen.local_api", cfg.listen.local_api).await?;
     let (http_listener, http_addr) = bind("listen.http", cfg.listen.http).await?;
+    let mirror_listener = match cfg.mirror.enabled {
+        true => Some(bind("listen.mirror", cfg.listen.mirror).await?),
+        false => None,
+    };
 
     let host = sched_link::host_message(&cfg, data_addr.port());
     let sched = SchedLink::new(&cfg, host).map_err(StartError::Scheduler)?;
@@ -173,6 +198,7 @@ pub async fn start(cfg: DaemonConfig) -> Result<Running, StartError> {
         store,
         client,
         origin,
+        origin_insecure,
         sched,
         metrics: Arc::new(Metrics::new()),
         running: tasks::Running::default(),
@@ -208,16 +234,25 @@ pub async fn start(cfg: DaemonConfig) -> Result<Running, StartError> {
         )
     };
     tokio::spawn(svc::probe_http::serve(http_listener, shutdown_rx.clone(), route));
+    let mirror_addr = match mirror_listener {
+        Some((listener, addr)) => {
+            let m = Arc::new(mirror::Mirror::new(ctx.clone()).map_err(StartError::Mirror)?);
+            tokio::spawn(mirror::serve(m, listener, shutdown_rx.clone()));
+            Some(addr)
+        }
+        None => None,
+    };
     let api = tokio::spawn(serve_api(ctx.clone(), api_listener, shutdown_rx));
     tracing::info!(
         host = ctx.sched.host().id,
         data = %data_addr,
         local_api = %local_api_addr,
         http = %http_addr,
+        mirror = ?mirror_addr,
         kind = ?ctx.cfg.host.kind,
         "peer daemon serving"
     );
-    Ok(Running { data_addr, local_api_addr, http_addr, ctx, shutdown, api, server })
+    Ok(Running { data_addr, local_api_addr, http_addr, mirror_addr, ctx, shutdown, api, server })
 }
 
 async fn serve_api(ctx: Arc<Ctx>, listener: TcpListener, mut stop: watch::Receiver<bool>) -> Result<(), String> {

@@ -62,13 +62,8 @@ fn start(ctx: &Arc<Ctx>, t: pb::SeedTask) {
         Err(e) => return tracing::warn!(task = t.task_id, error = %e, "seed task with a bad digest ignored"),
     };
     tracing::info!(task = t.task_id, url = crate::task_id::redact_url(&t.url), "seed task");
-    let job = Job {
-        task,
-        url: t.url,
-        digest,
-        headers: t.request_headers.into_iter().collect(),
-        seed: true,
-        lengths: Some((t.content_length_bytes, t.piece_length_bytes)),
-    };
+    let mut job = Job::new(task, t.url, digest, t.request_headers.into_iter().collect());
+    job.seed = true;
+    job.lengths = Some((t.content_length_bytes, t.piece_length_bytes));
     let _ = ctx.running.start(ctx, job);
 }

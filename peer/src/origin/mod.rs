@@ -8,7 +8,7 @@
 #[cfg(not(madsim))]
 mod http;
 #[cfg(all(test, not(madsim)))]
-mod tests;
+pub(crate) mod tests;
 
 #[cfg(not(madsim))]
 pub use http::{HttpOrigin, HttpOriginConfig};

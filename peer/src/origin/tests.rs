@@ -70,7 +70,7 @@ async fn http_server() -> SocketAddr {
 }
 
 /// Serves HTTPS with a fresh self-signed certificate for 127.0.0.1; returns its PEM too.
-async fn https_server() -> (SocketAddr, String) {
+pub(crate) async fn https_server() -> (SocketAddr, String) {
     let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
     let pem = cert.cert.pem();
     let key = rustls::pki_types::PrivateKeyDer::Pkcs8(cert.signing_key.serialize_der().into());
