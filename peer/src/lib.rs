@@ -3,7 +3,6 @@
 //! piece store on disk), `dataplane` (piece metadata and bytes between peers over framed TCP)
 //! and `origin` (back-to-source reads behind a trait).
 pub mod core;
-#[cfg(not(madsim))]
 pub mod daemon;
 pub mod dataplane;
 pub mod origin;

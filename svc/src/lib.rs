@@ -19,3 +19,21 @@ pub fn exit_on_panic() {
         std::process::exit(101);
     }));
 }
+
+/// `tokio::select!`, except that under `--cfg madsim` the branches are polled in the
+/// order written (`biased;`). Tokio seeds its random branch order from a process-wide
+/// counter that madsim's seeded generator does not cover, so the same seed polled branches
+/// in another order when replayed alone than inside a batch, and the determinism check's
+/// second run diverged from its first. The real build keeps tokio's random order.
+#[cfg(not(madsim))]
+#[macro_export]
+macro_rules! select {
+    ($($t:tt)*) => { ::tokio::select! { $($t)* } };
+}
+
+/// See the real build's `select!`.
+#[cfg(madsim)]
+#[macro_export]
+macro_rules! select {
+    ($($t:tt)*) => { ::tokio::select! { biased; $($t)* } };
+}

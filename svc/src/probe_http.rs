@@ -55,7 +55,7 @@ pub fn standard_route(
 pub async fn serve(listener: TcpListener, mut shutdown: watch::Receiver<bool>, route: Route) {
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
-        let accepted = tokio::select! {
+        let accepted = crate::select! {
             a = listener.accept() => a,
             _ = shutdown.changed() => return,
         };

@@ -167,7 +167,20 @@ struct Download<'a> {
     wants: mpsc::UnboundedReceiver<Want>,
     /// A lazy download wanting nothing since then.
     idle_since: Option<tokio::time::Instant>,
+    content_bytes: u64,
+    piece_bytes: u64,
+    /// When to register again after the scheduler stream broke.
+    rejoin: Option<tokio::time::Instant>,
+    rejoins: u32,
+    scheduler_gave_up: bool,
+    /// Parents the scheduler of the current registration named (cleared on registering again).
+    named_by_sched: std::collections::HashSet<PeerId>,
 }
+
+/// Tries to register again after the scheduler stream broke, `REJOIN_BACKOFF` times the
+/// attempt number apart (0.5 + 1 + ... + 2.5 s: a scheduler restart fits in).
+const REJOIN_ATTEMPTS: u32 = 5;
+const REJOIN_BACKOFF: Duration = Duration::from_millis(500);
 
 impl<'a> Download<'a> {
     /// Creates the task in the store; None when it is complete there already.
@@ -227,19 +240,40 @@ impl<'a> Download<'a> {
             finished: false,
             wants,
             idle_since: None,
+            content_bytes,
+            piece_bytes,
+            rejoin: None,
+            rejoins: 0,
+            scheduler_gave_up: false,
+            named_by_sched: std::collections::HashSet::new(),
         };
         let _ = progress.send(p.clone());
-        d.open_stream(content_bytes, piece_bytes).await;
+        d.open_stream().await;
         Ok(Some(d))
     }
 
-    /// Registers with the scheduler in charge of the task. Without one (none configured,
-    /// or unreachable) the download goes to the origin: slower for the origin, but the
-    /// user gets the content.
-    async fn open_stream(&mut self, content_bytes: u64, piece_bytes: u64) {
-        let Some((address, mut client)) = self.ctx.sched.for_task(&self.job.task) else {
+    /// Registers with the scheduler in charge of the task. Without one configured the
+    /// download goes to the origin at once; when it is unreachable, after the same bounded
+    /// retries as `rejoin` (a scheduler restarting must not send every new download to the
+    /// origin): slower for the origin, but the user gets the content.
+    async fn open_stream(&mut self) {
+        if self.ctx.sched.for_task(&self.job.task).is_none() {
             self.plan.on_back_to_source(self.ctx.now_ns());
             return;
+        }
+        match self.register().await {
+            Ok(stream) => self.stream = Some(stream),
+            Err(why) => {
+                tracing::warn!(task = %self.job.task, why, "scheduler unreachable; registering again shortly");
+                self.schedule_rejoin();
+            }
+        }
+    }
+
+    /// One AnnouncePeer stream with a fresh peer id, `register` sent first.
+    async fn register(&mut self) -> Result<Stream, String> {
+        let Some((address, mut client)) = self.ctx.sched.for_task(&self.job.task) else {
+            return Err("no scheduler configured".into());
         };
         let (out, rx) = mpsc::channel(256);
         let register = pb::RegisterPeer {
@@ -248,8 +282,8 @@ impl<'a> Download<'a> {
             task_id: self.job.task.to_hex(),
             url: self.job.url.clone(),
             digest: self.job.digest.map(|d| d.to_oci()),
-            piece_length_bytes: piece_bytes,
-            content_length_bytes: content_bytes,
+            piece_length_bytes: self.piece_bytes,
+            content_length_bytes: self.content_bytes,
             piece_count: self.plan.piece_count(),
             need_back_to_source: self.job.seed,
             request_headers: self.job.headers.iter().cloned().collect(),
@@ -258,16 +292,51 @@ impl<'a> Download<'a> {
         let _ = out.try_send(pb::AnnouncePeerRequest { request: Some(Req::Register(register)) });
         let call = client.announce_peer(ReceiverStream::new(rx));
         match tokio::time::timeout(self.ctx.sched.request_timeout(), call).await {
-            Ok(Ok(response)) => self.stream = Some(Stream { out, inbound: response.into_inner() }),
-            Ok(Err(status)) => {
-                tracing::warn!(scheduler = address, error = %status.message(), "register refused; going to the origin");
-                self.plan.on_back_to_source(self.ctx.now_ns());
+            Ok(Ok(response)) => Ok(Stream { out, inbound: response.into_inner() }),
+            Ok(Err(status)) => Err(format!("{address}: register refused: {}", status.message())),
+            Err(_) => Err(format!("{address}: the scheduler did not answer")),
+        }
+    }
+
+    /// The stream broke mid-download (the scheduler restarted, or the link to it broke), or
+    /// the first registration failed: announce the host again (a restarted scheduler forgot
+    /// it), register again and report the pieces held, so the download stays in the swarm
+    /// instead of adding a reader at the origin. After `REJOIN_ATTEMPTS` failed tries the
+    /// download goes on from the origin.
+    async fn rejoin(&mut self) {
+        let now = self.ctx.now_ns();
+        self.rejoin = None;
+        self.ctx.sched.announce(self.ctx.load()).await;
+        match self.register().await {
+            Ok(stream) => {
+                tracing::info!(task = %self.job.task, attempt = self.rejoins, "registered again with the scheduler");
+                self.stream = Some(stream);
+                self.named_by_sched.clear();
+                let pieces: Vec<pb::FinishedPiece> = self
+                    .plan
+                    .have()
+                    .iter()
+                    .map(|number| pb::FinishedPiece { number, parent_peer_id: None, cost_ns: 0 })
+                    .collect();
+                if !pieces.is_empty() {
+                    self.send(Req::PiecesFinished(pb::PiecesFinished { pieces }));
+                }
             }
-            Err(_) => {
-                tracing::warn!(scheduler = address, "scheduler did not answer; going to the origin");
-                self.plan.on_back_to_source(self.ctx.now_ns());
+            Err(why) if self.rejoins < REJOIN_ATTEMPTS => {
+                tracing::info!(task = %self.job.task, why, attempt = self.rejoins, "registering again failed; retrying");
+                self.schedule_rejoin();
+            }
+            Err(why) => {
+                tracing::warn!(task = %self.job.task, why, "cannot register again; going on from the origin");
+                self.plan.on_back_to_source(now);
             }
         }
+    }
+
+    fn schedule_rejoin(&mut self) {
+        self.rejoins += 1;
+        let after = REJOIN_BACKOFF * self.rejoins;
+        self.rejoin = Some(tokio::time::Instant::now() + after);
     }
 
     async fn drive(&mut self, p: &mut Progress) -> Result<Ended, DownloadError> {
@@ -289,11 +358,12 @@ impl<'a> Download<'a> {
             if idle_until.is_some_and(|at| at <= tokio::time::Instant::now()) {
                 break Ok(Ended::Idle);
             }
+            if self.rejoin.is_some_and(|at| at <= tokio::time::Instant::now()) {
+                self.rejoin().await;
+                continue;
+            }
             let deadline = self.plan.next_deadline().map(|t| self.ctx.instant_of(t));
-            let deadline = match (deadline, idle_until) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
+            let deadline = [deadline, idle_until, self.rejoin].into_iter().flatten().min();
             let sleep = async {
                 match deadline {
                     Some(at) => tokio::time::sleep_until(at).await,
@@ -306,7 +376,7 @@ impl<'a> Download<'a> {
                     None => std::future::pending().await,
                 }
             };
-            tokio::select! {
+            svc::select! {
                 message = inbound => self.on_scheduler(message),
                 Some(want) = self.wants.recv() => {
                     self.on_want(want);
@@ -370,13 +440,24 @@ impl<'a> Download<'a> {
         let response = match message {
             Ok(Some(m)) => m.response,
             Ok(None) | Err(_) => {
+                // Worth registering again unless the scheduler ended the stream on purpose
+                // (it gave up on this peer, refused a message, or was told we leave).
+                let deliberate = match &message {
+                    Err(status) => matches!(status.code(), tonic::Code::InvalidArgument | tonic::Code::Cancelled),
+                    _ => false,
+                } || self.scheduler_gave_up;
                 let why = match message {
                     Err(status) => status.message().to_string(),
                     _ => "stream closed".into(),
                 };
-                tracing::warn!(task = %self.job.task, why, "lost the scheduler stream; going on from the origin");
                 self.stream = None;
-                self.plan.on_back_to_source(now);
+                if !deliberate && self.rejoins < REJOIN_ATTEMPTS {
+                    tracing::warn!(task = %self.job.task, why, "lost the scheduler stream; registering again");
+                    self.schedule_rejoin();
+                } else {
+                    tracing::warn!(task = %self.job.task, why, "lost the scheduler stream; going on from the origin");
+                    self.plan.on_back_to_source(now);
+                }
                 return;
             }
         };
@@ -391,6 +472,7 @@ impl<'a> Download<'a> {
                 self.plan.on_back_to_source(now);
             }
             Some(Resp::Failed(f)) => {
+                self.scheduler_gave_up = true;
                 tracing::warn!(task = %self.job.task, reason = f.description, "scheduling failed; going to the origin");
                 self.plan.on_back_to_source(now);
             }
@@ -410,6 +492,7 @@ impl<'a> Download<'a> {
                 continue;
             };
             let id = self.local_id(&parent.peer_id);
+            self.named_by_sched.insert(id);
             let link = self.parents.entry(id).or_insert_with(|| ParentLink {
                 addr: SocketAddr::new(ip, port),
                 pieces: None,
@@ -424,6 +507,15 @@ impl<'a> Download<'a> {
             out.push((ParentRef { peer: id, host: HostId(id.0), stripe }, parent.is_seed, has));
         }
         out
+    }
+
+    /// The wire id of a parent, if the scheduler of the current registration named it (a
+    /// scheduler refuses ids it does not know, and a restarted one forgot the old ones).
+    fn sched_wire_id(&self, from: Source) -> Option<String> {
+        match from {
+            Source::Parent(q) if self.named_by_sched.contains(&q) => Some(self.wire_ids[q.0 as usize].clone()),
+            _ => None,
+        }
     }
 
     fn local_id(&mut self, wire: &str) -> PeerId {
@@ -526,11 +618,8 @@ impl<'a> Download<'a> {
                     PieceOutcome::ParentFailed { error } => {
                         tracing::info!(task = %self.job.task, piece, error = %error, "piece from parent failed");
                         self.ctx.metrics.piece_failed(source);
-                        if let Source::Parent(parent) = from {
-                            self.send(Req::PieceFailed(pb::PieceFailed {
-                                number: piece,
-                                parent_peer_id: self.wire_ids[parent.0 as usize].clone(),
-                            }));
+                        if let Some(parent_peer_id) = self.sched_wire_id(from) {
+                            self.send(Req::PieceFailed(pb::PieceFailed { number: piece, parent_peer_id }));
                         }
                         self.plan.on_piece_failed(now, piece, from);
                     }
@@ -557,7 +646,9 @@ impl<'a> Download<'a> {
                     .into_iter()
                     .map(|r| pb::FinishedPiece {
                         number: r.piece,
-                        parent_peer_id: r.parent.map(|q| self.wire_ids[q.0 as usize].clone()),
+                        // A parent from before a new registration is unknown to this
+                        // scheduler: the piece is reported without it.
+                        parent_peer_id: r.parent.and_then(|q| self.sched_wire_id(Source::Parent(q))),
                         cost_ns: r.cost_ns,
                     })
                     .collect();
@@ -566,16 +657,18 @@ impl<'a> Download<'a> {
             PeerAction::ParentFailed { parent } => {
                 // A timed-out transfer: the plan names the parent; the piece is not known
                 // here any more, and the scheduler only needs the parent.
-                self.send(Req::PieceFailed(pb::PieceFailed {
-                    number: 0,
-                    parent_peer_id: self.wire_ids[parent.0 as usize].clone(),
-                }));
+                if let Some(parent_peer_id) = self.sched_wire_id(Source::Parent(parent)) {
+                    self.send(Req::PieceFailed(pb::PieceFailed { number: 0, parent_peer_id }));
+                }
             }
             PeerAction::Reschedule { blocked } => {
-                if self.stream.is_none() {
+                if self.rejoin.is_some() {
+                    // Registering again brings new parents.
+                } else if self.stream.is_none() {
                     self.plan.on_back_to_source(self.ctx.now_ns());
                 } else {
-                    let blocked_parent_peer_ids = blocked.iter().map(|q| self.wire_ids[q.0 as usize].clone()).collect();
+                    let blocked_parent_peer_ids =
+                        blocked.iter().filter_map(|q| self.sched_wire_id(Source::Parent(*q))).collect();
                     self.send(Req::Reschedule(pb::Reschedule {
                         blocked_parent_peer_ids,
                         description: "parents ran dry or failed".into(),
@@ -698,7 +791,20 @@ async fn lengths(ctx: &Ctx, job: &Job) -> Result<(u64, u64), DownloadError> {
     }
     let mut request = OriginRequest::new(job.url.clone());
     request.headers = job.headers.clone();
-    let info = ctx.origin_for(job.insecure_origin).stat(&request).await?;
+    // Transient errors are retried as piece reads are (`download.origin_retries`).
+    let backoff = Duration::from_millis(ctx.cfg.download.origin_retry_backoff_ms);
+    let mut attempt = 0;
+    let info = loop {
+        match ctx.origin_for(job.insecure_origin).stat(&request).await {
+            Ok(info) => break info,
+            Err(e) if e.is_transient() && attempt < ctx.cfg.download.origin_retries => {
+                attempt += 1;
+                tracing::warn!(task = %job.task, attempt, error = %e, "origin length lookup failed; retrying");
+                tokio::time::sleep(backoff * attempt).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    };
     Ok((info.content_bytes, ctx.cfg.download.piece_bytes))
 }
 

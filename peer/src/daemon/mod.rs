@@ -4,8 +4,9 @@
 //! pieces to other peers over the data plane; keeps the scheduler informed
 //! (`sched_link.rs`); collects garbage; exposes `/metrics` and `/healthz`.
 //!
-//! Not built under madsim yet (the HTTP origin is real); the networking it uses
-//! (data plane, tonic) is madsim-ready.
+//! Under `--cfg madsim` the same code runs on madsim's network and virtual time: only the
+//! HTTP origin is left out (`start_with_origin` takes a simulated one) and the local API is
+//! served by madsim-tonic from its address (`serve_api`).
 
 pub mod config;
 pub mod download;
@@ -13,6 +14,8 @@ pub mod error;
 mod fetch;
 pub mod local_api;
 pub mod metrics;
+// The mirror speaks hyper to real registries: no madsim build (the suite drives the local API).
+#[cfg(not(madsim))]
 pub mod mirror;
 mod reannounce;
 pub mod sched_link;
@@ -24,7 +27,9 @@ pub use error::{DownloadError, ErrorKind};
 
 use crate::core::PeerConfig;
 use crate::dataplane::{PeerClient, Server};
-use crate::origin::{HttpOrigin, Origin};
+#[cfg(not(madsim))]
+use crate::origin::HttpOrigin;
+use crate::origin::Origin;
 use crate::storage::{Store, StoreConfig};
 use crate::task_id::{TaskId, TaskIdRules};
 use api::pb;
@@ -151,17 +156,29 @@ pub struct Running {
     server: Arc<Server>,
 }
 
+/// Starts a daemon that reads the origin over HTTP(S) (`[origin]`).
+#[cfg(not(madsim))]
 pub async fn start(cfg: DaemonConfig) -> Result<Running, StartError> {
+    let origin: Arc<dyn Origin> = Arc::new(HttpOrigin::new(cfg.origin.clone())?);
+    start_with_origin(cfg, origin).await
+}
+
+/// Starts a daemon that reads the origin through `origin` (a simulation's own origin;
+/// `[origin]` is then not used).
+pub async fn start_with_origin(cfg: DaemonConfig, origin: Arc<dyn Origin>) -> Result<Running, StartError> {
     let (store, opened) = Store::open(StoreConfig { ..cfg.storage.clone() })?;
     tracing::info!(dir = %cfg.storage.dir.display(), report = ?opened, "store open");
     let store = Arc::new(store);
-    let origin: Arc<dyn Origin> = Arc::new(HttpOrigin::new(cfg.origin.clone())?);
+    // Registries marked `insecure` in the mirror get an origin that skips certificate checks.
+    #[cfg(not(madsim))]
     let origin_insecure: Option<Arc<dyn Origin>> = if cfg.mirror.registries.iter().any(|r| r.insecure) {
         let config = crate::origin::HttpOriginConfig { insecure_skip_verify: true, ..cfg.origin.clone() };
         Some(Arc::new(HttpOrigin::new(config)?))
     } else {
         None
     };
+    #[cfg(madsim)]
+    let origin_insecure: Option<Arc<dyn Origin>> = None;
     let client =
         Arc::new(PeerClient::new(cfg.dataplane.client.clone()).map_err(|e| StartError::Dataplane(e.to_string()))?);
     let server =
@@ -178,9 +195,9 @@ pub async fn start(cfg: DaemonConfig) -> Result<Running, StartError> {
         let local = l.local_addr().unwrap_or(addr);
         Ok::<_, StartError>((l, local))
     };
-    let (api_listener, local_api_addr) = bind("listen.local_api", cfg.listen.local_api).await?;
+    let (api_listener, local_api_addr) = bind_api(cfg.listen.local_api).await?;
     let (http_listener, http_addr) = bind("listen.http", cfg.listen.http).await?;
-    let mirror_listener = match cfg.mirror.enabled {
+    let mirror_listener = match cfg.mirror.enabled && cfg!(not(madsim)) {
         true => Some(bind("listen.mirror", cfg.listen.mirror).await?),
         false => None,
     };
@@ -234,6 +251,9 @@ pub async fn start(cfg: DaemonConfig) -> Result<Running, StartError> {
         )
     };
     tokio::spawn(svc::probe_http::serve(http_listener, shutdown_rx.clone(), route));
+    #[cfg(madsim)]
+    let mirror_addr: Option<SocketAddr> = mirror_listener.map(|(_, addr)| addr);
+    #[cfg(not(madsim))]
     let mirror_addr = match mirror_listener {
         Some((listener, addr)) => {
             let m = Arc::new(mirror::Mirror::new(ctx.clone()).map_err(StartError::Mirror)?);
@@ -255,7 +275,43 @@ pub async fn start(cfg: DaemonConfig) -> Result<Running, StartError> {
     Ok(Running { data_addr, local_api_addr, http_addr, mirror_addr, ctx, shutdown, api, server })
 }
 
-async fn serve_api(ctx: Arc<Ctx>, listener: TcpListener, mut stop: watch::Receiver<bool>) -> Result<(), String> {
+#[cfg(not(madsim))]
+type ApiListener = TcpListener;
+/// Under madsim, madsim-tonic binds its own simulated endpoint from the address.
+#[cfg(madsim)]
+type ApiListener = SocketAddr;
+
+#[cfg(not(madsim))]
+async fn bind_api(addr: SocketAddr) -> Result<(ApiListener, SocketAddr), StartError> {
+    let l =
+        TcpListener::bind(addr).await.map_err(|source| StartError::Bind { key: "listen.local_api", addr, source })?;
+    let local = l.local_addr().unwrap_or(addr);
+    Ok((l, local))
+}
+
+/// madsim-tonic does not report the port it bound, so port 0 cannot be told to clients.
+#[cfg(madsim)]
+async fn bind_api(addr: SocketAddr) -> Result<(ApiListener, SocketAddr), StartError> {
+    if addr.port() == 0 {
+        let source = std::io::Error::new(std::io::ErrorKind::InvalidInput, "under madsim, give a fixed port");
+        return Err(StartError::Bind { key: "listen.local_api", addr, source });
+    }
+    Ok((addr, addr))
+}
+
+#[cfg(madsim)]
+async fn serve_api(ctx: Arc<Ctx>, addr: ApiListener, mut stop: watch::Receiver<bool>) -> Result<(), String> {
+    tonic::transport::Server::builder()
+        .add_service(api::daemon_pb::daemon_server::DaemonServer::new(local_api::LocalApi::new(ctx)))
+        .serve_with_shutdown(addr, async move {
+            let _ = stop.wait_for(|s| *s).await;
+        })
+        .await
+        .map_err(|e| e.to_string())
+}
+
+#[cfg(not(madsim))]
+async fn serve_api(ctx: Arc<Ctx>, listener: ApiListener, mut stop: watch::Receiver<bool>) -> Result<(), String> {
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     tonic::transport::Server::builder()
         .add_service(api::daemon_pb::daemon_server::DaemonServer::new(local_api::LocalApi::new(ctx)))
@@ -270,7 +326,7 @@ async fn announce_loop(ctx: Arc<Ctx>) {
     let mut stop = ctx.shutdown.clone();
     let every = Duration::from_millis(ctx.cfg.scheduler.announce_interval_ms);
     loop {
-        tokio::select! {
+        svc::select! {
             _ = tokio::time::sleep(every) => {}
             _ = stop.wait_for(|s| *s) => return,
         }
@@ -285,7 +341,7 @@ async fn gc_loop(ctx: Arc<Ctx>) {
     let mut stop = ctx.shutdown.clone();
     let every = Duration::from_millis(ctx.cfg.gc.interval_ms);
     loop {
-        tokio::select! {
+        svc::select! {
             _ = tokio::time::sleep(every) => {}
             _ = stop.wait_for(|s| *s) => return,
         }

@@ -16,7 +16,7 @@ pub async fn watch(ctx: Arc<Ctx>, address: String, mut client: api::SchedulerCli
     let mut shutdown = ctx.shutdown.clone();
     loop {
         let request = pb::WatchSeedTasksRequest { host_id: ctx.sched.host().id.clone() };
-        let opened = tokio::select! {
+        let opened = svc::select! {
             r = client.watch_seed_tasks(request) => r,
             _ = shutdown.wait_for(|s| *s) => return,
         };
@@ -25,7 +25,7 @@ pub async fn watch(ctx: Arc<Ctx>, address: String, mut client: api::SchedulerCli
                 tracing::info!(scheduler = address, "watching seed tasks");
                 let mut stream = stream.into_inner();
                 loop {
-                    let next = tokio::select! {
+                    let next = svc::select! {
                         m = stream.message() => m,
                         _ = shutdown.wait_for(|s| *s) => return,
                     };
@@ -43,7 +43,7 @@ pub async fn watch(ctx: Arc<Ctx>, address: String, mut client: api::SchedulerCli
                 tracing::debug!(scheduler = address, error = %status.message(), "seed watch refused")
             }
         }
-        tokio::select! {
+        svc::select! {
             _ = tokio::time::sleep(RECONNECT_BACKOFF) => {}
             _ = shutdown.wait_for(|s| *s) => return,
         }

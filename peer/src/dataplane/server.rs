@@ -205,7 +205,7 @@ async fn raised(flag: &mut watch::Receiver<bool>) {
 
 async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     loop {
-        let accepted = tokio::select! {
+        let accepted = svc::select! {
             accepted = listener.accept() => accepted,
             _ = raised(&mut stop) => return,
         };
@@ -264,11 +264,11 @@ async fn serve_connection(
     let in_flight = Arc::new(Semaphore::new(max_requests));
     let idle = Duration::from_millis(shared.config.idle_timeout_ms);
     loop {
-        let permit = tokio::select! {
+        let permit = svc::select! {
             permit = in_flight.clone().acquire_owned() => match permit { Ok(p) => p, Err(_) => break },
             _ = raised(&mut stop) => break,
         };
-        let header = tokio::select! {
+        let header = svc::select! {
             header = tokio::time::timeout(idle, read_header(&mut rd)) => header,
             _ = raised(&mut stop) => break,
         };
@@ -393,7 +393,7 @@ async fn handle(request: Request, id: u32, ctx: &RequestCtx) -> Option<Reply> {
         Request::GetPiece { task, piece } => {
             let mut closed = ctx.closed.clone();
             let wait = Duration::from_millis(ctx.shared.config.slot_wait_ms);
-            let slot = tokio::select! {
+            let slot = svc::select! {
                 slot = ctx.shared.gate.acquire(wait) => slot,
                 _ = raised(&mut closed) => return None,
             };
@@ -460,7 +460,7 @@ async fn sync_pieces(
         if !unchanged || map.completed || now >= deadline {
             return Some(Ok(pieces_reply(&map, known)));
         }
-        tokio::select! {
+        svc::select! {
             changed = tokio::time::timeout(deadline - now, changes.changed()) => match changed {
                 Ok(Ok(())) | Err(_) => continue,
                 Ok(Err(_)) => return Some(Err((ErrorCode::TaskNotFound, format!("task {task} was removed")))),

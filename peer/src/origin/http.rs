@@ -1,39 +1,12 @@
 //! The HTTP(S) origin: reqwest with rustls, certificates verified by default.
 
-use super::{BodyChunks, ContentInfo, Origin, OriginBody, OriginError, OriginFuture, OriginRequest};
+use super::{BodyChunks, ContentInfo, HttpOriginConfig, Origin, OriginBody, OriginError, OriginFuture, OriginRequest};
 use crate::task_id::redact_url;
 use bytes::Bytes;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_LENGTH, CONTENT_RANGE, RANGE};
 use reqwest::StatusCode;
-use serde::{Deserialize, Serialize};
 use std::ops::Range;
-use std::path::PathBuf;
 use std::time::Duration;
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct HttpOriginConfig {
-    /// Accept any certificate. Only for a registry you trust on a network you trust.
-    pub insecure_skip_verify: bool,
-    /// Extra CA certificates (PEM files) trusted besides the webpki and system roots.
-    pub ca_cert_files: Vec<PathBuf>,
-    pub connect_timeout_ms: u64,
-    /// Longest silence while reading a response.
-    pub read_timeout_ms: u64,
-    pub user_agent: String,
-}
-
-impl Default for HttpOriginConfig {
-    fn default() -> Self {
-        HttpOriginConfig {
-            insecure_skip_verify: false,
-            ca_cert_files: Vec::new(),
-            connect_timeout_ms: 10_000,
-            read_timeout_ms: 60_000,
-            user_agent: concat!("p2pimg-peer/", env!("CARGO_PKG_VERSION")).into(),
-        }
-    }
-}
 
 pub struct HttpOrigin {
     client: reqwest::Client,
@@ -209,13 +182,7 @@ fn head_refused(status: StatusCode) -> bool {
 }
 
 fn status_error(url: &str, status: StatusCode) -> OriginError {
-    let (url, code) = (url.to_string(), status.as_u16());
-    match code {
-        404 | 410 => OriginError::NotFound { url, status: code },
-        401 | 403 => OriginError::Forbidden { url, status: code },
-        500..=599 => OriginError::ServerError { url, status: code },
-        _ => OriginError::UnexpectedStatus { url, status: code },
-    }
+    OriginError::from_status(url, status.as_u16())
 }
 
 fn header_u64(headers: &HeaderMap, name: HeaderName) -> Option<u64> {

@@ -5,13 +5,32 @@
 //! requests. Certificates are verified against the webpki and system roots unless
 //! `insecure_skip_verify` is set.
 
+mod config;
 #[cfg(not(madsim))]
 mod http;
 #[cfg(all(test, not(madsim)))]
 pub(crate) mod tests;
 
+#[cfg(test)]
+mod status_tests {
+    use super::OriginError;
+
+    #[test]
+    fn too_many_requests_is_transient_and_other_4xx_are_not() {
+        let e = OriginError::from_status("https://r.example/blob", 429);
+        assert_eq!(e, OriginError::Throttled { url: "https://r.example/blob".into(), status: 429 });
+        assert!(e.is_transient());
+        assert_eq!(e.status(), Some(429));
+        assert!(OriginError::from_status("u", 503).is_transient());
+        assert!(!OriginError::from_status("u", 404).is_transient());
+        assert!(!OriginError::from_status("u", 403).is_transient());
+        assert!(!OriginError::from_status("u", 400).is_transient());
+    }
+}
+
+pub use config::HttpOriginConfig;
 #[cfg(not(madsim))]
-pub use http::{HttpOrigin, HttpOriginConfig};
+pub use http::HttpOrigin;
 
 use crate::task_id::redact_url;
 use bytes::Bytes;
@@ -160,6 +179,9 @@ pub enum OriginError {
     Forbidden { url: String, status: u16 },
     #[error("{url}: origin server error (HTTP {status})")]
     ServerError { url: String, status: u16 },
+    /// HTTP 429: the origin asks us to slow down; worth another try after a pause.
+    #[error("{url}: the origin is rate-limiting requests (HTTP {status})")]
+    Throttled { url: String, status: u16 },
     #[error("{url}: unexpected HTTP status {status}")]
     UnexpectedStatus { url: String, status: u16 },
     #[error("{url}: the origin ignored the range {start}-{end} (HTTP {status})")]
@@ -183,9 +205,22 @@ impl OriginError {
             OriginError::NotFound { status, .. }
             | OriginError::Forbidden { status, .. }
             | OriginError::ServerError { status, .. }
+            | OriginError::Throttled { status, .. }
             | OriginError::UnexpectedStatus { status, .. }
             | OriginError::RangeIgnored { status, .. } => Some(*status),
             _ => None,
+        }
+    }
+
+    /// The error an HTTP status stands for (`url` shown as given: pass it redacted).
+    pub fn from_status(url: &str, code: u16) -> OriginError {
+        let url = url.to_string();
+        match code {
+            404 | 410 => OriginError::NotFound { url, status: code },
+            401 | 403 => OriginError::Forbidden { url, status: code },
+            429 => OriginError::Throttled { url, status: code },
+            500..=599 => OriginError::ServerError { url, status: code },
+            _ => OriginError::UnexpectedStatus { url, status: code },
         }
     }
 
@@ -195,6 +230,7 @@ impl OriginError {
             self,
             OriginError::Unreachable { .. }
                 | OriginError::ServerError { .. }
+                | OriginError::Throttled { .. }
                 | OriginError::ShortRead { .. }
                 | OriginError::Timeout { .. }
         )

@@ -121,6 +121,13 @@ impl Dag {
         Ok(())
     }
 
+    /// Adds an edge without the cycle check, so tests can build a broken DAG.
+    #[cfg(test)]
+    pub(crate) fn force_edge_for_tests(&mut self, parent: PeerId, child: PeerId) {
+        self.vertices.get_mut(&parent).expect("known parent").children.push(child);
+        self.vertices.get_mut(&child).expect("known child").parents.push(parent);
+    }
+
     /// Removes every edge into `child`; returns the former parents.
     pub fn remove_in_edges(&mut self, child: PeerId) -> Vec<PeerId> {
         let parents = match self.vertices.get_mut(&child) {

@@ -132,6 +132,9 @@ pub struct Task {
     pub seed_triggered: Option<(HostId, TimeNs)>,
     pub seed_failed_ns: Option<TimeNs>,
     pub seed_peer: Option<PeerId>,
+    /// Default policy: children that reported the seed peer failing them (piece_failed or
+    /// a blocked parent in reschedule); `SEED_LOST_REPORTS` of them mean the seed is gone.
+    pub seed_blockers: BTreeSet<PeerId>,
     /// Default policy: one DAG per stripe (pieces p with p % stripes == s). Each refuses
     /// cycles on its own; across stripes two peers may feed each other.
     pub stripe_dags: Vec<Dag>,

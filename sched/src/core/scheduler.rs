@@ -15,6 +15,10 @@ use rand_chacha::ChaCha8Rng;
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound;
 
+/// Default policy: children that must report the seed failing them before the task counts
+/// as having lost its seed (one could be a broken link between that child and the seed).
+pub const SEED_LOST_REPORTS: usize = 2;
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SchedError {
     #[error("unknown peer {0:?}")]
@@ -164,6 +168,7 @@ impl Scheduler {
             seed_triggered: None,
             seed_failed_ns: None,
             seed_peer: None,
+            seed_blockers: BTreeSet::new(),
             stripe_dags: Vec::new(),
             home_members: Vec::new(),
             waiting: BTreeSet::new(),
@@ -301,22 +306,49 @@ impl Scheduler {
 
     /// A piece from `parent` failed. A temporary failure blocks that parent for this peer;
     /// the peer asks for new parents with `reschedule`.
-    pub fn piece_failed(&mut self, _now: TimeNs, peer: PeerId, parent: PeerId) -> Result<(), SchedError> {
+    pub fn piece_failed(&mut self, now: TimeNs, peer: PeerId, parent: PeerId) -> Result<(), SchedError> {
         let parent_host = self.peers.get(&parent).map(|q| q.host);
         let p = self.peers.get_mut(&peer).ok_or(SchedError::UnknownPeer(peer))?;
         p.blocked.insert(parent);
         if let Some(h) = parent_host.and_then(|h| self.hosts.get_mut(&h)) {
             h.upload_failed_count += 1;
         }
+        self.note_seed_blocked(now, peer, &[parent]);
         Ok(())
+    }
+
+    /// Default policy: a seed that crashed without leaving still looks alive here (its
+    /// stream may stay half-open), while its children find it unreachable. Once
+    /// `SEED_LOST_REPORTS` distinct children blocked it, the task counts as having lost its
+    /// seed, so the first peer asking takes the seed's place at the origin at once, within
+    /// the back-to-source budget. Without this, every child waits out its own timeout and
+    /// the peers' own give-up rule sends each of them to the origin.
+    fn note_seed_blocked(&mut self, now: TimeNs, child: PeerId, blocked: &[PeerId]) {
+        if self.cfg.policy != Policy::Default {
+            return;
+        }
+        let Some(task_id) = self.peers.get(&child).map(|p| p.task) else { return };
+        let Some(task) = self.tasks.get_mut(&task_id) else { return };
+        let Some(seed) = task.seed_peer else { return };
+        if child == seed || !blocked.contains(&seed) || task.seed_failed_ns.is_some() {
+            return;
+        }
+        task.seed_blockers.insert(child);
+        if task.seed_blockers.len() >= SEED_LOST_REPORTS {
+            task.seed_failed_ns = Some(now);
+            // No longer a copy coming from the origin: its place there is free.
+            task.back_to_source.remove(&seed);
+        }
     }
 
     /// The peer wants new parents; `blocked` are parents it gives up on.
     pub fn reschedule(&mut self, now: TimeNs, peer: PeerId, blocked: &[PeerId]) -> Result<Vec<Decision>, SchedError> {
         let p = self.peers.get_mut(&peer).ok_or(SchedError::UnknownPeer(peer))?;
         p.blocked.extend(blocked.iter().copied());
+        let state = p.state;
+        self.note_seed_blocked(now, peer, blocked);
         let mut out = Vec::new();
-        if matches!(p.state, PeerState::Received | PeerState::Running) {
+        if matches!(state, PeerState::Received | PeerState::Running) {
             self.schedule(now, peer, true, &mut out);
         }
         self.wake_waiters(now, &mut out);
@@ -412,6 +444,12 @@ impl Scheduler {
     /// Every DAG of the task is acyclic (the task's, and each stripe's).
     pub fn task_is_acyclic(&self, task: TaskId) -> bool {
         self.tasks.get(&task).is_none_or(|t| t.dag.is_acyclic() && t.stripe_dags.iter().all(|d| d.is_acyclic()))
+    }
+    /// Tasks whose DAGs hold a cycle: a peer that is its own ancestor. `Dag` refuses such
+    /// edges, so this is empty unless that rule is broken; drivers check it (the madsim suite
+    /// after every step).
+    pub fn cyclic_tasks(&self) -> Vec<TaskId> {
+        self.tasks.keys().copied().filter(|t| !self.task_is_acyclic(*t)).collect()
     }
     pub fn back_to_source_count(&self, task: TaskId) -> usize {
         self.tasks.get(&task).map_or(0, |t| t.back_to_source.len())
@@ -524,8 +562,10 @@ impl Scheduler {
         // seed's place at the origin (one, not the budget's worth: each is another copy
         // from the registry) and the others are fed through it.
         if asked && under_budget && task.seed_failed_ns.is_some() && task.back_to_source.is_empty() {
-            let whole_copy =
-                task.peers.iter().any(|q| self.peers.get(q).is_some_and(|q| q.state == PeerState::Succeeded));
+            // (A seed counted as lost is no copy, even if it finished before it went.)
+            let whole_copy = task.peers.iter().any(|q| {
+                Some(*q) != task.seed_peer && self.peers.get(q).is_some_and(|q| q.state == PeerState::Succeeded)
+            });
             if !whole_copy {
                 self.order_back_to_source(now, peer, BackToSourceReason::NoParents, out);
                 return;

@@ -160,6 +160,40 @@ fn a_peer_that_blocked_the_seed_and_has_no_other_parent_goes_to_the_origin_after
 }
 
 #[test]
+fn a_seed_that_two_children_cannot_reach_is_replaced_by_one_peer_at_the_origin_at_once() {
+    let mut s = sched(Policy::Default, 4, 1);
+    s.register_peer(0, reg(9, 4, true)).unwrap();
+    for p in 0..4 {
+        s.register_peer(1, reg(p, p, false)).unwrap();
+    }
+    let back = |d: &[Decision]| d.iter().filter(|d| matches!(d, Decision::BackToSource { .. })).count();
+    // The seed crashed without leaving (still Running here). One child blocking it is not
+    // enough: that child may only have a broken link to it.
+    s.piece_failed(2, PeerId(0), PeerId(9)).unwrap();
+    assert_eq!(back(&s.reschedule(3, PeerId(0), &[PeerId(9)]).unwrap()), 0);
+    // A second child: the seed is lost; the next peer asking goes to the origin, now
+    // (not after wait_for_parent_timeout_ns), and only that one.
+    assert_eq!(back(&s.reschedule(4, PeerId(1), &[PeerId(9)]).unwrap()), 1);
+    assert_eq!(back(&s.reschedule(5, PeerId(2), &[PeerId(9)]).unwrap()), 0);
+    assert_eq!(back(&s.reschedule(6, PeerId(3), &[]).unwrap()), 0);
+    assert_eq!(s.back_to_source_count(TaskId(0)), 1);
+}
+
+#[test]
+fn a_finished_seed_that_children_cannot_reach_is_no_whole_copy() {
+    let mut s = sched(Policy::Default, 3, 1);
+    s.register_peer(0, reg(9, 3, true)).unwrap();
+    s.peer_finished(1, PeerId(9)).unwrap();
+    for p in 0..3 {
+        s.register_peer(2, reg(p, p, false)).unwrap();
+    }
+    s.piece_failed(3, PeerId(0), PeerId(9)).unwrap();
+    s.piece_failed(3, PeerId(1), PeerId(9)).unwrap();
+    let d = s.reschedule(4, PeerId(2), &[PeerId(9)]).unwrap();
+    assert!(d.iter().any(|d| matches!(d, Decision::BackToSource { peer: PeerId(2), .. })), "{d:?}");
+}
+
+#[test]
 fn no_self_parent_and_no_same_host_parent() {
     let mut s = sched(Policy::Dragonfly, 4, 1);
     s.register_peer(0, reg(0, 0, false)).unwrap();
@@ -307,6 +341,19 @@ fn default_gives_every_peer_a_parent_in_every_stripe_and_the_first_peers_feed_ea
     assert!((0..8).any(|a| (0..8).any(|b| a != b && feeds(a, b) && feeds(b, a))), "no mutual exchange");
     // ...while each stripe's DAG stays acyclic.
     assert!(s.task_is_acyclic(TaskId(0)));
+    assert_eq!(s.cyclic_tasks(), Vec::<TaskId>::new());
+}
+
+#[test]
+fn cyclic_tasks_names_a_task_whose_dag_has_a_cycle() {
+    let mut s = striped_cluster();
+    assert!(s.cyclic_tasks().is_empty());
+    // Break the rule behind Dag's back: a two-peer cycle in stripe 0's DAG.
+    let d = &mut s.tasks.get_mut(&TaskId(0)).unwrap().stripe_dags[0];
+    let (a, b) = (PeerId(0), d.parents(PeerId(0))[0]);
+    assert!(d.is_ancestor(b, a));
+    d.force_edge_for_tests(a, b);
+    assert_eq!(s.cyclic_tasks(), vec![TaskId(0)]);
 }
 
 #[test]

@@ -19,7 +19,7 @@ use tonic::{Status, Streaming};
 
 pub async fn drive(shared: Arc<Shared>, mut inbound: Streaming<pb::AnnouncePeerRequest>, tx: PeerTx) {
     let mut shutdown = shared.shutdown_signal();
-    let first = tokio::select! {
+    let first = svc::select! {
         first = tokio::time::timeout(shared.tuning.register_timeout, inbound.message()) => first,
         _ = shutdown.changed() => return,
     };
@@ -37,7 +37,7 @@ pub async fn drive(shared: Arc<Shared>, mut inbound: Streaming<pb::AnnouncePeerR
         return;
     };
     loop {
-        tokio::select! {
+        svc::select! {
             next = inbound.message() => match next {
                 Ok(Some(m)) => {
                     let name = m.request.as_ref().map_or("empty", wire::request_name);

@@ -94,7 +94,7 @@ impl Running {
     /// Serves until `signal` completes, then shuts down gracefully. A server that stops by
     /// itself before that is an error.
     pub async fn run_until(mut self, signal: impl std::future::Future<Output = ()>) -> Result<(), ServeError> {
-        tokio::select! {
+        svc::select! {
             joined = &mut self.server => {
                 flatten(joined)?;
                 return Err(ServeError("the gRPC server stopped by itself".to_string()));
@@ -108,7 +108,7 @@ impl Running {
     /// Waits for the server to stop (after `shutdown`, at most `shutdown_grace` more).
     pub async fn wait(mut self) -> Result<(), ServeError> {
         let mut stopping = self.shutdown.subscribe();
-        tokio::select! {
+        svc::select! {
             joined = &mut self.server => return flatten(joined),
             _ = stopping.wait_for(|stop| *stop) => {}
         }

@@ -78,7 +78,7 @@ pub async fn run(shared: Arc<Shared>) {
         let wake_at = shared.arm_timer();
         let sleep =
             tokio::time::sleep_until(shared.clock.instant_at(wake_at.min(shared.clock.now_ns() + 3_600_000_000_000)));
-        tokio::select! {
+        svc::select! {
             _ = sleep => shared.with_state("timers", |s, now| s.run_due(now)),
             _ = shared.timer_changed.notified() => {}
             _ = shutdown.changed() => return,

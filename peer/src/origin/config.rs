@@ -1,0 +1,30 @@
+//! The `[origin]` section of the daemon's configuration. It is read in both builds; under
+//! `--cfg madsim` no HTTP origin uses it (a simulated origin stands in).
+
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpOriginConfig {
+    /// Accept any certificate. Only for a registry you trust on a network you trust.
+    pub insecure_skip_verify: bool,
+    /// Extra CA certificates (PEM files) trusted besides the webpki and system roots.
+    pub ca_cert_files: Vec<PathBuf>,
+    pub connect_timeout_ms: u64,
+    /// Longest silence while reading a response.
+    pub read_timeout_ms: u64,
+    pub user_agent: String,
+}
+
+impl Default for HttpOriginConfig {
+    fn default() -> Self {
+        HttpOriginConfig {
+            insecure_skip_verify: false,
+            ca_cert_files: Vec::new(),
+            connect_timeout_ms: 10_000,
+            read_timeout_ms: 60_000,
+            user_agent: concat!("p2pimg-peer/", env!("CARGO_PKG_VERSION")).into(),
+        }
+    }
+}
