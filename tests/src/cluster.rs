@@ -8,9 +8,14 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-/// target/<profile>/<name>, next to the test executable's deps/ directory.
+/// target/<profile>/<name>: next to the test executable's deps/ directory, or beside the
+/// running executable when that is itself a binary in target/<profile> (the bench tools).
 pub fn binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
+    let beside = exe.parent().map(|d| d.join(name));
+    if let Some(bin) = beside.filter(|b| b.exists()) {
+        return bin;
+    }
     let dir = exe.parent().and_then(Path::parent).expect("test binary lives in target/<profile>/deps");
     let bin = dir.join(name);
     assert!(

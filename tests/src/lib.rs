@@ -11,4 +11,5 @@ pub mod oci_image;
 pub mod origin_server;
 pub mod registry;
 pub mod skopeo;
+pub mod swarm;
 pub mod systemd_unit;

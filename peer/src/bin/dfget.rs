@@ -54,6 +54,7 @@ usage: dfget URL -O FILE [options]
   -H, --header 'K: V'      a request header for the origin (repeatable)
   --daemon ADDR            the daemon's local API (default 127.0.0.1:65000)
   --quiet                  no progress bar
+  --rehash                 hash the copy even when the daemon has just checked the digest
 ";
 
     struct Args {
@@ -65,6 +66,7 @@ usage: dfget URL -O FILE [options]
         headers: HashMap<String, String>,
         daemon: String,
         quiet: bool,
+        rehash: bool,
         range: Option<ByteRange>,
     }
 
@@ -75,7 +77,7 @@ usage: dfget URL -O FILE [options]
         let usage = |m: String| Fail(2, m);
         let (mut url, mut output, mut digest) = (None, None, None);
         let (mut tag, mut application, mut headers) = (String::new(), String::new(), HashMap::new());
-        let (mut daemon, mut quiet, mut range) = ("127.0.0.1:65000".to_string(), false, None);
+        let (mut daemon, mut quiet, mut range, mut rehash) = ("127.0.0.1:65000".to_string(), false, None, false);
         let mut args = std::env::args().skip(1);
         while let Some(a) = args.next() {
             let mut value = |name: &str| args.next().ok_or_else(|| usage(format!("{name} needs a value")));
@@ -93,6 +95,7 @@ usage: dfget URL -O FILE [options]
                 "--daemon" => daemon = value("--daemon")?,
                 "--range" => range = Some(parse_range(&value("--range")?).map_err(usage)?),
                 "--quiet" | "-q" => quiet = true,
+                "--rehash" => rehash = true,
                 "--help" | "-h" => return Err(Fail(0, String::new())),
                 s if s.starts_with('-') => return Err(usage(format!("unknown option {s:?}"))),
                 s if url.is_none() => url = Some(s.to_string()),
@@ -104,7 +107,7 @@ usage: dfget URL -O FILE [options]
         if let Some(d) = &digest {
             Sha256Digest::from_oci(d).map_err(|e| usage(format!("--digest {d:?}: {e}")))?;
         }
-        Ok(Args { url, output, digest, tag, application, headers, daemon, quiet, range })
+        Ok(Args { url, output, digest, tag, application, headers, daemon, quiet, range, rehash })
     }
 
     /// `N-M` (M inclusive) or `N-`.
@@ -203,7 +206,15 @@ usage: dfget URL -O FILE [options]
         bar.set_message("copying");
         let (source, output, digest) = (PathBuf::from(&last.content_path), args.output.clone(), args.digest.clone());
         let part = args.range.map(|_| (last.range_offset_bytes, last.range_length_bytes));
-        let copied = tokio::task::spawn_blocking(move || copy_verified(&source, &output, digest.as_deref(), part))
+        // The daemon checked this very digest over the whole file just now: no second hash
+        // of a whole-content copy.
+        let checked_by_daemon = !args.rehash
+            && part.is_none()
+            && digest
+                .as_deref()
+                .is_some_and(|d| !last.verified_digest.is_empty() && last.verified_digest == d.to_ascii_lowercase());
+        let check = if checked_by_daemon { None } else { digest };
+        let copied = tokio::task::spawn_blocking(move || copy_verified(&source, &output, check.as_deref(), part))
             .await
             .map_err(|e| Fail(1, e.to_string()))?;
         // The daemon holds the task until the stream closes: only now.

@@ -85,6 +85,9 @@ pub struct Progress {
     pub from_parents: u64,
     pub from_origin: u64,
     pub from_cache: bool,
+    /// Set when this run completed the task: the store checked the whole content against
+    /// this digest (`complete_task`) just before the download counted as done.
+    pub verified_digest: Option<Sha256Digest>,
     pub state: State,
 }
 
@@ -120,7 +123,11 @@ pub async fn run(ctx: Arc<Ctx>, job: Job, progress: watch::Sender<Progress>, wan
             p.state = State::Idle;
         }
         Ok(Ended::Complete) => {
-            let path = ctx.store.task(&job.task).map(|t| t.content_path).unwrap_or_default();
+            let info = ctx.store.task(&job.task);
+            if !p.from_cache {
+                p.verified_digest = info.as_ref().and_then(|t| t.content_digest);
+            }
+            let path = info.map(|t| t.content_path).unwrap_or_default();
             ctx.metrics.download_ended(if p.from_cache { "cached" } else { "ok" });
             p.state = State::Done(path);
         }

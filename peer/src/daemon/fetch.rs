@@ -66,7 +66,13 @@ async fn store(
     let client = ctx.client.clone();
     let written = blocking(move || {
         let r = store.write_piece(&task, piece, &verified, expected.as_ref());
-        client.recycle(verified);
+        let unkept = match r {
+            Ok(_) => store.keep_piece(&task, piece, verified),
+            Err(_) => Some(verified),
+        };
+        if let Some(buffer) = unkept {
+            client.recycle(buffer);
+        }
         r
     })
     .await;

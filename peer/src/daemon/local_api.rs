@@ -73,6 +73,7 @@ fn message(task: &str, p: &Progress) -> DownloadProgress {
         content_path: String::new(),
         range_offset_bytes: 0,
         range_length_bytes: 0,
+        verified_digest: String::new(),
     }
 }
 

@@ -1,4 +1,6 @@
-//! The parent side: serves piece maps (long poll) and piece bytes, re-verified, from the store.
+//! The parent side: serves piece maps (long poll) and piece bytes, re-verified, from the store
+//! (`Store::read_piece_shared`: from its memory cache of verified pieces when it holds the
+//! piece, else read from disk and re-hashed).
 //!
 //! Per connection one reader loop reads requests (at most `max_requests_per_connection` in
 //! flight; beyond that it stops reading, which pushes back through TCP), each request runs
@@ -7,10 +9,10 @@
 //! the disk read until its last byte is written.
 
 use super::frame::{self, ErrorCode, PiecesReply, Request, HELLO, MAX_DIGESTS_PER_REPLY, MAX_REQUEST_BODY};
-use super::io::{blocking, read_body, read_header, write_frame, BufferPool};
+use super::io::{blocking, read_body, read_header, write_frame};
 use super::ratelimit::{RateLimit, TokenBucket};
 use super::slots::{UploadGate, UploadSlot};
-use crate::storage::{PieceMap, Store, StoreError, VerifiedPiece};
+use crate::storage::{PieceMap, SharedPiece, Store, StoreError};
 use crate::task_id::TaskId;
 use sched::core::PieceSet;
 use serde::{Deserialize, Serialize};
@@ -28,8 +30,6 @@ use tokio::time::Instant;
 const WRITE_CHUNK_BYTES: usize = 256 << 10;
 const READ_BUFFER_BYTES: usize = 64 << 10;
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
-/// Send buffers kept for reuse (each as big as the largest piece sent recently).
-const POOLED_BUFFERS_MAX: usize = 16;
 /// Pause after a failed accept (out of file descriptors...), so the loop does not spin.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
@@ -126,8 +126,6 @@ struct Shared {
     upload_bucket: Option<TokenBucket>,
     counters: Counters,
     connections: Arc<Semaphore>,
-    /// Piece buffers back from the writers, for the next disk reads.
-    buffers: BufferPool,
 }
 
 /// A running data-plane server. Dropping it stops it (connections close at their next step).
@@ -154,7 +152,6 @@ impl Server {
             upload_bucket,
             counters: Counters::default(),
             connections: Arc::new(Semaphore::new(config.max_connections as usize)),
-            buffers: BufferPool::new(POOLED_BUFFERS_MAX.min(config.upload_slots as usize)),
             config,
         });
         let (shutdown, stop) = watch::channel(false);
@@ -232,7 +229,7 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut stop: watch
 /// A reply on its way to the writer, with what it holds until written.
 enum Outgoing {
     Frame { bytes: Vec<u8>, _request: OwnedSemaphorePermit },
-    Piece { head: Vec<u8>, piece: VerifiedPiece, _slot: UploadSlot, _request: OwnedSemaphorePermit },
+    Piece { head: Vec<u8>, piece: SharedPiece, _slot: UploadSlot, _request: OwnedSemaphorePermit },
 }
 
 async fn serve_connection(
@@ -327,7 +324,7 @@ async fn write_loop(
             Outgoing::Frame { bytes, .. } => write_frame(&mut wr, &bytes).await,
             Outgoing::Piece { head, piece, .. } => {
                 let sent = write_piece(&mut wr, &head, piece.data(), &shared).await;
-                shared.buffers.give(piece.into_data());
+                shared.store.recycle_piece(piece);
                 sent
             }
         };
@@ -371,7 +368,7 @@ struct RequestCtx {
 /// A reply before it is tied to its request's permit.
 enum Reply {
     Frame(Vec<u8>),
-    Piece { head: Vec<u8>, piece: VerifiedPiece, slot: UploadSlot },
+    Piece { head: Vec<u8>, piece: SharedPiece, slot: UploadSlot },
 }
 
 impl Reply {
@@ -403,8 +400,7 @@ async fn handle(request: Request, id: u32, ctx: &RequestCtx) -> Option<Reply> {
                 return Some(Reply::error(id, (ErrorCode::Busy, message)));
             };
             let store = ctx.shared.store.clone();
-            let buf = ctx.shared.buffers.take();
-            Some(match blocking(move || store.read_piece_into(&task, piece, buf)).await {
+            Some(match blocking(move || store.read_piece_shared(&task, piece)).await {
                 Ok(Ok(data)) => {
                     let head = frame::encode_piece_head(id, piece, data.digest(), data.len());
                     Reply::Piece { head, piece: data, slot }

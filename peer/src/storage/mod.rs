@@ -14,6 +14,9 @@
 //!   whose digest differs from the one expected for the piece is refused.
 //! - Every read for serving re-hashes the piece. A mismatch drops the piece from the finished
 //!   bitmap and returns `StoreError::CorruptPiece`: corrupt bytes are never handed out.
+//!   `read_piece_shared` first looks in a memory cache of pieces this process verified
+//!   (`piece_cache.rs`, `piece_cache_bytes`): bytes hashed once are sent to many children
+//!   without being read and hashed again for each.
 //! - A task counts as complete (`complete_task`) only when every piece is finished, every
 //!   piece recorded before the store was opened has been re-checked, and the whole content
 //!   matches the task's digest when one is known. Completion fsyncs the content first, so a
@@ -32,6 +35,7 @@ mod error;
 mod gc;
 mod meta;
 mod open;
+mod piece_cache;
 mod pieces;
 #[cfg(test)]
 mod tests;
@@ -41,6 +45,7 @@ pub use digest::{DigestParseError, Sha256Digest, VerifiedPiece};
 pub use error::{ContentDigestMismatch, StoreError, TaskMismatch};
 pub use gc::{Evicted, GcPolicy, GcReason, GcReport};
 pub use open::OpenReport;
+pub use piece_cache::SharedPiece;
 pub use pieces::PieceWrite;
 
 use crate::task_id::TaskId;
@@ -72,6 +77,8 @@ pub struct StoreConfig {
     /// A partial task's metadata is persisted after this many newly finished pieces (at
     /// least 1). A crash loses at most this many pieces, which are fetched again.
     pub meta_flush_pieces: u32,
+    /// Memory for recently verified pieces served from RAM instead of disk (0: off).
+    pub piece_cache_bytes: u64,
 }
 
 impl Default for StoreConfig {
@@ -81,6 +88,7 @@ impl Default for StoreConfig {
             quota_bytes: 100 << 30,
             verify_on_open: false,
             meta_flush_pieces: 32,
+            piece_cache_bytes: 128 << 20,
         }
     }
 }
@@ -152,6 +160,7 @@ pub struct Store {
     tasks: Mutex<HashMap<TaskId, Arc<TaskEntry>>>,
     used_bytes: AtomicU64,
     trash_seq: AtomicU64,
+    cache: piece_cache::PieceCache,
 }
 
 struct TaskEntry {
@@ -220,6 +229,7 @@ impl Store {
             return Err(StoreError::Config { reason: "quota_bytes must be more than 0".into() });
         }
         let store = Store {
+            cache: piece_cache::PieceCache::new(config.piece_cache_bytes),
             tasks_dir: config.dir.join("tasks"),
             trash_dir: config.dir.join("trash"),
             config,
@@ -383,6 +393,7 @@ impl Store {
     /// the entry already out of the map, so a new task with the same id can be created at
     /// once; the slow delete happens after the lock is released.
     fn unlink_locked(&self, entry: &Arc<TaskEntry>) -> Result<PathBuf, StoreError> {
+        self.cache.remove_task(&entry.id);
         let mut state = lock(&entry.state);
         state.removed = true;
         self.used_bytes.fetch_sub(state.meta.finished_bytes(), Ordering::AcqRel);

@@ -1,6 +1,6 @@
 //! Piece writes, verified reads, and task completion.
 
-use super::{lock, persist, Sha256Digest, Store, StoreError, TaskEntry, TaskState, VerifiedPiece};
+use super::{lock, persist, Sha256Digest, SharedPiece, Store, StoreError, TaskEntry, TaskState, VerifiedPiece};
 use crate::task_id::TaskId;
 use sha2::{Digest as _, Sha256};
 use std::os::unix::fs::FileExt;
@@ -115,6 +115,63 @@ impl Store {
     /// returned.
     pub fn read_piece(&self, id: &TaskId, piece: u32) -> Result<VerifiedPiece, StoreError> {
         self.read_piece_into(id, piece, Vec::new())
+    }
+
+    /// A finished piece for sending: from the cache of verified pieces when it holds the
+    /// piece with the digest recorded now, else read and re-hashed like `read_piece` (and
+    /// then cached). Give it back with `recycle_piece` once sent.
+    pub fn read_piece_shared(&self, id: &TaskId, piece: u32) -> Result<SharedPiece, StoreError> {
+        let recorded = {
+            let pin = self.pin(id)?;
+            let state = lock(&pin.entry.state);
+            let m = &state.meta;
+            check_piece_index(pin.entry.id, piece, m.piece_count())?;
+            match m.piece_digests[piece as usize] {
+                Some(d) if m.finished.contains(piece) => d,
+                _ => return Err(StoreError::PieceNotFinished { task: *id, piece }),
+            }
+        };
+        if let Some(hit) = self.cache.get(id, piece, &recorded) {
+            return Ok(hit);
+        }
+        let read = SharedPiece::from(self.read_piece_into(id, piece, self.cache.take_buffer())?);
+        self.cache.insert(id, piece, read.clone());
+        Ok(read)
+    }
+
+    /// Keeps a piece this process has just verified and written (`write_piece`) in the
+    /// cache of verified pieces, so children asking for it soon get these bytes without a
+    /// disk read and another hash. Only for tasks with a known content digest, where
+    /// `complete_task` re-reads the whole content from disk and checks it (a piece damaged
+    /// on disk after it was written is still found, and dropped); pieces of other tasks
+    /// enter the cache only through `read_piece_shared`, checked from disk. Returns the
+    /// piece when it was not kept (the caller may reuse its buffer).
+    pub fn keep_piece(&self, id: &TaskId, piece: u32, data: VerifiedPiece) -> Option<VerifiedPiece> {
+        if self.config.piece_cache_bytes == 0 {
+            return Some(data);
+        }
+        let Ok(pin) = self.pin(id) else {
+            return Some(data);
+        };
+        let keep = {
+            let state = lock(&pin.entry.state);
+            let m = &state.meta;
+            m.content_digest.is_some()
+                && piece < m.piece_count()
+                && m.finished.contains(piece)
+                && m.piece_digests[piece as usize] == Some(*data.digest())
+        };
+        if !keep {
+            return Some(data);
+        }
+        self.cache.insert(id, piece, SharedPiece::from(data));
+        None
+    }
+
+    /// A piece from `read_piece_shared` that has been sent: its buffer is reused for later
+    /// reads when nothing else holds it.
+    pub fn recycle_piece(&self, piece: SharedPiece) {
+        self.cache.recycle(piece);
     }
 
     /// `read_piece` into a reused buffer (a server recycles its send buffers: no allocation,
@@ -297,6 +354,7 @@ impl Store {
 
 pub(super) fn drop_piece_locked(store: &Store, entry: &TaskEntry, state: &mut TaskState, piece: u32) {
     let len = state.meta.piece_len(piece);
+    store.cache.remove(&entry.id, piece);
     state.meta.finished.remove(piece);
     state.meta.completed = false;
     state.unverified.remove(piece);

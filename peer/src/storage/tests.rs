@@ -20,7 +20,13 @@ impl ManualClock {
 const PIECE: u64 = 1024;
 
 fn config(dir: &Path) -> StoreConfig {
-    StoreConfig { dir: dir.to_path_buf(), quota_bytes: 1 << 20, verify_on_open: false, meta_flush_pieces: 1 }
+    StoreConfig {
+        dir: dir.to_path_buf(),
+        quota_bytes: 1 << 20,
+        verify_on_open: false,
+        meta_flush_pieces: 1,
+        piece_cache_bytes: 0,
+    }
 }
 
 fn open(cfg: StoreConfig) -> (Store, OpenReport, Arc<ManualClock>) {
@@ -344,4 +350,46 @@ fn bad_config_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let err = Store::open(StoreConfig { meta_flush_pieces: 0, ..config(dir.path()) }).err().unwrap();
     assert!(err.to_string().contains("meta_flush_pieces"));
+}
+
+#[test]
+fn verified_pieces_are_served_from_memory_and_disk_damage_is_still_found() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _, _) = open(StoreConfig { piece_cache_bytes: 8 * PIECE, ..config(dir.path()) });
+    let data = content(3 * PIECE, 9);
+
+    // No content digest: nothing is kept at write time; the first read comes from disk and
+    // finds damage there.
+    let plain = spec(1, &data, false);
+    store.create_task(plain.clone()).unwrap();
+    let p0 = piece_of(&data, 0);
+    store.write_piece(&plain.id, 0, &p0, None).unwrap();
+    assert!(store.keep_piece(&plain.id, 0, p0).is_some(), "kept without a digest");
+    corrupt(&store, &plain.id, 0);
+    assert!(matches!(store.read_piece_shared(&plain.id, 0), Err(StoreError::CorruptPiece { .. })));
+    // A piece read (and checked) once is served from memory afterwards.
+    let p1 = piece_of(&data, 1);
+    store.write_piece(&plain.id, 1, &p1, None).unwrap();
+    let first = store.read_piece_shared(&plain.id, 1).unwrap();
+    assert_eq!(first.data(), p1.data());
+    corrupt(&store, &plain.id, 1);
+    let cached = store.read_piece_shared(&plain.id, 1).unwrap();
+    assert_eq!(cached.data(), p1.data(), "verified bytes, not the damaged disk copy");
+    store.recycle_piece(first);
+    store.recycle_piece(cached);
+
+    // With a content digest, a piece just written is kept; completion still reads the disk,
+    // finds the damage and drops the piece (and its cache entry).
+    let with_digest = spec(2, &data, true);
+    store.create_task(with_digest.clone()).unwrap();
+    for p in 0..3 {
+        let piece = piece_of(&data, p);
+        store.write_piece(&with_digest.id, p, &piece, None).unwrap();
+        assert!(store.keep_piece(&with_digest.id, p, piece).is_none());
+    }
+    corrupt(&store, &with_digest.id, 2);
+    let served = store.read_piece_shared(&with_digest.id, 2).unwrap();
+    assert_eq!(served.data(), piece_of(&data, 2).data());
+    assert!(matches!(store.complete_task(&with_digest.id), Err(StoreError::ContentDigestMismatch(_))));
+    assert!(matches!(store.read_piece_shared(&with_digest.id, 2), Err(StoreError::PieceNotFinished { .. })));
 }
