@@ -6,6 +6,7 @@ pub mod probe_http;
 #[cfg(not(madsim))]
 pub mod signals;
 pub mod toml_spans;
+pub mod watch;
 
 pub use config_file::{read_text, ConfigError, ConfigFile};
 pub use logging::{init_logging, LogConfig, LogFormat};

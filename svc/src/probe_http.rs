@@ -3,11 +3,12 @@
 //! `tokio::net` and `tokio::io`, so it also runs under madsim. What each path answers is
 //! the caller's `route`.
 
+use crate::watch;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::Semaphore;
 
 const MAX_HEAD_BYTES: usize = 8 << 10;
 const READ_TIMEOUT: Duration = Duration::from_secs(5);

@@ -7,7 +7,8 @@ use super::Ctx;
 use crate::task_id::TaskId;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use tokio::sync::{mpsc, watch};
+use svc::watch;
+use tokio::sync::mpsc;
 
 /// A running download as its readers see it.
 #[derive(Clone)]

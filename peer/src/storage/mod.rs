@@ -57,7 +57,7 @@ use std::fs::{self, File, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use tokio::sync::watch;
+use svc::watch;
 
 /// The largest piece the store (and the data plane) accepts.
 pub const MAX_PIECE_BYTES: u64 = 64 << 20;

@@ -15,8 +15,8 @@ use api::pb::scheduler_server::SchedulerServer;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
+use svc::watch;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tonic::Status;
 

@@ -8,7 +8,8 @@ use super::timers::Clock;
 use crate::core::TimeNs;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use tokio::sync::{watch, Notify};
+use svc::watch;
+use tokio::sync::Notify;
 
 pub struct Shared {
     state: Mutex<State>,

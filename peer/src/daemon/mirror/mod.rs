@@ -35,9 +35,10 @@ use route::Route;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
+use svc::watch;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::Semaphore;
 use upstream::{Refusal, Upstream};
 
 pub type BodyError = Box<dyn std::error::Error + Send + Sync>;
