@@ -8,7 +8,12 @@ use proptest::prelude::*;
 use rand::SeedableRng;
 
 fn sched(policy: Policy, normal_hosts: u32, seeds: u32) -> Scheduler {
-    let mut s = Scheduler::new(SchedulerConfig::preset(policy), ChaCha8Rng::seed_from_u64(7));
+    with_hosts(SchedulerConfig::preset(policy), 7, normal_hosts, seeds)
+}
+
+/// A scheduler with `normal_hosts` normal hosts (ids 0..) and then `seeds` seed hosts.
+fn with_hosts(cfg: SchedulerConfig, rng_seed: u64, normal_hosts: u32, seeds: u32) -> Scheduler {
+    let mut s = Scheduler::new(cfg, ChaCha8Rng::seed_from_u64(rng_seed));
     for h in 0..normal_hosts + seeds {
         let kind = if h < normal_hosts { HostKind::Normal } else { HostKind::Seed };
         s.announce_host(
@@ -77,19 +82,7 @@ fn completed_peer_serves_without_seed_or_origin() {
 fn completed_peer_wakes_a_waiting_downloader() {
     let mut cfg = SchedulerConfig::preset(Policy::Default);
     cfg.back_to_source_limit = 0;
-    let mut s = Scheduler::new(cfg, ChaCha8Rng::seed_from_u64(7));
-    for h in 0..3 {
-        s.announce_host(
-            0,
-            HostInfo {
-                id: HostId(h),
-                kind: HostKind::Normal,
-                location: String::new(),
-                idc: String::new(),
-                disable_shared: false,
-            },
-        );
-    }
+    let mut s = with_hosts(cfg, 7, 3, 0);
     // No seed and no back-to-source budget: peer 1 waits.
     let d = s.register_peer(0, reg(1, 1, false)).unwrap();
     assert!(!d.iter().any(|d| matches!(d, Decision::Parents { .. } | Decision::BackToSource { .. })), "{d:?}");
@@ -210,19 +203,7 @@ fn no_self_parent_and_no_same_host_parent() {
 fn dragonfly_goes_back_to_source_after_four_empty_rounds_within_its_limit() {
     let mut cfg = SchedulerConfig::preset(Policy::Dragonfly);
     cfg.back_to_source_limit = 1;
-    let mut s = Scheduler::new(cfg, ChaCha8Rng::seed_from_u64(1));
-    for h in 0..4 {
-        s.announce_host(
-            0,
-            HostInfo {
-                id: HostId(h),
-                kind: HostKind::Normal,
-                location: String::new(),
-                idc: String::new(),
-                disable_shared: false,
-            },
-        );
-    }
+    let mut s = with_hosts(cfg, 1, 4, 0);
     // No seed peers: the first peer is told to go back to source at once.
     let d = s.register_peer(0, reg(0, 0, false)).unwrap();
     assert!(matches!(d[0], Decision::BackToSource { .. }), "{d:?}");
