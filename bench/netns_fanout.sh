@@ -255,7 +255,9 @@ peer_traffic() {  # the peers' own view: MB from the origin and from parents, po
   for i in $(seq 1 "$PODS"); do pods+=("${NS_PREFIX}pod$i"); done
   echo "pods_origin_MB=$(metric_sum 'peer_download_bytes_total{source="origin"}' "${pods[@]}")" \
        "pods_parent_MB=$(metric_sum 'peer_download_bytes_total{source="parent"}' "${pods[@]}")" \
-       "seed_origin_MB=$(metric_sum 'peer_download_bytes_total{source="origin"}' "${NS_PREFIX}infra")"
+       "seed_origin_MB=$(metric_sum 'peer_download_bytes_total{source="origin"}' "${NS_PREFIX}infra")" \
+       "pods_upload_MB=$(metric_sum 'peer_upload_bytes_total' "${pods[@]}")" \
+       "seed_upload_MB=$(metric_sum 'peer_upload_bytes_total' "${NS_PREFIX}infra")"
 }
 
 cpu_seconds_of() {  # utime+stime (s) of a live pid and its waited-for children
