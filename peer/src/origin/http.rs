@@ -202,8 +202,8 @@ fn content_range_start(headers: &HeaderMap) -> Option<u64> {
     spec.split_once('-')?.0.trim().parse().ok()
 }
 
-/// The error and its causes, which reqwest's Display leaves out.
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+/// The error and its causes, which reqwest's and hyper's Display leave out.
+pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(cause) = source {

@@ -30,6 +30,8 @@ mod status_tests {
 
 pub use config::HttpOriginConfig;
 #[cfg(not(madsim))]
+pub(crate) use http::error_chain;
+#[cfg(not(madsim))]
 pub use http::HttpOrigin;
 
 use crate::task_id::redact_url;

@@ -4,6 +4,7 @@
 use super::headers;
 use super::upstream::Upstream;
 use super::{Body, BodyError};
+use crate::origin::error_chain;
 use crate::origin::HttpOriginConfig;
 use bytes::Bytes;
 use http::{HeaderMap, Method, Response, StatusCode};
@@ -130,20 +131,6 @@ pub fn relay(response: reqwest::Response, method: &Method, on_bytes: impl Fn(u64
     };
     out.body(body)
         .unwrap_or_else(|e| super::text(StatusCode::INTERNAL_SERVER_ERROR, &format!("bad upstream response: {e}")))
-}
-
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = s.source();
-    }
-    out
 }
 
 #[cfg(test)]
