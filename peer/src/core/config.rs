@@ -14,6 +14,16 @@ pub enum PieceSizing {
     Fixed {
         piece_bytes: u64,
     },
+    /// About `target_pieces` pieces per task: content / target_pieces rounded up to a
+    /// whole `min_bytes`, within [min_bytes, max_bytes]. A piece crosses every hop of a
+    /// stripe tree whole before the next hop can forward it, so a small blob's pipeline
+    /// fills and drains in a few piece times only if its pieces are small; a large blob
+    /// keeps large pieces (fewer requests and reports).
+    Scaled {
+        min_bytes: u64,
+        max_bytes: u64,
+        target_pieces: u64,
+    },
 }
 
 impl PieceSizing {
@@ -27,6 +37,11 @@ impl PieceSizing {
                 }
             }
             PieceSizing::Fixed { piece_bytes } => piece_bytes,
+            PieceSizing::Scaled { min_bytes, max_bytes, target_pieces } => {
+                let min = min_bytes.max(1);
+                let wanted = content_bytes.div_ceil(target_pieces.max(1)).div_ceil(min) * min;
+                wanted.clamp(min, max_bytes.max(min))
+            }
         }
     }
 }
@@ -63,6 +78,11 @@ pub struct ConnLifecycle {
 pub struct PeerConfig {
     pub piece_sizing: PieceSizing,
     pub piece_selection: PieceSelection,
+    /// Take from a parent only the pieces of the stripes it serves this child, unless it
+    /// holds the whole task. Off-stripe pieces are what that parent's own upload owes to
+    /// its children in its home stripe (and the seed's upload carries each piece once):
+    /// taking them early starves a tree to feed one leaf.
+    pub strict_stripes: bool,
     /// Pieces in flight for one task, all sources together.
     pub max_in_flight_total: u32,
     /// Pieces in flight from one parent.
@@ -118,6 +138,7 @@ impl PeerConfig {
             Policy::Dragonfly => PeerConfig {
                 piece_sizing: PieceSizing::Dragonfly,
                 piece_selection: PieceSelection::RandomFromBestParent,
+                strict_stripes: false,
                 max_in_flight_total: 8,
                 max_in_flight_per_parent: 8,
                 max_in_flight_per_seed_parent: 8,
@@ -147,6 +168,7 @@ impl PeerConfig {
             Policy::Kraken => PeerConfig {
                 piece_sizing: PieceSizing::Fixed { piece_bytes: 4_000_000 },
                 piece_selection: PieceSelection::RarestFirst,
+                strict_stripes: false,
                 max_in_flight_total: 10 * 5,
                 max_in_flight_per_parent: 3,
                 max_in_flight_per_seed_parent: 5,
@@ -172,18 +194,21 @@ impl PeerConfig {
                 upload_slots: u32::MAX,
                 prefetch_manifest_blobs: false,
             },
-            // Ours: small pieces (short pipelines), rarest first so parents and children
-            // always hold pieces the other lacks, several requests per parent so a parent's
-            // upload never idles between pieces (a parent per stripe, 8 stripes: up to 16
-            // parents after reschedules, 32 requests in flight), progress reported in batches (the
-            // scheduler needs "has data", not every piece), quick reschedule when the
-            // parents stop being useful.
+            // Ours: pieces scaled to the blob (about 128 per blob, 1 to 4 MiB: short pipelines
+            // for small layers, few requests for large ones), rarest first within the
+            // stripes each parent serves and nothing else from a parent still downloading
+            // (its upload belongs to its home stripe), one piece in flight per parent so a
+            // piece crosses each hop at the edge's full share instead of a third of it (a
+            // parent per stripe, 8 stripes: up to 16 parents after reschedules), progress
+            // reported in batches (the scheduler needs "has data", not every piece), quick
+            // reschedule when the parents stop being useful.
             Policy::Default => PeerConfig {
-                piece_sizing: PieceSizing::Fixed { piece_bytes: 4 * MIB },
+                piece_sizing: PieceSizing::Scaled { min_bytes: MIB, max_bytes: 4 * MIB, target_pieces: 128 },
                 piece_selection: PieceSelection::RarestFirst,
+                strict_stripes: true,
                 max_in_flight_total: 32,
-                max_in_flight_per_parent: 3,
-                max_in_flight_per_seed_parent: 3,
+                max_in_flight_per_parent: 1,
+                max_in_flight_per_seed_parent: 1,
                 max_in_flight_origin: 2,
                 max_parents: 16,
                 merge_parents: false,
@@ -220,5 +245,15 @@ mod tests {
         assert_eq!(s.piece_bytes(300 * MIB), 5 * MIB);
         assert_eq!(s.piece_bytes(1024 * MIB), 12 * MIB);
         assert_eq!(s.piece_bytes(10 * 1024 * MIB), 15 * MIB);
+    }
+
+    #[test]
+    fn scaled_piece_sizes_are_whole_minimums_within_bounds() {
+        let s = PieceSizing::Scaled { min_bytes: MIB, max_bytes: 4 * MIB, target_pieces: 128 };
+        assert_eq!(s.piece_bytes(0), MIB);
+        assert_eq!(s.piece_bytes(2_000_000), MIB);
+        assert_eq!(s.piece_bytes(300_000_000), 3 * MIB);
+        assert_eq!(s.piece_bytes(400 * MIB), 4 * MIB);
+        assert_eq!(s.piece_bytes(100 << 30), 4 * MIB);
     }
 }

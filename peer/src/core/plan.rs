@@ -725,8 +725,8 @@ impl TaskDownload {
     }
 
     /// Rarest piece first; among the parents holding it, the least busy. Stripes are
-    /// honoured unless nothing else can be fetched at all (the parent's upload must not
-    /// idle while this child waits).
+    /// honoured; with `strict_stripes` a parent gives only its stripes unless it holds the
+    /// whole task, otherwise other pieces are taken when nothing else can be fetched.
     ///
     /// Scan order: stripes honoured, then not; urgent pieces, then any; availability
     /// level ascending; parents least busy first; words from a random offset; bits
@@ -760,6 +760,7 @@ impl TaskDownload {
                 let any = p.has.words()[wi] & needed[wi];
                 if any != 0 {
                     let in_stripes = p.stripes.map_or(any, |s| any & s.word_mask(wi));
+                    let any = if self.cfg.strict_stripes && !p.has.is_full() { in_stripes } else { any };
                     cells.push(Cell { peer: p.peer, word: wi, any, in_stripes });
                 }
             }

@@ -1,7 +1,7 @@
 //! Unit tests of the download plan.
 
 use super::*;
-use crate::core::config::PeerConfig;
+use crate::core::config::{PeerConfig, PieceSizing};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use sched::core::ids::NS_PER_S;
@@ -27,8 +27,10 @@ fn fetches(out: &[PeerAction]) -> Vec<(u32, Source)> {
         .collect()
 }
 
+/// The default preset with 4 MiB pieces, whatever the content length (the tests count
+/// pieces in 4 MiB units).
 fn cfg() -> PeerConfig {
-    PeerConfig::preset(Policy::Default)
+    PeerConfig { piece_sizing: PieceSizing::Fixed { piece_bytes: 4 * MIB }, ..PeerConfig::preset(Policy::Default) }
 }
 
 #[test]
@@ -390,7 +392,8 @@ fn pick_rarest_by_full_scan(d: &TaskDownload, rng: &mut impl Rng) -> Option<(u32
                 let bucket = d.by_availability[level].words();
                 for &pi in &order {
                     let p = &d.parents[pi];
-                    let stripe = if honour_stripes { p.stripes } else { None };
+                    let strict = d.cfg.strict_stripes && !p.has.is_full();
+                    let stripe = if honour_stripes || strict { p.stripes } else { None };
                     for k in 0..words {
                         let wi = (offset + k) % words;
                         let mut w = bucket[wi] & p.has.words()[wi] & d.needed.words()[wi];
@@ -424,6 +427,8 @@ proptest::proptest! {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let mut c = cfg();
         c.max_in_flight_total = 1_000;
+        c.max_in_flight_per_parent = 3;
+        c.strict_stripes = seed % 2 == 0;
         let mut d = TaskDownload::new(c, u64::from(pieces) * 4 * MIB, !lazy, 0);
         let parents: Vec<(ParentRef, bool, PieceSet)> = (0..rng.random_range(0..10u32))
             .map(|i| {

@@ -11,6 +11,7 @@ pub mod policy;
 pub mod records;
 pub mod scheduler;
 pub mod select;
+pub mod tree;
 
 pub use bitset::PieceSet;
 pub use config::SchedulerConfig;

@@ -3,6 +3,7 @@
 use super::bitset::PieceSet;
 use super::dag::Dag;
 use super::fed::FedIndex;
+use super::tree::TreeIndex;
 use super::ids::{HostId, PeerId, TaskId, TimeNs};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
@@ -143,8 +144,14 @@ pub struct Task {
     pub waiting: BTreeSet<PeerId>,
     /// Default policy: waiting peers by stripe they lack a parent in.
     pub waiting_in: Vec<BTreeSet<PeerId>>,
-    /// Default policy: peers that could take a child, by stripe.
+    /// Default policy: peers that could take a child, by stripe (any fed peer below the
+    /// fan-out cap: the fallback when `tree` has no place).
     pub fed: FedIndex,
+    /// Default policy: inner nodes with room or with a leaf child, by stripe.
+    pub tree: TreeIndex,
+    /// Default policy: children placed under a peer that is no inner node of the stripe
+    /// (`Placement::Fallback`), moved up when an inner node has room (checked lazily).
+    pub strays: Vec<BTreeSet<PeerId>>,
     /// Default policy: stripes that gained a possible parent since their waiters were
     /// last woken (bit s: stripe s).
     pub dirty: u64,

@@ -6,11 +6,12 @@ use super::bitset::PieceSet;
 use super::config::SchedulerConfig;
 use super::decision::{BackToSourceReason, Decision, FailReason, ParentRef, Stripe};
 use super::fed::FedIndex;
+use super::tree::TreeIndex;
 use super::hashring;
 use super::ids::{HostId, PeerId, TaskId, TimeNs};
 use super::policy::Policy;
 use super::records::{CostStats, Host, HostInfo, HostKind, Peer, PeerState, Task, UNFED};
-use super::select;
+use super::select::{self, Placement};
 use rand_chacha::ChaCha8Rng;
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound;
@@ -174,6 +175,8 @@ impl Scheduler {
             waiting: BTreeSet::new(),
             waiting_in: Vec::new(),
             fed: FedIndex::default(),
+            tree: TreeIndex::default(),
+            strays: Vec::new(),
             dirty: 0,
             serving: 0,
         });
@@ -183,6 +186,8 @@ impl Scheduler {
             task.home_members = vec![Vec::new(); stripes];
             task.waiting_in = vec![BTreeSet::new(); stripes];
             task.fed = FedIndex::new(stripes);
+            task.tree = TreeIndex::new(stripes);
+            task.strays = vec![BTreeSet::new(); stripes];
         }
         if task.piece_count != req.piece_count {
             return Err(SchedError::PieceCountMismatch {
@@ -572,6 +577,8 @@ impl Scheduler {
             }
         }
         let mut changed = false;
+        // Leaves that made room for this peer (push-down), placed again once it is fed.
+        let mut orphans = Vec::new();
         for si in 0..task.stripe_dags.len() {
             let blocked: Vec<PeerId> = {
                 let p = &self.peers[&peer];
@@ -586,31 +593,25 @@ impl Scheduler {
             if dag.in_degree(peer) > 0 {
                 continue;
             }
-            if let Some(parent) = select::default_stripe(self, peer, si as u32) {
-                let depth = select::depth_of(&self.peers[&parent.peer], si).min(UNFED - 1);
-                let task = self.tasks.get_mut(&task_id).expect("exists");
-                let added = task.stripe_dags[si].add_edge(parent.peer, peer);
-                debug_assert!(added.is_ok(), "selection returned a parent the stripe DAG refuses");
-                if added.is_ok() {
-                    self.peers.get_mut(&parent.peer).expect("exists").stripe_children += 1;
-                    self.take_upload(parent.host);
-                    self.peers.get_mut(&peer).expect("exists").stripe_depth[si] = depth + 1;
-                    self.refresh_fed(parent.peer);
-                    changed = true;
+            let placement = select::default_stripe(self, peer, si as u32);
+            if let Some(Placement::PushDown { parent, orphan }) = &placement {
+                self.remove_stripe_edge(task_id, si, parent.peer, *orphan);
+                orphans.push(*orphan);
+            }
+            match placement {
+                Some(Placement::Under(parent) | Placement::PushDown { parent, .. }) => {
+                    changed |= self.attach_stripe(task_id, si, &parent, peer);
                 }
+                Some(Placement::Fallback(parent)) => {
+                    if self.attach_stripe(task_id, si, &parent, peer) {
+                        changed = true;
+                        self.tasks.get_mut(&task_id).expect("exists").strays[si].insert(peer);
+                    }
+                }
+                None => {}
             }
         }
-        let task = &self.tasks[&task_id];
-        let stripes = task.stripe_dags.len() as u32;
-        let mut parents = Vec::new();
-        let mut missing = false;
-        for (si, dag) in task.stripe_dags.iter().enumerate() {
-            missing |= dag.in_degree(peer) == 0;
-            for q in dag.parents(peer) {
-                let stripe = Some(Stripe { index: si as u32, count: stripes });
-                parents.push(ParentRef { peer: *q, host: self.peers[q].host, stripe });
-            }
-        }
+        let (parents, missing) = self.stripe_parents(peer);
         let task = self.tasks.get_mut(&task_id).expect("exists");
         if missing {
             task.wait(peer);
@@ -629,6 +630,9 @@ impl Scheduler {
             }
             // Fed now: an eligible parent for whoever waits (the handler wakes them).
             self.refresh_fed(peer);
+            for orphan in orphans {
+                self.schedule(now, orphan, true, out);
+            }
             return;
         }
         let p = &self.peers[&peer];
@@ -646,6 +650,75 @@ impl Scheduler {
         let deadline = waited_since + self.cfg.wait_for_parent_timeout_ns;
         let at = if deadline > now { deadline } else { now + self.cfg.wait_for_parent_timeout_ns.max(1) };
         self.arm(at, peer);
+    }
+
+    /// Adds `parent -> child` to stripe `si`'s DAG with its bookkeeping; false if refused.
+    fn attach_stripe(&mut self, task_id: TaskId, si: usize, parent: &ParentRef, child: PeerId) -> bool {
+        let depth = select::depth_of(&self.peers[&parent.peer], si).min(UNFED - 1);
+        let task = self.tasks.get_mut(&task_id).expect("exists");
+        let added = task.stripe_dags[si].add_edge(parent.peer, child);
+        debug_assert!(added.is_ok(), "selection returned a parent the stripe DAG refuses");
+        if added.is_err() {
+            return false;
+        }
+        self.peers.get_mut(&parent.peer).expect("exists").stripe_children += 1;
+        self.take_upload(parent.host);
+        self.peers.get_mut(&child).expect("exists").stripe_depth[si] = depth + 1;
+        self.refresh_fed(parent.peer);
+        true
+    }
+
+    /// Default policy: the peer's parents, one `ParentRef` per stripe edge, and whether
+    /// some stripe has none.
+    fn stripe_parents(&self, peer: PeerId) -> (Vec<ParentRef>, bool) {
+        let task = &self.tasks[&self.peers[&peer].task];
+        let stripes = task.stripe_dags.len() as u32;
+        let mut parents = Vec::new();
+        let mut missing = false;
+        for (si, dag) in task.stripe_dags.iter().enumerate() {
+            missing |= dag.in_degree(peer) == 0;
+            for q in dag.parents(peer) {
+                let stripe = Some(Stripe { index: si as u32, count: stripes });
+                parents.push(ParentRef { peer: *q, host: self.peers[q].host, stripe });
+            }
+        }
+        (parents, missing)
+    }
+
+    /// Default policy: children placed in stripe `si` under a peer that is no inner node
+    /// there (when no inner node had room) move to an inner node's open slot once there
+    /// is one, so a stray edge does not keep eating a leaf's upload, which its home
+    /// stripe's children need, for the whole download.
+    fn adopt_strays(&mut self, task_id: TaskId, si: usize, out: &mut Vec<Decision>) {
+        let strays: Vec<PeerId> = self.tasks[&task_id].strays[si].iter().copied().collect();
+        for c in strays {
+            let t = &self.tasks[&task_id];
+            if t.tree.open(si).next().is_none() {
+                break;
+            }
+            let parent = t.stripe_dags[si].parents(c).first().copied();
+            let still_stray = parent.is_some_and(|q| {
+                self.peers.get(&q).is_some_and(|q| {
+                    !q.is_seed
+                        && q.home_stripe != Some(si as u32)
+                        && !matches!(q.state, PeerState::Succeeded | PeerState::BackToSource)
+                })
+            }) && self.peers.get(&c).is_some_and(|c| c.state == PeerState::Running);
+            let (Some(q), true) = (parent, still_stray) else {
+                self.tasks.get_mut(&task_id).expect("exists").strays[si].remove(&c);
+                continue;
+            };
+            if let Some(Placement::Under(p)) = select::default_stripe(self, c, si as u32) {
+                self.tasks.get_mut(&task_id).expect("exists").strays[si].remove(&c);
+                self.remove_stripe_edge(task_id, si, q, c);
+                if self.attach_stripe(task_id, si, &p, c) {
+                    self.refresh_fed(c);
+                }
+                let (parents, _) = self.stripe_parents(c);
+                self.stats.parent_rounds += 1;
+                out.push(Decision::Parents { peer: c, parents });
+            }
+        }
     }
 
     fn remove_stripe_edge(&mut self, task: TaskId, si: usize, parent: PeerId, child: PeerId) {
@@ -713,6 +786,14 @@ impl Scheduler {
                 joined |= 1 << si;
             }
         }
+        let entry = select::tree_entry(&self.cfg, host, p, &task.stripe_dags, &self.peers);
+        let opened = entry.and_then(|e| e.open.map(|_| e.stripe));
+        if task.tree.entry(peer).and_then(|e| e.open).is_none() {
+            if let Some(si) = opened {
+                joined |= 1 << si;
+            }
+        }
+        task.tree.set(peer, entry);
         if joined != 0 {
             task.dirty |= joined;
             self.dirty_tasks.insert(p.task);
@@ -765,6 +846,7 @@ impl Scheduler {
                         after = Some(w);
                         self.schedule(now, w, false, out);
                     }
+                    self.adopt_strays(task_id, si, out);
                 }
             }
         }
@@ -775,6 +857,7 @@ impl Scheduler {
     /// seed peer with a free root slot.
     fn stripe_has_room(&self, t: &Task, si: usize) -> bool {
         !t.fed.is_empty(si)
+            || t.tree.open(si).next().is_some()
             || t.seed_peer
                 .and_then(|p| self.peers.get(&p))
                 .is_some_and(|seed| select::seed_has_room(&self.cfg, &self.hosts[&seed.host], seed, &t.stripe_dags[si]))

@@ -470,6 +470,9 @@ fn indexes_hold(s: &Scheduler) -> Result<(), String> {
         if !t.fed.is_consistent() {
             return Err(format!("task {tid:?}: fed index positions broken"));
         }
+        if !t.tree.is_consistent() {
+            return Err(format!("task {tid:?}: tree index keys broken"));
+        }
         let serving = t
             .peers
             .iter()
@@ -493,6 +496,11 @@ fn indexes_hold(s: &Scheduler) -> Result<(), String> {
                 if waits != t.waiting_in[si].contains(p) {
                     return Err(format!("{p:?} stripe {si}: waits {waits}, listed {}", t.waiting_in[si].contains(p)));
                 }
+            }
+            let want = select::tree_entry(&s.cfg, &s.hosts[&q.host], q, &t.stripe_dags, &s.peers)
+                .filter(|e| e.open.is_some() || e.pushable.is_some());
+            if want != t.tree.entry(*p) {
+                return Err(format!("{p:?}: tree entry {:?} kept, {want:?} real", t.tree.entry(*p)));
             }
         }
     }
@@ -523,4 +531,41 @@ fn presets_validate_and_nonsense_is_named() {
     c.stripes = 8;
     c.stripe_fanout = 4;
     assert!(c.validate().unwrap_err().starts_with("stripe_fanout = 4"));
+}
+
+/// 50 peers registering one after the other (the seed second, as when the first
+/// registration triggers it): every stripe is a shallow tree of its inner nodes, with the
+/// leaves below them, whatever the arrival order (push-down and stray adoption).
+#[test]
+fn default_stripe_trees_keep_inner_nodes_on_top_and_stay_shallow() {
+    let n = 50u32;
+    let mut s = sched(Policy::Default, n, 1);
+    s.register_peer(0, reg(0, 0, false)).unwrap();
+    s.register_peer(0, reg(1000, n, true)).unwrap();
+    for p in 1..n {
+        s.register_peer(0, reg(p, p, false)).unwrap();
+    }
+    let cfg = s.config().clone();
+    let t = &s.tasks[&TaskId(0)];
+    for (si, d) in t.stripe_dags.iter().enumerate() {
+        let home = |p: u32| s.peers[&PeerId(p)].home_stripe == Some(si as u32);
+        // The seed's one root here is an inner node of this stripe.
+        let roots = d.children(PeerId(1000));
+        assert_eq!(roots.len(), 1, "stripe {si}: one root");
+        assert!(home(roots[0].0), "stripe {si}: the root {:?} is an inner node", roots[0]);
+        for p in 0..n {
+            assert_eq!(d.in_degree(PeerId(p)), 1, "peer {p} has a parent in stripe {si}");
+            // 50 peers, 8 stripes: root, 8 inner nodes below it, leaves below those;
+            // one overflow hop at most.
+            let depth = s.peers[&PeerId(p)].stripe_depth[si];
+            assert!((1..=4).contains(&depth), "peer {p} stripe {si}: depth {depth}");
+            let kids = d.children(PeerId(p)).len() as u32;
+            assert!(kids <= cfg.stripe_fanout, "peer {p} stripe {si}: {kids} children");
+        }
+        let leaf_parents = (0..n).filter(|p| !home(*p) && !d.children(PeerId(*p)).is_empty()).count();
+        assert!(leaf_parents <= 1, "stripe {si}: {leaf_parents} leaves feed others");
+        let inner_depths: Vec<u16> = (0..n).filter(|p| home(*p)).map(|p| s.peers[&PeerId(p)].stripe_depth[si]).collect();
+        assert!(inner_depths.iter().all(|d| *d <= 2), "stripe {si}: inner nodes at depths {inner_depths:?}");
+    }
+    assert!(t.tree.is_consistent());
 }

@@ -7,8 +7,10 @@ use super::decision::{ParentRef, Stripe};
 use super::ids::PeerId;
 use super::records::{Host, HostKind, Peer, PeerState, Task, UNFED};
 use super::scheduler::Scheduler;
+use super::tree::TreeEntry;
 use rand::seq::SliceRandom;
 use rand::Rng;
+use std::collections::BTreeMap;
 
 /// Dragonfly v2 (`filterCandidateParents` + `evaluator_base`): sample up to
 /// `filter_parent_limit` peers of the task *before* filtering, keep the eligible ones,
@@ -94,29 +96,51 @@ pub fn kraken(s: &mut Scheduler, peer: PeerId) -> Vec<ParentRef> {
     handout.into_iter().map(|(_, p)| ParentRef { peer: p, host: s.peers[&p].host, stripe: None }).collect()
 }
 
-/// The project's policy, one stripe at a time: a parent for `child` in stripe `stripe`.
+/// Where a child goes in one stripe (`default_stripe`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Placement {
+    Under(ParentRef),
+    /// Under `parent`, in the place of `orphan`, a leaf child of `parent` in this stripe
+    /// that is then placed again (it becomes a child of the newcomer, or of another slot).
+    PushDown { parent: ParentRef, orphan: PeerId },
+    /// Under a peer that is no inner node of this stripe, for want of room in the tree.
+    Fallback(ParentRef),
+}
+
+/// The project's policy, one stripe at a time: a place for `child` in stripe `stripe`.
 ///
-/// Why it beats one DAG per task (Dragonfly) and a random mesh (Kraken): in one DAG per
-/// task a parent can never get anything back from its children, so the peers at the top
-/// (the first to arrive, the seed's children) can be fed by the seed alone and finish
-/// last, and a DAG whose peers all download at full rate cannot widen from one level to
-/// the next, so it grows N/parents levels deep and every level adds a piece time. Here a
-/// task's pieces are dealt into stripes, each with its own DAG: across stripes two peers
-/// feed each other, so the first peers exchange the stripes the seed gave each of them,
-/// and each stripe's parent is drawn at random (the less loaded of two), which keeps the
-/// stripe trees O(log N) deep. The seed peer feeds one root per stripe, so each piece
-/// leaves it about once. Kraken's mesh exchanges pieces both ways too, but waits for the
-/// origin to hold the whole blob, hands out peers blind to their load, and has no stripe
-/// to keep a parent's upload on pieces its child lacks.
+/// Why it beats one DAG per task (Dragonfly) and a random mesh (Kraken). A task's pieces
+/// are dealt into `stripes` stripes, each with its own tree (a DAG that refuses cycles).
+/// Every peer is an inner node of exactly one stripe, its home stripe, and a leaf in the
+/// others (SplitStream's forest): it spends its whole upload on up to `stripes` children
+/// in its home stripe, each of whom needs 1/`stripes` of a download from it, so its upload
+/// is full exactly when its download is, and every peer downloads each stripe from a parent
+/// that gives that stripe nothing but its full share. Nobody's upload idles and no edge is
+/// thinner than a stripe's rate, so a peer's download runs at its link's rate from its
+/// first piece to its last; the seed peer sends each piece once (one root per stripe).
+/// The inner nodes are kept at the top, shallowest slot first, and a newly arrived inner
+/// node takes the place of a leaf there (push-down), so each tree is a full
+/// `stripes`-ary tree of inner nodes, log_stripes(N) deep whatever the arrival order, and
+/// the last piece reaches the last leaf a few piece times after it left the seed.
 ///
-/// Filter (Dragonfly's filters, judged in this stripe's DAG: `offers_stripe` for the
-/// parent alone, indexed in `Task::fed`, then `fits_child`), then:
-/// 1. the seed peer, when the child is its stripe's root-to-be (home stripe, free slot);
-/// 2. otherwise two random fed peers below `stripe_fanout` children in this task, the one
-///    with fewer children (then shallower) wins. The two are drawn from the stripe's index
+/// Measured against the alternatives (see the session notes in git history): one DAG
+/// per task grows N/parents levels deep, since peers that download at full rate cannot
+/// widen it, and its top peers can be fed by the seed alone; random stripe parents
+/// (this policy's previous version) leave chains whose thinnest edge throttles all below
+/// it, at about 60% of the cluster's upload; Kraken's mesh waits for the origin to hold
+/// the whole blob and hands out peers blind to their load.
+///
+/// Filter (Dragonfly's filters, judged in this stripe's DAG: `fits_child`), then:
+/// 1. the shallowest open slot: the seed peer while it has a root slot free in this
+///    stripe, else the inner node of least depth, then fewest children (`Task::tree`);
+/// 2. for an inner node of this stripe, a leaf's place at an inner node shallower than
+///    that slot (push-down);
+/// 3. when no inner node has room (a failed inner node's children, a stripe without any),
+///    two random fed peers below `stripe_fanout` children in this task, the one with
+///    fewer children (then shallower) wins. The two are drawn from the stripe's index
 ///    (`SAMPLE_TRIES` draws, unfit ones skipped); only when no draw fits, or the index is
 ///    small, are up to `filter_parent_limit` fit ones collected and drawn from.
-pub fn default_stripe(s: &mut Scheduler, child: PeerId, stripe: u32) -> Option<ParentRef> {
+pub fn default_stripe(s: &mut Scheduler, child: PeerId, stripe: u32) -> Option<Placement> {
     let si = stripe as usize;
     let Scheduler { cfg, rng, hosts, tasks, peers, .. } = s;
     let c = &peers[&child];
@@ -127,12 +151,28 @@ pub fn default_stripe(s: &mut Scheduler, child: PeerId, stripe: u32) -> Option<P
         host: peers[&p].host,
         stripe: Some(Stripe { index: stripe, count: cfg.stripes }),
     };
+    let seed = task.seed_peer.and_then(|p| peers.get(&p)).filter(|seed| !is_bad_node(seed) && fits_child(c, seed, dag));
+    let open = match seed.filter(|seed| seed_has_room(cfg, &hosts[&seed.host], seed, dag)) {
+        Some(seed) => Some((0, seed.id)),
+        None => task.tree.open(si).take(TREE_TRIES).find(|(_, q)| fits_child(c, &peers[q], dag)),
+    };
     if c.home_stripe == Some(stripe) {
-        if let Some(seed) = task.seed_peer.and_then(|p| peers.get(&p)) {
-            if seed_has_room(cfg, &hosts[&seed.host], seed, dag) && fits_child(c, seed, dag) {
-                return Some(make(seed.id));
-            }
+        let shallower_than = open.map_or(u16::MAX, |(d, _)| d);
+        let leaf_of = |q: PeerId| leaf_child(dag, q, stripe, peers).map(|orphan| (q, orphan));
+        let push = seed.filter(|_| shallower_than > 0).and_then(|seed| leaf_of(seed.id)).or_else(|| {
+            task.tree
+                .pushable(si)
+                .take_while(|(d, _)| *d < shallower_than)
+                .take(TREE_TRIES)
+                .filter(|(_, q)| fits_child(c, &peers[q], dag))
+                .find_map(|(_, q)| leaf_of(q))
+        });
+        if let Some((q, orphan)) = push {
+            return Some(Placement::PushDown { parent: make(q), orphan });
         }
+    }
+    if let Some((_, q)) = open {
+        return Some(Placement::Under(make(q)));
     }
     let fed = task.fed.list(si);
     let candidate = |q: &PeerId| {
@@ -166,7 +206,40 @@ pub fn default_stripe(s: &mut Scheduler, child: PeerId, stripe: u32) -> Option<P
     let a = picks[0];
     let b = picks.get(1).copied().unwrap_or(a);
     let best = if (b.0, b.1) < (a.0, a.1) { b } else { a };
-    Some(make(best.2))
+    let q = &peers[&best.2];
+    let inner = q.home_stripe == Some(stripe) || matches!(q.state, PeerState::Succeeded | PeerState::BackToSource);
+    Some(if inner { Placement::Under(make(best.2)) } else { Placement::Fallback(make(best.2)) })
+}
+
+/// Entries of `Task::tree` looked at per choice before falling back: a fit one is nearly
+/// always first (unfit means blocked by this child, on its host, or its descendant).
+const TREE_TRIES: usize = 32;
+
+/// The leaf child (one whose home is another stripe) `q` took last in this stripe.
+fn leaf_child(dag: &Dag, q: PeerId, stripe: u32, peers: &BTreeMap<PeerId, Peer>) -> Option<PeerId> {
+    dag.children(q).iter().rev().copied().find(|k| peers.get(k).is_some_and(|k| k.home_stripe != Some(stripe)))
+}
+
+/// Default policy: how a peer is filed in its task's `tree` (None: not an inner node with
+/// room or a leaf child). Called after every change to what it reads, as `offers_stripe`.
+pub(crate) fn tree_entry(
+    cfg: &SchedulerConfig,
+    host: &Host,
+    p: &Peer,
+    dags: &[Dag],
+    peers: &BTreeMap<PeerId, Peer>,
+) -> Option<TreeEntry> {
+    let home = p.home_stripe?;
+    let depth = depth_of(p, home as usize);
+    if p.is_seed || is_bad_node(p) || depth == UNFED {
+        return None;
+    }
+    let kids = dags.get(home as usize)?.children(p.id);
+    let can_upload = !host.info.disable_shared && host.free_uploads() > 0;
+    let open = (can_upload && (kids.len() as u32) < cfg.stripes).then_some((depth, kids.len() as u32));
+    let pushable =
+        kids.iter().any(|k| peers.get(k).is_some_and(|k| k.home_stripe != Some(home))).then_some(depth);
+    Some(TreeEntry { stripe: home, open, pushable })
 }
 
 /// Random draws from a stripe's fed index per selection before falling back to a scan:

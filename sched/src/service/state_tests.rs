@@ -135,7 +135,9 @@ fn seed_is_triggered_on_its_watch_and_children_get_addresses() {
     assert_eq!(back_to_source(&seed.drain()), Some(pb::BackToSourceReason::Ordered));
     assert!(s.pending_seeds.is_empty());
     let parents = parents_of(&n1.drain()).expect("waiting peer gets the seed");
-    assert_eq!(parents.len(), 1);
+    // The only peer takes the seed's root slot in every stripe (one edge per stripe).
+    assert_eq!(parents.len(), SchedulerConfig::preset(Policy::Default).stripes as usize);
+    assert!(parents.iter().all(|p| p.peer_id == "seed-p"), "{parents:?}");
     let p = &parents[0];
     assert_eq!(
         (p.peer_id.as_str(), p.host_id.as_str(), p.ip.as_str(), p.data_port),
