@@ -41,7 +41,9 @@ pub struct SchedulerConfig {
     pub stripes: u32,
     /// Default policy: child edges (over all stripes) a peer takes in one task. Each edge
     /// carries one stripe, 1/stripes of a download, so `stripes` edges fill an upload as
-    /// large as the child's download; more leave room to choose.
+    /// large as the child's download: an inner node's open slots in its home stripe end
+    /// there (`tree.rs`), and the edges above it are overflow, taken only when no inner
+    /// node of the stripe has room (a failed inner node's children, uneven stripes).
     pub stripe_fanout: u32,
     /// Default policy: children the seed peer takes per stripe (the trees' roots).
     pub seed_children_per_stripe: u32,
@@ -127,9 +129,9 @@ impl SchedulerConfig {
                 seed_upload_limit: 64,
                 wait_for_parent_timeout_ns: 10 * NS_PER_S,
                 stripes: 8,
-                // One edge over `stripes` would let every peer fill its upload exactly,
-                // but then the last peers find no parent with room and starve; 9 of 8
-                // measured best (fewer spread load unevenly, more overload early peers).
+                // Inner nodes fill to `stripes` children; one overflow edge lets the
+                // children of a failed inner node, or of a stripe with one inner node too
+                // few, find a place at once.
                 stripe_fanout: 9,
                 seed_children_per_stripe: 1,
                 ..dragonfly
