@@ -777,7 +777,6 @@ impl<'a> World<'a> {
 
     fn piece_arrived(&mut self, transfer: usize, peer: PeerId, piece: u32, from: Source, bytes: u64, cost: TimeNs) {
         let host = self.peers[peer.0 as usize].host;
-        if std::env::var("X_PTRACE").is_ok() { let src = match from { Source::Parent(p) => self.peers[p.0 as usize].host as i64, Source::Origin => -1 }; eprintln!("P {:.5} {} {} {} {} {:.5} {}", self.now as f64/1e9, host, src, self.peers[peer.0 as usize].blob, piece, cost as f64/1e9, bytes); }
         let fresh = !self.peers[peer.0 as usize].dl.have().contains(piece);
         if host < self.nodes.len() && fresh {
             let n = &mut self.nodes[host];
