@@ -20,6 +20,11 @@ use std::ops::Bound;
 /// as having lost its seed (one could be a broken link between that child and the seed).
 pub const SEED_LOST_REPORTS: usize = 2;
 
+/// Default policy: strays looked at per stripe each time the stripe gains room, and
+/// strays that fit no open slot before the look ends (the open slots are then for others).
+const STRAYS_PER_WAKE: usize = 64;
+const STRAY_MISSES_PER_WAKE: usize = 4;
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SchedError {
     #[error("unknown peer {0:?}")]
@@ -690,8 +695,15 @@ impl Scheduler {
     /// is one, so a stray edge does not keep eating a leaf's upload, which its home
     /// stripe's children need, for the whole download.
     fn adopt_strays(&mut self, task_id: TaskId, si: usize, out: &mut Vec<Decision>) {
-        let strays: Vec<PeerId> = self.tasks[&task_id].strays[si].iter().copied().collect();
+        // A stray that fits no open slot is looked at again on the next change; the bound
+        // keeps a stripe full of strays that the open slots cannot take from costing a
+        // scan of them all on every change.
+        let strays: Vec<PeerId> = self.tasks[&task_id].strays[si].iter().copied().take(STRAYS_PER_WAKE).collect();
+        let mut misses = 0;
         for c in strays {
+            if misses == STRAY_MISSES_PER_WAKE {
+                break;
+            }
             let t = &self.tasks[&task_id];
             if t.tree.open(si).next().is_none() {
                 break;
@@ -708,7 +720,11 @@ impl Scheduler {
                 self.tasks.get_mut(&task_id).expect("exists").strays[si].remove(&c);
                 continue;
             };
-            if let Some(Placement::Under(p)) = select::default_stripe(self, c, si as u32) {
+            let t = &self.tasks[&task_id];
+            let slot = select::open_slot(&self.cfg, &self.hosts, t, &self.peers, &self.peers[&c], si);
+            if let Some((_, p)) = slot {
+                let stripe = Some(Stripe { index: si as u32, count: t.stripe_dags.len() as u32 });
+                let p = ParentRef { peer: p, host: self.peers[&p].host, stripe };
                 self.tasks.get_mut(&task_id).expect("exists").strays[si].remove(&c);
                 self.remove_stripe_edge(task_id, si, q, c);
                 if self.attach_stripe(task_id, si, &p, c) {
@@ -717,6 +733,8 @@ impl Scheduler {
                 let (parents, _) = self.stripe_parents(c);
                 self.stats.parent_rounds += 1;
                 out.push(Decision::Parents { peer: c, parents });
+            } else {
+                misses += 1;
             }
         }
     }

@@ -4,7 +4,7 @@
 use super::config::SchedulerConfig;
 use super::dag::Dag;
 use super::decision::{ParentRef, Stripe};
-use super::ids::PeerId;
+use super::ids::{HostId, PeerId};
 use super::records::{Host, HostKind, Peer, PeerState, Task, UNFED};
 use super::scheduler::Scheduler;
 use super::tree::TreeEntry;
@@ -138,8 +138,9 @@ pub enum Placement {
 /// 3. when no inner node has room (a failed inner node's children, a stripe without any),
 ///    two random fed peers below `stripe_fanout` children in this task, the one with
 ///    fewer children (then shallower) wins. The two are drawn from the stripe's index
-///    (`SAMPLE_TRIES` draws, unfit ones skipped); only when no draw fits, or the index is
-///    small, are up to `filter_parent_limit` fit ones collected and drawn from.
+///    (`SAMPLE_TRIES` draws, unfit ones skipped); in an index of at most
+///    `filter_parent_limit` peers, when no draw fits, the first two fit ones from a random
+///    place in it.
 pub fn default_stripe(s: &mut Scheduler, child: PeerId, stripe: u32) -> Option<Placement> {
     let si = stripe as usize;
     let Scheduler { cfg, rng, hosts, tasks, peers, .. } = s;
@@ -152,10 +153,7 @@ pub fn default_stripe(s: &mut Scheduler, child: PeerId, stripe: u32) -> Option<P
         stripe: Some(Stripe { index: stripe, count: cfg.stripes }),
     };
     let seed = task.seed_peer.and_then(|p| peers.get(&p)).filter(|seed| !is_bad_node(seed) && fits_child(c, seed, dag));
-    let open = match seed.filter(|seed| seed_has_room(cfg, &hosts[&seed.host], seed, dag)) {
-        Some(seed) => Some((0, seed.id)),
-        None => task.tree.open(si).take(TREE_TRIES).find(|(_, q)| fits_child(c, &peers[q], dag)),
-    };
+    let open = open_slot(cfg, hosts, task, peers, c, si);
     if c.home_stripe == Some(stripe) {
         let shallower_than = open.map_or(u16::MAX, |(d, _)| d);
         let leaf_of = |q: PeerId| leaf_child(dag, q, stripe, peers).map(|orphan| (q, orphan));
@@ -195,13 +193,15 @@ pub fn default_stripe(s: &mut Scheduler, child: PeerId, stripe: u32) -> Option<P
             }
         }
     }
+    if picks.is_empty() && fed.len() <= cfg.filter_parent_limit {
+        // A small index: the first two fit ones from a random place in it. (In a large one
+        // 16 draws that all missed mean few fit: the child waits for the next change or
+        // its timer rather than scanning the index on every change.)
+        let start = if fed.is_empty() { 0 } else { rng.random_range(0..fed.len()) };
+        picks.extend(fed[start..].iter().chain(&fed[..start]).filter_map(candidate).take(2));
+    }
     if picks.is_empty() {
-        let fit: Vec<_> = fed.iter().filter_map(candidate).take(cfg.filter_parent_limit).collect();
-        if fit.is_empty() {
-            return None;
-        }
-        picks.push(fit[rng.random_range(0..fit.len())]);
-        picks.push(fit[rng.random_range(0..fit.len())]);
+        return None;
     }
     let a = picks[0];
     let b = picks.get(1).copied().unwrap_or(a);
@@ -209,6 +209,24 @@ pub fn default_stripe(s: &mut Scheduler, child: PeerId, stripe: u32) -> Option<P
     let q = &peers[&best.2];
     let inner = q.home_stripe == Some(stripe) || matches!(q.state, PeerState::Succeeded | PeerState::BackToSource);
     Some(if inner { Placement::Under(make(best.2)) } else { Placement::Fallback(make(best.2)) })
+}
+
+/// Step 1 of `default_stripe`: the shallowest open slot for `c` in stripe `si` (depth,
+/// parent): the seed's root slot, else the first fit inner node of `Task::tree`.
+pub(crate) fn open_slot(
+    cfg: &SchedulerConfig,
+    hosts: &BTreeMap<HostId, Host>,
+    task: &Task,
+    peers: &BTreeMap<PeerId, Peer>,
+    c: &Peer,
+    si: usize,
+) -> Option<(u16, PeerId)> {
+    let dag = &task.stripe_dags[si];
+    let seed = task.seed_peer.and_then(|p| peers.get(&p)).filter(|seed| !is_bad_node(seed) && fits_child(c, seed, dag));
+    match seed.filter(|seed| seed_has_room(cfg, &hosts[&seed.host], seed, dag)) {
+        Some(seed) => Some((0, seed.id)),
+        None => task.tree.open(si).take(TREE_TRIES).find(|(_, q)| fits_child(c, &peers[q], dag)),
+    }
 }
 
 /// Entries of `Task::tree` looked at per choice before falling back: a fit one is nearly
