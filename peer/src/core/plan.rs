@@ -45,35 +45,33 @@ enum Phase {
 struct Stripes {
     mask: u64,
     count: u32,
+    /// Bit j set iff stripe j % count is in `mask`, for j in 0..128: any 64 consecutive
+    /// pieces' membership is one shift of it (`word_mask`).
+    pattern: u128,
 }
 
 impl Stripes {
+    fn new(mask: u64, count: u32) -> Stripes {
+        let pattern = (0..128u32).filter(|j| mask >> (j % count) & 1 == 1).fold(0u128, |p, j| p | 1 << j);
+        Stripes { mask, count, pattern }
+    }
     fn of(stripe: Option<Stripe>) -> Option<Stripes> {
-        stripe
-            .filter(|s| s.count > 0 && s.count <= 64 && s.index < s.count)
-            .map(|s| Stripes { mask: 1 << s.index, count: s.count })
+        stripe.filter(|s| s.count > 0 && s.count <= 64 && s.index < s.count).map(|s| Stripes::new(1 << s.index, s.count))
     }
     #[cfg(test)]
     fn contains(self, piece: u32) -> bool {
         self.mask >> (piece % self.count) & 1 == 1
     }
-    /// The pieces of word `wi` of a piece set (pieces wi*64 .. wi*64+63) in these stripes.
+    /// The pieces of word `wi` of a piece set (pieces wi*64 .. wi*64+63) in these stripes:
+    /// bit b is piece wi*64 + b, in stripe (r + b) % count with r = wi*64 % count < 64.
     fn word_mask(self, wi: usize) -> u64 {
-        let mut r = (wi as u64 * 64 % u64::from(self.count)) as u32;
-        let mut m = 0;
-        for b in 0..64 {
-            m |= (self.mask >> r & 1) << b;
-            r += 1;
-            if r == self.count {
-                r = 0;
-            }
-        }
-        m
+        let r = (wi as u64 * 64 % u64::from(self.count)) as u32;
+        (self.pattern >> r) as u64
     }
     /// Union; a parent with no stripe (or a different stripe count) serves everything.
     fn merge(a: Option<Stripes>, b: Option<Stripes>) -> Option<Stripes> {
         match (a, b) {
-            (Some(x), Some(y)) if x.count == y.count => Some(Stripes { mask: x.mask | y.mask, count: x.count }),
+            (Some(x), Some(y)) if x.count == y.count => Some(Stripes::new(x.mask | y.mask, x.count)),
             _ => None,
         }
     }

@@ -492,3 +492,14 @@ fn want_rest_keeps_a_range_reader_first() {
     assert_eq!(got, (0..8).collect::<Vec<_>>(), "then every other piece");
     assert!(d.wants_nothing_more() && d.is_complete());
 }
+
+proptest::proptest! {
+    /// The shifted pattern gives, for every word, exactly the pieces of the stripes.
+    #[test]
+    fn word_mask_matches_piece_by_piece(count in 1u32..=64, mask_bits in proptest::num::u64::ANY, wi in 0usize..5000) {
+        let mask = if count == 64 { mask_bits } else { mask_bits & ((1u64 << count) - 1) };
+        let s = Stripes::new(mask, count);
+        let expected = (0..64u32).filter(|b| s.contains(wi as u32 * 64 + b)).fold(0u64, |m, b| m | 1 << b);
+        proptest::prop_assert_eq!(s.word_mask(wi), expected);
+    }
+}

@@ -186,3 +186,12 @@ fn completion_reported_by_next_advance_when_caught_up_inside_start() {
     let out = drain(&mut net);
     assert_eq!(out.iter().map(|c| (c.flow, c.done_ns)).collect::<Vec<_>>(), vec![(f, 1_000), (g, 6_000)]);
 }
+
+#[test]
+fn ceil_ns_is_ceil_at_least_one() {
+    for x in [0.0, 0.2, 1.0, 1.5, 2.0, 12345.000001, 9.007199254740993e15, 1e300, f64::INFINITY] {
+        let expected = if x >= u64::MAX as f64 { u64::MAX } else { (x.ceil() as u64).max(1) };
+        assert_eq!(super::ceil_ns(x), expected, "{x}");
+    }
+    assert_eq!(super::ceil_ns(f64::NAN), 1);
+}
