@@ -94,6 +94,7 @@ struct ParentView {
 }
 
 /// One word of a parent's pieces that this download still needs (`pick_rarest`).
+#[derive(Debug, Clone)]
 struct Cell {
     peer: PeerId,
     word: usize,
@@ -150,6 +151,14 @@ pub struct TaskDownload {
     next_preemption_ns: TimeNs,
     /// Transfers of closed connections still to be cancelled (at the next `poll`).
     pending_cancels: Vec<(u32, Source)>,
+    /// `pick_rarest`'s working lists, kept between calls so a call allocates nothing.
+    scratch: RarestScratch,
+}
+
+#[derive(Debug, Clone, Default)]
+struct RarestScratch {
+    order: Vec<usize>,
+    cells: Vec<Cell>,
 }
 
 const MAX_AVAILABILITY_LEVEL: usize = 63;
@@ -190,6 +199,7 @@ impl TaskDownload {
             blacklist: BTreeMap::new(),
             next_preemption_ns: 0,
             pending_cancels: Vec::new(),
+            scratch: RarestScratch::default(),
         }
     }
 
@@ -731,9 +741,17 @@ impl TaskDownload {
     /// ascending. The first hit wins. Most calls find nothing (every parent's pieces are
     /// here or in flight), so the (parent, word) cells that can yield a piece are
     /// gathered once and only they are scanned at each level.
-    fn pick_rarest(&self, rng: &mut impl Rng) -> Option<(u32, PeerId)> {
-        let mut order: Vec<usize> =
-            (0..self.parents.len()).filter(|i| self.parent_has_room(&self.parents[*i])).collect();
+    fn pick_rarest(&mut self, rng: &mut impl Rng) -> Option<(u32, PeerId)> {
+        let mut scratch = std::mem::take(&mut self.scratch);
+        scratch.order.clear();
+        scratch.cells.clear();
+        let got = self.pick_rarest_in(rng, &mut scratch.order, &mut scratch.cells);
+        self.scratch = scratch;
+        got
+    }
+
+    fn pick_rarest_in(&self, rng: &mut impl Rng, order: &mut Vec<usize>, cells: &mut Vec<Cell>) -> Option<(u32, PeerId)> {
+        order.extend((0..self.parents.len()).filter(|i| self.parent_has_room(&self.parents[*i])));
         if order.is_empty() {
             return None;
         }
@@ -750,8 +768,7 @@ impl TaskDownload {
             let (pa, pb) = (&self.parents[*a], &self.parents[*b]);
             pa.in_flight.cmp(&pb.in_flight).then(pa.cost_ewma_ns.total_cmp(&pb.cost_ewma_ns)).then(a.cmp(b))
         });
-        let mut cells: Vec<Cell> = Vec::new();
-        for &pi in &order {
+        for &pi in order.iter() {
             let p = &self.parents[pi];
             for k in 0..words {
                 let wi = (offset + k) % words;
@@ -775,7 +792,7 @@ impl TaskDownload {
                 }
                 for level in 1..self.by_availability.len() {
                     let bucket = self.by_availability[level].words();
-                    for c in &cells {
+                    for c in cells.iter() {
                         let mut w = bucket[c.word] & if honour_stripes { c.in_stripes } else { c.any };
                         if only_urgent {
                             w &= urgent[c.word];
