@@ -72,6 +72,41 @@ fn ceil_ns(x: f64) -> u64 {
     }
 }
 
+/// Refills `heap` with the live flows due by `horizon_ns` and returns the earliest time
+/// of the others. With `rates` (a solve at `now_ns`), every attached flow first takes its
+/// new rate and completion time, in the same pass.
+fn file_due(
+    slots: &mut [Flow],
+    rates: Option<&[f64]>,
+    now_ns: TimeNs,
+    horizon_ns: TimeNs,
+    heap: &mut BinaryHeap<Reverse<(TimeNs, FlowId, u32)>>,
+) -> Option<TimeNs> {
+    let mut entries = std::mem::take(heap).into_vec();
+    entries.clear();
+    let mut later: Option<TimeNs> = None;
+    for (slot, f) in slots.iter_mut().enumerate() {
+        if !f.live {
+            continue;
+        }
+        if let (Some(rates), true) = (rates, f.attached) {
+            f.rate_bytes_per_ns = rates[slot];
+            debug_assert!(f.rate_bytes_per_ns >= 0.0, "attached flow left unfrozen");
+            f.done_ns = now_ns.saturating_add(ceil_ns(f.remaining_bytes / f.rate_bytes_per_ns));
+        }
+        if f.done_ns == NOT_SCHEDULED {
+            continue;
+        }
+        if f.done_ns <= horizon_ns {
+            entries.push(Reverse((f.done_ns, f.id, slot as u32)));
+        } else {
+            later = Some(later.map_or(f.done_ns, |l| l.min(f.done_ns)));
+        }
+    }
+    *heap = BinaryHeap::from(entries);
+    later
+}
+
 fn bytes_per_ns(bps: f64) -> f64 {
     bps / 8e9
 }
@@ -361,23 +396,8 @@ impl FlowNet {
     /// Rebuilds `done_heap` from the flows due within `DONE_HORIZON_QUANTA` quanta of now
     /// and notes the earliest of the others.
     fn refill_done_heap(&mut self) {
-        let t = self.now_ns;
-        self.horizon_ns = t.saturating_add(self.quantum_ns.saturating_mul(DONE_HORIZON_QUANTA));
-        let mut heap = std::mem::take(&mut self.done_heap).into_vec();
-        heap.clear();
-        let mut later: Option<TimeNs> = None;
-        for (slot, f) in self.table.slots.iter().enumerate() {
-            if !f.live || f.done_ns == NOT_SCHEDULED {
-                continue;
-            }
-            if f.done_ns <= self.horizon_ns {
-                heap.push(Reverse((f.done_ns, f.id, slot as u32)));
-            } else {
-                later = Some(later.map_or(f.done_ns, |l| l.min(f.done_ns)));
-            }
-        }
-        self.done_heap = BinaryHeap::from(heap);
-        self.later_ns = later;
+        self.horizon_ns = self.now_ns.saturating_add(self.quantum_ns.saturating_mul(DONE_HORIZON_QUANTA));
+        self.later_ns = file_due(&mut self.table.slots, None, self.now_ns, self.horizon_ns, &mut self.done_heap);
     }
 
     fn solve(&mut self, out: &mut Vec<Completion>) {
@@ -406,32 +426,9 @@ impl FlowNet {
         self.solves += 1;
         self.solve_at_ns = None;
 
-        // New rates and completion times, and (as `refill_done_heap`, in the same pass) the
-        // heap of the flows due within the horizon.
+        // New rates and completion times, and the done heap, in one pass.
         self.horizon_ns = t.saturating_add(self.quantum_ns.saturating_mul(DONE_HORIZON_QUANTA));
-        let mut heap = std::mem::take(&mut self.done_heap).into_vec();
-        heap.clear();
-        let mut later: Option<TimeNs> = None;
-        for (slot, f) in self.table.slots.iter_mut().enumerate() {
-            if !f.live {
-                continue;
-            }
-            if f.attached {
-                f.rate_bytes_per_ns = rates[slot];
-                debug_assert!(f.rate_bytes_per_ns >= 0.0, "attached flow left unfrozen");
-                f.done_ns = t.saturating_add(ceil_ns(f.remaining_bytes / f.rate_bytes_per_ns));
-            }
-            if f.done_ns == NOT_SCHEDULED {
-                continue;
-            }
-            if f.done_ns <= self.horizon_ns {
-                heap.push(Reverse((f.done_ns, f.id, slot as u32)));
-            } else {
-                later = Some(later.map_or(f.done_ns, |l| l.min(f.done_ns)));
-            }
-        }
-        self.done_heap = BinaryHeap::from(heap);
-        self.later_ns = later;
+        self.later_ns = file_due(&mut self.table.slots, Some(rates), t, self.horizon_ns, &mut self.done_heap);
 
         for (node, s) in &mut self.series {
             s.rate_bytes_per_ns = self.table.members[upload_of(*node) as usize]
