@@ -15,7 +15,7 @@ fn peer_config(dir: &Path, name: &str, scheduler: &str, seed: bool, s: &Swarm) -
     let store = dir.join(format!("{name}-store"));
     format!(
         "[host]\nid = \"{name}\"\nkind = \"{kind}\"\n\
-         [listen]\ndata = \"127.0.0.1:0\"\nlocal_api = \"127.0.0.1:0\"\nhttp = \"127.0.0.1:0\"\n\
+         [listen]\ndata = \"127.0.0.1:0\"\nlocal_api = \"127.0.0.1:0\"\nhttp = \"127.0.0.1:0\"\nmirror = \"127.0.0.1:0\"\n\
          [scheduler]\naddresses = [\"http://{scheduler}\"]\nannounce_interval_ms = 2000\n\
          [storage]\ndir = \"{store}\"\nquota_bytes = {quota}\n\
          [download]\npiece_bytes = {piece}\n\
