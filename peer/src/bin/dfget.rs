@@ -278,7 +278,9 @@ usage: dfget URL -O FILE [options]
                 if n == 0 {
                     break;
                 }
-                hasher.update(&buf[..n]);
+                if digest.is_some() {
+                    hasher.update(&buf[..n]);
+                }
                 let (lo, hi) = (at.max(from), (at + n as u64).min(to));
                 if lo < hi {
                     let chunk = &buf[(lo - at) as usize..(hi - at) as usize];
