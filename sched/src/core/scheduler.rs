@@ -617,6 +617,12 @@ impl Scheduler {
             }
         }
         let (parents, missing) = self.stripe_parents(peer);
+        if parents.is_empty() {
+            // Not fed after all (a refused edge): the leaves it displaced still need a place.
+            for orphan in orphans.drain(..) {
+                self.schedule(now, orphan, true, out);
+            }
+        }
         let task = self.tasks.get_mut(&task_id).expect("exists");
         if missing {
             task.wait(peer);
@@ -694,7 +700,7 @@ impl Scheduler {
     /// there (when no inner node had room) move to an inner node's open slot once there
     /// is one, so a stray edge does not keep eating a leaf's upload, which its home
     /// stripe's children need, for the whole download.
-    fn adopt_strays(&mut self, task_id: TaskId, si: usize, out: &mut Vec<Decision>) {
+    fn adopt_strays(&mut self, now: TimeNs, task_id: TaskId, si: usize, out: &mut Vec<Decision>) {
         // A stray that fits no open slot is looked at again on the next change; the bound
         // keeps a stripe full of strays that the open slots cannot take from costing a
         // scan of them all on every change.
@@ -729,6 +735,10 @@ impl Scheduler {
                 self.remove_stripe_edge(task_id, si, q, c);
                 if self.attach_stripe(task_id, si, &p, c) {
                     self.refresh_fed(c);
+                } else {
+                    // Refused after all: it waits for a parent in this stripe like any peer.
+                    self.tasks.get_mut(&task_id).expect("exists").wait(c);
+                    self.peers.get_mut(&c).expect("exists").waiting_since.get_or_insert(now);
                 }
                 let (parents, _) = self.stripe_parents(c);
                 self.stats.parent_rounds += 1;
@@ -864,7 +874,7 @@ impl Scheduler {
                         after = Some(w);
                         self.schedule(now, w, false, out);
                     }
-                    self.adopt_strays(task_id, si, out);
+                    self.adopt_strays(now, task_id, si, out);
                 }
             }
         }
