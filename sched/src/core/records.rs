@@ -3,8 +3,8 @@
 use super::bitset::PieceSet;
 use super::dag::Dag;
 use super::fed::FedIndex;
-use super::tree::TreeIndex;
 use super::ids::{HostId, PeerId, TaskId, TimeNs};
+use super::tree::TreeIndex;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 

@@ -6,12 +6,12 @@ use super::bitset::PieceSet;
 use super::config::SchedulerConfig;
 use super::decision::{BackToSourceReason, Decision, FailReason, ParentRef, Stripe};
 use super::fed::FedIndex;
-use super::tree::TreeIndex;
 use super::hashring;
 use super::ids::{HostId, PeerId, TaskId, TimeNs};
 use super::policy::Policy;
 use super::records::{CostStats, Host, HostInfo, HostKind, Peer, PeerState, Task, UNFED};
 use super::select::{self, Placement};
+use super::tree::TreeIndex;
 use rand_chacha::ChaCha8Rng;
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound;
@@ -715,19 +715,17 @@ impl Scheduler {
                 break;
             }
             let parent = t.stripe_dags[si].parents(c).first().copied();
-            let still_stray = parent.is_some_and(|q| {
-                self.peers.get(&q).is_some_and(|q| {
-                    !q.is_seed
-                        && q.home_stripe != Some(si as u32)
-                        && !matches!(q.state, PeerState::Succeeded | PeerState::BackToSource)
-                })
-            }) && self.peers.get(&c).is_some_and(|c| c.state == PeerState::Running);
+            let still_stray = parent
+                .is_some_and(|q| self.peers.get(&q).is_some_and(|q| !select::tree_parent(q, si as u32)))
+                && self.peers.get(&c).is_some_and(|c| c.state == PeerState::Running);
             let (Some(q), true) = (parent, still_stray) else {
                 self.tasks.get_mut(&task_id).expect("exists").strays[si].remove(&c);
                 continue;
             };
             let t = &self.tasks[&task_id];
-            let slot = select::open_slot(&self.cfg, &self.hosts, t, &self.peers, &self.peers[&c], si);
+            let child = &self.peers[&c];
+            let seed = select::usable_seed(t, &self.peers, child, &t.stripe_dags[si]);
+            let slot = select::open_slot(&self.cfg, &self.hosts, t, &self.peers, child, si, seed);
             if let Some((_, p)) = slot {
                 let stripe = Some(Stripe { index: si as u32, count: t.stripe_dags.len() as u32 });
                 let p = ParentRef { peer: p, host: self.peers[&p].host, stripe };

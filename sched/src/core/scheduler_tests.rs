@@ -564,7 +564,8 @@ fn default_stripe_trees_keep_inner_nodes_on_top_and_stay_shallow() {
         }
         let leaf_parents = (0..n).filter(|p| !home(*p) && !d.children(PeerId(*p)).is_empty()).count();
         assert!(leaf_parents <= 1, "stripe {si}: {leaf_parents} leaves feed others");
-        let inner_depths: Vec<u16> = (0..n).filter(|p| home(*p)).map(|p| s.peers[&PeerId(p)].stripe_depth[si]).collect();
+        let inner_depths: Vec<u16> =
+            (0..n).filter(|p| home(*p)).map(|p| s.peers[&PeerId(p)].stripe_depth[si]).collect();
         assert!(inner_depths.iter().all(|d| *d <= 2), "stripe {si}: inner nodes at depths {inner_depths:?}");
     }
     assert!(t.tree.is_consistent());

@@ -102,7 +102,10 @@ pub enum Placement {
     Under(ParentRef),
     /// Under `parent`, in the place of `orphan`, a leaf child of `parent` in this stripe
     /// that is then placed again (it becomes a child of the newcomer, or of another slot).
-    PushDown { parent: ParentRef, orphan: PeerId },
+    PushDown {
+        parent: ParentRef,
+        orphan: PeerId,
+    },
     /// Under a peer that is no inner node of this stripe, for want of room in the tree.
     Fallback(ParentRef),
 }
@@ -153,8 +156,8 @@ pub fn default_stripe(s: &mut Scheduler, child: PeerId, stripe: u32) -> Option<P
         host: peers[&p].host,
         stripe: Some(Stripe { index: stripe, count: cfg.stripes }),
     };
-    let seed = task.seed_peer.and_then(|p| peers.get(&p)).filter(|seed| !is_bad_node(seed) && fits_child(c, seed, dag));
-    let open = open_slot(cfg, hosts, task, peers, c, si);
+    let seed = usable_seed(task, peers, c, dag);
+    let open = open_slot(cfg, hosts, task, peers, c, si, seed);
     if c.home_stripe == Some(stripe) {
         let shallower_than = open.map_or(u16::MAX, |(d, _)| d);
         let leaf_of = |q: PeerId| leaf_child(dag, q, stripe, peers).map(|orphan| (q, orphan));
@@ -207,13 +210,21 @@ pub fn default_stripe(s: &mut Scheduler, child: PeerId, stripe: u32) -> Option<P
     let a = picks[0];
     let b = picks.get(1).copied().unwrap_or(a);
     let best = if (b.0, b.1) < (a.0, a.1) { b } else { a };
-    let q = &peers[&best.2];
-    let inner = q.home_stripe == Some(stripe) || matches!(q.state, PeerState::Succeeded | PeerState::BackToSource);
-    Some(if inner { Placement::Under(make(best.2)) } else { Placement::Fallback(make(best.2)) })
+    Some(if tree_parent(&peers[&best.2], stripe) {
+        Placement::Under(make(best.2))
+    } else {
+        Placement::Fallback(make(best.2))
+    })
+}
+
+/// The task's seed peer, when it serves and may be `c`'s parent in this stripe's DAG.
+pub(crate) fn usable_seed<'a>(task: &Task, peers: &'a BTreeMap<PeerId, Peer>, c: &Peer, dag: &Dag) -> Option<&'a Peer> {
+    task.seed_peer.and_then(|p| peers.get(&p)).filter(|seed| !is_bad_node(seed) && fits_child(c, seed, dag))
 }
 
 /// Step 1 of `default_stripe`: the shallowest open slot for `c` in stripe `si` (depth,
-/// parent): the seed's root slot, else the first fit inner node of `Task::tree`.
+/// parent): the seed's root slot (`seed`: `usable_seed`), else the first fit inner node of
+/// `Task::tree`.
 pub(crate) fn open_slot(
     cfg: &SchedulerConfig,
     hosts: &BTreeMap<HostId, Host>,
@@ -221,13 +232,20 @@ pub(crate) fn open_slot(
     peers: &BTreeMap<PeerId, Peer>,
     c: &Peer,
     si: usize,
+    seed: Option<&Peer>,
 ) -> Option<(u16, PeerId)> {
     let dag = &task.stripe_dags[si];
-    let seed = task.seed_peer.and_then(|p| peers.get(&p)).filter(|seed| !is_bad_node(seed) && fits_child(c, seed, dag));
     match seed.filter(|seed| seed_has_room(cfg, &hosts[&seed.host], seed, dag)) {
         Some(seed) => Some((0, seed.id)),
         None => task.tree.open(si).take(TREE_TRIES).find(|(_, q)| fits_child(c, &peers[q], dag)),
     }
+}
+
+/// A parent whose children in this stripe are where they belong: the seed, an inner node
+/// of the stripe, or a peer holding (or fetching from the origin) the whole task. A child
+/// under any other parent is a stray (`Scheduler::adopt_strays`).
+pub(crate) fn tree_parent(q: &Peer, stripe: u32) -> bool {
+    q.is_seed || q.home_stripe == Some(stripe) || matches!(q.state, PeerState::Succeeded | PeerState::BackToSource)
 }
 
 /// Entries of `Task::tree` looked at per choice before falling back: a fit one is nearly
@@ -253,11 +271,11 @@ pub(crate) fn tree_entry(
     if p.is_seed || is_bad_node(p) || depth == UNFED {
         return None;
     }
-    let kids = dags.get(home as usize)?.children(p.id);
+    let dag = dags.get(home as usize)?;
+    let kids = dag.children(p.id).len() as u32;
     let can_upload = !host.info.disable_shared && host.free_uploads() > 0;
-    let open = (can_upload && (kids.len() as u32) < cfg.stripes).then_some((depth, kids.len() as u32));
-    let pushable =
-        kids.iter().any(|k| peers.get(k).is_some_and(|k| k.home_stripe != Some(home))).then_some(depth);
+    let open = (can_upload && kids < cfg.stripes).then_some((depth, kids));
+    let pushable = leaf_child(dag, p.id, home, peers).map(|_| depth);
     Some(TreeEntry { stripe: home, open, pushable })
 }
 

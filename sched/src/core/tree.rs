@@ -85,8 +85,8 @@ impl TreeIndex {
 
     /// Every entry is filed exactly under its keys, and nothing else is filed.
     pub fn is_consistent(&self) -> bool {
-        let filed: usize = self.open.iter().map(BTreeSet::len).sum::<usize>()
-            + self.pushable.iter().map(BTreeSet::len).sum::<usize>();
+        let filed: usize =
+            self.open.iter().map(BTreeSet::len).sum::<usize>() + self.pushable.iter().map(BTreeSet::len).sum::<usize>();
         let keyed: usize =
             self.entries.values().map(|e| usize::from(e.open.is_some()) + usize::from(e.pushable.is_some())).sum();
         filed == keyed
