@@ -143,3 +143,104 @@ fn containerd_falls_back_to_the_registry_when_the_mirror_fails() {
     peer.proc.stop(Duration::from_secs(10));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Bench (`cargo test --release -p e2e --test mirror_pulls -- --ignored bench --nocapture`):
+/// one containerd pull of a ~500 MB image through a peer's mirror whose parents (a seed peer
+/// and a peer that pulled it before) already hold the image, against the same pull straight
+/// from the registry, both on 127.0.0.1. Each round pulls (fetch + unpack) and fetches only
+/// (`ctr content fetch`), direct and through a fresh peer, in alternating order; medians and
+/// the ratio of throughputs are printed. Every pull is verified and the registry must have
+/// sent each blob once to the seed and once per direct pull or fetch.
+#[test]
+#[ignore]
+fn bench_containerd_pull_through_a_warm_parent_against_direct() {
+    let _one = lock();
+    let rounds: usize = std::env::var("MIRROR_PULL_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(3);
+    let dir = cluster::test_dir("mirbench");
+    let registry = Registry::start(&dir);
+    let spec = ImageSpec {
+        layer_data_bytes: vec![144 << 20, 160 << 20, 176 << 20],
+        ..ImageSpec::default_test("e2e/mirbench")
+    };
+    let image = oci_image::generate(&spec).unwrap_or_else(|e| panic!("{e}"));
+    oci_image::push(&registry.addr, &image).unwrap_or_else(|e| panic!("{e}"));
+    let reg = registry.addr.clone();
+    let reference = image.reference(&reg);
+    let options = mirror_options(&reg, &format!("http://{reg}"));
+    let mut sched = start_scheduler(&dir);
+    let seed = start_peer(&dir, "seed", Some(&sched.grpc), &PeerOptions { seed: true, ..options.clone() });
+    let warm = start_peer(&dir, "warm", Some(&sched.grpc), &options);
+    let ctrd = Containerd::start(&dir.join("ctrd")).unwrap_or_else(|e| panic!("{e}"));
+    let direct_hosts = containerd::write_hosts_dir(&dir.join("hosts-direct"), &reg, None).unwrap();
+    // Warm-up: the seed fetches from the registry, the warm peer from the seed.
+    let warm_up = containerd::pull_and_verify(&ctrd, &image, &reg, Some(&warm.mirror), &dir.join("hosts-warm"))
+        .unwrap_or_else(|e| panic!("warm-up pull through {}: {e}", warm.mirror));
+    let layers = image.layers.len() as u64;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while warm.metric("peer_downloads_total{result=\"ok\"}") < layers + 1 {
+        assert!(Instant::now() < deadline, "the warm peer's downloads did not all complete");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    // One timed operation (pull or fetch), from a clean store, then the content check.
+    let timed = |op: &str, hosts: &std::path::Path| -> f64 {
+        ctrd.clean().unwrap_or_else(|e| panic!("{e}"));
+        let took = match op {
+            "pull" => ctrd.pull(&reference, hosts, containerd::PULL_TIMEOUT),
+            _ => ctrd.fetch(&reference, hosts, containerd::PULL_TIMEOUT),
+        }
+        .unwrap_or_else(|e| panic!("{op} with {}: {e}", hosts.display()));
+        ctrd.verify_image(&image).unwrap_or_else(|e| panic!("{op} with {}: {e}", hosts.display()));
+        took.as_secs_f64()
+    };
+    let mut peers = Vec::new();
+    let mut secs: std::collections::BTreeMap<(&str, &str), Vec<f64>> = Default::default();
+    for round in 0..rounds {
+        for op in ["pull", "fetch"] {
+            let cold = start_peer(&dir, &format!("cold-{op}-{round}"), Some(&sched.grpc), &options);
+            let hosts =
+                containerd::write_hosts_dir(&dir.join(format!("hosts-{}", cold.name)), &reg, Some(&cold.mirror))
+                    .unwrap();
+            let order = if round % 2 == 0 { ["direct", "mirror"] } else { ["mirror", "direct"] };
+            for way in order {
+                let s = timed(op, if way == "direct" { &direct_hosts } else { &hosts });
+                eprintln!("mirror_pull_bench round={round} op={op} via={way} secs={s:.2}");
+                secs.entry((op, way)).or_default().push(s);
+            }
+            let from_origin = cold.metric("peer_download_bytes_total{source=\"origin\"}");
+            assert_eq!(from_origin, 0, "{}: blobs came from the registry, not from its warm parents", cold.name);
+            peers.push(cold);
+        }
+    }
+    let median = |v: &[f64]| {
+        let mut v = v.to_vec();
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let mb = image.total_bytes() as f64 / 1e6;
+    for op in ["pull", "fetch"] {
+        let (d, m) = (median(&secs[&(op, "direct")]), median(&secs[&(op, "mirror")]));
+        eprintln!(
+            "mirror_pull_bench_result op={op} image_MB={mb:.1} rounds={rounds} direct_s={d:.2} mirror_s={m:.2} \
+             direct_MBps={:.0} mirror_MBps={:.0} mirror_over_direct_throughput={:.2} (target >= 0.90) \
+             direct_runs={:?} mirror_runs={:?} warm_up_s={:.2}",
+            mb / d,
+            mb / m,
+            d / m,
+            secs[&(op, "direct")],
+            secs[&(op, "mirror")],
+            warm_up.as_secs_f64()
+        );
+    }
+    let gets = 1 + 2 * rounds;
+    assert_eq!(
+        blob_gets(&registry, &image),
+        vec![gets; 1 + image.layers.len()],
+        "each blob: once to the seed, once per direct pull and fetch; more means a mirror went upstream"
+    );
+    drop(ctrd);
+    stop_all(&mut peers);
+    stop_all(&mut [seed, warm]);
+    sched.proc.stop(Duration::from_secs(10));
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -113,6 +113,15 @@ impl Containerd {
         Ok(f.elapsed)
     }
 
+    /// `ctr content fetch --hosts-dir HOSTS_DIR REFERENCE` (manifest, config and layers into the
+    /// content store, no unpack); returns its wall time.
+    pub fn fetch(&self, reference: &str, hosts_dir: &Path, timeout: Duration) -> Result<Duration, String> {
+        let f = self
+            .ctr(&["content", "fetch", "--hosts-dir", hosts_dir.to_str().unwrap(), reference], "fetch", timeout)?
+            .ok(&format!("ctr content fetch {reference}"))?;
+        Ok(f.elapsed)
+    }
+
     /// `ctr run --rm REFERENCE ID /bin/busybox echo LINE`; returns the container's stdout.
     pub fn run_echo(&self, reference: &str, id: &str, line: &str, timeout: Duration) -> Result<String, String> {
         let f = self
