@@ -56,7 +56,9 @@ impl Stripes {
         Stripes { mask, count, pattern }
     }
     fn of(stripe: Option<Stripe>) -> Option<Stripes> {
-        stripe.filter(|s| s.count > 0 && s.count <= 64 && s.index < s.count).map(|s| Stripes::new(1 << s.index, s.count))
+        stripe
+            .filter(|s| s.count > 0 && s.count <= 64 && s.index < s.count)
+            .map(|s| Stripes::new(1 << s.index, s.count))
     }
     #[cfg(test)]
     fn contains(self, piece: u32) -> bool {
@@ -750,7 +752,12 @@ impl TaskDownload {
         got
     }
 
-    fn pick_rarest_in(&self, rng: &mut impl Rng, order: &mut Vec<usize>, cells: &mut Vec<Cell>) -> Option<(u32, PeerId)> {
+    fn pick_rarest_in(
+        &self,
+        rng: &mut impl Rng,
+        order: &mut Vec<usize>,
+        cells: &mut Vec<Cell>,
+    ) -> Option<(u32, PeerId)> {
         order.extend((0..self.parents.len()).filter(|i| self.parent_has_room(&self.parents[*i])));
         if order.is_empty() {
             return None;

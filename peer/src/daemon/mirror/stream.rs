@@ -1,7 +1,9 @@
 //! Bytes of a P2P task for one mirror response, in order, as its pieces arrive: each
-//! piece is read back from the store (re-hashed against its digest: bytes that fail are
-//! never sent), cut to the requested range and sent; the pieces near the read cursor are
-//! asked of the download first (`core::ReadAhead`). A response covering the whole blob
+//! piece comes from the store's cache of pieces this process verified (those it just
+//! received, for a task with a digest), else is read back from disk and re-hashed against
+//! its digest (bytes that fail are never sent); it is cut to the requested range and sent
+//! without a copy. The pieces near the read cursor are asked of the download first
+//! (`core::ReadAhead`). A response covering the whole blob
 //! hashes what it sends and holds its last piece back until the whole matches the blob's
 //! digest (the download's own check waits for an fsync of the content, which would delay
 //! the last byte by a second per 400 MB): on a mismatch the body ends with an error, never
@@ -15,7 +17,7 @@ use crate::daemon::download::{Job, State, Want};
 use crate::daemon::tasks::Handle;
 use crate::daemon::Ctx;
 use crate::dataplane::io::blocking;
-use crate::storage::{Sha256Digest, StoreError};
+use crate::storage::{Sha256Digest, SharedPiece, StoreError};
 use crate::task_id::TaskId;
 use bytes::Bytes;
 use hyper::body::Frame;
@@ -46,7 +48,16 @@ pub struct NoStart {
 
 /// Piece reads (re-hashed against the piece digest) started ahead of the send.
 const READS_AHEAD: usize = 4;
-type PieceRead = tokio::task::JoinHandle<Result<crate::storage::VerifiedPiece, StoreError>>;
+type PieceRead = tokio::task::JoinHandle<Result<SharedPiece, StoreError>>;
+
+/// A verified piece as a body frame's owner: sent without a copy.
+struct PieceBytes(SharedPiece);
+
+impl AsRef<[u8]> for PieceBytes {
+    fn as_ref(&self) -> &[u8] {
+        self.0.data()
+    }
+}
 
 /// Not an error: the client (or the fallback) no longer reads this response.
 const CLIENT_GONE: &str = "client_gone";
@@ -178,7 +189,7 @@ impl Reader {
             let piece_start = u64::from(piece) * piece_bytes;
             let from = (read.start.max(piece_start) - piece_start) as usize;
             let to = ((read.end - piece_start) as usize).min(verified.len());
-            let mut data = Bytes::from(verified.into_data()).slice(from..to);
+            let mut data = Bytes::from_owner(PieceBytes(verified)).slice(from..to);
             if let Some((mut h, digest)) = whole.take() {
                 // In order, on a blocking thread, while the next reads go on.
                 let (h2, d2) = blocking(move || {
@@ -213,7 +224,7 @@ impl Reader {
 
     fn spawn_read(&self, piece: u32) -> PieceRead {
         let (store, task) = (self.ctx.store.clone(), self.task);
-        tokio::task::spawn_blocking(move || store.read_piece(&task, piece))
+        tokio::task::spawn_blocking(move || store.read_piece_shared(&task, piece))
     }
 
     /// The task's (content, piece) bytes once the download created it in the store.
