@@ -46,7 +46,7 @@ pub struct NoStart {
     pub message: String,
 }
 
-/// Piece reads (re-hashed against the piece digest) started ahead of the send.
+/// Piece reads (from the verified-piece cache, else re-hashed from disk) started ahead of the send.
 const READS_AHEAD: usize = 4;
 type PieceRead = tokio::task::JoinHandle<Result<SharedPiece, StoreError>>;
 
