@@ -56,3 +56,46 @@ fn dfget_writes_exactly_the_range() {
     peer.proc.stop(Duration::from_secs(10));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The whole content: a hard link to the daemon's file by default (no second copy), a
+/// private copy with `--copy`; an edit of the linked output is caught by the daemon's
+/// re-hash of what it reads from disk, so a later client still gets the right bytes.
+#[test]
+fn dfget_links_the_whole_content_or_copies_it() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = cluster::test_dir("dfget-link");
+    let origin = Origin::start();
+    let data = Arc::new(cluster::random_bytes(6 * MIB + 3, 12));
+    let url = origin.put("/blobs/l.bin", data.clone());
+    let digest = format!("sha256:{}", cluster::sha256_hex(&data));
+    let sched = start_scheduler(&dir);
+    let options = PeerOptions { piece_bytes: 1 << 20, ..Default::default() };
+    let mut peer = start_peer(&dir, "peer", Some(&sched.grpc), &options);
+
+    let linked = dir.join("linked");
+    let r = dfget(&peer.local_api, &url, &linked, &["--digest", &digest]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    assert_eq!(std::fs::read(&linked).unwrap(), *data);
+    assert!(std::fs::metadata(&linked).unwrap().nlink() >= 2, "the output is not a link to the daemon's file");
+
+    let copied = dir.join("copied");
+    let r = dfget(&peer.local_api, &url, &copied, &["--digest", &digest, "--copy"]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    assert_eq!(std::fs::read(&copied).unwrap(), *data);
+    assert_eq!(std::fs::metadata(&copied).unwrap().nlink(), 1, "--copy made a link");
+
+    // Edit the linked output in place (the daemon's content with it): the daemon's next
+    // read re-hashes, drops the piece and fetches it again, which repairs the file too.
+    {
+        use std::io::{Seek, SeekFrom, Write};
+        let mut f = std::fs::OpenOptions::new().write(true).open(&linked).unwrap();
+        f.seek(SeekFrom::Start(2 * MIB as u64 + 7)).unwrap();
+        f.write_all(b"edited").unwrap();
+    }
+    let again = dir.join("again");
+    let r = dfget(&peer.local_api, &url, &again, &["--digest", &digest]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    assert_eq!(std::fs::read(&again).unwrap(), *data, "the daemon handed out edited bytes");
+    peer.proc.stop(Duration::from_secs(10));
+    let _ = std::fs::remove_dir_all(&dir);
+}

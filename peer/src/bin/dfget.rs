@@ -1,8 +1,15 @@
 //! `dfget URL -O FILE`: download through the local peer daemon (P2P), with a progress bar.
 //!
 //! The daemon fetches and verifies the content into its store; dfget copies it to a
-//! temporary file next to FILE, checks `--digest` while copying, fsyncs and renames. FILE
-//! therefore either does not change or holds the whole, verified content: never a part.
+//! temporary name next to FILE and renames it over FILE. The temporary is a hard link to the
+//! daemon's content file when both are on one filesystem and the whole content is wanted (as
+//! Dragonfly's dfget does: no second copy of the bytes in the page cache and on disk; the
+//! daemon re-hashes every piece it reads from disk, so editing FILE in place can never make it
+//! serve wrong bytes, it drops and refetches them), otherwise a copy (in the kernel,
+//! `copy_file_range`, when nothing needs hashing); `--copy` always copies. `--digest` is
+//! checked over the bytes unless the daemon has just checked that very digest. FILE therefore either does not change or holds the whole, verified
+//! content: never a part. Like curl, wget and aria2, dfget does not fsync the output unless
+//! asked (`--fsync`): on these disks the sync costs as long as the whole download.
 //!
 //! `--range N-M` (or `N-`) writes exactly those bytes of the content (`M` inclusive, as in
 //! HTTP), with the same never-partial rule. Without `--digest` the daemon fetches only the
@@ -55,6 +62,8 @@ usage: dfget URL -O FILE [options]
   --daemon ADDR            the daemon's local API (default 127.0.0.1:65000)
   --quiet                  no progress bar
   --rehash                 hash the copy even when the daemon has just checked the digest
+  --fsync                  fsync FILE before renaming it into place (survives a power loss)
+  --copy                   write a private copy, never a hard link to the daemon's file
 ";
 
     struct Args {
@@ -67,6 +76,8 @@ usage: dfget URL -O FILE [options]
         daemon: String,
         quiet: bool,
         rehash: bool,
+        fsync: bool,
+        copy: bool,
         range: Option<ByteRange>,
     }
 
@@ -78,6 +89,7 @@ usage: dfget URL -O FILE [options]
         let (mut url, mut output, mut digest) = (None, None, None);
         let (mut tag, mut application, mut headers) = (String::new(), String::new(), HashMap::new());
         let (mut daemon, mut quiet, mut range, mut rehash) = ("127.0.0.1:65000".to_string(), false, None, false);
+        let (mut fsync, mut copy) = (false, false);
         let mut args = std::env::args().skip(1);
         while let Some(a) = args.next() {
             let mut value = |name: &str| args.next().ok_or_else(|| usage(format!("{name} needs a value")));
@@ -96,6 +108,8 @@ usage: dfget URL -O FILE [options]
                 "--range" => range = Some(parse_range(&value("--range")?).map_err(usage)?),
                 "--quiet" | "-q" => quiet = true,
                 "--rehash" => rehash = true,
+                "--fsync" => fsync = true,
+                "--copy" => copy = true,
                 "--help" | "-h" => return Err(Fail(0, String::new())),
                 s if s.starts_with('-') => return Err(usage(format!("unknown option {s:?}"))),
                 s if url.is_none() => url = Some(s.to_string()),
@@ -107,7 +121,7 @@ usage: dfget URL -O FILE [options]
         if let Some(d) = &digest {
             Sha256Digest::from_oci(d).map_err(|e| usage(format!("--digest {d:?}: {e}")))?;
         }
-        Ok(Args { url, output, digest, tag, application, headers, daemon, quiet, range, rehash })
+        Ok(Args { url, output, digest, tag, application, headers, daemon, quiet, range, rehash, fsync, copy })
     }
 
     /// `N-M` (M inclusive) or `N-`.
@@ -214,7 +228,8 @@ usage: dfget URL -O FILE [options]
                 .as_deref()
                 .is_some_and(|d| !last.verified_digest.is_empty() && last.verified_digest == d.to_ascii_lowercase());
         let check = if checked_by_daemon { None } else { digest };
-        let copied = tokio::task::spawn_blocking(move || copy_verified(&source, &output, check.as_deref(), part))
+        let how = Output { part, fsync: args.fsync, link: !args.copy };
+        let copied = tokio::task::spawn_blocking(move || write_output(&source, &output, check.as_deref(), how))
             .await
             .map_err(|e| Fail(1, e.to_string()))?;
         // The daemon holds the task until the stream closes: only now.
@@ -237,16 +252,21 @@ usage: dfget URL -O FILE [options]
         Ok(())
     }
 
-    /// Copies `source` (or its bytes `part` = (offset, length)) to a temporary file beside
-    /// `output`, hashing as it goes; renames it over `output` only when complete, synced
-    /// and (with `digest`) matching. With both, the whole source is hashed and only the
-    /// part written.
-    fn copy_verified(
-        source: &Path,
-        output: &Path,
-        digest: Option<&str>,
+    /// How to write the output.
+    struct Output {
+        /// Only these bytes (offset, length) of the content.
         part: Option<(u64, u64)>,
-    ) -> Result<u64, Fail> {
+        fsync: bool,
+        /// A hard link to the daemon's file where it can be (whole content only).
+        link: bool,
+    }
+
+    /// Puts `source` (or its bytes `part` = (offset, length)) under a temporary name beside
+    /// `output`, a hard link or a copy, checking `digest` when given; renames it over
+    /// `output` only when complete, (with `fsync`) synced and (with `digest`) matching. With
+    /// a digest and a part, the whole source is hashed and only the part written.
+    fn write_output(source: &Path, output: &Path, digest: Option<&str>, how: Output) -> Result<u64, Fail> {
+        let Output { part, fsync, link } = how;
         let dir = match output.parent() {
             Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
             _ => PathBuf::from("."),
@@ -259,36 +279,32 @@ usage: dfget URL -O FILE [options]
         };
         let result = (|| {
             let mut src = std::fs::File::open(source).map_err(|e| io("cannot open", source, e))?;
+            let _ = std::fs::remove_file(&tmp);
+            // A link fails across filesystems, or when the daemon's file belongs to another
+            // user (protected hard links): then a copy.
+            if link && part.is_none() && std::fs::hard_link(source, &tmp).is_ok() {
+                if let Some(want) = digest {
+                    check_digest(&hash_all(&mut src, source, &io)?, want, output)?;
+                }
+                if fsync {
+                    src.sync_all().map_err(|e| io("cannot sync", source, e))?;
+                }
+                let total = src.metadata().map_err(|e| io("cannot stat", source, e))?.len();
+                std::fs::rename(&tmp, output).map_err(|e| io("cannot rename into", output, e))?;
+                return Ok(total);
+            }
             let mut dst = std::fs::File::create(&tmp).map_err(|e| io("cannot create", &tmp, e))?;
-            let mut hasher = Sha256::new();
-            let mut buf = vec![0u8; 1 << 20];
-            let mut total = 0u64;
-            // Bytes of the source to write: all, or the part.
             let (from, to) = part.map_or((0, u64::MAX), |(offset, length)| (offset, offset + length));
-            if digest.is_none() && from > 0 {
-                src.seek(SeekFrom::Start(from)).map_err(|e| io("cannot seek in", source, e))?;
-            }
-            let mut at = if digest.is_none() { from } else { 0 };
-            loop {
-                let want = if digest.is_some() { buf.len() as u64 } else { (to - at).min(buf.len() as u64) };
-                if want == 0 {
-                    break;
+            let total = match digest {
+                // Nothing to hash: let the kernel copy (copy_file_range; no pass through
+                // this process's memory).
+                None => {
+                    src.seek(SeekFrom::Start(from)).map_err(|e| io("cannot seek in", source, e))?;
+                    std::io::copy(&mut (&src).take(to - from), &mut dst)
+                        .map_err(|e| io("cannot copy into", &tmp, e))?
                 }
-                let n = src.read(&mut buf[..want as usize]).map_err(|e| io("cannot read", source, e))?;
-                if n == 0 {
-                    break;
-                }
-                if digest.is_some() {
-                    hasher.update(&buf[..n]);
-                }
-                let (lo, hi) = (at.max(from), (at + n as u64).min(to));
-                if lo < hi {
-                    let chunk = &buf[(lo - at) as usize..(hi - at) as usize];
-                    dst.write_all(chunk).map_err(|e| io("cannot write", &tmp, e))?;
-                    total += chunk.len() as u64;
-                }
-                at += n as u64;
-            }
+                Some(digest) => copy_hashing(&mut src, source, &mut dst, &tmp, (from, to), digest, output, &io)?,
+            };
             if let Some((_, length)) = part {
                 if total != length {
                     return Err(Fail(
@@ -297,16 +313,9 @@ usage: dfget URL -O FILE [options]
                     ));
                 }
             }
-            if let Some(want) = digest {
-                let got = format!("sha256:{}", hex(&hasher.finalize()));
-                if got != want.to_ascii_lowercase() {
-                    return Err(Fail(
-                        5,
-                        format!("content has {got}, expected {want}; {} left unchanged", output.display()),
-                    ));
-                }
+            if fsync {
+                dst.sync_all().map_err(|e| io("cannot sync", &tmp, e))?;
             }
-            dst.sync_all().map_err(|e| io("cannot sync", &tmp, e))?;
             std::fs::rename(&tmp, output).map_err(|e| io("cannot rename into", output, e))?;
             Ok(total)
         })();
@@ -314,6 +323,59 @@ usage: dfget URL -O FILE [options]
             let _ = std::fs::remove_file(&tmp);
         }
         result
+    }
+
+    /// Reads all of `src`, hashing it, and writes its bytes `from..to` to `dst`; fails
+    /// (exit 5) when the whole does not match `digest`. Returns the bytes written.
+    #[allow(clippy::too_many_arguments)]
+    fn copy_hashing(
+        src: &mut std::fs::File,
+        source: &Path,
+        dst: &mut std::fs::File,
+        tmp: &Path,
+        (from, to): (u64, u64),
+        digest: &str,
+        output: &Path,
+        io: &dyn Fn(&str, &Path, std::io::Error) -> Fail,
+    ) -> Result<u64, Fail> {
+        let mut hasher = Sha256::new();
+        let mut buf = vec![0u8; 1 << 20];
+        let (mut total, mut at) = (0u64, 0u64);
+        loop {
+            let n = src.read(&mut buf).map_err(|e| io("cannot read", source, e))?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+            let (lo, hi) = (at.max(from), (at + n as u64).min(to));
+            if lo < hi {
+                let chunk = &buf[(lo - at) as usize..(hi - at) as usize];
+                dst.write_all(chunk).map_err(|e| io("cannot write", tmp, e))?;
+                total += chunk.len() as u64;
+            }
+            at += n as u64;
+        }
+        check_digest(&format!("sha256:{}", hex(&hasher.finalize())), digest, output)?;
+        Ok(total)
+    }
+
+    /// The sha256 of all of `src`, as `sha256:<hex>`.
+    fn hash_all(
+        src: &mut std::fs::File,
+        source: &Path,
+        io: &dyn Fn(&str, &Path, std::io::Error) -> Fail,
+    ) -> Result<String, Fail> {
+        let mut hasher = Sha256::new();
+        std::io::copy(src, &mut hasher).map_err(|e| io("cannot read", source, e))?;
+        Ok(format!("sha256:{}", hex(&hasher.finalize())))
+    }
+
+    fn check_digest(got: &str, want: &str, output: &Path) -> Result<(), Fail> {
+        if got == want.to_ascii_lowercase() {
+            Ok(())
+        } else {
+            Err(Fail(5, format!("content has {got}, expected {want}; {} left unchanged", output.display())))
+        }
     }
 
     fn hex(bytes: &[u8]) -> String {

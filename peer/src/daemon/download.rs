@@ -202,7 +202,21 @@ impl<'a> Download<'a> {
         let (content_bytes, piece_bytes) = lengths(ctx, job).await?;
         p.content_bytes = content_bytes;
         let info = create_task(ctx, job, content_bytes, piece_bytes).await?;
-        if info.completed {
+        let mut completed = info.completed;
+        if completed {
+            // Written to since it completed (an output linked to it and edited)? Then the
+            // pieces that no longer check out are dropped and fetched again below.
+            let (store, task) = (ctx.store.clone(), job.task);
+            let dropped = blocking(move || store.recheck_if_modified(&task))
+                .await
+                .map_err(DownloadError::from)?
+                .map_err(DownloadError::from)?;
+            if !dropped.is_empty() {
+                tracing::warn!(task = %job.task, pieces = ?dropped, "content file changed since it completed; fetching those pieces again");
+                completed = false;
+            }
+        }
+        if completed {
             ctx.metrics.bytes(ByteSource::LocalCache, content_bytes);
             p.from_cache = true;
             p.finished_bytes = content_bytes;

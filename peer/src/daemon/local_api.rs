@@ -73,7 +73,7 @@ fn message(task: &str, p: &Progress) -> DownloadProgress {
         content_path: String::new(),
         range_offset_bytes: 0,
         range_length_bytes: 0,
-        verified_digest: String::new(),
+        verified_digest: p.verified_digest.map(|d| d.to_oci()).unwrap_or_default(),
     }
 }
 
@@ -264,5 +264,21 @@ impl Follower {
             let _ = tokio::time::timeout(hold, self.tx.closed()).await;
         }
         drop(pin);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn progress_messages_carry_the_digest_the_store_checked() {
+        let digest = Sha256Digest::of(b"content");
+        let p = Progress { content_bytes: 7, finished_bytes: 7, verified_digest: Some(digest), ..Progress::default() };
+        let m = message("t", &p);
+        assert_eq!(m.verified_digest, digest.to_oci(), "dfget skips its own hash only on this exact string");
+        assert!(m.verified_digest.starts_with("sha256:"));
+        let unchecked = message("t", &Progress::default());
+        assert_eq!(unchecked.verified_digest, "", "no digest checked: dfget must hash");
     }
 }

@@ -34,6 +34,10 @@ pub struct TaskMeta {
     pub finished: PieceSet,
     pub completed: bool,
     pub last_access_unix_ms: u64,
+    /// The content file's modification time (ns since the epoch) when the task completed.
+    /// Another one means something wrote to the file since (dfget hard-links outputs to it,
+    /// and a user may edit one in place): its pieces are re-checked before it is served.
+    pub content_mtime_ns: Option<u64>,
 }
 
 impl TaskMeta {
@@ -68,6 +72,9 @@ struct MetaFile {
     finished: String,
     completed: bool,
     last_access_unix_ms: u64,
+    /// Absent in files of earlier versions: their content is re-checked once.
+    #[serde(default)]
+    content_mtime_ns: Option<u64>,
 }
 
 pub fn encode(meta: &TaskMeta) -> Vec<u8> {
@@ -87,6 +94,7 @@ pub fn encode(meta: &TaskMeta) -> Vec<u8> {
         finished: hex_encode(&bitmap),
         completed: meta.completed,
         last_access_unix_ms: meta.last_access_unix_ms,
+        content_mtime_ns: meta.content_mtime_ns,
     };
     serde_json::to_vec(&file).expect("metadata serializes: plain data only")
 }
@@ -140,6 +148,7 @@ pub fn decode(bytes: &[u8]) -> Result<TaskMeta, String> {
         finished,
         completed: file.completed,
         last_access_unix_ms: file.last_access_unix_ms,
+        content_mtime_ns: file.content_mtime_ns,
     })
 }
 
@@ -186,6 +195,7 @@ mod tests {
             finished,
             completed: false,
             last_access_unix_ms: 42,
+            content_mtime_ns: Some(1_700_000_000_123_456_789),
         }
     }
 

@@ -250,12 +250,14 @@ impl Store {
             }
             (state.version, m.content_digest, state.unverified.clone())
         };
-        entry.file.sync_data().map_err(|source| StoreError::Io {
-            task: Some(*id),
-            path: entry.content_path.clone(),
-            op: "fsync content file",
-            source,
-        })?;
+        if self.config.sync_on_complete {
+            entry.file.sync_data().map_err(|source| StoreError::Io {
+                task: Some(*id),
+                path: entry.content_path.clone(),
+                op: "fsync content file",
+                source,
+            })?;
+        }
         match content_digest {
             Some(expected) => {
                 let actual = self.hash_content(entry)?;
@@ -298,11 +300,41 @@ impl Store {
             return Err(StoreError::Incomplete { task: *id, missing, piece_count });
         }
         state.meta.completed = true;
+        state.meta.content_mtime_ns = mtime_ns(&entry.file);
         state.unverified = sched::core::PieceSet::new(state.meta.piece_count());
         state.version += 1;
         persist(entry, &mut state)?;
         entry.changes.send_replace(state.version);
         Ok(())
+    }
+
+    /// For a completed task whose content file was written to since it completed (its
+    /// modification time differs from the one recorded then: an output dfget hard-linked to
+    /// it and a user edited, say): re-hashes every piece and drops those that fail, so the
+    /// task is no longer complete and a download fetches them again. Returns the dropped
+    /// pieces (none when the file is unchanged, or changed and still right, whose new time
+    /// is then recorded). Reads the whole content when the time changed: a blocking thread.
+    pub fn recheck_if_modified(&self, id: &TaskId) -> Result<Vec<u32>, StoreError> {
+        let pin = self.pin(id)?;
+        let entry = &pin.entry;
+        {
+            let state = lock(&entry.state);
+            if !state.meta.completed {
+                return Ok(Vec::new());
+            }
+            let now = mtime_ns(&entry.file);
+            if now.is_some() && now == state.meta.content_mtime_ns {
+                return Ok(Vec::new());
+            }
+        }
+        let all = sched::core::PieceSet::full(lock(&entry.state).meta.piece_count());
+        let dropped = self.recheck_pieces(entry, &all)?;
+        if dropped.is_empty() {
+            let mut state = lock(&entry.state);
+            state.meta.content_mtime_ns = mtime_ns(&entry.file);
+            persist(entry, &mut state)?;
+        }
+        Ok(dropped)
     }
 
     fn hash_content(&self, entry: &TaskEntry) -> Result<Sha256Digest, StoreError> {
@@ -377,4 +409,10 @@ fn write_outcome(state: &TaskState, newly_finished: bool) -> PieceWrite {
         finished_pieces: state.meta.finished.count(),
         all_finished: state.meta.finished.is_full(),
     }
+}
+
+/// A file's modification time in ns since the epoch (None where the filesystem has none).
+fn mtime_ns(file: &std::fs::File) -> Option<u64> {
+    let modified = file.metadata().ok()?.modified().ok()?;
+    Some(modified.duration_since(std::time::UNIX_EPOCH).ok()?.as_nanos() as u64)
 }

@@ -26,6 +26,7 @@ fn config(dir: &Path) -> StoreConfig {
         verify_on_open: false,
         meta_flush_pieces: 1,
         piece_cache_bytes: 0,
+        sync_on_complete: true,
     }
 }
 
@@ -392,4 +393,35 @@ fn verified_pieces_are_served_from_memory_and_disk_damage_is_still_found() {
     assert_eq!(served.data(), piece_of(&data, 2).data());
     assert!(matches!(store.complete_task(&with_digest.id), Err(StoreError::ContentDigestMismatch(_))));
     assert!(matches!(store.read_piece_shared(&with_digest.id, 2), Err(StoreError::PieceNotFinished { .. })));
+}
+
+#[test]
+fn a_completed_task_written_to_since_is_rechecked_before_it_is_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _, _) = open(config(dir.path()));
+    let data = content(5 * PIECE + 9, 41);
+    let id = store.create_task(spec(1, &data, true)).unwrap().id;
+    write_all(&store, &id, &data);
+    store.complete_task(&id).unwrap();
+    assert_eq!(store.recheck_if_modified(&id).unwrap(), Vec::<u32>::new(), "unchanged: nothing to do");
+
+    // An in-place edit (of an output hard-linked to the content, say) moves the mtime on.
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    corrupt(&store, &id, 3);
+    assert_eq!(store.recheck_if_modified(&id).unwrap(), vec![3]);
+    let info = store.task(&id).unwrap();
+    assert!(!info.completed, "a task missing a piece is not complete");
+    store.write_piece(&id, 3, &piece_of(&data, 3), None).unwrap();
+    store.complete_task(&id).unwrap();
+
+    // Touched but the bytes are right: kept, and the new time recorded (no second check).
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let path = store.task(&id).unwrap().content_path;
+    OpenOptions::new().write(true).open(&path).unwrap().write_all_at(&data[..4], 0).unwrap();
+    assert_eq!(store.recheck_if_modified(&id).unwrap(), Vec::<u32>::new());
+    assert!(store.task(&id).unwrap().completed);
+    drop(store);
+    let (store, _, _) = open(config(dir.path()));
+    assert_eq!(store.recheck_if_modified(&id).unwrap(), Vec::<u32>::new());
+    assert!(store.task(&id).unwrap().completed, "the recorded time survives a restart");
 }
