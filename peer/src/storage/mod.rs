@@ -179,6 +179,22 @@ struct TaskEntry {
     state: Mutex<TaskState>,
     pins: AtomicU32,
     changes: watch::Sender<u64>,
+    /// The whole content's sha256, fed in piece order as pieces are written (tasks with a
+    /// content digest): `complete_task` then has the digest without reading the content
+    /// back. Lock order: after `tasks`, never while holding `state`.
+    running: Mutex<RunningHash>,
+}
+
+/// sha256 over pieces `0..next`, as written (`pieces.rs`).
+struct RunningHash {
+    next: u32,
+    hasher: sha2::Sha256,
+}
+
+impl RunningHash {
+    fn new() -> RunningHash {
+        RunningHash { next: 0, hasher: sha2::Digest::new() }
+    }
 }
 
 struct TaskState {
@@ -452,6 +468,7 @@ impl TaskEntry {
             }),
             pins: AtomicU32::new(0),
             changes: watch::channel(0).0,
+            running: Mutex::new(RunningHash::new()),
         }
     }
 }

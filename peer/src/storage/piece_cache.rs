@@ -4,11 +4,11 @@
 //!
 //! What goes in: pieces read back from disk and re-hashed (`Store::read_piece_shared`), and
 //! pieces this process has just received, verified and written (`Store::keep_piece`), the
-//! latter only for tasks with a content digest, whose whole content `complete_task` reads
-//! back from disk and checks. So a piece damaged on disk is still found (by the upload
-//! re-check, or by the completion check), and an entry is only handed out for the digest
-//! the store records for that piece now: serving from here never sends bytes other than
-//! verified ones. Disk corruption that happens while a piece is cached goes
+//! latter only for tasks with a content digest, whose whole content `complete_task` checks
+//! (over the bytes as written). A piece damaged on disk is found when it is next read from
+//! disk (the upload re-check), and an entry is only handed out for the digest the store
+//! records for that piece now: serving from here never sends bytes other than verified
+//! ones. Disk corruption that happens while a piece is cached goes
 //! unnoticed until the piece leaves the cache and is read (and re-hashed) again, which is
 //! when disk bytes would be sent.
 

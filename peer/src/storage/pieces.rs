@@ -1,6 +1,8 @@
 //! Piece writes, verified reads, and task completion.
 
-use super::{lock, persist, Sha256Digest, SharedPiece, Store, StoreError, TaskEntry, TaskState, VerifiedPiece};
+use super::{
+    lock, persist, RunningHash, Sha256Digest, SharedPiece, Store, StoreError, TaskEntry, TaskState, VerifiedPiece,
+};
 use crate::task_id::TaskId;
 use sha2::{Digest as _, Sha256};
 use std::os::unix::fs::FileExt;
@@ -88,13 +90,70 @@ impl Store {
         state.unsynced_pieces += 1;
         state.version += 1;
         let outcome = write_outcome(&state, true);
+        let has_digest = state.meta.content_digest.is_some();
         // The piece is usable from here on, whether or not the metadata write below works
         // (if it fails, the piece stays unsynced and `flush` tries again).
         entry.changes.send_replace(state.version);
         if outcome.all_finished || state.unsynced_pieces >= self.config.meta_flush_pieces {
             persist(entry, &mut state)?;
         }
+        drop(state);
+        if has_digest {
+            self.advance_running_hash(entry, piece, data.data());
+        }
         Ok(outcome)
+    }
+
+    /// Feeds the running whole-content hash every finished piece from where it stands:
+    /// `piece` from the bytes just written, others from the piece cache, else from disk
+    /// (read, not re-checked: a wrong byte there only makes `complete_task` fall back to
+    /// hashing the file). Every writer calls this after marking its piece finished, under
+    /// the hash's lock, so no finished piece is skipped: one of the writers sees it.
+    fn advance_running_hash(&self, entry: &TaskEntry, piece: u32, bytes: &[u8]) {
+        let mut run = lock(&entry.running);
+        let mut buf = Vec::new();
+        loop {
+            let next = run.next;
+            let (offset, len, digest) = {
+                let state = lock(&entry.state);
+                let m = &state.meta;
+                match m.piece_digests.get(next as usize) {
+                    Some(Some(d)) if m.finished.contains(next) => (next as u64 * m.piece_bytes, m.piece_len(next), *d),
+                    _ => break,
+                }
+            };
+            if next == piece {
+                run.hasher.update(bytes);
+            } else if let Some(hit) = self.cache.get(&entry.id, next, &digest) {
+                run.hasher.update(hit.data());
+            } else {
+                buf.resize(len as usize, 0);
+                if entry.file.read_exact_at(&mut buf, offset).is_err() {
+                    break; // completion hashes the rest from disk, and reports the error
+                }
+                run.hasher.update(&buf);
+            }
+            run.next += 1;
+        }
+    }
+
+    /// The content's sha256: the running hash when it covers every piece, else that hash
+    /// continued over the rest of the file (`from_start`: the whole file, ignoring it).
+    fn content_digest_now(&self, entry: &TaskEntry, from_start: bool) -> Result<Sha256Digest, StoreError> {
+        let (piece_count, piece_bytes) = {
+            let state = lock(&entry.state);
+            (state.meta.piece_count(), state.meta.piece_bytes)
+        };
+        let start = if from_start {
+            RunningHash::new()
+        } else {
+            let run = lock(&entry.running);
+            RunningHash { next: run.next.min(piece_count), hasher: run.hasher.clone() }
+        };
+        if start.next == piece_count {
+            return Ok(Sha256Digest::from_bytes(start.hasher.finalize().into()));
+        }
+        self.hash_content(entry, start.next as u64 * piece_bytes, start.hasher)
     }
 
     fn reserve(&self, id: &TaskId, len: u64) -> Result<(), StoreError> {
@@ -142,9 +201,9 @@ impl Store {
     /// Keeps a piece this process has just verified and written (`write_piece`) in the
     /// cache of verified pieces, so children asking for it soon get these bytes without a
     /// disk read and another hash. Only for tasks with a known content digest, where
-    /// `complete_task` re-reads the whole content from disk and checks it (a piece damaged
-    /// on disk after it was written is still found, and dropped); pieces of other tasks
-    /// enter the cache only through `read_piece_shared`, checked from disk. Returns the
+    /// `complete_task` checks the whole content (a piece damaged on disk after it was
+    /// written is found when it is read from disk again, and dropped); pieces of other
+    /// tasks enter the cache only through `read_piece_shared`, checked from disk. Returns the
     /// piece when it was not kept (the caller may reuse its buffer).
     pub fn keep_piece(&self, id: &TaskId, piece: u32, data: VerifiedPiece) -> Option<VerifiedPiece> {
         if self.config.piece_cache_bytes == 0 {
@@ -229,8 +288,10 @@ impl Store {
     }
 
     /// Marks the task complete once every piece is finished, every piece not re-hashed since
-    /// the store was opened checks out, and the content matches the task's digest (if known).
-    /// Reads the whole content when a digest is known: run it on a blocking thread.
+    /// the store was opened checks out, and the content matches the task's digest (if known):
+    /// the hash taken as pieces were written, continued from disk over any pieces it has not
+    /// covered (those from before a restart), and the whole file hashed again before a
+    /// mismatch is believed. Run it on a blocking thread.
     pub fn complete_task(&self, id: &TaskId) -> Result<(), StoreError> {
         let pin = self.pin(id)?;
         let entry = &pin.entry;
@@ -260,7 +321,13 @@ impl Store {
         }
         match content_digest {
             Some(expected) => {
-                let actual = self.hash_content(entry)?;
+                let mut actual = self.content_digest_now(entry, false)?;
+                if actual != expected {
+                    // The running hash may hold bytes since dropped and fetched again, or
+                    // a disk read that failed: only the file itself decides.
+                    *lock(&entry.running) = RunningHash::new();
+                    actual = self.content_digest_now(entry, true)?;
+                }
                 if actual != expected {
                     let all = sched::core::PieceSet::full(to_check.len());
                     let mut dropped_pieces = self.recheck_pieces(entry, &all)?;
@@ -337,11 +404,10 @@ impl Store {
         Ok(dropped)
     }
 
-    fn hash_content(&self, entry: &TaskEntry) -> Result<Sha256Digest, StoreError> {
+    /// `hasher` continued over the content file from `offset` to its end.
+    fn hash_content(&self, entry: &TaskEntry, mut offset: u64, mut hasher: Sha256) -> Result<Sha256Digest, StoreError> {
         let content_bytes = lock(&entry.state).meta.content_bytes;
-        let mut hasher = Sha256::new();
-        let mut buf = vec![0u8; CHECK_CHUNK_BYTES];
-        let mut offset = 0u64;
+        let mut buf = vec![0u8; CHECK_CHUNK_BYTES.min(content_bytes.saturating_sub(offset) as usize)];
         while offset < content_bytes {
             let n = (content_bytes - offset).min(CHECK_CHUNK_BYTES as u64) as usize;
             entry.file.read_exact_at(&mut buf[..n], offset).map_err(|source| StoreError::Io {
@@ -365,6 +431,8 @@ impl Store {
         }
         state.meta.piece_digests.iter_mut().for_each(|d| *d = None);
         let _ = persist(entry, &mut state);
+        drop(state);
+        *lock(&entry.running) = RunningHash::new();
         dropped
     }
 

@@ -379,8 +379,9 @@ fn verified_pieces_are_served_from_memory_and_disk_damage_is_still_found() {
     store.recycle_piece(first);
     store.recycle_piece(cached);
 
-    // With a content digest, a piece just written is kept; completion still reads the disk,
-    // finds the damage and drops the piece (and its cache entry).
+    // With a content digest, a piece just written is kept, and completion checks the bytes
+    // as they were written (hashed in order on the way in), not the disk: damage there is
+    // found when the piece is next read from disk, which drops it (and its cache entry).
     let with_digest = spec(2, &data, true);
     store.create_task(with_digest.clone()).unwrap();
     for p in 0..3 {
@@ -391,7 +392,9 @@ fn verified_pieces_are_served_from_memory_and_disk_damage_is_still_found() {
     corrupt(&store, &with_digest.id, 2);
     let served = store.read_piece_shared(&with_digest.id, 2).unwrap();
     assert_eq!(served.data(), piece_of(&data, 2).data());
-    assert!(matches!(store.complete_task(&with_digest.id), Err(StoreError::ContentDigestMismatch(_))));
+    store.complete_task(&with_digest.id).unwrap();
+    assert!(matches!(store.read_piece(&with_digest.id, 2), Err(StoreError::CorruptPiece { .. })));
+    assert!(!store.task(&with_digest.id).unwrap().completed);
     assert!(matches!(store.read_piece_shared(&with_digest.id, 2), Err(StoreError::PieceNotFinished { .. })));
 }
 
@@ -424,4 +427,40 @@ fn a_completed_task_written_to_since_is_rechecked_before_it_is_served() {
     let (store, _, _) = open(config(dir.path()));
     assert_eq!(store.recheck_if_modified(&id).unwrap(), Vec::<u32>::new());
     assert!(store.task(&id).unwrap().completed, "the recorded time survives a restart");
+}
+
+#[test]
+fn completion_uses_the_hash_taken_as_pieces_were_written_in_any_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _, _) = open(StoreConfig { piece_cache_bytes: 2 * PIECE, ..config(dir.path()) });
+    let data = content(7 * PIECE + 5, 17);
+    let s = spec(1, &data, true);
+    store.create_task(s.clone()).unwrap();
+    // Out of order, more pieces ahead of the cursor than the cache holds: the cursor piece
+    // catches up from the cache or the disk.
+    for p in [3, 1, 6, 5, 0, 2, 7, 4] {
+        let piece = piece_of(&data, p);
+        store.write_piece(&s.id, p, &piece, None).unwrap();
+        store.keep_piece(&s.id, p, piece);
+    }
+    store.complete_task(&s.id).unwrap();
+    assert!(store.task(&s.id).unwrap().completed);
+
+    // Pieces that match their own digests but not the content's: refused, every piece dropped.
+    let wrong = spec(2, &data, false);
+    let wrong = TaskSpec { content_digest: Some(Sha256Digest::of(b"other bytes")), ..wrong };
+    store.create_task(wrong.clone()).unwrap();
+    write_all(&store, &wrong.id, &data);
+    assert!(matches!(store.complete_task(&wrong.id), Err(StoreError::ContentDigestMismatch(_))));
+    assert_eq!(store.pieces(&wrong.id).unwrap().finished.count(), 0);
+
+    // A piece dropped after it went into the running hash and fetched again (same digest):
+    // completion still works.
+    let again = spec(3, &data, true);
+    store.create_task(again.clone()).unwrap();
+    write_all(&store, &again.id, &data[..]);
+    corrupt(&store, &again.id, 1);
+    assert!(matches!(store.read_piece(&again.id, 1), Err(StoreError::CorruptPiece { .. })));
+    store.write_piece(&again.id, 1, &piece_of(&data, 1), None).unwrap();
+    store.complete_task(&again.id).unwrap();
 }

@@ -3,11 +3,11 @@
 //! received, for a task with a digest), else is read back from disk and re-hashed against
 //! its digest (bytes that fail are never sent); it is cut to the requested range and sent
 //! without a copy. The pieces near the read cursor are asked of the download first
-//! (`core::ReadAhead`). A response covering the whole blob
-//! hashes what it sends and holds its last piece back until the whole matches the blob's
-//! digest (the download's own check waits for an fsync of the content, which would delay
-//! the last byte by a second per 400 MB): on a mismatch the body ends with an error, never
-//! cleanly.
+//! (`core::ReadAhead`). A response covering the whole blob holds its last piece back until
+//! the download has checked the whole content against the blob's digest (the store hashes
+//! the pieces in order as they are written, so that check costs no second pass over the
+//! bytes): on a mismatch the body ends with an error, never cleanly. What is sent is what
+//! was checked: each piece matches the digest recorded when it was written and hashed.
 //!
 //! The download is shared (`tasks.rs`): a client that goes away stops only its own reads.
 
@@ -16,12 +16,10 @@ use crate::core::ReadAhead;
 use crate::daemon::download::{Job, State, Want};
 use crate::daemon::tasks::Handle;
 use crate::daemon::Ctx;
-use crate::dataplane::io::blocking;
-use crate::storage::{Sha256Digest, SharedPiece, StoreError};
+use crate::storage::{SharedPiece, StoreError};
 use crate::task_id::TaskId;
 use bytes::Bytes;
 use hyper::body::Frame;
-use sha2::{Digest, Sha256};
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
@@ -154,11 +152,6 @@ impl Reader {
         let last_piece = ((read.end - 1) / piece_bytes) as u32;
         self.window = ReadAhead::window_pieces(self.ctx.cfg.mirror.readahead_bytes, piece_bytes);
         let mut ahead = ReadAhead::new(first_piece..last_piece + 1, self.window);
-        // The whole content's hash as it is sent, when there is a digest to match.
-        let mut whole = match (read.verify_whole, self.job.digest) {
-            (true, Some(d)) => Some((Sha256::new(), d)),
-            _ => None,
-        };
         // Reads of the pieces after the cursor that are here already run ahead of the send.
         let mut reads: VecDeque<(u32, PieceRead)> = VecDeque::new();
         let mut next = first_piece;
@@ -189,29 +182,8 @@ impl Reader {
             let piece_start = u64::from(piece) * piece_bytes;
             let from = (read.start.max(piece_start) - piece_start) as usize;
             let to = ((read.end - piece_start) as usize).min(verified.len());
-            let mut data = Bytes::from_owner(PieceBytes(verified)).slice(from..to);
-            if let Some((mut h, digest)) = whole.take() {
-                // In order, on a blocking thread, while the next reads go on.
-                let (h2, d2) = blocking(move || {
-                    h.update(&data);
-                    (h, data)
-                })
-                .await
-                .map_err(|e| NoStart { label: "p2p_failed", message: e.to_string() })?;
-                data = d2;
-                h = h2;
-                if piece == last_piece {
-                    let got = Sha256Digest::from_bytes(h.finalize().into());
-                    if got != digest {
-                        return Err(NoStart {
-                            label: "digest_mismatch",
-                            message: format!("blob {} has {}; the response is cut", digest.to_oci(), got.to_oci()),
-                        });
-                    }
-                } else {
-                    whole = Some((h, digest));
-                }
-            } else if read.verify_whole && piece == last_piece {
+            let data = Bytes::from_owner(PieceBytes(verified)).slice(from..to);
+            if read.verify_whole && piece == last_piece {
                 self.wait_verified().await?;
             }
             first.take();
