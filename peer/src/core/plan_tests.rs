@@ -503,3 +503,37 @@ proptest::proptest! {
         proptest::prop_assert_eq!(s.word_mask(wi), expected);
     }
 }
+
+#[test]
+fn a_received_piece_frees_its_parent_slot_but_is_neither_refetched_nor_timed_out() {
+    let c = cfg(); // one piece per parent
+    let timeout = c.piece_timeout_ns(4 * MIB);
+    let mut d = TaskDownload::new(c, 4 * 4 * MIB, true, 0);
+    d.on_parents(0, vec![parent(1, &[0, 1, 2, 3], 4)]);
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    let mut out = Vec::new();
+    d.poll(0, &mut rng, &mut out);
+    let first = fetches(&out);
+    assert_eq!(first.len(), 1, "one piece per parent: {first:?}");
+    let (piece, from) = first[0];
+
+    // Bytes in, being verified and written: the parent gets the next request now.
+    d.on_piece_received(piece, from);
+    d.on_piece_received(piece, from); // twice is once
+    out.clear();
+    d.poll(1, &mut rng, &mut out);
+    let second = fetches(&out);
+    assert_eq!(second.len(), 1, "{second:?}");
+    assert_ne!(second[0].0, piece, "the received piece was asked for again");
+
+    // Far past the piece timeout: the received piece is not expired (only the other is).
+    out.clear();
+    d.poll(timeout + 10, &mut rng, &mut out);
+    assert!(
+        !out.iter().any(|a| matches!(a, PeerAction::Cancel { piece: p, .. } if *p == piece)),
+        "a piece being stored timed out: {out:?}"
+    );
+    d.on_piece_done(timeout + 11, piece, from, 1);
+    assert!(d.have().contains(piece));
+    assert_eq!(d.redundant_transfers(piece), Vec::new(), "the stored piece left nothing in flight");
+}

@@ -142,6 +142,8 @@ pub async fn run(ctx: Arc<Ctx>, job: Job, progress: watch::Sender<Progress>, wan
 }
 
 enum Event {
+    /// A parent's piece arrived and is being verified and stored: its slot is free.
+    Received { piece: u32, from: Source },
     Piece { piece: u32, from: Source, outcome: PieceOutcome },
     Sync { parent: PeerId, result: Result<PieceUpdate, FetchError> },
 }
@@ -606,6 +608,7 @@ impl<'a> Download<'a> {
                     self.plan.on_parent_failed(parent);
                 }
             },
+            Event::Received { piece, from } => self.plan.on_piece_received(piece, from),
             Event::Piece { piece, from, outcome } => {
                 self.transfers.remove(&(piece, from));
                 let source = match from {
@@ -726,7 +729,11 @@ impl<'a> Download<'a> {
                     return;
                 };
                 tokio::spawn(async move {
-                    let outcome = fetch::from_parent(ctx, task, piece, addr, digest).await;
+                    let received = tx.clone();
+                    let on_received = move || {
+                        let _ = received.send(Event::Received { piece, from });
+                    };
+                    let outcome = fetch::from_parent(ctx, task, piece, addr, digest, on_received).await;
                     let _ = tx.send(Event::Piece { piece, from, outcome });
                 })
             }

@@ -34,16 +34,18 @@ pub enum PieceOutcome {
     Fatal(DownloadError),
 }
 
-/// Fetches one piece from a parent and stores it.
+/// Fetches one piece from a parent and stores it; `on_received` runs once the bytes are in
+/// (before they are hashed and written).
 pub async fn from_parent(
     ctx: Arc<Ctx>,
     task: TaskId,
     piece: u32,
     parent: SocketAddr,
     digest: Sha256Digest,
+    on_received: impl FnOnce(),
 ) -> PieceOutcome {
     let started = Instant::now();
-    let verified = match ctx.client.fetch_piece(parent, &task, piece, &digest).await {
+    let verified = match ctx.client.fetch_piece_then(parent, &task, piece, &digest, on_received).await {
         Ok(v) => v,
         Err(FetchError::Refused { code: ErrorCode::Busy | ErrorCode::PieceNotAvailable, message, .. }) => {
             return PieceOutcome::Dropped { reason: message }

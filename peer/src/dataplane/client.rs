@@ -199,6 +199,19 @@ impl PeerClient {
         piece: u32,
         expected: &Sha256Digest,
     ) -> Result<VerifiedPiece, FetchError> {
+        self.fetch_piece_then(parent, task, piece, expected, || {}).await
+    }
+
+    /// `fetch_piece`, calling `on_received` once the piece's bytes are in, before they are
+    /// hashed (the caller may ask the parent for the next piece meanwhile).
+    pub async fn fetch_piece_then(
+        &self,
+        parent: SocketAddr,
+        task: &TaskId,
+        piece: u32,
+        expected: &Sha256Digest,
+        on_received: impl FnOnce(),
+    ) -> Result<VerifiedPiece, FetchError> {
         let timeout = Duration::from_millis(self.config.request_timeout_ms);
         let deadline = Instant::now() + timeout;
         let timed_out =
@@ -213,6 +226,7 @@ impl PeerClient {
         };
         match reply {
             Reply::Piece { piece: got, data } if got == piece => {
+                on_received();
                 let want = *expected;
                 let checked = blocking(move || VerifiedPiece::check(data, &want))
                     .await
