@@ -107,10 +107,32 @@ impl Store {
     /// Feeds the running whole-content hash every finished piece from where it stands:
     /// `piece` from the bytes just written, others from the piece cache, else from disk
     /// (read, not re-checked: a wrong byte there only makes `complete_task` fall back to
-    /// hashing the file). Every writer calls this after marking its piece finished, under
-    /// the hash's lock, so no finished piece is skipped: one of the writers sees it.
+    /// hashing the file). Every writer calls this after marking its piece finished. It
+    /// never waits for the hash: when another writer holds it, that one goes on; a holder
+    /// that stops, after letting go, looks once more whether the piece at its cursor has
+    /// been finished meanwhile (by a writer that found the hash taken) and, if so, takes
+    /// the hash again. So no finished piece is left out, and no writer's thread (and its
+    /// report to the download) waits behind a long catch-up.
     fn advance_running_hash(&self, entry: &TaskEntry, piece: u32, bytes: &[u8]) {
-        let mut run = lock(&entry.running);
+        let mut own = Some((piece, bytes));
+        loop {
+            let mut run = match entry.running.try_lock() {
+                Ok(run) => run,
+                Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+                Err(std::sync::TryLockError::WouldBlock) => return,
+            };
+            let read_failed = !self.feed_running_hash(entry, &mut run, own.take());
+            let next = run.next;
+            drop(run);
+            if read_failed || !lock(&entry.state).meta.finished.contains(next) {
+                return;
+            }
+        }
+    }
+
+    /// Hashes finished pieces from the cursor on; false when a disk read failed (the cursor
+    /// stays there; completion hashes the rest from disk and reports the error).
+    fn feed_running_hash(&self, entry: &TaskEntry, run: &mut RunningHash, own: Option<(u32, &[u8])>) -> bool {
         let mut buf = Vec::new();
         loop {
             let next = run.next;
@@ -122,19 +144,26 @@ impl Store {
                     _ => break,
                 }
             };
-            if next == piece {
+            if let Some((_, bytes)) = own.filter(|&(p, _)| p == next) {
                 run.hasher.update(bytes);
             } else if let Some(hit) = self.cache.get(&entry.id, next, &digest) {
                 run.hasher.update(hit.data());
             } else {
                 buf.resize(len as usize, 0);
                 if entry.file.read_exact_at(&mut buf, offset).is_err() {
-                    break; // completion hashes the rest from disk, and reports the error
+                    return false;
                 }
                 run.hasher.update(&buf);
             }
             run.next += 1;
         }
+        true
+    }
+
+    /// Pieces the running hash covers (tests: completion then reads nothing back).
+    #[cfg(test)]
+    pub(super) fn running_hash_pieces(&self, id: &TaskId) -> u32 {
+        self.pin(id).map(|pin| lock(&pin.entry.running).next).unwrap_or(0)
     }
 
     /// The content's sha256: the running hash when it covers every piece, else that hash

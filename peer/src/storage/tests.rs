@@ -464,3 +464,43 @@ fn completion_uses_the_hash_taken_as_pieces_were_written_in_any_order() {
     store.write_piece(&again.id, 1, &piece_of(&data, 1), None).unwrap();
     store.complete_task(&again.id).unwrap();
 }
+
+#[test]
+fn concurrent_writers_in_any_order_leave_no_piece_out_of_the_running_hash() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _, _) = open(StoreConfig { piece_cache_bytes: 4 * PIECE, ..config(dir.path()) });
+    let store = Arc::new(store);
+    let data = Arc::new(content(96 * PIECE + 11, 23));
+    for round in 0..4u8 {
+        let s = spec(10 + round, &data, true);
+        store.create_task(s.clone()).unwrap();
+        let count = (data.len() as u64).div_ceil(PIECE) as u32;
+        // Four writers, each a shuffled share of the pieces, all at once.
+        let threads: Vec<_> = (0..4u32)
+            .map(|t| {
+                let (store, data, id) = (store.clone(), data.clone(), s.id);
+                std::thread::spawn(move || {
+                    let mut mine: Vec<u32> = (0..count).filter(|p| p % 4 == t).collect();
+                    let mut x = u64::from(t) * 7919 + u64::from(round) + 1;
+                    for i in (1..mine.len()).rev() {
+                        x ^= x << 13;
+                        x ^= x >> 7;
+                        x ^= x << 17;
+                        mine.swap(i, (x % (i as u64 + 1)) as usize);
+                    }
+                    for p in mine {
+                        let piece = piece_of(&data, p);
+                        store.write_piece(&id, p, &piece, None).unwrap();
+                        store.keep_piece(&id, p, piece);
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(store.running_hash_pieces(&s.id), count, "round {round}: a finished piece was left out");
+        store.complete_task(&s.id).unwrap();
+        store.remove_task(&s.id).unwrap();
+    }
+}
