@@ -284,7 +284,8 @@ usage: dfget URL -O FILE [options]
             // user (protected hard links): then a copy.
             if link && part.is_none() && std::fs::hard_link(source, &tmp).is_ok() {
                 if let Some(want) = digest {
-                    check_digest(&hash_all(&mut src, source, &io)?, want, output)?;
+                    // Hash only: nothing of it is written.
+                    copy_hashing(&mut src, source, &mut std::io::sink(), &tmp, (0, 0), want, output, &io)?;
                 }
                 if fsync {
                     src.sync_all().map_err(|e| io("cannot sync", source, e))?;
@@ -325,13 +326,14 @@ usage: dfget URL -O FILE [options]
         result
     }
 
-    /// Reads all of `src`, hashing it, and writes its bytes `from..to` to `dst`; fails
+    /// Reads all of `src`, hashing it, and writes its bytes `from..to` to `dst` (`tmp` names
+    /// it in errors); fails
     /// (exit 5) when the whole does not match `digest`. Returns the bytes written.
     #[allow(clippy::too_many_arguments)]
     fn copy_hashing(
         src: &mut std::fs::File,
         source: &Path,
-        dst: &mut std::fs::File,
+        dst: &mut dyn Write,
         tmp: &Path,
         (from, to): (u64, u64),
         digest: &str,
@@ -357,17 +359,6 @@ usage: dfget URL -O FILE [options]
         }
         check_digest(&format!("sha256:{}", hex(&hasher.finalize())), digest, output)?;
         Ok(total)
-    }
-
-    /// The sha256 of all of `src`, as `sha256:<hex>`.
-    fn hash_all(
-        src: &mut std::fs::File,
-        source: &Path,
-        io: &dyn Fn(&str, &Path, std::io::Error) -> Fail,
-    ) -> Result<String, Fail> {
-        let mut hasher = Sha256::new();
-        std::io::copy(src, &mut hasher).map_err(|e| io("cannot read", source, e))?;
-        Ok(format!("sha256:{}", hex(&hasher.finalize())))
     }
 
     fn check_digest(got: &str, want: &str, output: &Path) -> Result<(), Fail> {

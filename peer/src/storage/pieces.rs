@@ -167,22 +167,20 @@ impl Store {
     }
 
     /// The content's sha256: the running hash when it covers every piece, else that hash
-    /// continued over the rest of the file (`from_start`: the whole file, ignoring it).
-    fn content_digest_now(&self, entry: &TaskEntry, from_start: bool) -> Result<Sha256Digest, StoreError> {
+    /// continued over the rest of the file.
+    fn content_digest_now(&self, entry: &TaskEntry) -> Result<Sha256Digest, StoreError> {
         let (piece_count, piece_bytes) = {
             let state = lock(&entry.state);
             (state.meta.piece_count(), state.meta.piece_bytes)
         };
-        let start = if from_start {
-            RunningHash::new()
-        } else {
+        let (next, hasher) = {
             let run = lock(&entry.running);
-            RunningHash { next: run.next.min(piece_count), hasher: run.hasher.clone() }
+            (run.next.min(piece_count), run.hasher.clone())
         };
-        if start.next == piece_count {
-            return Ok(Sha256Digest::from_bytes(start.hasher.finalize().into()));
+        if next == piece_count {
+            return Ok(Sha256Digest::from_bytes(hasher.finalize().into()));
         }
-        self.hash_content(entry, start.next as u64 * piece_bytes, start.hasher)
+        self.hash_content(entry, next as u64 * piece_bytes, hasher)
     }
 
     fn reserve(&self, id: &TaskId, len: u64) -> Result<(), StoreError> {
@@ -350,12 +348,12 @@ impl Store {
         }
         match content_digest {
             Some(expected) => {
-                let mut actual = self.content_digest_now(entry, false)?;
+                let mut actual = self.content_digest_now(entry)?;
                 if actual != expected {
                     // The running hash may hold bytes since dropped and fetched again, or
                     // a disk read that failed: only the file itself decides.
                     *lock(&entry.running) = RunningHash::new();
-                    actual = self.content_digest_now(entry, true)?;
+                    actual = self.hash_content(entry, 0, Sha256::new())?;
                 }
                 if actual != expected {
                     let all = sched::core::PieceSet::full(to_check.len());
@@ -413,7 +411,7 @@ impl Store {
     pub fn recheck_if_modified(&self, id: &TaskId) -> Result<Vec<u32>, StoreError> {
         let pin = self.pin(id)?;
         let entry = &pin.entry;
-        {
+        let all = {
             let state = lock(&entry.state);
             if !state.meta.completed {
                 return Ok(Vec::new());
@@ -422,8 +420,8 @@ impl Store {
             if now.is_some() && now == state.meta.content_mtime_ns {
                 return Ok(Vec::new());
             }
-        }
-        let all = sched::core::PieceSet::full(lock(&entry.state).meta.piece_count());
+            sched::core::PieceSet::full(state.meta.piece_count())
+        };
         let dropped = self.recheck_pieces(entry, &all)?;
         if dropped.is_empty() {
             let mut state = lock(&entry.state);
