@@ -64,7 +64,7 @@ impl Store {
             (piece as u64 * m.piece_bytes, len)
         };
         self.reserve(id, len)?;
-        if let Err(source) = entry.file.write_all_at(data.data(), offset) {
+        if let Err(source) = self.bounce.write_at(entry.direct.as_ref(), &entry.file, data.data(), offset) {
             self.used_bytes.fetch_sub(len, Ordering::AcqRel);
             return Err(StoreError::Io {
                 task: Some(*id),

@@ -1,0 +1,182 @@
+//! Piece writes that bypass the page cache (`O_DIRECT`, `StoreConfig::direct_writes`).
+//!
+//! A downloaded piece is hashed from memory, kept in the piece cache for the children that
+//! want it next, and streamed to a mirror client from memory; the copy the kernel would
+//! keep in its page cache is read by nobody while the piece is hot. Filling the page cache
+//! is not free: on the CI's virtual machines every fresh page is a host fault (free page
+//! reporting gives freed memory back to the host), and `dd` of 2 GB through the page cache
+//! costs 5.4 s of system time against 0.19 s with `O_DIRECT` (1.3 s wall). So aligned
+//! spans of a piece go to the disk directly; reads later go through the page cache as
+//! usual (the kernel keeps the two coherent).
+//!
+//! `O_DIRECT` needs the file offset, the length and the buffer's address aligned to the
+//! device's logical block; 4096 covers 512- and 4096-byte devices. A piece buffer is an
+//! ordinary `Vec` (any address), so its aligned span is copied into a reused aligned
+//! buffer first (a memory copy, about a tenth of the page-cache cost it saves); a tail
+//! shorter than a block, and every piece of a task whose piece size is not a multiple of
+//! 4096, is written through the page cache. Filesystems without `O_DIRECT` (tmpfs) refuse
+//! the open; the task then writes through the page cache only.
+
+use std::alloc::{self, Layout};
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::Path;
+use std::sync::Mutex;
+
+/// Alignment of offsets, lengths and buffers for `O_DIRECT`.
+pub(super) const DIRECT_ALIGN: usize = 4096;
+/// Aligned buffers kept for reuse (one per concurrent writer; more are made and freed).
+const POOL_BUFFERS: usize = 8;
+
+/// Opens `path` for direct writes, or `None` when the filesystem (or the platform) has no
+/// `O_DIRECT`: the caller then writes through the page cache.
+pub(super) fn open_direct(path: &Path) -> Option<File> {
+    #[cfg(target_os = "linux")]
+    {
+        OpenOptions::new().write(true).custom_flags(libc::O_DIRECT).open(path).ok()
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = path;
+        None
+    }
+}
+
+/// A heap buffer aligned to `DIRECT_ALIGN`.
+struct AlignedBuf {
+    ptr: std::ptr::NonNull<u8>,
+    cap: usize,
+}
+
+// The buffer owns its allocation; nothing else points into it.
+unsafe impl Send for AlignedBuf {}
+
+impl AlignedBuf {
+    fn new(len: usize) -> AlignedBuf {
+        let cap = len.max(DIRECT_ALIGN).next_multiple_of(DIRECT_ALIGN);
+        let layout = Layout::from_size_align(cap, DIRECT_ALIGN).expect("piece sizes are far below isize::MAX");
+        // SAFETY: the layout has a non-zero size.
+        let raw = unsafe { alloc::alloc(layout) };
+        let ptr = std::ptr::NonNull::new(raw).unwrap_or_else(|| alloc::handle_alloc_error(layout));
+        AlignedBuf { ptr, cap }
+    }
+
+    fn filled_with(&mut self, data: &[u8]) -> &[u8] {
+        assert!(data.len() <= self.cap);
+        // SAFETY: `ptr` is valid for `cap` bytes we own, `data` cannot overlap them, and
+        // every byte of the returned slice has just been written.
+        unsafe {
+            std::ptr::copy_nonoverlapping(data.as_ptr(), self.ptr.as_ptr(), data.len());
+            std::slice::from_raw_parts(self.ptr.as_ptr(), data.len())
+        }
+    }
+}
+
+impl Drop for AlignedBuf {
+    fn drop(&mut self) {
+        // SAFETY: allocated in `new` with this very layout.
+        unsafe { alloc::dealloc(self.ptr.as_ptr(), Layout::from_size_align_unchecked(self.cap, DIRECT_ALIGN)) }
+    }
+}
+
+/// Aligned copy buffers shared by the store's writers.
+#[derive(Default)]
+pub(super) struct BouncePool {
+    free: Mutex<Vec<AlignedBuf>>,
+}
+
+impl BouncePool {
+    fn take(&self, len: usize) -> AlignedBuf {
+        let mut free = self.free.lock().unwrap_or_else(|p| p.into_inner());
+        match free.iter().position(|b| b.cap >= len) {
+            Some(i) => free.swap_remove(i),
+            None => {
+                drop(free);
+                AlignedBuf::new(len)
+            }
+        }
+    }
+
+    fn give_back(&self, buf: AlignedBuf) {
+        let mut free = self.free.lock().unwrap_or_else(|p| p.into_inner());
+        if free.len() < POOL_BUFFERS {
+            free.push(buf);
+        }
+    }
+
+    /// Writes `data` at `offset`: its block-aligned span through `direct` (when given and
+    /// `offset` is aligned), the rest through `buffered`. A direct write the filesystem
+    /// refuses is done again through `buffered`, so a caller only sees errors both paths
+    /// give (no space, I/O error).
+    pub(super) fn write_at(&self, direct: Option<&File>, buffered: &File, data: &[u8], offset: u64) -> io::Result<()> {
+        let aligned_len = data.len() / DIRECT_ALIGN * DIRECT_ALIGN;
+        let Some(direct) = direct.filter(|_| offset % DIRECT_ALIGN as u64 == 0 && aligned_len > 0) else {
+            return buffered.write_all_at(data, offset);
+        };
+        let (head, tail) = data.split_at(aligned_len);
+        let mut buf = self.take(aligned_len);
+        let wrote = direct.write_all_at(buf.filled_with(head), offset);
+        self.give_back(buf);
+        match wrote {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(libc_einval()) => buffered.write_all_at(head, offset)?,
+            Err(e) => return Err(e),
+        }
+        if !tail.is_empty() {
+            buffered.write_all_at(tail, offset + aligned_len as u64)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn libc_einval() -> i32 {
+    libc::EINVAL
+}
+#[cfg(not(target_os = "linux"))]
+fn libc_einval() -> i32 {
+    22
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pattern(len: usize, salt: u8) -> Vec<u8> {
+        (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(salt)).collect()
+    }
+
+    #[test]
+    fn aligned_and_unaligned_spans_land_where_they_belong() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("content");
+        let buffered = OpenOptions::new().read(true).write(true).create(true).truncate(true).open(&path).unwrap();
+        let total = 3 * 65536 + 1000;
+        buffered.set_len(total as u64).unwrap();
+        let direct = open_direct(&path);
+        let pool = BouncePool::default();
+        let want = pattern(total, 7);
+        // Out of order, a tail piece shorter than a block, a piece at an unaligned offset,
+        // and a source slice at an odd address.
+        let spans = [(65536usize, 65536usize), (3 * 65536, 1000), (0, 100), (100, 65436), (2 * 65536, 65536)];
+        for (off, len) in spans {
+            let src = [&[0u8][..], &want[off..off + len]].concat();
+            pool.write_at(direct.as_ref(), &buffered, &src[1..], off as u64).unwrap();
+        }
+        let mut got = vec![0u8; total];
+        buffered.read_exact_at(&mut got, 0).unwrap();
+        assert!(got == want, "content differs from what was written");
+        assert!(pool.free.lock().unwrap().len() <= POOL_BUFFERS);
+    }
+
+    #[test]
+    fn without_direct_io_everything_goes_through_the_page_cache() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("content");
+        let buffered = OpenOptions::new().read(true).write(true).create(true).truncate(true).open(&path).unwrap();
+        let want = pattern(10_000, 3);
+        BouncePool::default().write_at(None, &buffered, &want, 0).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), want);
+    }
+}
