@@ -5,7 +5,6 @@ use super::{
 };
 use crate::task_id::TaskId;
 use sha2::{Digest as _, Sha256};
-use std::os::unix::fs::FileExt;
 use std::sync::atomic::Ordering;
 
 /// The outcome of a piece write.
@@ -133,7 +132,6 @@ impl Store {
     /// Hashes finished pieces from the cursor on; false when a disk read failed (the cursor
     /// stays there; completion hashes the rest from disk and reports the error).
     fn feed_running_hash(&self, entry: &TaskEntry, run: &mut RunningHash, own: Option<(u32, &[u8])>) -> bool {
-        let mut buf = Vec::new();
         loop {
             let next = run.next;
             let (offset, len, digest) = {
@@ -149,11 +147,13 @@ impl Store {
             } else if let Some(hit) = self.cache.get(&entry.id, next, &digest) {
                 run.hasher.update(hit.data());
             } else {
-                buf.resize(len as usize, 0);
-                if entry.file.read_exact_at(&mut buf, offset).is_err() {
+                let hasher = &mut run.hasher;
+                let read = self.bounce.read_at(entry.direct.as_ref(), &entry.file, offset, len as usize, |bytes| {
+                    hasher.update(bytes)
+                });
+                if read.is_err() {
                     return false;
                 }
-                run.hasher.update(&buf);
             }
             run.next += 1;
         }
@@ -280,7 +280,10 @@ impl Store {
         };
         // Only bytes past the buffer's current length get zeroed; the rest is overwritten.
         buf.resize(len as usize, 0);
-        let problem = match entry.file.read_exact_at(&mut buf, offset) {
+        let read = self.bounce.read_at(entry.direct.as_ref(), &entry.file, offset, len as usize, |bytes| {
+            buf.copy_from_slice(bytes)
+        });
+        let problem = match read {
             Ok(()) => match VerifiedPiece::check(buf, &digest) {
                 Ok(verified) => return Ok(verified),
                 Err(actual) => format!("sha256 {actual}, expected {digest}"),
@@ -434,16 +437,16 @@ impl Store {
     /// `hasher` continued over the content file from `offset` to its end.
     fn hash_content(&self, entry: &TaskEntry, mut offset: u64, mut hasher: Sha256) -> Result<Sha256Digest, StoreError> {
         let content_bytes = lock(&entry.state).meta.content_bytes;
-        let mut buf = vec![0u8; CHECK_CHUNK_BYTES.min(content_bytes.saturating_sub(offset) as usize)];
         while offset < content_bytes {
             let n = (content_bytes - offset).min(CHECK_CHUNK_BYTES as u64) as usize;
-            entry.file.read_exact_at(&mut buf[..n], offset).map_err(|source| StoreError::Io {
-                task: Some(entry.id),
-                path: entry.content_path.clone(),
-                op: "read content for the digest check of",
-                source,
-            })?;
-            hasher.update(&buf[..n]);
+            self.bounce.read_at(entry.direct.as_ref(), &entry.file, offset, n, |bytes| hasher.update(bytes)).map_err(
+                |source| StoreError::Io {
+                    task: Some(entry.id),
+                    path: entry.content_path.clone(),
+                    op: "read content for the digest check of",
+                    source,
+                },
+            )?;
             offset += n as u64;
         }
         Ok(Sha256Digest::from_bytes(hasher.finalize().into()))
