@@ -4,14 +4,15 @@
 //! iteration the child fetches every piece over the data plane: the parent re-hashes each
 //! piece as it reads it from its store, the child hashes what it received and compares with
 //! the advertised digest. `..._into_store` also writes every piece into the child's own
-//! store (a second store under /tmp). `sha256_4mib` is one core hashing, for reference.
+//! store (a second store under /tmp). `crc32_4mib` is one core computing piece digests, and
+//! `sha256_4mib` one core hashing as the whole-content check does, for reference.
 //!
 //! Run: `cargo bench -p peer --bench dataplane` (criterion prints its estimates; the bench
 //! also prints the median, min and max of the per-transfer throughput at the end).
 
 use criterion::{Criterion, Throughput};
 use peer::dataplane::{ClientConfig, PeerClient, Server, ServerConfig};
-use peer::storage::{Sha256Digest, Store, StoreConfig, TaskSpec, VerifiedPiece};
+use peer::storage::{PieceDigest, Sha256Digest, Store, StoreConfig, TaskSpec, VerifiedPiece};
 use peer::task_id::TaskId;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -27,7 +28,7 @@ struct Setup {
     child_store: Arc<Store>,
     server: Server,
     task: TaskId,
-    digests: Vec<Sha256Digest>,
+    digests: Vec<PieceDigest>,
     _dirs: (tempfile::TempDir, tempfile::TempDir),
 }
 
@@ -183,9 +184,10 @@ fn bench(c: &mut Criterion) {
     }
     group.finish();
 
-    let mut group = c.benchmark_group("sha256");
+    let mut group = c.benchmark_group("digests");
     let piece = content(0);
     group.throughput(Throughput::Bytes(piece.len() as u64));
+    group.bench_function("crc32_4mib", |b| b.iter(|| PieceDigest::of(std::hint::black_box(&piece))));
     group.bench_function("sha256_4mib", |b| b.iter(|| Sha256Digest::of(std::hint::black_box(&piece))));
     group.finish();
 

@@ -7,7 +7,7 @@ use super::Ctx;
 use crate::dataplane::io::blocking;
 use crate::dataplane::{ErrorCode, FetchError};
 use crate::origin::{OriginBody, OriginError, OriginRequest};
-use crate::storage::{Sha256Digest, StoreError, VerifiedPiece};
+use crate::storage::{PieceDigest, StoreError, VerifiedPiece};
 use crate::task_id::TaskId;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -41,7 +41,7 @@ pub async fn from_parent(
     task: TaskId,
     piece: u32,
     parent: SocketAddr,
-    digest: Sha256Digest,
+    digest: PieceDigest,
     on_received: impl FnOnce(),
 ) -> PieceOutcome {
     let started = Instant::now();
@@ -60,7 +60,7 @@ async fn store(
     task: TaskId,
     piece: u32,
     verified: VerifiedPiece,
-    expected: Option<Sha256Digest>,
+    expected: Option<PieceDigest>,
     started: Instant,
 ) -> PieceOutcome {
     let bytes = verified.len() as u64;

@@ -5,7 +5,7 @@ use super::conn::{lock, time_compat, Conn, Lane, Pool, Reply};
 use super::frame::{ErrorCode, PiecesReply, Request};
 use super::io::{blocking, BufferPool};
 use super::ratelimit::{RateLimit, TokenBucket};
-use crate::storage::{Sha256Digest, VerifiedPiece};
+use crate::storage::{PieceDigest, VerifiedPiece};
 use crate::task_id::TaskId;
 use sched::core::PieceSet;
 use serde::{Deserialize, Serialize};
@@ -87,13 +87,13 @@ pub enum FetchError {
 
 /// A piece whose bytes do not match the digest its parent advertised.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("parent {parent} sent task {task} piece {piece} with sha256 {actual}, but advertised {expected}")]
+#[error("parent {parent} sent task {task} piece {piece} with digest {actual}, but advertised {expected}")]
 pub struct BadDigest {
     pub parent: SocketAddr,
     pub task: TaskId,
     pub piece: u32,
-    pub expected: Sha256Digest,
-    pub actual: Sha256Digest,
+    pub expected: PieceDigest,
+    pub actual: PieceDigest,
 }
 
 fn piece_suffix(piece: Option<u32>) -> String {
@@ -127,12 +127,12 @@ pub struct ParentPieces {
     pub piece_count: u32,
     pub completed: bool,
     pub finished: PieceSet,
-    digests: Vec<Option<Sha256Digest>>,
+    digests: Vec<Option<PieceDigest>>,
 }
 
 impl ParentPieces {
     /// The advertised digest of a piece the parent has.
-    pub fn digest(&self, piece: u32) -> Option<Sha256Digest> {
+    pub fn digest(&self, piece: u32) -> Option<PieceDigest> {
         if self.finished.contains(piece) {
             self.digests[piece as usize]
         } else {
@@ -197,7 +197,7 @@ impl PeerClient {
         parent: SocketAddr,
         task: &TaskId,
         piece: u32,
-        expected: &Sha256Digest,
+        expected: &PieceDigest,
     ) -> Result<VerifiedPiece, FetchError> {
         self.fetch_piece_then(parent, task, piece, expected, || {}).await
     }
@@ -209,7 +209,7 @@ impl PeerClient {
         parent: SocketAddr,
         task: &TaskId,
         piece: u32,
-        expected: &Sha256Digest,
+        expected: &PieceDigest,
         on_received: impl FnOnce(),
     ) -> Result<VerifiedPiece, FetchError> {
         let timeout = Duration::from_millis(self.config.request_timeout_ms);

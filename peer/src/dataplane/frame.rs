@@ -12,8 +12,8 @@
 //!   0x02 GetPiece    task:[32] piece:u32
 //! replies (parent -> child), with the request's id, in any order
 //!   0x81 Pieces      content_bytes:u64 piece_bytes:u64 piece_count:u32 flags:u8
-//!                    finished_bitmap n:u32 n x (piece:u32 sha256:[32])
-//!   0x82 Piece       piece:u32 sha256:[32] data (the rest of the frame)
+//!                    finished_bitmap n:u32 n x (piece:u32 crc32:u32)
+//!   0x82 Piece       piece:u32 crc32:u32 data (the rest of the frame)
 //!   0xE0 Error       code:u8 message_len:u16 message (UTF-8)
 //! ```
 //!
@@ -21,16 +21,17 @@
 //! `i / 8`. `known_count` is 0 when the child knows nothing yet, else the task's piece count.
 //! `flags` bit 0: the parent has completed the task.
 
-use crate::storage::{Sha256Digest, MAX_PIECE_BYTES, MAX_PIECE_COUNT};
+use crate::storage::{PieceDigest, MAX_PIECE_BYTES, MAX_PIECE_COUNT};
 use crate::task_id::TaskId;
 use sched::core::PieceSet;
 
-pub const VERSION: u16 = 1;
+/// 2: piece digests are CRC32 (version 1 carried sha256).
+pub const VERSION: u16 = 2;
 pub const HELLO: [u8; 8] = [b'P', b'2', b'P', b'D', (VERSION >> 8) as u8, VERSION as u8, 0, 0];
 /// len + kind + request id.
 pub const HEADER_LEN: usize = 9;
-/// piece + sha256 at the start of a Piece body.
-pub const PIECE_PREFIX_LEN: usize = 36;
+/// piece + crc32 at the start of a Piece body.
+pub const PIECE_PREFIX_LEN: usize = 8;
 /// The largest request a parent reads: a SyncPieces with the biggest bitmap.
 pub const MAX_REQUEST_BODY: usize = 32 + 8 + MAX_PIECE_COUNT as usize / 8;
 /// The largest reply a child reads: a Piece reply of the largest piece (a Pieces reply is
@@ -77,7 +78,7 @@ pub struct PiecesReply {
     pub completed: bool,
     pub finished: PieceSet,
     /// Digests of finished pieces the child did not list as known, ascending.
-    pub digests: Vec<(u32, Sha256Digest)>,
+    pub digests: Vec<(u32, PieceDigest)>,
 }
 
 /// Why a parent refused a request.
@@ -205,7 +206,7 @@ pub fn decode_request(kind: u8, body: &[u8]) -> Result<Request, ProtocolError> {
 
 pub fn encode_pieces(request_id: u32, reply: &PiecesReply) -> Vec<u8> {
     let bitmap = encode_bitmap(&reply.finished);
-    let mut body = Vec::with_capacity(25 + bitmap.len() + 4 + reply.digests.len() * 36);
+    let mut body = Vec::with_capacity(25 + bitmap.len() + 4 + reply.digests.len() * 8);
     body.extend_from_slice(&reply.content_bytes.to_be_bytes());
     body.extend_from_slice(&reply.piece_bytes.to_be_bytes());
     body.extend_from_slice(&reply.piece_count.to_be_bytes());
@@ -214,7 +215,7 @@ pub fn encode_pieces(request_id: u32, reply: &PiecesReply) -> Vec<u8> {
     body.extend_from_slice(&(reply.digests.len() as u32).to_be_bytes());
     for (piece, digest) in &reply.digests {
         body.extend_from_slice(&piece.to_be_bytes());
-        body.extend_from_slice(digest.as_bytes());
+        body.extend_from_slice(&digest.value().to_be_bytes());
     }
     frame(KIND_PIECES, request_id, body)
 }
@@ -242,7 +243,7 @@ pub fn decode_pieces(body: &[u8]) -> Result<PiecesReply, ProtocolError> {
     let mut digests = Vec::with_capacity(n);
     for _ in 0..n {
         let piece = r.u32()?;
-        let digest = Sha256Digest::from_bytes(r.array()?);
+        let digest = PieceDigest::from_u32(r.u32()?);
         if !finished.contains(piece) || digests.last().is_some_and(|&(prev, _)| prev >= piece) {
             return Err(bad(format!("digest for piece {piece}, which is unfinished or out of order")));
         }
@@ -256,19 +257,18 @@ pub fn decode_pieces(body: &[u8]) -> Result<PiecesReply, ProtocolError> {
 }
 
 /// The header and prefix of a Piece reply; the data follows as is.
-pub fn encode_piece_head(request_id: u32, piece: u32, digest: &Sha256Digest, data_len: usize) -> Vec<u8> {
+pub fn encode_piece_head(request_id: u32, piece: u32, digest: &PieceDigest, data_len: usize) -> Vec<u8> {
     let mut out = Vec::with_capacity(HEADER_LEN + PIECE_PREFIX_LEN);
     out.extend_from_slice(&encode_header(KIND_PIECE, request_id, PIECE_PREFIX_LEN + data_len));
     out.extend_from_slice(&piece.to_be_bytes());
-    out.extend_from_slice(digest.as_bytes());
+    out.extend_from_slice(&digest.value().to_be_bytes());
     out
 }
 
-pub fn decode_piece_prefix(prefix: &[u8; PIECE_PREFIX_LEN]) -> (u32, Sha256Digest) {
+pub fn decode_piece_prefix(prefix: &[u8; PIECE_PREFIX_LEN]) -> (u32, PieceDigest) {
     let piece = u32::from_be_bytes([prefix[0], prefix[1], prefix[2], prefix[3]]);
-    let mut digest = [0u8; 32];
-    digest.copy_from_slice(&prefix[4..]);
-    (piece, Sha256Digest::from_bytes(digest))
+    let digest = u32::from_be_bytes([prefix[4], prefix[5], prefix[6], prefix[7]]);
+    (piece, PieceDigest::from_u32(digest))
 }
 
 pub fn encode_error(request_id: u32, code: ErrorCode, message: &str) -> Vec<u8> {
@@ -399,7 +399,7 @@ mod tests {
             piece_count: 3,
             completed: false,
             finished: set(3, &[0, 2]),
-            digests: vec![(0, Sha256Digest::of(b"a")), (2, Sha256Digest::of(b"c"))],
+            digests: vec![(0, PieceDigest::of(b"a")), (2, PieceDigest::of(b"c"))],
         };
         let bytes = encode_pieces(1, &reply);
         let (h, b) = body(&bytes);
@@ -410,7 +410,7 @@ mod tests {
         let (h, b) = body(&bytes);
         assert_eq!((h.kind, decode_error(b).unwrap()), (KIND_ERROR, (ErrorCode::Busy, "no slot".into())));
 
-        let d = Sha256Digest::of(b"xyz");
+        let d = PieceDigest::of(b"xyz");
         let head = encode_piece_head(3, 9, &d, 3);
         let (h, _) = (decode_header(head[..HEADER_LEN].try_into().unwrap()).unwrap(), ());
         assert_eq!((h.kind, h.body_len), (KIND_PIECE, PIECE_PREFIX_LEN + 3));
@@ -433,7 +433,7 @@ mod tests {
             piece_count: 3,
             completed: false,
             finished: set(3, &[0]),
-            digests: vec![(1, Sha256Digest::of(b"b"))],
+            digests: vec![(1, PieceDigest::of(b"b"))],
         };
         let bytes = encode_pieces(1, &reply);
         assert!(decode_pieces(&bytes[HEADER_LEN..]).unwrap_err().0.contains("unfinished"));

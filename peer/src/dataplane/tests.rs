@@ -2,7 +2,7 @@
 
 use super::frame::{self, ErrorCode};
 use super::*;
-use crate::storage::{Sha256Digest, Store, StoreConfig, TaskSpec, VerifiedPiece};
+use crate::storage::{PieceDigest, Store, StoreConfig, TaskSpec, VerifiedPiece};
 use crate::task_id::TaskId;
 use crate::test_data::content;
 use std::net::SocketAddr;
@@ -106,7 +106,7 @@ async fn pieces_are_fetched_and_verified() {
         let got = child.fetch_piece(parent.addr(), &parent.task, p, &map.digest(p).unwrap()).await.unwrap();
         assert_eq!(got, parent.piece(p));
     }
-    let any = Sha256Digest::of(b"");
+    let any = PieceDigest::of(b"");
     let err = child.fetch_piece(parent.addr(), &parent.task, 2, &any).await.unwrap_err();
     assert!(matches!(err, FetchError::Refused { code: ErrorCode::PieceNotAvailable, piece: Some(2), .. }), "{err}");
     let err = child.fetch_piece(parent.addr(), &TaskId::from_bytes([0xee; 32]), 0, &any).await.unwrap_err();
@@ -151,7 +151,7 @@ async fn a_lying_parent_is_caught() {
         let mut body = vec![0u8; h.body_len];
         s.read_exact(&mut body).await.unwrap();
         let forged = b"a forged piece";
-        let claim = Sha256Digest::of(b"the real piece");
+        let claim = PieceDigest::of(b"the real piece");
         s.write_all(&frame::encode_piece_head(h.request_id, 0, &claim, forged.len())).await.unwrap();
         s.write_all(forged).await.unwrap();
         s.flush().await.unwrap();
@@ -159,7 +159,7 @@ async fn a_lying_parent_is_caught() {
         let _ = s.read(&mut [0u8; 1]).await;
     });
     let child = client(ClientConfig::default());
-    let err = child.fetch_piece(addr, &task, 0, &Sha256Digest::of(&honest)).await.unwrap_err();
+    let err = child.fetch_piece(addr, &task, 0, &PieceDigest::of(&honest)).await.unwrap_err();
     assert!(matches!(&err, FetchError::BadDigest(bad) if bad.parent == addr && bad.piece == 0), "{err}");
     drop(child);
     liar.await.unwrap();
@@ -190,7 +190,7 @@ async fn upload_slots_limit_concurrent_uploads_and_busy_parents_say_so() {
     let parent = Parent::start(3, 128 << 10, [0, 1, 2], config).await;
     let child = client(ClientConfig::default());
     let map = child.sync_pieces(parent.addr(), &parent.task, None, WAIT_NONE).await.unwrap().pieces;
-    let digests: Vec<Sha256Digest> = (0..3).map(|p| map.digest(p).unwrap()).collect();
+    let digests: Vec<PieceDigest> = (0..3).map(|p| map.digest(p).unwrap()).collect();
     let fetch = |p: u32| child.fetch_piece(parent.addr(), &parent.task, p, &digests[p as usize]);
     let started = Instant::now();
     let (a, b, c) = tokio::join!(fetch(0), fetch(1), fetch(2));
@@ -334,7 +334,7 @@ async fn garbage_and_dead_parents_get_clear_errors() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap()
     };
-    let err = child.fetch_piece(dead, &parent.task, 0, &Sha256Digest::of(b"")).await.unwrap_err();
+    let err = child.fetch_piece(dead, &parent.task, 0, &PieceDigest::of(b"")).await.unwrap_err();
     assert!(matches!(err, FetchError::Connect { parent, .. } if parent == dead), "{err}");
     assert!(PeerClient::new(ClientConfig { max_pieces_per_connection: 0, ..Default::default() }).is_err());
     let bad = ServerConfig { upload_rate: Some(RateLimit { bytes_per_s: 0, burst_bytes: 1 }), ..Default::default() };

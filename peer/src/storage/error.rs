@@ -1,6 +1,6 @@
 //! Errors of the piece store. Each names the task and, for file trouble, the file.
 
-use super::digest::Sha256Digest;
+use super::digest::{PieceDigest, Sha256Digest};
 use crate::task_id::TaskId;
 use std::path::PathBuf;
 
@@ -30,7 +30,7 @@ pub enum StoreError {
     /// The bytes offered for a piece do not match the digest expected for it; nothing was
     /// written.
     #[error("task {task}: piece {piece} has sha256 {actual}, expected {expected}; not written")]
-    PieceDigestMismatch { task: TaskId, piece: u32, expected: Sha256Digest, actual: Sha256Digest },
+    PieceDigestMismatch { task: TaskId, piece: u32, expected: PieceDigest, actual: PieceDigest },
 
     #[error("task {task}: piece {piece} is not finished in this store")]
     PieceNotFinished { task: TaskId, piece: u32 },

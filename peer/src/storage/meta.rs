@@ -4,7 +4,7 @@
 //! the old or the new file, never a torn one. JSON keeps it readable by an operator; the
 //! `format` field lets a later version refuse or migrate old files.
 
-use super::digest::{hex_decode_into, hex_encode, Sha256Digest};
+use super::digest::{hex_decode_into, hex_encode, PieceDigest, Sha256Digest};
 use super::error::StoreError;
 use crate::task_id::TaskId;
 use sched::core::PieceSet;
@@ -13,7 +13,9 @@ use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::Path;
 
-pub const META_FORMAT: u32 = 1;
+/// 2: piece digests are CRC32 (format 1 had sha256; such tasks are dropped and fetched
+/// again, the store being a cache).
+pub const META_FORMAT: u32 = 2;
 pub const META_FILE: &str = "meta.json";
 pub const META_TMP_FILE: &str = "meta.json.tmp";
 pub const CONTENT_FILE: &str = "content";
@@ -29,7 +31,7 @@ pub struct TaskMeta {
     pub content_digest: Option<Sha256Digest>,
     /// Each piece's digest once known; kept when a corrupt piece is dropped, so the re-fetch
     /// is checked against the same value.
-    pub piece_digests: Vec<Option<Sha256Digest>>,
+    pub piece_digests: Vec<Option<PieceDigest>>,
     /// Pieces whose bytes are on disk and were verified when written.
     pub finished: PieceSet,
     pub completed: bool,
@@ -66,8 +68,8 @@ struct MetaFile {
     piece_bytes: u64,
     piece_count: u32,
     content_digest: Option<String>,
-    /// One entry per piece: 64 hex digits, or null while unknown.
-    piece_digests: Vec<Option<Sha256Digest>>,
+    /// One entry per piece: its crc32 in 8 hex digits, or null while unknown.
+    piece_digests: Vec<Option<PieceDigest>>,
     /// Hex of the finished bitmap: piece i is bit (i % 8) of byte i / 8.
     finished: String,
     completed: bool,
@@ -191,7 +193,7 @@ mod tests {
             content_bytes: 10,
             piece_bytes: 4,
             content_digest: Some(Sha256Digest::of(b"all")),
-            piece_digests: vec![Some(Sha256Digest::of(b"a")), None, Some(Sha256Digest::of(b"c"))],
+            piece_digests: vec![Some(PieceDigest::of(b"a")), None, Some(PieceDigest::of(b"c"))],
             finished,
             completed: false,
             last_access_unix_ms: 42,
@@ -211,7 +213,7 @@ mod tests {
     fn inconsistent_files_are_refused_with_a_reason() {
         let text = String::from_utf8(encode(&sample())).unwrap();
         let bad = |from: &str, to: &str| decode(text.replacen(from, to, 1).as_bytes()).unwrap_err();
-        assert!(bad("\"format\":1", "\"format\":9").contains("format 9"));
+        assert!(bad("\"format\":2", "\"format\":9").contains("format 9"));
         assert!(bad("\"content_bytes\":10", "\"content_bytes\":100").contains("piece_count"));
         assert!(bad("\"finished\":\"05\"", "\"finished\":\"07\"").contains("piece 1"));
         assert!(bad("\"finished\":\"05\"", "\"finished\":\"zz\"").contains("hex"));

@@ -44,7 +44,7 @@ mod pieces;
 mod tests;
 
 pub(crate) use digest::{hex_decode_into, hex_encode};
-pub use digest::{DigestParseError, Sha256Digest, VerifiedPiece};
+pub use digest::{DigestParseError, PieceDigest, Sha256Digest, VerifiedPiece};
 pub use error::{ContentDigestMismatch, StoreError, TaskMismatch};
 pub use gc::{Evicted, GcPolicy, GcReason, GcReport};
 pub use open::OpenReport;
@@ -163,7 +163,7 @@ pub struct PieceMap {
     pub completed: bool,
     pub finished: PieceSet,
     /// Indexed by piece; `Some` for every finished piece.
-    pub digests: Vec<Option<Sha256Digest>>,
+    pub digests: Vec<Option<PieceDigest>>,
     /// Bumped on every change of `finished`; `Store::watch` reports it.
     pub version: u64,
 }

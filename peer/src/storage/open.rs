@@ -128,7 +128,7 @@ impl Store {
             }
         };
         let mut data = vec![0u8; len as usize];
-        let ok = entry.file.read_exact_at(&mut data, offset).is_ok() && super::Sha256Digest::of(&data) == digest;
+        let ok = entry.file.read_exact_at(&mut data, offset).is_ok() && super::PieceDigest::of(&data) == digest;
         let mut state = lock(&entry.state);
         state.unverified.remove(piece);
         if !ok {

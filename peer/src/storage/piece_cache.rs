@@ -12,7 +12,7 @@
 //! unnoticed until the piece leaves the cache and is read (and re-hashed) again, which is
 //! when disk bytes would be sent.
 
-use super::{Sha256Digest, VerifiedPiece};
+use super::{PieceDigest, VerifiedPiece};
 use crate::task_id::TaskId;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -24,14 +24,14 @@ const SPARE_BUFFERS_MAX: usize = 8;
 #[derive(Clone)]
 pub struct SharedPiece {
     data: Arc<Vec<u8>>,
-    digest: Sha256Digest,
+    digest: PieceDigest,
 }
 
 impl SharedPiece {
     pub fn data(&self) -> &[u8] {
         &self.data
     }
-    pub fn digest(&self) -> &Sha256Digest {
+    pub fn digest(&self) -> &PieceDigest {
         &self.digest
     }
     pub fn len(&self) -> usize {
@@ -104,7 +104,7 @@ impl PieceCache {
     }
 
     /// The cached piece if it has digest `digest` (marking it used).
-    pub(super) fn get(&self, task: &TaskId, piece: u32, digest: &Sha256Digest) -> Option<SharedPiece> {
+    pub(super) fn get(&self, task: &TaskId, piece: u32, digest: &PieceDigest) -> Option<SharedPiece> {
         if self.max_bytes == 0 {
             return None;
         }

@@ -1,7 +1,7 @@
 //! Piece writes, verified reads, and task completion.
 
 use super::{
-    lock, persist, RunningHash, Sha256Digest, SharedPiece, Store, StoreError, TaskEntry, TaskState, VerifiedPiece,
+    lock, persist, PieceDigest, RunningHash, Sha256Digest, SharedPiece, Store, StoreError, TaskEntry, TaskState, VerifiedPiece,
 };
 use crate::task_id::TaskId;
 use sha2::{Digest as _, Sha256};
@@ -29,7 +29,7 @@ impl Store {
         id: &TaskId,
         piece: u32,
         data: &VerifiedPiece,
-        expected: Option<&Sha256Digest>,
+        expected: Option<&PieceDigest>,
     ) -> Result<PieceWrite, StoreError> {
         let pin = self.pin(id)?;
         let entry = &pin.entry;
@@ -304,7 +304,7 @@ impl Store {
 
     /// Removes a piece found corrupt from the finished pieces, if it is still the piece that
     /// was checked (same digest), and records that at once.
-    fn drop_piece(&self, entry: &TaskEntry, piece: u32, checked: &Sha256Digest) {
+    fn drop_piece(&self, entry: &TaskEntry, piece: u32, checked: &PieceDigest) {
         let mut state = lock(&entry.state);
         if state.removed
             || !state.meta.finished.contains(piece)
