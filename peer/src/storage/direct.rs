@@ -7,9 +7,10 @@
 //! reporting gives freed memory back to the host), and `dd` of 2 GB through the page cache
 //! costs 5.4 s of system time against 0.19 s with `O_DIRECT` (1.3 s wall). So aligned
 //! spans of a piece go to the disk directly; reads later go through the page cache as
-//! usual (the kernel keeps the two coherent), except the store's own reads of pieces no
-//! longer in the piece cache (the running whole-content hash catching up, serving a cold
-//! piece), which read directly into the same aligned buffers.
+//! usual (the kernel keeps the two coherent: a piece served once is likely asked for again),
+//! except the store's one-off scans (the running whole-content hash catching up on pieces
+//! no longer in the piece cache, the whole-file check), which read directly into the same
+//! aligned buffers.
 //!
 //! `O_DIRECT` needs the file offset, the length and the buffer's address aligned to the
 //! device's logical block; 4096 covers 512- and 4096-byte devices. A piece buffer is an

@@ -29,7 +29,7 @@ pub enum StoreError {
 
     /// The bytes offered for a piece do not match the digest expected for it; nothing was
     /// written.
-    #[error("task {task}: piece {piece} has sha256 {actual}, expected {expected}; not written")]
+    #[error("task {task}: piece {piece} has {actual}, expected {expected}; not written")]
     PieceDigestMismatch { task: TaskId, piece: u32, expected: PieceDigest, actual: PieceDigest },
 
     #[error("task {task}: piece {piece} is not finished in this store")]

@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! tasks/<task id>/content     the content, each piece written at its offset (sparse until done)
-//! tasks/<task id>/meta.json   task id, url, lengths, per-piece sha256, finished bitmap,
+//! tasks/<task id>/meta.json   task id, url, lengths, per-piece crc32, finished bitmap,
 //!                             completed flag, last access; replaced atomically
 //! trash/                      task directories being deleted (emptied on open)
 //! ```
@@ -33,11 +33,11 @@
 //! callers run piece reads and writes on a blocking thread.
 
 mod digest;
+mod direct;
 mod error;
 mod gc;
 mod meta;
 mod open;
-mod direct;
 mod piece_cache;
 mod pieces;
 #[cfg(test)]
@@ -329,7 +329,9 @@ impl Store {
             content_mtime_ns: None,
         };
         let entry = match create_task_files(&dir, &meta) {
-            Ok(file) => Arc::new(TaskEntry::new(dir, file, meta, PieceSet::new(piece_count), self.config.direct_writes)),
+            Ok(file) => {
+                Arc::new(TaskEntry::new(dir, file, meta, PieceSet::new(piece_count), self.config.direct_writes))
+            }
             Err(e) => {
                 let _ = fs::remove_dir_all(&dir);
                 return Err(e);

@@ -1,10 +1,12 @@
 //! Piece writes, verified reads, and task completion.
 
 use super::{
-    lock, persist, PieceDigest, RunningHash, Sha256Digest, SharedPiece, Store, StoreError, TaskEntry, TaskState, VerifiedPiece,
+    lock, persist, PieceDigest, RunningHash, Sha256Digest, SharedPiece, Store, StoreError, TaskEntry, TaskState,
+    VerifiedPiece,
 };
 use crate::task_id::TaskId;
 use sha2::{Digest as _, Sha256};
+use std::os::unix::fs::FileExt;
 use std::sync::atomic::Ordering;
 
 /// The outcome of a piece write.
@@ -148,9 +150,9 @@ impl Store {
                 run.hasher.update(hit.data());
             } else {
                 let hasher = &mut run.hasher;
-                let read = self.bounce.read_at(entry.direct.as_ref(), &entry.file, offset, len as usize, |bytes| {
-                    hasher.update(bytes)
-                });
+                let read = self
+                    .bounce
+                    .read_at(entry.direct.as_ref(), &entry.file, offset, len as usize, |bytes| hasher.update(bytes));
                 if read.is_err() {
                     return false;
                 }
@@ -279,14 +281,14 @@ impl Store {
             at
         };
         // Only bytes past the buffer's current length get zeroed; the rest is overwritten.
+        // Through the page cache (unlike the one-off scans of the running hash and of the
+        // whole-file check): a piece served once is likely asked for again, by the next
+        // child, and a seed's content is far larger than the piece cache.
         buf.resize(len as usize, 0);
-        let read = self.bounce.read_at(entry.direct.as_ref(), &entry.file, offset, len as usize, |bytes| {
-            buf.copy_from_slice(bytes)
-        });
-        let problem = match read {
+        let problem = match entry.file.read_exact_at(&mut buf, offset) {
             Ok(()) => match VerifiedPiece::check(buf, &digest) {
                 Ok(verified) => return Ok(verified),
-                Err(actual) => format!("sha256 {actual}, expected {digest}"),
+                Err(actual) => format!("digest {actual}, expected {digest}"),
             },
             Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => "content file is shorter than the piece".into(),
             Err(source) => {
