@@ -89,6 +89,9 @@ pub struct Scheduler {
     waking: bool,
     /// Default policy: tasks with a stripe that gained a possible parent (`Task::dirty`).
     dirty_tasks: BTreeSet<TaskId>,
+    /// Default policy: per seed host, the tasks it was triggered for, pruned of those it
+    /// finished, failed or lost when read (`seed_for`).
+    seeding: BTreeMap<HostId, BTreeSet<TaskId>>,
     pub stats: SchedStats,
 }
 
@@ -104,6 +107,7 @@ impl Scheduler {
             timer_seq: 0,
             waking: false,
             dirty_tasks: BTreeSet::new(),
+            seeding: BTreeMap::new(),
             stats: SchedStats::default(),
         }
     }
@@ -156,6 +160,46 @@ impl Scheduler {
             return Err(SchedError::CompletedWithBackToSource(req.peer));
         }
         self.add_peer(now, req, true)
+    }
+
+    /// The seed host for a task with this key. Dragonfly and Kraken: rendezvous hashing over
+    /// the seed hosts. Default policy: the same hashing among the seed hosts seeding the
+    /// fewest tasks right now (consistent hashing with bounded loads, at the tightest bound).
+    /// An image's layers are separate tasks pulled at once, and plain hashing can put all of
+    /// them on one seed (it did, for the five blobs of nginx-50: the registry then sent at
+    /// that seed's 6 Gbit/s download instead of its own 10). A seed's tasks are pruned here
+    /// once it has finished, failed or lost them.
+    fn seed_for(&mut self, key: u64) -> Option<HostId> {
+        let seeds = self.hosts.values().filter(|h| h.info.kind == HostKind::Seed).map(|h| h.info.id);
+        if self.cfg.policy != Policy::Default {
+            return hashring::pick(key, seeds.map(|id| (id, u64::from(id.0))));
+        }
+        let (tasks, peers) = (&self.tasks, &self.peers);
+        let seeding = |task: &TaskId| {
+            tasks.get(task).is_some_and(|t| {
+                t.seed_failed_ns.is_none()
+                    && match t.seed_peer {
+                        // Triggered, its peer not registered yet.
+                        None => true,
+                        Some(p) => peers.get(&p).is_some_and(|p| {
+                            !matches!(p.state, PeerState::Succeeded | PeerState::Failed | PeerState::Leave)
+                        }),
+                    }
+            })
+        };
+        let mut loads = Vec::new();
+        for id in seeds {
+            let load = match self.seeding.get_mut(&id) {
+                Some(set) => {
+                    set.retain(|t| seeding(t));
+                    set.len()
+                }
+                None => 0,
+            };
+            loads.push((id, load));
+        }
+        let least = loads.iter().map(|&(_, load)| load).min()?;
+        hashring::pick(key, loads.into_iter().filter(|&(_, load)| load == least).map(|(id, _)| (id, u64::from(id.0))))
     }
 
     fn add_peer(&mut self, now: TimeNs, req: RegisterPeer, completed: bool) -> Result<Vec<Decision>, SchedError> {
@@ -225,15 +269,16 @@ impl Scheduler {
         let first_download = task.serving == 0;
         let seed_pending = task.seed_triggered.is_some() && task.seed_failed_ns.is_none();
         if host_kind == HostKind::Normal && first_download && !seed_pending && !completed {
-            let seeds = self
-                .hosts
-                .values()
-                .filter(|h| h.info.kind == HostKind::Seed)
-                .map(|h| (h.info.id, u64::from(h.info.id.0)));
             let seed_failed_recently =
                 task.seed_failed_ns.is_some_and(|t| now.saturating_sub(t) < self.cfg.seed_failed_timeout_ns);
-            match hashring::pick(task.key, seeds) {
+            let key = task.key;
+            let seed = self.seed_for(key);
+            let task = self.tasks.get_mut(&req.task).expect("created above");
+            match seed {
                 Some(seed_host) if !seed_failed_recently => {
+                    if self.cfg.policy == Policy::Default {
+                        self.seeding.entry(seed_host).or_default().insert(req.task);
+                    }
                     task.seed_triggered = Some((seed_host, now));
                     task.seed_failed_ns = None;
                     self.stats.seeds_triggered += 1;

@@ -52,6 +52,40 @@ fn one_seed_trigger_per_task() {
     }
 }
 
+/// Tasks whose keys all hash to one seed host: the default policy spreads them over the
+/// seed hosts seeding the fewest tasks (an image's layers are pulled at once), Dragonfly
+/// and Kraken keep plain consistent hashing; a seed that finished its task takes the next.
+#[test]
+fn default_policy_spreads_simultaneous_tasks_over_the_seed_hosts() {
+    let seeds = [HostId(3), HostId(4), HostId(5)];
+    let hrw = |key: u64| hashring::pick(key, seeds.iter().map(|id| (*id, u64::from(id.0)))).unwrap();
+    let keys: Vec<u64> = (0..).filter(|&k| hrw(k) == HostId(3)).take(5).collect();
+    let task = |i: usize| RegisterPeer { task: TaskId(i as u32), task_key: keys[i], ..reg(i as u32, 0, false) };
+    let seed_of = |d: &[Decision]| match d.iter().find(|d| matches!(d, Decision::TriggerSeed { .. })) {
+        Some(Decision::TriggerSeed { seed_host, .. }) => *seed_host,
+        other => panic!("expected a seed trigger, got {other:?}"),
+    };
+    for policy in Policy::ALL {
+        let mut s = sched(policy, 3, 3);
+        let chosen: Vec<HostId> = (0..3).map(|i| seed_of(&s.register_peer(0, task(i)).unwrap())).collect();
+        if policy != Policy::Default {
+            assert_eq!(chosen, vec![HostId(3); 3], "{policy:?}: plain consistent hashing");
+            continue;
+        }
+        let mut spread = chosen.clone();
+        spread.sort();
+        assert_eq!(spread, seeds.to_vec(), "default: one task per seed host, got {chosen:?}");
+        // Task 1's seed registers and finishes: its host is the least loaded for task 3.
+        let seed_host_1 = chosen[1];
+        let seed_peer = RegisterPeer { peer: PeerId(100), host: seed_host_1, need_back_to_source: true, ..task(1) };
+        s.register_peer(NS_PER_MS, seed_peer).unwrap();
+        s.peer_finished(2 * NS_PER_MS, PeerId(100)).unwrap();
+        assert_eq!(seed_of(&s.register_peer(3 * NS_PER_MS, task(3)).unwrap()), seed_host_1);
+        // All loaded alike again: the task's own hash decides.
+        assert_eq!(seed_of(&s.register_peer(4 * NS_PER_MS, task(4)).unwrap()), HostId(3));
+    }
+}
+
 /// A peer that registers holding the whole task triggers no seed and gets no order;
 /// the next downloader gets it as a parent instead of the seed or the origin.
 #[test]
