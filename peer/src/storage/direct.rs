@@ -29,8 +29,10 @@ use std::sync::Mutex;
 
 /// Alignment of offsets, lengths and buffers for `O_DIRECT`.
 pub(super) const DIRECT_ALIGN: usize = 4096;
-/// Aligned buffers kept for reuse (one per concurrent writer; more are made and freed).
+/// Aligned buffers kept for reuse (one per concurrent writer; more are made and freed),
+/// holding at most `POOL_BYTES` in all (pieces may be up to 64 MiB).
 const POOL_BUFFERS: usize = 8;
+const POOL_BYTES: usize = 32 << 20;
 
 /// Opens `path` for direct reads and writes, or `None` when the filesystem (or the platform) has no
 /// `O_DIRECT`: the caller then writes through the page cache.
@@ -105,7 +107,8 @@ impl BouncePool {
 
     fn give_back(&self, buf: AlignedBuf) {
         let mut free = self.free.lock().unwrap_or_else(|p| p.into_inner());
-        if free.len() < POOL_BUFFERS {
+        let held: usize = free.iter().map(|b| b.cap).sum();
+        if free.len() < POOL_BUFFERS && held + buf.cap <= POOL_BYTES {
             free.push(buf);
         }
     }
@@ -228,7 +231,8 @@ mod tests {
         }
         let past = pool.read_at(direct.as_ref(), &buffered, 3 * 65536, 1001, |_| ()).unwrap_err();
         assert_eq!(past.kind(), io::ErrorKind::UnexpectedEof);
-        assert!(pool.free.lock().unwrap().len() <= POOL_BUFFERS);
+        let free = pool.free.lock().unwrap();
+        assert!(free.len() <= POOL_BUFFERS && free.iter().map(|b| b.cap).sum::<usize>() <= POOL_BYTES);
     }
 
     #[test]
