@@ -136,9 +136,7 @@ impl BouncePool {
         }
         Ok(())
     }
-}
 
-impl BouncePool {
     /// Reads `len` bytes at `offset` and hands them to `f`: through `direct` when given and
     /// `offset` is aligned (no page-cache copy is made; the last block may run past the end
     /// of the file, and the read stops there), else, or when the filesystem refuses, through

@@ -186,9 +186,11 @@ struct TaskEntry {
     dir: PathBuf,
     content_path: PathBuf,
     file: File,
-    /// The content file opened with `O_DIRECT` for piece writes (`direct.rs`), when the
-    /// configuration asks for it and the filesystem has it.
-    direct: Option<File>,
+    /// The content file opened with `O_DIRECT` (`direct.rs`), on the first piece write or
+    /// scan, when the configuration asks for it, the piece size is block-aligned and the
+    /// filesystem has it (a completed task loaded at start never opens it: one descriptor).
+    direct: std::sync::OnceLock<Option<File>>,
+    direct_wanted: bool,
     state: Mutex<TaskState>,
     pins: AtomicU32,
     changes: watch::Sender<u64>,
@@ -473,7 +475,8 @@ impl TaskEntry {
         let aligned = meta.piece_bytes % direct::DIRECT_ALIGN as u64 == 0;
         TaskEntry {
             id: meta.id,
-            direct: (direct_writes && aligned).then(|| direct::open_direct(&content_path)).flatten(),
+            direct: std::sync::OnceLock::new(),
+            direct_wanted: direct_writes && aligned,
             content_path,
             dir,
             file,
@@ -489,6 +492,16 @@ impl TaskEntry {
             changes: watch::channel(0).0,
             running: Mutex::new(RunningHash::new()),
         }
+    }
+}
+
+impl TaskEntry {
+    /// The `O_DIRECT` descriptor, opened on first use; None: write and read buffered.
+    fn direct(&self) -> Option<&File> {
+        if !self.direct_wanted {
+            return None;
+        }
+        self.direct.get_or_init(|| direct::open_direct(&self.content_path)).as_ref()
     }
 }
 

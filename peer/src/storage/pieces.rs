@@ -65,7 +65,7 @@ impl Store {
             (piece as u64 * m.piece_bytes, len)
         };
         self.reserve(id, len)?;
-        if let Err(source) = self.bounce.write_at(entry.direct.as_ref(), &entry.file, data.data(), offset) {
+        if let Err(source) = self.bounce.write_at(entry.direct(), &entry.file, data.data(), offset) {
             self.used_bytes.fetch_sub(len, Ordering::AcqRel);
             return Err(StoreError::Io {
                 task: Some(*id),
@@ -152,7 +152,7 @@ impl Store {
                 let hasher = &mut run.hasher;
                 let read = self
                     .bounce
-                    .read_at(entry.direct.as_ref(), &entry.file, offset, len as usize, |bytes| hasher.update(bytes));
+                    .read_at(entry.direct(), &entry.file, offset, len as usize, |bytes| hasher.update(bytes));
                 if read.is_err() {
                     return false;
                 }
@@ -441,7 +441,7 @@ impl Store {
         let content_bytes = lock(&entry.state).meta.content_bytes;
         while offset < content_bytes {
             let n = (content_bytes - offset).min(CHECK_CHUNK_BYTES as u64) as usize;
-            self.bounce.read_at(entry.direct.as_ref(), &entry.file, offset, n, |bytes| hasher.update(bytes)).map_err(
+            self.bounce.read_at(entry.direct(), &entry.file, offset, n, |bytes| hasher.update(bytes)).map_err(
                 |source| StoreError::Io {
                     task: Some(entry.id),
                     path: entry.content_path.clone(),
