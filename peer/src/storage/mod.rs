@@ -493,9 +493,7 @@ impl TaskEntry {
             running: Mutex::new(RunningHash::new()),
         }
     }
-}
 
-impl TaskEntry {
     /// The `O_DIRECT` descriptor, opened on first use; None: write and read buffered.
     fn direct(&self) -> Option<&File> {
         if !self.direct_wanted {
