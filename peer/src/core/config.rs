@@ -124,10 +124,6 @@ pub struct PeerConfig {
     pub report_batch_pieces: u32,
     /// Piece uploads a host serves at once, across tasks; others wait in line.
     pub upload_slots: u32,
-    /// When an image manifest passes through the mirror, start every blob it names at
-    /// once instead of waiting for the client to ask for each (containerd fetches 3 at
-    /// a time, so the last layers' seeds would start late).
-    pub prefetch_manifest_blobs: bool,
 }
 
 impl PeerConfig {
@@ -157,7 +153,6 @@ impl PeerConfig {
                 endgame_pieces: 0,
                 report_batch_pieces: 1,
                 upload_slots: 128,
-                prefetch_manifest_blobs: false,
             },
             // Kraken agent: 4 MB pieces, 10 connections per blob, 3 requests per agent and
             // 5 per origin, rarest first, endgame at 3, announce every 3 s while not
@@ -192,7 +187,6 @@ impl PeerConfig {
                 endgame_pieces: 3,
                 report_batch_pieces: 0,
                 upload_slots: u32::MAX,
-                prefetch_manifest_blobs: false,
             },
             // Ours: pieces scaled to the blob (about 128 per blob, 1 to 4 MiB: short pipelines
             // for small layers, few requests for large ones), rarest first within the
@@ -224,7 +218,6 @@ impl PeerConfig {
                 endgame_pieces: 4,
                 report_batch_pieces: 8,
                 upload_slots: 32,
-                prefetch_manifest_blobs: true,
             },
         }
     }

@@ -439,12 +439,11 @@ impl<'a> World<'a> {
         }
     }
 
+    /// containerd asks the mirror for `max_concurrent_downloads` blobs at a time, and the
+    /// daemon starts a blob's download when it is asked for (it does not read the manifest
+    /// ahead).
     fn next_p2p_blobs(&mut self, node: usize) {
-        let max = if self.peer_cfg.prefetch_manifest_blobs {
-            self.image_blob_count()
-        } else {
-            self.sc.pod.max_concurrent_downloads as usize
-        };
+        let max = self.sc.pod.max_concurrent_downloads as usize;
         while self.nodes[node].active_blobs < max && self.nodes[node].next_blob < self.image_blob_count() {
             let blob = self.nodes[node].next_blob;
             self.nodes[node].next_blob += 1;
