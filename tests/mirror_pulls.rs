@@ -15,6 +15,7 @@ use e2e::containerd::{self, Containerd};
 use e2e::oci_image::{self, Image, ImageSpec};
 use e2e::registry::Registry;
 use e2e::skopeo;
+use e2e::swarm::cpu;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -182,16 +183,27 @@ fn bench_containerd_pull_through_a_warm_parent_against_direct() {
         std::thread::sleep(Duration::from_millis(50));
     }
 
-    // One timed operation (pull or fetch), from a clean store, then the content check.
-    let timed = |op: &str, hosts: &std::path::Path| -> f64 {
+    // One timed operation (pull or fetch), from a clean store, then the content check; beside
+    // the wall time, the CPU seconds each side spent on it (`peers`: the pulling peer and its
+    // parents) and how busy the whole machine was.
+    let timed = |op: &str, hosts: &std::path::Path, peer_pids: &[u32]| -> (f64, String) {
         ctrd.clean().unwrap_or_else(|e| panic!("{e}"));
+        let sides = [("containerd", vec![ctrd.proc.pid()]), ("registry", vec![registry.proc.pid()]), ("peers", peer_pids.to_vec())];
+        let before: Vec<f64> = sides.iter().map(|(_, pids)| cpu::sum_seconds(pids)).collect();
+        let (ctr_before, machine_before) = (cpu::waited_children_seconds(), cpu::machine_ticks());
         let took = match op {
             "pull" => ctrd.pull(&reference, hosts, containerd::PULL_TIMEOUT),
             _ => ctrd.fetch(&reference, hosts, containerd::PULL_TIMEOUT),
         }
         .unwrap_or_else(|e| panic!("{op} with {}: {e}", hosts.display()));
+        let busy = cpu::busy_percent(machine_before, cpu::machine_ticks());
+        let mut used = format!("ctr_cpu_s={:.2}", cpu::waited_children_seconds() - ctr_before);
+        for ((name, pids), b) in sides.iter().zip(before) {
+            used += &format!(" {name}_cpu_s={:.2}", cpu::sum_seconds(pids) - b);
+        }
+        used += &format!(" machine_busy_pct={busy:.0}");
         ctrd.verify_image(&image).unwrap_or_else(|e| panic!("{op} with {}: {e}", hosts.display()));
-        took.as_secs_f64()
+        (took.as_secs_f64(), used)
     };
     let mut peers = Vec::new();
     let mut secs: std::collections::BTreeMap<(&str, &str), Vec<f64>> = Default::default();
@@ -202,9 +214,10 @@ fn bench_containerd_pull_through_a_warm_parent_against_direct() {
                 containerd::write_hosts_dir(&dir.join(format!("hosts-{}", cold.name)), &reg, Some(&cold.mirror))
                     .unwrap();
             let order = if round % 2 == 0 { ["direct", "mirror"] } else { ["mirror", "direct"] };
+            let peer_pids = [cold.proc.pid(), seed.proc.pid(), warm.proc.pid()];
             for way in order {
-                let s = timed(op, if way == "direct" { &direct_hosts } else { &hosts });
-                eprintln!("mirror_pull_bench round={round} op={op} via={way} secs={s:.2}");
+                let (s, used) = timed(op, if way == "direct" { &direct_hosts } else { &hosts }, &peer_pids);
+                eprintln!("mirror_pull_bench round={round} op={op} via={way} secs={s:.2} {used}");
                 secs.entry((op, way)).or_default().push(s);
             }
             let from_origin = cold.metric("peer_download_bytes_total{source=\"origin\"}");

@@ -1,24 +1,26 @@
-//! Piece writes that bypass the page cache (`O_DIRECT`, `StoreConfig::direct_writes`).
+//! Piece reads and writes that bypass the page cache (`O_DIRECT`, `StoreConfig::direct_io`).
 //!
 //! A downloaded piece is hashed from memory, kept in the piece cache for the children that
 //! want it next, and streamed to a mirror client from memory; the copy the kernel would
-//! keep in its page cache is read by nobody while the piece is hot. Filling the page cache
-//! is not free: on the CI's virtual machines every fresh page is a host fault (free page
-//! reporting gives freed memory back to the host), and `dd` of 2 GB through the page cache
-//! costs 5.4 s of system time against 0.19 s with `O_DIRECT` (1.3 s wall). So aligned
-//! spans of a piece go to the disk directly; reads later go through the page cache as
-//! usual (the kernel keeps the two coherent: a piece served once is likely asked for again),
-//! except the store's one-off scans (the running whole-content hash catching up on pieces
-//! no longer in the piece cache, the whole-file check), which read directly into the same
-//! aligned buffers.
+//! keep in its page cache is read by nobody while the piece is hot. A piece read back from
+//! disk (one the piece cache has dropped: a mirror client reading slower than the download,
+//! a child asking for an old piece) enters the piece cache, so a page-cache copy of it would
+//! again be a second one. Filling the page cache is not free: on the CI's virtual machines
+//! every fresh page is a host fault (free page reporting gives freed memory back to the
+//! host). Reading 512 MB that the page cache does not hold costs 0.97 s of system time
+//! through it against 0.02 s with `O_DIRECT` (0.25 s wall; `dd`, `bench/README.md`), and
+//! writing 2 GB 5.4 s against 0.19 s. So aligned spans of a piece go to and come from the
+//! disk directly, through reused aligned buffers.
 //!
 //! `O_DIRECT` needs the file offset, the length and the buffer's address aligned to the
 //! device's logical block; 4096 covers 512- and 4096-byte devices. A piece buffer is an
-//! ordinary `Vec` (any address), so its aligned span is copied into a reused aligned
-//! buffer first (a memory copy, about a tenth of the page-cache cost it saves); a tail
+//! ordinary `Vec` (any address), so its aligned span is copied through a reused aligned
+//! buffer (a memory copy, a small fraction of the page-cache cost it saves); a write's tail
 //! shorter than a block, and every piece of a task whose piece size is not a multiple of
-//! 4096, is written through the page cache. Filesystems without `O_DIRECT` (tmpfs) refuse
-//! the open; the task then writes through the page cache only.
+//! 4096, goes through the page cache (a direct read of the last block sees it: the kernel
+//! writes dirty cached pages of a range back before reading that range directly).
+//! Filesystems without `O_DIRECT` (tmpfs) refuse the open; the task then uses the page
+//! cache only.
 
 use std::alloc::{self, Layout};
 use std::fs::{File, OpenOptions};

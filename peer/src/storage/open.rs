@@ -88,7 +88,7 @@ impl Store {
         // recorded before their bytes reached the disk.
         let unverified = if meta.completed { PieceSet::new(meta.piece_count()) } else { meta.finished.clone() };
         let finished_bytes = meta.finished_bytes();
-        let entry = Arc::new(TaskEntry::new(dir.to_path_buf(), file, meta, unverified, self.config.direct_writes));
+        let entry = Arc::new(TaskEntry::new(dir.to_path_buf(), file, meta, unverified, self.config.direct_io));
         self.used_bytes.fetch_add(finished_bytes, Ordering::AcqRel);
 
         let mut state = lock(&entry.state);

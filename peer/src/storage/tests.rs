@@ -27,7 +27,7 @@ fn config(dir: &Path) -> StoreConfig {
         meta_flush_pieces: 1,
         piece_cache_bytes: 0,
         sync_on_complete: true,
-        direct_writes: true,
+        direct_io: true,
     }
 }
 
@@ -507,7 +507,7 @@ fn concurrent_writers_in_any_order_leave_no_piece_out_of_the_running_hash() {
 }
 
 #[test]
-fn direct_writes_of_aligned_pieces_read_back_verify_and_survive_a_restart() {
+fn direct_io_of_aligned_pieces_reads_back_verifies_and_survives_a_restart() {
     // Pieces of 16 KiB, a multiple of the O_DIRECT block, so aligned spans bypass the page
     // cache (where the filesystem has O_DIRECT; elsewhere the same test covers the fallback).
     const BIG: u64 = 16 << 10;
