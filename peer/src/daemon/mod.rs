@@ -179,8 +179,9 @@ pub async fn start_with_origin(cfg: DaemonConfig, origin: Arc<dyn Origin>) -> Re
     };
     #[cfg(madsim)]
     let origin_insecure: Option<Arc<dyn Origin>> = None;
-    let client =
-        Arc::new(PeerClient::new(cfg.dataplane.client.clone()).map_err(|e| StartError::Dataplane(e.to_string()))?);
+    let client = PeerClient::with_buffers(cfg.dataplane.client.clone(), store.buffers())
+        .map_err(|e| StartError::Dataplane(e.to_string()))?;
+    let client = Arc::new(client);
     let server =
         Server::bind(cfg.listen.data, store.clone(), cfg.dataplane.server.clone()).await.map_err(|e| match e {
             crate::dataplane::ServerError::Bind { addr, source } => {

@@ -3,9 +3,9 @@
 
 use super::conn::{lock, time_compat, Conn, Lane, Pool, Reply};
 use super::frame::{ErrorCode, PiecesReply, Request};
-use super::io::{blocking, BufferPool};
+use super::io::blocking;
 use super::ratelimit::{RateLimit, TokenBucket};
-use crate::storage::{PieceDigest, VerifiedPiece};
+use crate::storage::{BufferPool, PieceDigest, VerifiedPiece};
 use crate::task_id::TaskId;
 use sched::core::PieceSet;
 use serde::{Deserialize, Serialize};
@@ -171,17 +171,19 @@ pub struct PeerClient {
     buffers: Arc<BufferPool>,
 }
 
-/// Receive buffers kept for reuse.
-const POOLED_BUFFERS_MAX: usize = 16;
-
 impl PeerClient {
     pub fn new(config: ClientConfig) -> Result<PeerClient, FetchError> {
+        PeerClient::with_buffers(config, Arc::new(BufferPool::default()))
+    }
+
+    /// A client receiving pieces into `buffers` (the store's: `Store::buffers`), so that the
+    /// buffers of pieces the piece cache let go receive the next ones.
+    pub fn with_buffers(config: ClientConfig, buffers: Arc<BufferPool>) -> Result<PeerClient, FetchError> {
         config.validate().map_err(FetchError::Config)?;
         let download_bucket = match config.download_rate {
             Some(rate) => Some(Arc::new(TokenBucket::new(rate, "download_rate").map_err(FetchError::Config)?)),
             None => None,
         };
-        let buffers = Arc::new(BufferPool::new(POOLED_BUFFERS_MAX));
         Ok(PeerClient { config, pools: Mutex::new(HashMap::new()), download_bucket, buffers })
     }
 

@@ -6,7 +6,8 @@ use super::client::{ClientConfig, FetchError};
 use super::frame::{
     self, ErrorCode, PiecesReply, Request, HELLO, KIND_ERROR, KIND_PIECE, KIND_PIECES, MAX_REPLY_BODY, PIECE_PREFIX_LEN,
 };
-use super::io::{read_body, read_header, write_frame, BufferPool, ReadError};
+use super::io::{read_body, read_header, write_frame, ReadError};
+use crate::storage::{BufferPool, PieceBuf};
 use super::ratelimit::TokenBucket;
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -64,7 +65,7 @@ struct Pending {
 
 pub(super) enum Reply {
     Pieces(PiecesReply),
-    Piece { piece: u32, data: Vec<u8> },
+    Piece { piece: u32, data: PieceBuf },
     Error { code: ErrorCode, message: String },
 }
 
@@ -286,22 +287,24 @@ async fn read_loop(mut rd: BufReader<ReadHalf<TcpStream>>, shared: Arc<ConnShare
     shared.close(error);
 }
 
-/// Reads `len` bytes into a recycled buffer (not zeroed first), charging the download bucket.
+/// Reads `len` bytes into a recycled buffer (its stale bytes overwritten, not zeroed
+/// first), charging the download bucket.
 async fn read_data(
     rd: &mut BufReader<ReadHalf<TcpStream>>,
     len: usize,
     shared: &ConnShared,
-) -> std::io::Result<Vec<u8>> {
+) -> std::io::Result<PieceBuf> {
     let bucket = shared.download_bucket.as_deref();
     let mut data = shared.buffers.take();
-    data.clear();
-    data.reserve_exact(len);
-    while data.len() < len {
-        let want = (len - data.len()).min(READ_CHUNK_BYTES);
-        let n = (&mut *rd).take(want as u64).read_buf(&mut data).await?;
+    data.resize_for_overwrite(len);
+    let mut got = 0;
+    while got < len {
+        let want = (len - got).min(READ_CHUNK_BYTES);
+        let n = rd.read(&mut data[got..got + want]).await?;
         if n == 0 {
             return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "connection closed mid-piece"));
         }
+        got += n;
         if let Some(bucket) = bucket {
             bucket.take(n as u64).await;
         }

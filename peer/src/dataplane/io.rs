@@ -61,32 +61,6 @@ pub async fn write_frame<W: AsyncWrite + Unpin>(w: &mut W, bytes: &[u8]) -> io::
     w.flush().await
 }
 
-/// Piece buffers kept for reuse: reading a piece into a recycled buffer saves an allocation,
-/// the page faults of fresh memory and zeroing, per piece.
-pub struct BufferPool {
-    buffers: std::sync::Mutex<Vec<Vec<u8>>>,
-    max_buffers: usize,
-}
-
-impl BufferPool {
-    pub fn new(max_buffers: usize) -> BufferPool {
-        BufferPool { buffers: std::sync::Mutex::new(Vec::new()), max_buffers }
-    }
-
-    /// A buffer with stale contents (callers overwrite or `clear` it: zeroing it here would
-    /// cost what the pool saves).
-    pub fn take(&self) -> Vec<u8> {
-        self.buffers.lock().unwrap_or_else(|e| e.into_inner()).pop().unwrap_or_default()
-    }
-
-    pub fn give(&self, buf: Vec<u8>) {
-        let mut buffers = self.buffers.lock().unwrap_or_else(|e| e.into_inner());
-        if buffers.len() < self.max_buffers && buf.capacity() > 0 {
-            buffers.push(buf);
-        }
-    }
-}
-
 /// Runs `f` on a blocking thread (a simulation runs it inline: madsim has one thread).
 pub async fn blocking<T, F>(f: F) -> io::Result<T>
 where

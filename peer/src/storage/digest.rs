@@ -14,6 +14,7 @@
 //! instead of computing them again. A `VerifiedPiece` can only be built by computing, so a
 //! digest it carries is never one a peer merely claimed.
 
+use super::PieceBuf;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use sha2::{Digest as _, Sha256};
 use std::fmt;
@@ -167,20 +168,21 @@ impl<'de> Deserialize<'de> for PieceDigest {
 /// Piece bytes and the piece digest this process computed over them.
 #[derive(Clone, PartialEq, Eq)]
 pub struct VerifiedPiece {
-    data: Vec<u8>,
+    data: PieceBuf,
     digest: PieceDigest,
 }
 
 impl VerifiedPiece {
-    /// Computes the digest of `data`.
-    pub fn new(data: Vec<u8>) -> VerifiedPiece {
+    /// Computes the digest of `data` (a `Vec` is copied into aligned memory).
+    pub fn new(data: impl Into<PieceBuf>) -> VerifiedPiece {
+        let data = data.into();
         let digest = PieceDigest::of(&data);
         VerifiedPiece { data, digest }
     }
 
     /// Computes the digest of `data` and accepts it only if it matches `expected`;
     /// otherwise returns the digest it actually has.
-    pub fn check(data: Vec<u8>, expected: &PieceDigest) -> Result<VerifiedPiece, PieceDigest> {
+    pub fn check(data: impl Into<PieceBuf>, expected: &PieceDigest) -> Result<VerifiedPiece, PieceDigest> {
         let piece = VerifiedPiece::new(data);
         if piece.digest == *expected {
             Ok(piece)
@@ -201,7 +203,7 @@ impl VerifiedPiece {
     pub fn is_empty(&self) -> bool {
         self.data.is_empty()
     }
-    pub fn into_data(self) -> Vec<u8> {
+    pub fn into_data(self) -> PieceBuf {
         self.data
     }
 }

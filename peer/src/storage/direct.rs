@@ -22,7 +22,7 @@
 //! Filesystems without `O_DIRECT` (tmpfs) refuse the open; the task then uses the page
 //! cache only.
 
-use std::alloc::{self, Layout};
+use super::buffers::{PieceBuf, BLOCK};
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
@@ -30,7 +30,7 @@ use std::path::Path;
 use std::sync::Mutex;
 
 /// Alignment of offsets, lengths and buffers for `O_DIRECT`.
-pub(super) const DIRECT_ALIGN: usize = 4096;
+pub(super) const DIRECT_ALIGN: usize = BLOCK;
 /// Aligned buffers kept for reuse (one per concurrent writer; more are made and freed),
 /// holding at most `POOL_BYTES` in all (pieces may be up to 64 MiB).
 const POOL_BUFFERS: usize = 8;
@@ -50,84 +50,53 @@ pub(super) fn open_direct(path: &Path) -> Option<File> {
     }
 }
 
-/// A heap buffer aligned to `DIRECT_ALIGN`.
-struct AlignedBuf {
-    ptr: std::ptr::NonNull<u8>,
-    cap: usize,
-}
-
-// The buffer owns its allocation; nothing else points into it.
-unsafe impl Send for AlignedBuf {}
-
-impl AlignedBuf {
-    fn new(len: usize) -> AlignedBuf {
-        let cap = len.max(DIRECT_ALIGN).next_multiple_of(DIRECT_ALIGN);
-        let layout = Layout::from_size_align(cap, DIRECT_ALIGN).expect("piece sizes are far below isize::MAX");
-        // Zeroed, so every byte is initialised and the buffer can be lent out as `&mut [u8]`
-        // (buffers are reused: the zeroing, like the page faults, happens once per buffer).
-        // SAFETY: the layout has a non-zero size.
-        let raw = unsafe { alloc::alloc_zeroed(layout) };
-        let ptr = std::ptr::NonNull::new(raw).unwrap_or_else(|| alloc::handle_alloc_error(layout));
-        AlignedBuf { ptr, cap }
-    }
-
-    fn filled_with(&mut self, data: &[u8]) -> &[u8] {
-        assert!(data.len() <= self.cap);
-        // SAFETY: `ptr` is valid for `cap` bytes we own, `data` cannot overlap them, and
-        // every byte of the returned slice has just been written.
-        unsafe {
-            std::ptr::copy_nonoverlapping(data.as_ptr(), self.ptr.as_ptr(), data.len());
-            std::slice::from_raw_parts(self.ptr.as_ptr(), data.len())
-        }
-    }
-}
-
-impl Drop for AlignedBuf {
-    fn drop(&mut self) {
-        // SAFETY: allocated in `new` with this very layout.
-        unsafe { alloc::dealloc(self.ptr.as_ptr(), Layout::from_size_align_unchecked(self.cap, DIRECT_ALIGN)) }
-    }
-}
-
-/// Aligned copy buffers shared by the store's writers.
+/// Aligned copy buffers shared by the store's writers and scans (for bytes that are not in
+/// a `PieceBuf`).
 #[derive(Default)]
 pub(super) struct BouncePool {
-    free: Mutex<Vec<AlignedBuf>>,
+    free: Mutex<Vec<PieceBuf>>,
 }
 
 impl BouncePool {
-    fn take(&self, len: usize) -> AlignedBuf {
+    fn take(&self, len: usize) -> PieceBuf {
         let mut free = self.free.lock().unwrap_or_else(|p| p.into_inner());
-        match free.iter().position(|b| b.cap >= len) {
+        let mut buf = match free.iter().position(|b| b.capacity() >= len) {
             Some(i) => free.swap_remove(i),
-            None => {
-                drop(free);
-                AlignedBuf::new(len)
-            }
-        }
+            None => PieceBuf::new(),
+        };
+        drop(free);
+        buf.resize_for_overwrite(len);
+        buf
     }
 
-    fn give_back(&self, buf: AlignedBuf) {
+    fn give_back(&self, buf: PieceBuf) {
         let mut free = self.free.lock().unwrap_or_else(|p| p.into_inner());
-        let held: usize = free.iter().map(|b| b.cap).sum();
-        if free.len() < POOL_BUFFERS && held + buf.cap <= POOL_BYTES {
+        let held: usize = free.iter().map(PieceBuf::capacity).sum();
+        if free.len() < POOL_BUFFERS && held + buf.capacity() <= POOL_BYTES {
             free.push(buf);
         }
     }
 
     /// Writes `data` at `offset`: its block-aligned span through `direct` (when given and
-    /// `offset` is aligned), the rest through `buffered`. A direct write the filesystem
-    /// refuses is done again through `buffered`, so a caller only sees errors both paths
-    /// give (no space, I/O error).
+    /// `offset` is aligned; from `data` itself when it starts on a block, as a `PieceBuf`
+    /// does, else through a bounce buffer), the rest through `buffered`. A direct write the
+    /// filesystem refuses is done again through `buffered`, so a caller only sees errors
+    /// both paths give (no space, I/O error).
     pub(super) fn write_at(&self, direct: Option<&File>, buffered: &File, data: &[u8], offset: u64) -> io::Result<()> {
         let aligned_len = data.len() / DIRECT_ALIGN * DIRECT_ALIGN;
         let Some(direct) = direct.filter(|_| offset % DIRECT_ALIGN as u64 == 0 && aligned_len > 0) else {
             return buffered.write_all_at(data, offset);
         };
         let (head, tail) = data.split_at(aligned_len);
-        let mut buf = self.take(aligned_len);
-        let wrote = direct.write_all_at(buf.filled_with(head), offset);
-        self.give_back(buf);
+        let wrote = if head.as_ptr() as usize % DIRECT_ALIGN == 0 {
+            direct.write_all_at(head, offset)
+        } else {
+            let mut buf = self.take(aligned_len);
+            buf.copy_from_slice(head);
+            let wrote = direct.write_all_at(&buf, offset);
+            self.give_back(buf);
+            wrote
+        };
         match wrote {
             Ok(()) => {}
             Err(e) if e.raw_os_error() == Some(libc_einval()) => buffered.write_all_at(head, offset)?,
@@ -151,21 +120,25 @@ impl BouncePool {
         len: usize,
         f: impl FnOnce(&[u8]) -> R,
     ) -> io::Result<R> {
-        let block_len = len.next_multiple_of(DIRECT_ALIGN);
-        let buf = self.take(block_len);
-        // SAFETY: `ptr` is valid for `cap >= block_len` initialised bytes that only `buf`
-        // owns, and `buf` outlives `space`.
-        let space = unsafe { std::slice::from_raw_parts_mut(buf.ptr.as_ptr(), block_len) };
-        let read = match direct.filter(|_| offset % DIRECT_ALIGN as u64 == 0 && len > 0) {
-            Some(direct) => match read_direct(direct, space, offset, len) {
-                Err(e) if e.raw_os_error() == Some(libc_einval()) => buffered.read_exact_at(&mut space[..len], offset),
-                other => other,
-            },
-            None => buffered.read_exact_at(&mut space[..len], offset),
-        };
-        let out = read.map(|()| f(&space[..len]));
+        let mut buf = self.take(len);
+        let out = read_into(direct, buffered, offset, &mut buf).map(|()| f(&buf));
         self.give_back(buf);
         out
+    }
+}
+
+/// Fills `buf` (its whole length) from `offset`: through `direct` when given and `offset`
+/// is aligned (straight into `buf`, which is block-aligned; the last block may run past
+/// the end of the file, and the read stops there), else, or when the filesystem refuses,
+/// through `buffered`. Fewer bytes in the file is `UnexpectedEof`.
+pub(super) fn read_into(direct: Option<&File>, buffered: &File, offset: u64, buf: &mut PieceBuf) -> io::Result<()> {
+    let len = buf.len();
+    match direct.filter(|_| offset % DIRECT_ALIGN as u64 == 0 && len > 0) {
+        Some(direct) => match read_direct(direct, buf.blocks_mut(), offset, len) {
+            Err(e) if e.raw_os_error() == Some(libc_einval()) => buffered.read_exact_at(buf, offset),
+            other => other,
+        },
+        None => buffered.read_exact_at(buf, offset),
     }
 }
 
@@ -232,7 +205,7 @@ mod tests {
         let past = pool.read_at(direct.as_ref(), &buffered, 3 * 65536, 1001, |_| ()).unwrap_err();
         assert_eq!(past.kind(), io::ErrorKind::UnexpectedEof);
         let free = pool.free.lock().unwrap();
-        assert!(free.len() <= POOL_BUFFERS && free.iter().map(|b| b.cap).sum::<usize>() <= POOL_BYTES);
+        assert!(free.len() <= POOL_BUFFERS && free.iter().map(PieceBuf::capacity).sum::<usize>() <= POOL_BYTES);
     }
 
     #[test]

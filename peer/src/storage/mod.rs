@@ -37,6 +37,7 @@ mod digest;
 mod direct;
 mod error;
 mod gc;
+mod buffers;
 mod meta;
 mod open;
 mod piece_cache;
@@ -45,6 +46,7 @@ mod pieces;
 mod tests;
 
 pub(crate) use digest::{hex_decode_into, hex_encode};
+pub use buffers::{BufferPool, PieceBuf};
 pub use digest::{DigestParseError, PieceDigest, Sha256Digest, VerifiedPiece};
 pub use error::{ContentDigestMismatch, StoreError, TaskMismatch};
 pub use gc::{Evicted, GcPolicy, GcReason, GcReport};
@@ -264,6 +266,12 @@ impl Store {
         Store::open_with_clock(config, Arc::new(SystemClock))
     }
 
+    /// The piece buffers the store reuses (those of pieces evicted from its cache); a
+    /// data-plane client receiving into them saves fresh memory per piece.
+    pub fn buffers(&self) -> Arc<BufferPool> {
+        self.cache.spares().clone()
+    }
+
     pub fn open_with_clock(config: StoreConfig, clock: Arc<dyn Clock>) -> Result<(Store, OpenReport), StoreError> {
         if config.meta_flush_pieces == 0 {
             return Err(StoreError::Config { reason: "meta_flush_pieces must be at least 1".into() });
@@ -272,7 +280,7 @@ impl Store {
             return Err(StoreError::Config { reason: "quota_bytes must be more than 0".into() });
         }
         let store = Store {
-            cache: piece_cache::PieceCache::new(config.piece_cache_bytes),
+            cache: piece_cache::PieceCache::new(config.piece_cache_bytes, Arc::new(BufferPool::default())),
             bounce: direct::BouncePool::default(),
             tasks_dir: config.dir.join("tasks"),
             trash_dir: config.dir.join("trash"),

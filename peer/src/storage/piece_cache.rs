@@ -12,18 +12,15 @@
 //! unnoticed until the piece leaves the cache and is read (and re-hashed) again, which is
 //! when disk bytes would be sent.
 
-use super::{PieceDigest, VerifiedPiece};
+use super::{BufferPool, PieceBuf, PieceDigest, VerifiedPiece};
 use crate::task_id::TaskId;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
-/// Evicted buffers kept for the next disk reads (saves allocating and zeroing them).
-const SPARE_BUFFERS_MAX: usize = 8;
-
 /// Verified piece bytes, shared between the cache and the uploads sending them.
 #[derive(Clone)]
 pub struct SharedPiece {
-    data: Arc<Vec<u8>>,
+    data: Arc<PieceBuf>,
     digest: PieceDigest,
 }
 
@@ -41,7 +38,7 @@ impl SharedPiece {
         self.data.is_empty()
     }
     /// The buffer back, when nothing else holds it.
-    fn into_buffer(self) -> Option<Vec<u8>> {
+    fn into_buffer(self) -> Option<PieceBuf> {
         Arc::try_unwrap(self.data).ok()
     }
 }
@@ -65,6 +62,8 @@ type Key = (TaskId, u32);
 pub(super) struct PieceCache {
     max_bytes: u64,
     inner: Mutex<Inner>,
+    /// Where the buffers of evicted pieces go (once no upload holds them).
+    spares: Arc<BufferPool>,
 }
 
 #[derive(Default)]
@@ -74,7 +73,6 @@ struct Inner {
     order: BTreeMap<u64, Key>,
     next_stamp: u64,
     bytes: u64,
-    spare: Vec<Vec<u8>>,
 }
 
 impl Inner {
@@ -84,19 +82,21 @@ impl Inner {
         self.bytes -= piece.len() as u64;
         Some(piece)
     }
-
-    fn keep_spare(&mut self, piece: SharedPiece) {
-        if self.spare.len() < SPARE_BUFFERS_MAX {
-            if let Some(buf) = piece.into_buffer() {
-                self.spare.push(buf);
-            }
-        }
-    }
 }
 
 impl PieceCache {
-    pub(super) fn new(max_bytes: u64) -> PieceCache {
-        PieceCache { max_bytes, inner: Mutex::new(Inner::default()) }
+    pub(super) fn new(max_bytes: u64, spares: Arc<BufferPool>) -> PieceCache {
+        PieceCache { max_bytes, inner: Mutex::new(Inner::default()), spares }
+    }
+
+    pub(super) fn spares(&self) -> &Arc<BufferPool> {
+        &self.spares
+    }
+
+    fn keep_spare(&self, piece: SharedPiece) {
+        if let Some(buf) = piece.into_buffer() {
+            self.spares.give(buf);
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -132,7 +132,7 @@ impl PieceCache {
         let mut inner = self.lock();
         let key = (*task, index);
         if let Some(old) = inner.remove(&key) {
-            inner.keep_spare(old);
+            self.keep_spare(old);
         }
         while inner.bytes + len > self.max_bytes {
             let Some((_, oldest)) = inner.order.pop_first() else {
@@ -140,7 +140,7 @@ impl PieceCache {
             };
             if let Some((evicted, _)) = inner.entries.remove(&oldest) {
                 inner.bytes -= evicted.len() as u64;
-                inner.keep_spare(evicted);
+                self.keep_spare(evicted);
             }
         }
         let stamp = inner.next_stamp;
@@ -168,15 +168,15 @@ impl PieceCache {
     }
 
     /// A buffer for a disk read: a spare one (stale contents) or a new empty one.
-    pub(super) fn take_buffer(&self) -> Vec<u8> {
-        self.lock().spare.pop().unwrap_or_default()
+    pub(super) fn take_buffer(&self) -> PieceBuf {
+        self.spares.take()
     }
 
     /// A piece an upload has finished with: its buffer becomes a spare if nothing else
     /// (the cache, another upload) holds it.
     pub(super) fn recycle(&self, piece: SharedPiece) {
         if Arc::strong_count(&piece.data) == 1 {
-            self.lock().keep_spare(piece);
+            self.keep_spare(piece);
         }
     }
 
@@ -196,7 +196,7 @@ mod tests {
 
     #[test]
     fn least_recently_used_goes_first_and_the_budget_holds() {
-        let cache = PieceCache::new(300);
+        let cache = PieceCache::new(300, Default::default());
         let task = TaskId::from_bytes([1; 32]);
         let (a, b, c) = (piece(1, 100), piece(2, 100), piece(3, 100));
         cache.insert(&task, 0, a.clone());
@@ -215,7 +215,7 @@ mod tests {
 
     #[test]
     fn a_piece_is_only_handed_out_for_its_own_digest() {
-        let cache = PieceCache::new(1000);
+        let cache = PieceCache::new(1000, Default::default());
         let task = TaskId::from_bytes([2; 32]);
         let a = piece(1, 10);
         cache.insert(&task, 0, a.clone());
@@ -234,13 +234,13 @@ mod tests {
 
     #[test]
     fn removal_disabled_cache_and_spare_buffers() {
-        let off = PieceCache::new(0);
+        let off = PieceCache::new(0, Default::default());
         let task = TaskId::from_bytes([4; 32]);
         let a = piece(1, 10);
         off.insert(&task, 0, a.clone());
         assert!(off.get(&task, 0, a.digest()).is_none());
 
-        let cache = PieceCache::new(20);
+        let cache = PieceCache::new(20, Default::default());
         cache.insert(&task, 0, piece(1, 10));
         cache.insert(&task, 1, piece(2, 10));
         cache.remove_task(&task);

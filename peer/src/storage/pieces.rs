@@ -1,12 +1,11 @@
 //! Piece writes, verified reads, and task completion.
 
 use super::{
-    lock, persist, PieceDigest, RunningHash, Sha256Digest, SharedPiece, Store, StoreError, TaskEntry, TaskState,
-    VerifiedPiece,
+    direct, lock, persist, PieceBuf, PieceDigest, RunningHash, Sha256Digest, SharedPiece, Store, StoreError,
+    TaskEntry, TaskState, VerifiedPiece,
 };
 use crate::task_id::TaskId;
 use sha2::{Digest as _, Sha256};
-use std::os::unix::fs::FileExt;
 use std::sync::atomic::Ordering;
 
 /// The outcome of a piece write.
@@ -202,7 +201,7 @@ impl Store {
     /// dropped from the finished pieces and reported as `CorruptPiece`; its bytes are not
     /// returned.
     pub fn read_piece(&self, id: &TaskId, piece: u32) -> Result<VerifiedPiece, StoreError> {
-        self.read_piece_into(id, piece, Vec::new())
+        self.read_piece_into(id, piece, PieceBuf::new())
     }
 
     /// A finished piece for sending: from the cache of verified pieces when it holds the
@@ -264,7 +263,7 @@ impl Store {
 
     /// `read_piece` into a reused buffer (a server recycles its send buffers: no allocation,
     /// page faults or zeroing per piece).
-    pub fn read_piece_into(&self, id: &TaskId, piece: u32, mut buf: Vec<u8>) -> Result<VerifiedPiece, StoreError> {
+    pub fn read_piece_into(&self, id: &TaskId, piece: u32, mut buf: PieceBuf) -> Result<VerifiedPiece, StoreError> {
         let pin = self.pin(id)?;
         let entry = &pin.entry;
         let (offset, len, digest) = {
@@ -280,15 +279,12 @@ impl Store {
             state.dirty = true;
             at
         };
-        // Only bytes past the buffer's current length get zeroed; the rest is overwritten.
-        // Directly where the task has `O_DIRECT` (`direct.rs`): a piece read from disk is
-        // one the piece cache no longer holds, and it enters that cache from here, so a
-        // page-cache copy would be a second one; making it cost 40 times the CPU of the
-        // direct read on the CI's machines.
-        buf.resize(len as usize, 0);
-        let read = self.bounce.read_at(entry.direct(), &entry.file, offset, len as usize, |bytes| {
-            buf.copy_from_slice(bytes);
-        });
+        // Straight into the buffer, directly where the task has `O_DIRECT` (`direct.rs`): a
+        // piece read from disk is one the piece cache no longer holds, and it enters that
+        // cache from here, so a page-cache copy would be a second one; making it cost 40
+        // times the CPU of the direct read on the CI's machines.
+        buf.resize_for_overwrite(len as usize);
+        let read = direct::read_into(entry.direct(), &entry.file, offset, &mut buf);
         let problem = match read {
             Ok(()) => match VerifiedPiece::check(buf, &digest) {
                 Ok(verified) => return Ok(verified),
