@@ -1,17 +1,19 @@
-//! Piece reads and writes that bypass the page cache (`O_DIRECT`, `StoreConfig::direct_io`).
+//! Piece writes, and reads of pieces read once, that bypass the page cache (`O_DIRECT`,
+//! `StoreConfig::direct_io`).
 //!
 //! A downloaded piece is hashed from memory, kept in the piece cache for the children that
 //! want it next, and streamed to a mirror client from memory; the copy the kernel would
-//! keep in its page cache is read by nobody while the piece is hot. A piece read back from
-//! disk (one the piece cache has dropped: a mirror client reading slower than the download,
-//! a child asking for an old piece) enters the piece cache, so a page-cache copy of it would
-//! again be a second one. Filling the page cache is not free: on the CI's virtual machines
-//! every fresh page is a host fault (free page reporting gives freed memory back to the
-//! host). Reading 512 MB that the page cache does not hold costs 0.97 s of system time
-//! through it against 0.02 s with `O_DIRECT` (0.25 s wall; `dd`, `bench/README.md`), and
-//! writing 2 GB 5.4 s against 0.19 s. So aligned spans of a piece go to and come from the
-//! disk directly, through reused aligned buffers.
-//!
+//! keep in its page cache is read by nobody while the piece is hot. Filling the page cache
+//! is not free: on the CI's virtual machines every fresh page is a host fault (free page
+//! reporting gives freed memory back to the host). Writing 2 GB costs 5.4 s of system time
+//! through it against 0.19 s with `O_DIRECT`, and reading 512 MB that the page cache does
+//! not hold 0.97 s against 0.02 s (0.25 s wall; `dd`, `bench/README.md`). So writes go to
+//! the disk directly, and so do reads that happen once: the store's scans (the running
+//! whole-content hash catching up, the whole-file check, re-checks) and a local mirror
+//! client reading behind the download (`Store::read_piece_once`). Pieces read to be
+//! uploaded go through the page cache (`Store::read_piece_shared`): a parent is asked for
+//! the same piece by child after child, and a seed's content outgrows the piece cache.
+
 //! `O_DIRECT` needs the file offset, the length and the buffer's address aligned to the
 //! device's logical block; 4096 covers 512- and 4096-byte devices. A piece buffer is an
 //! ordinary `Vec` (any address), so its aligned span is copied through a reused aligned

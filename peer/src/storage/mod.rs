@@ -23,9 +23,9 @@
 //!   `sync_on_complete`; pieces are recorded in metadata every `meta_flush_pieces` pieces
 //!   without fsyncing the content, and the read re-check catches the rare piece lost in a
 //!   crash.
-//! - Pieces go to and come from the disk with `O_DIRECT` where the filesystem has it
-//!   (`direct.rs`, `direct_io`): the page cache would hold a second copy of bytes served
-//!   from memory.
+//! - Pieces go to the disk with `O_DIRECT` where the filesystem has it, and come back that
+//!   way when read once (`direct.rs`, `direct_io`): the page cache would hold a second copy
+//!   of bytes served from memory. Uploads read through the page cache.
 //! - Space: `used_bytes` counts the bytes of finished pieces. A write that would take it past
 //!   `quota_bytes` fails with `QuotaExceeded`; `gc` frees space, least recently used first,
 //!   never touching a task that is pinned (in use).
@@ -92,12 +92,12 @@ pub struct StoreConfig {
     /// 2 s per 500 MB on the 254 MB/s disks of the CI machines). Metadata is always written
     /// atomically and synced.
     pub sync_on_complete: bool,
-    /// Write and read pieces directly (`O_DIRECT`), not through the page cache: every piece
-    /// is hashed, cached and served from memory while it is hot, and one read back from disk
-    /// enters that cache, so a page-cache copy is one nobody reads; filling it cost 1.9 s
-    /// of CPU per GB read and 2.7 s per GB written on the CI's machines (`direct.rs`).
-    /// Filesystems without `O_DIRECT` (tmpfs) use the page cache. (Formerly `direct_writes`,
-    /// still accepted.)
+    /// Write pieces, and read those read once (scans, a local mirror client behind the
+    /// download), directly (`O_DIRECT`), not through the page cache: every piece is hashed,
+    /// cached and served from memory while it is hot, so a page-cache copy is one nobody
+    /// reads; filling it cost 2.7 s of CPU per GB written and 1.9 s per GB read on the CI's
+    /// machines (`direct.rs`). Uploads read through the page cache. Filesystems without
+    /// `O_DIRECT` (tmpfs) use the page cache. (Formerly `direct_writes`, still accepted.)
     #[serde(alias = "direct_writes")]
     pub direct_io: bool,
 }

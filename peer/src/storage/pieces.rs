@@ -8,6 +8,14 @@ use crate::task_id::TaskId;
 use sha2::{Digest as _, Sha256};
 use std::sync::atomic::Ordering;
 
+/// How a piece is read from disk: through the page cache (read again soon, by the next
+/// child) or around it where the task has `O_DIRECT` (read once).
+#[derive(Debug, Clone, Copy)]
+enum Via {
+    PageCache,
+    Direct,
+}
+
 /// The outcome of a piece write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PieceWrite {
@@ -199,31 +207,51 @@ impl Store {
 
     /// Reads a finished piece and re-hashes it. A piece that no longer matches its digest is
     /// dropped from the finished pieces and reported as `CorruptPiece`; its bytes are not
-    /// returned.
+    /// returned. A one-off read (a check): around the page cache.
     pub fn read_piece(&self, id: &TaskId, piece: u32) -> Result<VerifiedPiece, StoreError> {
-        self.read_piece_into(id, piece, PieceBuf::new())
+        self.read_piece_into(id, piece, PieceBuf::new(), Via::Direct)
     }
 
-    /// A finished piece for sending: from the cache of verified pieces when it holds the
-    /// piece with the digest recorded now, else read and re-hashed like `read_piece` (and
-    /// then cached). Give it back with `recycle_piece` once sent.
+    /// A finished piece for uploading to children: from the cache of verified pieces when
+    /// it holds the piece with the digest recorded now, else read and re-hashed like
+    /// `read_piece` (and then cached), through the page cache: a parent is asked for the
+    /// same piece by child after child, and a seed's content is far larger than the piece
+    /// cache, so the kernel's copy is the one read next. Give it back with `recycle_piece`
+    /// once sent.
     pub fn read_piece_shared(&self, id: &TaskId, piece: u32) -> Result<SharedPiece, StoreError> {
-        let recorded = {
-            let pin = self.pin(id)?;
-            let state = lock(&pin.entry.state);
-            let m = &state.meta;
-            check_piece_index(pin.entry.id, piece, m.piece_count())?;
-            match m.piece_digests[piece as usize] {
-                Some(d) if m.finished.contains(piece) => d,
-                _ => return Err(StoreError::PieceNotFinished { task: *id, piece }),
-            }
-        };
+        let recorded = self.recorded_digest(id, piece)?;
         if let Some(hit) = self.cache.get(id, piece, &recorded) {
             return Ok(hit);
         }
-        let read = SharedPiece::from(self.read_piece_into(id, piece, self.cache.take_buffer())?);
+        let read = SharedPiece::from(self.read_piece_into(id, piece, self.cache.take_buffer(), Via::PageCache)?);
         self.cache.insert(id, piece, read.clone());
         Ok(read)
+    }
+
+    /// A finished piece for a local reader going through the content once (a mirror
+    /// client): from the cache of verified pieces when it is there, else read and re-hashed
+    /// around the page cache and not cached. Such a reader is behind the download (else the
+    /// piece would still be cached): a page-cache copy would be read by nobody, and making
+    /// it cost 40 times the CPU of the direct read on the CI's machines (`direct.rs`), while
+    /// caching the piece would evict one the reader wants next. Give it back with
+    /// `recycle_piece` once sent.
+    pub fn read_piece_once(&self, id: &TaskId, piece: u32) -> Result<SharedPiece, StoreError> {
+        let recorded = self.recorded_digest(id, piece)?;
+        if let Some(hit) = self.cache.get(id, piece, &recorded) {
+            return Ok(hit);
+        }
+        Ok(SharedPiece::from(self.read_piece_into(id, piece, self.cache.take_buffer(), Via::Direct)?))
+    }
+
+    fn recorded_digest(&self, id: &TaskId, piece: u32) -> Result<PieceDigest, StoreError> {
+        let pin = self.pin(id)?;
+        let state = lock(&pin.entry.state);
+        let m = &state.meta;
+        check_piece_index(pin.entry.id, piece, m.piece_count())?;
+        match m.piece_digests[piece as usize] {
+            Some(d) if m.finished.contains(piece) => Ok(d),
+            _ => Err(StoreError::PieceNotFinished { task: *id, piece }),
+        }
     }
 
     /// Keeps a piece this process has just verified and written (`write_piece`) in the
@@ -263,7 +291,7 @@ impl Store {
 
     /// `read_piece` into a reused buffer (a server recycles its send buffers: no allocation,
     /// page faults or zeroing per piece).
-    pub fn read_piece_into(&self, id: &TaskId, piece: u32, mut buf: PieceBuf) -> Result<VerifiedPiece, StoreError> {
+    fn read_piece_into(&self, id: &TaskId, piece: u32, mut buf: PieceBuf, via: Via) -> Result<VerifiedPiece, StoreError> {
         let pin = self.pin(id)?;
         let entry = &pin.entry;
         let (offset, len, digest) = {
@@ -279,12 +307,13 @@ impl Store {
             state.dirty = true;
             at
         };
-        // Straight into the buffer, directly where the task has `O_DIRECT` (`direct.rs`): a
-        // piece read from disk is one the piece cache no longer holds, and it enters that
-        // cache from here, so a page-cache copy would be a second one; making it cost 40
-        // times the CPU of the direct read on the CI's machines.
+        // Straight into the buffer (block-aligned, so a direct read needs no bounce copy).
         buf.resize_for_overwrite(len as usize);
-        let read = direct::read_into(entry.direct(), &entry.file, offset, &mut buf);
+        let around_page_cache = match via {
+            Via::Direct => entry.direct(),
+            Via::PageCache => None,
+        };
+        let read = direct::read_into(around_page_cache, &entry.file, offset, &mut buf);
         let problem = match read {
             Ok(()) => match VerifiedPiece::check(buf, &digest) {
                 Ok(verified) => return Ok(verified),

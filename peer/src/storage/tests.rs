@@ -400,6 +400,29 @@ fn verified_pieces_are_served_from_memory_and_disk_damage_is_still_found() {
 }
 
 #[test]
+fn a_piece_read_once_comes_from_memory_if_there_else_from_disk_checked_and_not_cached() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _, _) = open(StoreConfig { piece_cache_bytes: 8 * PIECE, ..config(dir.path()) });
+    let data = content(3 * PIECE, 5);
+    let s = spec(3, &data, true);
+    store.create_task(s.clone()).unwrap();
+    for p in 0..3 {
+        store.write_piece(&s.id, p, &piece_of(&data, p), None).unwrap();
+    }
+    // Piece 0 kept at write time: served from memory even with the disk copy damaged.
+    assert!(store.keep_piece(&s.id, 0, piece_of(&data, 0)).is_none());
+    corrupt(&store, &s.id, 0);
+    assert_eq!(store.read_piece_once(&s.id, 0).unwrap().data(), piece_of(&data, 0).data());
+    // Piece 1 from disk, twice: the first read did not cache it, so damage made since is found.
+    let once = store.read_piece_once(&s.id, 1).unwrap();
+    assert_eq!(once.data(), piece_of(&data, 1).data());
+    store.recycle_piece(once);
+    corrupt(&store, &s.id, 1);
+    assert!(matches!(store.read_piece_once(&s.id, 1), Err(StoreError::CorruptPiece { piece: 1, .. })));
+    assert!(matches!(store.read_piece_once(&s.id, 1), Err(StoreError::PieceNotFinished { piece: 1, .. })));
+}
+
+#[test]
 fn a_completed_task_written_to_since_is_rechecked_before_it_is_served() {
     let dir = tempfile::tempdir().unwrap();
     let (store, _, _) = open(config(dir.path()));

@@ -1,7 +1,8 @@
 //! Bytes of a P2P task for one mirror response, in order, as its pieces arrive: each
 //! piece comes from the store's cache of pieces this process verified (those it just
-//! received, for a task with a digest), else is read back from disk and re-hashed against
-//! its digest (bytes that fail are never sent); it is cut to the requested range and sent
+//! received, for a task with a digest), else is read back from disk (around the page
+//! cache: `Store::read_piece_once`) and re-hashed against its digest (bytes that fail are
+//! never sent); it is cut to the requested range and sent
 //! without a copy. The pieces near the read cursor are asked of the download first
 //! (`core::ReadAhead`). A response covering the whole blob holds its last piece back until
 //! the download has checked the whole content against the blob's digest (the store hashes
@@ -16,7 +17,7 @@ use crate::core::ReadAhead;
 use crate::daemon::download::{Job, State, Want};
 use crate::daemon::tasks::Handle;
 use crate::daemon::Ctx;
-use crate::storage::{SharedPiece, StoreError};
+use crate::storage::{SharedPiece, Store, StoreError};
 use crate::task_id::TaskId;
 use bytes::Bytes;
 use hyper::body::Frame;
@@ -48,12 +49,24 @@ pub struct NoStart {
 const READS_AHEAD: usize = 4;
 type PieceRead = tokio::task::JoinHandle<Result<SharedPiece, StoreError>>;
 
-/// A verified piece as a body frame's owner: sent without a copy.
-struct PieceBytes(SharedPiece);
+/// A verified piece as a body frame's owner: sent without a copy, and its buffer given
+/// back to the store once sent (it receives a later piece instead of fresh memory).
+struct PieceBytes {
+    piece: Option<SharedPiece>,
+    store: Arc<Store>,
+}
 
 impl AsRef<[u8]> for PieceBytes {
     fn as_ref(&self) -> &[u8] {
-        self.0.data()
+        self.piece.as_ref().map_or(&[], |p| p.data())
+    }
+}
+
+impl Drop for PieceBytes {
+    fn drop(&mut self) {
+        if let Some(piece) = self.piece.take() {
+            self.store.recycle_piece(piece);
+        }
     }
 }
 
@@ -182,7 +195,8 @@ impl Reader {
             let piece_start = u64::from(piece) * piece_bytes;
             let from = (read.start.max(piece_start) - piece_start) as usize;
             let to = ((read.end - piece_start) as usize).min(verified.len());
-            let data = Bytes::from_owner(PieceBytes(verified)).slice(from..to);
+            let owner = PieceBytes { piece: Some(verified), store: self.ctx.store.clone() };
+            let data = Bytes::from_owner(owner).slice(from..to);
             if read.verify_whole && piece == last_piece {
                 self.wait_verified().await?;
             }
@@ -196,7 +210,7 @@ impl Reader {
 
     fn spawn_read(&self, piece: u32) -> PieceRead {
         let (store, task) = (self.ctx.store.clone(), self.task);
-        tokio::task::spawn_blocking(move || store.read_piece_shared(&task, piece))
+        tokio::task::spawn_blocking(move || store.read_piece_once(&task, piece))
     }
 
     /// The task's (content, piece) bytes once the download created it in the store.
