@@ -188,7 +188,11 @@ fn bench_containerd_pull_through_a_warm_parent_against_direct() {
     // parents) and how busy the whole machine was.
     let timed = |op: &str, hosts: &std::path::Path, peer_pids: &[u32]| -> (f64, String) {
         ctrd.clean().unwrap_or_else(|e| panic!("{e}"));
-        let sides = [("containerd", vec![ctrd.proc.pid()]), ("registry", vec![registry.proc.pid()]), ("peers", peer_pids.to_vec())];
+        let sides = [
+            ("containerd", vec![ctrd.proc.pid()]),
+            ("registry", vec![registry.proc.pid()]),
+            ("peers", peer_pids.to_vec()),
+        ];
         let before: Vec<f64> = sides.iter().map(|(_, pids)| cpu::sum_seconds(pids)).collect();
         let (ctr_before, machine_before) = (cpu::waited_children_seconds(), cpu::machine_ticks());
         let took = match op {

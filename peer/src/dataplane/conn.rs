@@ -7,8 +7,8 @@ use super::frame::{
     self, ErrorCode, PiecesReply, Request, HELLO, KIND_ERROR, KIND_PIECE, KIND_PIECES, MAX_REPLY_BODY, PIECE_PREFIX_LEN,
 };
 use super::io::{read_body, read_header, write_frame, ReadError};
-use crate::storage::{BufferPool, PieceBuf};
 use super::ratelimit::TokenBucket;
+use crate::storage::{BufferPool, PieceBuf};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, Ordering};

@@ -13,16 +13,16 @@
 //! client reading behind the download (`Store::read_piece_once`). Pieces read to be
 //! uploaded go through the page cache (`Store::read_piece_shared`): a parent is asked for
 //! the same piece by child after child, and a seed's content outgrows the piece cache.
-
+//!
 //! `O_DIRECT` needs the file offset, the length and the buffer's address aligned to the
-//! device's logical block; 4096 covers 512- and 4096-byte devices. A piece buffer is an
-//! ordinary `Vec` (any address), so its aligned span is copied through a reused aligned
-//! buffer (a memory copy, a small fraction of the page-cache cost it saves); a write's tail
-//! shorter than a block, and every piece of a task whose piece size is not a multiple of
-//! 4096, goes through the page cache (a direct read of the last block sees it: the kernel
-//! writes dirty cached pages of a range back before reading that range directly).
-//! Filesystems without `O_DIRECT` (tmpfs) refuse the open; the task then uses the page
-//! cache only.
+//! device's logical block; 4096 covers 512- and 4096-byte devices. Pieces live in
+//! block-aligned buffers (`PieceBuf`), which go to and from the disk as they are; other
+//! bytes (a slice at any address, the store's scans) pass through a reused aligned bounce
+//! buffer. A write's tail shorter than a block, and every piece of a task whose piece size
+//! is not a multiple of 4096, goes through the page cache (a direct read of the last block
+//! sees it: the kernel writes dirty cached pages of a range back before reading that range
+//! directly). Filesystems without `O_DIRECT` (tmpfs) refuse the open; the task then uses the
+//! page cache only.
 
 use super::buffers::{PieceBuf, BLOCK};
 use std::fs::{File, OpenOptions};

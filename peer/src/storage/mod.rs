@@ -33,11 +33,11 @@
 //! The store is synchronous (positional reads and writes on one open file per task); async
 //! callers run piece reads and writes on a blocking thread.
 
+mod buffers;
 mod digest;
 mod direct;
 mod error;
 mod gc;
-mod buffers;
 mod meta;
 mod open;
 mod piece_cache;
@@ -45,8 +45,8 @@ mod pieces;
 #[cfg(test)]
 mod tests;
 
-pub(crate) use digest::{hex_decode_into, hex_encode};
 pub use buffers::{BufferPool, PieceBuf};
+pub(crate) use digest::{hex_decode_into, hex_encode};
 pub use digest::{DigestParseError, PieceDigest, Sha256Digest, VerifiedPiece};
 pub use error::{ContentDigestMismatch, StoreError, TaskMismatch};
 pub use gc::{Evicted, GcPolicy, GcReason, GcReport};
@@ -343,9 +343,7 @@ impl Store {
             content_mtime_ns: None,
         };
         let entry = match create_task_files(&dir, &meta) {
-            Ok(file) => {
-                Arc::new(TaskEntry::new(dir, file, meta, PieceSet::new(piece_count), self.config.direct_io))
-            }
+            Ok(file) => Arc::new(TaskEntry::new(dir, file, meta, PieceSet::new(piece_count), self.config.direct_io)),
             Err(e) => {
                 let _ = fs::remove_dir_all(&dir);
                 return Err(e);

@@ -1,8 +1,8 @@
 //! Piece writes, verified reads, and task completion.
 
 use super::{
-    direct, lock, persist, PieceBuf, PieceDigest, RunningHash, Sha256Digest, SharedPiece, Store, StoreError,
-    TaskEntry, TaskState, VerifiedPiece,
+    direct, lock, persist, PieceBuf, PieceDigest, RunningHash, Sha256Digest, SharedPiece, Store, StoreError, TaskEntry,
+    TaskState, VerifiedPiece,
 };
 use crate::task_id::TaskId;
 use sha2::{Digest as _, Sha256};
@@ -291,7 +291,13 @@ impl Store {
 
     /// `read_piece` into a reused buffer (a server recycles its send buffers: no allocation,
     /// page faults or zeroing per piece).
-    fn read_piece_into(&self, id: &TaskId, piece: u32, mut buf: PieceBuf, via: Via) -> Result<VerifiedPiece, StoreError> {
+    fn read_piece_into(
+        &self,
+        id: &TaskId,
+        piece: u32,
+        mut buf: PieceBuf,
+        via: Via,
+    ) -> Result<VerifiedPiece, StoreError> {
         let pin = self.pin(id)?;
         let entry = &pin.entry;
         let (offset, len, digest) = {
