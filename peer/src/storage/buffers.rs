@@ -38,7 +38,7 @@ unsafe impl Sync for PieceBuf {}
 
 impl PieceBuf {
     pub fn new() -> PieceBuf {
-        PieceBuf { ptr: NonNull::<[u8; BLOCK]>::dangling().cast(), cap: 0, len: 0 }
+        PieceBuf { ptr: NonNull::dangling(), cap: 0, len: 0 }
     }
 
     fn layout(cap: usize) -> Layout {
@@ -169,6 +169,19 @@ impl BufferPool {
         self.lock().pop().unwrap_or_default()
     }
 
+    /// A buffer of `len` bytes (stale contents): the first idle one with room for them, else
+    /// a new one.
+    pub fn take_for(&self, len: usize) -> PieceBuf {
+        let mut buffers = self.lock();
+        let mut buf = match buffers.iter().position(|b| b.capacity() >= len) {
+            Some(i) => buffers.swap_remove(i),
+            None => PieceBuf::new(),
+        };
+        drop(buffers);
+        buf.resize_for_overwrite(len);
+        buf
+    }
+
     /// Keeps `buf` for a later `take`, unless the pool is full.
     pub fn give(&self, buf: PieceBuf) {
         if buf.capacity() == 0 || buf.capacity() > self.max_bytes {
@@ -184,6 +197,11 @@ impl BufferPool {
     #[cfg(test)]
     pub(crate) fn idle(&self) -> usize {
         self.lock().len()
+    }
+
+    #[cfg(test)]
+    pub(crate) fn idle_bytes(&self) -> usize {
+        self.lock().iter().map(PieceBuf::capacity).sum()
     }
 }
 
@@ -209,6 +227,13 @@ mod tests {
         let (a, b) = (pool.take(), pool.take());
         assert_eq!(a.capacity() + b.capacity(), 3 * BLOCK);
         assert_eq!(pool.take().capacity(), 0);
+        // `take_for` picks an idle buffer with room, else makes one.
+        pool.give(sized(1));
+        pool.give(sized(2 * BLOCK));
+        let roomy = pool.take_for(BLOCK + 1);
+        assert_eq!((roomy.len(), roomy.capacity(), pool.idle()), (BLOCK + 1, 2 * BLOCK, 1));
+        assert_eq!(pool.take_for(3 * BLOCK).capacity(), 3 * BLOCK);
+        assert_eq!(pool.idle(), 1);
     }
 
     #[test]

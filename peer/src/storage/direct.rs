@@ -24,12 +24,11 @@
 //! directly). Filesystems without `O_DIRECT` (tmpfs) refuse the open; the task then uses the
 //! page cache only.
 
-use super::buffers::{PieceBuf, BLOCK};
+use super::buffers::{BufferPool, PieceBuf, BLOCK};
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::Path;
-use std::sync::Mutex;
 
 /// Alignment of offsets, lengths and buffers for `O_DIRECT`.
 pub(super) const DIRECT_ALIGN: usize = BLOCK;
@@ -54,29 +53,23 @@ pub(super) fn open_direct(path: &Path) -> Option<File> {
 
 /// Aligned copy buffers shared by the store's writers and scans (for bytes that are not in
 /// a `PieceBuf`).
-#[derive(Default)]
 pub(super) struct BouncePool {
-    free: Mutex<Vec<PieceBuf>>,
+    free: BufferPool,
+}
+
+impl Default for BouncePool {
+    fn default() -> Self {
+        BouncePool { free: BufferPool::new(POOL_BUFFERS, POOL_BYTES) }
+    }
 }
 
 impl BouncePool {
     fn take(&self, len: usize) -> PieceBuf {
-        let mut free = self.free.lock().unwrap_or_else(|p| p.into_inner());
-        let mut buf = match free.iter().position(|b| b.capacity() >= len) {
-            Some(i) => free.swap_remove(i),
-            None => PieceBuf::new(),
-        };
-        drop(free);
-        buf.resize_for_overwrite(len);
-        buf
+        self.free.take_for(len)
     }
 
     fn give_back(&self, buf: PieceBuf) {
-        let mut free = self.free.lock().unwrap_or_else(|p| p.into_inner());
-        let held: usize = free.iter().map(PieceBuf::capacity).sum();
-        if free.len() < POOL_BUFFERS && held + buf.capacity() <= POOL_BYTES {
-            free.push(buf);
-        }
+        self.free.give(buf)
     }
 
     /// Writes `data` at `offset`: its block-aligned span through `direct` (when given and
@@ -206,8 +199,7 @@ mod tests {
         }
         let past = pool.read_at(direct.as_ref(), &buffered, 3 * 65536, 1001, |_| ()).unwrap_err();
         assert_eq!(past.kind(), io::ErrorKind::UnexpectedEof);
-        let free = pool.free.lock().unwrap();
-        assert!(free.len() <= POOL_BUFFERS && free.iter().map(PieceBuf::capacity).sum::<usize>() <= POOL_BYTES);
+        assert!(pool.free.idle() <= POOL_BUFFERS && pool.free.idle_bytes() <= POOL_BYTES);
     }
 
     #[test]
