@@ -83,6 +83,10 @@ pub struct PeerConfig {
     /// its children in its home stripe (and the seed's upload carries each piece once):
     /// taking them early starves a tree to feed one leaf.
     pub strict_stripes: bool,
+    /// ...except from a parent whose host reported fewer than this many piece uploads in
+    /// progress (`TaskDownload::on_parent_uploads`): it has upload to spare. 0: never.
+    #[serde(default)]
+    pub off_stripe_below_uploads: u32,
     /// Pieces in flight for one task, all sources together.
     pub max_in_flight_total: u32,
     /// Pieces in flight from one parent.
@@ -135,6 +139,7 @@ impl PeerConfig {
                 piece_sizing: PieceSizing::Dragonfly,
                 piece_selection: PieceSelection::RandomFromBestParent,
                 strict_stripes: false,
+                off_stripe_below_uploads: 0,
                 max_in_flight_total: 8,
                 max_in_flight_per_parent: 8,
                 max_in_flight_per_seed_parent: 8,
@@ -164,6 +169,7 @@ impl PeerConfig {
                 piece_sizing: PieceSizing::Fixed { piece_bytes: 4_000_000 },
                 piece_selection: PieceSelection::RarestFirst,
                 strict_stripes: false,
+                off_stripe_below_uploads: 0,
                 max_in_flight_total: 10 * 5,
                 max_in_flight_per_parent: 3,
                 max_in_flight_per_seed_parent: 5,
@@ -188,8 +194,9 @@ impl PeerConfig {
                 report_batch_pieces: 0,
                 upload_slots: u32::MAX,
             },
-            // Ours: pieces scaled to the blob (about 128 per blob, 1 to 4 MiB: short pipelines
-            // for small layers, few requests for large ones), rarest first within the
+            // Ours: pieces scaled to the blob (about 128 per blob in whole 512 KiB, 512 KiB to
+            // 4 MiB: short pipelines for small layers, few requests for large ones; 1 MiB
+            // steps rounded a 134 MB layer up to 64 pieces), rarest first within the
             // stripes each parent serves and nothing else from a parent still downloading
             // (its upload belongs to its home stripe), one piece in flight per parent so a
             // piece crosses each hop at the edge's full share instead of a third of it (a
@@ -197,9 +204,12 @@ impl PeerConfig {
             // reported in batches (the scheduler needs "has data", not every piece), quick
             // reschedule when the parents stop being useful.
             Policy::Default => PeerConfig {
-                piece_sizing: PieceSizing::Scaled { min_bytes: MIB, max_bytes: 4 * MIB, target_pieces: 128 },
+                piece_sizing: PieceSizing::Scaled { min_bytes: MIB / 2, max_bytes: 4 * MIB, target_pieces: 128 },
                 piece_selection: PieceSelection::RarestFirst,
                 strict_stripes: true,
+                // Half the stripes: a host with fewer uploads running has a share to spare
+                // beyond what its home-stripe children need (4, 6 and 8 measured alike).
+                off_stripe_below_uploads: 4,
                 max_in_flight_total: 32,
                 max_in_flight_per_parent: 1,
                 max_in_flight_per_seed_parent: 1,

@@ -177,6 +177,36 @@ fn stripes_keep_seed_children_on_their_share_while_other_work_exists() {
 }
 
 #[test]
+fn a_striped_parent_with_upload_to_spare_gives_other_stripes_too() {
+    // The child holds stripe 1 of the parent (a downloading peer, pieces 0..6 of 8) and
+    // wants only pieces outside it: strict stripes give nothing until the parent's host
+    // says it runs fewer uploads than `off_stripe_below_uploads`.
+    let mut c = cfg();
+    c.max_in_flight_total = 1;
+    let limit = c.off_stripe_below_uploads;
+    assert!(c.strict_stripes && limit > 0, "the default policy's peer is strict and borrows");
+    let mut d = TaskDownload::new(c, 8 * 4 * MIB, true, 0);
+    for piece in [1, 5] {
+        d.on_piece_done(0, piece, Source::Origin, 1);
+    }
+    let mut p = parent(7, &(0..6).collect::<Vec<_>>(), 8);
+    p.0.stripe = Some(Stripe { index: 1, count: 4 });
+    d.on_parents(0, vec![p]);
+    let mut rng = ChaCha8Rng::seed_from_u64(1);
+    let mut out = Vec::new();
+    d.poll(1, &mut rng, &mut out);
+    assert!(fetches(&out).is_empty(), "no report yet: the parent counts as busy");
+    d.on_parent_uploads(PeerId(7), limit);
+    d.poll(2, &mut rng, &mut out);
+    assert!(fetches(&out).is_empty(), "at the limit: still busy");
+    d.on_parent_uploads(PeerId(7), limit - 1);
+    d.poll(3, &mut rng, &mut out);
+    let got = fetches(&out);
+    assert_eq!(got.len(), 1);
+    assert!(got[0].0 < 6 && got[0].0 % 4 != 1, "an off-stripe piece the parent holds: {got:?}");
+}
+
+#[test]
 fn one_parent_may_serve_several_stripes() {
     let mut c = cfg();
     c.max_in_flight_total = 8;
@@ -383,16 +413,17 @@ fn pick_rarest_by_full_scan(d: &TaskDownload, rng: &mut impl Rng) -> Option<(u32
     });
     let words = d.needed.words().len();
     let offset = if words > 0 { rng.random_range(0..words) } else { 0 };
-    for honour_stripes in [true, false] {
-        for only_urgent in [true, false] {
-            if only_urgent && d.urgent.is_empty() {
-                continue;
-            }
+    for only_urgent in [true, false] {
+        if only_urgent && d.urgent.is_empty() {
+            continue;
+        }
+        for honour_stripes in [true, false] {
             for level in 1..d.by_availability.len() {
                 let bucket = d.by_availability[level].words();
                 for &pi in &order {
                     let p = &d.parents[pi];
-                    let strict = d.cfg.strict_stripes && !p.has.is_full();
+                    let spare = d.wanted.is_full() && p.uploads_active < d.cfg.off_stripe_below_uploads;
+                    let strict = d.cfg.strict_stripes && !p.has.is_full() && !spare;
                     let stripe = if honour_stripes || strict { p.stripes } else { None };
                     for k in 0..words {
                         let wi = (offset + k) % words;
@@ -410,9 +441,6 @@ fn pick_rarest_by_full_scan(d: &TaskDownload, rng: &mut impl Rng) -> Option<(u32
                     }
                 }
             }
-        }
-        if !d.parents.iter().any(|p| p.stripes.is_some()) {
-            break;
         }
     }
     None
@@ -441,7 +469,13 @@ proptest::proptest! {
                 p
             })
             .collect();
+        let ids: Vec<PeerId> = parents.iter().map(|p| p.0.peer).collect();
         d.on_parents(0, parents);
+        for id in ids {
+            if rng.random_bool(0.5) {
+                d.on_parent_uploads(id, rng.random_range(0..8));
+            }
+        }
         if lazy {
             let a = rng.random_range(0..pieces);
             d.want(a..pieces.min(a + 20));

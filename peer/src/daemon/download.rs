@@ -596,6 +596,7 @@ impl<'a> Download<'a> {
                     for piece in &update.added {
                         self.plan.on_parent_has(parent, *piece);
                     }
+                    self.plan.on_parent_uploads(parent, update.uploads_active);
                     if let Some(link) = self.parents.get_mut(&parent) {
                         link.pieces = Some(update.pieces);
                     }

@@ -160,6 +160,8 @@ pub struct PieceUpdate {
     pub added: Vec<u32>,
     /// Pieces the parent no longer has (it dropped them as corrupt).
     pub removed: Vec<u32>,
+    /// Piece uploads the parent's host was running (`TaskDownload::on_parent_uploads`).
+    pub uploads_active: u32,
 }
 
 /// Data-plane client of one host; share it (`Arc`) across tasks.
@@ -343,6 +345,7 @@ impl PeerClient {
 
 /// Applies a Pieces reply to what the child knew of this parent.
 fn merge(parent: SocketAddr, known: Option<&ParentPieces>, reply: PiecesReply) -> Result<PieceUpdate, FetchError> {
+    let uploads_active = reply.uploads_active;
     let mut digests = match known {
         Some(k) => {
             if (k.content_bytes, k.piece_bytes) != (reply.content_bytes, reply.piece_bytes) {
@@ -373,5 +376,5 @@ fn merge(parent: SocketAddr, known: Option<&ParentPieces>, reply: PiecesReply) -
     let after = pieces.usable();
     let added = after.iter_minus(&before).collect();
     let removed = before.iter_minus(&after).collect();
-    Ok(PieceUpdate { pieces, added, removed })
+    Ok(PieceUpdate { pieces, added, removed, uploads_active })
 }

@@ -12,21 +12,24 @@
 //!   0x02 GetPiece    task:[32] piece:u32
 //! replies (parent -> child), with the request's id, in any order
 //!   0x81 Pieces      content_bytes:u64 piece_bytes:u64 piece_count:u32 flags:u8
-//!                    finished_bitmap n:u32 n x (piece:u32 crc32:u32)
+//!                    uploads_active:u32 finished_bitmap n:u32 n x (piece:u32 crc32:u32)
 //!   0x82 Piece       piece:u32 crc32:u32 data (the rest of the frame)
 //!   0xE0 Error       code:u8 message_len:u16 message (UTF-8)
 //! ```
 //!
 //! A bitmap of `count` pieces is `ceil(count / 8)` bytes, piece `i` at bit `i % 8` of byte
 //! `i / 8`. `known_count` is 0 when the child knows nothing yet, else the task's piece count.
-//! `flags` bit 0: the parent has completed the task.
+//! `flags` bit 0: the parent has completed the task. `uploads_active`: piece uploads the
+//! parent's host was running when it replied (a child may then ask it for more than its
+//! stripes: `core::plan`).
 
 use crate::storage::{PieceDigest, MAX_PIECE_BYTES, MAX_PIECE_COUNT};
 use crate::task_id::TaskId;
 use sched::core::PieceSet;
 
-/// 2: piece digests are CRC32 (version 1 carried sha256).
-pub const VERSION: u16 = 2;
+/// 3: Pieces replies carry the parent's uploads in progress (2: CRC32 piece digests,
+/// 1: sha256).
+pub const VERSION: u16 = 3;
 pub const HELLO: [u8; 8] = [b'P', b'2', b'P', b'D', (VERSION >> 8) as u8, VERSION as u8, 0, 0];
 /// len + kind + request id.
 pub const HEADER_LEN: usize = 9;
@@ -76,6 +79,8 @@ pub struct PiecesReply {
     pub piece_bytes: u64,
     pub piece_count: u32,
     pub completed: bool,
+    /// Piece uploads the parent's host had in progress.
+    pub uploads_active: u32,
     pub finished: PieceSet,
     /// Digests of finished pieces the child did not list as known, ascending.
     pub digests: Vec<(u32, PieceDigest)>,
@@ -206,11 +211,12 @@ pub fn decode_request(kind: u8, body: &[u8]) -> Result<Request, ProtocolError> {
 
 pub fn encode_pieces(request_id: u32, reply: &PiecesReply) -> Vec<u8> {
     let bitmap = encode_bitmap(&reply.finished);
-    let mut body = Vec::with_capacity(25 + bitmap.len() + 4 + reply.digests.len() * 8);
+    let mut body = Vec::with_capacity(29 + bitmap.len() + 4 + reply.digests.len() * 8);
     body.extend_from_slice(&reply.content_bytes.to_be_bytes());
     body.extend_from_slice(&reply.piece_bytes.to_be_bytes());
     body.extend_from_slice(&reply.piece_count.to_be_bytes());
     body.push(reply.completed as u8);
+    body.extend_from_slice(&reply.uploads_active.to_be_bytes());
     body.extend_from_slice(&bitmap);
     body.extend_from_slice(&(reply.digests.len() as u32).to_be_bytes());
     for (piece, digest) in &reply.digests {
@@ -235,6 +241,7 @@ pub fn decode_pieces(body: &[u8]) -> Result<PiecesReply, ProtocolError> {
         )));
     }
     let completed = r.u8()? & 1 == 1;
+    let uploads_active = r.u32()?;
     let finished = decode_bitmap(piece_count, r.bytes((piece_count as usize).div_ceil(8))?);
     let n = r.u32()? as usize;
     if n > finished.count() as usize || n > MAX_DIGESTS_PER_REPLY {
@@ -253,7 +260,7 @@ pub fn decode_pieces(body: &[u8]) -> Result<PiecesReply, ProtocolError> {
     if completed && !finished.is_full() {
         return Err(bad("task marked completed with unfinished pieces"));
     }
-    Ok(PiecesReply { content_bytes, piece_bytes, piece_count, completed, finished, digests })
+    Ok(PiecesReply { content_bytes, piece_bytes, piece_count, completed, uploads_active, finished, digests })
 }
 
 /// The header and prefix of a Piece reply; the data follows as is.
@@ -398,6 +405,7 @@ mod tests {
             piece_bytes: 4,
             piece_count: 3,
             completed: false,
+            uploads_active: 5,
             finished: set(3, &[0, 2]),
             digests: vec![(0, PieceDigest::of(b"a")), (2, PieceDigest::of(b"c"))],
         };
@@ -432,6 +440,7 @@ mod tests {
             piece_bytes: 4,
             piece_count: 3,
             completed: false,
+            uploads_active: 0,
             finished: set(3, &[0]),
             digests: vec![(1, PieceDigest::of(b"b"))],
         };

@@ -455,7 +455,7 @@ async fn sync_pieces(
         let unchanged = known.is_some_and(|k| *k == map.finished);
         let now = Instant::now();
         if !unchanged || map.completed || now >= deadline {
-            return Some(Ok(pieces_reply(&map, known)));
+            return Some(Ok(pieces_reply(&map, known, ctx.shared.gate.active())));
         }
         svc::select! {
             changed = tokio::time::timeout(deadline - now, changes.changed()) => match changed {
@@ -463,12 +463,12 @@ async fn sync_pieces(
                 Ok(Err(_)) => return Some(Err((ErrorCode::TaskNotFound, format!("task {task} was removed")))),
             },
             _ = raised(&mut closed) => return None,
-            _ = raised(&mut stop) => return Some(Ok(pieces_reply(&map, known))),
+            _ = raised(&mut stop) => return Some(Ok(pieces_reply(&map, known, ctx.shared.gate.active()))),
         }
     }
 }
 
-fn pieces_reply(map: &PieceMap, known: Option<&PieceSet>) -> PiecesReply {
+fn pieces_reply(map: &PieceMap, known: Option<&PieceSet>, uploads_active: u32) -> PiecesReply {
     let empty = PieceSet::new(map.piece_count);
     let known = known.unwrap_or(&empty);
     let digests = map
@@ -482,6 +482,7 @@ fn pieces_reply(map: &PieceMap, known: Option<&PieceSet>) -> PiecesReply {
         piece_bytes: map.piece_bytes,
         piece_count: map.piece_count,
         completed: map.completed,
+        uploads_active,
         finished: map.finished.clone(),
         digests,
     }

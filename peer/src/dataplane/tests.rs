@@ -214,6 +214,27 @@ async fn upload_slots_limit_concurrent_uploads_and_busy_parents_say_so() {
     assert_eq!(parent.server.stats().busy_replies, 1);
 }
 
+#[tokio::test]
+async fn piece_maps_report_the_uploads_in_progress() {
+    // A 128 KiB piece at 1 MiB/s takes about 125 ms: a sync 40 ms in sees it running.
+    let rate = RateLimit { bytes_per_s: 1 << 20, burst_bytes: 16 << 10 };
+    let config = ServerConfig { upload_slots: 4, upload_rate: Some(rate), ..Default::default() };
+    let parent = Parent::start(1, 128 << 10, [0], config).await;
+    let child = client(ClientConfig::default());
+    let idle = child.sync_pieces(parent.addr(), &parent.task, None, WAIT_NONE).await.unwrap();
+    assert_eq!(idle.uploads_active, 0);
+    let digest = idle.pieces.digest(0).unwrap();
+    let during = async {
+        tokio::time::sleep(Duration::from_millis(40)).await;
+        child.sync_pieces(parent.addr(), &parent.task, None, WAIT_NONE).await.unwrap()
+    };
+    let (fetched, during) = tokio::join!(child.fetch_piece(parent.addr(), &parent.task, 0, &digest), during);
+    fetched.unwrap();
+    assert_eq!(during.uploads_active, 1, "one upload was running");
+    let after = child.sync_pieces(parent.addr(), &parent.task, None, WAIT_NONE).await.unwrap();
+    assert_eq!(after.uploads_active, 0);
+}
+
 /// Moves 16 pieces of 64 KiB through `limit` and returns the measured rate over the part past
 /// the initial burst. The limit is low (2 MiB/s) so that even an unoptimised build hashes
 /// fast enough for the limiter, not the CPU, to set the pace.

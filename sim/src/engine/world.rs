@@ -593,6 +593,11 @@ impl<'a> World<'a> {
                 self.open_peer_task(seed_host.0 as usize, task.0 as usize, true);
             }
             Decision::Parents { peer, parents } => {
+                // A new parent's first piece map carries its host's load, as it does below.
+                let loads: Vec<(PeerId, u32)> = parents
+                    .iter()
+                    .map(|p| (p.peer, self.host_slots[self.peers[p.peer.0 as usize].host].active()))
+                    .collect();
                 let list = parents
                     .into_iter()
                     .map(|p| {
@@ -601,7 +606,11 @@ impl<'a> World<'a> {
                     })
                     .collect();
                 let now = self.now;
-                self.peers[peer.0 as usize].dl.on_parents(now, list);
+                let dl = &mut self.peers[peer.0 as usize].dl;
+                dl.on_parents(now, list);
+                for (parent, active) in loads {
+                    dl.on_parent_uploads(parent, active);
+                }
                 self.sync_children(peer);
                 self.drive(peer);
             }
@@ -797,8 +806,12 @@ impl<'a> World<'a> {
         }
         if fresh {
             let children = self.peers[peer.0 as usize].children.clone();
+            // As in the daemon's piece-map replies: news of a piece comes with the load of
+            // the host that has it.
+            let uploads = self.host_slots[host].active();
             for c in children {
                 self.peers[c.0 as usize].dl.on_parent_has(peer, piece);
+                self.peers[c.0 as usize].dl.on_parent_uploads(peer, uploads);
                 self.drive(c);
             }
             if self.mode == Mode::P2pLazy && host < self.nodes.len() {
