@@ -73,11 +73,14 @@ fn ceil_ns(x: f64) -> u64 {
 }
 
 /// Refills `heap` with the live flows due by `horizon_ns` and returns the earliest time
-/// of the others. With `rates` (a solve at `now_ns`), every attached flow first takes its
-/// new rate and completion time, in the same pass.
+/// of the others. With `rates` (a solve at `now_ns`, `dt_ns` after the previous one), every
+/// attached flow first moves its remaining bytes to `now_ns` at its old rate, then takes
+/// its new rate and completion time, in the same pass (a flow left with a float residue
+/// only is due at once).
 fn file_due(
     slots: &mut [Flow],
     rates: Option<&[f64]>,
+    dt_ns: f64,
     now_ns: TimeNs,
     horizon_ns: TimeNs,
     heap: &mut BinaryHeap<Reverse<(TimeNs, FlowId, u32)>>,
@@ -90,9 +93,14 @@ fn file_due(
             continue;
         }
         if let (Some(rates), true) = (rates, f.attached) {
+            f.remaining_bytes -= f.rate_bytes_per_ns * dt_ns;
             f.rate_bytes_per_ns = rates[slot];
             debug_assert!(f.rate_bytes_per_ns >= 0.0, "attached flow left unfrozen");
-            f.done_ns = now_ns.saturating_add(ceil_ns(f.remaining_bytes / f.rate_bytes_per_ns));
+            f.done_ns = if f.remaining_bytes <= DONE_EPS_BYTES {
+                now_ns
+            } else {
+                now_ns.saturating_add(ceil_ns(f.remaining_bytes / f.rate_bytes_per_ns))
+            };
         }
         if f.done_ns == NOT_SCHEDULED {
             continue;
@@ -139,7 +147,6 @@ pub struct FlowNet {
     /// Completions found while catching up inside `start`/`cancel`/`set_capacity`,
     /// handed out by the next `advance`.
     pending_out: Vec<Completion>,
-    scratch_slots: Vec<u32>,
 }
 
 impl FlowNet {
@@ -163,7 +170,6 @@ impl FlowNet {
             series_of: Vec::new(),
             series: Vec::new(),
             pending_out: Vec::new(),
-            scratch_slots: Vec::new(),
         }
     }
 
@@ -349,7 +355,7 @@ impl FlowNet {
             }
             // Completions above may have scheduled a solve at t (exact mode).
             if self.solve_at_ns == Some(t) {
-                self.solve(out);
+                self.solve();
             }
             out[first..].sort_by_key(|c| c.flow);
         }
@@ -397,38 +403,23 @@ impl FlowNet {
     /// and notes the earliest of the others.
     fn refill_done_heap(&mut self) {
         self.horizon_ns = self.now_ns.saturating_add(self.quantum_ns.saturating_mul(DONE_HORIZON_QUANTA));
-        self.later_ns = file_due(&mut self.table.slots, None, self.now_ns, self.horizon_ns, &mut self.done_heap);
+        self.later_ns = file_due(&mut self.table.slots, None, 0.0, self.now_ns, self.horizon_ns, &mut self.done_heap);
     }
 
-    fn solve(&mut self, out: &mut Vec<Completion>) {
+    fn solve(&mut self) {
         let t = self.now_ns;
         let dt_ns = (t - self.solved_ns) as f64;
         for (_, s) in &mut self.series {
             s.advance_to(t);
         }
-        self.scratch_slots.clear();
-        for (slot, f) in self.table.slots.iter_mut().enumerate() {
-            if f.live && f.attached {
-                f.remaining_bytes -= f.rate_bytes_per_ns * dt_ns;
-                if f.remaining_bytes <= DONE_EPS_BYTES {
-                    self.scratch_slots.push(slot as u32);
-                }
-            }
-        }
-        self.solved_ns = t;
-        let finished = std::mem::take(&mut self.scratch_slots);
-        for &slot in &finished {
-            self.complete(slot, out);
-        }
-        self.scratch_slots = finished;
-
         let rates = self.solver.solve(&self.caps_bytes_per_ns, &self.table.members, self.table.slots.len());
         self.solves += 1;
         self.solve_at_ns = None;
 
-        // New rates and completion times, and the done heap, in one pass.
+        // Progress to t, new rates and completion times, and the done heap, in one pass.
         self.horizon_ns = t.saturating_add(self.quantum_ns.saturating_mul(DONE_HORIZON_QUANTA));
-        self.later_ns = file_due(&mut self.table.slots, Some(rates), t, self.horizon_ns, &mut self.done_heap);
+        self.later_ns = file_due(&mut self.table.slots, Some(rates), dt_ns, t, self.horizon_ns, &mut self.done_heap);
+        self.solved_ns = t;
 
         for (node, s) in &mut self.series {
             s.rate_bytes_per_ns = self.table.members[upload_of(*node) as usize]
