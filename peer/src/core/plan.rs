@@ -793,10 +793,11 @@ impl TaskDownload {
     /// whole task, otherwise other pieces are taken when nothing else can be fetched.
     ///
     /// Scan order: urgent pieces (a lazy reader waits on them), then any; within each,
-    /// stripes honoured, then not; availability level ascending; parents least busy first; words from a random offset; bits
-    /// ascending. The first hit wins. Most calls find nothing (every parent's pieces are
-    /// here or in flight), so the (parent, word) cells that can yield a piece are
-    /// gathered once and only they are scanned at each level.
+    /// stripes honoured, then not; availability level ascending; parents least busy
+    /// first; words from a random offset; bits ascending. The first hit wins. Most calls
+    /// find nothing (every parent's pieces are here or in flight), so the (parent, word)
+    /// cells that can yield a piece are gathered once and only they are scanned at each
+    /// level.
     fn pick_rarest(&mut self, rng: &mut impl Rng) -> Option<(u32, PeerId)> {
         let mut scratch = std::mem::take(&mut self.scratch);
         scratch.order.clear();
