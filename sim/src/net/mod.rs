@@ -73,14 +73,13 @@ fn ceil_ns(x: f64) -> u64 {
 }
 
 /// Refills `heap` with the live flows due by `horizon_ns` and returns the earliest time
-/// of the others. With `rates` (a solve at `now_ns`, `dt_ns` after the previous one), every
-/// attached flow first moves its remaining bytes to `now_ns` at its old rate, then takes
-/// its new rate and completion time, in the same pass (a flow left with a float residue
-/// only is due at once).
+/// of the others. With `solved` = (rates, dt_ns) (a solve at `now_ns`, `dt_ns` after the
+/// previous one), every attached flow first moves its remaining bytes to `now_ns` at its
+/// old rate, then takes its new rate and completion time, in the same pass (a flow left
+/// with a float residue only is due at once).
 fn file_due(
     slots: &mut [Flow],
-    rates: Option<&[f64]>,
-    dt_ns: f64,
+    solved: Option<(&[f64], f64)>,
     now_ns: TimeNs,
     horizon_ns: TimeNs,
     heap: &mut BinaryHeap<Reverse<(TimeNs, FlowId, u32)>>,
@@ -92,7 +91,7 @@ fn file_due(
         if !f.live {
             continue;
         }
-        if let (Some(rates), true) = (rates, f.attached) {
+        if let (Some((rates, dt_ns)), true) = (solved, f.attached) {
             f.remaining_bytes -= f.rate_bytes_per_ns * dt_ns;
             f.rate_bytes_per_ns = rates[slot];
             debug_assert!(f.rate_bytes_per_ns >= 0.0, "attached flow left unfrozen");
@@ -403,7 +402,7 @@ impl FlowNet {
     /// and notes the earliest of the others.
     fn refill_done_heap(&mut self) {
         self.horizon_ns = self.now_ns.saturating_add(self.quantum_ns.saturating_mul(DONE_HORIZON_QUANTA));
-        self.later_ns = file_due(&mut self.table.slots, None, 0.0, self.now_ns, self.horizon_ns, &mut self.done_heap);
+        self.later_ns = file_due(&mut self.table.slots, None, self.now_ns, self.horizon_ns, &mut self.done_heap);
     }
 
     fn solve(&mut self) {
@@ -418,7 +417,7 @@ impl FlowNet {
 
         // Progress to t, new rates and completion times, and the done heap, in one pass.
         self.horizon_ns = t.saturating_add(self.quantum_ns.saturating_mul(DONE_HORIZON_QUANTA));
-        self.later_ns = file_due(&mut self.table.slots, Some(rates), dt_ns, t, self.horizon_ns, &mut self.done_heap);
+        self.later_ns = file_due(&mut self.table.slots, Some((rates, dt_ns)), t, self.horizon_ns, &mut self.done_heap);
         self.solved_ns = t;
 
         for (node, s) in &mut self.series {
