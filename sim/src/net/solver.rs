@@ -17,11 +17,18 @@ use std::collections::BinaryHeap;
 
 use super::flows::Member;
 
-/// Heap key of a share. Non-negative f64 bit patterns sort like the values, which gives a
-/// total order; the constraint index breaks ties so the result is deterministic.
-fn share_key(share_bytes_per_ns: f64) -> u64 {
+/// Heap key of a constraint's share: the share's bits above the constraint index.
+/// Non-negative f64 bit patterns sort like the values, which gives a total order; the
+/// index breaks ties so the result is deterministic. One u128 compares in two
+/// instructions where a (u64, u32) tuple branches on its first field (the heap's sifting
+/// was a fifth of a solve).
+fn share_key(share_bytes_per_ns: f64, c: u32) -> u128 {
     debug_assert!(share_bytes_per_ns >= 0.0);
-    share_bytes_per_ns.to_bits()
+    (u128::from(share_bytes_per_ns.to_bits()) << 32) | u128::from(c)
+}
+
+fn key_cons(key: u128) -> u32 {
+    key as u32
 }
 
 /// Working state of one constraint.
@@ -42,7 +49,7 @@ pub(super) struct Solver {
     cons: Vec<ConsState>,
     /// Per flow slot; negative until the flow is frozen.
     rates_bytes_per_ns: Vec<f64>,
-    heap: BinaryHeap<Reverse<(u64, u32)>>,
+    heap: BinaryHeap<Reverse<u128>>,
 }
 
 impl Solver {
@@ -66,21 +73,22 @@ impl Solver {
             cons.iter()
                 .enumerate()
                 .filter(|(_, k)| k.unfrozen > 0)
-                .map(|(c, k)| Reverse((share_key(k.share()), c as u32))),
+                .map(|(c, k)| Reverse(share_key(k.share(), c as u32))),
         );
         let mut heap = BinaryHeap::from(entries);
 
         while let Some(mut top) = heap.peek_mut() {
-            let Reverse((key, c)) = *top;
+            let Reverse(key) = *top;
+            let c = key_cons(key);
             let k = cons[c as usize];
             if k.unfrozen == 0 {
                 PeekMut::pop(top); // all its flows were frozen through their other constraint
                 continue;
             }
             let share = k.share();
-            let current = share_key(share);
+            let current = share_key(share, c);
             if current > key {
-                *top = Reverse((current, c)); // sifts down when `top` drops
+                *top = Reverse(current); // sifts down when `top` drops
                 continue;
             }
             PeekMut::pop(top);
