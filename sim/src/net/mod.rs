@@ -27,7 +27,7 @@ use std::collections::{BinaryHeap, HashMap};
 
 use flows::{upload_of, Flow, FlowTable, NOT_SCHEDULED};
 use series::EgressSeries;
-use solver::Solver;
+use solver::{Solved, Solver};
 
 pub type TimeNs = u64;
 
@@ -73,51 +73,44 @@ fn ceil_ns(x: f64) -> u64 {
 }
 
 /// Refills `heap` with the live flows due by `horizon_ns` and returns the earliest time
-/// of the others. With `solved` = (rates, dt_ns) (a solve at `now_ns`, `dt_ns` after the
-/// previous one), every attached flow first moves its remaining bytes to `now_ns` at its
-/// old rate, then takes its new rate and completion time, in the same pass (a flow left
-/// with a float residue only is due at once); a flow whose rate did not change keeps the
-/// completion time it had.
+/// of the others. After a solve at `now_ns`, each flow whose rate it changed first takes
+/// its progress to `now_ns` at its old rate, then its new rate and completion time (a flow
+/// left with a float residue only is due at once). A flow whose rate did not change keeps
+/// its completion time and its progress reference, so it costs one look at its time.
 fn file_due(
-    slots: &mut [Flow],
-    solved: Option<(&[f64], f64)>,
+    table: &mut FlowTable,
+    solved: Option<&Solved>,
     now_ns: TimeNs,
     horizon_ns: TimeNs,
     heap: &mut BinaryHeap<Reverse<(TimeNs, FlowId, u32)>>,
 ) -> Option<TimeNs> {
+    if let Some(solved) = solved {
+        for &slot in solved.changed {
+            let f = &mut table.slots[slot as usize];
+            debug_assert!(f.live && f.attached);
+            f.remaining_bytes -= f.rate_bytes_per_ns * (now_ns - f.ref_ns) as f64;
+            f.ref_ns = now_ns;
+            let rate = solved.rate_bytes_per_ns(slot);
+            f.rate_bytes_per_ns = rate;
+            table.done_ns[slot as usize] = if f.remaining_bytes <= DONE_EPS_BYTES {
+                now_ns
+            } else {
+                now_ns.saturating_add(ceil_ns(f.remaining_bytes / rate))
+            };
+        }
+    }
     let mut entries = std::mem::take(heap).into_vec();
     entries.clear();
-    let mut later: Option<TimeNs> = None;
-    for (slot, f) in slots.iter_mut().enumerate() {
-        if !f.live {
-            continue;
-        }
-        if let (Some((rates, dt_ns)), true) = (solved, f.attached) {
-            f.remaining_bytes -= f.rate_bytes_per_ns * dt_ns;
-            let rate = rates[slot];
-            debug_assert!(rate >= 0.0, "attached flow left unfrozen");
-            // Most flows keep their rate through a solve (73 % at tensorflow-500): their
-            // completion time stands, and the division is skipped.
-            if rate != f.rate_bytes_per_ns || f.done_ns == NOT_SCHEDULED {
-                f.rate_bytes_per_ns = rate;
-                f.done_ns = if f.remaining_bytes <= DONE_EPS_BYTES {
-                    now_ns
-                } else {
-                    now_ns.saturating_add(ceil_ns(f.remaining_bytes / rate))
-                };
-            }
-        }
-        if f.done_ns == NOT_SCHEDULED {
-            continue;
-        }
-        if f.done_ns <= horizon_ns {
-            entries.push(Reverse((f.done_ns, f.id, slot as u32)));
+    let mut later = NOT_SCHEDULED;
+    for (slot, &done_ns) in table.done_ns.iter().enumerate() {
+        if done_ns <= horizon_ns && done_ns != NOT_SCHEDULED {
+            entries.push(Reverse((done_ns, table.slots[slot].id, slot as u32)));
         } else {
-            later = Some(later.map_or(f.done_ns, |l| l.min(f.done_ns)));
+            later = later.min(done_ns);
         }
     }
     *heap = BinaryHeap::from(entries);
-    later
+    (later != NOT_SCHEDULED).then_some(later)
 }
 
 fn bytes_per_ns(bps: f64) -> f64 {
@@ -141,8 +134,6 @@ pub struct FlowNet {
     /// flow may have been cancelled since); reaching it refills the heap.
     later_ns: Option<TimeNs>,
     now_ns: TimeNs,
-    /// Time the flows' `remaining_bytes` refer to.
-    solved_ns: TimeNs,
     solve_at_ns: Option<TimeNs>,
     solves: u64,
     sent_bytes: Vec<u64>,
@@ -167,7 +158,6 @@ impl FlowNet {
             horizon_ns: 0,
             later_ns: None,
             now_ns: 0,
-            solved_ns: 0,
             solve_at_ns: None,
             solves: 0,
             sent_bytes: Vec::new(),
@@ -209,12 +199,11 @@ impl FlowNet {
     /// bytes sent so far land in the current bucket.
     pub fn record_egress(&mut self, node: NodeIx, bucket_ns: u64) {
         let up = upload_of(node) as usize;
-        let dt_ns = (self.now_ns - self.solved_ns) as f64;
         let mut inflight_bytes = 0.0;
         let mut rate = 0.0;
         for m in &self.table.members[up] {
             let f = &self.table.slots[m.slot as usize];
-            inflight_bytes += f.bytes as f64 - f.remaining_bytes + f.rate_bytes_per_ns * dt_ns;
+            inflight_bytes += f.bytes as f64 - f.remaining_bytes_at(self.now_ns);
             rate += f.rate_bytes_per_ns;
         }
         let s = EgressSeries::new(bucket_ns, self.now_ns, self.sent_bytes[node.0 as usize], inflight_bytes, rate);
@@ -258,15 +247,15 @@ impl FlowNet {
         self.catch_up(now);
         let id = FlowId(self.next_flow_id);
         self.next_flow_id += 1;
-        let mut flow = Flow::new(id, tag, src, dst, bytes, self.now_ns);
+        let flow = Flow::new(id, tag, src, dst, bytes, self.now_ns);
         if bytes == 0 {
-            flow.done_ns = self.now_ns;
-            let slot = self.table.insert(flow);
+            let slot = self.table.insert(flow, self.now_ns);
             self.done_heap.push(Reverse((self.now_ns, id, slot)));
             self.slot_of.insert(id, slot);
         } else {
-            let slot = self.table.insert(flow);
+            let slot = self.table.insert(flow, NOT_SCHEDULED);
             self.table.attach(slot);
+            self.solver.forget(slot);
             self.slot_of.insert(id, slot);
             self.schedule_solve(self.now_ns);
         }
@@ -279,7 +268,7 @@ impl FlowNet {
         self.catch_up(now);
         let slot = self.slot_of.remove(&flow)?;
         let f = &self.table.slots[slot as usize];
-        let remaining_bytes = f.remaining_bytes - f.rate_bytes_per_ns * (self.now_ns - self.solved_ns) as f64;
+        let remaining_bytes = f.remaining_bytes_at(self.now_ns);
         let delivered_f = (f.bytes as f64 - remaining_bytes).clamp(0.0, f.bytes as f64);
         let delivered = (delivered_f.floor() as u64).min(f.bytes);
         self.finish(slot, delivered_f, delivered);
@@ -333,8 +322,7 @@ impl FlowNet {
     /// `next_event_ns` take `&self` and stay exact.
     fn drop_stale_heap_top(&mut self) {
         while let Some(&Reverse((done_ns, id, slot))) = self.done_heap.peek() {
-            let f = &self.table.slots[slot as usize];
-            if f.live && f.id == id && f.done_ns == done_ns {
+            if self.table.done_ns[slot as usize] == done_ns && self.table.slots[slot as usize].id == id {
                 break;
             }
             self.done_heap.pop();
@@ -369,7 +357,7 @@ impl FlowNet {
 
     fn complete(&mut self, slot: u32, out: &mut Vec<Completion>) {
         let f = &self.table.slots[slot as usize];
-        let remaining_bytes = f.remaining_bytes - f.rate_bytes_per_ns * (self.now_ns - self.solved_ns) as f64;
+        let remaining_bytes = f.remaining_bytes_at(self.now_ns);
         let done = Completion {
             flow: f.id,
             tag: f.tag,
@@ -408,23 +396,21 @@ impl FlowNet {
     /// and notes the earliest of the others.
     fn refill_done_heap(&mut self) {
         self.horizon_ns = self.now_ns.saturating_add(self.quantum_ns.saturating_mul(DONE_HORIZON_QUANTA));
-        self.later_ns = file_due(&mut self.table.slots, None, self.now_ns, self.horizon_ns, &mut self.done_heap);
+        self.later_ns = file_due(&mut self.table, None, self.now_ns, self.horizon_ns, &mut self.done_heap);
     }
 
     fn solve(&mut self) {
         let t = self.now_ns;
-        let dt_ns = (t - self.solved_ns) as f64;
         for (_, s) in &mut self.series {
             s.advance_to(t);
         }
-        let rates = self.solver.solve(&self.caps_bytes_per_ns, &self.table.members, self.table.slots.len());
+        let solved = self.solver.solve(&self.caps_bytes_per_ns, &self.table.members, self.table.slots.len());
         self.solves += 1;
         self.solve_at_ns = None;
 
-        // Progress to t, new rates and completion times, and the done heap, in one pass.
+        // New rates and completion times of the flows whose rate changed, and the done heap.
         self.horizon_ns = t.saturating_add(self.quantum_ns.saturating_mul(DONE_HORIZON_QUANTA));
-        self.later_ns = file_due(&mut self.table.slots, Some((rates, dt_ns)), t, self.horizon_ns, &mut self.done_heap);
-        self.solved_ns = t;
+        self.later_ns = file_due(&mut self.table, Some(&solved), t, self.horizon_ns, &mut self.done_heap);
 
         for (node, s) in &mut self.series {
             s.rate_bytes_per_ns = self.table.members[upload_of(*node) as usize]
