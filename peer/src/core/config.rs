@@ -194,22 +194,29 @@ impl PeerConfig {
                 report_batch_pieces: 0,
                 upload_slots: u32::MAX,
             },
-            // Ours: pieces scaled to the blob (about 128 per blob in whole 512 KiB, 512 KiB to
+            // Ours: pieces scaled to the blob (about 384 per blob in whole 512 KiB, 512 KiB to
             // 4 MiB: short pipelines for small layers, few requests for large ones; 1 MiB
-            // steps rounded a 134 MB layer up to 64 pieces), rarest first within the
-            // stripes each parent serves and nothing else from a parent still downloading
-            // (its upload belongs to its home stripe), one piece in flight per parent so a
-            // piece crosses each hop at the edge's full share instead of a third of it (a
-            // parent per stripe, 8 stripes: up to 16 parents after reschedules), progress
-            // reported in batches (the scheduler needs "has data", not every piece), quick
-            // reschedule when the parents stop being useful.
+            // steps rounded a 134 MB layer up to 64 pieces, and 128 or 256 per blob left
+            // every tree a few piece times to fill at each layer start: tensorflow p2p
+            // makespan / bound 1.10-1.16 at 128, 1.08-1.12 at 256, 1.05-1.09 at 384 with
+            // the borrowing limit below), rarest first within the stripes each parent
+            // serves, and from a parent still downloading nothing else unless its host has
+            // upload to spare, one piece in flight per parent so a piece crosses each hop at
+            // the edge's full share instead of a third of it (a parent per stripe, 8
+            // stripes: up to 16 parents after reschedules), progress reported in batches
+            // (the scheduler needs "has data", not every piece), quick reschedule when the
+            // parents stop being useful.
             Policy::Default => PeerConfig {
-                piece_sizing: PieceSizing::Scaled { min_bytes: MIB / 2, max_bytes: 4 * MIB, target_pieces: 128 },
+                piece_sizing: PieceSizing::Scaled { min_bytes: MIB / 2, max_bytes: 4 * MIB, target_pieces: 384 },
                 piece_selection: PieceSelection::RarestFirst,
                 strict_stripes: true,
-                // Half the stripes: a host with fewer uploads running has a share to spare
-                // beyond what its home-stripe children need (4, 6 and 8 measured alike).
-                off_stripe_below_uploads: 4,
+                // A host with fewer uploads running than this lends pieces outside its home
+                // stripe. Its home-stripe children (8, one piece each) are each held to a
+                // share of their own download, so those flows alone often leave the host's
+                // link with room; up to 12 flows lets other children use it. With 384 pieces
+                // per blob, 4 / 8 / 12 / 16 / 32 gave tensorflow-200 1.101 / 1.084 / 1.083 /
+                // 1.085 / 1.095 and tensorflow-500 1.095 / 1.093 / 1.090 / 1.092 / 1.105.
+                off_stripe_below_uploads: 12,
                 max_in_flight_total: 32,
                 max_in_flight_per_parent: 1,
                 max_in_flight_per_seed_parent: 1,

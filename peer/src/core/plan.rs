@@ -771,10 +771,11 @@ impl TaskDownload {
 
     /// With `strict_stripes`, a parent still downloading serves a child only its stripes:
     /// its upload belongs to its children in its home stripe. Each of those edges needs
-    /// about upload / stripes; a host with fewer than `off_stripe_below_uploads` uploads
-    /// in progress is below that load, and an off-stripe piece takes only what they leave
-    /// idle (max-min sharing gives the newcomer an equal share of a link its other flows
-    /// cannot fill). Without this a leaf caught up in some stripes waits while such
+    /// about upload / stripes, but each child's flow is also held to a share of that
+    /// child's own download, so a host with fewer than `off_stripe_below_uploads` uploads
+    /// in progress (the default: 12, its 8 home-stripe children and 4 more) usually has
+    /// link to spare, and an off-stripe piece takes only what they leave idle (max-min
+    /// sharing gives the newcomer an equal share of a link its other flows cannot fill). Without this a leaf caught up in some stripes waits while such
     /// parents idle: uneven trees, a parent whose children are ahead, a task's tail.
     /// A range reader (not every piece wanted) keeps to its stripes: borrowing there
     /// delayed lazy starts by 4% (tensorflow-50, p99 4.67 -> 4.86 s), the shares it took
