@@ -90,6 +90,7 @@ fn same_seed_gives_byte_identical_reports() {
     // The terminal table and the closing lines.
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("lower bound (Kumar & Ross) = "), "{stdout}");
+    assert!(stdout.contains("request floor (manifests upstream"), "{stdout}");
     assert!(stdout.contains("events/s"), "{stdout}");
 
     // summary.json: exactly the agreed keys.

@@ -62,5 +62,8 @@ pub struct RunResult {
     pub image_bytes: u64,
     /// Kumar & Ross minimum distribution time for the p2p setting.
     pub lower_bound_s: f64,
+    /// What manifest requests and one node's link cost any p2p rollout
+    /// (`engine::request_floor_s`); printed beside the bound, not in summary.json.
+    pub request_floor_s: f64,
     pub modes: Vec<ModeResult>,
 }

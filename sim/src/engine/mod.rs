@@ -5,7 +5,7 @@ mod bound;
 mod events;
 mod world;
 
-pub use bound::{image_bytes, lower_bound_s, node_count};
+pub use bound::{image_bytes, lower_bound_s, node_count, request_floor_s};
 
 use crate::result::RunResult;
 use crate::scenario::Scenario;
@@ -46,6 +46,7 @@ pub fn run_scenario(scenario: &Scenario, _options: &RunOptions) -> anyhow::Resul
         policy: policy.name().to_string(),
         image_bytes: image_bytes(scenario),
         lower_bound_s: lower_bound_s(scenario),
+        request_floor_s: request_floor_s(scenario),
         modes,
     })
 }

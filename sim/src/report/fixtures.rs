@@ -131,6 +131,7 @@ pub fn fake_run(name: &str, pods: u32, image_bytes: u64, seed: u64) -> RunResult
         policy: "default".to_string(),
         image_bytes,
         lower_bound_s: image_bytes as f64 * 8.0 / 6e9 + 0.05,
+        request_floor_s: image_bytes as f64 * 8.0 / 6e9 + 0.03,
         modes: Mode::ALL.iter().map(|&m| fake_mode(m, pods, image_bytes, seed)).collect(),
     }
 }

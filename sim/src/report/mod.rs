@@ -89,7 +89,7 @@ pub fn write_run_reports(out_root: &Path, run: &RunResult, ctx: &ChartContext) -
         write(&dir.join("registry.csv"), &csvs::registry_csv(run)?)?,
     ];
     files.extend(write_run_charts(&dir, run, ctx)?);
-    Ok(RunReport { dir, table: table::modes_table(&summary), summary, files })
+    Ok(RunReport { dir, table: table::modes_table(&summary, run.request_floor_s), summary, files })
 }
 
 /// Just the charts of one run (also used by tests to look at fabricated results).

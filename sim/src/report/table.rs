@@ -3,8 +3,8 @@
 use super::format::{bytes, gbps, secs, text_table, thousands, times_image_str};
 use super::summary::Summary;
 
-/// The mode table and the lower-bound line, ready to print.
-pub fn modes_table(summary: &Summary) -> String {
+/// The mode table and the lines of the two bounds, ready to print.
+pub fn modes_table(summary: &Summary, request_floor_s: f64) -> String {
     let header: Vec<String> = [
         "mode",
         "pods",
@@ -46,9 +46,12 @@ pub fn modes_table(summary: &Summary) -> String {
         bytes(summary.image_bytes)
     );
     out.push_str(&text_table(&header, &rows));
-    let lb = summary.lower_bound_s;
-    let lb = if lb.is_finite() { secs(lb) } else { "n/a".to_string() };
-    out.push_str(&format!("lower bound (Kumar & Ross) = {lb}\n"));
+    let shown = |s: f64| if s.is_finite() { secs(s) } else { "n/a".to_string() };
+    out.push_str(&format!("lower bound (Kumar & Ross) = {}\n", shown(summary.lower_bound_s)));
+    out.push_str(&format!(
+        "request floor (manifests upstream at the registry's QPS, then the image at one node's rate) = {}\n",
+        shown(request_floor_s)
+    ));
     out
 }
 
@@ -60,11 +63,12 @@ mod tests {
     #[test]
     fn table_has_a_row_per_mode_and_the_lower_bound() {
         let run = fake_run("tensorflow-50", 50, 1_200_000_000, 1);
-        let t = modes_table(&Summary::of(&run));
+        let t = modes_table(&Summary::of(&run), run.request_floor_s);
         assert!(t.contains("\noci "), "{t}");
         assert!(t.contains("\np2p "), "{t}");
         assert!(t.contains("\np2p-lazy "), "{t}");
         assert!(t.contains("50.00x"), "{t}");
         assert!(t.contains("lower bound (Kumar & Ross) = "), "{t}");
+        assert!(t.contains("request floor (manifests upstream"), "{t}");
     }
 }
