@@ -130,7 +130,11 @@ pub(crate) struct World<'a> {
     /// (host, blob) -> peer.
     host_blob_peer: Vec<Vec<Option<PeerId>>>,
     peers: Vec<PeerTask>,
+    /// Requested transfers by id. An id is recycled (`free_transfers`) once nothing can
+    /// refer to it any more: a million piece transfers per 1,000 nodes would otherwise
+    /// stay in memory to the end (1 GiB at capacity-10k).
     transfers: Vec<Transfer>,
+    free_transfers: Vec<usize>,
     /// p2p-lazy: the working set, as byte ranges (blob, offset, len), same on every node.
     reads: Vec<(usize, u64, u64)>,
     rpc_ns: TimeNs,
@@ -240,6 +244,7 @@ impl<'a> World<'a> {
             blob_keys,
             peers: Vec::new(),
             transfers: Vec::new(),
+            free_transfers: Vec::new(),
             reads,
             rpc_ns: ms(sc.scheduler.rpc_latency_ms),
             events: 0,
@@ -348,15 +353,17 @@ impl<'a> World<'a> {
 
     /// Records a transfer requested now; its flow starts later.
     fn new_transfer(&mut self, kind: TransferKind, bytes: u64) -> usize {
-        self.transfers.push(Transfer {
-            kind,
-            bytes,
-            requested_ns: self.now,
-            flow: None,
-            cancelled: false,
-            holds_slot: false,
-        });
-        let id = self.transfers.len() - 1;
+        let t = Transfer { kind, bytes, requested_ns: self.now, flow: None, cancelled: false, holds_slot: false };
+        let id = match self.free_transfers.pop() {
+            Some(id) => {
+                self.transfers[id] = t;
+                id
+            }
+            None => {
+                self.transfers.push(t);
+                self.transfers.len() - 1
+            }
+        };
         if let TransferKind::Piece { dst, .. } = kind {
             self.peers[dst.0 as usize].open.push(id);
         }
@@ -407,6 +414,17 @@ impl<'a> World<'a> {
                 self.piece_arrived(id, dst, piece, from, c.bytes, cost);
             }
         }
+        // Done: its flow has ended, it left its peer's open list and gave back its slot.
+        self.retire_transfer(id);
+    }
+
+    /// Frees the id of a transfer that no event, flow, open list or upload line holds.
+    fn retire_transfer(&mut self, id: usize) {
+        let t = &mut self.transfers[id];
+        debug_assert!(!t.holds_slot, "a retired transfer still holds an upload slot");
+        t.cancelled = true; // what the fallback scan in `cancel_transfer` then sees
+        t.flow = None;
+        self.free_transfers.push(id);
     }
 
     // ---- node pull ----
@@ -758,17 +776,24 @@ impl<'a> World<'a> {
             open.remove(i);
         }
         self.transfers[id].cancelled = true;
-        if let Some(flow) = self.transfers[id].flow {
-            self.net.cancel(self.now, flow);
-        }
+        // Its id can be reused unless an event still names it: a completion in this same
+        // instant (the flow has ended but is not reported yet), or a start not yet due.
+        let mut unreferenced = match self.transfers[id].flow {
+            Some(flow) => self.net.cancel(self.now, flow).is_some(),
+            None => false,
+        };
         if let Source::Parent(parent) = from {
             let host = self.peers[parent.0 as usize].host;
             if self.transfers[id].holds_slot {
                 self.release_upload_slot(host, id);
             } else {
-                // Still waiting for a slot: just leave the line.
+                // Still waiting for a slot: just leave the line (no start was queued).
                 self.host_slots[host].forget(|r| *r == id);
+                unreferenced = true;
             }
+        }
+        if unreferenced {
+            self.retire_transfer(id);
         }
     }
 
