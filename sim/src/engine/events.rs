@@ -22,10 +22,11 @@ pub(crate) enum Event {
 
 #[derive(Default)]
 pub(crate) struct EventQueue {
-    heap: BinaryHeap<Reverse<(TimeNs, u64)>>,
+    /// (time, insertion number, slot of the event): the number orders equal times and is
+    /// unique, so the slot rides along without ever deciding the order.
+    heap: BinaryHeap<Reverse<(TimeNs, u64, usize)>>,
     slots: Vec<Option<Event>>,
     free: Vec<usize>,
-    index_of_seq: std::collections::BTreeMap<u64, usize>,
     seq: u64,
 }
 
@@ -42,17 +43,15 @@ impl EventQueue {
             }
         };
         self.seq += 1;
-        self.index_of_seq.insert(self.seq, slot);
-        self.heap.push(Reverse((at, self.seq)));
+        self.heap.push(Reverse((at, self.seq, slot)));
     }
 
     pub(crate) fn peek_time(&self) -> Option<TimeNs> {
-        self.heap.peek().map(|Reverse((t, _))| *t)
+        self.heap.peek().map(|Reverse((t, _, _))| *t)
     }
 
     pub(crate) fn pop(&mut self) -> Option<Event> {
-        let Reverse((_, seq)) = self.heap.pop()?;
-        let slot = self.index_of_seq.remove(&seq).expect("every queued seq has a slot");
+        let Reverse((_, _, slot)) = self.heap.pop()?;
         self.free.push(slot);
         self.slots[slot].take()
     }
