@@ -57,9 +57,7 @@ impl Flow {
             attached: false,
         }
     }
-}
 
-impl Flow {
     /// Bytes left at `t_ns` (not before `ref_ns`) at the current rate.
     pub fn remaining_bytes_at(&self, t_ns: TimeNs) -> f64 {
         self.remaining_bytes - self.rate_bytes_per_ns * (t_ns - self.ref_ns) as f64
