@@ -135,6 +135,7 @@ pub(crate) struct World<'a> {
     /// stay in memory to the end (1 GiB at capacity-10k).
     transfers: Vec<Transfer>,
     free_transfers: Vec<usize>,
+    requested_transfers: u64,
     /// p2p-lazy: the working set, as byte ranges (blob, offset, len), same on every node.
     reads: Vec<(usize, u64, u64)>,
     rpc_ns: TimeNs,
@@ -245,6 +246,7 @@ impl<'a> World<'a> {
             peers: Vec::new(),
             transfers: Vec::new(),
             free_transfers: Vec::new(),
+            requested_transfers: 0,
             reads,
             rpc_ns: ms(sc.scheduler.rpc_latency_ms),
             events: 0,
@@ -255,6 +257,11 @@ impl<'a> World<'a> {
 
     /// Runs until every node is done or the time limit passes.
     pub(crate) fn run(mut self) -> anyhow::Result<ModeResult> {
+        self.run_to_end()?;
+        Ok(self.finish())
+    }
+
+    fn run_to_end(&mut self) -> anyhow::Result<()> {
         let limit = (self.sc.sim.time_limit_s * NS_PER_S_F) as TimeNs;
         loop {
             let next_event = self.queue.peek_time();
@@ -289,7 +296,7 @@ impl<'a> World<'a> {
                 self.handle(ev);
             }
         }
-        Ok(self.finish())
+        Ok(())
     }
 
     fn handle(&mut self, ev: Event) {
@@ -354,6 +361,7 @@ impl<'a> World<'a> {
     /// Records a transfer requested now; its flow starts later.
     fn new_transfer(&mut self, kind: TransferKind, bytes: u64) -> usize {
         let t = Transfer { kind, bytes, requested_ns: self.now, flow: None, cancelled: false, holds_slot: false };
+        self.requested_transfers += 1;
         let id = match self.free_transfers.pop() {
             Some(id) => {
                 self.transfers[id] = t;
@@ -373,6 +381,8 @@ impl<'a> World<'a> {
     fn start_flow(&mut self, id: usize) {
         let t = &self.transfers[id];
         if t.cancelled {
+            // Cancelled before its start was due: this event was the last to name it.
+            self.retire_transfer(id);
             return;
         }
         let (src, dst) = match t.kind {
@@ -394,6 +404,8 @@ impl<'a> World<'a> {
         if self.transfers[id].cancelled {
             // Cancelled in the same instant it completed (an endgame loser): its bytes
             // crossed the network, but nobody uses them and its slot is already free.
+            // This completion was the last thing to name it.
+            self.retire_transfer(id);
             return;
         }
         let kind = self.transfers[id].kind;
@@ -778,6 +790,7 @@ impl<'a> World<'a> {
         self.transfers[id].cancelled = true;
         // Its id can be reused unless an event still names it: a completion in this same
         // instant (the flow has ended but is not reported yet), or a start not yet due.
+        // That event then retires it.
         let mut unreferenced = match self.transfers[id].flow {
             Some(flow) => self.net.cancel(self.now, flow).is_some(),
             None => false,
@@ -1015,4 +1028,25 @@ fn working_set(sc: &Scenario, _cfg: &PeerConfig) -> Vec<(usize, u64, u64)> {
         }
     }
     reads
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scenario::parse_scenario;
+
+    /// Finished and cancelled transfers give their ids back, so the table holds about the
+    /// transfers in flight at once, not every one ever requested.
+    #[test]
+    fn transfer_ids_are_recycled() {
+        let text = "name = \"recycle\"\nseed = 3\nmodes = [\"p2p\"]\n[cluster]\npods = 20\n\
+            [image]\nreference = \"t\"\nlayer_bytes = [200_000_000]\n";
+        let sc = parse_scenario(text, "recycle.toml").expect("valid scenario");
+        let mut world = World::new(&sc, Mode::P2p, Policy::Default);
+        world.run_to_end().expect("the run finishes");
+        let (slots, requested) = (world.transfers.len() as u64, world.requested_transfers);
+        assert!(requested > 3_000, "{requested} transfers requested");
+        assert!(slots * 4 < requested, "{slots} transfer slots for {requested} transfers");
+        assert_eq!(world.free_transfers.len() as u64, slots, "every transfer ended and gave its id back");
+    }
 }
