@@ -775,8 +775,9 @@ impl TaskDownload {
     /// child's own download, so a host with fewer than `off_stripe_below_uploads` uploads
     /// in progress (the default: 12, its 8 home-stripe children and 4 more) usually has
     /// link to spare, and an off-stripe piece takes only what they leave idle (max-min
-    /// sharing gives the newcomer an equal share of a link its other flows cannot fill). Without this a leaf caught up in some stripes waits while such
-    /// parents idle: uneven trees, a parent whose children are ahead, a task's tail.
+    /// sharing gives the newcomer an equal share of a link its other flows cannot fill).
+    /// Without this a leaf caught up in some stripes waits while such parents idle:
+    /// uneven trees, a parent whose children are ahead, a task's tail.
     /// A range reader (not every piece wanted) keeps to its stripes: borrowing there
     /// delayed lazy starts by 4% (tensorflow-50, p99 4.67 -> 4.86 s), the shares it took
     /// at spare parents being the ones other readers' urgent pieces then missed.

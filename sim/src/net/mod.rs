@@ -135,7 +135,6 @@ pub struct FlowNet {
     later_ns: Option<TimeNs>,
     now_ns: TimeNs,
     solve_at_ns: Option<TimeNs>,
-    solves: u64,
     sent_bytes: Vec<u64>,
     received_bytes: Vec<u64>,
     series_of: Vec<Option<u32>>,
@@ -159,7 +158,6 @@ impl FlowNet {
             later_ns: None,
             now_ns: 0,
             solve_at_ns: None,
-            solves: 0,
             sent_bytes: Vec::new(),
             received_bytes: Vec::new(),
             series_of: Vec::new(),
@@ -298,7 +296,7 @@ impl FlowNet {
 
     /// Number of re-solves run so far (reported as a speed figure).
     pub fn solves(&self) -> u64 {
-        self.solves
+        self.solver.solves()
     }
 
     /// Current rate of a flow in bits per second (for tests and debugging).
@@ -405,7 +403,6 @@ impl FlowNet {
             s.advance_to(t);
         }
         let solved = self.solver.solve(&self.caps_bytes_per_ns, &self.table.members, self.table.slots.len());
-        self.solves += 1;
         self.solve_at_ns = None;
 
         // New rates and completion times of the flows whose rate changed, and the done heap.

@@ -73,11 +73,16 @@ pub(super) struct Solver {
     /// (most flows keep theirs: 73 % at tensorflow-500), and the caller files only those.
     slots: Vec<SlotRate>,
     changed: Vec<u32>,
+    /// Solves run so far; also the number that marks a slot frozen in the current one.
     solves: u64,
     heap: BinaryHeap<Reverse<u128>>,
 }
 
 impl Solver {
+    pub fn solves(&self) -> u64 {
+        self.solves
+    }
+
     /// A new flow took `slot`: its first solve counts its rate as changed, whatever the
     /// slot's previous flow had.
     pub fn forget(&mut self, slot: u32) {
