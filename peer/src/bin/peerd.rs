@@ -36,6 +36,8 @@ usage: peerd --config FILE [--check]
     /// on VMs that hand freed memory back to their host (virtio-balloon free page reporting)
     /// a host fault too: touching fresh memory cost 1.6 s per GB on the CI machines. Kept
     /// in the heap, freed buffers are reused; the daemon's footprint is then its peak.
+    /// (Piece buffers of 2 MiB or more are mappings of their own, kept in the store's
+    /// buffer pool and made before the daemon serves: `storage.prefault_buffer_bytes`.)
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     fn keep_freed_memory() {
         // Safety: mallopt only sets allocator parameters (under glibc's own lock); first thing in main.

@@ -185,6 +185,8 @@ struct Download<'a> {
     scheduler_gave_up: bool,
     /// Parents the scheduler of the current registration named (cleared on registering again).
     named_by_sched: std::collections::HashSet<PeerId>,
+    /// For the completion log line.
+    started: tokio::time::Instant,
 }
 
 /// Tries to register again after the scheduler stream broke, `REJOIN_BACKOFF` times the
@@ -270,6 +272,7 @@ impl<'a> Download<'a> {
             rejoins: 0,
             scheduler_gave_up: false,
             named_by_sched: std::collections::HashSet::new(),
+            started: tokio::time::Instant::now(),
         };
         let _ = progress.send(p.clone());
         d.open_stream().await;
@@ -747,10 +750,18 @@ impl<'a> Download<'a> {
     /// Every piece is here: check the whole content, then tell the scheduler.
     async fn complete(&mut self) -> Result<(), DownloadError> {
         let (store, task) = (self.ctx.store.clone(), self.job.task);
+        let checking = tokio::time::Instant::now();
         blocking(move || store.complete_task(&task))
             .await
             .map_err(DownloadError::from)?
             .map_err(DownloadError::from)?;
+        tracing::info!(
+            task = %task,
+            bytes = self.content_bytes,
+            ms = self.started.elapsed().as_millis() as u64,
+            check_ms = checking.elapsed().as_millis() as u64,
+            "download complete"
+        );
         self.send(Req::DownloadFinished(pb::DownloadFinished {}));
         // The peer stays at the scheduler as a finished parent after the stream closes.
         self.close_stream();

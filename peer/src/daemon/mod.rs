@@ -168,6 +168,17 @@ pub async fn start(cfg: DaemonConfig) -> Result<Running, StartError> {
 pub async fn start_with_origin(cfg: DaemonConfig, origin: Arc<dyn Origin>) -> Result<Running, StartError> {
     let (store, opened) = Store::open(StoreConfig { ..cfg.storage.clone() })?;
     tracing::info!(dir = %cfg.storage.dir.display(), report = ?opened, "store open");
+    // Many simulated daemons share one process under madsim: no memory held ahead there.
+    #[cfg(not(madsim))]
+    {
+        let t = std::time::Instant::now();
+        let bytes = cfg.storage.prefault_buffer_bytes as usize;
+        let made = store.buffers().prefault(cfg.download.piece_bytes as usize, bytes);
+        if made > 0 {
+            let ms = t.elapsed().as_millis() as u64;
+            tracing::info!(buffers = made, piece_bytes = cfg.download.piece_bytes, ms, "piece buffers prefaulted");
+        }
+    }
     let store = Arc::new(store);
     // Registries marked `insecure` in the mirror get an origin that skips certificate checks.
     #[cfg(not(madsim))]

@@ -14,6 +14,15 @@
 //! piece. Without that round trip every received piece lands in fresh memory, and on the
 //! CI's virtual machines the page faults of fresh memory cost a peer pulling through its
 //! mirror about as much CPU as its socket reads (15 % of its time in a perf profile).
+//!
+//! Fresh memory: a new process still fills its piece cache and pool from fresh memory
+//! (128 MiB and more of a first pull). A buffer of 2 MiB or more is therefore mapped on its
+//! own, on a 2 MiB boundary, and marked for transparent huge pages (`MADV_HUGEPAGE`; the
+//! kernel's default mode is `madvise`): one fault per 2 MiB instead of 512, and no zeroing
+//! pass of ours (mapped memory arrives zeroed). Measured on the 2-core CI machine type,
+//! touching fresh memory and copying into it: 0.15 s per GB this way, against 0.55 to 0.72
+//! s per GB for a zeroed heap allocation and 0.44 for plain 4 KiB-page mappings. Where the
+//! kernel has no huge pages to give, the mapping still saves the zeroing pass.
 
 use std::alloc::{self, Layout};
 use std::ptr::NonNull;
@@ -55,9 +64,13 @@ impl PieceBuf {
         let need = len.next_multiple_of(BLOCK);
         if need > self.cap {
             *self = PieceBuf::new();
-            // SAFETY: `need` is non-zero (a larger multiple of BLOCK than `cap >= 0`).
-            let raw = unsafe { alloc::alloc_zeroed(PieceBuf::layout(need)) };
-            self.ptr = NonNull::new(raw).unwrap_or_else(|| alloc::handle_alloc_error(PieceBuf::layout(need)));
+            self.ptr = if need >= HUGE_PAGE {
+                huge::map(need).unwrap_or_else(|| alloc::handle_alloc_error(PieceBuf::layout(need)))
+            } else {
+                // SAFETY: `need` is non-zero (a larger multiple of BLOCK than `cap >= 0`).
+                let raw = unsafe { alloc::alloc_zeroed(PieceBuf::layout(need)) };
+                NonNull::new(raw).unwrap_or_else(|| alloc::handle_alloc_error(PieceBuf::layout(need)))
+            };
             self.cap = need;
         }
         self.len = len;
@@ -80,10 +93,90 @@ impl Default for PieceBuf {
 
 impl Drop for PieceBuf {
     fn drop(&mut self) {
-        if self.cap > 0 {
+        if self.cap >= HUGE_PAGE {
+            // SAFETY: mapped by `huge::map` with this very length, and only `self` points into it.
+            unsafe { huge::unmap(self.ptr, self.cap) }
+        } else if self.cap > 0 {
             // SAFETY: allocated in `resize_for_overwrite` with this very layout.
             unsafe { alloc::dealloc(self.ptr.as_ptr(), PieceBuf::layout(self.cap)) }
         }
+    }
+}
+
+/// Buffers at least this large are mapped on their own, aligned for huge pages.
+const HUGE_PAGE: usize = 2 << 20;
+
+/// Anonymous mappings on a huge-page boundary (Linux: with `MADV_HUGEPAGE`).
+#[cfg(unix)]
+mod huge {
+    use super::HUGE_PAGE;
+    use std::ptr::NonNull;
+
+    /// `len` zeroed bytes starting on a `HUGE_PAGE` boundary; None when the kernel refuses.
+    pub(super) fn map(len: usize) -> Option<NonNull<u8>> {
+        let span = len.checked_add(HUGE_PAGE)?;
+        // SAFETY: a fresh private anonymous mapping; no existing memory is touched.
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                span,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if base == libc::MAP_FAILED {
+            return None;
+        }
+        let base = base as usize;
+        let start = base.next_multiple_of(HUGE_PAGE);
+        // SAFETY: both ranges lie inside the mapping just made and outside `start..start + len`.
+        unsafe {
+            if start > base {
+                libc::munmap(base as *mut libc::c_void, start - base);
+            }
+            let tail = base + span - (start + len);
+            if tail > 0 {
+                libc::munmap((start + len) as *mut libc::c_void, tail);
+            }
+        }
+        // Advice only: without huge pages the mapping works with small ones.
+        #[cfg(target_os = "linux")]
+        // SAFETY: `start..start + len` is the mapping this buffer owns.
+        unsafe {
+            libc::madvise(start as *mut libc::c_void, len, libc::MADV_HUGEPAGE);
+        }
+        NonNull::new(start as *mut u8)
+    }
+
+    /// # Safety
+    /// `ptr..ptr + len` is a mapping from `map(len)` that nothing uses any more.
+    pub(super) unsafe fn unmap(ptr: NonNull<u8>, len: usize) {
+        libc::munmap(ptr.as_ptr() as *mut libc::c_void, len);
+    }
+}
+
+/// Elsewhere: the allocator, zeroed, aligned to the huge-page size.
+#[cfg(not(unix))]
+mod huge {
+    use super::HUGE_PAGE;
+    use std::alloc::{self, Layout};
+    use std::ptr::NonNull;
+
+    fn layout(len: usize) -> Layout {
+        Layout::from_size_align(len, HUGE_PAGE).expect("piece sizes are far below isize::MAX")
+    }
+
+    pub(super) fn map(len: usize) -> Option<NonNull<u8>> {
+        // SAFETY: `len` is at least HUGE_PAGE, so non-zero.
+        NonNull::new(unsafe { alloc::alloc_zeroed(layout(len)) })
+    }
+
+    /// # Safety
+    /// `ptr` came from `map(len)` and nothing uses it any more.
+    pub(super) unsafe fn unmap(ptr: NonNull<u8>, len: usize) {
+        alloc::dealloc(ptr.as_ptr(), layout(len))
     }
 }
 
@@ -157,6 +250,40 @@ impl Default for BufferPool {
 impl BufferPool {
     pub fn new(max_buffers: usize, max_bytes: usize) -> BufferPool {
         BufferPool { buffers: Mutex::new(Vec::new()), max_buffers, max_bytes }
+    }
+
+    /// The default pool, raised to hold `bytes` (what `prefault` is to be given) in
+    /// buffers of 1 MiB or more.
+    pub fn holding(bytes: usize) -> BufferPool {
+        BufferPool::new(MAX_BUFFERS.max(bytes >> 20), MAX_BYTES.max(bytes))
+    }
+
+    /// Makes idle buffers of `piece_bytes` until they hold `bytes` (or the pool is full),
+    /// writing to every page of each so that the memory is there before the first piece
+    /// needs it; returns how many it made.
+    pub fn prefault(&self, piece_bytes: usize, bytes: usize) -> usize {
+        let size = piece_bytes.next_multiple_of(BLOCK);
+        if size == 0 || size > self.max_bytes {
+            return 0;
+        }
+        let mut made = 0;
+        while (made + 1) * size <= bytes {
+            let mut buf = PieceBuf::new();
+            buf.resize_for_overwrite(piece_bytes);
+            for page in buf.blocks_mut().chunks_mut(BLOCK) {
+                // Volatile: a plain store of the zero already there could be dropped.
+                // SAFETY: `page` is a non-empty slice of the buffer's own memory.
+                unsafe { std::ptr::write_volatile(page.as_mut_ptr(), 0) };
+            }
+            let mut buffers = self.lock();
+            let held: usize = buffers.iter().map(PieceBuf::capacity).sum();
+            if buffers.len() >= self.max_buffers || held + size > self.max_bytes {
+                break;
+            }
+            buffers.push(buf);
+            made += 1;
+        }
+        made
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<PieceBuf>> {
@@ -249,5 +376,50 @@ mod tests {
         assert_eq!((b.as_ptr() as usize % BLOCK, b.capacity(), b.blocks_mut().len()), (0, 2 * BLOCK, 2 * BLOCK));
         assert_eq!(b.clone(), b);
         assert_eq!(&PieceBuf::new()[..], &[] as &[u8]);
+    }
+
+    #[test]
+    fn prefault_fills_the_pool_up_to_the_bytes_asked_and_its_limits() {
+        let pool = BufferPool::holding(10 << 20);
+        assert_eq!((pool.max_buffers, pool.max_bytes), (MAX_BUFFERS, MAX_BYTES));
+        assert_eq!(pool.prefault((4 << 20) - 100, 10 << 20), 2);
+        assert_eq!((pool.idle(), pool.idle_bytes()), (2, 8 << 20));
+        let b = pool.take_for(4 << 20);
+        assert!(b.iter().all(|&x| x == 0), "prefaulted memory reads as zeros");
+        // A pool raised for 192 MiB holds 48 buffers of 4 MiB; it stops at its limits.
+        let big = BufferPool::holding(192 << 20);
+        assert_eq!((big.max_buffers, big.max_bytes), (192, 192 << 20));
+        let small = BufferPool::new(3, 64 << 20);
+        assert_eq!(small.prefault(4 << 20, 100 << 20), 3);
+        assert_eq!(small.prefault(4 << 20, 100 << 20), 0, "full");
+        assert_eq!(BufferPool::new(4, 1 << 20).prefault(4 << 20, 8 << 20), 0, "larger than the pool");
+        assert_eq!(pool.prefault(0, 8 << 20), 0);
+    }
+
+    #[test]
+    fn large_buffers_are_mapped_zeroed_on_a_huge_page_boundary() {
+        for len in [HUGE_PAGE, 4 << 20, (4 << 20) + 1, (5 << 20) + 123] {
+            let mut b = PieceBuf::new();
+            b.resize_for_overwrite(len);
+            assert_eq!((b.len(), b.capacity()), (len, len.next_multiple_of(BLOCK)));
+            assert_eq!(b.as_ptr() as usize % HUGE_PAGE, 0, "{len} bytes");
+            assert!(b.blocks_mut().iter().all(|&x| x == 0), "{len} bytes: fresh memory reads as zeros");
+            b.blocks_mut().fill(0xa5);
+            let at = b.as_ptr();
+            b.resize_for_overwrite(len - 1); // fits: same mapping, stale bytes kept
+            assert_eq!((b.as_ptr(), b[len - 2]), (at, 0xa5));
+            let copy = b.clone();
+            assert_eq!(copy, b);
+            // Shrinking below the huge-page size keeps the mapping (and so unmaps it on drop).
+            b.resize_for_overwrite(10);
+            assert_eq!((b.as_ptr(), b.capacity()), (at, len.next_multiple_of(BLOCK)));
+        }
+        // Growing from a small allocation to a mapped one, and back in the pool.
+        let pool = BufferPool::default();
+        let mut b = pool.take_for(BLOCK);
+        b.resize_for_overwrite(HUGE_PAGE + 1);
+        assert_eq!(b.as_ptr() as usize % HUGE_PAGE, 0);
+        pool.give(b);
+        assert_eq!(pool.take_for(HUGE_PAGE).capacity(), HUGE_PAGE + BLOCK);
     }
 }

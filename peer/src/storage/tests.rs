@@ -28,6 +28,7 @@ fn config(dir: &Path) -> StoreConfig {
         piece_cache_bytes: 0,
         sync_on_complete: true,
         direct_io: true,
+        prefault_buffer_bytes: 0,
     }
 }
 
