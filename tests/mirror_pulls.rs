@@ -156,7 +156,7 @@ fn containerd_falls_back_to_the_registry_when_the_mirror_fails() {
 #[ignore]
 fn bench_containerd_pull_through_a_warm_parent_against_direct() {
     let _one = lock();
-    let rounds: usize = std::env::var("MIRROR_PULL_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(3);
+    let rounds: usize = std::env::var("MIRROR_PULL_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(5);
     let dir = cluster::test_dir("mirbench");
     let registry = Registry::start(&dir);
     let spec = ImageSpec {
