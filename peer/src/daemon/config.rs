@@ -165,6 +165,15 @@ pub struct DownloadSection {
     pub origin_retry_backoff_ms: u64,
     /// A local client keeps a finished task pinned at most this long while it copies it.
     pub hold_for_client_ms: u64,
+    /// With the default preset, a parent still downloading serves a child pieces outside
+    /// the stripes it serves that child only while the parent's host runs fewer uploads than
+    /// this (the preset's `off_stripe_below_uploads`, 12 in the simulator, whose pieces are
+    /// about 384 per blob). The daemon's pieces are `piece_bytes` (4 MiB): a borrowed piece
+    /// then holds a slice of a busy 100 Mbit/s uplink for seconds. 8 pods at 100 Mbit/s,
+    /// seed and registry at 200 Mbit/s (`bench/netns_fanout.sh p2p`, skopeo, one run each):
+    /// 0 / 2 / 4 / 8 / 12 gave 24.6 / 25.8 / 34.7 / 41.3 / 44.2 s, the seed sending 2.5 /
+    /// 2.8 / 3.9 / 4.7 / 5.0 copies of the image.
+    pub off_stripe_below_uploads: u32,
 }
 
 impl Default for DownloadSection {
@@ -176,6 +185,7 @@ impl Default for DownloadSection {
             origin_retries: 3,
             origin_retry_backoff_ms: 500,
             hold_for_client_ms: 600_000,
+            off_stripe_below_uploads: 2,
         }
     }
 }

@@ -219,6 +219,7 @@ pub async fn start_with_origin(cfg: DaemonConfig, origin: Arc<dyn Origin>) -> Re
     let policy = sched::Policy::parse(&cfg.download.policy).unwrap_or(sched::Policy::Default);
     let mut peer_config = PeerConfig::preset(policy);
     peer_config.upload_slots = cfg.dataplane.server.upload_slots;
+    peer_config.off_stripe_below_uploads = cfg.download.off_stripe_below_uploads;
     let (shutdown, shutdown_rx) = watch::channel(false);
     let ctx = Arc::new(Ctx {
         ids: TaskIdRules::new(&cfg.task_id),
