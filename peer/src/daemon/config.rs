@@ -310,6 +310,9 @@ pub fn parse(text: &str, origin: &str) -> Result<DaemonConfig, ConfigError> {
 
 type Fault = (Vec<&'static str>, String);
 
+/// The most piece-buffer memory `storage.prefault_buffer_bytes` may ask for at start.
+const MAX_PREFAULT_BYTES: u64 = 16 << 30;
+
 fn check(c: &DaemonConfig) -> Result<(), Fault> {
     let fault = |path: &[&'static str], message: String| Err((path.to_vec(), message));
     if sched::Policy::parse(&c.download.policy).is_none() {
@@ -323,6 +326,13 @@ fn check(c: &DaemonConfig) -> Result<(), Fault> {
         return fault(
             &["download", "piece_bytes"],
             format!("is {piece}; must be between 65536 and {}", crate::storage::MAX_PIECE_BYTES),
+        );
+    }
+    let prefault = c.storage.prefault_buffer_bytes;
+    if prefault > MAX_PREFAULT_BYTES {
+        return fault(
+            &["storage", "prefault_buffer_bytes"],
+            format!("is {prefault}; must be at most {MAX_PREFAULT_BYTES} (16 GiB) of piece buffers made at start, 0 for none"),
         );
     }
     for (key, value) in
@@ -482,6 +492,9 @@ mod tests {
         assert_eq!((e.line, e.key.as_deref()), (Some(2), Some("listen.data")), "{e}");
         let e = err("[download]\npiece_bytes = 10\n");
         assert_eq!((e.line, e.key.as_deref()), (Some(2), Some("download.piece_bytes")), "{e}");
+        let e = err("[storage]\nprefault_buffer_bytes = 1099511627776\n");
+        assert_eq!((e.line, e.key.as_deref()), (Some(2), Some("storage.prefault_buffer_bytes")), "{e}");
+        assert!(e.message.contains("at most"), "{e}");
     }
 
     #[test]

@@ -17,12 +17,15 @@
 //!
 //! Fresh memory: a new process still fills its piece cache and pool from fresh memory
 //! (128 MiB and more of a first pull). A buffer of 2 MiB or more is therefore mapped on its
-//! own, on a 2 MiB boundary, and marked for transparent huge pages (`MADV_HUGEPAGE`; the
-//! kernel's default mode is `madvise`): one fault per 2 MiB instead of 512, and no zeroing
+//! own, on a 2 MiB boundary, and marked for transparent huge pages (`MADV_HUGEPAGE`, for
+//! kernels in `madvise` mode, Debian's default): one fault per 2 MiB instead of 512, no zeroing
 //! pass of ours (mapped memory arrives zeroed). Measured on the 2-core CI machine type,
 //! touching fresh memory and copying into it: 0.15 s per GB this way, against 0.55 to 0.72
 //! s per GB for a zeroed heap allocation and 0.44 for plain 4 KiB-page mappings. Where the
-//! kernel has no huge pages to give, the mapping still saves the zeroing pass.
+//! kernel has no huge pages to give, the mapping still saves the zeroing pass. Memory the
+//! host has not backed yet costs about 2.3 s per GB on first touch either way, so peerd
+//! makes and touches `storage.prefault_buffer_bytes` of buffers before it serves
+//! (`BufferPool::prefault`).
 
 use std::alloc::{self, Layout};
 use std::ptr::NonNull;
@@ -64,16 +67,23 @@ impl PieceBuf {
         let need = len.next_multiple_of(BLOCK);
         if need > self.cap {
             *self = PieceBuf::new();
-            self.ptr = if need >= HUGE_PAGE {
-                huge::map(need).unwrap_or_else(|| alloc::handle_alloc_error(PieceBuf::layout(need)))
-            } else {
-                // SAFETY: `need` is non-zero (a larger multiple of BLOCK than `cap >= 0`).
-                let raw = unsafe { alloc::alloc_zeroed(PieceBuf::layout(need)) };
-                NonNull::new(raw).unwrap_or_else(|| alloc::handle_alloc_error(PieceBuf::layout(need)))
-            };
-            self.cap = need;
+            *self = PieceBuf::try_sized(len).unwrap_or_else(|| alloc::handle_alloc_error(PieceBuf::layout(need)));
         }
         self.len = len;
+    }
+
+    /// A new buffer of `len` bytes (zeroed), or None where the memory cannot be had.
+    fn try_sized(len: usize) -> Option<PieceBuf> {
+        let need = len.next_multiple_of(BLOCK);
+        let ptr = if need >= HUGE_PAGE {
+            huge::map(need)?
+        } else if need == 0 {
+            return Some(PieceBuf::new());
+        } else {
+            // SAFETY: `need` is non-zero.
+            NonNull::new(unsafe { alloc::alloc_zeroed(PieceBuf::layout(need)) })?
+        };
+        Some(PieceBuf { ptr, cap: need, len })
     }
 
     /// The bytes up to the end of the block holding the last one (for a direct read,
@@ -266,18 +276,21 @@ impl BufferPool {
         if size == 0 || size > self.max_bytes {
             return 0;
         }
+        let room = |buffers: &Vec<PieceBuf>| {
+            let held: usize = buffers.iter().map(PieceBuf::capacity).sum();
+            buffers.len() < self.max_buffers && held + size <= self.max_bytes
+        };
         let mut made = 0;
-        while (made + 1) * size <= bytes {
-            let mut buf = PieceBuf::new();
-            buf.resize_for_overwrite(piece_bytes);
+        while (made + 1) * size <= bytes && room(&self.lock()) {
+            // Stops, rather than aborting, where the kernel refuses the memory.
+            let Some(mut buf) = PieceBuf::try_sized(piece_bytes) else { break };
             for page in buf.blocks_mut().chunks_mut(BLOCK) {
                 // Volatile: a plain store of the zero already there could be dropped.
                 // SAFETY: `page` is a non-empty slice of the buffer's own memory.
                 unsafe { std::ptr::write_volatile(page.as_mut_ptr(), 0) };
             }
             let mut buffers = self.lock();
-            let held: usize = buffers.iter().map(PieceBuf::capacity).sum();
-            if buffers.len() >= self.max_buffers || held + size > self.max_bytes {
+            if !room(&buffers) {
                 break;
             }
             buffers.push(buf);
