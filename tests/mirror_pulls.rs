@@ -185,7 +185,8 @@ fn bench_containerd_pull_through_a_warm_parent_against_direct() {
 
     // One timed operation (pull or fetch), from a clean store, then the content check; beside
     // the wall time, the CPU seconds each side spent on it (`peer`: the pulling peer,
-    // `parents`: the seed and the warm peer) and how busy the whole machine was.
+    // `parents`: the seed and the warm peer; earlier rounds' peers may serve too, uncounted)
+    // and how busy the whole machine was.
     let timed = |op: &str, hosts: &std::path::Path, peer_pid: u32| -> (f64, String) {
         ctrd.clean().unwrap_or_else(|e| panic!("{e}"));
         let sides = [

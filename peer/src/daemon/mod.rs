@@ -171,12 +171,16 @@ pub async fn start_with_origin(cfg: DaemonConfig, origin: Arc<dyn Origin>) -> Re
     // Many simulated daemons share one process under madsim: no memory held ahead there.
     #[cfg(not(madsim))]
     {
-        let t = std::time::Instant::now();
+        let (pool, piece_bytes) = (store.buffers(), cfg.download.piece_bytes);
         let bytes = cfg.storage.prefault_buffer_bytes as usize;
-        let made = store.buffers().prefault(cfg.download.piece_bytes as usize, bytes);
-        if made > 0 {
-            let ms = t.elapsed().as_millis() as u64;
-            tracing::info!(buffers = made, piece_bytes = cfg.download.piece_bytes, ms, "piece buffers prefaulted");
+        let t = Instant::now();
+        match crate::dataplane::io::blocking(move || pool.prefault(piece_bytes as usize, bytes)).await {
+            Ok(0) => {}
+            Ok(made) => {
+                let ms = t.elapsed().as_millis() as u64;
+                tracing::info!(buffers = made, piece_bytes, ms, "piece buffers prefaulted");
+            }
+            Err(e) => tracing::warn!(error = %e, "prefaulting piece buffers failed; they are made on demand"),
         }
     }
     let store = Arc::new(store);

@@ -66,6 +66,7 @@ impl PieceBuf {
     pub fn resize_for_overwrite(&mut self, len: usize) {
         let need = len.next_multiple_of(BLOCK);
         if need > self.cap {
+            // The old memory goes first, so the two are never held at once.
             *self = PieceBuf::new();
             *self = PieceBuf::try_sized(len).unwrap_or_else(|| alloc::handle_alloc_error(PieceBuf::layout(need)));
         }
@@ -276,12 +277,8 @@ impl BufferPool {
         if size == 0 || size > self.max_bytes {
             return 0;
         }
-        let room = |buffers: &Vec<PieceBuf>| {
-            let held: usize = buffers.iter().map(PieceBuf::capacity).sum();
-            buffers.len() < self.max_buffers && held + size <= self.max_bytes
-        };
         let mut made = 0;
-        while (made + 1) * size <= bytes && room(&self.lock()) {
+        while (made + 1) * size <= bytes && self.fits(&self.lock(), size) {
             // Stops, rather than aborting, where the kernel refuses the memory.
             let Some(mut buf) = PieceBuf::try_sized(piece_bytes) else { break };
             for page in buf.blocks_mut().chunks_mut(BLOCK) {
@@ -290,7 +287,7 @@ impl BufferPool {
                 unsafe { std::ptr::write_volatile(page.as_mut_ptr(), 0) };
             }
             let mut buffers = self.lock();
-            if !room(&buffers) {
+            if !self.fits(&buffers, size) {
                 break;
             }
             buffers.push(buf);
@@ -328,10 +325,15 @@ impl BufferPool {
             return;
         }
         let mut buffers = self.lock();
-        let held: usize = buffers.iter().map(PieceBuf::capacity).sum();
-        if buffers.len() < self.max_buffers && held + buf.capacity() <= self.max_bytes {
+        if self.fits(&buffers, buf.capacity()) {
             buffers.push(buf);
         }
+    }
+
+    /// Whether `idle` (the pool's buffers, locked) has room for one more of `capacity` bytes.
+    fn fits(&self, idle: &[PieceBuf], capacity: usize) -> bool {
+        let held: usize = idle.iter().map(PieceBuf::capacity).sum();
+        idle.len() < self.max_buffers && held + capacity <= self.max_bytes
     }
 
     #[cfg(test)]
