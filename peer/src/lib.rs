@@ -2,11 +2,19 @@
 //! daemon's I/O building blocks: `task_id` (which downloads are one task), `storage` (the
 //! piece store on disk), `dataplane` (piece metadata and bytes between peers over framed TCP)
 //! and `origin` (back-to-source reads behind a trait).
+//!
+//! Only `core` is built without the "daemon" feature (on by default): the simulator uses the
+//! crate that way, with no tokio, tonic, hyper or reqwest in its build.
 pub mod core;
+#[cfg(feature = "daemon")]
 pub mod daemon;
+#[cfg(feature = "daemon")]
 pub mod dataplane;
+#[cfg(feature = "daemon")]
 pub mod origin;
+#[cfg(feature = "daemon")]
 pub mod storage;
+#[cfg(feature = "daemon")]
 pub mod task_id;
-#[cfg(test)]
+#[cfg(all(test, feature = "daemon"))]
 mod test_data;

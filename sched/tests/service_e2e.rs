@@ -49,6 +49,7 @@ fn register(peer: &str, host: &str, need_back_to_source: bool) -> pb::AnnouncePe
             need_back_to_source,
             request_headers: [("authorization".to_string(), "Bearer t".to_string())].into_iter().collect(),
             completed: false,
+            policy: "default".into(),
         })),
     }
 }

@@ -82,6 +82,7 @@ async fn sigterm_closes_streams_and_exits_zero() {
         piece_length_bytes: 1 << 20,
         content_length_bytes: 1 << 20,
         piece_count: 1,
+        policy: "default".into(),
         ..Default::default()
     };
     out.send(pb::AnnouncePeerRequest { request: Some(pb::announce_peer_request::Request::Register(register)) })

@@ -436,15 +436,16 @@ dir = "{dir}"
 quota_bytes = {quota}
 meta_flush_pieces = 4
 [dataplane.server]
-{upload}slot_wait_ms = 2000
-idle_timeout_ms = 20000
+{upload}idle_timeout_ms = 20000
 max_sync_wait_ms = 5000
 [dataplane.client]
 {download}connect_timeout_ms = 1000
 request_timeout_ms = 10000
-[download]
+[peer]
 policy = "{policy}"
-piece_bytes = {piece}
+piece_sizing = {{ rule = "fixed", piece_bytes = {piece} }}
+upload_slot_wait_ns = 2_000_000_000
+[download]
 sync_wait_ms = 2000
 origin_retries = 8
 origin_retry_backoff_ms = 200

@@ -198,7 +198,7 @@ pub fn write_peer_config(dir: &Path, name: &str, scheduler: Option<&str>, o: &Pe
              [listen]\ndata = \"127.0.0.1:0\"\nlocal_api = \"127.0.0.1:0\"\nhttp = \"127.0.0.1:0\"\nmirror = \"127.0.0.1:0\"\n\
              [scheduler]\naddresses = [{schedulers}]\nannounce_interval_ms = 2000\n\
              [storage]\ndir = \"{store}\"\nquota_bytes = {quota}\n\
-             [download]\npiece_bytes = {piece}\n\
+             [peer]\npiece_sizing = {{ rule = \"fixed\", piece_bytes = {piece} }}\n\
              [dataplane.client]\nrequest_timeout_ms = 10000\n{rate}\
              [log]\nfilter = \"info\"\n{extra}",
             kind = if o.seed { "seed" } else { "normal" },

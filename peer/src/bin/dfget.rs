@@ -301,8 +301,7 @@ usage: dfget URL -O FILE [options]
                 // this process's memory).
                 None => {
                     src.seek(SeekFrom::Start(from)).map_err(|e| io("cannot seek in", source, e))?;
-                    std::io::copy(&mut (&src).take(to - from), &mut dst)
-                        .map_err(|e| io("cannot copy into", &tmp, e))?
+                    std::io::copy(&mut (&src).take(to - from), &mut dst).map_err(|e| io("cannot copy into", &tmp, e))?
                 }
                 Some(digest) => copy_hashing(&mut src, source, &mut dst, &tmp, (from, to), digest, output, &io)?,
             };

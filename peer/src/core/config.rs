@@ -2,12 +2,22 @@
 //! defaults of each policy in one place.
 
 use sched::core::ids::{TimeNs, NS_PER_MS, NS_PER_S};
+use sched::core::overlay::{overlay, table_policy, OverlayError};
 use sched::Policy;
 use serde::{Deserialize, Serialize};
 
 const MIB: u64 = 1 << 20;
+/// The smallest piece a configuration may ask for (smaller ones cost more in requests and
+/// reports than they save in pipeline fill).
+pub const MIN_PIECE_BYTES: u64 = 64 << 10;
+/// The largest piece: a piece is held in memory whole by the sender and the receiver.
+pub const MAX_PIECE_BYTES: u64 = 64 << 20;
 
+/// In a table: `piece_sizing = { rule = "fixed", piece_bytes = 4194304 }`,
+/// `{ rule = "scaled", min_bytes = 524288, max_bytes = 4194304, target_pieces = 384 }` or
+/// `{ rule = "dragonfly" }`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "rule", rename_all = "snake_case", deny_unknown_fields)]
 pub enum PieceSizing {
     /// Dragonfly's rule: 4 MiB up to 200 MiB, then 1 MiB more per 100 MiB, at most 15 MiB.
     Dragonfly,
@@ -27,6 +37,15 @@ pub enum PieceSizing {
 }
 
 impl PieceSizing {
+    /// The largest piece this rule gives any task (what a piece buffer must hold).
+    pub fn largest_piece_bytes(self) -> u64 {
+        match self {
+            PieceSizing::Dragonfly => 15 * MIB,
+            PieceSizing::Fixed { piece_bytes } => piece_bytes,
+            PieceSizing::Scaled { min_bytes, max_bytes, .. } => max_bytes.max(min_bytes.max(1)),
+        }
+    }
+
     pub fn piece_bytes(self, content_bytes: u64) -> u64 {
         match self {
             PieceSizing::Dragonfly => {
@@ -47,6 +66,7 @@ impl PieceSizing {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum PieceSelection {
     /// Dragonfly's dispatcher: parents ordered by a cost EWMA (shuffled 10% of the
     /// time), a random piece from the first parent that has one.
@@ -76,6 +96,8 @@ pub struct ConnLifecycle {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PeerConfig {
+    /// The policy whose preset this is; the scheduler refuses a peer of another policy.
+    pub policy: Policy,
     pub piece_sizing: PieceSizing,
     pub piece_selection: PieceSelection,
     /// Take from a parent only the pieces of the stripes it serves this child, unless it
@@ -126,8 +148,11 @@ pub struct PeerConfig {
     pub endgame_pieces: u32,
     /// Finished pieces per progress report to the scheduler; 0: never report pieces.
     pub report_batch_pieces: u32,
-    /// Piece uploads a host serves at once, across tasks; others wait in line.
+    /// Piece uploads a host serves at once, across tasks; others wait in line...
     pub upload_slots: u32,
+    /// ...at most this long: then the request is refused as busy and the child asks
+    /// another parent for the piece.
+    pub upload_slot_wait_ns: TimeNs,
 }
 
 impl PeerConfig {
@@ -136,6 +161,7 @@ impl PeerConfig {
             // Dragonfly Rust client: concurrent_piece_count 8, 4 candidate parents, a piece
             // report per piece, reschedule only when the parents run dry, at most 5 rounds.
             Policy::Dragonfly => PeerConfig {
+                policy,
                 piece_sizing: PieceSizing::Dragonfly,
                 piece_selection: PieceSelection::RandomFromBestParent,
                 strict_stripes: false,
@@ -158,6 +184,7 @@ impl PeerConfig {
                 endgame_pieces: 0,
                 report_batch_pieces: 1,
                 upload_slots: 128,
+                upload_slot_wait_ns: 10 * NS_PER_S,
             },
             // Kraken agent: 4 MB pieces, 10 connections per blob, 3 requests per agent and
             // 5 per origin, rarest first, endgame at 3, announce every 3 s while not
@@ -166,6 +193,7 @@ impl PeerConfig {
             // than conn_ttl 1 h, blacklist 30 s after every close or refused dial
             // (`scheduler/config.go`, `connstate/config.go` defaults).
             Policy::Kraken => PeerConfig {
+                policy,
                 piece_sizing: PieceSizing::Fixed { piece_bytes: 4_000_000 },
                 piece_selection: PieceSelection::RarestFirst,
                 strict_stripes: false,
@@ -193,6 +221,7 @@ impl PeerConfig {
                 endgame_pieces: 3,
                 report_batch_pieces: 0,
                 upload_slots: u32::MAX,
+                upload_slot_wait_ns: 10 * NS_PER_S,
             },
             // Ours: pieces scaled to the blob (about 384 per blob in whole 512 KiB, 512 KiB to
             // 4 MiB: short pipelines for small layers, few requests for large ones; 1 MiB
@@ -207,6 +236,7 @@ impl PeerConfig {
             // (the scheduler needs "has data", not every piece), quick reschedule when the
             // parents stop being useful.
             Policy::Default => PeerConfig {
+                policy,
                 piece_sizing: PieceSizing::Scaled { min_bytes: MIB / 2, max_bytes: 4 * MIB, target_pieces: 384 },
                 piece_selection: PieceSelection::RarestFirst,
                 strict_stripes: true,
@@ -235,8 +265,81 @@ impl PeerConfig {
                 endgame_pieces: 4,
                 report_batch_pieces: 8,
                 upload_slots: 32,
+                upload_slot_wait_ns: 10 * NS_PER_S,
             },
         }
+    }
+
+    /// The configuration a `[peer]` table describes: the preset of the policy it names
+    /// (`policy`, else `default_policy`) with its other keys laid over it, then checked. The
+    /// daemon (`peerd.toml`) and the simulator (a scenario's `[peer]`) both read their
+    /// tables with this. `order`: the table's keys as written.
+    pub fn from_table(
+        table: &toml::Table,
+        order: &[String],
+        default_policy: Policy,
+    ) -> Result<PeerConfig, OverlayError> {
+        let policy = table_policy(table, default_policy)?;
+        let optional = ["conn_lifecycle", "reannounce_interval_ns"];
+        let cfg = overlay(&PeerConfig::preset(policy), table, order, "[peer]", &optional)?;
+        cfg.validate().map_err(|(key, message)| OverlayError::new(key, message))?;
+        Ok(cfg)
+    }
+
+    /// Values no download can work with. Err: (field, message).
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        let fail = |key: &str, message: String| Err((key.to_string(), message));
+        match self.piece_sizing {
+            PieceSizing::Fixed { piece_bytes } if !(MIN_PIECE_BYTES..=MAX_PIECE_BYTES).contains(&piece_bytes) => {
+                return fail(
+                    "piece_sizing",
+                    format!("piece_bytes = {piece_bytes}: must be between {MIN_PIECE_BYTES} and {MAX_PIECE_BYTES}"),
+                );
+            }
+            PieceSizing::Scaled { min_bytes, max_bytes, target_pieces } => {
+                if min_bytes < MIN_PIECE_BYTES || max_bytes > MAX_PIECE_BYTES || min_bytes > max_bytes {
+                    return fail(
+                        "piece_sizing",
+                        format!(
+                            "min_bytes = {min_bytes}, max_bytes = {max_bytes}: need {MIN_PIECE_BYTES} <= min_bytes <= max_bytes <= {MAX_PIECE_BYTES}"
+                        ),
+                    );
+                }
+                if target_pieces == 0 {
+                    return fail("piece_sizing", "target_pieces = 0: must be at least 1".into());
+                }
+            }
+            _ => {}
+        }
+        for (key, value) in [
+            ("max_in_flight_total", self.max_in_flight_total),
+            ("max_in_flight_per_parent", self.max_in_flight_per_parent),
+            ("max_in_flight_per_seed_parent", self.max_in_flight_per_seed_parent),
+            ("max_in_flight_origin", self.max_in_flight_origin),
+            ("upload_slots", self.upload_slots),
+        ] {
+            if value == 0 {
+                return fail(key, format!("{key} = 0: must be at least 1, or nothing is ever fetched"));
+            }
+        }
+        if self.max_parents == 0 {
+            return fail("max_parents", "max_parents = 0: must be at least 1".into());
+        }
+        if self.upload_slot_wait_ns < NS_PER_MS {
+            return fail("upload_slot_wait_ns", "must be at least 1 ms (1000000)".into());
+        }
+        if self.piece_timeout_min_ns < NS_PER_MS {
+            return fail("piece_timeout_min_ns", "must be at least 1 ms (1000000)".into());
+        }
+        if let Some(l) = &self.conn_lifecycle {
+            if l.preemption_interval_ns < NS_PER_MS {
+                return fail("conn_lifecycle", "preemption_interval_ns must be at least 1 ms (1000000)".into());
+            }
+        }
+        if self.reannounce_interval_ns.is_some_and(|t| t < NS_PER_MS) {
+            return fail("reannounce_interval_ns", "must be at least 1 ms (1000000)".into());
+        }
+        Ok(())
     }
 
     pub fn piece_timeout_ns(&self, piece_bytes: u64) -> TimeNs {

@@ -606,8 +606,12 @@ impl TaskDownload {
     /// unless it already is (Kraken's `State.Blacklist` keeps the first expiry).
     fn close_conn(&mut self, now: TimeNs, peer: PeerId) {
         let from = Source::Parent(peer);
-        let pieces: Vec<u32> =
-            self.in_flight.iter().filter(|(_, f)| f.iter().any(|x| x.from == from && !x.received)).map(|(p, _)| *p).collect();
+        let pieces: Vec<u32> = self
+            .in_flight
+            .iter()
+            .filter(|(_, f)| f.iter().any(|x| x.from == from && !x.received))
+            .map(|(p, _)| *p)
+            .collect();
         for piece in pieces {
             self.on_transfer_dropped(piece, from);
             self.pending_cancels.push((piece, from));

@@ -2,6 +2,7 @@
 //! and key is optional; `peer/peerd.example.toml` lists them with their defaults. Errors are
 //! one line, `FILE:LINE: KEY: what is wrong` (`svc::ConfigFile`).
 
+use crate::core::PeerConfig;
 use crate::dataplane::{ClientConfig, ServerConfig};
 use crate::origin::HttpOriginConfig;
 use crate::storage::{GcPolicy, StoreConfig};
@@ -25,6 +26,12 @@ pub struct DaemonConfig {
     pub download: DownloadSection,
     pub mirror: MirrorSection,
     pub log: LogConfig,
+    /// `[peer]`: the peer core's policy and tuning (`PeerConfig::from_table`, as a
+    /// scenario's `[peer]` is read by the simulator). Resolved into `core` by `parse`.
+    pub peer: toml::Table,
+    /// The resolved `[peer]` table: what the download plans and the upload slots run.
+    #[serde(skip)]
+    pub core: PeerConfig,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -153,11 +160,6 @@ pub struct DataplaneSection {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DownloadSection {
-    /// The peer core's preset (`peer::core::PeerConfig::preset`): default | dragonfly | kraken.
-    /// Use the scheduler's policy.
-    pub policy: String,
-    /// Piece size of new tasks (the first peer of a task decides it for everyone).
-    pub piece_bytes: u64,
     /// Longest wait of one piece-map long poll to a parent.
     pub sync_wait_ms: u64,
     /// A failing origin read is retried this many times (transient errors only).
@@ -165,27 +167,15 @@ pub struct DownloadSection {
     pub origin_retry_backoff_ms: u64,
     /// A local client keeps a finished task pinned at most this long while it copies it.
     pub hold_for_client_ms: u64,
-    /// With the default preset, a parent still downloading serves a child pieces outside
-    /// the stripes it serves that child only while the parent's host runs fewer uploads than
-    /// this (the preset's `off_stripe_below_uploads`, 12 in the simulator, whose pieces are
-    /// about 384 per blob). The daemon's pieces are `piece_bytes` (4 MiB): a borrowed piece
-    /// then holds a slice of a busy 100 Mbit/s uplink for seconds. 8 pods at 100 Mbit/s,
-    /// seed and registry at 200 Mbit/s (`bench/netns_fanout.sh p2p`, skopeo, one run each):
-    /// 0 / 2 / 4 / 8 / 12 gave 24.6 / 25.8 / 34.7 / 41.3 / 44.2 s, the seed sending 2.5 /
-    /// 2.8 / 3.9 / 4.7 / 5.0 copies of the image.
-    pub off_stripe_below_uploads: u32,
 }
 
 impl Default for DownloadSection {
     fn default() -> Self {
         DownloadSection {
-            policy: "default".into(),
-            piece_bytes: 4 << 20,
             sync_wait_ms: 10_000,
             origin_retries: 3,
             origin_retry_backoff_ms: 500,
             hold_for_client_ms: 600_000,
-            off_stripe_below_uploads: 2,
         }
     }
 }
@@ -290,6 +280,8 @@ impl Default for DaemonConfig {
             download: DownloadSection::default(),
             mirror: MirrorSection::default(),
             log: LogConfig::default(),
+            peer: toml::Table::new(),
+            core: PeerConfig::preset(sched::Policy::Default),
         }
     }
 }
@@ -303,9 +295,39 @@ pub fn load(path: &Path) -> Result<DaemonConfig, ConfigError> {
 /// Parses and checks configuration text; `origin` names the file in errors.
 pub fn parse(text: &str, origin: &str) -> Result<DaemonConfig, ConfigError> {
     let file = ConfigFile::parse(text, origin)?;
-    let c: DaemonConfig = file.deserialize()?;
+    moved_keys(&file)?;
+    let mut c: DaemonConfig = file.deserialize()?;
+    let order = file.keys_in_order("peer");
+    c.core = PeerConfig::from_table(&c.peer, &order, sched::Policy::Default)
+        .map_err(|e| file.error_at(&["peer", &e.key], svc::config_file::schema_message(&e.message)))?;
+    // The data plane's upload slots are the core's (the simulator models the same ones).
+    c.dataplane.server.upload_slots = c.core.upload_slots;
+    c.dataplane.server.slot_wait_ms = (c.core.upload_slot_wait_ns / 1_000_000).max(1);
     check(&c).map_err(|(path, message)| file.error_at(&path, message))?;
     Ok(c)
+}
+
+/// Keys that moved into `[peer]` (one table for the daemon and the simulator): say where.
+fn moved_keys(file: &ConfigFile) -> Result<(), ConfigError> {
+    let raw: toml::Table = file.deserialize()?;
+    let moved: [(&str, &str, &str); 5] = [
+        ("download", "policy", "[peer] policy"),
+        ("download", "piece_bytes", "[peer] piece_sizing = { rule = \"fixed\", piece_bytes = N }"),
+        ("download", "off_stripe_below_uploads", "[peer] off_stripe_below_uploads"),
+        ("dataplane.server", "upload_slots", "[peer] upload_slots"),
+        ("dataplane.server", "slot_wait_ms", "[peer] upload_slot_wait_ns (nanoseconds)"),
+    ];
+    for (table, key, now) in moved {
+        let mut t = Some(&raw);
+        for part in table.split('.') {
+            t = t.and_then(|t| t.get(part)).and_then(|v| v.as_table());
+        }
+        if t.is_some_and(|t| t.contains_key(key)) {
+            let path: Vec<&str> = table.split('.').chain([key]).collect();
+            return Err(file.error_at(&path, format!("moved: write {now}, read by the daemon and the simulator alike")));
+        }
+    }
+    Ok(())
 }
 
 type Fault = (Vec<&'static str>, String);
@@ -315,19 +337,6 @@ const MAX_PREFAULT_BYTES: u64 = 16 << 30;
 
 fn check(c: &DaemonConfig) -> Result<(), Fault> {
     let fault = |path: &[&'static str], message: String| Err((path.to_vec(), message));
-    if sched::Policy::parse(&c.download.policy).is_none() {
-        return fault(
-            &["download", "policy"],
-            format!("unknown policy {:?}; valid policies: {}", c.download.policy, sched::Policy::NAMES.join(", ")),
-        );
-    }
-    let piece = c.download.piece_bytes;
-    if !(64 << 10..=crate::storage::MAX_PIECE_BYTES).contains(&piece) {
-        return fault(
-            &["download", "piece_bytes"],
-            format!("is {piece}; must be between 65536 and {}", crate::storage::MAX_PIECE_BYTES),
-        );
-    }
     let prefault = c.storage.prefault_buffer_bytes;
     if prefault > MAX_PREFAULT_BYTES {
         return fault(
@@ -465,8 +474,23 @@ mod tests {
 
     #[test]
     fn the_example_file_is_valid_and_states_the_defaults() {
-        let c = parse(include_str!("../../peerd.example.toml"), "peerd.example.toml").unwrap();
-        assert_eq!(c, DaemonConfig::default());
+        let text = include_str!("../../peerd.example.toml");
+        let c = parse(text, "peerd.example.toml").unwrap();
+        assert_eq!(c.peer.get("policy").and_then(|p| p.as_str()), Some("default"));
+        assert_eq!(DaemonConfig { peer: toml::Table::new(), ..c }, DaemonConfig::default());
+        // Every key of the core's configuration is listed, with the default preset's value
+        // where it has one.
+        let preset = toml::Table::try_from(PeerConfig::preset(sched::Policy::Default)).unwrap();
+        for (key, value) in preset {
+            let listed = text.lines().find(|l| l.trim_start_matches("# ").starts_with(&format!("{key} =")));
+            let Some(line) = listed else { panic!("[peer] {key} is not in peerd.example.toml") };
+            if !value.is_table() {
+                let written = line.trim_start_matches("# ").split('=').nth(1).unwrap().split('#').next().unwrap();
+                let written: toml::Value =
+                    format!("v = {}", written.trim()).parse::<toml::Table>().unwrap()["v"].clone();
+                assert_eq!(written, value, "[peer] {key}: peerd.example.toml says {written}, the preset {value}");
+            }
+        }
     }
 
     #[test]
@@ -476,22 +500,35 @@ mod tests {
         let e = err("[storage]\ndir = \"/tmp/x\"\nquota = 5\n");
         assert_eq!((e.line, e.key.as_deref()), (Some(3), Some("storage.quota")), "{e}");
         assert!(e.message.contains("quota_bytes"), "{e}");
-        let e = err("[download]\n\npolicy = \"bittorrent\"\n");
-        assert_eq!((e.line, e.key.as_deref()), (Some(3), Some("download.policy")), "{e}");
+        let e = err("[peer]\n\npolicy = \"bittorrent\"\n");
+        assert_eq!((e.line, e.key.as_deref()), (Some(3), Some("peer.policy")), "{e}");
         assert!(e.message.contains("default, dragonfly, kraken"), "{e}");
+        let e = err("[download]\npolicy = \"kraken\"\n");
+        assert_eq!((e.line, e.key.as_deref()), (Some(2), Some("download.policy")), "{e}");
+        assert!(e.message.contains("moved: write [peer] policy"), "{e}");
         let e = err("[scheduler]\naddresses = [\"127.0.0.1:8002\"]\n");
         assert_eq!((e.line, e.key.as_deref()), (Some(2), Some("scheduler.addresses")), "{e}");
         let e = err("[storage]\nquota_bytes = 0\n");
         assert_eq!((e.line, e.key.as_deref()), (Some(2), Some("storage.quota_bytes")), "{e}");
-        let e = err("[dataplane.server]\nupload_slots = 0\n");
-        assert_eq!(e.key.as_deref(), Some("dataplane.server"), "{e}");
-        assert_eq!(e.line, Some(1), "{e}");
+        let e = err("[peer]\nupload_slots = 0\n");
+        assert_eq!((e.line, e.key.as_deref()), (Some(2), Some("peer.upload_slots")), "{e}");
+        let e = err("[dataplane.server]\nupload_slots = 8\n");
+        assert_eq!((e.line, e.key.as_deref()), (Some(2), Some("dataplane.server.upload_slots")), "{e}");
+        assert!(e.message.contains("[peer] upload_slots"), "{e}");
         let e = err("[host]\nadvertise_ip = \"0.0.0.0\"\n");
         assert_eq!((e.line, e.key.as_deref()), (Some(2), Some("host.advertise_ip")), "{e}");
         let e = err("[listen]\ndata = \"nope\"\n");
         assert_eq!((e.line, e.key.as_deref()), (Some(2), Some("listen.data")), "{e}");
-        let e = err("[download]\npiece_bytes = 10\n");
-        assert_eq!((e.line, e.key.as_deref()), (Some(2), Some("download.piece_bytes")), "{e}");
+        let e = err("[peer]\npiece_sizing = { rule = \"fixed\", piece_bytes = 10 }\n");
+        assert_eq!((e.line, e.key.as_deref()), (Some(2), Some("peer.piece_sizing")), "{e}");
+        let e = err("[peer]\nmax_parent = 3\n");
+        assert_eq!((e.line, e.key.as_deref()), (Some(2), Some("peer.max_parent")), "{e}");
+        assert!(e.message.contains("valid keys of [peer]") && e.message.contains("max_parents"), "{e}");
+        let c = parse("[peer]\npolicy = \"kraken\"\nmax_parents = 4\n", "p.toml").unwrap();
+        let mut want = PeerConfig::preset(sched::Policy::Kraken);
+        want.max_parents = 4;
+        assert_eq!(c.core, want);
+        assert_eq!(c.dataplane.server.upload_slots, u32::MAX);
         let e = err("[storage]\nprefault_buffer_bytes = 1099511627776\n");
         assert_eq!((e.line, e.key.as_deref()), (Some(2), Some("storage.prefault_buffer_bytes")), "{e}");
         assert!(e.message.contains("at most"), "{e}");

@@ -143,9 +143,19 @@ pub async fn run(ctx: Arc<Ctx>, job: Job, progress: watch::Sender<Progress>, wan
 
 enum Event {
     /// A parent's piece arrived and is being verified and stored: its slot is free.
-    Received { piece: u32, from: Source },
-    Piece { piece: u32, from: Source, outcome: PieceOutcome },
-    Sync { parent: PeerId, result: Result<PieceUpdate, FetchError> },
+    Received {
+        piece: u32,
+        from: Source,
+    },
+    Piece {
+        piece: u32,
+        from: Source,
+        outcome: PieceOutcome,
+    },
+    Sync {
+        parent: PeerId,
+        result: Result<PieceUpdate, FetchError>,
+    },
 }
 
 struct ParentLink {
@@ -315,6 +325,7 @@ impl<'a> Download<'a> {
             need_back_to_source: self.job.seed,
             request_headers: self.job.headers.iter().cloned().collect(),
             completed: false,
+            policy: self.ctx.peer_config.policy.name().into(),
         };
         let _ = out.try_send(pb::AnnouncePeerRequest { request: Some(Req::Register(register)) });
         let call = client.announce_peer(ReceiverStream::new(rx));
@@ -828,7 +839,7 @@ async fn lengths(ctx: &Ctx, job: &Job) -> Result<(u64, u64), DownloadError> {
         return Ok(l);
     }
     if let Some(content_bytes) = job.content_bytes_hint {
-        return Ok((content_bytes, ctx.cfg.download.piece_bytes));
+        return Ok((content_bytes, ctx.peer_config.piece_sizing.piece_bytes(content_bytes)));
     }
     let mut request = OriginRequest::new(job.url.clone());
     request.headers = job.headers.clone();
@@ -846,7 +857,7 @@ async fn lengths(ctx: &Ctx, job: &Job) -> Result<(u64, u64), DownloadError> {
             Err(e) => return Err(e.into()),
         }
     };
-    Ok((info.content_bytes, ctx.cfg.download.piece_bytes))
+    Ok((info.content_bytes, ctx.peer_config.piece_sizing.piece_bytes(info.content_bytes)))
 }
 
 async fn create_task(

@@ -171,7 +171,7 @@ pub async fn start_with_origin(cfg: DaemonConfig, origin: Arc<dyn Origin>) -> Re
     // Many simulated daemons share one process under madsim: no memory held ahead there.
     #[cfg(not(madsim))]
     {
-        let (pool, piece_bytes) = (store.buffers(), cfg.download.piece_bytes);
+        let (pool, piece_bytes) = (store.buffers(), cfg.core.piece_sizing.largest_piece_bytes());
         let bytes = cfg.storage.prefault_buffer_bytes as usize;
         let t = Instant::now();
         match crate::dataplane::io::blocking(move || pool.prefault(piece_bytes as usize, bytes)).await {
@@ -220,10 +220,8 @@ pub async fn start_with_origin(cfg: DaemonConfig, origin: Arc<dyn Origin>) -> Re
 
     let host = sched_link::host_message(&cfg, data_addr.port());
     let sched = SchedLink::new(&cfg, host).map_err(StartError::Scheduler)?;
-    let policy = sched::Policy::parse(&cfg.download.policy).unwrap_or(sched::Policy::Default);
-    let mut peer_config = PeerConfig::preset(policy);
-    peer_config.upload_slots = cfg.dataplane.server.upload_slots;
-    peer_config.off_stripe_below_uploads = cfg.download.off_stripe_below_uploads;
+    let peer_config = cfg.core.clone();
+    tracing::info!(config = %effective_peer_config(&peer_config), "peer core configuration");
     let (shutdown, shutdown_rx) = watch::channel(false);
     let ctx = Arc::new(Ctx {
         ids: TaskIdRules::new(&cfg.task_id),
@@ -388,4 +386,10 @@ impl Running {
     pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
         self.shutdown.subscribe()
     }
+}
+
+/// The core configuration as one line of TOML, for the start-up log (the simulator writes
+/// the same table beside its reports).
+fn effective_peer_config(cfg: &PeerConfig) -> String {
+    toml::to_string(cfg).map(|t| t.lines().collect::<Vec<_>>().join("; ")).unwrap_or_else(|e| e.to_string())
 }

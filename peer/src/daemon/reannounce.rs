@@ -62,6 +62,7 @@ async fn register_completed(ctx: &Ctx, task: &crate::storage::TaskInfo) -> Resul
         need_back_to_source: false,
         request_headers: Default::default(),
         completed: true,
+        policy: ctx.peer_config.policy.name().into(),
     };
     let (out, rx) = mpsc::channel(1);
     out.try_send(pb::AnnouncePeerRequest { request: Some(Req::Register(register)) })

@@ -55,8 +55,8 @@ impl SchedLink {
         !self.replicas.is_empty()
     }
 
-    /// The replica in charge of `task` (rendezvous would move fewer tasks when the list
-    /// changes; a fixed list per deployment makes a modulo enough).
+    /// The replica in charge of `task` (`sched::core::hashring::replica_for`, the rule the
+    /// simulator routes by too).
     pub fn for_task(&self, task: &TaskId) -> Option<(&str, SchedulerClient<Channel>)> {
         let (address, client) = &self.replicas[self.replica_of(task)?];
         Some((address.as_str(), client.clone()))
@@ -64,12 +64,9 @@ impl SchedLink {
 
     /// The index of the replica in charge of `task`.
     pub fn replica_of(&self, task: &TaskId) -> Option<usize> {
-        if self.replicas.is_empty() {
-            return None;
-        }
         let b = task.as_bytes();
         let key = u64::from_be_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]);
-        Some((key % self.replicas.len() as u64) as usize)
+        sched::core::hashring::replica_for(key, self.replicas.len())
     }
 
     pub fn replicas(&self) -> impl Iterator<Item = (&str, SchedulerClient<Channel>)> {

@@ -37,9 +37,14 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
-    /// Piece uploads at once, across connections and tasks (`core::UploadSlots`).
+    /// Piece uploads at once, across connections and tasks (`core::UploadSlots`). Not a
+    /// key of `[dataplane.server]`: the daemon sets it from `[peer] upload_slots`, the
+    /// core's value the simulator models too.
+    #[serde(skip)]
     pub upload_slots: u32,
-    /// A piece request waits at most this long for a slot, then gets `Busy`.
+    /// A piece request waits at most this long for a slot, then gets `Busy`. Set from
+    /// `[peer] upload_slot_wait_ns`.
+    #[serde(skip)]
     pub slot_wait_ms: u64,
     /// Upload bandwidth of this host; none: unlimited.
     pub upload_rate: Option<RateLimit>,

@@ -66,7 +66,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use svc::watch;
 
 /// The largest piece the store (and the data plane) accepts.
-pub const MAX_PIECE_BYTES: u64 = 64 << 20;
+pub const MAX_PIECE_BYTES: u64 = crate::core::config::MAX_PIECE_BYTES;
 /// The most pieces one task may have.
 pub const MAX_PIECE_COUNT: u32 = 1 << 24;
 

@@ -3,6 +3,7 @@
 //! file names a policy and overrides fields (serde, unknown keys refused).
 
 use super::ids::{TimeNs, NS_PER_MS, NS_PER_S};
+use super::overlay::{overlay, table_policy, OverlayError};
 use super::policy::Policy;
 use serde::{Deserialize, Serialize};
 
@@ -76,7 +77,49 @@ impl SchedulerConfig {
         if self.normal_upload_limit == 0 && self.seed_upload_limit == 0 {
             return Err("normal_upload_limit and seed_upload_limit are both 0: nobody could upload".into());
         }
+        if self.filter_parent_limit == 0 {
+            return Err("filter_parent_limit = 0: must be at least 1".into());
+        }
+        if self.retry_interval_ns < NS_PER_MS {
+            return Err(format!(
+                "retry_interval_ns = {}: must be at least 1 ms (1000000); shorter retries spin the scheduler",
+                self.retry_interval_ns
+            ));
+        }
+        if self.peer_idle_timeout_ns < NS_PER_S {
+            return Err(format!(
+                "peer_idle_timeout_ns = {}: must be at least 1 s (1000000000)",
+                self.peer_idle_timeout_ns
+            ));
+        }
+        if !self.poll_factor.is_finite() || self.poll_factor < 1.0 {
+            return Err(format!("poll_factor = {}: must be a finite number of at least 1.0", self.poll_factor));
+        }
+        if self.poll_max_ns < self.poll_initial_ns {
+            return Err(format!("poll_max_ns = {}: must be at least poll_initial_ns", self.poll_max_ns));
+        }
         Ok(())
+    }
+
+    /// The configuration a `[scheduler]` table describes: the preset of the policy it names
+    /// (`policy`, else `default_policy`) with its other keys laid over it, then checked. The
+    /// scheduler service (`scheduler.toml`) and the simulator (a scenario's `[scheduler]`)
+    /// both read their tables with this. `order`: the table's keys as written, so the first
+    /// bad one is reported.
+    pub fn from_table(
+        table: &toml::Table,
+        order: &[String],
+        default_policy: Policy,
+    ) -> Result<SchedulerConfig, OverlayError> {
+        let policy = table_policy(table, default_policy)?;
+        let cfg = overlay(&SchedulerConfig::preset(policy), table, order, "[scheduler]", &[])?;
+        cfg.validate().map_err(|message| {
+            // The core's messages start with the field they are about ("stripes = 0: ...").
+            let lead: String = message.chars().take_while(|ch| ch.is_ascii_lowercase() || *ch == '_').collect();
+            let key = if table.contains_key(&lead) { lead } else { "policy".to_string() };
+            OverlayError::new(key, message)
+        })?;
+        Ok(cfg)
     }
 
     pub fn preset(policy: Policy) -> SchedulerConfig {

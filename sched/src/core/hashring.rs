@@ -29,9 +29,33 @@ pub fn pick<T: Copy + Ord>(key: u64, members: impl IntoIterator<Item = (T, u64)>
         .map(|(_, m)| m)
 }
 
+/// The scheduler replica in charge of a task, out of `replicas` (numbered 0..replicas, as
+/// the peers list them): rendezvous over the replica numbers, so every peer of a task meets
+/// at one replica and a replica list that loses one member moves only that member's tasks.
+/// The daemon and the simulator both route with this. None when there is no replica.
+pub fn replica_for(task_key: u64, replicas: usize) -> Option<usize> {
+    pick(task_key, (0..replicas).map(|r| (r, r as u64)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn replica_routing_is_rendezvous_over_replica_numbers() {
+        assert_eq!(replica_for(7, 0), None);
+        assert_eq!(replica_for(7, 1), Some(0));
+        let mut counts = [0u32; 3];
+        for key in 0..3000u64 {
+            let r = replica_for(mix64(key), 3).unwrap();
+            counts[r] += 1;
+            // Dropping the last replica moves only its tasks.
+            if r != 2 {
+                assert_eq!(replica_for(mix64(key), 2), Some(r));
+            }
+        }
+        assert!(counts.iter().all(|c| (800..1200).contains(c)), "uneven spread {counts:?}");
+    }
 
     #[test]
     fn same_key_same_member_and_spread() {

@@ -7,6 +7,7 @@ pub mod decision;
 pub mod fed;
 pub mod hashring;
 pub mod ids;
+pub mod overlay;
 pub mod policy;
 pub mod records;
 pub mod scheduler;

@@ -41,6 +41,10 @@ pub enum SchedError {
         "peer {0:?} registers as completed and as going back to source; a peer holding the whole task fetches nothing"
     )]
     CompletedWithBackToSource(PeerId),
+    #[error(
+        "peer {peer:?} runs policy {peer_policy:?} but this scheduler runs {scheduler_policy:?}; set the peer's [peer] policy to the scheduler's [scheduler] policy"
+    )]
+    PolicyMismatch { peer: PeerId, peer_policy: &'static str, scheduler_policy: &'static str },
 }
 
 /// A peer asks to download a task.
@@ -55,6 +59,8 @@ pub struct RegisterPeer {
     pub content_length: u64,
     /// Set on the peer a seed host registers after `Decision::TriggerSeed`.
     pub need_back_to_source: bool,
+    /// The policy the peer's core runs; it must be the scheduler's.
+    pub policy: Policy,
 }
 
 /// One finished piece, as a peer reports it.
@@ -205,6 +211,13 @@ impl Scheduler {
     fn add_peer(&mut self, now: TimeNs, req: RegisterPeer, completed: bool) -> Result<Vec<Decision>, SchedError> {
         if self.peers.contains_key(&req.peer) {
             return Err(SchedError::DuplicatePeer(req.peer));
+        }
+        if req.policy != self.cfg.policy {
+            return Err(SchedError::PolicyMismatch {
+                peer: req.peer,
+                peer_policy: req.policy.name(),
+                scheduler_policy: self.cfg.policy.name(),
+            });
         }
         let host_kind = self.hosts.get(&req.host).ok_or(SchedError::UnknownHost(req.host))?.info.kind;
         let task = self.tasks.entry(req.task).or_insert_with(|| Task {

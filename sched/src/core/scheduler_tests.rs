@@ -33,7 +33,36 @@ fn reg(peer: u32, host: u32, seed: bool) -> RegisterPeer {
         piece_count: 10,
         content_length: 10 << 20,
         need_back_to_source: seed,
+        policy: Policy::Default,
     }
+}
+
+/// Registrations in these tests are made by peers of the scheduler's own policy (the check
+/// of a foreign policy has its own test).
+trait OwnPolicy {
+    fn register_peer_as_own(&mut self, now: TimeNs, r: RegisterPeer) -> Result<Vec<Decision>, SchedError>;
+    fn register_completed_peer_as_own(&mut self, now: TimeNs, r: RegisterPeer) -> Result<Vec<Decision>, SchedError>;
+}
+
+impl OwnPolicy for Scheduler {
+    fn register_peer_as_own(&mut self, now: TimeNs, r: RegisterPeer) -> Result<Vec<Decision>, SchedError> {
+        let policy = self.config().policy;
+        self.register_peer(now, RegisterPeer { policy, ..r })
+    }
+    fn register_completed_peer_as_own(&mut self, now: TimeNs, r: RegisterPeer) -> Result<Vec<Decision>, SchedError> {
+        let policy = self.config().policy;
+        self.register_completed_peer(now, RegisterPeer { policy, ..r })
+    }
+}
+
+#[test]
+fn a_peer_of_another_policy_is_refused() {
+    let mut s = sched(Policy::Default, 2, 1);
+    let e = s.register_peer(0, RegisterPeer { policy: Policy::Kraken, ..reg(1, 0, false) }).unwrap_err();
+    assert!(matches!(e, SchedError::PolicyMismatch { .. }), "{e}");
+    assert!(e.to_string().contains("\"kraken\" but this scheduler runs \"default\""), "{e}");
+    // Nothing of it was kept: the same peer of the right policy registers.
+    s.register_peer(0, reg(1, 0, false)).unwrap();
 }
 
 fn triggers(d: &[Decision]) -> usize {
@@ -46,7 +75,7 @@ fn one_seed_trigger_per_task() {
         let mut s = sched(policy, 5, 2);
         let mut n = 0;
         for p in 0..5 {
-            n += triggers(&s.register_peer(0, reg(p, p, false)).unwrap());
+            n += triggers(&s.register_peer_as_own(0, reg(p, p, false)).unwrap());
         }
         assert_eq!(n, 1, "{policy:?}");
     }
@@ -67,7 +96,7 @@ fn default_policy_spreads_simultaneous_tasks_over_the_seed_hosts() {
     };
     for policy in Policy::ALL {
         let mut s = sched(policy, 3, 3);
-        let chosen: Vec<HostId> = (0..3).map(|i| seed_of(&s.register_peer(0, task(i)).unwrap())).collect();
+        let chosen: Vec<HostId> = (0..3).map(|i| seed_of(&s.register_peer_as_own(0, task(i)).unwrap())).collect();
         if policy != Policy::Default {
             assert_eq!(chosen, vec![HostId(3); 3], "{policy:?}: plain consistent hashing");
             continue;
@@ -78,11 +107,11 @@ fn default_policy_spreads_simultaneous_tasks_over_the_seed_hosts() {
         // Task 1's seed registers and finishes: its host is the least loaded for task 3.
         let seed_host_1 = chosen[1];
         let seed_peer = RegisterPeer { peer: PeerId(100), host: seed_host_1, need_back_to_source: true, ..task(1) };
-        s.register_peer(NS_PER_MS, seed_peer).unwrap();
+        s.register_peer_as_own(NS_PER_MS, seed_peer).unwrap();
         s.peer_finished(2 * NS_PER_MS, PeerId(100)).unwrap();
-        assert_eq!(seed_of(&s.register_peer(3 * NS_PER_MS, task(3)).unwrap()), seed_host_1);
+        assert_eq!(seed_of(&s.register_peer_as_own(3 * NS_PER_MS, task(3)).unwrap()), seed_host_1);
         // All loaded alike again: the task's own hash decides.
-        assert_eq!(seed_of(&s.register_peer(4 * NS_PER_MS, task(4)).unwrap()), HostId(3));
+        assert_eq!(seed_of(&s.register_peer_as_own(4 * NS_PER_MS, task(4)).unwrap()), HostId(3));
     }
 }
 
@@ -92,10 +121,10 @@ fn default_policy_spreads_simultaneous_tasks_over_the_seed_hosts() {
 fn completed_peer_serves_without_seed_or_origin() {
     for policy in Policy::ALL {
         let mut s = sched(policy, 3, 1);
-        let d = s.register_completed_peer(0, reg(0, 0, false)).unwrap();
+        let d = s.register_completed_peer_as_own(0, reg(0, 0, false)).unwrap();
         assert!(d.is_empty(), "{policy:?}: a completed peer gets no decision, got {d:?}");
         assert_eq!(s.peer_state(PeerId(0)), Some(PeerState::Succeeded));
-        let d = s.register_peer(NS_PER_MS, reg(1, 1, false)).unwrap();
+        let d = s.register_peer_as_own(NS_PER_MS, reg(1, 1, false)).unwrap();
         assert_eq!(triggers(&d), 0, "{policy:?}: {d:?}");
         assert!(!d.iter().any(|d| matches!(d, Decision::BackToSource { .. })), "{policy:?}: {d:?}");
         let parents: Vec<PeerId> = d
@@ -118,9 +147,9 @@ fn completed_peer_wakes_a_waiting_downloader() {
     cfg.back_to_source_limit = 0;
     let mut s = with_hosts(cfg, 7, 3, 0);
     // No seed and no back-to-source budget: peer 1 waits.
-    let d = s.register_peer(0, reg(1, 1, false)).unwrap();
+    let d = s.register_peer_as_own(0, reg(1, 1, false)).unwrap();
     assert!(!d.iter().any(|d| matches!(d, Decision::Parents { .. } | Decision::BackToSource { .. })), "{d:?}");
-    let d = s.register_completed_peer(NS_PER_MS, reg(0, 0, false)).unwrap();
+    let d = s.register_completed_peer_as_own(NS_PER_MS, reg(0, 0, false)).unwrap();
     assert!(
         d.iter().any(|d| matches!(d, Decision::Parents { peer: PeerId(1), parents } if parents.iter().any(|p| p.peer == PeerId(0)))),
         "{d:?}"
@@ -130,7 +159,7 @@ fn completed_peer_wakes_a_waiting_downloader() {
 #[test]
 fn completed_registration_with_back_to_source_is_refused() {
     let mut s = sched(Policy::Default, 2, 1);
-    let e = s.register_completed_peer(0, reg(0, 2, true)).unwrap_err();
+    let e = s.register_completed_peer_as_own(0, reg(0, 2, true)).unwrap_err();
     assert!(matches!(e, SchedError::CompletedWithBackToSource(PeerId(0))), "{e}");
     assert_eq!(s.peer_state(PeerId(0)), None);
 }
@@ -138,10 +167,10 @@ fn completed_registration_with_back_to_source_is_refused() {
 #[test]
 fn triggered_seed_goes_back_to_source_and_children_get_it_as_parent() {
     let mut s = sched(Policy::Default, 3, 1);
-    let d = s.register_peer(0, reg(0, 0, false)).unwrap();
+    let d = s.register_peer_as_own(0, reg(0, 0, false)).unwrap();
     let Decision::TriggerSeed { seed_host, .. } = d[0] else { panic!("expected a seed trigger, got {d:?}") };
     assert_eq!(seed_host, HostId(3));
-    let d = s.register_peer(1, reg(9, 3, true)).unwrap();
+    let d = s.register_peer_as_own(1, reg(9, 3, true)).unwrap();
     assert!(d.iter().any(|d| matches!(d, Decision::BackToSource { peer: PeerId(9), .. })), "{d:?}");
     // The waiting peer 0 is woken with the seed as parent, with a stripe.
     let parents = d.iter().find_map(|d| match d {
@@ -156,10 +185,10 @@ fn triggered_seed_goes_back_to_source_and_children_get_it_as_parent() {
 #[test]
 fn when_the_seed_fails_mid_task_one_peer_takes_its_place_at_the_origin() {
     let mut s = sched(Policy::Default, 4, 1);
-    s.register_peer(0, reg(0, 0, false)).unwrap();
-    s.register_peer(1, reg(9, 4, true)).unwrap();
+    s.register_peer_as_own(0, reg(0, 0, false)).unwrap();
+    s.register_peer_as_own(1, reg(9, 4, true)).unwrap();
     for p in 1..4 {
-        s.register_peer(2, reg(p, p, false)).unwrap();
+        s.register_peer_as_own(2, reg(p, p, false)).unwrap();
     }
     s.pieces_finished(3, PeerId(0), &[PieceReport { piece: 0, parent: Some(PeerId(9)), cost_ns: 1 }]).unwrap();
     s.peer_failed(4, PeerId(9)).unwrap();
@@ -175,8 +204,8 @@ fn when_the_seed_fails_mid_task_one_peer_takes_its_place_at_the_origin() {
 #[test]
 fn a_peer_that_blocked_the_seed_and_has_no_other_parent_goes_to_the_origin_after_the_wait() {
     let mut s = sched(Policy::Default, 2, 1);
-    s.register_peer(0, reg(0, 0, false)).unwrap();
-    s.register_peer(1, reg(9, 2, true)).unwrap();
+    s.register_peer_as_own(0, reg(0, 0, false)).unwrap();
+    s.register_peer_as_own(1, reg(9, 2, true)).unwrap();
     s.peer_finished(2, PeerId(9)).unwrap();
     // The seed finished but is unreachable from peer 0 (it crashed without leaving).
     let d = s.reschedule(3, PeerId(0), &[PeerId(9)]).unwrap();
@@ -189,9 +218,9 @@ fn a_peer_that_blocked_the_seed_and_has_no_other_parent_goes_to_the_origin_after
 #[test]
 fn a_seed_that_two_children_cannot_reach_is_replaced_by_one_peer_at_the_origin_at_once() {
     let mut s = sched(Policy::Default, 4, 1);
-    s.register_peer(0, reg(9, 4, true)).unwrap();
+    s.register_peer_as_own(0, reg(9, 4, true)).unwrap();
     for p in 0..4 {
-        s.register_peer(1, reg(p, p, false)).unwrap();
+        s.register_peer_as_own(1, reg(p, p, false)).unwrap();
     }
     let back = |d: &[Decision]| d.iter().filter(|d| matches!(d, Decision::BackToSource { .. })).count();
     // The seed crashed without leaving (still Running here). One child blocking it is not
@@ -209,10 +238,10 @@ fn a_seed_that_two_children_cannot_reach_is_replaced_by_one_peer_at_the_origin_a
 #[test]
 fn a_finished_seed_that_children_cannot_reach_is_no_whole_copy() {
     let mut s = sched(Policy::Default, 3, 1);
-    s.register_peer(0, reg(9, 3, true)).unwrap();
+    s.register_peer_as_own(0, reg(9, 3, true)).unwrap();
     s.peer_finished(1, PeerId(9)).unwrap();
     for p in 0..3 {
-        s.register_peer(2, reg(p, p, false)).unwrap();
+        s.register_peer_as_own(2, reg(p, p, false)).unwrap();
     }
     s.piece_failed(3, PeerId(0), PeerId(9)).unwrap();
     s.piece_failed(3, PeerId(1), PeerId(9)).unwrap();
@@ -223,9 +252,9 @@ fn a_finished_seed_that_children_cannot_reach_is_no_whole_copy() {
 #[test]
 fn no_self_parent_and_no_same_host_parent() {
     let mut s = sched(Policy::Dragonfly, 4, 1);
-    s.register_peer(0, reg(0, 0, false)).unwrap();
-    s.register_peer(0, reg(9, 4, true)).unwrap();
-    let d = s.register_peer(0, reg(1, 0, false)).unwrap(); // same host as peer 0
+    s.register_peer_as_own(0, reg(0, 0, false)).unwrap();
+    s.register_peer_as_own(0, reg(9, 4, true)).unwrap();
+    let d = s.register_peer_as_own(0, reg(1, 0, false)).unwrap(); // same host as peer 0
     for d in d {
         if let Decision::Parents { peer, parents } = d {
             assert!(parents.iter().all(|p| p.peer != peer && p.host != HostId(0)));
@@ -239,14 +268,14 @@ fn dragonfly_goes_back_to_source_after_four_empty_rounds_within_its_limit() {
     cfg.back_to_source_limit = 1;
     let mut s = with_hosts(cfg, 1, 4, 0);
     // No seed peers: the first peer is told to go back to source at once.
-    let d = s.register_peer(0, reg(0, 0, false)).unwrap();
+    let d = s.register_peer_as_own(0, reg(0, 0, false)).unwrap();
     assert!(matches!(d[0], Decision::BackToSource { .. }), "{d:?}");
     // Peer 1 finds peer 0 (back-to-source) as parent.
-    let d = s.register_peer(0, reg(1, 1, false)).unwrap();
+    let d = s.register_peer_as_own(0, reg(1, 1, false)).unwrap();
     assert!(matches!(&d[0], Decision::Parents { parents, .. } if parents[0].peer == PeerId(0)), "{d:?}");
     // Peer 2 blocks both possible parents: 4 empty rounds at 500 ms, then back to source
     // (2 peers in the set <= limit 1 is false, so it fails instead).
-    s.register_peer(0, reg(2, 2, false)).unwrap();
+    s.register_peer_as_own(0, reg(2, 2, false)).unwrap();
     let d = s.reschedule(1, PeerId(2), &[PeerId(0), PeerId(1)]).unwrap();
     assert!(d.is_empty());
     let mut all = Vec::new();
@@ -256,7 +285,7 @@ fn dragonfly_goes_back_to_source_after_four_empty_rounds_within_its_limit() {
     assert!(all.iter().any(|d| matches!(d, Decision::BackToSource { peer: PeerId(2), .. })), "{all:?}");
     assert_eq!(s.back_to_source_count(TaskId(0)), 2);
     // A fourth peer, with everything blocked, exceeds the limit and fails after 5 rounds.
-    s.register_peer(3, reg(3, 3, false)).unwrap();
+    s.register_peer_as_own(3, reg(3, 3, false)).unwrap();
     s.reschedule(3, PeerId(3), &[PeerId(0), PeerId(1), PeerId(2)]).unwrap();
     let mut all = Vec::new();
     for round in 1..=6 {
@@ -268,10 +297,10 @@ fn dragonfly_goes_back_to_source_after_four_empty_rounds_within_its_limit() {
 #[test]
 fn blocked_parents_are_never_given_again() {
     let mut s = sched(Policy::Default, 6, 1);
-    s.register_peer(0, reg(0, 0, false)).unwrap();
-    s.register_peer(0, reg(9, 6, true)).unwrap();
+    s.register_peer_as_own(0, reg(0, 0, false)).unwrap();
+    s.register_peer_as_own(0, reg(9, 6, true)).unwrap();
     for p in 1..5 {
-        s.register_peer(0, reg(p, p, false)).unwrap();
+        s.register_peer_as_own(0, reg(p, p, false)).unwrap();
     }
     let d = s.reschedule(1, PeerId(4), &[PeerId(9), PeerId(0)]).unwrap();
     for d in d {
@@ -284,12 +313,12 @@ fn blocked_parents_are_never_given_again() {
 #[test]
 fn kraken_hands_out_completed_peers_first_and_waits_for_the_origin() {
     let mut s = sched(Policy::Kraken, 4, 1);
-    let d = s.register_peer(0, reg(0, 0, false)).unwrap();
+    let d = s.register_peer_as_own(0, reg(0, 0, false)).unwrap();
     assert_eq!(triggers(&d), 1);
     assert!(s.next_timer().is_some(), "agent polls while the origin fetches");
-    s.register_peer(0, reg(9, 4, true)).unwrap();
-    s.register_peer(0, reg(1, 1, false)).unwrap();
-    s.register_peer(0, reg(2, 2, false)).unwrap();
+    s.register_peer_as_own(0, reg(9, 4, true)).unwrap();
+    s.register_peer_as_own(0, reg(1, 1, false)).unwrap();
+    s.register_peer_as_own(0, reg(2, 2, false)).unwrap();
     s.peer_finished(1, PeerId(9)).unwrap();
     s.peer_finished(1, PeerId(1)).unwrap();
     let d = s.reschedule(2, PeerId(2), &[]).unwrap();
@@ -301,11 +330,11 @@ fn kraken_hands_out_completed_peers_first_and_waits_for_the_origin() {
 #[test]
 fn kraken_reannounce_hands_out_a_fresh_random_sample_with_peers_that_joined_since() {
     let mut s = sched(Policy::Kraken, 80, 1);
-    s.register_peer(0, reg(0, 0, false)).unwrap();
-    s.register_peer(0, reg(99, 80, true)).unwrap();
+    s.register_peer_as_own(0, reg(0, 0, false)).unwrap();
+    s.register_peer_as_own(0, reg(99, 80, true)).unwrap();
     s.peer_finished(1, PeerId(99)).unwrap();
     for p in 1..=60 {
-        s.register_peer(1, reg(p, p, false)).unwrap();
+        s.register_peer_as_own(1, reg(p, p, false)).unwrap();
     }
     let handout = |s: &mut Scheduler, t| -> Vec<PeerId> {
         let d = s.reschedule(t, PeerId(0), &[]).unwrap();
@@ -318,7 +347,7 @@ fn kraken_reannounce_hands_out_a_fresh_random_sample_with_peers_that_joined_sinc
     let second = handout(&mut s, 5);
     assert_ne!(first, second, "each announce draws a new sample");
     for p in 61..=75 {
-        s.register_peer(6, reg(p, p, false)).unwrap();
+        s.register_peer_as_own(6, reg(p, p, false)).unwrap();
     }
     let third = handout(&mut s, 8);
     assert!(third.iter().any(|p| p.0 > 60), "peers that joined since are handed out: {third:?}");
@@ -328,10 +357,10 @@ fn kraken_reannounce_hands_out_a_fresh_random_sample_with_peers_that_joined_sinc
 /// Seed plus eight peers on their own hosts, all registered before the seed runs.
 fn striped_cluster() -> Scheduler {
     let mut s = sched(Policy::Default, 8, 1);
-    s.register_peer(0, reg(0, 0, false)).unwrap();
-    s.register_peer(0, reg(9, 8, true)).unwrap();
+    s.register_peer_as_own(0, reg(0, 0, false)).unwrap();
+    s.register_peer_as_own(0, reg(9, 8, true)).unwrap();
     for p in 1..8 {
-        s.register_peer(0, reg(p, p, false)).unwrap();
+        s.register_peer_as_own(0, reg(p, p, false)).unwrap();
     }
     s
 }
@@ -420,7 +449,7 @@ proptest! {
             let out = match op {
                 0 if !registered.contains(&a) => {
                     registered.push(a);
-                    s.register_peer(now, RegisterPeer { peer: PeerId(a), task: TaskId(0), task_key: 1, host: HostId(a % 12), piece_count: 8, content_length: 8 << 20, need_back_to_source: a % 12 >= 10 }).unwrap()
+                    s.register_peer_as_own(now, RegisterPeer { peer: PeerId(a), task: TaskId(0), task_key: 1, host: HostId(a % 12), piece_count: 8, content_length: 8 << 20, need_back_to_source: a % 12 >= 10 , policy: Policy::Default}).unwrap()
                 }
                 1 if registered.contains(&a) => s.reschedule(now, PeerId(a), &[PeerId(b)]).unwrap(),
                 2 if registered.contains(&a) => s.peer_finished(now, PeerId(a)).unwrap(),
@@ -463,7 +492,7 @@ proptest! {
                 0 | 1 if !registered.contains(&a) => {
                     registered.push(a);
                     let host = a % 14;
-                    s.register_peer(now, RegisterPeer { peer: PeerId(a), task: TaskId(a % 2), task_key: u64::from(a % 2), host: HostId(host), piece_count: 8, content_length: 8 << 20, need_back_to_source: host >= 12 }).unwrap()
+                    s.register_peer_as_own(now, RegisterPeer { peer: PeerId(a), task: TaskId(a % 2), task_key: u64::from(a % 2), host: HostId(host), piece_count: 8, content_length: 8 << 20, need_back_to_source: host >= 12 , policy: Policy::Default}).unwrap()
                 }
                 1 if registered.contains(&a) => s.reschedule(now, PeerId(a), &[PeerId(b)]).unwrap(),
                 2 if registered.contains(&a) => s.peer_finished(now, PeerId(a)).unwrap(),
@@ -479,7 +508,7 @@ proptest! {
                 }
                 6 if !registered.contains(&a) && a % 14 < 12 => {
                     registered.push(a);
-                    s.register_completed_peer(now, RegisterPeer { peer: PeerId(a), task: TaskId(a % 2), task_key: u64::from(a % 2), host: HostId(a % 14), piece_count: 8, content_length: 8 << 20, need_back_to_source: false }).unwrap()
+                    s.register_completed_peer_as_own(now, RegisterPeer { peer: PeerId(a), task: TaskId(a % 2), task_key: u64::from(a % 2), host: HostId(a % 14), piece_count: 8, content_length: 8 << 20, need_back_to_source: false , policy: Policy::Default}).unwrap()
                 }
                 _ => s.on_timers(now),
             };
@@ -574,10 +603,10 @@ fn presets_validate_and_nonsense_is_named() {
 fn default_stripe_trees_keep_inner_nodes_on_top_and_stay_shallow() {
     let n = 50u32;
     let mut s = sched(Policy::Default, n, 1);
-    s.register_peer(0, reg(0, 0, false)).unwrap();
-    s.register_peer(0, reg(1000, n, true)).unwrap();
+    s.register_peer_as_own(0, reg(0, 0, false)).unwrap();
+    s.register_peer_as_own(0, reg(1000, n, true)).unwrap();
     for p in 1..n {
-        s.register_peer(0, reg(p, p, false)).unwrap();
+        s.register_peer_as_own(0, reg(p, p, false)).unwrap();
     }
     let cfg = s.config().clone();
     let t = &s.tasks[&TaskId(0)];

@@ -161,74 +161,11 @@ pub fn parse(text: &str, origin: &str) -> Result<ServiceConfig, ConfigError> {
     })
 }
 
-/// `SchedulerConfig::preset(policy)` with the table's other keys laid over it, in `order`
-/// (the file's). Each key is tried alone so a type error names its key. Err: (key, message).
+/// `SchedulerConfig::from_table`, the core's reading of a `[scheduler]` table (the
+/// simulator reads a scenario's with it too), with serde's messages given a hint.
 fn scheduler_config(table: &toml::Table, order: &[String]) -> Result<SchedulerConfig, (String, String)> {
-    let policy = match table.get("policy") {
-        None => Policy::Default,
-        Some(toml::Value::String(name)) => Policy::parse(name).ok_or_else(|| {
-            ("policy".to_string(), format!("unknown policy {name:?}; valid policies: {}", Policy::NAMES.join(", ")))
-        })?,
-        Some(other) => {
-            return Err((
-                "policy".to_string(),
-                format!("found {other}; write a policy name in quotes: {}", Policy::NAMES.join(", ")),
-            ))
-        }
-    };
-    let preset = toml::Table::try_from(SchedulerConfig::preset(policy))
-        .map_err(|e| ("policy".to_string(), format!("cannot represent the preset: {e}")))?;
-    let mut merged = preset.clone();
-    let rest = table.iter().filter(|(k, _)| !order.contains(k));
-    let in_order = order.iter().filter_map(|k| table.get_key_value(k.as_str())).chain(rest);
-    for (key, value) in in_order {
-        if key == "policy" {
-            continue;
-        }
-        if !preset.contains_key(key) {
-            let valid: Vec<&str> = preset.keys().map(String::as_str).collect();
-            return Err((key.clone(), format!("unknown key {key:?}; valid keys of [scheduler]: {}", valid.join(", "))));
-        }
-        let mut alone = preset.clone();
-        alone.insert(key.clone(), value.clone());
-        if let Err(e) = toml::Value::Table(alone).try_into::<SchedulerConfig>() {
-            return Err((key.clone(), svc::config_file::schema_message(e.message())));
-        }
-        merged.insert(key.clone(), value.clone());
-    }
-    let cfg: SchedulerConfig = toml::Value::Table(merged)
-        .try_into()
-        .map_err(|e| ("policy".to_string(), svc::config_file::schema_message(e.message())))?;
-    check_scheduler(&cfg, &preset)?;
-    Ok(cfg)
-}
-
-/// The core's own rules (`SchedulerConfig::validate`), then values the core accepts but
-/// that would stall or spin the service. `fields` are the config's keys.
-fn check_scheduler(c: &SchedulerConfig, fields: &toml::Table) -> Result<(), (String, String)> {
-    if let Err(message) = c.validate() {
-        // The core's message starts with the field it is about ("stripes = 0: ...").
-        let lead: String = message.chars().take_while(|ch| ch.is_ascii_lowercase() || *ch == '_').collect();
-        let key = if fields.contains_key(&lead) { lead } else { "policy".to_string() };
-        return Err((key, message));
-    }
-    let fail = |key: &str, message: &str| Err((key.to_string(), message.to_string()));
-    if c.filter_parent_limit == 0 {
-        return fail("filter_parent_limit", "must be at least 1");
-    }
-    if c.retry_interval_ns < NS_PER_MS {
-        return fail("retry_interval_ns", "must be at least 1 ms (1000000); shorter retries spin the scheduler");
-    }
-    if c.peer_idle_timeout_ns < 1_000 * NS_PER_MS {
-        return fail("peer_idle_timeout_ns", "must be at least 1 s (1000000000)");
-    }
-    if !c.poll_factor.is_finite() || c.poll_factor < 1.0 {
-        return fail("poll_factor", "must be a finite number of at least 1.0");
-    }
-    if c.poll_max_ns < c.poll_initial_ns {
-        return fail("poll_max_ns", "must be at least poll_initial_ns");
-    }
-    Ok(())
+    SchedulerConfig::from_table(table, order, Policy::Default)
+        .map_err(|e| (e.key, svc::config_file::schema_message(&e.message)))
 }
 
 #[cfg(test)]

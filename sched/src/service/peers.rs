@@ -86,6 +86,7 @@ impl State {
             piece_count: reg.meta.piece_count,
             content_length: reg.meta.content_length_bytes,
             need_back_to_source: reg.need_back_to_source,
+            policy: reg.policy,
         };
         let decisions = if reg.completed {
             self.core.register_completed_peer(now, core_reg)?

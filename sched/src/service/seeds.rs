@@ -123,6 +123,7 @@ impl State {
                 piece_count,
                 content_length,
                 need_back_to_source: true,
+                policy: self.core.config().policy,
             },
         );
         let decisions = match registered {

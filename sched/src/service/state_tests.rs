@@ -67,6 +67,7 @@ fn reg(peer: &str, host: &str, need_back_to_source: bool) -> Registration {
         },
         need_back_to_source,
         completed: false,
+        policy: crate::core::Policy::Default,
     }
 }
 
@@ -96,7 +97,9 @@ fn stream(id: u64, capacity: usize) -> (PeerStream, Client) {
     (PeerStream { id, tx, stop: stop_tx }, Client { rx, stop: stop_rx })
 }
 
+/// Registers `r` as a peer of the scheduler's own policy.
 fn register(s: &mut State, now: TimeNs, r: Registration) -> (crate::core::PeerId, Client) {
+    let r = Registration { policy: s.core().config().policy, ..r };
     let (ps, client) = stream(s.peers.len() as u64 + 1, 64);
     let peer = s.register_peer(now, r, ps).expect("registered");
     (peer, client)

@@ -55,6 +55,8 @@ pub struct Registration {
     pub need_back_to_source: bool,
     /// The peer holds the whole task already (`RegisterPeer.completed`).
     pub completed: bool,
+    /// The peer core's policy (the core refuses one that is not the scheduler's).
+    pub policy: crate::core::Policy,
 }
 
 /// A host or peer id: non-empty, bounded, printable.
@@ -127,6 +129,16 @@ pub fn host(host: Option<pb::Host>) -> Result<HostAnnouncement, ServiceError> {
 
 pub fn registration(r: pb::RegisterPeer) -> Result<Registration, ServiceError> {
     id("register.host_id", &r.host_id)?;
+    let policy = crate::core::Policy::parse(&r.policy).ok_or_else(|| {
+        ServiceError::field(
+            "register.policy",
+            format!(
+                "is {:?}; name the peer core's policy ([peer] policy): {}",
+                r.policy,
+                crate::core::Policy::NAMES.join(", ")
+            ),
+        )
+    })?;
     id("register.peer_id", &r.peer_id)?;
     let task_id = task_id("register.task_id", &r.task_id)?;
     if r.url.is_empty() {
@@ -193,6 +205,7 @@ pub fn registration(r: pb::RegisterPeer) -> Result<Registration, ServiceError> {
         },
         need_back_to_source: r.need_back_to_source,
         completed: r.completed,
+        policy,
     })
 }
 
@@ -262,6 +275,7 @@ mod tests {
             need_back_to_source: false,
             request_headers: Default::default(),
             completed: false,
+            policy: "default".into(),
         }
     }
 

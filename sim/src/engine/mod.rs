@@ -31,7 +31,7 @@ pub fn run_scenario(scenario: &Scenario, _options: &RunOptions) -> anyhow::Resul
             .map(|mode| {
                 s.spawn(move || {
                     let wall = std::time::Instant::now();
-                    let mut result = world::World::new(scenario, *mode, policy).run()?;
+                    let mut result = world::World::new(scenario, *mode, policy)?.run()?;
                     result.wall_s = wall.elapsed().as_secs_f64();
                     Ok(result)
                 })

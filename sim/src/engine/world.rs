@@ -12,8 +12,7 @@ use peer::core::{PeerAction, PeerConfig, Source, TaskDownload, UploadSlots};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use sched::core::{
-    hashring, Decision, HostId, HostInfo, HostKind, PeerId, PieceReport, RegisterPeer, Scheduler, SchedulerConfig,
-    TaskId,
+    hashring, Decision, HostId, HostInfo, HostKind, PeerId, PieceReport, RegisterPeer, Scheduler, TaskId,
 };
 use sched::Policy;
 
@@ -109,6 +108,8 @@ struct Node {
 pub(crate) struct World<'a> {
     sc: &'a Scenario,
     mode: Mode,
+    /// The policy of the scheduler and of every peer.
+    policy: Policy,
     pub(crate) now: TimeNs,
     pub(crate) queue: EventQueue,
     net: FlowNet,
@@ -145,7 +146,10 @@ pub(crate) struct World<'a> {
 }
 
 impl<'a> World<'a> {
-    pub(crate) fn new(sc: &'a Scenario, mode: Mode, policy: Policy) -> World<'a> {
+    pub(crate) fn new(sc: &'a Scenario, mode: Mode, policy: Policy) -> anyhow::Result<World<'a>> {
+        // The configuration production runs: the scenario's tables read by the cores.
+        let (sched_cfg, peer_cfg) =
+            crate::scenario::core_configs(sc, policy).map_err(|e| anyhow::anyhow!("{}: {e}", sc.name))?;
         let mut rng = ChaCha8Rng::seed_from_u64(sc.seed ^ hashring::mix64(mode as u64 + 1));
         let mut net = FlowNet::new((sc.sim.quantum_us * 1e3).round() as u64);
         let registry = net.add_node(sc.registry.egress_gbps * 1e9, 1e12);
@@ -159,7 +163,6 @@ impl<'a> World<'a> {
         for _ in 0..seed_count {
             host_net.push(net.add_node(sc.cluster.seed_peer_bandwidth_gbps * 1e9, bound::seed_down_bps(sc)));
         }
-        let peer_cfg = PeerConfig::preset(policy);
         let mut blobs = vec![sc.image.config_bytes];
         blobs.extend(sc.image.layer_bytes.iter().copied());
         if mode == Mode::P2pLazy {
@@ -200,8 +203,6 @@ impl<'a> World<'a> {
             nodes[node].scheduled_ns.push(at);
             queue.push(at, Event::PodScheduled { node });
         }
-        let mut sched_cfg = SchedulerConfig::preset(policy);
-        sched_cfg.policy = policy;
         let mut replicas = Vec::new();
         for r in 0..sc.cluster.scheduler_replicas {
             let mut core =
@@ -223,9 +224,10 @@ impl<'a> World<'a> {
         }
         let reads = if mode == Mode::P2pLazy { working_set(sc, &peer_cfg) } else { Vec::new() };
         let hosts = n_nodes + seed_count;
-        World {
+        Ok(World {
             sc,
             mode,
+            policy,
             now: 0,
             queue,
             net,
@@ -248,11 +250,11 @@ impl<'a> World<'a> {
             free_transfers: Vec::new(),
             requested_transfers: 0,
             reads,
-            rpc_ns: ms(sc.scheduler.rpc_latency_ms),
+            rpc_ns: ms(sc.scheduler.cost.rpc_latency_ms),
             events: 0,
             completions: Vec::new(),
             actions: Vec::new(),
-        }
+        })
     }
 
     /// Runs until every node is done or the time limit passes.
@@ -532,8 +534,7 @@ impl<'a> World<'a> {
     // ---- p2p ----
 
     fn replica_of(&self, blob: usize) -> usize {
-        let members = (0..self.replicas.len()).map(|r| (r, r as u64));
-        hashring::pick(self.blob_keys[blob], members).unwrap_or(0)
+        hashring::replica_for(self.blob_keys[blob], self.replicas.len()).unwrap_or(0)
     }
 
     fn open_peer_task(&mut self, host: usize, blob: usize, want_all: bool) -> PeerId {
@@ -568,6 +569,7 @@ impl<'a> World<'a> {
             piece_count,
             content_length: self.blobs[blob],
             need_back_to_source: is_seed,
+            policy: self.policy,
         };
         self.sched_send(blob, SchedRequest::Register(req), true);
         id
@@ -575,8 +577,11 @@ impl<'a> World<'a> {
 
     fn sched_send(&mut self, blob: usize, request: SchedRequest, schedules: bool) {
         let replica = self.replica_of(blob);
-        let service =
-            if schedules { self.sc.scheduler.schedule_service_us } else { self.sc.scheduler.report_service_us };
+        let service = if schedules {
+            self.sc.scheduler.cost.schedule_service_us
+        } else {
+            self.sc.scheduler.cost.report_service_us
+        };
         let arrive = self.now + self.rpc_ns;
         let r = &mut self.replicas[replica];
         let start = r.busy_until.max(arrive);
@@ -1042,7 +1047,7 @@ mod tests {
         let text = "name = \"recycle\"\nseed = 3\nmodes = [\"p2p\"]\n[cluster]\npods = 20\n\
             [image]\nreference = \"t\"\nlayer_bytes = [200_000_000]\n";
         let sc = parse_scenario(text, "recycle.toml").expect("valid scenario");
-        let mut world = World::new(&sc, Mode::P2p, Policy::Default);
+        let mut world = World::new(&sc, Mode::P2p, Policy::Default).unwrap();
         world.run_to_end().expect("the run finishes");
         let (slots, requested) = (world.transfers.len() as u64, world.requested_transfers);
         assert!(requested > 3_000, "{requested} transfers requested");

@@ -59,8 +59,9 @@ impl ScenarioError {
 /// Reads, parses and validates a scenario file; errors name `path` as given.
 pub fn load_scenario(path: &Path) -> Result<Scenario, ScenarioError> {
     let origin = path.display().to_string();
+    let dir = path.parent().unwrap_or(Path::new("."));
     match std::fs::read_to_string(path) {
-        Ok(text) => parse_scenario(&text, &origin),
+        Ok(text) => parse_scenario_in(&text, &origin, dir),
         Err(e) => Err(ScenarioError {
             origin,
             line: None,
@@ -71,8 +72,14 @@ pub fn load_scenario(path: &Path) -> Result<Scenario, ScenarioError> {
     }
 }
 
-/// Parses and validates scenario text; `origin` is the file name used in messages.
+/// Parses and validates scenario text; `origin` is the file name used in messages. Paths
+/// it names (`scheduler_toml`, `peerd_toml`) are relative to the working directory.
 pub fn parse_scenario(text: &str, origin: &str) -> Result<Scenario, ScenarioError> {
+    parse_scenario_in(text, origin, Path::new("."))
+}
+
+/// `parse_scenario` with the paths it names relative to `dir`.
+fn parse_scenario_in(text: &str, origin: &str, dir: &Path) -> Result<Scenario, ScenarioError> {
     let error = |line: usize, key: Option<String>, kind: ErrorKind, message: &str| ScenarioError {
         origin: origin.to_string(),
         line: Some(line),
@@ -85,7 +92,7 @@ pub fn parse_scenario(text: &str, origin: &str) -> Result<Scenario, ScenarioErro
         let key = e.span().and_then(|s| path_at_text(text, s.start));
         error(line, key, ErrorKind::Syntax, &format!("invalid TOML: {}", e.message()))
     })?;
-    let scenario: Scenario = toml::from_str(text).map_err(|e| {
+    let mut scenario: Scenario = toml::from_str(text).map_err(|e| {
         let (key, message) = schema_problem(&doc, &e);
         // A missing key's span is its table's header (0..0 for the root): line 1 or the header.
         let line = e.span().map_or(1, |s| line_of(text, s.start));
@@ -98,6 +105,22 @@ pub fn parse_scenario(text: &str, origin: &str) -> Result<Scenario, ScenarioErro
             message.push_str(" (the key is not in the file, so this is its default; set it)");
         }
         error(place.line, Some(invalid.key), ErrorKind::Invalid, &message)
+    })?;
+    super::cores::resolve(&mut scenario, &doc, dir).map_err(|fault| {
+        let message = one_line(&format!("{}{}", fault.message, type_hint(&fault.message)));
+        match fault.file {
+            Some(file) => ScenarioError {
+                origin: file,
+                line: fault.line,
+                key: Some(fault.key),
+                kind: ErrorKind::Invalid,
+                message,
+            },
+            None => {
+                let place = locate(&doc, text, &fault.key);
+                error(place.line, Some(fault.key), ErrorKind::Invalid, &message)
+            }
+        }
     })?;
     Ok(scenario)
 }

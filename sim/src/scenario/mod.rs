@@ -1,9 +1,11 @@
 //! Scenario files: model, loading, validation.
+mod cores;
 mod load;
 mod locate;
 mod model;
 mod validate;
 
+pub use cores::core_configs;
 pub use load::{load_scenario, parse_scenario, ErrorKind, ScenarioError};
 pub use model::*;
 

@@ -48,8 +48,21 @@ pub struct Scenario {
     pub cluster: Cluster,
     #[serde(default)]
     pub registry: Registry,
+    /// The scheduler: its core's tuning (every key of `scheduler.toml`'s `[scheduler]`,
+    /// same names, same defaults: the policy's preset) and what its requests cost.
     #[serde(default)]
-    pub scheduler: SchedulerCost,
+    pub scheduler: SchedulerSection,
+    /// The peers' core tuning: every key of `peerd.toml`'s `[peer]`, same names, same
+    /// defaults (the policy's preset).
+    #[serde(default)]
+    pub peer: toml::Table,
+    /// A `scheduler.toml` whose `[scheduler]` table the run takes (relative to this file);
+    /// keys of this file's `[scheduler]` are laid over it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheduler_toml: Option<String>,
+    /// A `peerd.toml` whose `[peer]` table the run takes; this file's `[peer]` keys win.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peerd_toml: Option<String>,
     pub image: Image,
     #[serde(default)]
     pub pod: PodLifecycle,
@@ -115,9 +128,19 @@ impl Default for Registry {
     }
 }
 
+/// A scenario's `[scheduler]`: the cost keys below, and any key of the core's
+/// `SchedulerConfig` (`tuning`, checked by `SchedulerConfig::from_table` at load).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SchedulerSection {
+    #[serde(flatten)]
+    pub cost: SchedulerCost,
+    #[serde(flatten)]
+    pub tuning: toml::Table,
+}
+
 /// Per-request service time of one scheduler replica (requests are served one at a time).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(default)]
 pub struct SchedulerCost {
     /// Register, reschedule and any request that runs parent selection.
     pub schedule_service_us: f64,

@@ -150,7 +150,8 @@ fn every_bundled_scenario_writes_every_key() {
 fn defaults_fill_absent_sections_and_round_trip() {
     let s = parse_scenario(&minimal(), "min.toml").expect("minimal scenario is valid");
     assert_eq!(s.registry, Registry::default());
-    assert_eq!(s.scheduler, SchedulerCost::default());
+    assert_eq!(s.scheduler.cost, SchedulerCost::default());
+    assert!(s.scheduler.tuning.is_empty() && s.peer.is_empty());
     assert_eq!(s.pod, PodLifecycle::default());
     assert_eq!(s.lazy, Lazy::default());
     assert_eq!(s.sim, SimSettings::default());

@@ -142,7 +142,7 @@ fn registry(s: &Scenario) -> Result<(), Invalid> {
 }
 
 fn scheduler(s: &Scenario) -> Result<(), Invalid> {
-    let c = &s.scheduler;
+    let c = &s.scheduler.cost;
     duration("scheduler.schedule_service_us", c.schedule_service_us)?;
     duration("scheduler.report_service_us", c.report_service_us)?;
     duration("scheduler.rpc_latency_ms", c.rpc_latency_ms)
