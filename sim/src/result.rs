@@ -66,4 +66,7 @@ pub struct RunResult {
     /// (`engine::request_floor_s`); printed beside the bound, not in summary.json.
     pub request_floor_s: f64,
     pub modes: Vec<ModeResult>,
+    /// The cores' configuration the run used, as TOML (`[scheduler]` and `[peer]`, every
+    /// key): what to give `scheduler.toml` and `peerd.toml` to deploy what was simulated.
+    pub config_toml: String,
 }

@@ -48,7 +48,24 @@ pub fn run_scenario(scenario: &Scenario, _options: &RunOptions) -> anyhow::Resul
         lower_bound_s: lower_bound_s(scenario),
         request_floor_s: request_floor_s(scenario),
         modes,
+        config_toml: effective_config_toml(scenario, policy)?,
     })
+}
+
+/// The run's core configuration as the two tables `scheduler.toml` and `peerd.toml` take.
+pub fn effective_config_toml(scenario: &Scenario, policy: Policy) -> anyhow::Result<String> {
+    let (sched, peer) =
+        crate::scenario::core_configs(scenario, policy).map_err(|e| anyhow::anyhow!("{}: {e}", scenario.name))?;
+    let mut doc = toml::Table::new();
+    doc.insert("scheduler".into(), toml::Value::Table(toml::Table::try_from(&sched)?));
+    doc.insert("peer".into(), toml::Value::Table(toml::Table::try_from(&peer)?));
+    let head = format!(
+        "# The scheduler and peer configuration scenario {:?} ran (policy {}): every key, defaults\n\
+         # included. [scheduler] goes into scheduler.toml, [peer] into peerd.toml.\n",
+        scenario.name,
+        policy.name()
+    );
+    Ok(head + &toml::to_string(&doc)?)
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 //! | file                          | from                                   |
 //! |-------------------------------|----------------------------------------|
 //! | `summary.json`                | [`summary::Summary`] (deterministic)   |
+//! | `config.toml`                 | the cores' configuration the run used  |
 //! | `pods.csv`, `registry.csv`    | [`csvs`] (deterministic)               |
 //! | `startup_cdf.{png,svg}`       | [`charts::StartupCdf`]                 |
 //! | `registry_bandwidth.{png,svg}`| [`charts::RegistryBandwidth`]          |
@@ -88,6 +89,9 @@ pub fn write_run_reports(out_root: &Path, run: &RunResult, ctx: &ChartContext) -
         write(&dir.join("pods.csv"), &csvs::pods_csv(run)?)?,
         write(&dir.join("registry.csv"), &csvs::registry_csv(run)?)?,
     ];
+    if !run.config_toml.is_empty() {
+        files.push(write(&dir.join("config.toml"), &run.config_toml)?);
+    }
     files.extend(write_run_charts(&dir, run, ctx)?);
     Ok(RunReport { dir, table: table::modes_table(&summary, run.request_floor_s), summary, files })
 }
