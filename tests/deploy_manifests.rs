@@ -433,12 +433,12 @@ fn every_peer_and_seed_lists_every_scheduler_replica_in_order() {
             let (cfg, _, _) = peer_config(&with_pod_ip(&text), &format!("{tree}: {key}"));
             assert_eq!(
                 cfg.scheduler.addresses, expected,
-                "{tree}: {key}: scheduler.addresses must name the {replicas} replicas in ordinal order (tasks go to replica id mod n)"
+                "{tree}: {key}: scheduler.addresses must name the {replicas} replicas in ordinal order (tasks go to a replica by rendezvous over that order)"
             );
             assert_eq!(
-                sched::Policy::parse(&cfg.download.policy),
+                Some(cfg.core.policy),
                 sched::Policy::parse(&scheduler_policy(&sched_text)),
-                "{tree}: {key}: download.policy must be the scheduler's policy"
+                "{tree}: {key}: [peer] policy must be the scheduler's policy"
             );
         }
     }

@@ -27,8 +27,10 @@ pub enum PeerAction {
     ParentFailed { parent: PeerId },
     /// Ask the scheduler for new parents.
     Reschedule { blocked: Vec<PeerId> },
-    /// P2P did not work out: ask to go back to source.
-    GiveUpP2p,
+    /// P2P did not work out: ask the scheduler for the origin (`max_reschedules` rounds
+    /// without a new piece). Only its `BackToSource` answer (`on_back_to_source`) sends
+    /// the download there; parents instead mean no, and P2P goes on.
+    AskBackToSource,
     /// Every piece of the task is here.
     Finished,
 }
@@ -38,6 +40,9 @@ enum Phase {
     P2p,
     BackToSource,
     Done,
+    /// The scheduler gave up on the download (`on_scheduling_failed`): nothing more is
+    /// fetched from anywhere.
+    Refused,
 }
 
 /// The stripes a parent serves this child (a parent may feed it in several stripes).
@@ -148,6 +153,8 @@ pub struct TaskDownload {
     awaiting_parents: bool,
     /// Reschedules since the last new piece.
     reschedules: u32,
+    /// An `AskBackToSource` is unanswered.
+    asked_origin: bool,
     failed_parents: Vec<PeerId>,
     finished_sent: bool,
     /// Parents that joined or left since the driver last asked (`take_parent_changes`).
@@ -201,6 +208,7 @@ impl TaskDownload {
             last_reschedule_ns: None,
             awaiting_parents: true,
             reschedules: 0,
+            asked_origin: false,
             failed_parents: Vec::new(),
             finished_sent: false,
             parent_changes: Vec::new(),
@@ -260,6 +268,11 @@ impl TaskDownload {
     /// The scheduler's parents, each with the pieces it holds now.
     pub fn on_parents(&mut self, now: TimeNs, parents: Vec<(ParentRef, bool, PieceSet)>) {
         self.awaiting_parents = false;
+        if std::mem::take(&mut self.asked_origin) {
+            // The scheduler said no to the origin (the task is at its back-to-source
+            // limit) and sent parents: P2P gets a whole new set of rounds.
+            self.reschedules = 0;
+        }
         if self.cfg.merge_parents && self.phase == Phase::Done {
             // Kraken: a complete torrent opens no new connections.
             return;
@@ -348,11 +361,43 @@ impl TaskDownload {
         self.remove_parent(parent);
     }
 
+    /// The scheduler sent this download to the origin (an order, or its yes to
+    /// `AskBackToSource`).
     pub fn on_back_to_source(&mut self, _now: TimeNs) {
         self.awaiting_parents = false;
+        self.asked_origin = false;
         if self.phase == Phase::P2p {
             self.phase = Phase::BackToSource;
         }
+    }
+
+    /// No scheduler answers this download: none is configured, or it stayed unreachable
+    /// through the driver's reconnect attempts. The download goes on from the origin: the
+    /// one way there that is not the scheduler's decision, since nobody is left to ask.
+    pub fn on_scheduler_lost(&mut self, now: TimeNs) {
+        self.on_back_to_source(now);
+    }
+
+    /// The scheduler gave up on this download (`Decision::Failed`). It fails a peer only
+    /// when it will not send it to the origin either (the task is at its back-to-source
+    /// limit, or the policy allows none), so nothing more is fetched: the driver ends the
+    /// download with an error and its client may try again later.
+    pub fn on_scheduling_failed(&mut self, _now: TimeNs) {
+        self.awaiting_parents = false;
+        self.asked_origin = false;
+        if matches!(self.phase, Phase::P2p | Phase::BackToSource) {
+            self.phase = Phase::Refused;
+            // Transfers still running are stopped (the next `poll` says so); their
+            // bookkeeping stays, as nothing is planned any more.
+            for (piece, flights) in &self.in_flight {
+                self.pending_cancels.extend(flights.iter().map(|f| (*piece, f.from)));
+            }
+        }
+    }
+
+    /// The scheduler gave up on this download (`on_scheduling_failed`).
+    pub fn is_refused(&self) -> bool {
+        self.phase == Phase::Refused
     }
 
     /// A lazy reader needs these pieces now.
@@ -493,7 +538,7 @@ impl TaskDownload {
 
     /// When the driver must call `poll` again even if nothing else happens.
     pub fn next_deadline(&self) -> Option<TimeNs> {
-        if self.phase == Phase::Done {
+        if matches!(self.phase, Phase::Done | Phase::Refused) {
             return None;
         }
         let mut next: Option<TimeNs> = None;
@@ -537,7 +582,7 @@ impl TaskDownload {
         for (piece, from) in self.pending_cancels.drain(..) {
             out.push(PeerAction::Cancel { piece, from });
         }
-        if self.phase == Phase::Done {
+        if matches!(self.phase, Phase::Done | Phase::Refused) {
             return;
         }
         self.preempt(now);
@@ -552,7 +597,7 @@ impl TaskDownload {
                 self.fill_from_parents(now, rng, out);
                 self.maybe_reschedule(now, out);
             }
-            Phase::Done => {}
+            Phase::Done | Phase::Refused => {}
         }
         let batch = self.cfg.report_batch_pieces as usize;
         let complete = self.have.is_full();
@@ -965,7 +1010,9 @@ impl TaskDownload {
         }
         if self.reschedules >= self.cfg.max_reschedules {
             self.awaiting_parents = true;
-            out.push(PeerAction::GiveUpP2p);
+            self.asked_origin = true;
+            self.last_reschedule_ns = Some(now);
+            out.push(PeerAction::AskBackToSource);
             return;
         }
         self.reschedules += 1;

@@ -571,3 +571,77 @@ fn a_received_piece_frees_its_parent_slot_but_is_neither_refetched_nor_timed_out
     assert!(d.have().contains(piece));
     assert_eq!(d.redundant_transfers(piece), Vec::new(), "the stored piece left nothing in flight");
 }
+
+/// Polls at `t` and returns what the plan did.
+fn poll_at(d: &mut TaskDownload, t: TimeNs) -> Vec<PeerAction> {
+    let mut out = Vec::new();
+    d.poll(t, &mut ChaCha8Rng::seed_from_u64(7), &mut out);
+    out
+}
+
+/// A plan with no useful parent, stalled through `max_reschedules` rounds.
+fn stalled_until_it_asks(max_reschedules: u32) -> (TaskDownload, TimeNs) {
+    let mut c = cfg();
+    c.max_reschedules = max_reschedules;
+    let mut d = TaskDownload::new(c.clone(), 3 * 4 * MIB, true, 0);
+    // Registered; the scheduler's first answer named no parent.
+    d.on_parents(0, Vec::new());
+    let mut t = 0;
+    for round in 0..=max_reschedules {
+        t += c.stall_timeout_ns + c.reschedule_backoff_ns;
+        let out = poll_at(&mut d, t);
+        if round < max_reschedules {
+            assert!(out.iter().any(|a| matches!(a, PeerAction::Reschedule { .. })), "round {round}: {out:?}");
+            d.on_parents(t, Vec::new());
+        } else {
+            assert!(out.contains(&PeerAction::AskBackToSource), "{out:?}");
+        }
+    }
+    (d, t)
+}
+
+#[test]
+fn giving_up_on_p2p_asks_the_scheduler_and_waits_for_its_answer() {
+    let (mut d, t) = stalled_until_it_asks(3);
+    // Nothing from the origin on the plan's own: only the scheduler's yes sends it there.
+    for later in [t + 1, t + 10 * NS_PER_S] {
+        let out = poll_at(&mut d, later);
+        assert!(fetches(&out).is_empty() && !out.contains(&PeerAction::AskBackToSource), "{out:?}");
+        assert!(!d.is_back_to_source());
+    }
+    d.on_back_to_source(t + 10 * NS_PER_S);
+    let out = poll_at(&mut d, t + 10 * NS_PER_S);
+    assert!(fetches(&out).iter().all(|f| f.1 == Source::Origin) && !fetches(&out).is_empty(), "{out:?}");
+}
+
+#[test]
+fn a_refused_ask_gives_p2p_a_whole_new_set_of_rounds() {
+    let (mut d, t) = stalled_until_it_asks(2);
+    // The scheduler says no by sending parents (here, still none useful).
+    d.on_parents(t, Vec::new());
+    let stall = cfg().stall_timeout_ns + cfg().reschedule_backoff_ns;
+    let out = poll_at(&mut d, t + stall);
+    assert!(out.iter().any(|a| matches!(a, PeerAction::Reschedule { .. })), "asks for parents first: {out:?}");
+}
+
+#[test]
+fn a_download_the_scheduler_gave_up_on_fetches_nothing_more() {
+    let mut d = TaskDownload::new(cfg(), 3 * 4 * MIB, true, 0);
+    d.on_parents(0, vec![parent(1, &[0, 1, 2], 3)]);
+    let started = fetches(&poll_at(&mut d, 0));
+    assert!(!started.is_empty());
+    d.on_scheduling_failed(1);
+    assert!(d.is_refused());
+    let out = poll_at(&mut d, 2);
+    let cancels: Vec<(u32, Source)> = out
+        .iter()
+        .filter_map(|a| match a {
+            PeerAction::Cancel { piece, from } => Some((*piece, *from)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(cancels, started, "what was running is stopped");
+    assert!(fetches(&out).is_empty());
+    assert_eq!(d.next_deadline(), None);
+    assert!(poll_at(&mut d, 100 * NS_PER_S).is_empty());
+}

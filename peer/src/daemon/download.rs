@@ -193,6 +193,8 @@ struct Download<'a> {
     rejoin: Option<tokio::time::Instant>,
     rejoins: u32,
     scheduler_gave_up: bool,
+    /// The scheduler's reason, once it gave up on the download (`Failed`): it ends with it.
+    refused: Option<String>,
     /// Parents the scheduler of the current registration named (cleared on registering again).
     named_by_sched: std::collections::HashSet<PeerId>,
     /// For the completion log line.
@@ -281,6 +283,7 @@ impl<'a> Download<'a> {
             rejoin: None,
             rejoins: 0,
             scheduler_gave_up: false,
+            refused: None,
             named_by_sched: std::collections::HashSet::new(),
             started: tokio::time::Instant::now(),
         };
@@ -295,7 +298,7 @@ impl<'a> Download<'a> {
     /// origin): slower for the origin, but the user gets the content.
     async fn open_stream(&mut self) {
         if self.ctx.sched.for_task(&self.job.task).is_none() {
-            self.plan.on_back_to_source(self.ctx.now_ns());
+            self.plan.on_scheduler_lost(self.ctx.now_ns());
             return;
         }
         match self.register().await {
@@ -366,7 +369,7 @@ impl<'a> Download<'a> {
             }
             Err(why) => {
                 tracing::warn!(task = %self.job.task, why, "cannot register again; going on from the origin");
-                self.plan.on_back_to_source(now);
+                self.plan.on_scheduler_lost(now);
             }
         }
     }
@@ -391,6 +394,12 @@ impl<'a> Download<'a> {
             self.follow_parent_changes();
             if self.finished {
                 break Ok(Ended::Complete);
+            }
+            if let Some(reason) = self.refused.take() {
+                break Err(DownloadError::new(
+                    ErrorKind::Unavailable,
+                    format!("the scheduler gave up on this download ({reason}); it sends no more peers to the origin for this task now; try again later"),
+                ));
             }
             let idle_until = self.idle_deadline();
             if idle_until.is_some_and(|at| at <= tokio::time::Instant::now()) {
@@ -494,7 +503,7 @@ impl<'a> Download<'a> {
                     self.schedule_rejoin();
                 } else {
                     tracing::warn!(task = %self.job.task, why, "lost the scheduler stream; going on from the origin");
-                    self.plan.on_back_to_source(now);
+                    self.plan.on_scheduler_lost(now);
                 }
                 return;
             }
@@ -511,8 +520,9 @@ impl<'a> Download<'a> {
             }
             Some(Resp::Failed(f)) => {
                 self.scheduler_gave_up = true;
-                tracing::warn!(task = %self.job.task, reason = f.description, "scheduling failed; going to the origin");
-                self.plan.on_back_to_source(now);
+                tracing::warn!(task = %self.job.task, reason = f.description, "the scheduler gave up on this download");
+                self.plan.on_scheduling_failed(now);
+                self.refused = Some(f.description);
             }
         }
     }
@@ -705,7 +715,7 @@ impl<'a> Download<'a> {
                 if self.rejoin.is_some() {
                     // Registering again brings new parents.
                 } else if self.stream.is_none() {
-                    self.plan.on_back_to_source(self.ctx.now_ns());
+                    self.plan.on_scheduler_lost(self.ctx.now_ns());
                 } else {
                     let blocked_parent_peer_ids =
                         blocked.iter().filter_map(|q| self.sched_wire_id(Source::Parent(*q))).collect();
@@ -715,9 +725,17 @@ impl<'a> Download<'a> {
                     }));
                 }
             }
-            PeerAction::GiveUpP2p => {
-                tracing::info!(task = %self.job.task, "no progress from parents after several reschedules; going to the origin");
-                self.plan.on_back_to_source(self.ctx.now_ns());
+            PeerAction::AskBackToSource => {
+                if self.rejoin.is_some() {
+                    // Registering again brings new parents; the plan asks again if not.
+                } else if self.stream.is_none() {
+                    self.plan.on_scheduler_lost(self.ctx.now_ns());
+                } else {
+                    tracing::info!(task = %self.job.task, "no progress from parents after several reschedules; asking the scheduler for the origin");
+                    self.send(Req::AskBackToSource(pb::AskBackToSource {
+                        description: "no new piece after max_reschedules rounds".into(),
+                    }));
+                }
             }
             PeerAction::Finished => self.complete().await?,
         }

@@ -46,6 +46,9 @@ pub enum BackToSourceReason {
     Ordered,
     /// No parent was found within the retry budget.
     NoParents,
+    /// The peer gave up on P2P and asked (`Scheduler::ask_back_to_source`); the task was
+    /// under its back-to-source limit.
+    PeerAsked,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -77,6 +77,9 @@ pub struct SchedStats {
     pub registrations: u64,
     pub parent_rounds: u64,
     pub back_to_source_orders: u64,
+    /// Asks for the origin (`ask_back_to_source`) answered with parents: the task was at
+    /// its back-to-source limit.
+    pub back_to_source_refusals: u64,
     pub seeds_triggered: u64,
     pub evictions: u64,
     pub failures: u64,
@@ -417,6 +420,28 @@ impl Scheduler {
         self.note_seed_blocked(now, peer, blocked);
         let mut out = Vec::new();
         if matches!(state, PeerState::Received | PeerState::Running) {
+            self.schedule(now, peer, true, &mut out);
+        }
+        self.wake_waiters(now, &mut out);
+        Ok(out)
+    }
+
+    /// The peer's plan gave up on P2P and asks to fetch the rest from the origin. This is
+    /// the only way a peer reaches the origin besides an order of the scheduler's own, so
+    /// the task's `back_to_source_limit` holds for every driver: under it the peer is sent
+    /// to the origin; at it the peer gets another round of parents (or waits for one, as a
+    /// rescheduling peer does). A peer no longer downloading gets no answer.
+    pub fn ask_back_to_source(&mut self, now: TimeNs, peer: PeerId) -> Result<Vec<Decision>, SchedError> {
+        let p = self.peers.get(&peer).ok_or(SchedError::UnknownPeer(peer))?;
+        let mut out = Vec::new();
+        if !matches!(p.state, PeerState::Received | PeerState::Running) {
+            return Ok(out);
+        }
+        let in_flight = self.tasks[&p.task].back_to_source.len() as u32;
+        if in_flight < self.cfg.back_to_source_limit {
+            self.order_back_to_source(now, peer, BackToSourceReason::PeerAsked, &mut out);
+        } else {
+            self.stats.back_to_source_refusals += 1;
             self.schedule(now, peer, true, &mut out);
         }
         self.wake_waiters(now, &mut out);

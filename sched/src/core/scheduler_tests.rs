@@ -633,3 +633,28 @@ fn default_stripe_trees_keep_inner_nodes_on_top_and_stay_shallow() {
     }
     assert!(t.tree.is_consistent());
 }
+
+#[test]
+fn a_peer_asking_for_the_origin_is_admitted_only_under_the_tasks_limit() {
+    let mut cfg = SchedulerConfig::preset(Policy::Dragonfly);
+    cfg.back_to_source_limit = 1;
+    // No seed host: the first peer is ordered to the origin and takes the task's one place.
+    let mut s = with_hosts(cfg, 7, 4, 0);
+    let d = s.register_peer_as_own(0, reg(1, 0, false)).unwrap();
+    assert!(d.iter().any(|d| matches!(d, Decision::BackToSource { peer: PeerId(1), .. })), "{d:?}");
+    s.register_peer_as_own(0, reg(2, 1, false)).unwrap();
+    let d = s.ask_back_to_source(1, PeerId(2)).unwrap();
+    assert!(!d.iter().any(|d| matches!(d, Decision::BackToSource { .. })), "at the limit: {d:?}");
+    assert_eq!(s.stats.back_to_source_refusals, 1);
+    assert_eq!(s.back_to_source_count(TaskId(0)), 1);
+    // The first one finishes: its place is free and the next ask is admitted.
+    s.peer_finished(2, PeerId(1)).unwrap();
+    let d = s.ask_back_to_source(3, PeerId(2)).unwrap();
+    assert!(
+        d.iter()
+            .any(|d| matches!(d, Decision::BackToSource { peer: PeerId(2), reason: BackToSourceReason::PeerAsked })),
+        "{d:?}"
+    );
+    // A peer that is not downloading gets no answer.
+    assert!(s.ask_back_to_source(4, PeerId(1)).unwrap().is_empty());
+}

@@ -145,6 +145,12 @@ impl State {
                 self.deliver(now, decisions);
                 Ok(())
             }
+            R::AskBackToSource(m) => {
+                tracing::info!(peer = self.peer_wire(peer), description = m.description, "peer asks for the origin");
+                let decisions = self.core.ask_back_to_source(now, peer)?;
+                self.deliver(now, decisions);
+                Ok(())
+            }
             R::DownloadFinished(_) => {
                 let decisions = self.core.peer_finished(now, peer)?;
                 let rec = &mut self.peers[peer.0 as usize];

@@ -204,6 +204,7 @@ impl State {
                     self.metrics.back_to_source(match reason {
                         crate::core::BackToSourceReason::Ordered => "ordered",
                         crate::core::BackToSourceReason::NoParents => "no_parents",
+                        crate::core::BackToSourceReason::PeerAsked => "peer_asked",
                     });
                     self.send(now, peer, Response::BackToSource(wire::back_to_source(reason)));
                 }

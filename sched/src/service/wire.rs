@@ -226,6 +226,7 @@ pub fn request_name(r: &pb::announce_peer_request::Request) -> &'static str {
         R::Reschedule(_) => "reschedule",
         R::DownloadFinished(_) => "download_finished",
         R::DownloadFailed(_) => "download_failed",
+        R::AskBackToSource(_) => "ask_back_to_source",
     }
 }
 
@@ -243,6 +244,9 @@ pub fn peer_state(s: PeerState) -> pb::PeerState {
 pub fn back_to_source(reason: BackToSourceReason) -> pb::BackToSource {
     let (reason, description) = match reason {
         BackToSourceReason::Ordered => (pb::BackToSourceReason::Ordered, "ordered: fetch the task from the origin"),
+        BackToSourceReason::PeerAsked => {
+            (pb::BackToSourceReason::PeerAsked, "P2P made no progress and the task is under its back-to-source limit")
+        }
         BackToSourceReason::NoParents => {
             (pb::BackToSourceReason::NoParents, "no parent became available in time; fetch from the origin")
         }

@@ -29,6 +29,7 @@ pub(crate) enum SchedRequest {
     Pieces(PeerId, Vec<PieceReport>),
     ParentFailed(PeerId, PeerId),
     Reschedule(PeerId, Vec<PeerId>),
+    AskBackToSource(PeerId),
     Finished(PeerId),
 }
 
@@ -599,6 +600,7 @@ impl<'a> World<'a> {
             SchedRequest::Pieces(peer, reports) => core.pieces_finished(now, peer, &reports),
             SchedRequest::ParentFailed(peer, parent) => core.piece_failed(now, peer, parent).map(|()| Vec::new()),
             SchedRequest::Reschedule(peer, blocked) => core.reschedule(now, peer, &blocked),
+            SchedRequest::AskBackToSource(peer) => core.ask_back_to_source(now, peer),
             SchedRequest::Finished(peer) => core.peer_finished(now, peer),
         };
         let decisions = decisions.unwrap_or_else(|e| panic!("scheduler refused a well-formed request: {e}"));
@@ -649,11 +651,16 @@ impl<'a> World<'a> {
                 self.sync_children(peer);
                 self.drive(peer);
             }
-            Decision::BackToSource { peer, .. } | Decision::Failed { peer, .. } => {
-                // A failed scheduling round makes the client fall back to the origin, as
-                // Dragonfly's daemon does unless back-to-source is disabled.
+            Decision::BackToSource { peer, .. } => {
                 let now = self.now;
                 self.peers[peer.0 as usize].dl.on_back_to_source(now);
+                self.drive(peer);
+            }
+            Decision::Failed { peer, .. } => {
+                // The download ends unfinished (the peer core's rule); its pod never
+                // starts and the run reports it as stuck.
+                let now = self.now;
+                self.peers[peer.0 as usize].dl.on_scheduling_failed(now);
                 self.drive(peer);
             }
         }
@@ -760,10 +767,7 @@ impl<'a> World<'a> {
                 self.sched_send(blob, SchedRequest::ParentFailed(peer, parent), false)
             }
             PeerAction::Reschedule { blocked } => self.sched_send(blob, SchedRequest::Reschedule(peer, blocked), true),
-            PeerAction::GiveUpP2p => {
-                let now = self.now;
-                self.peers[peer.0 as usize].dl.on_back_to_source(now);
-            }
+            PeerAction::AskBackToSource => self.sched_send(blob, SchedRequest::AskBackToSource(peer), true),
             PeerAction::Finished => {
                 self.peers[peer.0 as usize].done = true;
                 self.sched_send(blob, SchedRequest::Finished(peer), false);
