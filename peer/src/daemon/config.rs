@@ -337,6 +337,27 @@ const MAX_PREFAULT_BYTES: u64 = 16 << 30;
 
 fn check(c: &DaemonConfig) -> Result<(), Fault> {
     let fault = |path: &[&'static str], message: String| Err((path.to_vec(), message));
+    // Kraken's two-way connections and their lifecycle are modelled by the simulator's
+    // baseline only: this data plane carries pieces from parent to child. A daemon that
+    // accepted them would run something else than what a scenario predicts.
+    if c.core.policy == sched::Policy::Kraken {
+        return fault(
+            &["peer", "policy"],
+            "is \"kraken\": Kraken's two-way connections and their lifecycle exist in the simulator's baseline alone (this data plane carries pieces parent to child): run policy \"default\" or \"dragonfly\"".into(),
+        );
+    }
+    if c.core.symmetric_connections {
+        return fault(
+            &["peer", "symmetric_connections"],
+            "is true (the kraken preset's); the daemon's data plane carries pieces parent to child only, so Kraken's two-way connections exist in the simulator's baseline alone: run policy \"default\" or \"dragonfly\"".into(),
+        );
+    }
+    if c.core.conn_lifecycle.is_some() {
+        return fault(
+            &["peer", "conn_lifecycle"],
+            "is set; the daemon does not close or blacklist connections on Kraken's timers (simulator baseline only): leave it unset".into(),
+        );
+    }
     let prefault = c.storage.prefault_buffer_bytes;
     if prefault > MAX_PREFAULT_BYTES {
         return fault(
@@ -524,11 +545,16 @@ mod tests {
         let e = err("[peer]\nmax_parent = 3\n");
         assert_eq!((e.line, e.key.as_deref()), (Some(2), Some("peer.max_parent")), "{e}");
         assert!(e.message.contains("valid keys of [peer]") && e.message.contains("max_parents"), "{e}");
-        let c = parse("[peer]\npolicy = \"kraken\"\nmax_parents = 4\n", "p.toml").unwrap();
-        let mut want = PeerConfig::preset(sched::Policy::Kraken);
-        want.max_parents = 4;
+        let c = parse("[peer]\npolicy = \"dragonfly\"\nmax_parents = 5\n", "p.toml").unwrap();
+        let mut want = PeerConfig::preset(sched::Policy::Dragonfly);
+        want.max_parents = 5;
         assert_eq!(c.core, want);
-        assert_eq!(c.dataplane.server.upload_slots, u32::MAX);
+        assert_eq!(c.dataplane.server.upload_slots, 128);
+        let e = err("[peer]\npolicy = \"kraken\"\n");
+        assert_eq!((e.line, e.key.as_deref()), (Some(2), Some("peer.policy")), "{e}");
+        assert!(e.message.contains("simulator's baseline alone"), "{e}");
+        let e = err("[peer]\nsymmetric_connections = true\n");
+        assert_eq!((e.line, e.key.as_deref()), (Some(2), Some("peer.symmetric_connections")), "{e}");
         let e = err("[storage]\nprefault_buffer_bytes = 1099511627776\n");
         assert_eq!((e.line, e.key.as_deref()), (Some(2), Some("storage.prefault_buffer_bytes")), "{e}");
         assert!(e.message.contains("at most"), "{e}");
