@@ -36,14 +36,16 @@ async fn cross_check_run() {
     let layers = s["image"]["layer_bytes"].as_array().expect("image.layer_bytes");
     assert_eq!(layers.len(), 1, "crosscheck-16.toml: one layer expected");
     let bytes_per_s = |gbps: f64| (gbps * 1e9 / 8.0) as u64;
+    let content_bytes = layers[0].as_integer().expect("layer bytes") as u64;
     let spec = Spec {
         name: "cross_check",
         schedulers: num(&s, "cluster.scheduler_replicas") as usize,
         seeds: num(&s, "cluster.seed_peers") as usize,
         peers: num(&s, "cluster.pods") as usize,
-        content_bytes: layers[0].as_integer().expect("layer bytes") as u64,
-        // The default policy's piece size (peer::core::PeerConfig::preset), as the flow simulator uses.
-        piece_bytes: 4 << 20,
+        content_bytes,
+        // The piece size the flow simulator and a daemon with no [peer] override both use:
+        // the default preset's sizing of this layer.
+        piece_bytes: peer::core::PeerConfig::preset(sched::Policy::Default).piece_sizing.piece_bytes(content_bytes),
         peer_rate: Some(bytes_per_s(num(&s, "cluster.node_bandwidth_gbps"))),
         origin_rate: Some(bytes_per_s(num(&s, "registry.egress_gbps"))),
         start_spread: Duration::from_secs_f64(
