@@ -81,6 +81,8 @@ pub struct SchedStats {
     /// its back-to-source limit.
     pub back_to_source_refusals: u64,
     pub seeds_triggered: u64,
+    /// Triggered seeds that could not serve their task (`seed_unavailable`).
+    pub seeds_unavailable: u64,
     pub evictions: u64,
     pub failures: u64,
 }
@@ -424,6 +426,32 @@ impl Scheduler {
         }
         self.wake_waiters(now, &mut out);
         Ok(out)
+    }
+
+    /// A triggered seed host will not serve `task`: it did not register its peer in time,
+    /// has no seed-task stream to be told on, or was evicted. The task goes on as after a
+    /// seed peer's failure: waiting peers stop counting on it (the default policy sends one
+    /// to the origin once its wait ends), and a later download may trigger a seed again
+    /// after `seed_failed_timeout_ns`. Nothing happens for a host that is not the task's
+    /// triggered seed (a late report of an older trigger).
+    pub fn seed_unavailable(&mut self, now: TimeNs, task: TaskId, seed_host: HostId) -> Vec<Decision> {
+        let mut out = Vec::new();
+        let Some(t) = self.tasks.get_mut(&task) else {
+            return out;
+        };
+        if t.seed_triggered.map(|(h, _)| h) != Some(seed_host) || t.seed_failed_ns.is_some() {
+            return out;
+        }
+        t.seed_failed_ns = Some(now);
+        // Every stripe may now hand its waiters to someone else.
+        t.dirty |= u64::MAX >> (64 - t.stripe_dags.len().clamp(1, 64));
+        self.dirty_tasks.insert(task);
+        if let Some(tasks) = self.seeding.get_mut(&seed_host) {
+            tasks.remove(&task);
+        }
+        self.stats.seeds_unavailable += 1;
+        self.wake_waiters(now, &mut out);
+        out
     }
 
     /// The peer's plan gave up on P2P and asks to fetch the rest from the origin. This is

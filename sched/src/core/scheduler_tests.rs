@@ -658,3 +658,28 @@ fn a_peer_asking_for_the_origin_is_admitted_only_under_the_tasks_limit() {
     // A peer that is not downloading gets no answer.
     assert!(s.ask_back_to_source(4, PeerId(1)).unwrap().is_empty());
 }
+
+#[test]
+fn an_unavailable_seed_lets_the_waiting_peers_go_on_without_it() {
+    let mut s = sched(Policy::Default, 2, 1);
+    let d = s.register_peer_as_own(0, reg(1, 0, false)).unwrap();
+    let seed_host = d
+        .iter()
+        .find_map(|d| match d {
+            Decision::TriggerSeed { seed_host, .. } => Some(*seed_host),
+            _ => None,
+        })
+        .expect("a seed is triggered");
+    // A report about another host changes nothing.
+    assert!(s.seed_unavailable(1, TaskId(0), HostId(1)).is_empty());
+    assert_eq!(s.stats.seeds_unavailable, 0);
+    s.seed_unavailable(1, TaskId(0), seed_host);
+    assert_eq!(s.stats.seeds_unavailable, 1);
+    // Twice is once.
+    s.seed_unavailable(2, TaskId(0), seed_host);
+    assert_eq!(s.stats.seeds_unavailable, 1);
+    // The waiting peer goes to the origin when its wait ends, as after a seed peer failed.
+    let wait = s.config().wait_for_parent_timeout_ns;
+    let d = s.on_timers(wait + 1);
+    assert!(d.iter().any(|d| matches!(d, Decision::BackToSource { peer: PeerId(1), .. })), "{d:?}");
+}

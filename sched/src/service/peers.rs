@@ -76,7 +76,6 @@ impl State {
             },
             is_seed,
             stream: None,
-            placeholder: false,
         });
         let core_reg = RegisterPeer {
             peer,

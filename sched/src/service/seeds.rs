@@ -3,18 +3,13 @@
 //! the task is pushed there. The seed then registers a peer with need_back_to_source.
 //!
 //! A trigger can go unanswered: no watch is open, the seed left, or it never registers its
-//! peer. The core has no input for "the seed cannot serve this task" (only a failed seed
-//! *peer* marks the task's seed as failed, which lets waiting peers go to the origin), so
-//! the service says it the only way the core understands: it registers a placeholder seed
-//! peer on that host and fails it at once. While it does, the host is announced as
-//! not sharing, so the placeholder is never handed out as a parent. Without this, peers
-//! of the default policy would wait for that seed forever. A core entry such as
-//! `seed_unavailable(now, task)` would replace it.
+//! peer. The service then tells the core (`Scheduler::seed_unavailable`), which treats the
+//! task as after a seed peer's failure: without it, peers of the default policy would wait
+//! for that seed forever.
 
 use super::error::ServiceError;
-use super::state::{PeerRecord, PendingSeed, SeedWatcher, State};
-use crate::core::hashring;
-use crate::core::{HostId, HostInfo, HostKind, PeerId, PieceSet, RegisterPeer, TaskId, TimeNs};
+use super::state::{PendingSeed, SeedWatcher, State};
+use crate::core::{HostId, HostKind, TaskId, TimeNs};
 use api::pb;
 use tokio::sync::mpsc::error::TrySendError;
 use tonic::Status;
@@ -96,50 +91,7 @@ impl State {
     pub(super) fn seed_unavailable(&mut self, now: TimeNs, task: TaskId, seed_host: HostId) {
         self.pending_seeds.remove(&task);
         self.metrics.seed_unavailable();
-        let Ok(handle) = self.peer_ids.anonymous("peer") else {
-            tracing::error!("out of peer handles; cannot mark the seed unavailable");
-            return;
-        };
-        let placeholder = PeerId(handle);
-        let meta = &self.tasks[task.0 as usize].meta;
-        let (piece_count, content_length) = (meta.piece_count, meta.content_length_bytes);
-        self.peers.push(PeerRecord {
-            task,
-            host: seed_host,
-            reported: PieceSet::new(piece_count),
-            is_seed: true,
-            stream: None,
-            placeholder: true,
-        });
-        let restore = self.core_info(seed_host);
-        self.core.announce_host(now, HostInfo { kind: HostKind::Seed, disable_shared: true, ..restore.clone() });
-        let registered = self.core.register_peer(
-            now,
-            RegisterPeer {
-                peer: placeholder,
-                task,
-                task_key: hashring::key_of(self.task_ids.wire(task.0).as_bytes()),
-                host: seed_host,
-                piece_count,
-                content_length,
-                need_back_to_source: true,
-                policy: self.core.config().policy,
-            },
-        );
-        let decisions = match registered {
-            Ok(d) => {
-                if let Err(e) = self.core.peer_failed(now, placeholder) {
-                    tracing::error!(error = %e, "core refused to fail the placeholder seed peer");
-                }
-                d
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "core refused the placeholder seed peer");
-                Vec::new()
-            }
-        };
-        self.core.announce_host(now, restore);
-        // `deliver` drops the placeholder's own decisions and sends the others.
+        let decisions = self.core.seed_unavailable(now, task, seed_host);
         self.deliver(now, decisions);
     }
 }

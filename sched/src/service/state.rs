@@ -71,9 +71,6 @@ pub struct PeerRecord {
     /// Registered on a seed host with need_back_to_source (the task's seed peer).
     pub is_seed: bool,
     pub stream: Option<PeerStream>,
-    /// Made by the service to tell the core a seed is unavailable (`seeds.rs`); never on
-    /// the wire.
-    pub placeholder: bool,
 }
 
 /// A seed was asked to fetch a task and has not registered its peer yet.
@@ -189,17 +186,11 @@ impl State {
                     self.trigger_seed(now, task, seed_host);
                 }
                 Decision::Parents { peer, parents } => {
-                    if self.peer_record(peer).placeholder {
-                        continue;
-                    }
                     self.metrics.decision("parents");
                     let parents = pb::Parents { parents: parents.iter().map(|p| self.parent(p)).collect() };
                     self.send(now, peer, Response::Parents(parents));
                 }
                 Decision::BackToSource { peer, reason } => {
-                    if self.peer_record(peer).placeholder {
-                        continue;
-                    }
                     self.metrics.decision("back_to_source");
                     self.metrics.back_to_source(match reason {
                         crate::core::BackToSourceReason::Ordered => "ordered",
@@ -209,9 +200,6 @@ impl State {
                     self.send(now, peer, Response::BackToSource(wire::back_to_source(reason)));
                 }
                 Decision::Failed { peer, reason } => {
-                    if self.peer_record(peer).placeholder {
-                        continue;
-                    }
                     self.metrics.decision("failed");
                     self.send(now, peer, Response::Failed(wire::failed(reason)));
                     // The core already removed the peer.

@@ -156,13 +156,13 @@ fn seed_without_watch_is_unavailable_and_waiters_go_back_to_source() {
     s.announce_host(0, host("seed", HostKind::Seed, 1)).unwrap();
     s.announce_host(0, host("n1", HostKind::Normal, 2)).unwrap();
     let (p1, mut n1) = register(&mut s, 0, reg("p1", "n1", false));
-    // Triggered, nobody to tell: without the placeholder, p1 would wait forever.
+    // Triggered, nobody to tell: without `Scheduler::seed_unavailable`, p1 would wait forever.
     assert!(matches!(n1.drain()[..], [Ok(Response::Registered(_))]));
     let wait_ns = s.core().config().wait_for_parent_timeout_ns;
     s.run_due(wait_ns);
     assert_eq!(back_to_source(&n1.drain()), Some(pb::BackToSourceReason::NoParents));
     assert_eq!(s.core().peer_state(p1), Some(PeerState::BackToSource));
-    // The placeholder is invisible on the wire.
+    // Only real peers are counted.
     let stat = s.stat_task(&pb::StatTaskRequest { task_id: TASK.into(), include_peers: true, max_peers: 0 }).unwrap();
     assert_eq!(stat.peers.len(), 1);
     assert_eq!(stat.peer_counts.unwrap().back_to_source, 1);

@@ -76,9 +76,6 @@ impl State {
         let mut by_state = [0i64; 6];
         let mut peer_streams = 0;
         for (i, rec) in self.peers.iter().enumerate() {
-            if rec.placeholder {
-                continue;
-            }
             peer_streams += i64::from(rec.stream.is_some());
             let slot = match self.core.peer_state(PeerId(i as u32)) {
                 Some(PeerState::Received) => 0,

@@ -53,9 +53,6 @@ impl State {
         let idle_s = self.core.config().peer_idle_timeout_ns / 1_000_000_000;
         for peer in self.core.evict_idle(now) {
             let rec = self.peer_record(peer);
-            if rec.placeholder {
-                continue;
-            }
             self.metrics.eviction();
             tracing::warn!(peer = self.peer_wire(peer), idle_s, "peer evicted: no progress");
             let (task, host, was_seed) = (rec.task, rec.host, rec.is_seed);
