@@ -49,6 +49,10 @@ pub struct ModeResult {
     pub scheduler_max_queue_delay_s: f64,
     /// Back-to-source orders the scheduler gave (p2p modes).
     pub back_to_source_orders: u64,
+    /// Downloads' asks for the origin (`AskBackToSource`), admitted or not.
+    pub back_to_source_asks: u64,
+    /// Piece requests refused as busy after `upload_slot_wait_ns` in a parent's line.
+    pub busy_refusals: u64,
     /// Wall-clock seconds spent simulating this mode.
     pub wall_s: f64,
 }

@@ -3,6 +3,7 @@
 //! an async gate with a bounded wait.
 
 use crate::core::UploadSlots;
+use sched::core::TimeNs;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -34,7 +35,9 @@ impl Drop for UploadSlot {
 impl UploadGate {
     pub fn new(limit: u32) -> Arc<UploadGate> {
         Arc::new(UploadGate {
-            slots: Mutex::new(UploadSlots::new(limit)),
+            // The wait is bounded by `acquire`'s timer (the same `upload_slot_wait_ns`), so
+            // the line itself never expires anyone here.
+            slots: Mutex::new(UploadSlots::new(limit, TimeNs::MAX)),
             next_waiter: AtomicU64::new(0),
             peak_active: AtomicU32::new(0),
         })
@@ -50,7 +53,7 @@ impl UploadGate {
         let (granted, rx) = oneshot::channel();
         {
             let mut slots = self.lock();
-            let admitted = slots.admit(Waiter { id, granted }).is_some();
+            let admitted = slots.admit(0, Waiter { id, granted }).is_some();
             self.peak_active.fetch_max(slots.active(), Ordering::Relaxed);
             if admitted {
                 return Some(UploadSlot { gate: self.clone() });

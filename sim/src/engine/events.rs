@@ -9,15 +9,37 @@ use std::collections::BinaryHeap;
 
 #[derive(Debug, Clone)]
 pub(crate) enum Event {
-    PodScheduled { node: usize },
-    ManifestHeadDone { node: usize },
-    StartTransfer { transfer: usize },
-    SchedDeliver { replica: usize, request: SchedRequest },
-    SchedTimer { replica: usize },
+    PodScheduled {
+        node: usize,
+    },
+    ManifestHeadDone {
+        node: usize,
+    },
+    StartTransfer {
+        transfer: usize,
+    },
+    SchedDeliver {
+        replica: usize,
+        request: SchedRequest,
+    },
+    SchedTimer {
+        replica: usize,
+    },
     Decision(Decision),
-    PeerDeadline { peer: PeerId },
-    UnpackDone { node: usize },
-    Started { node: usize },
+    PeerDeadline {
+        peer: PeerId,
+    },
+    /// The oldest request in a host's upload line may have waited its
+    /// `upload_slot_wait_ns` (then it is refused as busy).
+    SlotWaitEnds {
+        host: usize,
+    },
+    UnpackDone {
+        node: usize,
+    },
+    Started {
+        node: usize,
+    },
 }
 
 #[derive(Default)]

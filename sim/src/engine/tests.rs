@@ -67,3 +67,48 @@ fn kraken_finishes_when_the_origin_uplink_is_the_bottleneck() {
     assert!(m.pods.iter().all(|p| p.started_s.is_finite()), "every pod starts");
     assert!(m.makespan_s < 60.0, "makespan {} s", m.makespan_s);
 }
+
+/// The simulator runs the `[peer]` table it is given, as the daemon does: one upload slot
+/// per host and a 5 ms wait make requests wait past it and be refused as busy (the
+/// daemon's `Busy`), and the children fetch those pieces elsewhere, so every pod still
+/// starts with the image once.
+#[test]
+fn a_piece_request_that_waits_past_upload_slot_wait_is_refused_busy() {
+    let run_with = |peer: &str| {
+        let text = format!(
+            "name = \"busy\"\nseed = 3\nmodes = [\"p2p\"]\n\
+             [cluster]\npods = 12\nnode_bandwidth_gbps = 0.5\nseed_peers = 1\nseed_peer_bandwidth_gbps = 0.5\n\
+             [image]\nreference = \"t\"\nlayer_bytes = [30_000_000]\n[peer]\n{peer}\n"
+        );
+        let sc = parse_scenario(&text, "busy.toml").expect("valid scenario");
+        run_scenario(&sc, &RunOptions::default()).expect("runs").modes.remove(0)
+    };
+    let busy = run_with("upload_slots = 1\nupload_slot_wait_ns = 5_000_000");
+    assert!(busy.busy_refusals > 0, "no request was refused");
+    assert!(busy.pods.iter().all(|p| p.started_s.is_finite()), "every pod starts");
+    assert!(busy
+        .pods
+        .iter()
+        .all(|p| p.bytes_from_seed_peers + p.bytes_from_peers + p.bytes_from_registry == 30_000_000 + 8_000));
+    let patient = run_with("upload_slots = 1");
+    assert_eq!(patient.busy_refusals, 0, "10 s is never reached here");
+}
+
+/// A peer that gives up on P2P reaches the origin only through the scheduler's admission:
+/// with `back_to_source_limit = 1` and plans that ask for the origin whenever they want
+/// parents (never content with fewer than 16 useful ones, no reschedule allowed), the
+/// registry still sends at most the seed's copy and one more.
+#[test]
+fn plans_giving_up_on_p2p_go_through_the_back_to_source_limit() {
+    let text = "name = \"ask\"\nseed = 5\nmodes = [\"p2p\"]\n\
+        [cluster]\npods = 12\nnode_bandwidth_gbps = 0.5\nseed_peers = 1\nseed_peer_bandwidth_gbps = 0.5\n\
+        [image]\nreference = \"t\"\nlayer_bytes = [30_000_000]\n\
+        [scheduler]\nback_to_source_limit = 1\n\
+        [peer]\nmax_reschedules = 0\nmin_useful_parents = 16\nreschedule_backoff_ns = 1_000_000\n";
+    let sc = parse_scenario(text, "ask.toml").expect("valid scenario");
+    let m = run_scenario(&sc, &RunOptions::default()).expect("runs").modes.remove(0);
+    assert!(m.pods.iter().all(|p| p.started_s.is_finite()), "every pod starts");
+    assert!(m.back_to_source_asks > 10, "the plans asked {} times", m.back_to_source_asks);
+    // The config blob and the layer: each from the origin at most twice (seed + one).
+    assert!(m.registry_bytes <= 2 * (30_000_000 + 8_000) + 10_000, "registry sent {} bytes", m.registry_bytes);
+}

@@ -125,6 +125,8 @@ pub(crate) struct World<'a> {
     /// Host index -> net node; hosts are nodes then seed peers.
     host_net: Vec<NodeIx>,
     host_slots: Vec<UploadSlots<usize>>,
+    /// Per host: the `SlotWaitEnds` event queued, if any.
+    slot_timer_armed: Vec<Option<TimeNs>>,
     nodes: Vec<Node>,
     /// Blob sizes: config, layers..., and in p2p-lazy the RAFS bootstrap last.
     blobs: Vec<u64>,
@@ -142,6 +144,9 @@ pub(crate) struct World<'a> {
     reads: Vec<(usize, u64, u64)>,
     rpc_ns: TimeNs,
     pub(crate) events: u64,
+    /// Piece requests refused as busy after waiting `upload_slot_wait_ns`.
+    busy_refusals: u64,
+    back_to_source_asks: u64,
     completions: Vec<Completion>,
     actions: Vec<PeerAction>,
 }
@@ -239,7 +244,10 @@ impl<'a> World<'a> {
             replicas,
             scheduler_requests: 0,
             scheduler_max_queue_ns: 0,
-            host_slots: (0..hosts).map(|_| UploadSlots::new(peer_cfg.upload_slots)).collect(),
+            host_slots: (0..hosts)
+                .map(|_| UploadSlots::new(peer_cfg.upload_slots, peer_cfg.upload_slot_wait_ns))
+                .collect(),
+            slot_timer_armed: vec![None; hosts],
             peer_cfg,
             host_net,
             nodes,
@@ -253,6 +261,8 @@ impl<'a> World<'a> {
             reads,
             rpc_ns: ms(sc.scheduler.cost.rpc_latency_ms),
             events: 0,
+            busy_refusals: 0,
+            back_to_source_asks: 0,
             completions: Vec::new(),
             actions: Vec::new(),
         })
@@ -331,6 +341,15 @@ impl<'a> World<'a> {
                     self.peers[peer.0 as usize].deadline_armed = None;
                     self.drive(peer);
                 }
+            }
+            Event::SlotWaitEnds { host } => {
+                if self.slot_timer_armed[host] == Some(self.now) {
+                    self.slot_timer_armed[host] = None;
+                }
+                while let Some(id) = self.host_slots[host].expire(self.now) {
+                    self.refuse_busy(id);
+                }
+                self.arm_slot_timer(host);
             }
             Event::UnpackDone { node } => self.after_unpack(node),
             Event::Started { node } => {
@@ -754,9 +773,12 @@ impl<'a> World<'a> {
                     Source::Parent(parent) => {
                         let id = self.new_transfer(kind, bytes);
                         let parent_host = self.peers[parent.0 as usize].host;
-                        if let Some(id) = self.host_slots[parent_host].admit(id) {
-                            self.transfers[id].holds_slot = true;
-                            self.queue.push(self.now + self.rpc_ns, Event::StartTransfer { transfer: id });
+                        match self.host_slots[parent_host].admit(self.now, id) {
+                            Some(id) => {
+                                self.transfers[id].holds_slot = true;
+                                self.queue.push(self.now + self.rpc_ns, Event::StartTransfer { transfer: id });
+                            }
+                            None => self.arm_slot_timer(parent_host),
                         }
                     }
                 }
@@ -767,7 +789,10 @@ impl<'a> World<'a> {
                 self.sched_send(blob, SchedRequest::ParentFailed(peer, parent), false)
             }
             PeerAction::Reschedule { blocked } => self.sched_send(blob, SchedRequest::Reschedule(peer, blocked), true),
-            PeerAction::AskBackToSource => self.sched_send(blob, SchedRequest::AskBackToSource(peer), true),
+            PeerAction::AskBackToSource => {
+                self.back_to_source_asks += 1;
+                self.sched_send(blob, SchedRequest::AskBackToSource(peer), true)
+            }
             PeerAction::Finished => {
                 self.peers[peer.0 as usize].done = true;
                 self.sched_send(blob, SchedRequest::Finished(peer), false);
@@ -817,6 +842,34 @@ impl<'a> World<'a> {
         if unreferenced {
             self.retire_transfer(id);
         }
+    }
+
+    /// Queues a `SlotWaitEnds` for the host's oldest waiting request, unless one as early
+    /// is queued already.
+    fn arm_slot_timer(&mut self, host: usize) {
+        if let Some(at) = self.host_slots[host].next_expiry() {
+            if self.slot_timer_armed[host].is_none_or(|armed| at < armed || armed < self.now) {
+                self.slot_timer_armed[host] = Some(at);
+                self.queue.push(at.max(self.now), Event::SlotWaitEnds { host });
+            }
+        }
+    }
+
+    /// A piece request waited `upload_slot_wait_ns` in its parent's upload line: the parent
+    /// answers busy, as the daemon's data plane does, and the child's plan drops the
+    /// transfer (`on_transfer_dropped`, the daemon's handling of `Busy`).
+    fn refuse_busy(&mut self, id: usize) {
+        let TransferKind::Piece { dst, piece, from } = self.transfers[id].kind else {
+            unreachable!("only piece transfers wait for upload slots");
+        };
+        let open = &mut self.peers[dst.0 as usize].open;
+        if let Some(i) = open.iter().rposition(|t| *t == id) {
+            open.remove(i);
+        }
+        self.retire_transfer(id);
+        self.busy_refusals += 1;
+        self.peers[dst.0 as usize].dl.on_transfer_dropped(piece, from);
+        self.drive(dst);
     }
 
     /// Transfer `id` gives back its slot; the next waiting one takes it.
@@ -1011,6 +1064,8 @@ impl<'a> World<'a> {
             scheduler_requests: self.scheduler_requests,
             scheduler_max_queue_delay_s: s(self.scheduler_max_queue_ns),
             back_to_source_orders: self.replicas.iter().map(|r| r.core.stats.back_to_source_orders).sum(),
+            busy_refusals: self.busy_refusals,
+            back_to_source_asks: self.back_to_source_asks,
             wall_s: 0.0,
         }
     }

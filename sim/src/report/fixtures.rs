@@ -119,6 +119,8 @@ pub fn fake_mode(mode: Mode, pods: u32, image_bytes: u64, seed: u64) -> ModeResu
         scheduler_requests: pods as u64 * 30,
         scheduler_max_queue_delay_s: 0.002,
         back_to_source_orders: if mode == Mode::Oci { 0 } else { 3 * layers },
+        busy_refusals: 0,
+        back_to_source_asks: 0,
         wall_s: 0.1,
     }
 }

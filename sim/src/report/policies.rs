@@ -22,7 +22,7 @@ fn ratio(a: f64, b: f64) -> f64 {
     }
 }
 
-const METRICS: [Metric; 11] = [
+const METRICS: [Metric; 12] = [
     Metric { key: "startup_p50_s", label: "startup p50 (s)", value: |_, _, s| s.startup_p50_s, decimals: 2 },
     Metric { key: "startup_p99_s", label: "startup p99 (s)", value: |_, _, s| s.startup_p99_s, decimals: 2 },
     Metric { key: "startup_max_s", label: "startup max (s)", value: |_, _, s| s.startup_max_s, decimals: 2 },
@@ -55,6 +55,12 @@ const METRICS: [Metric; 11] = [
         key: "back_to_source_orders",
         label: "back-to-source orders",
         value: |_, m, _| m.back_to_source_orders as f64,
+        decimals: 0,
+    },
+    Metric {
+        key: "busy_refusals",
+        label: "piece requests refused busy",
+        value: |_, m, _| m.busy_refusals as f64,
         decimals: 0,
     },
     Metric {
