@@ -120,11 +120,16 @@ pub fn start_scheduler(dir: &Path) -> Scheduler {
 
 /// A scheduler on given addresses (a restart keeps the ones the peers know).
 pub fn start_scheduler_at(dir: &Path, grpc: String, http: String) -> Scheduler {
+    start_scheduler_with(dir, grpc, http, "")
+}
+
+/// A scheduler whose `[scheduler]` table also holds `scheduler_keys` (TOML lines).
+pub fn start_scheduler_with(dir: &Path, grpc: String, http: String, scheduler_keys: &str) -> Scheduler {
     let config = dir.join("scheduler.toml");
     std::fs::write(
         &config,
         format!(
-            "[listen]\ngrpc = \"{grpc}\"\nhttp = \"{http}\"\n[service]\nrng_seed = 7\n[log]\nfilter = \"info\"\n[scheduler]\npolicy = \"default\"\n"
+            "[listen]\ngrpc = \"{grpc}\"\nhttp = \"{http}\"\n[service]\nrng_seed = 7\n[log]\nfilter = \"info\"\n[scheduler]\npolicy = \"default\"\n{scheduler_keys}\n"
         ),
     )
     .unwrap();
@@ -156,6 +161,8 @@ pub struct PeerOptions {
     pub download_rate: Option<u64>,
     pub quota_bytes: u64,
     pub piece_bytes: u64,
+    /// Keys of the `[peer]` table besides the piece size (TOML lines).
+    pub peer_toml: String,
     /// TOML appended to the configuration (e.g. a `[mirror]` section).
     pub extra_toml: String,
 }
@@ -167,6 +174,7 @@ impl Default for PeerOptions {
             download_rate: None,
             quota_bytes: 8 << 30,
             piece_bytes: 4 << 20,
+            peer_toml: String::new(),
             extra_toml: String::new(),
         }
     }
@@ -198,13 +206,14 @@ pub fn write_peer_config(dir: &Path, name: &str, scheduler: Option<&str>, o: &Pe
              [listen]\ndata = \"127.0.0.1:0\"\nlocal_api = \"127.0.0.1:0\"\nhttp = \"127.0.0.1:0\"\nmirror = \"127.0.0.1:0\"\n\
              [scheduler]\naddresses = [{schedulers}]\nannounce_interval_ms = 2000\n\
              [storage]\ndir = \"{store}\"\nquota_bytes = {quota}\n\
-             [peer]\npiece_sizing = {{ rule = \"fixed\", piece_bytes = {piece} }}\n\
+             [peer]\npiece_sizing = {{ rule = \"fixed\", piece_bytes = {piece} }}\n{peer_keys}\n\
              [dataplane.client]\nrequest_timeout_ms = 10000\n{rate}\
              [log]\nfilter = \"info\"\n{extra}",
             kind = if o.seed { "seed" } else { "normal" },
             store = store_dir.display(),
             quota = o.quota_bytes,
             piece = o.piece_bytes,
+            peer_keys = o.peer_toml,
             extra = o.extra_toml,
         ),
     )

@@ -307,6 +307,12 @@ mod tests {
         bad.completed = true;
         bad.need_back_to_source = true;
         assert!(registration(bad).unwrap_err().to_string().starts_with("register.completed:"));
+        // The peer says its policy; the core compares it with the scheduler's.
+        assert_eq!(registration(valid_register()).unwrap().policy, crate::core::Policy::Default);
+        let mut bad = valid_register();
+        bad.policy = String::new();
+        let e = registration(bad).unwrap_err().to_string();
+        assert!(e.starts_with("register.policy: is \"\"; name the peer core's policy"), "{e}");
     }
 
     #[test]
