@@ -43,6 +43,11 @@ pub async fn read_header<R: AsyncRead + Unpin>(r: &mut R) -> Result<Option<Heade
     frame::decode_header(&buf).map(Some).map_err(ReadError::Protocol)
 }
 
+/// Memory a body read takes before any of its bytes arrived: the buffer grows with what is
+/// received, never from the length a frame announces (a sender announcing the largest
+/// body and sending nothing would otherwise hold that much per connection).
+const BODY_FIRST_BYTES: usize = 16 << 10;
+
 /// Reads a body of `len` bytes, refusing bodies longer than `max`.
 pub async fn read_body<R: AsyncRead + Unpin>(r: &mut R, len: usize, max: usize) -> Result<Vec<u8>, ReadError> {
     if len > max {
@@ -50,8 +55,11 @@ pub async fn read_body<R: AsyncRead + Unpin>(r: &mut R, len: usize, max: usize) 
             "frame body of {len} bytes exceeds the limit of {max}"
         ))));
     }
-    let mut body = vec![0u8; len];
-    r.read_exact(&mut body).await?;
+    let mut body = Vec::with_capacity(len.min(BODY_FIRST_BYTES));
+    (&mut *r).take(len as u64).read_to_end(&mut body).await?;
+    if body.len() < len {
+        return Err(ReadError::Io(io::Error::new(io::ErrorKind::UnexpectedEof, "connection closed mid-frame")));
+    }
     Ok(body)
 }
 

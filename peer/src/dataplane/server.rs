@@ -16,12 +16,13 @@ use crate::storage::{PieceMap, SharedPiece, Store, StoreError};
 use crate::task_id::TaskId;
 use sched::core::PieceSet;
 use serde::{Deserialize, Serialize};
-use std::net::SocketAddr;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use svc::watch;
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
@@ -54,6 +55,12 @@ pub struct ServerConfig {
     pub max_requests_per_connection: u32,
     /// A connection with no new request for this long is closed.
     pub idle_timeout_ms: u64,
+    /// Once a request's first byte is in, the whole frame must be within this, or the
+    /// connection is closed (a sender trickling a frame holds no slot for long).
+    pub frame_timeout_ms: u64,
+    /// Connections open at once from one source address; more are closed at once, so one
+    /// host cannot take every slot of `max_connections`.
+    pub max_connections_per_source: u32,
     /// Longest long poll a child may ask for.
     pub max_sync_wait_ms: u32,
 }
@@ -67,6 +74,8 @@ impl Default for ServerConfig {
             max_connections: 1024,
             max_requests_per_connection: 32,
             idle_timeout_ms: 120_000,
+            frame_timeout_ms: 10_000,
+            max_connections_per_source: 64,
             max_sync_wait_ms: 30_000,
         }
     }
@@ -76,6 +85,9 @@ impl ServerConfig {
     pub fn validate(&self) -> Result<(), String> {
         if self.upload_slots == 0 || self.max_connections == 0 || self.max_requests_per_connection == 0 {
             return Err("upload_slots, max_connections and max_requests_per_connection must be at least 1".into());
+        }
+        if self.frame_timeout_ms == 0 || self.max_connections_per_source == 0 {
+            return Err("frame_timeout_ms and max_connections_per_source must be at least 1".into());
         }
         if let Some(rate) = &self.upload_rate {
             rate.validate("upload_rate")?;
@@ -132,6 +144,9 @@ struct Shared {
     upload_bucket: Option<TokenBucket>,
     counters: Counters,
     connections: Arc<Semaphore>,
+    /// Open connections per source address (`max_connections_per_source`); only looked up
+    /// by key, never iterated.
+    per_source: Mutex<HashMap<IpAddr, u32>>,
 }
 
 /// A running data-plane server. Dropping it stops it (connections close at their next step).
@@ -158,6 +173,7 @@ impl Server {
             upload_bucket,
             counters: Counters::default(),
             connections: Arc::new(Semaphore::new(config.max_connections as usize)),
+            per_source: Mutex::new(HashMap::new()),
             config,
         });
         let (shutdown, stop) = watch::channel(false);
@@ -212,21 +228,56 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut stop: watch
             accepted = listener.accept() => accepted,
             _ = raised(&mut stop) => return,
         };
-        let stream = match accepted {
-            Ok((stream, _peer)) => stream,
+        let (stream, source) = match accepted {
+            Ok((stream, peer)) => (stream, peer.ip()),
             Err(_) => {
                 tokio::time::sleep(ACCEPT_BACKOFF).await;
                 continue;
             }
         };
+        let Some(from_source) = SourceSlot::take(&shared, source) else {
+            bump(&shared.counters.connections_refused, 1);
+            drop(stream);
+            continue;
+        };
         match shared.connections.clone().try_acquire_owned() {
             Ok(permit) => {
                 bump(&shared.counters.connections_total, 1);
-                tokio::spawn(serve_connection(stream, shared.clone(), stop.clone(), permit));
+                tokio::spawn(serve_connection(stream, shared.clone(), stop.clone(), (permit, from_source)));
             }
             Err(_) => {
                 bump(&shared.counters.connections_refused, 1);
                 drop(stream);
+            }
+        }
+    }
+}
+
+/// One of a source address's `max_connections_per_source`; given back when dropped.
+struct SourceSlot {
+    shared: Arc<Shared>,
+    source: IpAddr,
+}
+
+impl SourceSlot {
+    fn take(shared: &Arc<Shared>, source: IpAddr) -> Option<SourceSlot> {
+        let mut open = shared.per_source.lock().unwrap_or_else(|e| e.into_inner());
+        let n = open.entry(source).or_insert(0);
+        if *n >= shared.config.max_connections_per_source {
+            return None;
+        }
+        *n += 1;
+        Some(SourceSlot { shared: shared.clone(), source })
+    }
+}
+
+impl Drop for SourceSlot {
+    fn drop(&mut self) {
+        let mut open = self.shared.per_source.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = open.get_mut(&self.source) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.source);
             }
         }
     }
@@ -242,7 +293,7 @@ async fn serve_connection(
     stream: TcpStream,
     shared: Arc<Shared>,
     mut stop: watch::Receiver<bool>,
-    _conn: OwnedSemaphorePermit,
+    _conn: (OwnedSemaphorePermit, SourceSlot),
 ) {
     let open = &shared.counters.connections_open;
     bump(open, 1);
@@ -271,18 +322,36 @@ async fn serve_connection(
             permit = in_flight.clone().acquire_owned() => match permit { Ok(p) => p, Err(_) => break },
             _ = raised(&mut stop) => break,
         };
-        let header = svc::select! {
-            header = tokio::time::timeout(idle, read_header(&mut rd)) => header,
+        // Waiting for a request may take up to the idle timeout; once its first byte is
+        // in, the whole frame must follow within the frame timeout.
+        let first_byte = svc::select! {
+            ready = tokio::time::timeout(idle, rd.fill_buf()) => ready.map(|r| r.map(|b| !b.is_empty())),
             _ = raised(&mut stop) => break,
         };
-        let header = match header {
-            Ok(Ok(Some(header))) => header,
+        match first_byte {
+            Ok(Ok(true)) => {}
             // Quiet, but replies are still being prepared or sent (slow uploads): not idle.
             Err(_elapsed) if in_flight.available_permits() + 1 < max_requests => continue,
-            // Idle, closed by the child, or garbage: end the connection.
+            // Idle, closed by the child, or failed: end the connection.
             _ => break,
+        }
+        let frame_timeout = Duration::from_millis(shared.config.frame_timeout_ms);
+        let whole = tokio::time::timeout(frame_timeout, async {
+            let header = match read_header(&mut rd).await {
+                Ok(Some(header)) => header,
+                _ => return None,
+            };
+            Some((header, read_body(&mut rd, header.body_len, MAX_REQUEST_BODY).await))
+        });
+        let (header, body) = svc::select! {
+            whole = whole => match whole {
+                Ok(Some(frame)) => frame,
+                // Garbage, closed mid-frame, or trickled past the frame timeout.
+                _ => break,
+            },
+            _ = raised(&mut stop) => break,
         };
-        let request = match read_body(&mut rd, header.body_len, MAX_REQUEST_BODY).await {
+        let request = match body {
             Ok(body) => frame::decode_request(header.kind, &body).map_err(|e| e.to_string()),
             Err(super::io::ReadError::Protocol(e)) => Err(e.to_string()),
             Err(super::io::ReadError::Io(_)) => break,

@@ -392,3 +392,91 @@ async fn a_slow_upload_is_not_cut_off_as_idle_but_an_idle_connection_is_closed()
     assert!(child.fetch_piece(parent.addr(), &parent.task, 0, &digest).await.is_ok());
     assert_eq!(parent.server.stats().connections_total, 2);
 }
+
+/// One connection that greets, announces the largest request body and sends 1 KiB of it,
+/// then nothing (the slow-frame attack of issue 25). Kept open by the caller.
+async fn trickling_connection(to: SocketAddr) -> Option<tokio::net::TcpStream> {
+    let mut raw = tokio::net::TcpStream::connect(to).await.ok()?;
+    raw.write_all(&frame::HELLO).await.ok()?;
+    raw.write_all(&frame::encode_header(frame::KIND_SYNC_PIECES, 1, frame::MAX_REQUEST_BODY)).await.ok()?;
+    raw.write_all(&[0u8; 1024]).await.ok()?;
+    raw.flush().await.ok()?;
+    Some(raw)
+}
+
+/// A genuine request from another source address (127.0.0.2: every 127/8 address is
+/// loopback on Linux), on a raw socket: the piece map of `task`, answered within `within`.
+async fn genuine_sync(to: SocketAddr, task: &TaskId, within: Duration) -> Result<(), String> {
+    let work = async {
+        let socket = tokio::net::TcpSocket::new_v4().map_err(|e| e.to_string())?;
+        socket.bind("127.0.0.2:0".parse().unwrap()).map_err(|e| e.to_string())?;
+        let mut raw = socket.connect(to).await.map_err(|e| e.to_string())?;
+        raw.write_all(&frame::HELLO).await.map_err(|e| e.to_string())?;
+        let request = frame::Request::SyncPieces { task: *task, wait_ms: 0, known: None };
+        raw.write_all(&frame::encode_request(7, &request)).await.map_err(|e| e.to_string())?;
+        raw.flush().await.map_err(|e| e.to_string())?;
+        let mut head = [0u8; 8 + frame::HEADER_LEN];
+        raw.read_exact(&mut head).await.map_err(|e| e.to_string())?;
+        let h = frame::decode_header(head[8..].try_into().unwrap()).map_err(|e| e.to_string())?;
+        match (h.request_id, h.kind) {
+            (7, frame::KIND_PIECES) => Ok(()),
+            other => Err(format!("unexpected reply {other:?}")),
+        }
+    };
+    tokio::time::timeout(within, work).await.map_err(|_| format!("no answer within {within:?}"))?
+}
+
+#[tokio::test]
+async fn slow_frames_from_one_source_neither_take_every_slot_nor_stay() {
+    let config = ServerConfig {
+        max_connections: 64,
+        max_connections_per_source: 8,
+        frame_timeout_ms: 300,
+        ..Default::default()
+    };
+    let parent = Parent::start(4, 4096, [0, 1], config).await;
+    // Bounded: 80 attacking connections, each 1 KiB, all from 127.0.0.1.
+    let mut held = Vec::new();
+    for _ in 0..80 {
+        if let Some(c) = trickling_connection(parent.addr()).await {
+            held.push(c);
+        }
+    }
+    // Only 8 are served at once; the rest are closed at accept.
+    for _ in 0..100 {
+        if parent.server.stats().connections_refused >= 72 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let stats = parent.server.stats();
+    assert!(stats.connections_refused >= 72, "{stats:?}");
+    assert!(stats.connections_open <= 8, "{stats:?}");
+    // A genuine peer elsewhere is answered at once, while the attack holds its sockets.
+    genuine_sync(parent.addr(), &parent.task, Duration::from_secs(1)).await.unwrap();
+    // The trickled frames time out: their connections are closed by the server.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while parent.server.stats().connections_open > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(parent.server.stats().connections_open, 0, "slow frames still open after the frame timeout");
+    drop(held);
+}
+
+#[tokio::test]
+async fn a_body_buffer_grows_with_what_arrives_not_with_what_is_announced() {
+    let (mut tx, mut rx) = tokio::io::duplex(64 << 10);
+    let reading = tokio::spawn(async move {
+        let r = super::io::read_body(&mut rx, 2 << 20, 4 << 20).await;
+        r.map(|b| b.len()).map_err(|e| e.to_string())
+    });
+    tx.write_all(&[1u8; 1024]).await.unwrap();
+    drop(tx);
+    // 1 KiB of an announced 2 MiB, then the end: an error, and only what came was held.
+    let e = reading.await.unwrap().unwrap_err();
+    assert!(e.contains("closed mid-frame"), "{e}");
+    let (mut tx, mut rx) = tokio::io::duplex(64 << 10);
+    let reading = tokio::spawn(async move { super::io::read_body(&mut rx, 100_000, 4 << 20).await.map(|b| b.len()) });
+    tx.write_all(&[2u8; 100_000]).await.unwrap();
+    assert_eq!(reading.await.unwrap().unwrap(), 100_000);
+}
