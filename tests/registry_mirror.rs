@@ -697,3 +697,48 @@ fn range_reads_fetch_only_their_pieces_and_an_idle_lazy_download_ends() {
     peer.proc.stop(Duration::from_secs(10));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The mirror's slow-loris of issue 25: 640 sockets each send half a request line and
+/// wait. They hold no request slot (a slot is taken once a head is whole), so a genuine
+/// client is answered within 1 s meanwhile, and the mirror closes them after
+/// `request_head_timeout_ms`.
+#[test]
+fn idle_sockets_do_not_keep_genuine_clients_out() {
+    let dir = cluster::test_dir("mirror-loris");
+    let options = PeerOptions {
+        extra_toml: "[mirror]\ndefault_registry = \"127.0.0.1:9\"\nmax_requests = 64\nrequest_head_timeout_ms = 2000\n"
+            .into(),
+        ..Default::default()
+    };
+    let peer = start_peer(&dir, "peer", None, &options);
+    let m = peer.mirror.as_str();
+    alive(m);
+    let mut idle = Vec::new();
+    for _ in 0..640 {
+        let mut s = TcpStream::connect(m).unwrap();
+        s.write_all(b"GET /v2/ HTT").unwrap();
+        idle.push(s);
+    }
+    for round in 0..3 {
+        let started = Instant::now();
+        alive(m);
+        let took = started.elapsed();
+        assert!(
+            took < Duration::from_secs(1),
+            "round {round}: a genuine request took {took:?} behind 640 idle sockets"
+        );
+    }
+    // Past the head deadline the mirror has closed them: reads see the end.
+    std::thread::sleep(Duration::from_millis(2500));
+    let mut closed = 0;
+    for s in idle.iter_mut() {
+        s.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+        let mut buf = [0u8; 512];
+        // The end (0), or a 408/400 answer then the end: either way the mirror let go.
+        if s.read(&mut buf).is_ok() {
+            closed += 1;
+        }
+    }
+    assert!(closed >= 600, "only {closed} of 640 half-sent requests were closed after the head deadline");
+    alive(m);
+}

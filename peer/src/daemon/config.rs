@@ -199,8 +199,15 @@ pub struct MirrorSection {
     pub upstream_header: String,
     /// Largest request head (request line and headers); larger ones get 431.
     pub max_header_bytes: usize,
-    /// Client connections served at once; more wait in the kernel's backlog.
+    /// Client connections open at once, idle or not; more wait in the kernel's backlog.
     pub max_connections: usize,
+    /// Requests handled at once. A slot is taken once a request head is whole, so sockets
+    /// that send nothing or half a head hold none (they are closed after
+    /// `request_head_timeout_ms`).
+    pub max_requests: usize,
+    /// A request head must be whole within this of its connection opening or of the
+    /// previous response (then the connection is closed).
+    pub request_head_timeout_ms: u64,
     /// A blob streamed in order keeps this many bytes ahead of the client wanted first.
     pub readahead_bytes: u64,
     /// After a range read, fetch the rest of the blob in the background.
@@ -224,7 +231,9 @@ impl Default for MirrorSection {
             allowed_hosts: Vec::new(),
             upstream_header: "X-P2p-Upstream".into(),
             max_header_bytes: 16 << 10,
-            max_connections: 512,
+            max_connections: 4096,
+            max_requests: 512,
+            request_head_timeout_ms: 5_000,
             readahead_bytes: 32 << 20,
             range_prefetch: false,
             lazy_idle_ms: 60_000,
@@ -467,6 +476,8 @@ fn check_mirror(m: &MirrorSection) -> Result<(), Fault> {
     }
     for (key, value) in [
         ("max_connections", m.max_connections as u64),
+        ("max_requests", m.max_requests as u64),
+        ("request_head_timeout_ms", m.request_head_timeout_ms),
         ("readahead_bytes", m.readahead_bytes),
         ("lazy_idle_ms", m.lazy_idle_ms),
         ("upstream_timeout_ms", m.upstream_timeout_ms),

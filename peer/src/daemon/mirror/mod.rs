@@ -44,8 +44,6 @@ use upstream::{Refusal, Upstream};
 pub type BodyError = Box<dyn std::error::Error + Send + Sync>;
 pub type Body = BoxBody<Bytes, BodyError>;
 
-/// A client must send its request head within this time.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// hyper's smallest read buffer: `max_header_bytes` below it is raised to it.
 const MIN_BUF: usize = 8192;
 
@@ -218,9 +216,11 @@ pub fn text(status: StatusCode, message: &str) -> Response<Body> {
     r
 }
 
-/// Serves the mirror until `stop`; at most `mirror.max_connections` connections at once.
+/// Serves the mirror until `stop`; at most `mirror.max_connections` connections open and
+/// `mirror.max_requests` requests handled at once.
 pub async fn serve(mirror: Arc<Mirror>, listener: TcpListener, mut stop: watch::Receiver<bool>) {
     let slots = Arc::new(Semaphore::new(mirror.ctx.cfg.mirror.max_connections));
+    let requests = Arc::new(Semaphore::new(mirror.ctx.cfg.mirror.max_requests));
     loop {
         let permit = tokio::select! {
             p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
@@ -239,9 +239,9 @@ pub async fn serve(mirror: Arc<Mirror>, listener: TcpListener, mut stop: watch::
                 continue;
             }
         };
-        let mirror = mirror.clone();
+        let (mirror, requests) = (mirror.clone(), requests.clone());
         tokio::spawn(async move {
-            serve_connection(mirror, stream).await;
+            serve_connection(mirror, stream, requests).await;
             drop(permit);
         });
     }
@@ -250,12 +250,13 @@ pub async fn serve(mirror: Arc<Mirror>, listener: TcpListener, mut stop: watch::
 /// TLS record type "handshake": the first byte of a ClientHello.
 const TLS_HANDSHAKE: u8 = 0x16;
 
-async fn serve_connection(mirror: Arc<Mirror>, mut stream: TcpStream) {
+async fn serve_connection(mirror: Arc<Mirror>, mut stream: TcpStream, requests: Arc<Semaphore>) {
     let _ = stream.set_nodelay(true);
+    let head_timeout = Duration::from_millis(mirror.ctx.cfg.mirror.request_head_timeout_ms);
     // containerd and skopeo may try HTTPS first: a ClientHello gets a plain 400 (Go's TLS
     // client reports "server gave HTTP response to HTTPS client" and retries over HTTP).
     let mut first = [0u8; 1];
-    match tokio::time::timeout(HEADER_READ_TIMEOUT, stream.peek(&mut first)).await {
+    match tokio::time::timeout(head_timeout, stream.peek(&mut first)).await {
         Ok(Ok(n)) if n > 0 => {}
         _ => return,
     }
@@ -272,12 +273,18 @@ async fn serve_connection(mirror: Arc<Mirror>, mut stream: TcpStream) {
     }
     let max_buf = mirror.ctx.cfg.mirror.max_header_bytes.max(MIN_BUF);
     let service = service_fn(move |request: Request<Incoming>| {
-        let mirror = mirror.clone();
-        async move { Ok::<_, Infallible>(mirror.handle(request).await) }
+        let (mirror, requests) = (mirror.clone(), requests.clone());
+        async move {
+            // The request head is whole: only now does the connection take a slot.
+            let Ok(_slot) = requests.acquire_owned().await else {
+                return Ok::<_, Infallible>(text(StatusCode::SERVICE_UNAVAILABLE, "the mirror is stopping"));
+            };
+            Ok::<_, Infallible>(mirror.handle(request).await)
+        }
     });
     let connection = http1::Builder::new()
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .header_read_timeout(head_timeout)
         .max_buf_size(max_buf)
         .serve_connection(TokioIo::new(stream), service);
     if let Err(e) = connection.await {
