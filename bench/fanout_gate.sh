@@ -17,7 +17,10 @@ MAX_WALL_S=${MAX_WALL_S:-26.7}; MAX_COPIES=${MAX_COPIES:-1.01}; MAX_SIM_ERROR=${
 BIN_DIR=${BIN_DIR:-${CARGO_TARGET_DIR:-$PWD/target}/release}
 export WORK=${WORK:-$(mktemp -d /tmp/p2pimg-fanout-gate.XXXXXX)}
 
-out=$(bash bench/netns_fanout.sh p2p | tee /dev/stderr)
+# (Captured, then echoed: `tee /dev/stderr` would reopen a log file stderr points at and
+# truncate it.)
+out=$(bash bench/netns_fanout.sh p2p)
+printf '%s\n' "$out" >&2
 result=$(grep '^fanout_result' <<<"$out" | tail -1)
 [[ -n $result ]] || { echo "fanout_gate: no fanout_result line" >&2; exit 1; }
 field() { tr ' ' '\n' <<<"$result" | awk -F= -v k="$1" '$1==k{print $2}'; }
