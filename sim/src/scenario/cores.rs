@@ -67,7 +67,13 @@ pub(crate) fn resolve(sc: &mut Scenario, doc: &Document<&str>, dir: &Path) -> Re
         let base = referenced_table(dir, &file, "peer", policy, Table::Peer)?;
         sc.peer = layered(base, &sc.peer);
     }
-    core_configs(sc, policy).map_err(|e| Fault { file: None, line: None, key: e.key, message: e.message })?;
+    let (_, peer) =
+        core_configs(sc, policy).map_err(|e| Fault { file: None, line: None, key: e.key, message: e.message })?;
+    let over = |e: super::validate::Invalid| Fault { file: None, line: None, key: e.key, message: e.message };
+    super::limits::check_counts(sc, &peer).map_err(over)?;
+    if let Some(available) = super::limits::machine_available_bytes() {
+        super::limits::check_memory(sc, &peer, available).map_err(over)?;
+    }
     Ok(())
 }
 

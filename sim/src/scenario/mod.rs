@@ -1,11 +1,13 @@
 //! Scenario files: model, loading, validation.
 mod cores;
+mod limits;
 mod load;
 mod locate;
 mod model;
 mod validate;
 
 pub use cores::core_configs;
+pub use limits::{LAYERS_MAX, PIECES_PER_BLOB_MAX, PODS_MAX};
 pub use load::{load_scenario, parse_scenario, ErrorKind, ScenarioError};
 pub use model::*;
 
