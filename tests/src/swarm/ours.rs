@@ -18,7 +18,7 @@ fn peer_config(dir: &Path, name: &str, scheduler: &str, seed: bool, s: &Swarm) -
          [listen]\ndata = \"127.0.0.1:0\"\nlocal_api = \"127.0.0.1:0\"\nhttp = \"127.0.0.1:0\"\nmirror = \"127.0.0.1:0\"\n\
          [scheduler]\naddresses = [\"http://{scheduler}\"]\nannounce_interval_ms = 2000\n\
          [storage]\ndir = \"{store}\"\nquota_bytes = {quota}\n\
-         [download]\npiece_bytes = {piece}\n\
+         [peer]\npiece_sizing = {{ rule = \"fixed\", piece_bytes = {piece} }}\n\
          [log]\nfilter = \"warn\"\n{extra}",
         kind = if seed { "seed" } else { "normal" },
         store = store.display(),
