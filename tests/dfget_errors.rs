@@ -40,6 +40,17 @@ fn bad_requests_fail_cleanly_with_their_exit_codes() {
         ("mismatch", peer.local_api.as_str(), url.as_str(), vec!["--digest", wrong.as_str()], 5, "sha256"),
         ("quota", small.local_api.as_str(), url.as_str(), vec![], 6, "quota"),
         ("nodaemon", "127.0.0.1:1", url.as_str(), vec![], 4, "cannot reach the peer daemon"),
+        // Internal addresses `[origin] allowed_networks` does not name (the suites allow
+        // 127.0.0.0/8 only): a cloud metadata service, a private network.
+        (
+            "metadata",
+            peer.local_api.as_str(),
+            "http://169.254.169.254/latest/meta-data/",
+            vec![],
+            2,
+            "link-local address",
+        ),
+        ("internal", peer.local_api.as_str(), "http://10.0.0.1/x.bin", vec![], 2, "private address"),
     ];
     for (name, api, url, extra, code, says) in cases {
         let out_path = outputs.join(format!("{name}.out"));

@@ -68,6 +68,9 @@ addresses = ["http://127.0.0.1:$BASE"]
 [storage]
 dir = "$DIR/$name-store"
 quota_bytes = 21474836480
+# A local cluster fetches from origins on this machine: allow loopback (refused by default).
+[origin]
+allowed_networks = ["127.0.0.0/8"]
 TOML
   "$BIN/peerd" --config "$DIR/$name.toml" >"$DIR/$name.out" 2>"$DIR/$name.log" &
   echo "$! $name $DIR/$name.toml" >>"$DIR/pids"

@@ -207,6 +207,7 @@ pub fn write_peer_config(dir: &Path, name: &str, scheduler: Option<&str>, o: &Pe
              [scheduler]\naddresses = [{schedulers}]\nannounce_interval_ms = 2000\n\
              [storage]\ndir = \"{store}\"\nquota_bytes = {quota}\n\
              [peer]\npiece_sizing = {{ rule = \"fixed\", piece_bytes = {piece} }}\n{peer_keys}\n\
+             [origin]\nallowed_networks = [\"127.0.0.0/8\"]\n\
              [dataplane.client]\nrequest_timeout_ms = 10000\n{rate}\
              [log]\nfilter = \"info\"\n{extra}",
             kind = if o.seed { "seed" } else { "normal" },

@@ -309,6 +309,13 @@ pub fn parse(text: &str, origin: &str) -> Result<DaemonConfig, ConfigError> {
     let order = file.keys_in_order("peer");
     c.core = PeerConfig::from_table(&c.peer, &order, sched::Policy::Default)
         .map_err(|e| file.error_at(&["peer", &e.key], svc::config_file::schema_message(&e.message)))?;
+    // The registries the operator configured are reached wherever they are.
+    c.origin.trusted_hosts = c
+        .mirror
+        .registries
+        .iter()
+        .filter_map(|r| url::Url::parse(&r.endpoint()).ok()?.host_str().map(str::to_string))
+        .collect();
     // The data plane's upload slots are the core's (the simulator models the same ones).
     c.dataplane.server.upload_slots = c.core.upload_slots;
     c.dataplane.server.slot_wait_ms = (c.core.upload_slot_wait_ns / 1_000_000).max(1);
@@ -429,6 +436,9 @@ fn check(c: &DaemonConfig) -> Result<(), Fault> {
         }
     }
     check_mirror(&c.mirror)?;
+    if let Err(e) = crate::origin::address_policy::AddressPolicy::new(&c.origin.allowed_networks, Vec::new()) {
+        return fault(&["origin", "allowed_networks"], e);
+    }
     if c.host.advertise_ip.is_unspecified() {
         return fault(&["host", "advertise_ip"], "must be an address other peers can dial, not 0.0.0.0".into());
     }

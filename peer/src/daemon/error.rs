@@ -54,7 +54,9 @@ impl DownloadError {
 impl From<OriginError> for DownloadError {
     fn from(e: OriginError) -> DownloadError {
         let kind = match &e {
-            OriginError::UnsupportedScheme { .. } | OriginError::InvalidUrl { .. } => ErrorKind::InvalidInput,
+            OriginError::UnsupportedScheme { .. }
+            | OriginError::InvalidUrl { .. }
+            | OriginError::AddressRefused { .. } => ErrorKind::InvalidInput,
             OriginError::NotFound { .. } => ErrorKind::NotFound,
             OriginError::Forbidden { .. } => ErrorKind::Denied,
             OriginError::Config(_) => ErrorKind::Internal,

@@ -26,9 +26,12 @@ impl Network {
         let max = if addr.is_ipv4() { 32 } else { 128 };
         let prefix = match prefix {
             None => max,
-            Some(p) => p.trim().parse::<u8>().ok().filter(|p| *p <= max).ok_or_else(|| {
-                format!("{text:?}: the prefix must be a number from 0 to {max}")
-            })?,
+            Some(p) => p
+                .trim()
+                .parse::<u8>()
+                .ok()
+                .filter(|p| *p <= max)
+                .ok_or_else(|| format!("{text:?}: the prefix must be a number from 0 to {max}"))?,
         };
         Ok(Network { addr, prefix })
     }
@@ -134,7 +137,19 @@ mod tests {
     #[test]
     fn internal_addresses_are_refused_unless_allowed() {
         let p = AddressPolicy::new(&["10.1.0.0/16".into(), "fd00::1".into()], vec!["Registry.Local".into()]).unwrap();
-        for ip in ["127.0.0.1", "169.254.169.254", "10.2.3.4", "192.168.1.1", "172.16.0.1", "100.64.0.1", "0.0.0.0", "::1", "fe80::1", "fd12::1", "::ffff:127.0.0.1"] {
+        for ip in [
+            "127.0.0.1",
+            "169.254.169.254",
+            "10.2.3.4",
+            "192.168.1.1",
+            "172.16.0.1",
+            "100.64.0.1",
+            "0.0.0.0",
+            "::1",
+            "fe80::1",
+            "fd12::1",
+            "::ffff:127.0.0.1",
+        ] {
             let e = p.check(ip.parse().unwrap()).unwrap_err();
             assert!(e.contains("allowed_networks"), "{ip}: {e}");
         }

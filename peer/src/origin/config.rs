@@ -15,6 +15,13 @@ pub struct HttpOriginConfig {
     /// Longest silence while reading a response.
     pub read_timeout_ms: u64,
     pub user_agent: String,
+    /// Internal networks the origin may reach (`addr/prefix`, or one address): loopback,
+    /// link-local, private and the like are refused otherwise (`origin::address_policy`).
+    pub allowed_networks: Vec<String>,
+    /// Hosts reached wherever they point: the daemon fills it with its
+    /// `[[mirror.registries]]` endpoints. Not a key of the file.
+    #[serde(skip)]
+    pub trusted_hosts: Vec<String>,
 }
 
 impl Default for HttpOriginConfig {
@@ -25,6 +32,8 @@ impl Default for HttpOriginConfig {
             connect_timeout_ms: 10_000,
             read_timeout_ms: 60_000,
             user_agent: concat!("p2pimg-peer/", env!("CARGO_PKG_VERSION")).into(),
+            allowed_networks: Vec::new(),
+            trusted_hosts: Vec::new(),
         }
     }
 }

@@ -1,21 +1,98 @@
 //! The HTTP(S) origin: reqwest with rustls, certificates verified by default.
 
+use super::address_policy::AddressPolicy;
 use super::{BodyChunks, ContentInfo, HttpOriginConfig, Origin, OriginBody, OriginError, OriginFuture, OriginRequest};
 use crate::task_id::redact_url;
 use bytes::Bytes;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_LENGTH, CONTENT_RANGE, RANGE};
 use reqwest::StatusCode;
+use std::net::{IpAddr, SocketAddr};
 use std::ops::Range;
+use std::sync::Arc;
 use std::time::Duration;
 
 pub struct HttpOrigin {
     client: reqwest::Client,
     config: HttpOriginConfig,
+    policy: Arc<AddressPolicy>,
+}
+
+/// The address policy's refusal, carried through reqwest's error chain.
+#[derive(Debug)]
+struct Refused(String);
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Refused {}
+
+/// Name resolution that keeps only the addresses the policy allows (checked where the
+/// connection is made, so a name cannot resolve to one address when checked and another
+/// when dialled).
+struct PolicyResolver(Arc<AddressPolicy>);
+
+impl reqwest::dns::Resolve for PolicyResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let policy = self.0.clone();
+        Box::pin(async move {
+            let host = name.as_str().to_string();
+            let found: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            if policy.trusts_host(&host) {
+                return Ok(Box::new(found.into_iter()) as reqwest::dns::Addrs);
+            }
+            let mut refusal = None;
+            let allowed: Vec<SocketAddr> = found
+                .into_iter()
+                .filter(|a| match policy.check(a.ip()) {
+                    Ok(()) => true,
+                    Err(why) => {
+                        refusal.get_or_insert(format!("{host} resolves to {why}"));
+                        false
+                    }
+                })
+                .collect();
+            match (allowed.is_empty(), refusal) {
+                (true, Some(why)) => Err(Box::new(Refused(why)) as Box<dyn std::error::Error + Send + Sync>),
+                _ => Ok(Box::new(allowed.into_iter()) as reqwest::dns::Addrs),
+            }
+        })
+    }
+}
+
+/// An address literal in a URL is dialled without resolution: checked here.
+fn check_literal(policy: &AddressPolicy, url: &reqwest::Url) -> Result<(), String> {
+    let Some(host) = url.host_str() else { return Ok(()) };
+    if policy.trusts_host(host) {
+        return Ok(());
+    }
+    match host.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>() {
+        Ok(ip) => policy.check(ip),
+        Err(_) => Ok(()),
+    }
 }
 
 impl HttpOrigin {
     pub fn new(config: HttpOriginConfig) -> Result<HttpOrigin, OriginError> {
+        let policy = Arc::new(
+            AddressPolicy::new(&config.allowed_networks, config.trusted_hosts.clone())
+                .map_err(|e| OriginError::Config(format!("allowed_networks: {e}")))?,
+        );
+        let on_redirect = policy.clone();
+        let redirects = reqwest::redirect::Policy::custom(move |attempt| {
+            if attempt.previous().len() >= 10 {
+                return attempt.error("more than 10 redirects");
+            }
+            match check_literal(&on_redirect, attempt.url()) {
+                Ok(()) => attempt.follow(),
+                Err(why) => attempt.error(Refused(format!("a redirect to {why}"))),
+            }
+        });
         let mut builder = reqwest::Client::builder()
+            .dns_resolver(Arc::new(PolicyResolver(policy.clone())))
+            .redirect(redirects)
             .use_rustls_tls()
             .connect_timeout(Duration::from_millis(config.connect_timeout_ms))
             .read_timeout(Duration::from_millis(config.read_timeout_ms))
@@ -30,7 +107,7 @@ impl HttpOrigin {
             builder = builder.add_root_certificate(cert);
         }
         let client = builder.build().map_err(|e| OriginError::Config(format!("cannot build the HTTP client: {e}")))?;
-        Ok(HttpOrigin { client, config })
+        Ok(HttpOrigin { client, config, policy })
     }
 
     /// Checks the URL and builds the header map.
@@ -41,6 +118,8 @@ impl HttpOrigin {
         if !matches!(url.scheme(), "http" | "https") {
             return Err(OriginError::UnsupportedScheme { url: shown, scheme: url.scheme().to_string() });
         }
+        check_literal(&self.policy, &url)
+            .map_err(|reason| OriginError::AddressRefused { url: shown.clone(), reason })?;
         let mut headers = HeaderMap::new();
         for (name, value) in &request.headers {
             let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| OriginError::InvalidUrl {
@@ -63,6 +142,13 @@ impl HttpOrigin {
     fn send_error(&self, shown: &str, e: reqwest::Error) -> OriginError {
         let url = shown.to_string();
         let reason = error_chain(&e);
+        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+        while let Some(s) = source {
+            if let Some(refused) = s.downcast_ref::<Refused>() {
+                return OriginError::AddressRefused { url, reason: refused.0.clone() };
+            }
+            source = s.source();
+        }
         if e.is_timeout() {
             OriginError::Timeout { url, after_ms: self.config.connect_timeout_ms.max(self.config.read_timeout_ms) }
         } else if is_tls_error(&e) {

@@ -5,6 +5,7 @@
 //! requests. Certificates are verified against the webpki and system roots unless
 //! `insecure_skip_verify` is set.
 
+pub mod address_policy;
 mod config;
 #[cfg(not(madsim))]
 mod http;
@@ -171,6 +172,10 @@ pub enum OriginError {
     UnsupportedScheme { url: String, scheme: String },
     #[error("{url}: invalid URL: {reason}")]
     InvalidUrl { url: String, reason: String },
+    /// The URL (or a redirect, or what its name resolves to) points at an internal address
+    /// `[origin] allowed_networks` does not name.
+    #[error("{url}: refused: {reason}")]
+    AddressRefused { url: String, reason: String },
     #[error("{url}: host unreachable: {reason}")]
     Unreachable { url: String, reason: String },
     #[error("{url}: TLS failure: {reason} (add the registry's CA to ca_cert_files; insecure_skip_verify only for a registry you trust)")]

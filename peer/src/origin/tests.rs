@@ -96,8 +96,13 @@ pub(crate) async fn https_server() -> (SocketAddr, String) {
     (addr, pem)
 }
 
+/// The test servers listen on loopback, which the address policy refuses by default.
+fn on_loopback() -> HttpOriginConfig {
+    HttpOriginConfig { allowed_networks: vec!["127.0.0.0/8".into()], ..Default::default() }
+}
+
 fn origin() -> HttpOrigin {
-    HttpOrigin::new(HttpOriginConfig::default()).unwrap()
+    HttpOrigin::new(on_loopback()).unwrap()
 }
 
 fn req(addr: SocketAddr, path: &str) -> OriginRequest {
@@ -168,16 +173,38 @@ async fn certificates_are_verified_unless_told_otherwise() {
     let err = origin().stat(&OriginRequest::new(&url)).await.unwrap_err();
     assert!(matches!(err, OriginError::Tls { .. }), "self-signed must be refused by default: {err}");
 
-    let insecure = HttpOrigin::new(HttpOriginConfig { insecure_skip_verify: true, ..Default::default() }).unwrap();
+    let insecure = HttpOrigin::new(HttpOriginConfig { insecure_skip_verify: true, ..on_loopback() }).unwrap();
     assert_eq!(insecure.stat(&OriginRequest::new(&url)).await.unwrap().content_bytes, 10_000);
 
     let dir = tempfile::tempdir().unwrap();
     let ca = dir.path().join("ca.pem");
     std::fs::write(&ca, pem).unwrap();
-    let trusting = HttpOrigin::new(HttpOriginConfig { ca_cert_files: vec![ca], ..Default::default() }).unwrap();
+    let trusting = HttpOrigin::new(HttpOriginConfig { ca_cert_files: vec![ca], ..on_loopback() }).unwrap();
     assert_eq!(read_range(&trusting, &OriginRequest::new(&url), 5..10).await.unwrap(), content()[5..10]);
 
     let missing = HttpOriginConfig { ca_cert_files: vec![dir.path().join("nope.pem")], ..Default::default() };
     let err = HttpOrigin::new(missing).err().unwrap();
     assert!(err.to_string().contains("nope.pem"), "{err}");
+}
+
+#[tokio::test]
+async fn internal_addresses_are_refused_by_default_even_behind_a_name() {
+    let (addr, _) = https_server().await;
+    let strict = HttpOrigin::new(HttpOriginConfig::default()).unwrap();
+    let err = strict.stat(&OriginRequest::new(format!("https://{addr}/blob"))).await.unwrap_err();
+    assert!(matches!(err, OriginError::AddressRefused { .. }), "{err}");
+    assert!(err.to_string().contains("loopback address") && err.to_string().contains("allowed_networks"), "{err}");
+    assert!(!err.is_transient());
+    // A name resolving to loopback is refused where it is dialled.
+    let err = strict.stat(&OriginRequest::new(format!("https://localhost:{}/blob", addr.port()))).await.unwrap_err();
+    assert!(matches!(err, OriginError::AddressRefused { .. }), "{err}");
+    assert!(err.to_string().contains("localhost resolves to"), "{err}");
+    // A configured registry's host is reached wherever it is.
+    let trusted = HttpOrigin::new(HttpOriginConfig {
+        trusted_hosts: vec!["127.0.0.1".into()],
+        insecure_skip_verify: true,
+        ..Default::default()
+    })
+    .unwrap();
+    assert_eq!(trusted.stat(&OriginRequest::new(format!("https://{addr}/blob"))).await.unwrap().content_bytes, 10_000);
 }

@@ -19,6 +19,7 @@ fn peer_config(dir: &Path, name: &str, scheduler: &str, seed: bool, s: &Swarm) -
          [scheduler]\naddresses = [\"http://{scheduler}\"]\nannounce_interval_ms = 2000\n\
          [storage]\ndir = \"{store}\"\nquota_bytes = {quota}\n\
          [peer]\npiece_sizing = {{ rule = \"fixed\", piece_bytes = {piece} }}\n\
+         [origin]\nallowed_networks = [\"127.0.0.0/8\"]\n\
          [log]\nfilter = \"warn\"\n{extra}",
         kind = if seed { "seed" } else { "normal" },
         store = store.display(),
