@@ -8,15 +8,18 @@
 #   pf-sw        bridge br0 only
 #   pf-reg       registry, 198.18.0.2:5000, link shaped to REG_RATE both ways
 #   pf-infra     scheduler (grpc :8002, http :8000) + seed peer (p2p mode), 198.18.0.3, SEED_RATE
+#   pf-seed2     a second seed peer when SEEDS=2, 198.18.0.4, SEED_RATE
 #   pf-podI      pod I (1..PODS), 198.18.1.I, POD_RATE; its peerd mirror on 127.0.0.1:65001
 # Shaping: tbf on eth0 in the host namespace (egress) and on its bridge port (ingress).
 #
 # Usage:  bench/netns_fanout.sh direct|p2p|both [CLIENT]     CLIENT: skopeo (default) | containerd
 #         bench/netns_fanout.sh down                          remove leftovers of a killed run
-# Env:    PODS=8 POD_RATE=100mbit REG_RATE=200mbit SEED_RATE=200mbit LAYERS_MIB=48,64,80
+# Env:    PODS=8 POD_RATE=100mbit REG_RATE=200mbit SEED_RATE=200mbit SEEDS=1 LAYERS_MIB=48,64,80
 #         RUN_TIMEOUT_S=900 (per mode; clients are killed after it)  WORK=/tmp/p2pimg-fanout
 #         BIN_DIR=$CARGO_TARGET_DIR/release (e2e-oci-push; peerd and scheduler for p2p)
-#         PEER_EXTRA_TOML=FILE  appended to every peerd config (e.g. the mirror's registry allow list)
+#         PEER_EXTRA_TOML=FILE  appended to every peerd config (e.g. the mirror's registry allow list,
+#                               or the [peer] table a scenario runs)
+#         SCHEDULER_EXTRA_TOML=FILE  the scheduler's [scheduler] table (default: policy = "default")
 #         MIRROR_CMD='...'      p2p without peerd: a stand-in mirror started in every pod instead
 #                               ({UPSTREAM} = http://198.18.0.2:5000, {LOG} = a per-pod log path);
 #                               it must listen on 127.0.0.1:65001
@@ -27,9 +30,9 @@
 set -euo pipefail
 
 PODS=${PODS:-8}; POD_RATE=${POD_RATE:-100mbit}; REG_RATE=${REG_RATE:-200mbit}; SEED_RATE=${SEED_RATE:-200mbit}
-LAYERS_MIB=${LAYERS_MIB:-48,64,80}; RUN_TIMEOUT_S=${RUN_TIMEOUT_S:-900}; WORK=${WORK:-/tmp/p2pimg-fanout}
+SEEDS=${SEEDS:-1}; LAYERS_MIB=${LAYERS_MIB:-48,64,80}; RUN_TIMEOUT_S=${RUN_TIMEOUT_S:-900}; WORK=${WORK:-/tmp/p2pimg-fanout}
 BIN_DIR=${BIN_DIR:-${CARGO_TARGET_DIR:-$(cd "$(dirname "$0")/.." && pwd)/target}/release}
-REG_IP=198.18.0.2; INFRA_IP=198.18.0.3; REPO=bench/img
+REG_IP=198.18.0.2; INFRA_IP=198.18.0.3; SEED2_IP=198.18.0.4; REPO=bench/img
 IMAGE_REF=$REG_IP:5000/$REPO:latest
 NS_PREFIX=pf-
 PIDS_FILE=$WORK/pids
@@ -75,7 +78,7 @@ stop_all() {
 
 net_down() {
   local ns
-  for ns in $(ip netns list | awk '{print $1}' | grep -E "^${NS_PREFIX}(sw|reg|infra|pod[0-9]+)$" || true); do
+  for ns in $(ip netns list | awk '{print $1}' | grep -E "^${NS_PREFIX}(sw|reg|infra|seed2|pod[0-9]+)$" || true); do
     ip netns del "$ns"
   done
 }
@@ -83,7 +86,7 @@ net_down() {
 cleanup() {
   stop_all
   net_down
-  rm -rf "$WORK"/pod*/out "$WORK"/pod*/ctrd/root "$WORK"/pod*/peer-store "$WORK"/infra/seed-store
+  rm -rf "$WORK"/pod*/out "$WORK"/pod*/ctrd/root "$WORK"/pod*/peer-store "$WORK"/infra/seed-store "$WORK"/seed2/seed-store
 }
 
 # --- network ---
@@ -121,8 +124,9 @@ net_up() {
   ip -n "${NS_PREFIX}sw" link set br0 up
   add_host "${NS_PREFIX}reg" "$REG_IP" "$REG_RATE" s-reg
   add_host "${NS_PREFIX}infra" "$INFRA_IP" "$SEED_RATE" s-infra
+  if (( SEEDS > 1 )); then add_host "${NS_PREFIX}seed2" "$SEED2_IP" "$SEED_RATE" s-seed2; fi
   local i; for i in $(seq 1 "$PODS"); do add_host "${NS_PREFIX}pod$i" "$(pod_ip "$i")" "$POD_RATE" "s-pod$i"; done
-  log "network: registry $REG_IP ($REG_RATE), infra $INFRA_IP ($SEED_RATE), $PODS pods ($POD_RATE), tbf both ways"
+  log "network: registry $REG_IP ($REG_RATE), infra $INFRA_IP ($SEED_RATE)$( ((SEEDS > 1)) && echo ", seed2 $SEED2_IP ($SEED_RATE)"), $PODS pods ($POD_RATE), tbf both ways"
 }
 
 wait_http() {  # wait_http NS URL SECONDS [PID LOG]: any HTTP answer counts; fails at once if PID dies
@@ -222,8 +226,9 @@ p2p_up() {
   else
     [[ -x $BIN_DIR/peerd && -x $BIN_DIR/scheduler ]] || die "p2p needs $BIN_DIR/peerd and scheduler (cargo build --release -p peer -p sched)"
     mkdir -p "$WORK/infra"
-    printf '[listen]\ngrpc = "%s:8002"\nhttp = "%s:8000"\n[log]\nfilter = "info"\n[scheduler]\npolicy = "default"\n' \
-      "$INFRA_IP" "$INFRA_IP" >"$WORK/infra/scheduler.toml"
+    printf '[listen]\ngrpc = "%s:8002"\nhttp = "%s:8000"\n[log]\nfilter = "info"\n' "$INFRA_IP" "$INFRA_IP" >"$WORK/infra/scheduler.toml"
+    if [[ -n ${SCHEDULER_EXTRA_TOML:-} ]]; then cat "$SCHEDULER_EXTRA_TOML"; else printf '[scheduler]\npolicy = "default"\n'; fi \
+      >>"$WORK/infra/scheduler.toml"
     pid=$(bg "${NS_PREFIX}infra" scheduler "$WORK/infra/scheduler.log" "$BIN_DIR/scheduler" --config "$WORK/infra/scheduler.toml")
     DAEMON_PIDS+=("$pid")
     wait_http "${NS_PREFIX}infra" "http://$INFRA_IP:8000/healthz" 30 "$pid" "$WORK/infra/scheduler.log" || die "scheduler not healthy"
@@ -231,6 +236,13 @@ p2p_up() {
     pid=$(bg "${NS_PREFIX}infra" seed "$WORK/infra/seed.log" "$BIN_DIR/peerd" --config "$WORK/infra/seed.toml")
     DAEMON_PIDS+=("$pid")
     wait_http "${NS_PREFIX}infra" "http://127.0.0.1:65003/healthz" 30 "$pid" "$WORK/infra/seed.log" || die "seed peer not healthy"
+    if (( SEEDS > 1 )); then
+      mkdir -p "$WORK/seed2"
+      peer_config "$WORK/seed2/seed.toml" seed2 seed "$SEED2_IP" "$WORK/seed2/seed-store" "$SEED_RATE"
+      pid=$(bg "${NS_PREFIX}seed2" seed2 "$WORK/seed2/seed.log" "$BIN_DIR/peerd" --config "$WORK/seed2/seed.toml")
+      DAEMON_PIDS+=("$pid")
+      wait_http "${NS_PREFIX}seed2" "http://127.0.0.1:65003/healthz" 30 "$pid" "$WORK/seed2/seed.log" || die "seed peer 2 not healthy"
+    fi
     for i in $(seq 1 "$PODS"); do
       d=$WORK/pod$i; mkdir -p "$d"
       peer_config "$d/peerd.toml" "pod$i" normal "$(pod_ip "$i")" "$d/peer-store" "$POD_RATE" 127.0.0.1:65001
@@ -258,13 +270,14 @@ metric_sum() {  # metric_sum SAMPLE NS...: sum of a Prometheus sample over the p
 }
 
 peer_traffic() {  # the peers' own view: MB from the origin and from parents, pods and seed apart
-  local pods=() i
+  local pods=() seeds=("${NS_PREFIX}infra") i
   for i in $(seq 1 "$PODS"); do pods+=("${NS_PREFIX}pod$i"); done
+  if (( SEEDS > 1 )); then seeds+=("${NS_PREFIX}seed2"); fi
   echo "pods_origin_MB=$(metric_sum 'peer_download_bytes_total{source="origin"}' "${pods[@]}")" \
        "pods_parent_MB=$(metric_sum 'peer_download_bytes_total{source="parent"}' "${pods[@]}")" \
-       "seed_origin_MB=$(metric_sum 'peer_download_bytes_total{source="origin"}' "${NS_PREFIX}infra")" \
+       "seed_origin_MB=$(metric_sum 'peer_download_bytes_total{source="origin"}' "${seeds[@]}")" \
        "pods_upload_MB=$(metric_sum 'peer_upload_bytes_total' "${pods[@]}")" \
-       "seed_upload_MB=$(metric_sum 'peer_upload_bytes_total' "${NS_PREFIX}infra")"
+       "seed_upload_MB=$(metric_sum 'peer_upload_bytes_total' "${seeds[@]}")"
 }
 
 cpu_seconds_of() {  # utime+stime (s) of a live pid and its waited-for children
@@ -368,7 +381,7 @@ run_mode() {  # run_mode direct|p2p CLIENT
   report "$mode" "$client" "$t0" "$t1" "$c0" "$c1" "$tx0" "$tx1" "$log0" "$daemon_cpu" "$extra"
   daemons_down
   for i in $(seq 1 "$PODS"); do rm -rf "$WORK/pod$i/out" "$WORK/pod$i/ctrd/root" "$WORK/pod$i/ctrd/state" "$WORK/pod$i/peer-store"; done
-  rm -rf "$WORK/infra/seed-store"
+  rm -rf "$WORK/infra/seed-store" "$WORK/seed2/seed-store"
   return 0
 }
 
@@ -412,6 +425,7 @@ main() {
   [[ $client == skopeo || $client == containerd ]] || die "client must be skopeo or containerd, not '$client'"
   (( EUID == 0 )) || die "needs root (namespaces, tc)"
   [[ $PODS =~ ^[0-9]+$ ]] && (( PODS >= 1 && PODS <= 200 )) || die "PODS must be 1..200, not '$PODS'"
+  [[ $SEEDS == 1 || $SEEDS == 2 ]] || die "SEEDS must be 1 or 2, not '$SEEDS'"
   local t; for t in ip tc curl docker-registry /usr/bin/time "$client"; do command -v "$t" >/dev/null || die "$t is missing (tests/setup.sh)"; done
   [[ $client == containerd ]] && { command -v ctr >/dev/null || die "ctr is missing"; }
   [[ -x $BIN_DIR/e2e-oci-push ]] || die "$BIN_DIR/e2e-oci-push missing: cargo build --release -p e2e --bin e2e-oci-push"

@@ -25,6 +25,9 @@ usage:
   sim compare-policies SCENARIO.toml [--seed N] [--out DIR]
   sim check [--baseline DIR] [--current DIR] [--tolerance-file FILE]
   sim bless [--from DIR] [--to DIR]
+  sim fidelity-plan SCENARIO.toml --out DIR
+  sim fidelity-compare SCENARIO.toml --measured FILE [--image FILE] [--out DIR]
+                       [--max-error PCT] [--max-bytes-error PCT]
 
 options:
   --seed N               override the scenario's seed
@@ -34,6 +37,15 @@ options:
   --current DIR          fresh summaries, DIR/<scenario>/summary.json [reports]
   --tolerance-file FILE  TOML `metric = percent` lines overriding the check tolerances
   --from DIR, --to DIR   bless copies FROM/<scenario>/summary.json to TO/ [reports, reports/baseline]
+  --measured FILE        fidelity-compare: bench/netns_fanout.sh's output (fanout_pod/fanout_result)
+  --image FILE           fidelity-compare: e2e-oci-push's JSON line, checked against [image]
+  --max-error PCT        fidelity-compare: p50, p99 and makespan error allowed [10]
+  --max-bytes-error PCT  fidelity-compare: registry bytes error allowed [2]
+
+`sim fidelity-plan` writes DIR/env (what bench/netns_fanout.sh runs), DIR/scheduler-core.toml
+and DIR/peer-core.toml (the tables the scheduler and every peerd take), or refuses a scenario
+this machine cannot emulate. `bench/fidelity.sh` runs both fidelity commands around the
+emulation; reports go to DIR/<scenario>/ [reports/fidelity].
 
 `sim matrix DIR` runs the DIR/nginx-*.toml and DIR/tensorflow-*.toml scenarios.
 exit status: 0 ok; 1 a run failed or check found a regression; 2 bad usage, bad scenario
@@ -43,11 +55,43 @@ file, or a missing/unreadable file.
 /// A parsed command line.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Command {
-    Run { scenario: PathBuf, seed: Option<u64>, policy: Option<String>, out: PathBuf },
-    Matrix { inputs: Vec<PathBuf>, seed: Option<u64>, policy: Option<String>, out: PathBuf },
-    ComparePolicies { scenario: PathBuf, seed: Option<u64>, out: PathBuf },
-    Check { baseline: PathBuf, current: PathBuf, tolerance_file: Option<PathBuf> },
-    Bless { from: PathBuf, to: PathBuf },
+    Run {
+        scenario: PathBuf,
+        seed: Option<u64>,
+        policy: Option<String>,
+        out: PathBuf,
+    },
+    Matrix {
+        inputs: Vec<PathBuf>,
+        seed: Option<u64>,
+        policy: Option<String>,
+        out: PathBuf,
+    },
+    ComparePolicies {
+        scenario: PathBuf,
+        seed: Option<u64>,
+        out: PathBuf,
+    },
+    Check {
+        baseline: PathBuf,
+        current: PathBuf,
+        tolerance_file: Option<PathBuf>,
+    },
+    Bless {
+        from: PathBuf,
+        to: PathBuf,
+    },
+    FidelityPlan {
+        scenario: PathBuf,
+        out: PathBuf,
+    },
+    FidelityCompare {
+        scenario: PathBuf,
+        measured: PathBuf,
+        image: Option<PathBuf>,
+        out: PathBuf,
+        limits: sim::fidelity::Limits,
+    },
     Help,
 }
 
@@ -205,6 +249,39 @@ pub fn parse(args: &[String]) -> Result<Command, UsageError> {
             }
             Ok(Command::Bless { from: path_or(&p, "from", "reports"), to: path_or(&p, "to", "reports/baseline") })
         }
+        "fidelity-plan" => {
+            let p = split("fidelity-plan", rest, &["out"])?;
+            let Some(out) = p.take("out") else {
+                return usage_err("`sim fidelity-plan` needs --out DIR");
+            };
+            Ok(Command::FidelityPlan { scenario: one_scenario("fidelity-plan", &p)?, out: PathBuf::from(out) })
+        }
+        "fidelity-compare" => {
+            let p = split("fidelity-compare", rest, &["measured", "image", "out", "max-error", "max-bytes-error"])?;
+            let Some(measured) = p.take("measured") else {
+                return usage_err("`sim fidelity-compare` needs --measured FILE (bench/netns_fanout.sh's output)");
+            };
+            let pct = |flag: &str, default: f64| -> Result<f64, UsageError> {
+                match p.take(flag) {
+                    None => Ok(default),
+                    Some(v) => match v.parse::<f64>() {
+                        Ok(x) if x.is_finite() && x >= 0.0 => Ok(x),
+                        _ => usage_err(format!("--{flag}: expected a percentage >= 0, got {v:?}")),
+                    },
+                }
+            };
+            let d = sim::fidelity::Limits::default();
+            Ok(Command::FidelityCompare {
+                scenario: one_scenario("fidelity-compare", &p)?,
+                measured: PathBuf::from(measured),
+                image: p.take("image").map(PathBuf::from),
+                out: path_or(&p, "out", "reports/fidelity"),
+                limits: sim::fidelity::Limits {
+                    time_pct: pct("max-error", d.time_pct)?,
+                    bytes_pct: pct("max-bytes-error", d.bytes_pct)?,
+                },
+            })
+        }
         _ => {
             // `sim SCENARIO.toml ...` or `sim run SCENARIO.toml ...`.
             let args = if first == "run" { rest } else { args };
@@ -267,6 +344,10 @@ pub fn main_with_args(args: &[String]) -> i32 {
             cmd_check(&baseline, &current, tolerance_file.as_deref())
         }
         Command::Bless { from, to } => cmd_bless(&from, &to),
+        Command::FidelityPlan { scenario, out } => cmd_fidelity_plan(&scenario, &out),
+        Command::FidelityCompare { scenario, measured, image, out, limits } => {
+            cmd_fidelity_compare(&scenario, &measured, image.as_deref(), &out, limits)
+        }
     };
     match result {
         Ok(code) => code,
@@ -616,5 +697,122 @@ mod tests {
         assert_eq!(listed.len(), 1);
         assert!(matrix_inputs(&[d.join("nope.toml")]).unwrap_err().contains("nope.toml"));
         let _ = std::fs::remove_dir_all(&d);
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Fidelity: the simulator against an emulated rollout.
+
+fn write_file(path: &Path, text: &str) -> Result<(), Failure> {
+    std::fs::write(path, text).map_err(|e| Failure::Run(anyhow::anyhow!("cannot write {}: {e}", path.display())))
+}
+
+/// The `[scheduler]` and `[peer]` tables of the run's effective configuration, apart.
+fn core_tables(sc: &Scenario) -> Result<(String, String), Failure> {
+    let policy =
+        sched::Policy::parse(&sc.policy).ok_or_else(|| Failure::Input(format!("policy {:?}: unknown", sc.policy)))?;
+    let (sched_cfg, peer_cfg) =
+        sim::scenario::core_configs(sc, policy).map_err(|e| Failure::Input(format!("{}: {e}", sc.name)))?;
+    let table = |name: &str, t: toml::Table| -> Result<String, Failure> {
+        let mut doc = toml::Table::new();
+        doc.insert(name.into(), toml::Value::Table(t));
+        toml::to_string(&doc).map_err(|e| Failure::Run(anyhow::anyhow!("{e}")))
+    };
+    let s = toml::Table::try_from(&sched_cfg).map_err(|e| Failure::Run(anyhow::anyhow!("{e}")))?;
+    let p = toml::Table::try_from(&peer_cfg).map_err(|e| Failure::Run(anyhow::anyhow!("{e}")))?;
+    Ok((table("scheduler", s)?, table("peer", p)?))
+}
+
+fn cmd_fidelity_plan(path: &Path, out: &Path) -> Result<i32, Failure> {
+    let sc = load(path, None, &None)?;
+    let plan = sim::fidelity::Plan::of(&sc).map_err(|e| Failure::Input(format!("{}: {e}", path.display())))?;
+    let (sched_toml, peer_toml) = core_tables(&sc)?;
+    std::fs::create_dir_all(out).map_err(|e| Failure::Run(anyhow::anyhow!("cannot create {}: {e}", out.display())))?;
+    write_file(&out.join("env"), &plan.env())?;
+    write_file(&out.join("scheduler-core.toml"), &sched_toml)?;
+    write_file(&out.join("peer-core.toml"), &peer_toml)?;
+    print!("{}", plan.env());
+    for n in &plan.notes {
+        eprintln!("note: {n}");
+    }
+    Ok(0)
+}
+
+fn read_input(path: &Path, what: &str) -> Result<String, Failure> {
+    std::fs::read_to_string(path).map_err(|e| Failure::Input(format!("{what} {}: {e}", path.display())))
+}
+
+fn cmd_fidelity_compare(
+    path: &Path,
+    measured_path: &Path,
+    image: Option<&Path>,
+    out: &Path,
+    limits: sim::fidelity::Limits,
+) -> Result<i32, Failure> {
+    let sc = load(path, None, &None)?;
+    let plan = sim::fidelity::Plan::of(&sc).map_err(|e| Failure::Input(format!("{}: {e}", path.display())))?;
+    let measured = sim::fidelity::parse_measured(&read_input(measured_path, "--measured")?)
+        .map_err(|e| Failure::Input(format!("{}: {e}", measured_path.display())))?;
+    if let Some(image) = image {
+        let pushed = sim::fidelity::pushed_layer_bytes(&read_input(image, "--image")?)
+            .map_err(|e| Failure::Input(format!("{}: {e}", image.display())))?;
+        sim::fidelity::check_pushed_layers(&sc.image.layer_bytes, &pushed)
+            .map_err(|e| Failure::Input(format!("{}: {e}", path.display())))?;
+    }
+    // The simulator runs the modes that were measured.
+    let mut sim_sc = sc.clone();
+    sim_sc.modes = measured.modes.keys().copied().collect();
+    let mut speed = Speed::default();
+    let pb = bar(None);
+    let run = simulate(&sim_sc, &pb, &mut speed);
+    pb.finish_and_clear();
+    let run = run?;
+    let dir = run_dir(out, &sc.name).map_err(|e| Failure::Input(format!("{}: {e}", out.display())))?;
+    std::fs::create_dir_all(&dir).map_err(|e| Failure::Run(anyhow::anyhow!("cannot create {}: {e}", dir.display())))?;
+    // The simulated run's own reports: DIR/<name>/sim/<name>/.
+    write_run_reports(&dir.join("sim"), &run, &chart_context(&sc))?;
+    let nodes = sc.cluster.pods.div_ceil(sc.cluster.pods_per_node.max(1)) as u64;
+    let mut cmp = sim::fidelity::compare(&run, &measured, &plan.client, sc.image.manifest_bytes * nodes, limits);
+    cmp.notes.extend(plan.notes.iter().cloned());
+    let how = format!(
+        "Emulation: {} pods at {} Mbit/s, registry {} Mbit/s, {} seed peer(s) at {} Mbit/s, client {}.",
+        plan.pods, plan.pod_rate_mbit, plan.registry_rate_mbit, plan.seeds, plan.seed_rate_mbit, plan.client
+    );
+    write_file(&dir.join("comparison.md"), &cmp.markdown(&how))?;
+    write_file(&dir.join("comparison.json"), &format!("{:#}\n", cmp.json()))?;
+    write_file(&dir.join("pods.csv"), &cmp.pods_csv())?;
+    let fig = sim::fidelity::chart::FidelityCdf {
+        comparison: &cmp,
+        subtitle: format!("solid: measured, dashed: simulated. {how}"),
+    };
+    sim::report::charts::render(&fig, &dir, "start_cdf")?;
+    for m in &cmp.modes {
+        for x in &m.metrics {
+            println!(
+                "{:<4} {:<18} measured {:>10}  simulated {:>10}  error {}",
+                m.mode.name(),
+                x.name,
+                sim::fidelity::compare::show(x.unit, x.measured),
+                sim::fidelity::compare::show(x.unit, x.simulated),
+                {
+                    let e = x.error_pct();
+                    if e.is_finite() {
+                        format!("{e:+.1} %")
+                    } else {
+                        "n/a".into()
+                    }
+                }
+            );
+        }
+    }
+    println!("reports in {}", dir.display());
+    if cmp.passes() {
+        println!("fidelity: passes (times within {} %, registry bytes within {} %)", limits.time_pct, limits.bytes_pct);
+        Ok(0)
+    } else {
+        for f in &cmp.failures {
+            println!("fidelity: FAILS: {f}");
+        }
+        Ok(1)
     }
 }

@@ -2,6 +2,7 @@
 //! rule of its own: every decision comes from `sched::core` and `peer::core`.
 
 pub mod engine;
+pub mod fidelity;
 pub mod net;
 pub mod report;
 pub mod result;

@@ -38,7 +38,7 @@ pub fn mode_color(mode: Mode) -> RGBColor {
     }
 }
 
-const GREY: RGBColor = RGBColor(90, 90, 90);
+pub(crate) const GREY: RGBColor = RGBColor(90, 90, 90);
 const LIGHT_GREY: RGBColor = RGBColor(225, 225, 225);
 const GRID: RGBColor = RGBColor(228, 228, 228);
 const FAINT_GRID: RGBColor = RGBColor(244, 244, 244);
@@ -243,7 +243,7 @@ pub fn tick_label(v: f64) -> String {
 
 type Chart<'a, DB> = ChartContext<'a, DB, Cartesian2d<Axis, Axis>>;
 
-fn label(size: f64) -> Label {
+pub(crate) fn label(size: f64) -> Label {
     Label::new(size)
 }
 
@@ -251,7 +251,7 @@ fn label(size: f64) -> Label {
 /// grows spikes where a jagged data line turns back on itself within a pixel or two; for
 /// the PNG the line is drawn instead as 1-pixel polylines offset within the pen's width.
 /// The SVG gets an ordinary stroked polyline.
-fn thick_path<DB: DrawingBackend>(
+pub(crate) fn thick_path<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
     chart: &mut Chart<'_, DB>,
     pts: &[(f64, f64)],
@@ -283,7 +283,7 @@ where
 }
 
 /// Draws a large title and a smaller grey subtitle; returns the area below them.
-fn titled<DB: DrawingBackend>(
+pub(crate) fn titled<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
     title: &str,
     subtitle: &str,
@@ -300,7 +300,7 @@ where
 }
 
 /// Builds a chart on `area` with room for our own axis labels, and draws its grid.
-fn build_chart<'a, DB: DrawingBackend>(
+pub(crate) fn build_chart<'a, DB: DrawingBackend>(
     area: &'a DrawingArea<DB, Shift>,
     x: &Axis,
     y: &Axis,
@@ -337,7 +337,7 @@ where
 
 /// Tick labels, tick marks and axis titles, drawn on `root` in pixels next to the plot.
 #[allow(clippy::too_many_arguments)]
-fn draw_axes<DB: DrawingBackend>(
+pub(crate) fn draw_axes<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
     chart: &Chart<'_, DB>,
     x: &Axis,
@@ -412,13 +412,16 @@ fn legend_rows(width: u32, entries: &[LegendEntry]) -> Vec<Vec<usize>> {
     rows
 }
 
-fn legend_height(width: u32, entries: &[LegendEntry]) -> u32 {
+pub(crate) fn legend_height(width: u32, entries: &[LegendEntry]) -> u32 {
     let rows = legend_rows(width, entries).len() as u32;
     12 + rows * (label(LEGEND_PX).line_height().ceil() as u32 + 10)
 }
 
 /// Lays entries out in centered rows inside `area`.
-fn draw_legend<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, entries: &[LegendEntry]) -> anyhow::Result<()>
+pub(crate) fn draw_legend<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    entries: &[LegendEntry],
+) -> anyhow::Result<()>
 where
     DB::ErrorType: 'static,
 {

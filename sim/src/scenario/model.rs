@@ -70,6 +70,22 @@ pub struct Scenario {
     pub lazy: Lazy,
     #[serde(default)]
     pub sim: SimSettings,
+    /// How `bench/fidelity.sh` emulates this scenario on real processes (the simulator
+    /// itself ignores it): which client pulls and the image `e2e-oci-push` generates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub emulation: Option<Emulation>,
+}
+
+/// A scenario's `[emulation]` table: what the fidelity harness runs for real.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Emulation {
+    /// The client every pod runs: "skopeo" (copy to a directory, no unpack) or
+    /// "containerd" (`ctr images pull`, which unpacks).
+    pub client: String,
+    /// Random MiB per layer for `e2e-oci-push --layers-mib` (its first layer also holds
+    /// busybox); the harness checks the pushed blobs against `[image] layer_bytes`.
+    pub layers_mib: Vec<u32>,
 }
 
 fn default_seed() -> u64 {
