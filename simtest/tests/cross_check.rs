@@ -3,7 +3,7 @@
 //! peer holds the layer) and the bytes the origin served. With `SIM_SUMMARY` pointing at the
 //! flow simulator's `summary.json` of that scenario it also checks the two agree: the
 //! same registry bytes (the layer once, give or take the manifest and config) and makespans
-//! within 20 %. Not part of tests/madsim.sh (one run moves ~4 GB); run it with
+//! within 10 % (+6.9 % on seed 1: 3.556 s against 3.325 s). Not part of tests/madsim.sh (one run moves ~4 GB); run it with
 //! `tests/madsim.sh cross-check` .
 #![cfg(madsim)]
 
@@ -78,9 +78,10 @@ async fn cross_check_run() {
         let layer = c.spec.content_bytes as f64;
         // The flow simulator also counts the manifest and config (~1 KB) as registry bytes.
         assert!((sim_bytes - summary.origin_bytes as f64).abs() < 0.01 * layer, "registry bytes differ");
+        println!("madsim / flow sim: {:+.1} % (limit 10 %)", (ratio - 1.0) * 100.0);
         assert!(
-            (0.8..=1.2).contains(&ratio),
-            "makespans {makespan:.3} s (madsim) and {sim_makespan:.3} s (flow sim) differ by more than 20 %"
+            (0.9..=1.1).contains(&ratio),
+            "makespans {makespan:.3} s (madsim) and {sim_makespan:.3} s (flow sim) differ by more than 10 %"
         );
     }
 }

@@ -15,19 +15,19 @@ pub fn node_count(sc: &Scenario) -> u32 {
 
 /// Effective download rate of a node in bits/s: the NIC, or the disk if slower.
 pub fn node_down_bps(sc: &Scenario) -> f64 {
-    (sc.cluster.node_bandwidth_gbps * 1e9).min(sc.cluster.node_disk_write_mbps * 8e6)
+    sc.payload_bps(sc.cluster.node_bandwidth_gbps).min(sc.cluster.node_disk_write_mbps * 8e6)
 }
 
 pub fn seed_down_bps(sc: &Scenario) -> f64 {
-    (sc.cluster.seed_peer_bandwidth_gbps * 1e9).min(sc.cluster.seed_peer_disk_write_mbps * 8e6)
+    sc.payload_bps(sc.cluster.seed_peer_bandwidth_gbps).min(sc.cluster.seed_peer_disk_write_mbps * 8e6)
 }
 
 pub fn lower_bound_s(sc: &Scenario) -> f64 {
     let f_bits = image_bytes(sc) as f64 * 8.0;
     let n = f64::from(node_count(sc));
-    let u_s = sc.registry.egress_gbps * 1e9;
-    let uploads = n * sc.cluster.node_bandwidth_gbps * 1e9
-        + f64::from(sc.cluster.seed_peers) * sc.cluster.seed_peer_bandwidth_gbps * 1e9;
+    let u_s = sc.payload_bps(sc.registry.egress_gbps);
+    let uploads = n * sc.payload_bps(sc.cluster.node_bandwidth_gbps)
+        + f64::from(sc.cluster.seed_peers) * sc.payload_bps(sc.cluster.seed_peer_bandwidth_gbps);
     let d_min = node_down_bps(sc);
     (f_bits / u_s).max(f_bits / d_min).max(n * f_bits / (u_s + uploads))
 }
@@ -59,7 +59,7 @@ mod tests {
     #[test]
     fn request_floor_is_the_manifest_queue_then_the_image_at_the_link() {
         let sc = seed_file(include_str!("../../../scenarios/nginx-500.toml"), "nginx-500.toml");
-        let image_s = image_bytes(&sc) as f64 * 8.0 / 6e9;
+        let image_s = image_bytes(&sc) as f64 * 8.0 / (6e9 * sc.network.wire_efficiency());
         // 1000 manifest requests at 5000/s: the last is admitted 0.1998 s after the first
         // (no sooner than the 10 ms schedule delay) and answered 5 ms later.
         assert!((request_floor_s(&sc) - (0.010 + 0.1998 + 0.005 + image_s)).abs() < 1e-9);
@@ -74,6 +74,8 @@ mod tests {
         let text = include_str!("../../../scenarios/tensorflow-500.toml");
         let sc = crate::scenario::parse_scenario(text, "tensorflow-500.toml").unwrap();
         let f = image_bytes(&sc) as f64 * 8.0;
-        assert!((lower_bound_s(&sc) - f / 6e9).abs() < 1e-9);
+        // Payload at 1448 of every 1538 bytes on the wire.
+        assert!((sc.network.wire_efficiency() - 1448.0 / 1538.0).abs() < 1e-12);
+        assert!((lower_bound_s(&sc) - f / (6e9 * 1448.0 / 1538.0)).abs() < 1e-9);
     }
 }

@@ -112,3 +112,32 @@ fn plans_giving_up_on_p2p_go_through_the_back_to_source_limit() {
     // The config blob and the layer: each from the origin at most twice (seed + one).
     assert!(m.registry_bytes <= 2 * (30_000_000 + 8_000) + 10_000, "registry sent {} bytes", m.registry_bytes);
 }
+
+/// One pod, oci, two layers of 100 MB over a 1 Gbit/s link (payload 0.9415 Gbit/s), and an
+/// unpack rate of 100 MB/s on one core: unpacking as layers arrive overlaps the second
+/// layer's fetch; unpacking after the fetch (containerd 1.6's `ctr images pull`) adds the
+/// whole 2 s after the last byte.
+#[test]
+fn unpack_after_fetch_starts_unpacking_when_every_blob_is_in() {
+    let run_with = |after: bool| {
+        let text = format!(
+            "name = \"u\"\nmodes = [\"oci\"]\n[cluster]\npods = 1\nnode_bandwidth_gbps = 1.0\nnode_disk_write_mbps = 10000.0\n\
+             [registry]\negress_gbps = 10.0\nrequest_latency_ms = 0.0\n[image]\nreference = \"t\"\nlayer_bytes = [100_000_000, 100_000_000]\nconfig_bytes = 1\n\
+             [pod]\nschedule_delay_ms = 0.0\nmax_concurrent_downloads = 1\nunpack_mbps_per_core = 100.0\nunpack_cores = 1.0\n\
+             container_start_ms = 0.0\nunpack_after_fetch = {after}\n"
+        );
+        let sc = parse_scenario(&text, "u.toml").unwrap();
+        let run = run_scenario(&sc, &RunOptions::default()).unwrap();
+        let pod = &run.modes[0].pods[0];
+        (pod.pull_done_s, pod.started_s)
+    };
+    let (fetched, overlapped) = run_with(false);
+    let (fetched_after, after) = run_with(true);
+    assert!((fetched - fetched_after).abs() < 1e-9);
+    // 200 MB at 0.9415 Gbit/s: 1.70 s of fetch.
+    assert!((fetched - 1.699).abs() < 0.01, "{fetched}");
+    // The first layer (in at 0.85 s) unpacks while the second arrives; the second follows it
+    // at once: 0.85 + 1 + 1 s.
+    assert!((overlapped - (fetched / 2.0 + 2.0)).abs() < 0.01, "{overlapped} vs fetched {fetched}");
+    assert!((after - (fetched + 2.0)).abs() < 0.01, "{after} vs fetched {fetched}");
+}

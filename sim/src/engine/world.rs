@@ -158,16 +158,16 @@ impl<'a> World<'a> {
             crate::scenario::core_configs(sc, policy).map_err(|e| anyhow::anyhow!("{}: {e}", sc.name))?;
         let mut rng = ChaCha8Rng::seed_from_u64(sc.seed ^ hashring::mix64(mode as u64 + 1));
         let mut net = FlowNet::new((sc.sim.quantum_us * 1e3).round() as u64);
-        let registry = net.add_node(sc.registry.egress_gbps * 1e9, 1e12);
+        let registry = net.add_node(sc.payload_bps(sc.registry.egress_gbps), 1e12);
         net.record_egress(registry, REGISTRY_BUCKET_NS);
         let n_nodes = bound::node_count(sc) as usize;
         let seed_count = if mode == Mode::Oci { 0 } else { sc.cluster.seed_peers as usize };
         let mut host_net = Vec::new();
         for _ in 0..n_nodes {
-            host_net.push(net.add_node(sc.cluster.node_bandwidth_gbps * 1e9, bound::node_down_bps(sc)));
+            host_net.push(net.add_node(sc.payload_bps(sc.cluster.node_bandwidth_gbps), bound::node_down_bps(sc)));
         }
         for _ in 0..seed_count {
-            host_net.push(net.add_node(sc.cluster.seed_peer_bandwidth_gbps * 1e9, bound::seed_down_bps(sc)));
+            host_net.push(net.add_node(sc.payload_bps(sc.cluster.seed_peer_bandwidth_gbps), bound::seed_down_bps(sc)));
         }
         let mut blobs = vec![sc.image.config_bytes];
         blobs.extend(sc.image.layer_bytes.iter().copied());
@@ -526,17 +526,23 @@ impl<'a> World<'a> {
         }
     }
 
-    /// containerd applies layers in order, one at a time, as each arrives.
+    /// containerd applies layers in order, one at a time, as each arrives (or, with
+    /// `unpack_after_fetch`, once every blob is fetched).
     fn unpack_ready_layers(&mut self, node: usize) {
-        let rate_bytes_per_ns =
-            self.sc.pod.unpack_mbps_per_core * f64::from(self.sc.pod.unpack_cores) * 1e6 / NS_PER_S_F;
+        let rate_bytes_per_ns = self.sc.pod.unpack_mbps_per_core * self.sc.pod.unpack_cores * 1e6 / NS_PER_S_F;
         let count = self.image_blob_count();
+        let after_fetch = self.sc.pod.unpack_after_fetch;
+        let now = self.now;
         let n = &mut self.nodes[node];
+        if after_fetch && n.blob_done.iter().take(count).any(|d| d.is_none()) {
+            return;
+        }
         while n.next_unpack < count {
             let Some(done) = n.blob_done[n.next_unpack] else {
                 break;
             };
-            let start = n.unpack_free_ns.max(done);
+            // After the fetch, the first layer starts now, not when it arrived.
+            let start = n.unpack_free_ns.max(if after_fetch { now } else { done });
             n.unpack_free_ns = start + (self.blobs[n.next_unpack] as f64 / rate_bytes_per_ns) as TimeNs;
             n.next_unpack += 1;
         }

@@ -150,6 +150,12 @@ impl Plan {
         if sc.modes.contains(&Mode::P2pLazy) {
             notes.push("p2p-lazy is not emulated (no Nydus snapshotter here); only simulated".into());
         }
+        if sc.network.link_overhead_bytes != 14 {
+            notes.push(format!(
+                "network.link_overhead_bytes = {}: tbf on a veth counts 14 bytes per packet besides the IP packet",
+                sc.network.link_overhead_bytes
+            ));
+        }
         if sc.registry.qps_limit < 1000.0 {
             notes.push(format!(
                 "registry.qps_limit = {}: the real registry has no request limit",
@@ -211,6 +217,8 @@ seed_peer_bandwidth_gbps = 0.2
 scheduler_replicas = 1
 [registry]
 egress_gbps = 0.2
+[network]
+link_overhead_bytes = 14
 [image]
 reference = "r"
 layer_bytes = [52327495, 67123553]

@@ -48,6 +48,9 @@ pub struct Scenario {
     pub cluster: Cluster,
     #[serde(default)]
     pub registry: Registry,
+    /// What the links carry besides payload (packet headers and framing).
+    #[serde(default)]
+    pub network: Network,
     /// The scheduler: its core's tuning (every key of `scheduler.toml`'s `[scheduler]`,
     /// same names, same defaults: the policy's preset) and what its requests cost.
     #[serde(default)]
@@ -144,6 +147,43 @@ impl Default for Registry {
     }
 }
 
+/// A scenario's `[network]`: TCP/IP over Ethernet framing. Link rates (`*_gbps`) are what a
+/// NIC or shaper passes, headers included; transfers move payload at `wire_efficiency()`
+/// of them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Network {
+    /// IP packet size: 1500 on most networks, 9000 with jumbo frames.
+    pub mtu_bytes: u32,
+    /// IPv4 (20) and TCP (20, plus 12 of timestamp option, on by default in Linux).
+    pub ip_tcp_header_bytes: u32,
+    /// What the link counts per packet besides the IP packet: 38 on a real Ethernet wire
+    /// (header 14, FCS 4, preamble 8, inter-frame gap 12); 14 where tbf shapes a veth (it
+    /// counts the frame as the kernel holds it: header, no FCS or gap).
+    pub link_overhead_bytes: u32,
+}
+
+impl Default for Network {
+    fn default() -> Self {
+        Network { mtu_bytes: 1500, ip_tcp_header_bytes: 52, link_overhead_bytes: 38 }
+    }
+}
+
+impl Network {
+    /// Payload bytes per byte a link passes (1448 / 1538 = 0.941 by default).
+    pub fn wire_efficiency(&self) -> f64 {
+        let payload = f64::from(self.mtu_bytes.saturating_sub(self.ip_tcp_header_bytes));
+        payload / f64::from(self.mtu_bytes + self.link_overhead_bytes)
+    }
+}
+
+impl Scenario {
+    /// A link's payload rate in bits/s, from its rate in Gbit/s.
+    pub fn payload_bps(&self, link_gbps: f64) -> f64 {
+        link_gbps * 1e9 * self.network.wire_efficiency()
+    }
+}
+
 /// A scenario's `[scheduler]`: the cost keys below, and any key of the core's
 /// `SchedulerConfig` (`tuning`, checked by `SchedulerConfig::from_table` at load).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -197,8 +237,13 @@ pub struct PodLifecycle {
     pub max_concurrent_downloads: u32,
     /// Decompress + untar rate per core, in MB/s of compressed layer bytes.
     pub unpack_mbps_per_core: f64,
-    /// Cores a node spends on unpacking (layers unpack in parallel up to this).
-    pub unpack_cores: u32,
+    /// Cores a node spends on unpacking; a fraction where several emulated nodes share one
+    /// machine's cores (the fidelity scenarios: 2 cores among 4 pods = 0.5).
+    pub unpack_cores: f64,
+    /// containerd 1.6's `ctr images pull` fetches every layer, then unpacks them (true);
+    /// containerd 1.7 and later (and the CRI's pulls) unpack each layer as it arrives, in
+    /// order (false).
+    pub unpack_after_fetch: bool,
     /// From image ready to the container's process running.
     pub container_start_ms: f64,
 }
@@ -210,7 +255,8 @@ impl Default for PodLifecycle {
             schedule_jitter_ms: 20.0,
             max_concurrent_downloads: 3,
             unpack_mbps_per_core: 150.0,
-            unpack_cores: 2,
+            unpack_cores: 2.0,
+            unpack_after_fetch: false,
             container_start_ms: 500.0,
         }
     }

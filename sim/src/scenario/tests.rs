@@ -259,7 +259,6 @@ fn counts_must_be_at_least_one() {
         ("image", "manifest_bytes"),
         ("image", "config_bytes"),
         ("pod", "max_concurrent_downloads"),
-        ("pod", "unpack_cores"),
         ("lazy", "range_read_bytes"),
         ("lazy", "range_reads_in_flight"),
     ];

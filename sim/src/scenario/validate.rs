@@ -24,6 +24,7 @@ pub(crate) fn validate(s: &Scenario) -> Result<(), Invalid> {
     modes(s)?;
     cluster(s)?;
     registry(s)?;
+    network(s)?;
     scheduler(s)?;
     image(s)?;
     pod(s)?;
@@ -141,6 +142,35 @@ fn registry(s: &Scenario) -> Result<(), Invalid> {
     positive("registry.qps_limit", r.qps_limit)
 }
 
+fn network(s: &Scenario) -> Result<(), Invalid> {
+    let n = &s.network;
+    if !(576..=65_535).contains(&n.mtu_bytes) {
+        return fail(
+            "network.mtu_bytes",
+            format!("must be from 576 to 65535 (1500 on most networks, 9000 with jumbo frames; got {})", n.mtu_bytes),
+        );
+    }
+    if n.ip_tcp_header_bytes < 40 || n.ip_tcp_header_bytes + 64 > n.mtu_bytes {
+        return fail(
+            "network.ip_tcp_header_bytes",
+            format!(
+                "must be at least 40 (IPv4 + TCP) and leave 64 bytes of payload in network.mtu_bytes (got {})",
+                n.ip_tcp_header_bytes
+            ),
+        );
+    }
+    if n.link_overhead_bytes > 1000 {
+        return fail(
+            "network.link_overhead_bytes",
+            format!(
+                "must be from 0 to 1000 (38 on an Ethernet wire, 14 under tbf on a veth; got {})",
+                n.link_overhead_bytes
+            ),
+        );
+    }
+    Ok(())
+}
+
 fn scheduler(s: &Scenario) -> Result<(), Invalid> {
     let c = &s.scheduler.cost;
     duration("scheduler.schedule_service_us", c.schedule_service_us)?;
@@ -177,7 +207,7 @@ fn pod(s: &Scenario) -> Result<(), Invalid> {
     duration("pod.schedule_jitter_ms", p.schedule_jitter_ms)?;
     at_least_one("pod.max_concurrent_downloads", p.max_concurrent_downloads.into())?;
     positive("pod.unpack_mbps_per_core", p.unpack_mbps_per_core)?;
-    at_least_one("pod.unpack_cores", p.unpack_cores.into())?;
+    positive("pod.unpack_cores", p.unpack_cores)?;
     duration("pod.container_start_ms", p.container_start_ms)
 }
 
