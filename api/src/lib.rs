@@ -5,6 +5,7 @@
 //!
 //! Compiles unchanged under madsim (`RUSTFLAGS="--cfg madsim"`): `include_proto!` then
 //! picks the simulated code that madsim-tonic-build writes next to the real one.
+#![forbid(unsafe_code)]
 
 pub mod pb {
     tonic::include_proto!("p2pimg.scheduler.v1");

@@ -5,6 +5,7 @@
 //!
 //! Only `core` is built without the "daemon" feature (on by default): the simulator uses the
 //! crate that way, with no tokio, tonic, hyper or reqwest in its build.
+#![deny(unsafe_code)]
 pub mod core;
 #[cfg(feature = "daemon")]
 pub mod daemon;

@@ -1,4 +1,5 @@
 //! `sim`: run scenarios, write reports and charts, gate regressions (see sim/README.md).
+#![forbid(unsafe_code)]
 
 mod cli;
 

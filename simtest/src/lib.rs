@@ -2,6 +2,7 @@
 //! Everything here is built only with `RUSTFLAGS="--cfg madsim"`; in a normal build the
 //! crate is empty, so `cargo test --workspace` compiles it to nothing. See README.md.
 #![cfg(madsim)]
+#![forbid(unsafe_code)]
 
 pub mod checks;
 pub mod cluster;

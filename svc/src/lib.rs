@@ -1,4 +1,5 @@
 //! Plumbing shared by the scheduler service and the peer daemon (see README.md).
+#![forbid(unsafe_code)]
 
 pub mod config_file;
 pub mod logging;

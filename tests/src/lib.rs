@@ -2,6 +2,7 @@
 //! processes (scheduler, peer daemons, dfget), the real docker-registry, a deterministic OCI
 //! image generator, the real OCI clients containerd (ctr) and skopeo; rendering of deploy/'s
 //! kustomize trees and reading of its systemd units.
+#![forbid(unsafe_code)]
 
 pub mod bounded_cmd;
 pub mod cluster;

@@ -21,6 +21,7 @@
 //! 3 the origin has no such content (404) or refused access (401/403); 4 the daemon cannot
 //! be reached; 5 the content does not match the digest; 6 no space (store quota or the
 //! output's disk); 7 the origin is unreachable or failing; 1 anything else.
+#![forbid(unsafe_code)]
 
 use std::process::ExitCode;
 

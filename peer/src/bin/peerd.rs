@@ -2,6 +2,7 @@
 //!
 //! Exits 0 after a graceful shutdown on SIGINT or SIGTERM, 2 on a bad command line or
 //! configuration, 1 when it cannot start, 101 on a panic.
+#![deny(unsafe_code)]
 
 use std::process::ExitCode;
 
@@ -39,8 +40,9 @@ usage: peerd --config FILE [--check]
     /// (Piece buffers of 2 MiB or more are mappings of their own, kept in the store's
     /// buffer pool and made before the daemon serves: `storage.prefault_buffer_bytes`.)
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    #[allow(unsafe_code)]
     fn keep_freed_memory() {
-        // Safety: mallopt only sets allocator parameters (under glibc's own lock); first thing in main.
+        // SAFETY: mallopt only sets allocator parameters (under glibc's own lock); first thing in main.
         unsafe {
             libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
             libc::mallopt(libc::M_TRIM_THRESHOLD, 512 << 20);

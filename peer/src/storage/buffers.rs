@@ -44,7 +44,8 @@ pub struct PieceBuf {
     len: usize,
 }
 
-// The buffer owns its allocation; nothing else points into it.
+// SAFETY: the buffer owns its allocation and nothing else points into it, so moving it to
+// another thread or sharing `&PieceBuf` (read-only bytes) is as safe as for a `Vec<u8>`.
 unsafe impl Send for PieceBuf {}
 unsafe impl Sync for PieceBuf {}
 

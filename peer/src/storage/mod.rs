@@ -33,6 +33,8 @@
 //! The store is synchronous (positional reads and writes on one open file per task); async
 //! callers run piece reads and writes on a blocking thread.
 
+// The one module with unsafe code: block-aligned piece memory (each block has a SAFETY note).
+#[allow(unsafe_code)]
 mod buffers;
 mod digest;
 mod direct;

@@ -2,6 +2,7 @@
 //!
 //! Exits 0 after a graceful shutdown on SIGINT or SIGTERM, 2 on a bad command line or
 //! configuration, 1 when the service cannot start or fails, 101 on a panic.
+#![forbid(unsafe_code)]
 
 use std::process::ExitCode;
 

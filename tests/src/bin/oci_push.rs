@@ -4,6 +4,7 @@
 //!
 //! e2e-oci-push --registry HOST:PORT [--repo bench/img] [--tag latest] [--seed 4]
 //!              [--layers-mib 48,64,80] [--busybox /bin/busybox] [--layout DIR]
+#![forbid(unsafe_code)]
 
 use e2e::oci_image::{self, ImageSpec};
 use std::time::Instant;

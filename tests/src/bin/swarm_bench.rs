@@ -2,6 +2,7 @@
 //! dfget --digest) against aria2 BitTorrent (opentracker, mktorrent, aria2c), alternating in
 //! the same run. Prints one line per run and system, then medians, the ratio and CPU seconds.
 //! See bench/README.md.
+#![forbid(unsafe_code)]
 
 use e2e::cluster::{random_bytes, sha256_hex};
 use e2e::origin_server::Origin;
