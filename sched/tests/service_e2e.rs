@@ -391,3 +391,46 @@ async fn completed_registration_serves_without_seed() {
     assert!(status.message().contains("register.completed"), "{status:?}");
     running.shutdown();
 }
+
+/// Admission on the real service: a stream that floods messages past
+/// `max_stream_messages_per_s` is closed with RESOURCE_EXHAUSTED naming the key, a host past
+/// `max_hosts` is refused, and a genuine peer registers and is served at once afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admission_limits_hold_against_a_flood() {
+    let text = "[listen]\ngrpc = \"127.0.0.1:0\"\nhttp = \"127.0.0.1:0\"\n[service]\nrng_seed = 1\nmax_hosts = 2\n\
+                max_stream_messages_per_s = 50\n[scheduler]\npolicy = \"default\"\n";
+    let cfg = sched::service::parse(text, "e2e.toml").expect("valid config");
+    let running = sched::service::start(cfg).await.expect("service starts");
+    let mut client = SchedulerClient::connect(format!("http://{}", running.grpc_addr)).await.unwrap();
+    client.announce_host(host("n1", "127.0.0.11", 40011, pb::HostKind::Normal)).await.unwrap();
+    client.announce_host(host("n2", "127.0.0.12", 40012, pb::HostKind::Normal)).await.unwrap();
+    let e = client.announce_host(host("n3", "127.0.0.13", 40013, pb::HostKind::Normal)).await.unwrap_err();
+    assert_eq!(e.code(), Code::ResourceExhausted);
+    assert!(e.message().contains("service.max_hosts"), "{e:?}");
+
+    // The flood: 1000 piece reports at once (bounded), far past 50 a second (burst 100).
+    let mut flood = PeerConn::open(&mut client, register("flood", "n1", false)).await;
+    flood.expect_registered().await;
+    let out = flood.out.clone();
+    let sender = tokio::spawn(async move {
+        for _ in 0..1000 {
+            if out.send(pieces(&[0], None)).await.is_err() {
+                break;
+            }
+        }
+    });
+    let e = flood.expect_end().await;
+    assert_eq!(e.code(), Code::ResourceExhausted, "{e:?}");
+    assert!(e.message().contains("service.max_stream_messages_per_s"), "{e:?}");
+    sender.abort();
+
+    // A genuine peer at once: registered and told what to do within a second.
+    let t0 = std::time::Instant::now();
+    let mut good = PeerConn::open(&mut client, register("good", "n2", false)).await;
+    good.expect_registered().await;
+    assert!(matches!(good.next().await, Ok(Resp::BackToSource(_))), "no seed host: fetch it yourself");
+    assert!(t0.elapsed() < Duration::from_secs(1), "{:?}", t0.elapsed());
+
+    running.shutdown();
+    tokio::time::timeout(WAIT, running.wait()).await.unwrap().unwrap();
+}

@@ -7,6 +7,11 @@
 //!
 //! [service]                # all optional; defaults in `ServiceSection::default`
 //! evict_interval_ms = 60000
+//! max_hosts = 100000       # admission: live hosts, active peers per host, live tasks,
+//! max_peers_per_host = 16384 # one gRPC message's bytes, messages per AnnouncePeer stream
+//! max_tasks = 100000       # and second (beyond them: RESOURCE_EXHAUSTED naming the key)
+//! max_message_bytes = 1048576
+//! max_stream_messages_per_s = 1000
 //!
 //! [log]
 //! filter = "info"          # tracing filter; RUST_LOG overrides it
@@ -54,6 +59,19 @@ pub struct Tuning {
     pub peer_stream_capacity: usize,
     /// Seed tasks queued per WatchSeedTasks stream.
     pub seed_watch_capacity: usize,
+    /// Admission: hosts announced and not left.
+    pub max_hosts: usize,
+    /// Admission: peers of one host that have not failed or left (a completed peer stays
+    /// while it serves: a seed holding thousands of cached blobs has thousands).
+    pub max_peers_per_host: usize,
+    /// Admission: tasks with a peer that has not failed or left.
+    pub max_tasks: usize,
+    /// Admission: the largest gRPC message the scheduler decodes (tonic's own default is
+    /// 4 MiB; the largest valid message, a piece report of 2^20 pieces, is about 128 KiB).
+    pub max_message_bytes: usize,
+    /// Admission: messages one AnnouncePeer stream may send per second (a burst of twice
+    /// as many is allowed); beyond it the stream is closed.
+    pub max_stream_messages_per_s: u32,
 }
 
 // ---- the file's schema ----
@@ -95,6 +113,11 @@ struct ServiceSection {
     shutdown_grace_ms: u64,
     peer_stream_capacity: u32,
     seed_watch_capacity: u32,
+    max_hosts: u32,
+    max_peers_per_host: u32,
+    max_tasks: u32,
+    max_message_bytes: u32,
+    max_stream_messages_per_s: u32,
 }
 
 impl Default for ServiceSection {
@@ -107,6 +130,11 @@ impl Default for ServiceSection {
             shutdown_grace_ms: 10_000,
             peer_stream_capacity: 256,
             seed_watch_capacity: 1024,
+            max_hosts: 100_000,
+            max_peers_per_host: 16_384,
+            max_tasks: 100_000,
+            max_message_bytes: 1 << 20,
+            max_stream_messages_per_s: 1000,
         }
     }
 }
@@ -144,6 +172,25 @@ pub fn parse(text: &str, origin: &str) -> Result<ServiceConfig, ConfigError> {
             return Err(at(&["service", key], format!("is {value}; must be between 1 and 65536")));
         }
     }
+    for (key, value, max) in [
+        ("max_hosts", s.max_hosts, 10_000_000),
+        ("max_peers_per_host", s.max_peers_per_host, 1_000_000),
+        ("max_tasks", s.max_tasks, 10_000_000),
+        ("max_stream_messages_per_s", s.max_stream_messages_per_s, 1_000_000),
+    ] {
+        if !(1..=max).contains(&value) {
+            return Err(at(&["service", key], format!("is {value}; must be between 1 and {max}")));
+        }
+    }
+    if !(64 << 10..=64 << 20).contains(&s.max_message_bytes) {
+        return Err(at(
+            &["service", "max_message_bytes"],
+            format!(
+                "is {}; must be between 65536 and 67108864 (a piece report of 2^20 pieces needs about 131072)",
+                s.max_message_bytes
+            ),
+        ));
+    }
     Ok(ServiceConfig {
         grpc_addr: file.listen.grpc,
         http_addr: file.listen.http,
@@ -154,6 +201,11 @@ pub fn parse(text: &str, origin: &str) -> Result<ServiceConfig, ConfigError> {
             shutdown_grace: Duration::from_millis(s.shutdown_grace_ms),
             peer_stream_capacity: s.peer_stream_capacity as usize,
             seed_watch_capacity: s.seed_watch_capacity as usize,
+            max_hosts: s.max_hosts as usize,
+            max_peers_per_host: s.max_peers_per_host as usize,
+            max_tasks: s.max_tasks as usize,
+            max_message_bytes: s.max_message_bytes as usize,
+            max_stream_messages_per_s: s.max_stream_messages_per_s,
         },
         rng_seed: s.rng_seed,
         log: file.log,
@@ -214,6 +266,14 @@ mod tests {
         let e = err("[scheduler]\npolicy = \"bittorrent\"\n");
         assert_eq!((e.line, e.key.as_deref()), (Some(2), Some("scheduler.policy")), "{e}");
         assert!(e.message.contains("valid policies: default, dragonfly, kraken"), "{e}");
+
+        let e = err("[service]\nmax_hosts = 10\nmax_message_bytes = 1000\n");
+        assert_eq!((e.line, e.key.as_deref()), (Some(3), Some("service.max_message_bytes")), "{e}");
+        assert!(e.message.contains("between 65536 and 67108864"), "{e}");
+        let e = err("[service]\nmax_peers_per_host = 0\n");
+        assert_eq!((e.line, e.key.as_deref()), (Some(2), Some("service.max_peers_per_host")), "{e}");
+        let c = parse("[service]\nmax_hosts = 10\n", "s.toml").unwrap();
+        assert_eq!((c.tuning.max_hosts, c.tuning.max_tasks, c.tuning.max_peers_per_host), (10, 100_000, 16_384));
 
         let e = err("[service]\n\nevict_interval = 5\n");
         assert_eq!((e.line, e.key.as_deref()), (Some(3), Some("service.evict_interval")), "{e}");

@@ -30,6 +30,9 @@ pub enum ServiceError {
     EmptyRequest,
     #[error(transparent)]
     Exhausted(#[from] Exhausted),
+    /// An admission limit of `[service]` would be passed.
+    #[error("{what}: the scheduler's limit is {limit} (service.{key}); retry later, or raise service.{key}")]
+    Admission { key: &'static str, limit: usize, what: String },
     /// The core refused a request the service let through (a service bug, or a race the
     /// service does not screen for).
     #[error("scheduler core: {0}")]
@@ -56,7 +59,7 @@ impl From<ServiceError> for Status {
             }
             ServiceError::PeerExists(_) => Status::already_exists(message),
             ServiceError::NotSeedHost(_) => Status::failed_precondition(message),
-            ServiceError::Exhausted(_) => Status::resource_exhausted(message),
+            ServiceError::Exhausted(_) | ServiceError::Admission { .. } => Status::resource_exhausted(message),
             ServiceError::Core(
                 SchedError::PieceOutOfRange { .. }
                 | SchedError::PieceCountMismatch { .. }

@@ -36,11 +36,23 @@ pub async fn drive(shared: Arc<Shared>, mut inbound: Streaming<pb::AnnouncePeerR
     let Some((peer, stream_id, mut stop)) = register(&shared, message, tx) else {
         return;
     };
+    let mut budget = MessageBudget::new(shared.tuning.max_stream_messages_per_s);
     loop {
         svc::select! {
             next = inbound.message() => match next {
                 Ok(Some(m)) => {
                     let name = m.request.as_ref().map_or("empty", wire::request_name);
+                    if !budget.take(tokio::time::Instant::now()) {
+                        shared.metrics.refused(name);
+                        let limit = shared.tuning.max_stream_messages_per_s;
+                        let e = ServiceError::Admission {
+                            key: "max_stream_messages_per_s",
+                            limit: limit as usize,
+                            what: format!("this AnnouncePeer stream sent more than {limit} messages a second"),
+                        };
+                        shared.with_state("stream_end", |s, now| s.stream_ended(now, peer, stream_id, Some(e.into())));
+                        return;
+                    }
                     let handled = shared.with_state(name, |s, now| match m.request {
                         None => Err(ServiceError::EmptyRequest),
                         Some(r) => s.peer_request(now, peer, r),
@@ -59,6 +71,35 @@ pub async fn drive(shared: Arc<Shared>, mut inbound: Streaming<pb::AnnouncePeerR
             // The state closed the stream.
             _ = &mut stop => return,
             _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// A token bucket: `per_s` messages a second, bursts of up to twice that.
+struct MessageBudget {
+    tokens: f64,
+    per_s: f64,
+    last: Option<tokio::time::Instant>,
+}
+
+impl MessageBudget {
+    fn new(per_s: u32) -> MessageBudget {
+        let per_s = f64::from(per_s.max(1));
+        MessageBudget { tokens: 2.0 * per_s, per_s, last: None }
+    }
+
+    /// Takes one message's token; false when the stream is over its rate.
+    fn take(&mut self, now: tokio::time::Instant) -> bool {
+        if let Some(last) = self.last {
+            let refill = now.saturating_duration_since(last).as_secs_f64() * self.per_s;
+            self.tokens = (self.tokens + refill).min(2.0 * self.per_s);
+        }
+        self.last = Some(now);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
         }
     }
 }
@@ -101,5 +142,24 @@ fn register(
             refuse(&tx, e);
             None
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::MessageBudget;
+    use std::time::Duration;
+
+    #[test]
+    fn a_burst_of_twice_the_rate_then_the_rate() {
+        let t0 = tokio::time::Instant::now();
+        let mut b = MessageBudget::new(10);
+        assert_eq!((0..25).filter(|_| b.take(t0)).count(), 20, "burst: twice the per-second rate");
+        // Half a second later: 5 more.
+        let t1 = t0 + Duration::from_millis(500);
+        assert_eq!((0..10).filter(|_| b.take(t1)).count(), 5);
+        // Idle for a minute: the bucket holds no more than the burst.
+        let t2 = t1 + Duration::from_secs(60);
+        assert_eq!((0..50).filter(|_| b.take(t2)).count(), 20);
     }
 }

@@ -40,6 +40,7 @@ impl State {
                 }
             }
         }
+        self.admit(host, existing_task, &reg)?;
         // Checks are done: allocate handles and records (a handle always has a record).
         let task = match existing_task {
             Some(t) => {
@@ -258,6 +259,7 @@ impl State {
             let _ = w.tx.try_send(Err(Status::cancelled("the host left (LeaveHost)")));
         }
         self.hosts[host.0 as usize].left = true;
+        self.live_hosts = self.live_hosts.saturating_sub(1);
         let info = self.core_info(host);
         self.core.announce_host(now, info);
         let waiting: Vec<TaskId> = self.pending_seeds.iter().filter(|(_, p)| p.host == host).map(|(t, _)| *t).collect();
@@ -266,6 +268,42 @@ impl State {
         }
         tracing::info!(host = host_id, peers_left = left, "host left");
         Ok(left)
+    }
+
+    /// The admission limits a registration must pass: the host's active peers, and live
+    /// tasks when it brings a new one. Ended peers are dropped from the host's and tasks'
+    /// lists on the way (they are kept nowhere else than the core's record).
+    fn admit(&mut self, host: HostId, task: Option<TaskId>, reg: &Registration) -> Result<(), ServiceError> {
+        let core = &self.core;
+        let mine = &mut self.hosts[host.0 as usize].peers;
+        mine.retain(|p| State::is_active(core, *p));
+        if mine.len() >= self.tuning.max_peers_per_host {
+            return Err(ServiceError::Admission {
+                key: "max_peers_per_host",
+                limit: self.tuning.max_peers_per_host,
+                what: format!("host {:?} already has {} active peers", reg.host_id, mine.len()),
+            });
+        }
+        let new_task = match task {
+            None => true,
+            Some(t) => !self.tasks[t.0 as usize].peers.iter().any(|p| State::is_active(core, *p)),
+        };
+        // Counted only when the records could be over the limit: a scan of the tasks.
+        if new_task && self.tasks.len() >= self.tuning.max_tasks {
+            let mut live = 0;
+            for t in &mut self.tasks {
+                t.peers.retain(|p| State::is_active(core, *p));
+                live += usize::from(!t.peers.is_empty());
+            }
+            if live >= self.tuning.max_tasks {
+                return Err(ServiceError::Admission {
+                    key: "max_tasks",
+                    limit: self.tuning.max_tasks,
+                    what: format!("task {:?} would be one live task too many", reg.task_id),
+                });
+            }
+        }
+        Ok(())
     }
 
     pub(super) fn host_record(&self, host: HostId) -> &HostRecord {

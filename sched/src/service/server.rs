@@ -70,7 +70,7 @@ pub async fn start(cfg: ServiceConfig) -> Result<Running, StartError> {
             });
         }
     };
-    let server = tokio::spawn(serve(service, grpc_addr, grpc_listener, signal));
+    let server = tokio::spawn(serve(service, cfg.tuning.max_message_bytes, grpc_addr, grpc_listener, signal));
     tracing::info!(
         grpc = %grpc_addr,
         http = %http_addr,
@@ -156,13 +156,14 @@ async fn bind_grpc(addr: SocketAddr) -> Result<(SocketAddr, GrpcListener), Start
 #[cfg(not(madsim))]
 async fn serve(
     service: SchedulerService,
+    max_message_bytes: usize,
     _addr: SocketAddr,
     listener: GrpcListener,
     signal: impl std::future::Future<Output = ()>,
 ) -> Result<(), ServeError> {
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     tonic::transport::Server::builder()
-        .add_service(SchedulerServer::new(service))
+        .add_service(SchedulerServer::new(service).max_decoding_message_size(max_message_bytes))
         .serve_with_incoming_shutdown(incoming, signal)
         .await
         .map_err(|e| ServeError(e.to_string()))
@@ -171,12 +172,13 @@ async fn serve(
 #[cfg(madsim)]
 async fn serve(
     service: SchedulerService,
+    max_message_bytes: usize,
     addr: SocketAddr,
     _listener: GrpcListener,
     signal: impl std::future::Future<Output = ()>,
 ) -> Result<(), ServeError> {
     tonic::transport::Server::builder()
-        .add_service(SchedulerServer::new(service))
+        .add_service(SchedulerServer::new(service).max_decoding_message_size(max_message_bytes))
         .serve_with_shutdown(addr, signal)
         .await
         .map_err(|e| ServeError(e.to_string()))

@@ -102,6 +102,8 @@ pub struct State {
     pub(super) seed_watchers: BTreeMap<HostId, SeedWatcher>,
     pub(super) pending_seeds: BTreeMap<TaskId, PendingSeed>,
     pub(super) next_evict_ns: TimeNs,
+    /// Hosts announced and not left (`Tuning::max_hosts`).
+    pub(super) live_hosts: usize,
 }
 
 impl State {
@@ -119,6 +121,7 @@ impl State {
             peers: Vec::new(),
             seed_watchers: BTreeMap::new(),
             pending_seeds: BTreeMap::new(),
+            live_hosts: 0,
         }
     }
 
@@ -129,6 +132,17 @@ impl State {
     // ---- hosts ----
 
     pub fn announce_host(&mut self, now: TimeNs, ann: HostAnnouncement) -> Result<(), super::ServiceError> {
+        let arriving = self.host_ids.get(&ann.id).is_none_or(|h| self.hosts[h as usize].left);
+        if arriving {
+            if self.live_hosts >= self.tuning.max_hosts {
+                return Err(super::ServiceError::Admission {
+                    key: "max_hosts",
+                    limit: self.tuning.max_hosts,
+                    what: format!("host {:?} would be one host too many", ann.id),
+                });
+            }
+            self.live_hosts += 1;
+        }
         let handle = HostId(self.host_ids.intern(&ann.id, "host")?);
         if handle.0 as usize == self.hosts.len() {
             self.hosts.push(HostRecord { info: ann, left: false, peers: Vec::new() });
@@ -165,6 +179,11 @@ impl State {
             Some(h) if !self.hosts[h as usize].left => Ok(HostId(h)),
             _ => Err(super::ServiceError::UnknownHost(wire_id.to_string())),
         }
+    }
+
+    /// A peer that has not failed or left (downloading, or serving what it holds).
+    pub(super) fn is_active(core: &Scheduler, peer: PeerId) -> bool {
+        !matches!(core.peer_state(peer), None | Some(PeerState::Failed | PeerState::Leave))
     }
 
     pub(super) fn peer_record(&self, peer: PeerId) -> &PeerRecord {

@@ -25,6 +25,11 @@ fn tuning() -> Tuning {
         shutdown_grace: Duration::from_secs(1),
         peer_stream_capacity: 64,
         seed_watch_capacity: 16,
+        max_hosts: 100_000,
+        max_peers_per_host: 16_384,
+        max_tasks: 100_000,
+        max_message_bytes: 1 << 20,
+        max_stream_messages_per_s: 1000,
     }
 }
 
@@ -346,4 +351,44 @@ fn idle_peers_are_evicted_with_a_status() {
         "{msgs:?}"
     );
     assert!(c1.closed_by_scheduler());
+}
+
+/// The admission limits of `[service]`: a host too many, a peer too many on one host and a
+/// live task too many are refused with RESOURCE_EXHAUSTED naming the key; a host that
+/// leaves, and peers that leave, make room again.
+#[test]
+fn admission_limits_refuse_with_the_key_and_free_up_when_things_leave() {
+    let t = Tuning { max_hosts: 2, max_peers_per_host: 2, max_tasks: 2, ..tuning() };
+    let mut s = state_with(SchedulerConfig::preset(Policy::Default), t);
+    s.announce_host(0, host("a", HostKind::Normal, 1)).unwrap();
+    s.announce_host(0, host("b", HostKind::Normal, 2)).unwrap();
+    // Announcing a known host again is no new host.
+    s.announce_host(0, host("a", HostKind::Normal, 1)).unwrap();
+    let e = s.announce_host(0, host("c", HostKind::Normal, 3)).unwrap_err();
+    let status = Status::from(e);
+    assert_eq!(status.code(), Code::ResourceExhausted);
+    assert!(status.message().contains("service.max_hosts"), "{}", status.message());
+    s.leave_host(1, "b").unwrap();
+    s.announce_host(2, host("c", HostKind::Normal, 3)).unwrap();
+
+    let task = |n: u8| format!("{:064x}", n);
+    let r = |peer: &str, host: &str, t: u8| Registration { task_id: task(t), ..reg(peer, host, false) };
+    let (p1, _c1) = register(&mut s, 3, r("p1", "a", 1));
+    let (_p2, _c2) = register(&mut s, 3, r("p2", "a", 2));
+    let (ps, _c) = stream(99, 8);
+    let e = s.register_peer(3, Registration { policy: Policy::Default, ..r("p3", "a", 1) }, ps).unwrap_err();
+    assert!(Status::from(e).message().contains("service.max_peers_per_host"));
+    // Two live tasks: a third is refused, on any host.
+    let (ps, _c) = stream(100, 8);
+    let e = s.register_peer(3, Registration { policy: Policy::Default, ..r("q3", "c", 3) }, ps).unwrap_err();
+    let status = Status::from(e);
+    assert_eq!(status.code(), Code::ResourceExhausted);
+    assert!(status.message().contains("service.max_tasks"), "{}", status.message());
+    // Another peer of a live task is no new task.
+    let (_q1, _cq) = register(&mut s, 3, r("q1", "c", 1));
+    // p1 leaves; a's slot is free again, and task 1 still has q1.
+    s.leave_peer(4, "p1").unwrap();
+    // (An unfinished download that leaves counts as failed.)
+    assert_eq!(s.core().peer_state(p1), Some(crate::core::PeerState::Failed));
+    let (_p4, _c4) = register(&mut s, 5, r("p4", "a", 1));
 }
