@@ -232,3 +232,26 @@ fn bless_then_check_then_regress() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("e2e-small/summary.json"), "{}", show(&o));
     let _ = fs::remove_dir_all(&d);
 }
+
+/// `sim ... | head -1`: a reader that goes away before sim prints; sim ends quietly with
+/// 0 (its report files are written first), where `print!` used to panic on the broken pipe.
+#[test]
+fn a_reader_that_goes_away_is_no_panic() {
+    use std::process::Stdio;
+    let dir = scratch("pipe");
+    let scenario = write_small(&dir);
+    let out = dir.join("out");
+    let mut child = Command::new(sim_bin())
+        .args([scenario.to_str().unwrap(), "--out", out.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("sim starts");
+    // The read end closes at once: sim's first write meets a broken pipe.
+    drop(child.stdout.take());
+    let o = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "exit {:?}, stderr: {stderr}", o.status);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(out.join("e2e-small/summary.json").is_file());
+}

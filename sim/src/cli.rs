@@ -16,6 +16,30 @@ use sim::scenario::{load_scenario, Scenario, ScenarioError};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+/// Writes to stdout. A reader that went away (`sim ... | head`) ends the program quietly
+/// (exit 0: every report file is written before anything is printed about it), where
+/// `print!` would panic on the broken pipe.
+fn out(args: std::fmt::Arguments) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = stdout.write_fmt(args).and_then(|()| stdout.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("error: cannot write to stdout: {e}");
+        std::process::exit(1);
+    }
+}
+
+// `print!` and `println!` in this file go through `out`.
+macro_rules! print {
+    ($($arg:tt)*) => { out(format_args!($($arg)*)) };
+}
+macro_rules! println {
+    () => { out(format_args!("\n")) };
+    ($($arg:tt)*) => {{ out(format_args!($($arg)*)); out(format_args!("\n")); }};
+}
+
 pub const USAGE: &str = "\
 sim: deterministic P2P container-image distribution simulator
 
