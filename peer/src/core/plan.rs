@@ -101,6 +101,11 @@ struct ParentView {
     /// Piece uploads the parent's host had in progress when it last said
     /// (`on_parent_uploads`); `u32::MAX` until it does.
     uploads_active: u32,
+    /// Stall checks in a row at which the parent held nothing this download needs and had
+    /// gained no piece since the check before (`block_idle_parents`).
+    idle_stalls: u32,
+    /// Pieces the parent held at the last stall check.
+    has_at_stall: u32,
 }
 
 /// One word of a parent's pieces that this download still needs (`pick_rarest`).
@@ -689,6 +694,8 @@ impl TaskDownload {
             opened_ns: now,
             last_progress_ns: now,
             uploads_active: u32::MAX,
+            idle_stalls: 0,
+            has_at_stall: u32::MAX,
         });
         true
     }
@@ -992,6 +999,30 @@ impl TaskDownload {
             && self.useful_parents() < self.cfg.min_useful_parents
     }
 
+    /// At a stall: parents that have held nothing this download needs, and gained no piece,
+    /// for `IDLE_STALLS_TO_BLOCK` stall checks in a row go on the blocked list the next
+    /// `Reschedule` carries, so the scheduler places the download elsewhere. Such a parent
+    /// is a download that wants only part of the task (a lazy reader's range) and has it:
+    /// without this a download that wants everything stayed under it, rescheduled
+    /// `max_reschedules` times to the same parents and then asked for the origin (a lazy
+    /// rollout of 8 layers sent the registry 3.9 copies). Kraken's symmetric connections
+    /// have their own idle rule (`conn_lifecycle`).
+    fn block_idle_parents(&mut self) {
+        if self.cfg.symmetric_connections {
+            return;
+        }
+        for i in 0..self.parents.len() {
+            let useless = !self.needed_from(&self.parents[i]);
+            let p = &mut self.parents[i];
+            let count = p.has.count();
+            p.idle_stalls = if useless && count == p.has_at_stall { p.idle_stalls + 1 } else { 0 };
+            p.has_at_stall = count;
+            if p.idle_stalls >= IDLE_STALLS_TO_BLOCK && !self.failed_parents.contains(&p.peer) {
+                self.failed_parents.push(p.peer);
+            }
+        }
+    }
+
     fn maybe_reschedule(&mut self, now: TimeNs, out: &mut Vec<PeerAction>) {
         if self.awaiting_parents || self.needed.is_empty() {
             return;
@@ -1007,6 +1038,9 @@ impl TaskDownload {
             .is_some_and(|i| self.parents.len() < self.cfg.max_parents && since_last >= i);
         if !(self.wants_new_parents() || stalled || announce_due) {
             return;
+        }
+        if stalled {
+            self.block_idle_parents();
         }
         if self.reschedules >= self.cfg.max_reschedules {
             self.awaiting_parents = true;
@@ -1025,6 +1059,11 @@ impl TaskDownload {
         out.push(PeerAction::Reschedule { blocked: std::mem::take(&mut self.failed_parents) });
     }
 }
+
+/// Stall checks (`stall_timeout_ns` apart, 200 ms by default) a parent must be idle and
+/// useless for before it is blocked: about a second, so a parent that is itself waiting
+/// for its next piece is not dropped from a healthy tree.
+const IDLE_STALLS_TO_BLOCK: u32 = 5;
 
 #[cfg(test)]
 #[path = "plan_tests.rs"]

@@ -271,6 +271,48 @@ fn a_parent_failing_outside_a_transfer_is_dropped_and_named_in_the_reschedule() 
     assert_eq!(blocked, vec![vec![PeerId(2)]]);
 }
 
+/// The lazy-reader case: both parents hold only the two pieces they wanted (a range) and
+/// stop there. This download wants all 8: each stall asks the scheduler again, and once
+/// the parents have been idle and useless for `IDLE_STALLS_TO_BLOCK` stall checks in a row
+/// (the first check only records what they hold) the Reschedule names them, so the
+/// scheduler places it elsewhere instead of handing back the same parents until the
+/// download gives up on P2P.
+#[test]
+fn parents_that_stay_idle_with_nothing_needed_are_blocked() {
+    let c = cfg();
+    let stall = c.stall_timeout_ns.max(c.reschedule_backoff_ns);
+    let mut d = TaskDownload::new(c, 8 * 4 * MIB, true, 0);
+    let mut rng = ChaCha8Rng::seed_from_u64(1);
+    let lazy = || vec![parent(1, &[0, 1], 8), parent(2, &[0, 1], 8)];
+    d.on_parents(0, lazy());
+    let mut out = Vec::new();
+    d.poll(0, &mut rng, &mut out);
+    let ms = sched::core::NS_PER_MS;
+    for (piece, from) in fetches(&out) {
+        d.on_piece_done(ms, piece, from, ms);
+    }
+    let mut t = ms;
+    let mut asks = Vec::new();
+    for _ in 0..8 {
+        t += stall + 1;
+        out.clear();
+        d.poll(t, &mut rng, &mut out);
+        let blocked = out.iter().find_map(|a| match a {
+            PeerAction::Reschedule { blocked } => Some(blocked.clone()),
+            _ => None,
+        });
+        let blocked = blocked.expect("a stalled download asks again");
+        let done = !blocked.is_empty();
+        asks.push(blocked);
+        if done {
+            break;
+        }
+        d.on_parents(t, lazy());
+    }
+    assert_eq!(asks.len(), 1 + IDLE_STALLS_TO_BLOCK as usize, "{asks:?}");
+    assert_eq!(asks.last().unwrap(), &vec![PeerId(1), PeerId(2)]);
+}
+
 // ---- Kraken's connection lifecycle (conn_lifecycle) ----
 
 const S: TimeNs = sched::core::NS_PER_S;
