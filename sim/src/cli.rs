@@ -818,14 +818,7 @@ fn cmd_fidelity_compare(
                 x.name,
                 sim::fidelity::compare::show(x.unit, x.measured),
                 sim::fidelity::compare::show(x.unit, x.simulated),
-                {
-                    let e = x.error_pct();
-                    if e.is_finite() {
-                        format!("{e:+.1} %")
-                    } else {
-                        "n/a".into()
-                    }
-                }
+                sim::fidelity::compare::error_cell(x)
             );
         }
     }

@@ -3,8 +3,8 @@
 
 use super::compare::Comparison;
 use crate::report::charts::{
-    build_chart, draw_axes, draw_legend, label, legend_height, mode_color, thick_path, tick_label, titled, Axis,
-    Figure, LegendEntry, Swatch, GREY,
+    build_chart, cdf_points, draw_axes, draw_legend, label, legend_height, mode_color, thick_path, tick_label, titled,
+    Axis, Figure, LegendEntry, Swatch, GREY,
 };
 use crate::report::format::secs_short;
 use crate::report::text::Txt;
@@ -15,18 +15,6 @@ use plotters::style::text_anchor::{HPos, VPos};
 pub struct FidelityCdf<'a> {
     pub comparison: &'a Comparison,
     pub subtitle: String,
-}
-
-/// The empirical CDF as a step polyline, in percent, from `lo` to `hi`.
-fn steps(sorted: &[f64], lo: f64, hi: f64) -> Vec<(f64, f64)> {
-    let n = sorted.len().max(1) as f64;
-    let mut pts = vec![(lo, 0.0)];
-    for (i, &t) in sorted.iter().enumerate() {
-        pts.push((t, 100.0 * i as f64 / n));
-        pts.push((t, 100.0 * (i + 1) as f64 / n));
-    }
-    pts.push((hi, 100.0 * sorted.len() as f64 / n));
-    pts
 }
 
 impl FidelityCdf<'_> {
@@ -118,8 +106,8 @@ impl Figure for FidelityCdf<'_> {
         ))?;
         for (mode, meas, sim) in &curves {
             let c = mode_color(*mode);
-            thick_path(root, &mut chart, &steps(meas, x.lo(), x.hi()), c, 3, raster)?;
-            chart.draw_series(DashedLineSeries::new(steps(sim, x.lo(), x.hi()), 10, 6, c.stroke_width(3)))?;
+            thick_path(root, &mut chart, &cdf_points(meas, x.lo(), x.hi()), c, 3, raster)?;
+            chart.draw_series(DashedLineSeries::new(cdf_points(sim, x.lo(), x.hi()), 10, 6, c.stroke_width(3)))?;
         }
         draw_legend(&legend, &entries)?;
         Ok(())

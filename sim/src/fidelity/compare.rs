@@ -122,37 +122,24 @@ fn compare_mode(
     let simulated = sorted(sim.pods.iter().map(|p| p.started_s).collect());
     let pct = |v: &[f64], q| nearest_rank(v, q);
     let t = Some(limits.time_pct);
-    let mut metrics = vec![
-        Metric {
-            name: "p50",
+    let mut metrics: Vec<Metric> = [("p50", 50), ("p99", 99), ("makespan", 100)]
+        .into_iter()
+        .map(|(name, q)| Metric {
+            name,
             unit: Unit::Seconds,
-            measured: pct(&measured, 50),
-            simulated: pct(&simulated, 50),
+            measured: pct(&measured, q),
+            simulated: pct(&simulated, q),
             limit_pct: t,
-        },
-        Metric {
-            name: "p99",
-            unit: Unit::Seconds,
-            measured: pct(&measured, 99),
-            simulated: pct(&simulated, 99),
-            limit_pct: t,
-        },
-        Metric {
-            name: "makespan",
-            unit: Unit::Seconds,
-            measured: pct(&measured, 100),
-            simulated: pct(&simulated, 100),
-            limit_pct: t,
-        },
-        Metric {
-            name: "registry bytes",
-            unit: Unit::Bytes,
-            measured: m.registry_bytes as f64,
-            // Blob bytes: the registry's access log counts blob GETs, not manifests.
-            simulated: sim.registry_bytes.saturating_sub(manifest_bytes) as f64,
-            limit_pct: Some(limits.bytes_pct),
-        },
-    ];
+        })
+        .collect();
+    metrics.push(Metric {
+        name: "registry bytes",
+        unit: Unit::Bytes,
+        measured: m.registry_bytes as f64,
+        // Blob bytes: the registry's access log counts blob GETs, not manifests.
+        simulated: sim.registry_bytes.saturating_sub(manifest_bytes) as f64,
+        limit_pct: Some(limits.bytes_pct),
+    });
     if let Some(seed) = m.seed_upload_bytes {
         metrics.push(Metric {
             name: "seed upload bytes",
@@ -214,7 +201,8 @@ pub fn show(unit: Unit, v: f64) -> String {
     }
 }
 
-fn error_cell(m: &Metric) -> String {
+/// A metric's error as a table cell: `+1.2 %`, or `n/a` when nothing was measured.
+pub fn error_cell(m: &Metric) -> String {
     let e = m.error_pct();
     if e.is_finite() {
         format!("{e:+.1} %")

@@ -568,7 +568,7 @@ impl Figure for StartupCdf {
 /// The polyline of an empirical CDF in percent. Up to 100 pods it is the exact step
 /// function; above, it joins the points (t_i, 100 (i+1)/n), which looks the same at chart
 /// resolution and avoids hundreds of 1-pixel stair steps.
-fn cdf_points(starts: &[f64], lo: f64, hi: f64) -> Vec<(f64, f64)> {
+pub(crate) fn cdf_points(starts: &[f64], lo: f64, hi: f64) -> Vec<(f64, f64)> {
     let n = starts.len();
     let mut pts = vec![(lo, 0.0)];
     if n == 0 {
