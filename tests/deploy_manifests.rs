@@ -127,8 +127,29 @@ fn temp_dir(name: &str) -> PathBuf {
 
 // ---- configurations, through the binaries' own parsers ----
 
+/// Where the manifests mount the grant key Secret (`p2pimg-grant-key`), which the operator
+/// creates and the manifests never hold.
+const GRANT_KEY_PATH: &str = "/etc/p2pimg-grant/grant.key";
+
+/// `text` with the grant key path pointing at a temporary 32-byte key, so that the parsers
+/// (which read the key file at load) can check the rest.
+fn with_test_grant_key(text: &str) -> String {
+    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let dir = temp_dir(&format!("grant-key-{}", CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)));
+    let key = dir.join("grant.key");
+    std::fs::write(&key, [7u8; 32]).unwrap();
+    text.replace(GRANT_KEY_PATH, key.to_str().unwrap())
+}
+
+/// A Kubernetes scheduler configuration: grants on, the key from the mounted Secret.
+fn k8s_scheduler_config(text: &str, origin: &str) -> sched::service::ServiceConfig {
+    assert!(text.contains(GRANT_KEY_PATH), "{origin}: [service] grant_key_file is not {GRANT_KEY_PATH}");
+    scheduler_config(text, origin)
+}
+
+/// A scheduler configuration (systemd's turn grants on by hand: deploy/README.md).
 fn scheduler_config(text: &str, origin: &str) -> sched::service::ServiceConfig {
-    sched::service::config::parse(text, origin).unwrap_or_else(|e| panic!("{e}"))
+    sched::service::config::parse(&with_test_grant_key(text), origin).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// One `[[mirror.registries]]` entry: the name clients use and where it is reached.
@@ -143,7 +164,7 @@ struct Mirrored {
 /// `listen.mirror` when the file sets it, and the mirrored registries.
 fn peer_config(text: &str, origin: &str) -> (DaemonConfig, Option<SocketAddr>, Vec<Mirrored>) {
     let raw: toml::Table = toml::from_str(text).unwrap_or_else(|e| panic!("{origin}: {e}"));
-    let cfg = peer::daemon::config::parse(text, origin).unwrap_or_else(|e| panic!("{e}"));
+    let cfg = peer::daemon::config::parse(&with_test_grant_key(text), origin).unwrap_or_else(|e| panic!("{e}"));
     let listen_mirror = raw.get("listen").and_then(|l| l.get("mirror")).map(|_| cfg.listen.mirror);
     let registries =
         cfg.mirror.registries.iter().map(|r| Mirrored { host: r.host.clone(), upstream: r.endpoint() }).collect();
@@ -384,7 +405,7 @@ fn scheduler_probes_ports_and_metrics_match_its_config() {
             .as_str()
             .unwrap();
         let text = config_text(objects, spec, volume, file);
-        let cfg = scheduler_config(&text, &format!("{tree}: ConfigMap {file}"));
+        let cfg = k8s_scheduler_config(&text, &format!("{tree}: ConfigMap {file}"));
         for probe in ["readinessProbe", "livenessProbe"] {
             assert_eq!(c[probe]["httpGet"]["path"], "/healthz", "{tree}: scheduler {probe}");
             assert_eq!(
@@ -424,7 +445,7 @@ fn every_peer_and_seed_lists_every_scheduler_replica_in_order() {
         let svc = sts["spec"]["serviceName"].as_str().unwrap();
         let sched_spec = pod_spec(sts);
         let sched_text = config_text(objects, sched_spec, "config", "scheduler.toml");
-        let sched_cfg = scheduler_config(&sched_text, "scheduler.toml");
+        let sched_cfg = k8s_scheduler_config(&sched_text, "scheduler.toml");
         let expected: Vec<String> = (0..replicas)
             .map(|i| format!("http://{SCHEDULER}-{i}.{svc}.{ns}.svc.cluster.local:{}", sched_cfg.grpc_addr.port()))
             .collect();

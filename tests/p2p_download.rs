@@ -2,7 +2,7 @@
 //! `peerd`, normal `peerd`s and `dfget`, with a counting HTTP origin. Checks the bytes,
 //! how many copies the origin served, and where each peer's bytes came from.
 
-use e2e::cluster::{self, dfget, start_peer, start_scheduler, PeerOptions};
+use e2e::cluster::{self, start_peer, start_scheduler, PeerOptions};
 use e2e::origin_server::Origin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,16 +20,7 @@ fn peers_share_one_origin_copy() {
     let mut seed = start_peer(&dir, "seed", Some(&sched.grpc), &PeerOptions { seed: true, ..Default::default() });
     let mut peers: Vec<_> =
         (0..4).map(|i| start_peer(&dir, &format!("peer{i}"), Some(&sched.grpc), &PeerOptions::default())).collect();
-    let outputs: Vec<_> = std::thread::scope(|s| {
-        let handles: Vec<_> = peers
-            .iter()
-            .map(|p| {
-                let (api, url, out) = (p.local_api.clone(), url.clone(), dir.join(format!("{}.out", p.name)));
-                s.spawn(move || (dfget(&api, &url, &out, &[]), out))
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap()).collect()
-    });
+    let outputs = cluster::dfget_all(&peers, &url, &dir);
     for (i, (out, path)) in outputs.iter().enumerate() {
         assert!(
             out.status.success(),
@@ -90,16 +81,7 @@ fn peers_that_give_up_on_p2p_go_to_the_origin_only_when_the_scheduler_admits_the
         ..Default::default()
     };
     let peers: Vec<_> = (0..4).map(|i| start_peer(&dir, &format!("peer{i}"), Some(&grpc), &impatient)).collect();
-    let outputs: Vec<_> = std::thread::scope(|s| {
-        let handles: Vec<_> = peers
-            .iter()
-            .map(|p| {
-                let (api, url, out) = (p.local_api.clone(), url.clone(), dir.join(format!("{}.out", p.name)));
-                s.spawn(move || (dfget(&api, &url, &out, &[]), out))
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap()).collect()
-    });
+    let outputs = cluster::dfget_all(&peers, &url, &dir);
     for (i, (out, path)) in outputs.iter().enumerate() {
         assert!(
             out.status.success(),

@@ -40,6 +40,7 @@ fn registration(peer: u32, host: u32, need_back_to_source: bool) -> RegisterPeer
         content_length: u64::from(PIECES) * (4 << 20),
         need_back_to_source,
         policy: sched::Policy::Default,
+        partial: false,
     }
 }
 

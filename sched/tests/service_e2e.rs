@@ -50,6 +50,7 @@ fn register(peer: &str, host: &str, need_back_to_source: bool) -> pb::AnnouncePe
             request_headers: [("authorization".to_string(), "Bearer t".to_string())].into_iter().collect(),
             completed: false,
             policy: "default".into(),
+            partial: false,
         })),
     }
 }

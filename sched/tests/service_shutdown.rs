@@ -83,6 +83,7 @@ async fn sigterm_closes_streams_and_exits_zero() {
         content_length_bytes: 1 << 20,
         piece_count: 1,
         policy: "default".into(),
+        partial: false,
         ..Default::default()
     };
     out.send(pb::AnnouncePeerRequest { request: Some(pb::announce_peer_request::Request::Register(register)) })

@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 pub mod config_file;
+pub mod grant;
 pub mod logging;
 pub mod probe_http;
 #[cfg(not(madsim))]

@@ -125,11 +125,16 @@ pub fn start_scheduler_at(dir: &Path, grpc: String, http: String) -> Scheduler {
 
 /// A scheduler whose `[scheduler]` table also holds `scheduler_keys` (TOML lines).
 pub fn start_scheduler_with(dir: &Path, grpc: String, http: String, scheduler_keys: &str) -> Scheduler {
+    start_scheduler_full(dir, grpc, http, "", scheduler_keys)
+}
+
+/// A scheduler whose `[service]` and `[scheduler]` tables also hold these TOML lines.
+pub fn start_scheduler_full(dir: &Path, grpc: String, http: String, service_keys: &str, scheduler_keys: &str) -> Scheduler {
     let config = dir.join("scheduler.toml");
     std::fs::write(
         &config,
         format!(
-            "[listen]\ngrpc = \"{grpc}\"\nhttp = \"{http}\"\n[service]\nrng_seed = 7\n[log]\nfilter = \"info\"\n[scheduler]\npolicy = \"default\"\n{scheduler_keys}\n"
+            "[listen]\ngrpc = \"{grpc}\"\nhttp = \"{http}\"\n[service]\nrng_seed = 7\n{service_keys}\n[log]\nfilter = \"info\"\n[scheduler]\npolicy = \"default\"\n{scheduler_keys}\n"
         ),
     )
     .unwrap();
@@ -183,6 +188,8 @@ impl Default for PeerOptions {
 pub struct Peer {
     pub proc: Proc,
     pub name: String,
+    /// The data plane's address.
+    pub data: String,
     pub local_api: String,
     pub http: String,
     /// The registry mirror's address (`off` when disabled).
@@ -233,6 +240,7 @@ pub fn start_peer_with(dir: &Path, name: &str, config: PathBuf, store_dir: PathB
     Peer {
         proc,
         name: name.to_string(),
+        data: field("data"),
         local_api: field("local_api"),
         http: field("http"),
         mirror: field("mirror"),
@@ -293,6 +301,21 @@ pub fn dfget(local_api: &str, url: &str, output: &Path, extra: &[&str]) -> Outpu
         std::thread::sleep(Duration::from_millis(20));
     }
     child.wait_with_output().expect("dfget output")
+}
+
+/// `dfget` of `url` through every daemon at once, each to `DIR/<name>.out`; the outputs
+/// and output paths in the daemons' order.
+pub fn dfget_all(peers: &[Peer], url: &str, dir: &Path) -> Vec<(Output, PathBuf)> {
+    std::thread::scope(|s| {
+        let handles: Vec<_> = peers
+            .iter()
+            .map(|p| {
+                let (api, out) = (p.local_api.clone(), dir.join(format!("{}.out", p.name)));
+                s.spawn(move || (dfget(&api, url, &out, &[]), out))
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    })
 }
 
 /// A raw HTTP GET (one request per connection); the whole response, head included.

@@ -351,6 +351,27 @@ impl PeerConfig {
 mod tests {
     use super::*;
 
+    /// The peer-side baseline constants `sched/README.md` gives a source for ("The baseline
+    /// presets"); a change here changes what `sim compare-policies` compares against.
+    #[test]
+    fn presets_pin_their_sourced_constants() {
+        let d = PeerConfig::preset(Policy::Dragonfly);
+        assert_eq!(d.piece_sizing, PieceSizing::Dragonfly);
+        assert_eq!((d.max_in_flight_total, d.max_parents, d.max_reschedules), (8, 4, 5));
+        assert_eq!(d.stall_timeout_ns, 30 * NS_PER_S);
+        assert_eq!(d.piece_timeout_min_ns, 360 * NS_PER_S);
+        let k = PeerConfig::preset(Policy::Kraken);
+        assert_eq!(k.piece_sizing, PieceSizing::Fixed { piece_bytes: 4_000_000 });
+        assert_eq!(k.piece_selection, PieceSelection::RarestFirst);
+        assert_eq!((k.max_parents, k.max_in_flight_per_parent, k.max_in_flight_per_seed_parent), (10, 3, 5));
+        assert_eq!(k.endgame_pieces, 3);
+        assert_eq!((k.piece_timeout_per_mib_ns, k.piece_timeout_min_ns), (4 * NS_PER_S, 4 * NS_PER_S));
+        assert_eq!(k.reannounce_interval_ns, Some(3 * NS_PER_S));
+        let life = k.conn_lifecycle.expect("kraken closes idle and old connections");
+        assert_eq!((life.preemption_interval_ns, life.conn_tti_ns), (30 * NS_PER_S, 30 * NS_PER_S));
+        assert_eq!((life.conn_ttl_ns, life.blacklist_ns), (3600 * NS_PER_S, 30 * NS_PER_S));
+    }
+
     #[test]
     fn dragonfly_piece_sizes_match_the_reference() {
         let s = PieceSizing::Dragonfly;

@@ -31,6 +31,11 @@ pub enum PeerAction {
     /// without a new piece). Only its `BackToSource` answer (`on_back_to_source`) sends
     /// the download there; parents instead mean no, and P2P goes on.
     AskBackToSource,
+    /// A download that wanted part of the task (`is_partial` at its registration) now
+    /// wants all of it: tell the scheduler (`Scheduler::peer_wants_all`), which gives it
+    /// parents for the stripes it went without (and for everything, when the origin was
+    /// serving its ranges).
+    WantsAll,
     /// Every piece of the task is here.
     Finished,
 }
@@ -140,6 +145,12 @@ pub struct TaskDownload {
     needed: PieceSet,
     /// Pieces someone is waiting on right now (lazy range reads): fetched first.
     urgent: PieceSet,
+    /// Wants only part of the task (created without `want_all`) and has not said otherwise.
+    partial: bool,
+    /// `want_all` came after the download started partial: the next `poll` says `WantsAll`.
+    wants_all_due: bool,
+    /// No scheduler answers (`on_scheduler_lost`): the origin serves everything from then on.
+    scheduler_lost: bool,
     in_flight: BTreeMap<u32, Vec<InFlight>>,
     /// Transfers in `in_flight`, kept so the fill loop need not count them.
     in_flight_total: u32,
@@ -200,6 +211,9 @@ impl TaskDownload {
             needed: wanted.clone(),
             wanted,
             urgent: PieceSet::new(count),
+            partial: !want_all,
+            wants_all_due: false,
+            scheduler_lost: false,
             in_flight: BTreeMap::new(),
             in_flight_total: 0,
             expiry_floor: TimeNs::MAX,
@@ -380,6 +394,7 @@ impl TaskDownload {
     /// through the driver's reconnect attempts. The download goes on from the origin: the
     /// one way there that is not the scheduler's decision, since nobody is left to ask.
     pub fn on_scheduler_lost(&mut self, now: TimeNs) {
+        self.scheduler_lost = true;
         self.on_back_to_source(now);
     }
 
@@ -425,6 +440,7 @@ impl TaskDownload {
                 self.needed.insert(p);
             }
         }
+        self.no_longer_partial();
     }
 
     /// Nothing wanted is missing: every wanted piece is here (a lazy reader's ranges were
@@ -437,6 +453,30 @@ impl TaskDownload {
     pub fn want_all(&mut self) {
         self.want(0..self.piece_count());
         self.urgent = PieceSet::new(self.piece_count());
+        self.no_longer_partial();
+    }
+
+    /// A partial download now wants the whole task: the next `poll` says `WantsAll`.
+    fn no_longer_partial(&mut self) {
+        if std::mem::take(&mut self.partial) {
+            self.wants_all_due = true;
+            if self.phase == Phase::BackToSource && !self.scheduler_lost {
+                // The origin was granted for the ranges read; the rest comes through P2P
+                // (`Scheduler::peer_wants_all` places it): one whole copy from the origin
+                // per lazy reader that once stalled was issue 23's registry storm.
+                // Transfers from the origin already running finish.
+                self.phase = Phase::P2p;
+                self.awaiting_parents = true;
+                self.asked_origin = false;
+                self.reschedules = 0;
+            }
+        }
+    }
+
+    /// Registered as wanting only part of the task (`RegisterPeer::partial`): true from
+    /// `new` without `want_all` until `want_all` or `want_rest`.
+    pub fn is_partial(&self) -> bool {
+        self.partial
     }
 
     pub fn on_piece_done(&mut self, now: TimeNs, piece: u32, from: Source, cost_ns: u64) {
@@ -586,6 +626,9 @@ impl TaskDownload {
     pub fn poll(&mut self, now: TimeNs, rng: &mut impl Rng, out: &mut Vec<PeerAction>) {
         for (piece, from) in self.pending_cancels.drain(..) {
             out.push(PeerAction::Cancel { piece, from });
+        }
+        if std::mem::take(&mut self.wants_all_due) {
+            out.push(PeerAction::WantsAll);
         }
         if matches!(self.phase, Phase::Done | Phase::Refused) {
             return;

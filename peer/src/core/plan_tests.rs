@@ -687,3 +687,53 @@ fn a_download_the_scheduler_gave_up_on_fetches_nothing_more() {
     assert_eq!(d.next_deadline(), None);
     assert!(poll_at(&mut d, 100 * NS_PER_S).is_empty());
 }
+
+#[test]
+fn a_lazy_reader_is_partial_until_it_wants_all_and_says_so_once() {
+    let mut d = TaskDownload::new(cfg(), 8 * 4 * MIB, false, 0);
+    assert!(d.is_partial());
+    assert!(!poll_at(&mut d, 0).contains(&PeerAction::WantsAll), "a reader that wants nothing more says nothing");
+    d.want_all();
+    assert!(!d.is_partial());
+    let first = poll_at(&mut d, 1);
+    assert_eq!(first.iter().filter(|a| **a == PeerAction::WantsAll).count(), 1, "{first:?}");
+    d.want_all();
+    assert!(!poll_at(&mut d, 2).contains(&PeerAction::WantsAll), "told once");
+    // A download that wanted everything from the start is never partial and never says it.
+    let mut whole = TaskDownload::new(cfg(), 8 * 4 * MIB, true, 0);
+    assert!(!whole.is_partial());
+    whole.want_all();
+    assert!(!poll_at(&mut whole, 1).contains(&PeerAction::WantsAll));
+}
+
+#[test]
+fn a_lazy_reader_at_the_origin_fetches_the_rest_through_p2p() {
+    let mut d = TaskDownload::new(cfg(), 8 * 4 * MIB, false, 0);
+    d.want(0..2);
+    d.on_parents(0, Vec::new());
+    d.on_back_to_source(1);
+    let out = poll_at(&mut d, 1);
+    let origin = fetches(&out).iter().filter(|(_, s)| *s == Source::Origin).count();
+    assert!(origin > 0, "its ranges come from the origin: {out:?}");
+    // The prefetch wants everything: the scheduler is told, and the rest waits for parents.
+    d.want_all();
+    assert!(!d.is_back_to_source());
+    let out = poll_at(&mut d, 2);
+    assert!(out.contains(&PeerAction::WantsAll), "{out:?}");
+    assert!(fetches(&out).iter().all(|(_, s)| *s != Source::Origin), "more from the origin: {out:?}");
+    // Parents come: the other pieces are fetched from them.
+    d.on_parents(3, vec![parent(1, &(0..8).collect::<Vec<_>>(), 8)]);
+    let out = poll_at(&mut d, 3);
+    assert!(fetches(&out).iter().any(|(p, s)| *p >= 2 && *s == Source::Parent(PeerId(1))), "{out:?}");
+}
+
+#[test]
+fn a_lazy_reader_without_a_scheduler_stays_at_the_origin_for_the_rest() {
+    let mut d = TaskDownload::new(cfg(), 8 * 4 * MIB, false, 0);
+    d.want(0..2);
+    d.on_scheduler_lost(0);
+    d.want_rest();
+    assert!(d.is_back_to_source(), "nobody would answer a WantsAll");
+    let out = poll_at(&mut d, 1);
+    assert!(fetches(&out).iter().all(|(_, s)| *s == Source::Origin) && !fetches(&out).is_empty(), "{out:?}");
+}

@@ -9,7 +9,7 @@ use crate::storage::{GcPolicy, StoreConfig};
 use crate::task_id::TaskIdConfig;
 use serde::Deserialize;
 use std::net::{IpAddr, SocketAddr};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use svc::{ConfigError, ConfigFile, LogConfig};
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -153,6 +153,12 @@ impl GcSection {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DataplaneSection {
+    /// The cluster key (at least 32 random bytes; the same file as the scheduler's
+    /// `[service] grant_key_file`): the data port then serves a task only to a connection
+    /// that presents the scheduler's grant for it. Read once at load into
+    /// `server.grant_key`; relative to the working directory. Unset: the data port serves
+    /// every task in the store to anyone who reaches it (logged at start).
+    pub grant_key_file: Option<PathBuf>,
     pub server: ServerConfig,
     pub client: ClientConfig,
 }
@@ -319,6 +325,11 @@ pub fn parse(text: &str, origin: &str) -> Result<DaemonConfig, ConfigError> {
     // The data plane's upload slots are the core's (the simulator models the same ones).
     c.dataplane.server.upload_slots = c.core.upload_slots;
     c.dataplane.server.slot_wait_ms = (c.core.upload_slot_wait_ns / 1_000_000).max(1);
+    if let Some(path) = &c.dataplane.grant_key_file {
+        let key = svc::grant::GrantKey::load(path)
+            .map_err(|e| file.error_at(&["dataplane", "grant_key_file"], e.to_string()))?;
+        c.dataplane.server.grant_key = Some(key);
+    }
     check(&c).map_err(|(path, message)| file.error_at(&path, message))?;
     Ok(c)
 }
@@ -579,6 +590,28 @@ mod tests {
         let e = err("[storage]\nprefault_buffer_bytes = 1099511627776\n");
         assert_eq!((e.line, e.key.as_deref()), (Some(2), Some("storage.prefault_buffer_bytes")), "{e}");
         assert!(e.message.contains("at most"), "{e}");
+    }
+
+    #[test]
+    fn grant_key_file_is_read_at_load() {
+        assert_eq!(parse("", "p.toml").unwrap().dataplane.server.grant_key, None);
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("grant.key");
+        std::fs::write(&key, [6u8; 20]).unwrap();
+        let text = format!("[dataplane]\n\ngrant_key_file = \"{}\"\n", key.display());
+        let e = err(&text);
+        assert_eq!((e.line, e.key.as_deref()), (Some(3), Some("dataplane.grant_key_file")), "{e}");
+        assert!(e.message.contains("grant.key") && e.message.contains("holds 20 bytes"), "{e}");
+        std::fs::write(&key, [6u8; 32]).unwrap();
+        let c = parse(&text, "p.toml").unwrap();
+        assert_eq!(c.dataplane.server.grant_key, Some(svc::grant::GrantKey::load(&key).unwrap()));
+        let e = err("[dataplane]\ngrant_key_file = \"/nonexistent/grant.key\"\n");
+        assert!(
+            e.to_string().starts_with(
+                "p.toml:2: dataplane.grant_key_file: cannot read the grant key file /nonexistent/grant.key"
+            ),
+            "{e}"
+        );
     }
 
     #[test]

@@ -117,6 +117,7 @@ pub async fn run(ctx: Arc<Ctx>, job: Job, progress: watch::Sender<Progress>, wan
         Ok(None) => Ok(Ended::Complete),
         Err(e) => Err(e),
     };
+    ctx.client.forget_grant(&job.task);
     match result {
         Ok(Ended::Idle) => {
             tracing::info!(task = %job.task, finished_bytes = p.finished_bytes, "lazy download idle; pieces kept");
@@ -200,6 +201,10 @@ struct Download<'a> {
     /// For the completion log line.
     started: tokio::time::Instant,
 }
+
+/// Key mismatches between this peer and its scheduler, logged once per process.
+static NO_GRANT_LOGGED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+static BAD_GRANT_LOGGED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// Tries to register again after the scheduler stream broke, `REJOIN_BACKOFF` times the
 /// attempt number apart (0.5 + 1 + ... + 2.5 s: a scheduler restart fits in).
@@ -329,6 +334,7 @@ impl<'a> Download<'a> {
             request_headers: self.job.headers.iter().cloned().collect(),
             completed: false,
             policy: self.ctx.peer_config.policy.name().into(),
+            partial: self.plan.is_partial(),
         };
         let _ = out.try_send(pb::AnnouncePeerRequest { request: Some(Req::Register(register)) });
         let call = client.announce_peer(ReceiverStream::new(rx));
@@ -467,7 +473,11 @@ impl<'a> Download<'a> {
             }
             Want::Rest => {
                 self.plan.want_rest();
-                self.origin.want_all();
+                // A lazy reader the origin served goes back to P2P for the rest (the plan
+                // left the origin); one still at the origin reads on to the end.
+                if self.plan.is_back_to_source() {
+                    self.origin.want_all();
+                }
             }
         }
     }
@@ -510,13 +520,18 @@ impl<'a> Download<'a> {
         };
         match response {
             Some(Resp::Registered(_)) | None => {}
-            Some(Resp::Parents(list)) => {
+            Some(Resp::Parents(mut list)) => {
+                self.take_grant(list.grant.take());
                 let parents = self.parents_of(list);
                 self.plan.on_parents(now, parents);
             }
             Some(Resp::BackToSource(b)) => {
                 tracing::info!(task = %self.job.task, reason = b.description, "back to source");
                 self.plan.on_back_to_source(now);
+                if !self.plan.is_partial() {
+                    // The whole content comes from the origin: ranges run to its end.
+                    self.origin.want_all();
+                }
             }
             Some(Resp::Failed(f)) => {
                 self.scheduler_gave_up = true;
@@ -525,6 +540,45 @@ impl<'a> Download<'a> {
                 self.refused = Some(f.description);
             }
         }
+    }
+
+    /// Hands the scheduler's grant for this task to the data-plane client, which presents
+    /// it to the parents. A grant that this peer's own key does not accept, or none while
+    /// this peer has a key, means the scheduler's key differs: logged once per process,
+    /// since every parent with the key would refuse the download.
+    fn take_grant(&mut self, grant: Option<pb::DataGrant>) {
+        let key = self.ctx.cfg.dataplane.server.grant_key.as_ref();
+        let Some(g) = grant else {
+            if key.is_some() && !NO_GRANT_LOGGED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                tracing::error!(
+                    task = %self.job.task,
+                    "the scheduler sent parents without a data-plane grant, but this peer has [dataplane] grant_key_file: parents with the key refuse these downloads; give the scheduler the same file as [service] grant_key_file"
+                );
+            }
+            return;
+        };
+        let Ok(mac) = <[u8; svc::grant::MAC_BYTES]>::try_from(g.mac.as_slice()) else {
+            tracing::warn!(task = %self.job.task, mac_bytes = g.mac.len(), "the scheduler sent a grant whose MAC is not 32 bytes; ignored");
+            return;
+        };
+        let grant = svc::grant::Grant {
+            task: *self.job.task.as_bytes(),
+            host_id: self.ctx.sched.host().id.clone(),
+            expires_unix_s: g.expires_unix_s,
+            mac,
+        };
+        if let Some(key) = key {
+            if let Err(refusal) = key.verify(&grant, &grant.task, svc::grant::unix_now_s()) {
+                if !BAD_GRANT_LOGGED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                    tracing::error!(
+                        task = %self.job.task,
+                        %refusal,
+                        "the scheduler's grant does not check out with this peer's [dataplane] grant_key_file: the scheduler and every peer must read the same key (or the clocks differ by more than the grant's lifetime)"
+                    );
+                }
+            }
+        }
+        self.ctx.client.set_grant(grant);
     }
 
     /// The scheduler's parent list for the plan; new parents get a link (their piece map
@@ -735,6 +789,12 @@ impl<'a> Download<'a> {
                     self.send(Req::AskBackToSource(pb::AskBackToSource {
                         description: "no new piece after max_reschedules rounds".into(),
                     }));
+                }
+            }
+            PeerAction::WantsAll => {
+                // Without a stream the next registration carries `partial = false`.
+                if self.rejoin.is_none() && self.stream.is_some() {
+                    self.send(Req::WantAll(pb::WantAll {}));
                 }
             }
             PeerAction::Finished => self.complete().await?,

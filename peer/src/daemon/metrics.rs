@@ -73,6 +73,7 @@ pub struct Metrics {
     uploaded_bytes: Counter,
     uploaded_pieces: Counter,
     upload_busy: Counter,
+    upload_unauthorized: Counter,
     corrupt_pieces_refused: Counter,
     uploads_active: Gauge,
     store_used: Gauge,
@@ -112,6 +113,12 @@ impl Metrics {
         r.register("upload_pieces", "Pieces sent to children", uploaded_pieces.clone());
         let upload_busy = Counter::default();
         r.register("upload_busy_replies", "Piece requests refused for want of an upload slot", upload_busy.clone());
+        let upload_unauthorized = Counter::default();
+        r.register(
+            "upload_unauthorized_replies",
+            "Data-plane requests refused for want of a valid grant (none, expired, or not checking out)",
+            upload_unauthorized.clone(),
+        );
         let corrupt_pieces_refused = Counter::default();
         r.register(
             "upload_corrupt_pieces",
@@ -158,6 +165,7 @@ impl Metrics {
             uploaded_bytes,
             uploaded_pieces,
             upload_busy,
+            upload_unauthorized,
             corrupt_pieces_refused,
             uploads_active,
             store_used,
@@ -206,6 +214,7 @@ impl Metrics {
         set(&self.uploaded_bytes, s.upload.piece_bytes_sent);
         set(&self.uploaded_pieces, s.upload.pieces_sent);
         set(&self.upload_busy, s.upload.busy_replies);
+        set(&self.upload_unauthorized, s.upload.unauthorized_replies);
         set(&self.corrupt_pieces_refused, s.upload.corrupt_pieces);
         self.uploads_active.set(i64::from(s.upload.uploads_active));
         self.store_used.set(s.store_used_bytes as i64);

@@ -194,6 +194,17 @@ pub async fn start_with_origin(cfg: DaemonConfig, origin: Arc<dyn Origin>) -> Re
     };
     #[cfg(madsim)]
     let origin_insecure: Option<Arc<dyn Origin>> = None;
+    match &cfg.dataplane.server.grant_key {
+        None => tracing::warn!(
+            "no [dataplane] grant_key_file: the data port serves every task in the store to anyone who reaches it, private blobs included; give the scheduler and every peer the same grant key file"
+        ),
+        Some(key) => {
+            if let Some(warning) = key.permission_warning() {
+                tracing::warn!("{warning}");
+            }
+            tracing::info!(key_file = %key.path().display(), "the data port serves a task only with the scheduler's grant");
+        }
+    }
     let client = PeerClient::with_buffers(cfg.dataplane.client.clone(), store.buffers())
         .map_err(|e| StartError::Dataplane(e.to_string()))?;
     let client = Arc::new(client);

@@ -63,6 +63,7 @@ async fn register_completed(ctx: &Ctx, task: &crate::storage::TaskInfo) -> Resul
         request_headers: Default::default(),
         completed: true,
         policy: ctx.peer_config.policy.name().into(),
+        partial: false,
     };
     let (out, rx) = mpsc::channel(1);
     out.try_send(pb::AnnouncePeerRequest { request: Some(Req::Register(register)) })

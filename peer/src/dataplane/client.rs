@@ -13,6 +13,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use svc::grant::Grant;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 
@@ -171,6 +172,8 @@ pub struct PeerClient {
     download_bucket: Option<Arc<TokenBucket>>,
     /// Receive buffers; `recycle` gives them back.
     buffers: Arc<BufferPool>,
+    /// The scheduler's grant per task being downloaded (`set_grant`), presented to parents.
+    grants: Mutex<HashMap<TaskId, Grant>>,
 }
 
 impl PeerClient {
@@ -186,7 +189,25 @@ impl PeerClient {
             Some(rate) => Some(Arc::new(TokenBucket::new(rate, "download_rate").map_err(FetchError::Config)?)),
             None => None,
         };
-        Ok(PeerClient { config, pools: Mutex::new(HashMap::new()), download_bucket, buffers })
+        Ok(PeerClient { config, pools: Mutex::new(HashMap::new()), download_bucket, buffers, grants: Mutex::default() })
+    }
+
+    /// Presents `grant` to every parent asked for its task from now on (replacing an
+    /// earlier grant for it). Expired grants of other tasks are dropped on the way.
+    pub fn set_grant(&self, grant: Grant) {
+        let now = svc::grant::unix_now_s();
+        let mut grants = lock(&self.grants);
+        grants.retain(|_, g| g.expires_unix_s > now);
+        grants.insert(TaskId::from_bytes(grant.task), grant);
+    }
+
+    /// The download of `task` ended: its grant is no longer presented.
+    pub fn forget_grant(&self, task: &TaskId) {
+        lock(&self.grants).remove(task);
+    }
+
+    fn grant(&self, task: &TaskId) -> Option<Grant> {
+        lock(&self.grants).get(task).cloned()
     }
 
     /// Hands a piece's buffer back once its bytes are stored (optional: it saves an
@@ -224,7 +245,7 @@ impl PeerClient {
             // The pipeline slot is free again once the bytes are in, before the hashing.
             let (conn, _lane) =
                 self.connection(parent, Lane::Piece, deadline).await.map_err(|e| e.unwrap_or_else(timed_out))?;
-            conn.call(&Request::GetPiece { task: *task, piece }, deadline)
+            conn.call(&Request::GetPiece { task: *task, piece }, self.grant(task).as_ref(), deadline)
                 .await
                 .map_err(|e| e.unwrap_or_else(timed_out))?
         };
@@ -277,7 +298,8 @@ impl PeerClient {
             wait_ms: wait.as_millis().min(u32::MAX as u128) as u32,
             known: known.map(ParentPieces::usable),
         };
-        let reply = conn.call(&request, deadline).await.map_err(|e| e.unwrap_or_else(timed_out))?;
+        let reply =
+            conn.call(&request, self.grant(task).as_ref(), deadline).await.map_err(|e| e.unwrap_or_else(timed_out))?;
         match reply {
             Reply::Pieces(reply) => merge(parent, known, reply),
             Reply::Error { code, message } => {

@@ -6,14 +6,17 @@ use super::client::{ClientConfig, FetchError};
 use super::frame::{
     self, ErrorCode, PiecesReply, Request, HELLO, KIND_ERROR, KIND_PIECE, KIND_PIECES, MAX_REPLY_BODY, PIECE_PREFIX_LEN,
 };
+use super::grants::MAX_GRANTS_PER_CONNECTION;
 use super::io::{read_body, read_header, write_frame, ReadError};
 use super::ratelimit::TokenBucket;
 use crate::storage::{BufferPool, PieceBuf};
+use crate::task_id::TaskId;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
+use svc::grant::Grant;
 use tokio::io::{AsyncReadExt, BufReader, ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
@@ -37,6 +40,10 @@ pub(super) struct Conn {
     pub(super) shared: Arc<ConnShared>,
     next_id: AtomicU32,
     reader: JoinHandle<()>,
+    /// Tasks whose grant this connection presented, with that grant's expiry: a grant is
+    /// sent once per connection, and again when a fresher one comes (at most
+    /// `MAX_GRANTS_PER_CONNECTION`, the parent's bound, then it starts over).
+    presented: Mutex<HashMap<TaskId, u64>>,
 }
 
 impl Drop for Conn {
@@ -120,7 +127,13 @@ impl Conn {
             buffers,
         });
         let reader = tokio::spawn(read_loop(rd, shared.clone()));
-        Ok(Arc::new(Conn { writer: tokio::sync::Mutex::new(wr), shared, next_id: AtomicU32::new(0), reader }))
+        Ok(Arc::new(Conn {
+            writer: tokio::sync::Mutex::new(wr),
+            shared,
+            next_id: AtomicU32::new(0),
+            reader,
+            presented: Mutex::new(HashMap::new()),
+        }))
     }
 }
 
@@ -158,8 +171,47 @@ impl Conn {
         lock(&self.shared.pending).closed.is_none()
     }
 
-    /// Sends a request and waits for its reply until `deadline`; `Err(None)` on timeout.
-    pub(super) async fn call(&self, request: &Request, deadline: Instant) -> Result<Reply, Option<FetchError>> {
+    /// Sends a request, after `grant` when this connection has not presented it yet, and
+    /// waits for its reply until `deadline`; `Err(None)` on timeout.
+    pub(super) async fn call(
+        &self,
+        request: &Request,
+        grant: Option<&Grant>,
+        deadline: Instant,
+    ) -> Result<Reply, Option<FetchError>> {
+        let mut bytes = match grant.filter(|g| self.mark_presented(g)) {
+            Some(g) => frame::encode_request(self.next_id.fetch_add(1, Ordering::Relaxed), &Request::Grant(g.clone())),
+            None => Vec::new(),
+        };
+        let reply = self.call_with(request, &mut bytes, deadline).await;
+        if let (Ok(Reply::Error { code: ErrorCode::Unauthorized, .. }), Some(task)) = (&reply, request.reads_task()) {
+            // The parent dropped or refused it: present it again next time.
+            lock(&self.presented).remove(task);
+        }
+        reply
+    }
+
+    /// Records `grant` as presented here; false when it was already.
+    fn mark_presented(&self, grant: &Grant) -> bool {
+        let mut presented = lock(&self.presented);
+        let task = TaskId::from_bytes(grant.task);
+        if presented.get(&task) == Some(&grant.expires_unix_s) {
+            return false;
+        }
+        if presented.len() >= MAX_GRANTS_PER_CONNECTION && !presented.contains_key(&task) {
+            presented.clear();
+        }
+        presented.insert(task, grant.expires_unix_s);
+        true
+    }
+
+    /// Writes `prefix` (a Grant frame, or nothing) and the request in one write.
+    async fn call_with(
+        &self,
+        request: &Request,
+        prefix: &mut Vec<u8>,
+        deadline: Instant,
+    ) -> Result<Reply, Option<FetchError>> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         {
@@ -171,7 +223,8 @@ impl Conn {
         }
         // Whatever happens next (timeout, the caller gives up), the waiter leaves the map.
         let _waiter = WaiterGuard { shared: &self.shared, id };
-        let bytes = frame::encode_request(id, request);
+        prefix.extend_from_slice(&frame::encode_request(id, request));
+        let bytes = std::mem::take(prefix);
         let send = async { write_frame(&mut *self.writer.lock().await, &bytes).await };
         match time_compat::timeout_at(deadline, send).await {
             Some(Ok(())) => {}

@@ -10,12 +10,21 @@
 //! requests (child -> parent)
 //!   0x01 SyncPieces  task:[32] wait_ms:u32 known_count:u32 known_bitmap
 //!   0x02 GetPiece    task:[32] piece:u32
+//!   0x03 Grant       task:[32] host_id_len:u16 host_id (UTF-8) expires_unix_s:u64 mac:[32]
 //! replies (parent -> child), with the request's id, in any order
 //!   0x81 Pieces      content_bytes:u64 piece_bytes:u64 piece_count:u32 flags:u8
 //!                    uploads_active:u32 finished_bitmap n:u32 n x (piece:u32 crc32:u32)
 //!   0x82 Piece       piece:u32 crc32:u32 data (the rest of the frame)
 //!   0xE0 Error       code:u8 message_len:u16 message (UTF-8)
 //! ```
+//!
+//! Grant carries the scheduler's permission for the child's host to read the task
+//! (`svc::grant`): it has no reply. A parent with a grant key answers SyncPieces and
+//! GetPiece for a task only on a connection that presented a grant for it that checks out
+//! and has not expired (else `Error` code 7, Unauthorized, saying why); a parent without a
+//! key ignores grants. A child presents its grant before its first request for the task on
+//! each connection, and again when it holds a fresher one. Version 3 is kept: peers that are
+//! sent no grant send no Grant frame, so a cluster upgrades before it enables keys.
 //!
 //! A bitmap of `count` pieces is `ceil(count / 8)` bytes, piece `i` at bit `i % 8` of byte
 //! `i / 8`. `known_count` is 0 when the child knows nothing yet, else the task's piece count.
@@ -26,6 +35,7 @@
 use crate::storage::{PieceDigest, MAX_PIECE_BYTES, MAX_PIECE_COUNT};
 use crate::task_id::TaskId;
 use sched::core::PieceSet;
+use svc::grant::{Grant, MAC_BYTES, MAX_HOST_ID_BYTES};
 
 /// 3: Pieces replies carry the parent's uploads in progress (2: CRC32 piece digests,
 /// 1: sha256).
@@ -45,6 +55,7 @@ pub const MAX_DIGESTS_PER_REPLY: usize = 64 * 1024;
 
 pub const KIND_SYNC_PIECES: u8 = 0x01;
 pub const KIND_GET_PIECE: u8 = 0x02;
+pub const KIND_GRANT: u8 = 0x03;
 pub const KIND_PIECES: u8 = 0x81;
 pub const KIND_PIECE: u8 = 0x82;
 pub const KIND_ERROR: u8 = 0xE0;
@@ -70,6 +81,18 @@ pub enum Request {
         task: TaskId,
         piece: u32,
     },
+    /// Opens `grant.task` on this connection (no reply).
+    Grant(Grant),
+}
+
+impl Request {
+    /// The task a request reads; none for a Grant.
+    pub fn reads_task(&self) -> Option<&TaskId> {
+        match self {
+            Request::SyncPieces { task, .. } | Request::GetPiece { task, .. } => Some(task),
+            Request::Grant(_) => None,
+        }
+    }
 }
 
 /// A parent's answer to SyncPieces.
@@ -97,6 +120,9 @@ pub enum ErrorCode {
     CorruptPiece,
     BadRequest,
     Internal,
+    /// The task needs a valid grant on this connection (none, expired, or it did not check
+    /// out); the message says which.
+    Unauthorized,
 }
 
 impl ErrorCode {
@@ -108,6 +134,7 @@ impl ErrorCode {
             ErrorCode::CorruptPiece => 4,
             ErrorCode::BadRequest => 5,
             ErrorCode::Internal => 6,
+            ErrorCode::Unauthorized => 7,
         }
     }
     fn from_wire(code: u8) -> Result<ErrorCode, ProtocolError> {
@@ -118,6 +145,7 @@ impl ErrorCode {
             4 => ErrorCode::CorruptPiece,
             5 => ErrorCode::BadRequest,
             6 => ErrorCode::Internal,
+            7 => ErrorCode::Unauthorized,
             other => return Err(bad(format!("unknown error code {other}"))),
         })
     }
@@ -185,6 +213,17 @@ pub fn encode_request(request_id: u32, request: &Request) -> Vec<u8> {
             body.extend_from_slice(&piece.to_be_bytes());
             frame(KIND_GET_PIECE, request_id, body)
         }
+        Request::Grant(grant) => {
+            // A longer host id is never minted (the scheduler refuses it); cut so the
+            // frame stays decodable, and the MAC then fails at the parent.
+            let host = &grant.host_id.as_bytes()[..grant.host_id.len().min(MAX_HOST_ID_BYTES)];
+            body.extend_from_slice(&grant.task);
+            body.extend_from_slice(&(host.len() as u16).to_be_bytes());
+            body.extend_from_slice(host);
+            body.extend_from_slice(&grant.expires_unix_s.to_be_bytes());
+            body.extend_from_slice(&grant.mac);
+            frame(KIND_GRANT, request_id, body)
+        }
     }
 }
 
@@ -203,6 +242,18 @@ pub fn decode_request(kind: u8, body: &[u8]) -> Result<Request, ProtocolError> {
             Request::SyncPieces { task, wait_ms, known }
         }
         KIND_GET_PIECE => Request::GetPiece { task: TaskId::from_bytes(r.array()?), piece: r.u32()? },
+        KIND_GRANT => {
+            let task = r.array()?;
+            let host_len = r.u16()? as usize;
+            if host_len > MAX_HOST_ID_BYTES {
+                return Err(bad(format!("grant host id of {host_len} bytes is over the limit of {MAX_HOST_ID_BYTES}")));
+            }
+            let host_id =
+                String::from_utf8(r.bytes(host_len)?.to_vec()).map_err(|_| bad("grant host id is not UTF-8"))?;
+            let expires_unix_s = r.u64()?;
+            let mac: [u8; MAC_BYTES] = r.array()?;
+            Request::Grant(Grant { task, host_id, expires_unix_s, mac })
+        }
         other => return Err(bad(format!("unknown request kind 0x{other:02x}"))),
     };
     r.finish()?;
@@ -396,6 +447,41 @@ mod tests {
             assert_eq!(h.request_id, 77);
             assert_eq!(decode_request(h.kind, b).unwrap(), request);
         }
+    }
+
+    fn grant() -> Grant {
+        Grant { task: [5; 32], host_id: "node-7".into(), expires_unix_s: 1_800_000_000, mac: [0xab; MAC_BYTES] }
+    }
+
+    #[test]
+    fn grant_round_trips_and_bad_ones_are_refused() {
+        let bytes = encode_request(9, &Request::Grant(grant()));
+        let (h, b) = body(&bytes);
+        assert_eq!((h.kind, h.request_id), (KIND_GRANT, 9));
+        assert_eq!(b.len(), 32 + 2 + 6 + 8 + 32);
+        assert_eq!(decode_request(h.kind, b).unwrap(), Request::Grant(grant()));
+        assert_eq!(Request::Grant(grant()).reads_task(), None);
+        // Truncated anywhere: an error, not a panic.
+        for cut in 0..b.len() {
+            assert!(decode_request(KIND_GRANT, &b[..cut]).unwrap_err().0.contains("early"), "cut at {cut}");
+        }
+        let mut long = b.to_vec();
+        long.push(0);
+        assert!(decode_request(KIND_GRANT, &long).unwrap_err().0.contains("unexpected bytes"));
+        // A host id over the limit, by its length field.
+        let mut oversize = b.to_vec();
+        oversize[32..34].copy_from_slice(&(MAX_HOST_ID_BYTES as u16 + 1).to_be_bytes());
+        assert!(decode_request(KIND_GRANT, &oversize).unwrap_err().0.contains("over the limit"));
+        let mut not_utf8 = b.to_vec();
+        not_utf8[34] = 0xff;
+        assert!(decode_request(KIND_GRANT, &not_utf8).unwrap_err().0.contains("UTF-8"));
+        // The longest host id fits in a request a parent reads.
+        let longest = Grant { host_id: "h".repeat(MAX_HOST_ID_BYTES), ..grant() };
+        let bytes = encode_request(1, &Request::Grant(longest.clone()));
+        assert!(bytes.len() - HEADER_LEN <= MAX_REQUEST_BODY);
+        assert_eq!(decode_request(KIND_GRANT, &bytes[HEADER_LEN..]).unwrap(), Request::Grant(longest));
+        let e = encode_error(4, ErrorCode::Unauthorized, "task x: no grant");
+        assert_eq!(decode_error(&e[HEADER_LEN..]).unwrap(), (ErrorCode::Unauthorized, "task x: no grant".into()));
     }
 
     #[test]

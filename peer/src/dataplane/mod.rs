@@ -9,6 +9,9 @@
 //!   requests on each (replies carry the request id and may come in any order), paces
 //!   downloads with its own token bucket, and checks every piece against the digest the
 //!   parent advertised; a mismatch is `FetchError::BadDigest` naming the parent.
+//! - Grants (`grants`, `svc::grant`): with a cluster key, a parent serves a task only on a
+//!   connection that presented the scheduler's grant for it; the client presents the grant
+//!   it was given (`PeerClient::set_grant`) before its first request for the task.
 //!
 //! Wire format: `frame`. Sockets and time come from `tokio` (madsim-tokio), so the same code
 //! runs on madsim's simulated network and virtual time when built with `--cfg madsim`.
@@ -16,6 +19,7 @@
 pub mod client;
 mod conn;
 pub mod frame;
+pub mod grants;
 pub(crate) mod io;
 pub mod ratelimit;
 pub mod server;

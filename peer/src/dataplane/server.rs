@@ -7,8 +7,13 @@
 //! as its own task, and one writer task sends the replies in the order they are ready,
 //! charging the upload token bucket as the bytes go out. A piece holds an upload slot from
 //! the disk read until its last byte is written.
+//!
+//! With a grant key (`ServerConfig::grant_key`) the reader loop answers a request for a
+//! task only when the connection presented a valid grant for it (`grants::ConnGrants`),
+//! else at once with `Unauthorized`. Without one, every task in the store is served.
 
 use super::frame::{self, ErrorCode, PiecesReply, Request, HELLO, MAX_DIGESTS_PER_REPLY, MAX_REQUEST_BODY};
+use super::grants::ConnGrants;
 use super::io::{blocking, read_body, read_header, write_frame};
 use super::ratelimit::{RateLimit, TokenBucket};
 use super::slots::{UploadGate, UploadSlot};
@@ -21,6 +26,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use svc::grant::{unix_now_s, GrantKey};
 use svc::watch;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
@@ -63,6 +69,11 @@ pub struct ServerConfig {
     pub max_connections_per_source: u32,
     /// Longest long poll a child may ask for.
     pub max_sync_wait_ms: u32,
+    /// The cluster key: a task is served only on a connection that presented the
+    /// scheduler's grant for it. None: served to anyone. Not a key of
+    /// `[dataplane.server]`: the daemon reads it from `[dataplane] grant_key_file`.
+    #[serde(skip)]
+    pub grant_key: Option<GrantKey>,
 }
 
 impl Default for ServerConfig {
@@ -77,6 +88,7 @@ impl Default for ServerConfig {
             frame_timeout_ms: 10_000,
             max_connections_per_source: 64,
             max_sync_wait_ms: 30_000,
+            grant_key: None,
         }
     }
 }
@@ -117,6 +129,8 @@ pub struct ServerStats {
     pub corrupt_pieces: u64,
     /// Piece requests answered `Busy` (no upload slot in time).
     pub busy_replies: u64,
+    /// Requests refused for want of a valid grant (`Unauthorized`).
+    pub unauthorized_replies: u64,
     pub uploads_active: u32,
     pub uploads_peak: u32,
 }
@@ -131,6 +145,7 @@ struct Counters {
     piece_bytes_sent: AtomicU64,
     corrupt_pieces: AtomicU64,
     busy_replies: AtomicU64,
+    unauthorized_replies: AtomicU64,
 }
 
 fn bump(counter: &AtomicU64, by: u64) {
@@ -197,6 +212,7 @@ impl Server {
             piece_bytes_sent: get(&c.piece_bytes_sent),
             corrupt_pieces: get(&c.corrupt_pieces),
             busy_replies: get(&c.busy_replies),
+            unauthorized_replies: get(&c.unauthorized_replies),
             uploads_active: self.shared.gate.active(),
             uploads_peak: self.shared.gate.peak_active(),
         }
@@ -317,6 +333,7 @@ async fn serve_connection(
     let writer = tokio::spawn(write_loop(wr, outgoing, shared.clone(), closed.clone()));
     let in_flight = Arc::new(Semaphore::new(max_requests));
     let idle = Duration::from_millis(shared.config.idle_timeout_ms);
+    let mut grants = ConnGrants::default();
     loop {
         let permit = svc::select! {
             permit = in_flight.clone().acquire_owned() => match permit { Ok(p) => p, Err(_) => break },
@@ -358,7 +375,18 @@ async fn serve_connection(
         };
         bump(&shared.counters.requests, 1);
         match request {
+            Ok(Request::Grant(grant)) => {
+                if let Some(key) = &shared.config.grant_key {
+                    grants.present(key, &grant, unix_now_s());
+                }
+            }
             Ok(request) => {
+                if let Err(reason) = authorize(&shared, &grants, &request) {
+                    bump(&shared.counters.unauthorized_replies, 1);
+                    let bytes = frame::encode_error(header.request_id, ErrorCode::Unauthorized, &reason);
+                    let _ = replies.send(Outgoing::Frame { bytes, _request: permit }).await;
+                    continue;
+                }
                 let ctx = RequestCtx { shared: shared.clone(), closed: closed.clone(), stop: stop.clone() };
                 let replies = replies.clone();
                 tokio::spawn(async move {
@@ -379,6 +407,15 @@ async fn serve_connection(
     closed_tx.send_replace(true);
     let _ = writer.await;
     open.fetch_sub(1, Ordering::Relaxed);
+}
+
+/// Whether the connection may have `request` answered (always without a grant key); the
+/// error is the refusal's message.
+fn authorize(shared: &Shared, grants: &ConnGrants, request: &Request) -> Result<(), String> {
+    match (&shared.config.grant_key, request.reads_task()) {
+        (Some(_), Some(task)) => grants.check(task, unix_now_s()),
+        _ => Ok(()),
+    }
 }
 
 async fn write_loop(
@@ -489,6 +526,8 @@ async fn handle(request: Request, id: u32, ctx: &RequestCtx) -> Option<Reply> {
                 Err(e) => Reply::error(id, (ErrorCode::Internal, e.to_string())),
             })
         }
+        // Applied by the reader loop; never spawned.
+        Request::Grant(_) => None,
         Request::SyncPieces { task, wait_ms, known } => {
             let wait = Duration::from_millis(wait_ms.min(ctx.shared.config.max_sync_wait_ms) as u64);
             Some(match sync_pieces(ctx, &task, known.as_ref(), wait).await? {

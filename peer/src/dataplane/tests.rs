@@ -480,3 +480,142 @@ async fn a_body_buffer_grows_with_what_arrives_not_with_what_is_announced() {
     tx.write_all(&[2u8; 100_000]).await.unwrap();
     assert_eq!(reading.await.unwrap().unwrap(), 100_000);
 }
+
+mod grants {
+    use super::*;
+    use svc::grant::{unix_now_s, GrantKey};
+
+    fn keyed(key: &GrantKey) -> ServerConfig {
+        ServerConfig { grant_key: Some(key.clone()), ..ServerConfig::default() }
+    }
+
+    fn refusal(result: Result<impl std::fmt::Debug, FetchError>) -> String {
+        match result {
+            Err(FetchError::Refused { code: ErrorCode::Unauthorized, message, .. }) => message,
+            other => panic!("expected Unauthorized, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_keyed_parent_serves_a_task_only_with_a_valid_grant_for_it() {
+        let key = GrantKey::from_bytes(&[42; 32]).unwrap();
+        let parent = Parent::start(4, 4096, 0..4, keyed(&key)).await;
+        let (task, digest) = (parent.task, *parent.piece(1).digest());
+        let in_an_hour = unix_now_s() + 3600;
+
+        // No grant: refused, no bytes, for both requests.
+        let stranger = client(ClientConfig::default());
+        let m = refusal(stranger.fetch_piece(parent.addr(), &task, 1, &digest).await);
+        assert!(m.contains(&task.to_string()) && m.contains("no grant"), "{m}");
+        let m = refusal(stranger.sync_pieces(parent.addr(), &task, None, WAIT_NONE).await);
+        assert!(m.contains("no grant"), "{m}");
+
+        // A valid grant for another task does not open this one.
+        let other_task = [0xee; 32];
+        let elsewhere = client(ClientConfig::default());
+        elsewhere.set_grant(key.mint(&other_task, "node-b", in_an_hour));
+        // Its grant is presented and accepted (the parent just does not hold that task).
+        let other = TaskId::from_bytes(other_task);
+        match elsewhere.sync_pieces(parent.addr(), &other, None, WAIT_NONE).await {
+            Err(FetchError::Refused { code: ErrorCode::TaskNotFound, .. }) => {}
+            got => panic!("expected TaskNotFound for the granted task, got {got:?}"),
+        }
+        let m = refusal(elsewhere.fetch_piece(parent.addr(), &task, 1, &digest).await);
+        assert!(m.contains("no grant") && m.contains("1 grants for other tasks"), "{m}");
+
+        // Another cluster's key, an expired grant, one for another host presented as ours.
+        let forger = client(ClientConfig::default());
+        forger.set_grant(GrantKey::from_bytes(&[43; 32]).unwrap().mint(task.as_bytes(), "node-c", in_an_hour));
+        assert!(refusal(forger.fetch_piece(parent.addr(), &task, 1, &digest).await).contains("MAC"));
+        let late = client(ClientConfig::default());
+        late.set_grant(key.mint(task.as_bytes(), "node-d", unix_now_s() - 1));
+        assert!(refusal(late.fetch_piece(parent.addr(), &task, 1, &digest).await).contains("expired"));
+        let borrowed = client(ClientConfig::default());
+        let mut g = key.mint(task.as_bytes(), "node-e", in_an_hour);
+        g.host_id = "node-f".into();
+        borrowed.set_grant(g);
+        assert!(refusal(borrowed.fetch_piece(parent.addr(), &task, 1, &digest).await).contains("MAC"));
+
+        // The genuine child, while the stranger keeps trying (bounded).
+        let genuine = client(ClientConfig::default());
+        genuine.set_grant(key.mint(task.as_bytes(), "node-a", in_an_hour));
+        let before = parent.server.stats().unauthorized_replies;
+        let attempts = 200;
+        let (served, refused) = tokio::join!(
+            async {
+                let mut served = Vec::new();
+                for round in 0..10u32 {
+                    let p = round % 4;
+                    let piece = genuine.fetch_piece(parent.addr(), &task, p, parent.piece(p).digest()).await;
+                    served.push(piece.expect("the genuine child is served").data().to_vec() == parent.piece(p).data());
+                }
+                served
+            },
+            async {
+                let mut refused = 0;
+                for _ in 0..attempts {
+                    if let Err(FetchError::Refused { code: ErrorCode::Unauthorized, .. }) =
+                        stranger.fetch_piece(parent.addr(), &task, 2, &digest).await
+                    {
+                        refused += 1;
+                    }
+                }
+                refused
+            }
+        );
+        assert!(served.iter().all(|&same| same), "{served:?}");
+        assert_eq!(refused, attempts, "every request without a grant is refused");
+        let update = genuine.sync_pieces(parent.addr(), &task, None, WAIT_NONE).await.unwrap();
+        assert_eq!(update.added, vec![0, 1, 2, 3]);
+        let stats = parent.server.stats();
+        assert_eq!(stats.unauthorized_replies - before, attempts as u64);
+        assert_eq!(stats.pieces_sent, 10, "only the genuine child's pieces left the parent");
+    }
+
+    #[tokio::test]
+    async fn a_parent_without_a_key_serves_with_or_without_grants() {
+        let parent = Parent::start(2, 4096, 0..2, ServerConfig::default()).await;
+        let with_grant = client(ClientConfig::default());
+        let key = GrantKey::from_bytes(&[1; 32]).unwrap();
+        with_grant.set_grant(key.mint(parent.task.as_bytes(), "node-a", unix_now_s() + 60));
+        for c in [&with_grant, &client(ClientConfig::default())] {
+            let piece = c.fetch_piece(parent.addr(), &parent.task, 1, parent.piece(1).digest()).await.unwrap();
+            assert_eq!(piece.data(), parent.piece(1).data());
+        }
+        assert_eq!(parent.server.stats().unauthorized_replies, 0);
+    }
+
+    #[tokio::test]
+    async fn a_raw_request_without_a_grant_gets_only_an_unauthorized_error_frame() {
+        let key = GrantKey::from_bytes(&[42; 32]).unwrap();
+        let parent = Parent::start(1, 4096, [0], keyed(&key)).await;
+        let mut s = tokio::net::TcpStream::connect(parent.addr()).await.unwrap();
+        s.write_all(&frame::HELLO).await.unwrap();
+        s.write_all(&frame::encode_request(5, &frame::Request::GetPiece { task: parent.task, piece: 0 }))
+            .await
+            .unwrap();
+        let mut hello = [0u8; 8];
+        s.read_exact(&mut hello).await.unwrap();
+        let mut head = [0u8; frame::HEADER_LEN];
+        s.read_exact(&mut head).await.unwrap();
+        let h = frame::decode_header(&head).unwrap();
+        assert_eq!((h.kind, h.request_id), (frame::KIND_ERROR, 5));
+        let mut body = vec![0u8; h.body_len];
+        s.read_exact(&mut body).await.unwrap();
+        let (code, message) = frame::decode_error(&body).unwrap();
+        assert_eq!(code, ErrorCode::Unauthorized, "{message}");
+        assert!(!body.windows(64).any(|w| w == &parent.data[..64]), "no piece bytes in the refusal");
+        // Nothing else follows; the connection stays open for a grant.
+        let mut more = [0u8; 1];
+        let next = tokio::time::timeout(Duration::from_millis(200), s.read(&mut more)).await;
+        assert!(next.is_err(), "nothing more was sent: {next:?}");
+        let grant = key.mint(parent.task.as_bytes(), "node-a", svc::grant::unix_now_s() + 60);
+        s.write_all(&frame::encode_request(6, &frame::Request::Grant(grant))).await.unwrap();
+        s.write_all(&frame::encode_request(7, &frame::Request::GetPiece { task: parent.task, piece: 0 }))
+            .await
+            .unwrap();
+        s.read_exact(&mut head).await.unwrap();
+        let h = frame::decode_header(&head).unwrap();
+        assert_eq!((h.kind, h.request_id), (frame::KIND_PIECE, 7), "served once granted; a Grant has no reply");
+    }
+}

@@ -182,3 +182,25 @@ impl SchedulerConfig {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The baseline constants `sched/README.md` gives a source for ("The baseline presets").
+    /// A change here changes what `sim compare-policies` compares against: update the table.
+    #[test]
+    fn presets_pin_their_sourced_constants() {
+        let d = SchedulerConfig::preset(Policy::Dragonfly);
+        assert_eq!((d.filter_parent_limit, d.candidate_parent_limit), (15, 4));
+        assert_eq!(d.back_to_source_limit, 200);
+        assert_eq!(d.retry_interval_ns, 500 * NS_PER_MS);
+        assert_eq!((d.retry_back_to_source_limit, d.retry_limit), (4, 5));
+        assert_eq!((d.normal_upload_limit, d.seed_upload_limit), (200, 2000));
+        assert_eq!(d.seed_failed_timeout_ns, 30 * 60 * NS_PER_S);
+        let k = SchedulerConfig::preset(Policy::Kraken);
+        assert_eq!((k.candidate_parent_limit, k.filter_parent_limit), (50, 50));
+        assert_eq!(k.back_to_source_limit, 0);
+        assert_eq!((k.poll_initial_ns, k.poll_factor, k.poll_max_ns), (NS_PER_S, 1.3, 5 * NS_PER_S));
+    }
+}

@@ -114,6 +114,9 @@ pub struct Peer {
     pub stripe_depth: Vec<u16>,
     /// Default policy: child edges in all stripe DAGs of the task (kept, not recounted).
     pub stripe_children: u32,
+    /// Fetches only part of the task (`RegisterPeer::partial`) until
+    /// `Scheduler::peer_wants_all` or its finish.
+    pub partial: bool,
 }
 
 /// `Peer::stripe_depth` of a peer without a parent in that stripe.

@@ -61,6 +61,10 @@ pub struct RegisterPeer {
     pub need_back_to_source: bool,
     /// The policy the peer's core runs; it must be the scheduler's.
     pub policy: Policy,
+    /// The peer fetches only part of the task (a lazy reader's ranges) until it says it
+    /// wants all of it (`Scheduler::peer_wants_all`). An origin grant to it covers those
+    /// ranges only.
+    pub partial: bool,
 }
 
 /// One finished piece, as a peer reports it.
@@ -275,6 +279,7 @@ impl Scheduler {
         }
         // Default policy: the peer is an inner node of the stripe with the fewest so far
         // (a completed peer is a parent in every stripe; it takes no home).
+        let partial = req.partial && !completed && !is_seed;
         let home_stripe = (!is_seed && !completed && stripes > 0).then(|| {
             let (si, members) =
                 task.home_members.iter_mut().enumerate().min_by_key(|(_, m)| m.len()).expect("stripes > 0");
@@ -325,6 +330,7 @@ impl Scheduler {
                 home_stripe,
                 stripe_depth,
                 stripe_children: 0,
+                partial,
             },
         );
         self.hosts.get_mut(&req.host).expect("checked above").peers.push(req.peer);
@@ -476,10 +482,37 @@ impl Scheduler {
         Ok(out)
     }
 
+    /// A partial peer (`RegisterPeer::partial`) now wants the whole task (a lazy reader's
+    /// background prefetch). One the origin served its ranges comes back to P2P for the
+    /// rest (its peer core left the origin too): a whole blob from the origin for every
+    /// lazy reader that once stalled was issue 23's registry storm. A no-op for a peer that
+    /// wanted all already.
+    pub fn peer_wants_all(&mut self, now: TimeNs, peer: PeerId) -> Result<Vec<Decision>, SchedError> {
+        let p = self.peers.get_mut(&peer).ok_or(SchedError::UnknownPeer(peer))?;
+        if !std::mem::take(&mut p.partial) {
+            return Ok(Vec::new());
+        }
+        if p.state == PeerState::BackToSource && !p.is_seed {
+            let task = p.task;
+            self.tasks.get_mut(&task).expect("a peer's task exists").back_to_source.remove(&peer);
+            self.set_state(peer, PeerState::Running);
+            self.refresh_fed(peer);
+        }
+        // Stripes it went without while its ranges came from elsewhere get a parent now.
+        let mut out = Vec::new();
+        if matches!(self.peers[&peer].state, PeerState::Received | PeerState::Running) {
+            self.schedule(now, peer, true, &mut out);
+        }
+        self.wake_waiters(now, &mut out);
+        Ok(out)
+    }
+
     pub fn peer_finished(&mut self, now: TimeNs, peer: PeerId) -> Result<Vec<Decision>, SchedError> {
         let p = self.peers.get_mut(&peer).ok_or(SchedError::UnknownPeer(peer))?;
         p.finished = PieceSet::full(p.finished.len());
         p.waiting_since = None;
+        // It holds the whole task now, whatever it set out to fetch.
+        p.partial = false;
         let task = p.task;
         self.set_state(peer, PeerState::Succeeded);
         self.drop_in_edges(peer);

@@ -34,6 +34,7 @@ fn reg(peer: u32, host: u32, seed: bool) -> RegisterPeer {
         content_length: 10 << 20,
         need_back_to_source: seed,
         policy: Policy::Default,
+        partial: false,
     }
 }
 
@@ -449,7 +450,7 @@ proptest! {
             let out = match op {
                 0 if !registered.contains(&a) => {
                     registered.push(a);
-                    s.register_peer_as_own(now, RegisterPeer { peer: PeerId(a), task: TaskId(0), task_key: 1, host: HostId(a % 12), piece_count: 8, content_length: 8 << 20, need_back_to_source: a % 12 >= 10 , policy: Policy::Default}).unwrap()
+                    s.register_peer_as_own(now, RegisterPeer { peer: PeerId(a), task: TaskId(0), task_key: 1, host: HostId(a % 12), piece_count: 8, content_length: 8 << 20, need_back_to_source: a % 12 >= 10 , policy: Policy::Default, partial: false}).unwrap()
                 }
                 1 if registered.contains(&a) => s.reschedule(now, PeerId(a), &[PeerId(b)]).unwrap(),
                 2 if registered.contains(&a) => s.peer_finished(now, PeerId(a)).unwrap(),
@@ -472,7 +473,7 @@ proptest! {
     /// The default policy's fed index, waiting sets and serving counts stay equal to what
     /// they summarise under random operations on several tasks and hosts that fill up.
     #[test]
-    fn fed_index_stays_consistent(seed in 0u64..1000, ops in proptest::collection::vec((0u8..8, 0u32..40, 0u32..40), 1..200)) {
+    fn fed_index_stays_consistent(seed in 0u64..1000, ops in proptest::collection::vec((0u8..9, 0u32..40, 0u32..40), 1..200)) {
         let mut cfg = SchedulerConfig::preset(Policy::Default);
         // Few uploads per host, so hosts fill and free up and peers leave and rejoin the index.
         cfg.normal_upload_limit = 4;
@@ -492,8 +493,12 @@ proptest! {
                 0 | 1 if !registered.contains(&a) => {
                     registered.push(a);
                     let host = a % 14;
-                    s.register_peer_as_own(now, RegisterPeer { peer: PeerId(a), task: TaskId(a % 2), task_key: u64::from(a % 2), host: HostId(host), piece_count: 8, content_length: 8 << 20, need_back_to_source: host >= 12 , policy: Policy::Default}).unwrap()
+                    // Every third normal peer is a lazy reader (partial) until op 7.
+                    let partial = host < 12 && b % 3 == 0;
+                    s.register_peer_as_own(now, RegisterPeer { peer: PeerId(a), task: TaskId(a % 2), task_key: u64::from(a % 2), host: HostId(host), piece_count: 8, content_length: 8 << 20, need_back_to_source: host >= 12 , policy: Policy::Default, partial}).unwrap()
                 }
+                7 if registered.contains(&a) => s.peer_wants_all(now, PeerId(a)).unwrap(),
+                8 if registered.contains(&a) => s.ask_back_to_source(now, PeerId(a)).unwrap(),
                 1 if registered.contains(&a) => s.reschedule(now, PeerId(a), &[PeerId(b)]).unwrap(),
                 2 if registered.contains(&a) => s.peer_finished(now, PeerId(a)).unwrap(),
                 3 if registered.contains(&a) => { s.peer_failed(now, PeerId(a)).unwrap(); Vec::new() }
@@ -508,7 +513,7 @@ proptest! {
                 }
                 6 if !registered.contains(&a) && a % 14 < 12 => {
                     registered.push(a);
-                    s.register_completed_peer_as_own(now, RegisterPeer { peer: PeerId(a), task: TaskId(a % 2), task_key: u64::from(a % 2), host: HostId(a % 14), piece_count: 8, content_length: 8 << 20, need_back_to_source: false , policy: Policy::Default}).unwrap()
+                    s.register_completed_peer_as_own(now, RegisterPeer { peer: PeerId(a), task: TaskId(a % 2), task_key: u64::from(a % 2), host: HostId(a % 14), piece_count: 8, content_length: 8 << 20, need_back_to_source: false , policy: Policy::Default, partial: false}).unwrap()
                 }
                 _ => s.on_timers(now),
             };
@@ -683,3 +688,33 @@ fn an_unavailable_seed_lets_the_waiting_peers_go_on_without_it() {
     let d = s.on_timers(wait + 1);
     assert!(d.iter().any(|d| matches!(d, Decision::BackToSource { peer: PeerId(1), .. })), "{d:?}");
 }
+
+#[test]
+fn a_lazy_reader_sent_to_the_origin_comes_back_to_p2p_when_it_wants_the_whole_task() {
+    let mut s = sched(Policy::Default, 4, 1);
+    s.register_peer_as_own(0, reg(9, 4, true)).unwrap();
+    for p in 1..4 {
+        s.register_peer_as_own(0, reg(p, p, false)).unwrap();
+    }
+    // Reader 0 stalled on its ranges and asked for the origin: granted, under the limit.
+    s.register_peer_as_own(0, RegisterPeer { partial: true, ..reg(0, 0, false) }).unwrap();
+    let d = s.ask_back_to_source(NS_PER_MS, PeerId(0)).unwrap();
+    assert!(d.iter().any(|d| matches!(d, Decision::BackToSource { peer: PeerId(0), .. })), "{d:?}");
+    assert!(s.tasks[&TaskId(0)].back_to_source.contains(&PeerId(0)));
+    // Its prefetch wants the whole blob: that comes through P2P, not from the origin.
+    let d = s.peer_wants_all(2 * NS_PER_MS, PeerId(0)).unwrap();
+    assert!(!s.tasks[&TaskId(0)].back_to_source.contains(&PeerId(0)), "still counted at the origin");
+    assert_eq!(s.peers[&PeerId(0)].state, PeerState::Running);
+    assert!(d.iter().any(|d| matches!(d, Decision::Parents { peer: PeerId(0), .. })), "no parents: {d:?}");
+    assert!(!d.iter().any(|d| matches!(d, Decision::BackToSource { .. })), "{d:?}");
+    // Once is enough; an unknown peer is an error naming it.
+    assert!(s.peer_wants_all(3 * NS_PER_MS, PeerId(0)).unwrap().is_empty());
+    assert!(matches!(s.peer_wants_all(3 * NS_PER_MS, PeerId(77)), Err(SchedError::UnknownPeer(PeerId(77)))));
+    // A whole-task download at the origin stays there when it says it wants everything.
+    let d = s.ask_back_to_source(4 * NS_PER_MS, PeerId(1)).unwrap();
+    assert!(d.iter().any(|d| matches!(d, Decision::BackToSource { peer: PeerId(1), .. })), "{d:?}");
+    assert!(s.peer_wants_all(5 * NS_PER_MS, PeerId(1)).unwrap().is_empty());
+    assert_eq!(s.peers[&PeerId(1)].state, PeerState::BackToSource);
+    assert!(indexes_hold(&s).is_ok());
+}
+

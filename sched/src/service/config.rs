@@ -12,6 +12,8 @@
 //! max_tasks = 100000       # and second (beyond them: RESOURCE_EXHAUSTED naming the key)
 //! max_message_bytes = 1048576
 //! max_stream_messages_per_s = 1000
+//! grant_key_file = "/etc/p2pimg/grant.key" # unset: no data-plane grants (see below)
+//! grant_ttl_s = 3600
 //!
 //! [log]
 //! filter = "info"          # tracing filter; RUST_LOG overrides it
@@ -22,12 +24,19 @@
 //! retry_limit = 3          # any field of SchedulerConfig overrides the policy's preset
 //! ```
 //!
+//! `grant_key_file` names the cluster key (at least 32 random bytes, the same file as every
+//! peer's `[dataplane] grant_key_file`): each Parents then carries a grant for the peer's
+//! task that its parents check before serving it (`grants.rs`). A relative path is read
+//! from the working directory. The file is read here, once; a file group or others can read
+//! is accepted and logged as a warning at start.
+//!
 //! Every error is one line, `FILE:LINE: KEY: what is wrong`, and nothing here panics.
 
+use super::grants::GrantIssuer;
 use crate::core::{Policy, SchedulerConfig, TimeNs, NS_PER_MS};
 use serde::Deserialize;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 use svc::ConfigFile;
 pub use svc::{ConfigError, LogConfig, LogFormat};
@@ -42,6 +51,8 @@ pub struct ServiceConfig {
     pub rng_seed: Option<u64>,
     pub log: LogConfig,
     pub scheduler: SchedulerConfig,
+    /// Data-plane grants (`[service] grant_key_file`); none: Parents carry no grant.
+    pub grants: Option<GrantIssuer>,
 }
 
 /// The service's own limits and periods.
@@ -118,6 +129,8 @@ struct ServiceSection {
     max_tasks: u32,
     max_message_bytes: u32,
     max_stream_messages_per_s: u32,
+    grant_key_file: Option<PathBuf>,
+    grant_ttl_s: u64,
 }
 
 impl Default for ServiceSection {
@@ -135,6 +148,12 @@ impl Default for ServiceSection {
             max_tasks: 100_000,
             max_message_bytes: 1 << 20,
             max_stream_messages_per_s: 1000,
+            grant_key_file: None,
+            // A grant must outlast the download it opens: a layer of tens of GiB over a
+            // slow link takes tens of minutes, and a fresh grant comes only with the next
+            // Parents (a change of parents, a Reschedule). An hour covers that and bounds
+            // what a leaked grant opens (one task) to an hour.
+            grant_ttl_s: 3600,
         }
     }
 }
@@ -191,6 +210,23 @@ pub fn parse(text: &str, origin: &str) -> Result<ServiceConfig, ConfigError> {
             ),
         ));
     }
+    if !(MIN_GRANT_TTL_S..=MAX_GRANT_TTL_S).contains(&s.grant_ttl_s) {
+        return Err(at(
+            &["service", "grant_ttl_s"],
+            format!(
+                "is {}; must be between {MIN_GRANT_TTL_S} (a grant must outlive a download's first requests, across clock skew) and {MAX_GRANT_TTL_S} (a week; longer grants are near-permanent permissions)",
+                s.grant_ttl_s
+            ),
+        ));
+    }
+    let grants = match &s.grant_key_file {
+        Some(path) => {
+            let key =
+                svc::grant::GrantKey::load(path).map_err(|e| at(&["service", "grant_key_file"], e.to_string()))?;
+            Some(GrantIssuer::new(key, s.grant_ttl_s))
+        }
+        None => None,
+    };
     Ok(ServiceConfig {
         grpc_addr: file.listen.grpc,
         http_addr: file.listen.http,
@@ -210,8 +246,12 @@ pub fn parse(text: &str, origin: &str) -> Result<ServiceConfig, ConfigError> {
         rng_seed: s.rng_seed,
         log: file.log,
         scheduler,
+        grants,
     })
 }
+
+const MIN_GRANT_TTL_S: u64 = 60;
+const MAX_GRANT_TTL_S: u64 = 7 * 24 * 3600;
 
 /// `SchedulerConfig::from_table`, the core's reading of a `[scheduler]` table (the
 /// simulator reads a scenario's with it too), with serde's messages given a hint.
@@ -297,6 +337,27 @@ mod tests {
         let e = err("[scheduler\npolicy = 1\n");
         assert_eq!(e.line, Some(1), "{e}");
         assert!(e.message.starts_with("invalid TOML"), "{e}");
+    }
+
+    #[test]
+    fn grant_key_file_is_read_and_checked_at_load() {
+        assert_eq!(parse("", "s.toml").unwrap().grants, None);
+        let dir = std::env::temp_dir().join(format!("sched-grant-key-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let key = dir.join("grant.key");
+        std::fs::write(&key, [5u8; 16]).unwrap();
+        let e = err(&format!("[service]\nmax_hosts = 10\ngrant_key_file = \"{}\"\n", key.display()));
+        assert_eq!((e.line, e.key.as_deref()), (Some(3), Some("service.grant_key_file")), "{e}");
+        assert!(e.message.contains("grant.key") && e.message.contains("at least 32"), "{e}");
+        let e = err(&format!("[service]\ngrant_key_file = \"{}\"\n", dir.join("none.key").display()));
+        assert!(e.message.contains("none.key") && e.message.contains("cannot read"), "{e}");
+        std::fs::write(&key, [5u8; 32]).unwrap();
+        let c = parse(&format!("[service]\ngrant_key_file = \"{}\"\n", key.display()), "s.toml").unwrap();
+        let want = GrantIssuer::new(svc::grant::GrantKey::load(&key).unwrap(), 3600);
+        assert_eq!(c.grants, Some(want));
+        let e = err("[service]\ngrant_ttl_s = 5\n");
+        assert_eq!((e.line, e.key.as_deref()), (Some(2), Some("service.grant_ttl_s")), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

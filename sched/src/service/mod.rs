@@ -9,6 +9,7 @@
 //! - `server.rs`: start, serve, shut down
 //! - `grpc.rs`, `peer_stream.rs`: the RPCs and the AnnouncePeer stream driver
 //! - `wire.rs`, `error.rs`: input checks, conversions, refusals as gRPC statuses
+//! - `grants.rs`: the data-plane grant each Parents carries (`[service] grant_key_file`)
 //! - `state.rs` (decision delivery), `peers.rs`, `seeds.rs`, `stats.rs`, `timers.rs`
 //! - `metrics.rs`, `http.rs`: Prometheus metrics and the routes of `/metrics` and `/healthz`
 //!
@@ -17,6 +18,7 @@
 
 pub mod config;
 pub mod error;
+pub mod grants;
 pub mod grpc;
 pub mod http;
 pub mod ids;

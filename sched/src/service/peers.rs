@@ -87,6 +87,7 @@ impl State {
             content_length: reg.meta.content_length_bytes,
             need_back_to_source: reg.need_back_to_source,
             policy: reg.policy,
+            partial: reg.partial,
         };
         let decisions = if reg.completed {
             self.core.register_completed_peer(now, core_reg)?
@@ -148,6 +149,11 @@ impl State {
             R::AskBackToSource(m) => {
                 tracing::info!(peer = self.peer_wire(peer), description = m.description, "peer asks for the origin");
                 let decisions = self.core.ask_back_to_source(now, peer)?;
+                self.deliver(now, decisions);
+                Ok(())
+            }
+            R::WantAll(_) => {
+                let decisions = self.core.peer_wants_all(now, peer)?;
                 self.deliver(now, decisions);
                 Ok(())
             }

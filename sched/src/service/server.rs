@@ -52,7 +52,18 @@ pub async fn start(cfg: ServiceConfig) -> Result<Running, StartError> {
 
     let seed = cfg.rng_seed.unwrap_or_else(seed_from_clock);
     let metrics = Arc::new(Metrics::new());
-    let state = State::new(cfg.scheduler.clone(), cfg.tuning, seed, metrics);
+    match &cfg.grants {
+        Some(grants) => {
+            if let Some(warning) = grants.key().permission_warning() {
+                tracing::warn!("{warning}");
+            }
+            tracing::info!(key_file = %grants.key().path().display(), "Parents carry data-plane grants");
+        }
+        None => tracing::info!(
+            "no [service] grant_key_file: Parents carry no data-plane grant, so parents configured with a grant key refuse every download"
+        ),
+    }
+    let state = State::new(cfg.scheduler.clone(), cfg.tuning, seed, metrics).with_grants(cfg.grants.clone());
     let (shutdown, shutdown_rx) = watch::channel(false);
     let shared = Arc::new(Shared::new(state, Clock::start(), cfg.tuning, shutdown_rx.clone()));
 

@@ -10,6 +10,7 @@
 //! `seeds.rs` (seed triggering), `stats.rs` (StatTask, StatPeer, gauges), `timers.rs`.
 
 use super::config::Tuning;
+use super::grants::GrantIssuer;
 use super::ids::WireIds;
 use super::metrics::Metrics;
 use super::wire::{self, HostAnnouncement, TaskMeta};
@@ -104,6 +105,9 @@ pub struct State {
     pub(super) next_evict_ns: TimeNs,
     /// Hosts announced and not left (`Tuning::max_hosts`).
     pub(super) live_hosts: usize,
+    /// Mints the grant each Parents carries; none: no grants (parents without a key serve
+    /// anyone).
+    pub(super) grants: Option<GrantIssuer>,
 }
 
 impl State {
@@ -122,7 +126,14 @@ impl State {
             seed_watchers: BTreeMap::new(),
             pending_seeds: BTreeMap::new(),
             live_hosts: 0,
+            grants: None,
         }
+    }
+
+    /// Sends a data-plane grant with every Parents from now on.
+    pub fn with_grants(mut self, grants: Option<GrantIssuer>) -> State {
+        self.grants = grants;
+        self
     }
 
     pub fn core(&self) -> &Scheduler {
@@ -206,7 +217,10 @@ impl State {
                 }
                 Decision::Parents { peer, parents } => {
                     self.metrics.decision("parents");
-                    let parents = pb::Parents { parents: parents.iter().map(|p| self.parent(p)).collect() };
+                    let parents = pb::Parents {
+                        parents: parents.iter().map(|p| self.parent(p)).collect(),
+                        grant: self.grant_for(peer),
+                    };
                     self.send(now, peer, Response::Parents(parents));
                 }
                 Decision::BackToSource { peer, reason } => {
@@ -226,6 +240,20 @@ impl State {
                 }
             }
         }
+    }
+
+    /// The grant for the peer's host to read the peer's task, from the wall clock (grants
+    /// are checked against the parents' clocks, not the core's service-relative time).
+    fn grant_for(&self, peer: PeerId) -> Option<pb::DataGrant> {
+        let issuer = self.grants.as_ref()?;
+        let record = self.peer_record(peer);
+        let task = self.task_ids.wire(record.task.0);
+        let host = &self.hosts[record.host.0 as usize].info.id;
+        let grant = issuer.grant(task, host, svc::grant::unix_now_s());
+        if grant.is_none() {
+            tracing::error!(peer = self.peer_wire(peer), task, "no grant for a task id that is not 64 hex digits");
+        }
+        grant
     }
 
     fn parent(&self, p: &ParentRef) -> pb::Parent {

@@ -73,6 +73,7 @@ fn reg(peer: &str, host: &str, need_back_to_source: bool) -> Registration {
         need_back_to_source,
         completed: false,
         policy: crate::core::Policy::Default,
+        partial: false,
     }
 }
 
@@ -391,4 +392,47 @@ fn admission_limits_refuse_with_the_key_and_free_up_when_things_leave() {
     // (An unfinished download that leaves counts as failed.)
     assert_eq!(s.core().peer_state(p1), Some(crate::core::PeerState::Failed));
     let (_p4, _c4) = register(&mut s, 5, r("p4", "a", 1));
+}
+
+#[test]
+fn parents_carry_a_grant_for_the_child_host_and_task_only_with_a_key() {
+    use super::grants::GrantIssuer;
+    use svc::grant::{Grant, GrantKey};
+    let grants_of = |issuer: Option<GrantIssuer>| {
+        let mut s = state(Policy::Default).with_grants(issuer);
+        s.announce_host(0, host("seed", HostKind::Seed, 1)).unwrap();
+        s.announce_host(0, host("n1", HostKind::Normal, 2)).unwrap();
+        let (watch_tx, _watch_rx) = mpsc::channel(4);
+        s.watch_seed_tasks("seed", SeedWatcher { tx: watch_tx }).unwrap();
+        let (_, mut n1) = register(&mut s, 0, reg("p1", "n1", false));
+        let (_, mut seed) = register(&mut s, NS_PER_MS, reg("seed-p", "seed", true));
+        // The seed is ordered to the origin: no Parents, so no grant.
+        assert!(seed.drain().iter().all(|m| !matches!(m, Ok(Response::Parents(_)))));
+        n1.drain()
+            .into_iter()
+            .rev()
+            .find_map(|m| match m {
+                Ok(Response::Parents(p)) => Some(p.grant),
+                _ => None,
+            })
+            .expect("n1 gets parents")
+    };
+    assert_eq!(grants_of(None), None, "no key, no grant");
+
+    let key = GrantKey::from_bytes(&[4; 32]).unwrap();
+    let before = svc::grant::unix_now_s();
+    let g = grants_of(Some(GrantIssuer::new(key.clone(), 600))).expect("a grant with the Parents");
+    assert!((before + 600..=svc::grant::unix_now_s() + 600).contains(&g.expires_unix_s), "{g:?}");
+    let mut task = [0u8; 32];
+    for (i, b) in task.iter_mut().enumerate() {
+        *b = u8::from_str_radix(&TASK[2 * i..2 * i + 2], 16).unwrap();
+    }
+    let presented = |host: &str| Grant {
+        task,
+        host_id: host.into(),
+        expires_unix_s: g.expires_unix_s,
+        mac: g.mac.clone().try_into().expect("32-byte MAC"),
+    };
+    assert_eq!(key.verify(&presented("n1"), &task, before), Ok(()));
+    assert!(key.verify(&presented("seed"), &task, before).is_err(), "bound to the child's host");
 }

@@ -57,6 +57,8 @@ pub struct Registration {
     pub completed: bool,
     /// The peer core's policy (the core refuses one that is not the scheduler's).
     pub policy: crate::core::Policy,
+    /// The peer fetches only part of the task until `want_all` (`RegisterPeer.partial`).
+    pub partial: bool,
 }
 
 /// A host or peer id: non-empty, bounded, printable.
@@ -206,6 +208,7 @@ pub fn registration(r: pb::RegisterPeer) -> Result<Registration, ServiceError> {
         need_back_to_source: r.need_back_to_source,
         completed: r.completed,
         policy,
+        partial: r.partial && !r.completed,
     })
 }
 
@@ -227,6 +230,7 @@ pub fn request_name(r: &pb::announce_peer_request::Request) -> &'static str {
         R::DownloadFinished(_) => "download_finished",
         R::DownloadFailed(_) => "download_failed",
         R::AskBackToSource(_) => "ask_back_to_source",
+        R::WantAll(_) => "want_all",
     }
 }
 
@@ -280,6 +284,7 @@ mod tests {
             request_headers: Default::default(),
             completed: false,
             policy: "default".into(),
+            partial: false,
         }
     }
 

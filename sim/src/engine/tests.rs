@@ -142,23 +142,72 @@ fn unpack_after_fetch_starts_unpacking_when_every_blob_is_in() {
     assert!((after - (fetched + 2.0)).abs() < 0.01, "{after} vs fetched {fetched}");
 }
 
-/// Issue 23's p2p-lazy storm: TensorFlow-50 with its 3.75 GB in 8 layers. Downloads that
-/// want the whole blob sat under lazy readers that hold only their working set, rescheduled
-/// to the same parents until they gave up on P2P: the registry sent 1.86 copies (3.86 at
-/// 200 nodes). Blocking parents that stay idle with nothing needed (`peer::core`) brings it
-/// to 1.29 (1.33 at 200). What is left comes from the seed's stripe roots being lazy
-/// readers too; the target is 1.05.
-#[test]
-fn lazy_readers_do_not_storm_the_registry_with_eight_layers() {
+/// Issue 23's p2p-lazy storm: TensorFlow with its 3.75 GB in 8 layers sent the registry
+/// 42.7 copies at 200 nodes, then 1.86 (50 nodes) and 3.86 (200) once a download named its
+/// idle parents in its Reschedule (`peer::core`). A lazy reader the origin served
+/// (`RegisterPeer::partial`) now fetches the rest of the blob through P2P once it wants it
+/// whole, instead of a whole copy from the origin: 1.05 and 1.13. What is left comes from
+/// downloads of the whole blob placed under readers (issue 23 keeps the 1.05 target open).
+fn tensorflow_in_eight_layers(pods: u32) -> Scenario {
     let text = include_str!("../../../scenarios/tensorflow-50.toml")
         .replace(
             "layer_bytes = [1_986_743, 134_234_775, 402_700_183, 671_165_591, 939_630_999, 1_073_863_703]",
             "layer_bytes = [1986743, 201353198, 167792951, 289441723, 402700183, 671165591, 939630999, 1073863703]",
         )
+        .replace("pods = 50", &format!("pods = {pods}"))
         .replace("modes = [\"oci\", \"p2p\", \"p2p-lazy\"]", "modes = [\"p2p-lazy\"]");
     assert!(text.contains("167792951"), "the layer list of tensorflow-50.toml changed; update this test");
-    let sc = parse_scenario(&text, "tf50-8-layers.toml").unwrap();
-    let run = run_scenario(&sc, &RunOptions::default()).unwrap();
-    let copies = run.modes[0].registry_bytes as f64 / image_bytes(&sc) as f64;
-    assert!(copies <= 1.35, "the registry sent {copies:.2} copies");
+    parse_scenario(&text, "tf-8-layers.toml").unwrap()
+}
+
+#[test]
+fn lazy_readers_do_not_storm_the_registry_with_eight_layers() {
+    for (pods, limit) in [(50, 1.07), (200, 1.16)] {
+        let sc = tensorflow_in_eight_layers(pods);
+        let run = run_scenario(&sc, &RunOptions::default()).unwrap();
+        let copies = run.modes[0].registry_bytes as f64 / image_bytes(&sc) as f64;
+        assert!(copies <= limit, "{pods} pods: the registry sent {copies:.3} copies (limit {limit})");
+    }
+}
+
+/// Random images (1 to 20 layers, 10 MB to 5 GB in all) on 20 to 300 nodes: P2P and lazy
+/// P2P send the registry at most 1.05 copies of the image. Cases are drawn from a fixed
+/// seed (each is a whole rollout of up to 300 nodes, so they are few and reproducible).
+/// Ignored: lazy P2P of 20 layers of 250 MB still sends 2.66 copies at 300 nodes (3.35
+/// before partial readers) and its working set takes 146 s on 6 Gbit/s nodes; with 6
+/// layers it sends 1.00. Run it with `cargo test --release -p sim -- --ignored random_images`.
+#[test]
+#[ignore = "issue 23: lazy P2P of images with many layers still storms; see the comment"]
+fn p2p_and_lazy_p2p_send_the_registry_one_copy_of_random_images() {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(23);
+    let mut cases: Vec<(u32, Vec<u64>)> = Vec::new();
+    // The corners first: the largest image on the most nodes, the smallest on the fewest.
+    cases.push((300, vec![250_000_000; 20]));
+    cases.push((20, vec![10_000_000]));
+    for _ in 0..4 {
+        let nodes = (20.0 * 15f64.powf(rng.random::<f64>())).round() as u32;
+        let total = 1e7 * 500f64.powf(rng.random::<f64>());
+        let layers = rng.random_range(1..=20usize);
+        let weights: Vec<f64> = (0..layers).map(|_| rng.random_range(0.05..1.0)).collect();
+        let sum: f64 = weights.iter().sum();
+        cases.push((nodes, weights.iter().map(|w| ((total * w / sum) as u64).max(1)).collect()));
+    }
+    for (nodes, layers) in cases {
+        let text = format!(
+            "name = \"storm\"\nseed = 5\nmodes = [\"p2p\", \"p2p-lazy\"]\n[cluster]\npods = {nodes}\nnode_bandwidth_gbps = 6.0\n[image]\nreference = \"t\"\nlayer_bytes = {layers:?}\n"
+        );
+        let sc = parse_scenario(&text, "storm.toml").unwrap();
+        let run = run_scenario(&sc, &RunOptions::default()).unwrap();
+        for m in &run.modes {
+            let copies = m.registry_bytes as f64 / image_bytes(&sc) as f64;
+            let total: u64 = layers.iter().sum();
+            assert!(
+                copies <= 1.05,
+                "{:?}, {nodes} nodes, {} layers, {total} bytes: the registry sent {copies:.3} copies",
+                m.mode,
+                layers.len()
+            );
+        }
+    }
 }

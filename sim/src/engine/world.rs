@@ -30,6 +30,7 @@ pub(crate) enum SchedRequest {
     ParentFailed(PeerId, PeerId),
     Reschedule(PeerId, Vec<PeerId>),
     AskBackToSource(PeerId),
+    WantsAll(PeerId),
     Finished(PeerId),
 }
 
@@ -596,6 +597,7 @@ impl<'a> World<'a> {
             content_length: self.blobs[blob],
             need_back_to_source: is_seed,
             policy: self.policy,
+            partial: self.peers[id.0 as usize].dl.is_partial(),
         };
         self.sched_send(blob, SchedRequest::Register(req), true);
         id
@@ -626,6 +628,7 @@ impl<'a> World<'a> {
             SchedRequest::ParentFailed(peer, parent) => core.piece_failed(now, peer, parent).map(|()| Vec::new()),
             SchedRequest::Reschedule(peer, blocked) => core.reschedule(now, peer, &blocked),
             SchedRequest::AskBackToSource(peer) => core.ask_back_to_source(now, peer),
+            SchedRequest::WantsAll(peer) => core.peer_wants_all(now, peer),
             SchedRequest::Finished(peer) => core.peer_finished(now, peer),
         };
         let decisions = decisions.unwrap_or_else(|e| panic!("scheduler refused a well-formed request: {e}"));
@@ -799,6 +802,7 @@ impl<'a> World<'a> {
                 self.back_to_source_asks += 1;
                 self.sched_send(blob, SchedRequest::AskBackToSource(peer), true)
             }
+            PeerAction::WantsAll => self.sched_send(blob, SchedRequest::WantsAll(peer), true),
             PeerAction::Finished => {
                 self.peers[peer.0 as usize].done = true;
                 self.sched_send(blob, SchedRequest::Finished(peer), false);

@@ -374,3 +374,24 @@ proptest! {
         }
     }
 }
+
+/// `scenarios/published/`: published results of other systems re-expressed as scenarios
+/// (sched/README.md). Each loads, runs a baseline policy and says where its figure comes from.
+#[test]
+fn published_scenarios_load_and_name_their_source() {
+    let dir = scenarios_dir().join("published");
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).expect("scenarios/published exists") {
+        let p = entry.expect("readable entry").path();
+        if p.extension().is_none_or(|x| x != "toml") {
+            continue;
+        }
+        let s = load_scenario(&p).unwrap_or_else(|e| panic!("{e}"));
+        let text = std::fs::read_to_string(&p).unwrap();
+        assert!(text.starts_with("# A published"), "{}: the first comment names the published result", p.display());
+        assert!(text.contains("Assumed"), "{}: states what it assumes", p.display());
+        assert_ne!(s.policy, "default", "{}: runs the baseline it re-expresses", p.display());
+        n += 1;
+    }
+    assert!(n >= 1, "no published scenario in {}", dir.display());
+}
