@@ -2,7 +2,7 @@
 //! reports back: from a parent over the data plane, or from the origin through one
 //! streamed ranged read per download.
 
-use super::error::DownloadError;
+use super::error::{DownloadError, ErrorKind};
 use super::Ctx;
 use crate::dataplane::io::blocking;
 use crate::dataplane::{ErrorCode, FetchError};
@@ -47,22 +47,34 @@ pub async fn from_parent(
     let started = Instant::now();
     let verified = match ctx.client.fetch_piece_then(parent, &task, piece, &digest, on_received).await {
         Ok(v) => v,
-        Err(FetchError::Refused { code: ErrorCode::Busy | ErrorCode::PieceNotAvailable, message, .. }) => {
+        Err(FetchError::Refused { code, message, .. }) if !refusal_blames_parent(code) => {
             return PieceOutcome::Dropped { reason: message }
         }
         Err(error) => return PieceOutcome::ParentFailed { error },
     };
-    store(ctx, task, piece, verified, Some(digest), started).await
+    store(ctx, task, piece, verified, Some((parent, digest)), started).await
 }
 
+/// Whether a parent's refusal of a piece is its fault. Only `Busy` is not (no upload slot:
+/// try another parent). A parent is asked only for pieces it advertised, so answering
+/// `PieceNotAvailable` is claiming a piece it lacks: counted as a failure, the parent is
+/// blocked and reported. (As a drop, the plan asked it again at once: a download spun on
+/// such a parent at 45,000 requests per second until it went to the origin.)
+fn refusal_blames_parent(code: ErrorCode) -> bool {
+    code != ErrorCode::Busy
+}
+
+/// Writes a verified piece; `parent` is where it came from and the digest it advertised
+/// (none: the origin).
 async fn store(
     ctx: Arc<Ctx>,
     task: TaskId,
     piece: u32,
     verified: VerifiedPiece,
-    expected: Option<PieceDigest>,
+    parent: Option<(SocketAddr, PieceDigest)>,
     started: Instant,
 ) -> PieceOutcome {
+    let expected = parent.map(|(_, digest)| digest);
     let bytes = verified.len() as u64;
     let store = ctx.store.clone();
     let client = ctx.client.clone();
@@ -80,7 +92,30 @@ async fn store(
     .await;
     match written {
         Ok(Ok(_)) => PieceOutcome::Stored { bytes, took: started.elapsed() },
-        Ok(Err(e @ StoreError::PieceDigestMismatch { .. })) => PieceOutcome::Dropped { reason: e.to_string() },
+        // The bytes match their source's digest but not the one this store recorded for the
+        // piece earlier (as a drop, the plan asked for it again at once, forever).
+        Ok(Err(e @ StoreError::PieceDigestMismatch { .. })) => match parent {
+            // A parent with other bytes than the record: blocked.
+            Some((parent, _)) => {
+                let reason = format!("its piece differs from the one recorded here: {e}");
+                PieceOutcome::ParentFailed { error: FetchError::Protocol { parent, reason } }
+            }
+            // The origin disagrees with the record: its content changed since the piece was
+            // first stored, or the metadata was altered. The record cannot be kept: the task
+            // starts over on the next download, and this one ends saying so.
+            None => {
+                let dropped = ctx.store.reset_task(&task).map(|d| d.len()).unwrap_or(0);
+                tracing::warn!(task = %task, piece, dropped, error = %e, "the origin's piece disagrees with the store's record; task reset");
+                PieceOutcome::Fatal(DownloadError::new(
+                    ErrorKind::DigestMismatch,
+                    format!(
+                        "{e} (the digest recorded when it was first stored): the content at the origin changed since, \
+                         or the store's metadata was altered; the task's {dropped} stored pieces were dropped: \
+                         download again to fetch it afresh"
+                    ),
+                ))
+            }
+        },
         Ok(Err(e)) => PieceOutcome::Fatal(e.into()),
         Err(e) => PieceOutcome::Fatal(e.into()),
     }
@@ -187,6 +222,26 @@ async fn origin_piece(
         Err(e) => return PieceOutcome::Fatal(e.into()),
     };
     store(ctx, task, piece, verified, None, started).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_busy_parent_is_not_blamed_for_refusing_a_piece() {
+        assert!(!refusal_blames_parent(ErrorCode::Busy));
+        for code in [
+            ErrorCode::PieceNotAvailable,
+            ErrorCode::TaskNotFound,
+            ErrorCode::CorruptPiece,
+            ErrorCode::BadRequest,
+            ErrorCode::Internal,
+            ErrorCode::Unauthorized,
+        ] {
+            assert!(refusal_blames_parent(code), "{code:?}");
+        }
+    }
 }
 
 impl OriginReader {

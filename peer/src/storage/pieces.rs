@@ -489,6 +489,16 @@ impl Store {
         Ok(Sha256Digest::from_bytes(hasher.finalize().into()))
     }
 
+    /// Drops every piece of the task and forgets every recorded piece digest, so the next
+    /// download fetches it afresh: for when a source's bytes for a piece disagree with the
+    /// digest recorded here (the origin's content changed since, or the metadata file was
+    /// altered), which otherwise refuses that piece from everywhere forever. Returns the
+    /// pieces dropped.
+    pub fn reset_task(&self, id: &TaskId) -> Result<Vec<u32>, StoreError> {
+        let pin = self.pin(id)?;
+        Ok(self.reset_pieces(&pin.entry))
+    }
+
     /// Drops every piece and forgets every recorded piece digest; returns the dropped pieces.
     fn reset_pieces(&self, entry: &TaskEntry) -> Vec<u32> {
         let mut state = lock(&entry.state);

@@ -162,6 +162,31 @@ fn a_corrupt_piece_is_detected_dropped_and_never_served() {
 }
 
 #[test]
+fn a_reset_task_takes_pieces_that_disagree_with_its_old_digests() {
+    // The metadata recorded a wrong digest for piece 1 (altered behind the store's back):
+    // its right bytes are refused until the task is reset, and then accepted.
+    let dir = tempfile::tempdir().unwrap();
+    let data = content(3 * PIECE, 8);
+    let (store, _, _) = open(config(dir.path()));
+    let id = store.create_task(spec(8, &data, false)).unwrap().id;
+    store.write_piece(&id, 0, &piece_of(&data, 0), None).unwrap();
+    let other = VerifiedPiece::new(piece_of(&data, 2).into_data());
+    store.write_piece(&id, 1, &other, None).unwrap();
+    corrupt(&store, &id, 1);
+    assert!(matches!(store.read_piece(&id, 1), Err(StoreError::CorruptPiece { .. })));
+    let refused = store.write_piece(&id, 1, &piece_of(&data, 1), None).unwrap_err();
+    assert!(matches!(refused, StoreError::PieceDigestMismatch { piece: 1, .. }), "{refused}");
+    assert_eq!(store.reset_task(&id).unwrap(), vec![0], "the pieces still finished are dropped");
+    let map = store.pieces(&id).unwrap();
+    assert!(map.finished.is_empty() && map.digests.iter().all(Option::is_none));
+    assert_eq!(store.used_bytes(), 0);
+    write_all(&store, &id, &data);
+    store.complete_task(&id).unwrap();
+    assert_eq!(store.read_piece(&id, 1).unwrap(), piece_of(&data, 1));
+    assert!(matches!(store.reset_task(&TaskId::from_bytes([9; 32])), Err(StoreError::TaskNotFound { .. })));
+}
+
+#[test]
 fn restart_keeps_completed_tasks_and_resumes_partial_ones() {
     let dir = tempfile::tempdir().unwrap();
     let done = content(2 * PIECE, 4);
