@@ -6,7 +6,8 @@ use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("{op} {path}{}: {source}", task_suffix(task))]
+    /// On a full disk (ENOSPC, EDQUOT) the message says so and what to do.
+    #[error("{op} {path}{}: {source}{}", task_suffix(task), full_disk_hint(source))]
     Io { task: Option<TaskId>, path: PathBuf, op: &'static str, source: std::io::Error },
 
     #[error("store configuration: {reason}")]
@@ -86,6 +87,43 @@ pub struct ContentDigestMismatch {
     pub dropped_pieces: Vec<u32>,
 }
 
+/// ENOSPC and EDQUOT: what the operator can do about them.
+fn full_disk_hint(source: &std::io::Error) -> &'static str {
+    match source.raw_os_error() {
+        Some(28 | 122) => {
+            "; the filesystem holding the store (storage.dir) is full: free space there, or set storage.quota_bytes \
+             below its free space, then download again (the pieces already stored are kept)"
+        }
+        _ => "",
+    }
+}
+
 fn task_suffix(task: &Option<TaskId>) -> String {
     task.map(|t| format!(" (task {t})")).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_disk_names_the_file_and_says_what_to_do() {
+        let full = StoreError::Io {
+            task: None,
+            path: PathBuf::from("/var/lib/p2pimg/peer/tasks/ab/content"),
+            op: "write piece to",
+            source: std::io::Error::from_raw_os_error(28),
+        };
+        let text = full.to_string();
+        assert!(text.starts_with("write piece to /var/lib/p2pimg/peer/tasks/ab/content: "), "{text}");
+        assert!(text.contains("No space left on device"), "{text}");
+        assert!(text.contains("storage.dir) is full: free space there"), "{text}");
+        let other = StoreError::Io {
+            task: None,
+            path: PathBuf::from("/x"),
+            op: "read piece from",
+            source: std::io::Error::from_raw_os_error(5),
+        };
+        assert!(!other.to_string().contains("full"), "{other}");
+    }
 }
