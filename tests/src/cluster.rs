@@ -168,6 +168,11 @@ pub struct PeerOptions {
     pub piece_bytes: u64,
     /// Keys of the `[peer]` table besides the piece size (TOML lines).
     pub peer_toml: String,
+    /// Keys of the `[storage]` table besides the directory and quota (TOML lines), e.g.
+    /// `meta_flush_pieces = 1`.
+    pub storage_toml: String,
+    /// The store's directory; none: `DIR/<name>-store`.
+    pub store_dir: Option<PathBuf>,
     /// TOML appended to the configuration (e.g. a `[mirror]` section).
     pub extra_toml: String,
 }
@@ -180,6 +185,8 @@ impl Default for PeerOptions {
             quota_bytes: 8 << 30,
             piece_bytes: 4 << 20,
             peer_toml: String::new(),
+            storage_toml: String::new(),
+            store_dir: None,
             extra_toml: String::new(),
         }
     }
@@ -199,7 +206,7 @@ pub struct Peer {
 }
 
 pub fn write_peer_config(dir: &Path, name: &str, scheduler: Option<&str>, o: &PeerOptions) -> (PathBuf, PathBuf) {
-    let store_dir = dir.join(format!("{name}-store"));
+    let store_dir = o.store_dir.clone().unwrap_or_else(|| dir.join(format!("{name}-store")));
     let config = dir.join(format!("{name}.toml"));
     let schedulers = scheduler.map(|s| format!("\"http://{s}\"")).unwrap_or_default();
     let rate = o
@@ -212,7 +219,7 @@ pub fn write_peer_config(dir: &Path, name: &str, scheduler: Option<&str>, o: &Pe
             "[host]\nid = \"{name}\"\nkind = \"{kind}\"\n\
              [listen]\ndata = \"127.0.0.1:0\"\nlocal_api = \"127.0.0.1:0\"\nhttp = \"127.0.0.1:0\"\nmirror = \"127.0.0.1:0\"\n\
              [scheduler]\naddresses = [{schedulers}]\nannounce_interval_ms = 2000\n\
-             [storage]\ndir = \"{store}\"\nquota_bytes = {quota}\n\
+             [storage]\ndir = \"{store}\"\nquota_bytes = {quota}\n{storage_keys}\n\
              [peer]\npiece_sizing = {{ rule = \"fixed\", piece_bytes = {piece} }}\n{peer_keys}\n\
              [origin]\nallowed_networks = [\"127.0.0.0/8\"]\n\
              [dataplane.client]\nrequest_timeout_ms = 10000\n{rate}\
@@ -222,6 +229,7 @@ pub fn write_peer_config(dir: &Path, name: &str, scheduler: Option<&str>, o: &Pe
             quota = o.quota_bytes,
             piece = o.piece_bytes,
             peer_keys = o.peer_toml,
+            storage_keys = o.storage_toml,
             extra = o.extra_toml,
         ),
     )
@@ -348,4 +356,59 @@ pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
 pub fn sha256_hex(data: &[u8]) -> String {
     use sha2::{Digest, Sha256};
     Sha256::digest(data).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The task directories (`tasks/<id>/`, holding `content` and `meta.json`) of a store.
+pub fn task_dirs(store_dir: &Path) -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(store_dir.join("tasks"))
+        .map(|l| l.filter_map(Result::ok).map(|e| e.path()).filter(|p| p.is_dir()).collect())
+        .unwrap_or_default();
+    dirs.sort();
+    dirs
+}
+
+/// Whether this process runs as root (mounts need it).
+pub fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("Uid:").map(|v| v.split_whitespace().next() == Some("0"))))
+        .unwrap_or(false)
+}
+
+/// A tmpfs of a fixed size mounted at a directory, unmounted (lazily, so a process still
+/// holding a file there cannot keep it) and removed when dropped, on every path out of a
+/// test. Declare it before the processes that use it: they are dropped (killed) first.
+pub struct TmpfsMount {
+    pub dir: PathBuf,
+}
+
+impl TmpfsMount {
+    /// Mounts a tmpfs of `bytes` at `dir` (created). Needs root: Err says why it failed.
+    pub fn new(dir: &Path, bytes: u64) -> Result<TmpfsMount, String> {
+        std::fs::create_dir_all(dir).map_err(|e| format!("mkdir {}: {e}", dir.display()))?;
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={bytes},mode=0755"), "tmpfs"])
+            .arg(dir)
+            .output()
+            .map_err(|e| format!("mount: {e}"))?;
+        if !out.status.success() {
+            return Err(format!("mount -t tmpfs at {}: {}", dir.display(), String::from_utf8_lossy(&out.stderr)));
+        }
+        Ok(TmpfsMount { dir: dir.to_path_buf() })
+    }
+
+    /// Bytes free on the mount (`df`'s "Avail").
+    pub fn free_bytes(&self) -> u64 {
+        let out = Command::new("df").args(["--output=avail", "-B1"]).arg(&self.dir).output();
+        out.ok()
+            .and_then(|o| String::from_utf8_lossy(&o.stdout).lines().nth(1).and_then(|l| l.trim().parse().ok()))
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for TmpfsMount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.dir).status();
+        let _ = std::fs::remove_dir(&self.dir);
+    }
 }
