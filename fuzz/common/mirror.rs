@@ -24,7 +24,11 @@ pub fn config() -> MirrorSection {
     MirrorSection {
         registries: vec![
             RegistryEntry { host: "127.0.0.1:5000".into(), endpoint: "http://127.0.0.1:5000".into(), insecure: false },
-            RegistryEntry { host: "docker.io".into(), endpoint: "https://registry-1.docker.io".into(), insecure: false },
+            RegistryEntry {
+                host: "docker.io".into(),
+                endpoint: "https://registry-1.docker.io".into(),
+                insecure: false,
+            },
         ],
         allowed_hosts: vec!["*.trusted.example".into(), "quay.io".into()],
         upstream_header: UPSTREAM_HEADER.into(),

@@ -44,7 +44,10 @@ fuzz_target!(|data: &[u8]| {
                     Some(pb::announce_peer_request::Request::Register(r)) => {
                         let Ok(reg) = wire::registration(r) else { continue };
                         assert!(reg.meta.piece_count <= wire::MAX_PIECE_COUNT);
-                        assert!(reg.task_id.len() == 64 && reg.task_id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
+                        assert!(
+                            reg.task_id.len() == 64
+                                && reg.task_id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+                        );
                         let (tx, rx) = mpsc::channel(64);
                         let (stop, stopped) = oneshot::channel();
                         let stream = PeerStream { id: next_stream, tx, stop };

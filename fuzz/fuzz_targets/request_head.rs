@@ -21,7 +21,8 @@ fuzz_target!(|data: &[u8]| {
     let mut map = HeaderMap::new();
     for h in request.headers.iter() {
         // hyper refuses the request over a header it cannot hold; the mirror never sees it.
-        let (Ok(name), Ok(value)) = (HeaderName::from_bytes(h.name.as_bytes()), HeaderValue::from_bytes(h.value)) else {
+        let (Ok(name), Ok(value)) = (HeaderName::from_bytes(h.name.as_bytes()), HeaderValue::from_bytes(h.value))
+        else {
             return;
         };
         map.append(name, value);
