@@ -41,6 +41,12 @@ mod direct;
 mod error;
 mod gc;
 mod meta;
+/// The metadata file's parser, for the fuzz targets (`fuzz/`); not an API.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use super::meta::{decode as decode_meta, encode as encode_meta, TaskMeta};
+}
 mod open;
 mod piece_cache;
 mod pieces;

@@ -110,6 +110,11 @@ fn referenced_table(dir: &Path, file: &str, name: &str, policy: Policy, which: T
     let fault =
         |key: &str, message: String| Fault { file: Some(shown.clone()), line: None, key: key.to_string(), message };
     let text = std::fs::read_to_string(&path).map_err(|e| fault(name, format!("cannot read: {e}")))?;
+    // toml_edit panics on some invalid files (see load.rs): toml refuses them first.
+    toml::from_str::<toml::Table>(&text).map_err(|e| {
+        let line = e.span().map(|s| super::locate::line_of(&text, s.start));
+        Fault { line, ..fault(name, format!("invalid TOML: {}", e.message())) }
+    })?;
     let doc = Document::parse(text.as_str()).map_err(|e| {
         let line = e.span().map(|s| super::locate::line_of(&text, s.start));
         Fault { line, ..fault(name, format!("invalid TOML: {}", e.message())) }

@@ -190,6 +190,17 @@ fn syntax_errors_point_at_the_line() {
 }
 
 #[test]
+fn files_that_crash_toml_edit_are_syntax_errors() {
+    // The crash input of fuzz/ scenario_toml: toml_edit 0.23.10 panicked on it while
+    // recovering from the first error ("all items have spans").
+    for text in ["=\n.=", "=\n.=\n[cluster]\npods = 2\n"] {
+        let e = parse_err(text);
+        assert_eq!(e.kind, ErrorKind::Syntax, "{e}");
+        assert!(e.message.starts_with("invalid TOML") && e.line.is_some(), "{e}");
+    }
+}
+
+#[test]
 fn unknown_keys_list_the_valid_keys_of_their_table() {
     let e = expect_at(&with("", "colour = 1"), None, "colour", "valid keys of the top level: name, seed");
     assert_eq!(e.kind, ErrorKind::Schema);

@@ -22,6 +22,17 @@ mod route;
 mod stream;
 mod upstream;
 
+/// The mirror's parsers of client and registry bytes, for the fuzz targets (`fuzz/`); not
+/// an API.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use super::headers::{credentials, to_client, to_upstream};
+    pub use super::range::{parse as parse_range, Invalid, Resolved, Spec};
+    pub use super::route::{parse as parse_route, Route, RouteError};
+    pub use super::upstream::{ns_param, resolve, upstream_query, Refusal, Upstream};
+}
+
 use super::Ctx;
 use bytes::Bytes;
 use http::{HeaderMap, Method, Request, Response, StatusCode};
