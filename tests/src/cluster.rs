@@ -129,7 +129,13 @@ pub fn start_scheduler_with(dir: &Path, grpc: String, http: String, scheduler_ke
 }
 
 /// A scheduler whose `[service]` and `[scheduler]` tables also hold these TOML lines.
-pub fn start_scheduler_full(dir: &Path, grpc: String, http: String, service_keys: &str, scheduler_keys: &str) -> Scheduler {
+pub fn start_scheduler_full(
+    dir: &Path,
+    grpc: String,
+    http: String,
+    service_keys: &str,
+    scheduler_keys: &str,
+) -> Scheduler {
     let config = dir.join("scheduler.toml");
     std::fs::write(
         &config,

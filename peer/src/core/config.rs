@@ -13,14 +13,26 @@ pub const MIN_PIECE_BYTES: u64 = 64 << 10;
 /// The largest piece: a piece is held in memory whole by the sender and the receiver.
 pub const MAX_PIECE_BYTES: u64 = 64 << 20;
 
+/// The Rust client's smallest and largest piece and the piece count it aims at
+/// (`MIN_PIECE_LENGTH`, `MAX_PIECE_LENGTH`, `PIECE_COUNT` in `resource/piece.rs`).
+pub const DRAGONFLY_MIN_PIECE_BYTES: u64 = 4 * MIB;
+pub const DRAGONFLY_MAX_PIECE_BYTES: u64 = 64 * MIB;
+pub const DRAGONFLY_TARGET_PIECES: u64 = 500;
+
 /// In a table: `piece_sizing = { rule = "fixed", piece_bytes = 4194304 }`,
 /// `{ rule = "scaled", min_bytes = 524288, max_bytes = 4194304, target_pieces = 384 }` or
-/// `{ rule = "dragonfly" }`.
+/// `{ rule = "dragonfly" }` (the Rust client's rule) or `{ rule = "dragonfly_go" }` (the Go
+/// daemon's).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "rule", rename_all = "snake_case", deny_unknown_fields)]
 pub enum PieceSizing {
-    /// Dragonfly's rule: 4 MiB up to 200 MiB, then 1 MiB more per 100 MiB, at most 15 MiB.
+    /// The Dragonfly Rust client's rule (`dragonfly-client-storage` `resource/piece.rs`),
+    /// what current Dragonfly ships: the next power of two of content / 500, within
+    /// [4 MiB, 64 MiB], so a task has at most about 500 pieces.
     Dragonfly,
+    /// The Go dfdaemon's rule (`internal/util/util.go`): 4 MiB up to 200 MiB, then 1 MiB
+    /// more per 100 MiB, at most 15 MiB.
+    DragonflyGo,
     Fixed {
         piece_bytes: u64,
     },
@@ -40,7 +52,8 @@ impl PieceSizing {
     /// The largest piece this rule gives any task (what a piece buffer must hold).
     pub fn largest_piece_bytes(self) -> u64 {
         match self {
-            PieceSizing::Dragonfly => 15 * MIB,
+            PieceSizing::Dragonfly => DRAGONFLY_MAX_PIECE_BYTES,
+            PieceSizing::DragonflyGo => 15 * MIB,
             PieceSizing::Fixed { piece_bytes } => piece_bytes,
             PieceSizing::Scaled { min_bytes, max_bytes, .. } => max_bytes.max(min_bytes.max(1)),
         }
@@ -48,7 +61,11 @@ impl PieceSizing {
 
     pub fn piece_bytes(self, content_bytes: u64) -> u64 {
         match self {
-            PieceSizing::Dragonfly => {
+            PieceSizing::Dragonfly => (content_bytes / DRAGONFLY_TARGET_PIECES)
+                .checked_next_power_of_two()
+                .unwrap_or(DRAGONFLY_MAX_PIECE_BYTES)
+                .clamp(DRAGONFLY_MIN_PIECE_BYTES, DRAGONFLY_MAX_PIECE_BYTES),
+            PieceSizing::DragonflyGo => {
                 if content_bytes <= 200 * MIB {
                     4 * MIB
                 } else {
@@ -73,6 +90,25 @@ pub enum PieceSelection {
     RandomFromBestParent,
     /// The piece held by the fewest known parents first (Kraken's rarest_first; ours).
     RarestFirst,
+    /// The Dragonfly Rust client (`resource/piece_collector.rs`, `parent_selector.rs`):
+    /// pieces in the order parents report them (here: piece order, every parent reporting
+    /// what it holds at once), each from one of the parents holding it drawn at random,
+    /// weighted by its idle upload: max(maxTx - currentTx, maxTx / 10), full weight when
+    /// the parent has not said (`idle_upload_weight`).
+    InOrderIdleWeighted,
+}
+
+/// The Rust client's weight of a parent for one piece, from the piece uploads its host
+/// reported running (`TaskDownload::on_parent_uploads`): max(maxTx - currentTx, maxTx / 10)
+/// as a fraction of maxTx. A host with an upload running is taken to send at its link's
+/// rate (currentTx = maxTx: 0.1), an idle one at none (1.0), one that has not said as idle
+/// (the client assumes 10 Gbit/s of idle upload for a host it has no figure for).
+pub fn idle_upload_weight(uploads_active: u32) -> f64 {
+    if uploads_active == 0 || uploads_active == u32::MAX {
+        1.0
+    } else {
+        0.1
+    }
 }
 
 /// Kraken's connection lifecycle (`lib/torrent/scheduler`, defaults from `applyDefaults`):
@@ -163,7 +199,7 @@ impl PeerConfig {
             Policy::Dragonfly => PeerConfig {
                 policy,
                 piece_sizing: PieceSizing::Dragonfly,
-                piece_selection: PieceSelection::RandomFromBestParent,
+                piece_selection: PieceSelection::InOrderIdleWeighted,
                 strict_stripes: false,
                 off_stripe_below_uploads: 0,
                 max_in_flight_total: 8,
@@ -357,6 +393,8 @@ mod tests {
     fn presets_pin_their_sourced_constants() {
         let d = PeerConfig::preset(Policy::Dragonfly);
         assert_eq!(d.piece_sizing, PieceSizing::Dragonfly);
+        assert_eq!(d.piece_selection, PieceSelection::InOrderIdleWeighted);
+        assert_eq!((idle_upload_weight(0), idle_upload_weight(3), idle_upload_weight(u32::MAX)), (1.0, 0.1, 1.0));
         assert_eq!((d.max_in_flight_total, d.max_parents, d.max_reschedules), (8, 4, 5));
         assert_eq!(d.stall_timeout_ns, 30 * NS_PER_S);
         assert_eq!(d.piece_timeout_min_ns, 360 * NS_PER_S);
@@ -372,9 +410,26 @@ mod tests {
         assert_eq!((life.conn_ttl_ns, life.blacklist_ns), (3600 * NS_PER_S, 30 * NS_PER_S));
     }
 
+    /// `resource/piece.rs` of the Rust client: next power of two of length / 500 in
+    /// [4 MiB, 64 MiB].
     #[test]
-    fn dragonfly_piece_sizes_match_the_reference() {
+    fn dragonfly_piece_sizes_match_the_rust_client() {
         let s = PieceSizing::Dragonfly;
+        assert_eq!(s.piece_bytes(0), 4 * MIB);
+        assert_eq!(s.piece_bytes(100 * MIB), 4 * MIB);
+        assert_eq!(s.piece_bytes(2000 * MIB), 4 * MIB);
+        assert_eq!(s.piece_bytes(2001 * MIB), 8 * MIB);
+        assert_eq!(s.piece_bytes(1 << 30), 4 * MIB);
+        assert_eq!(s.piece_bytes(3 << 30), 8 * MIB);
+        assert_eq!(s.piece_bytes(10 << 30), 32 * MIB);
+        assert_eq!(s.piece_bytes(100 << 30), 64 * MIB);
+        assert_eq!(s.piece_bytes(u64::MAX), 64 * MIB);
+        assert_eq!(s.largest_piece_bytes(), 64 * MIB);
+    }
+
+    #[test]
+    fn dragonfly_go_piece_sizes_match_the_reference() {
+        let s = PieceSizing::DragonflyGo;
         assert_eq!(s.piece_bytes(100 * MIB), 4 * MIB);
         assert_eq!(s.piece_bytes(300 * MIB), 5 * MIB);
         assert_eq!(s.piece_bytes(1024 * MIB), 12 * MIB);

@@ -2,7 +2,7 @@
 //! flight, timeouts, when to ask for new parents, when to go back to source. Sans-IO: the
 //! driver feeds events in and carries the returned actions out.
 
-use super::config::{PeerConfig, PieceSelection};
+use super::config::{idle_upload_weight, PeerConfig, PieceSelection};
 use rand::seq::SliceRandom;
 use rand::Rng;
 use sched::core::bitset::word_bits;
@@ -856,6 +856,7 @@ impl TaskDownload {
             let choice = match self.cfg.piece_selection {
                 PieceSelection::RarestFirst => self.pick_rarest(rng),
                 PieceSelection::RandomFromBestParent => self.pick_random_from_best(rng),
+                PieceSelection::InOrderIdleWeighted => self.pick_in_order_idle_weighted(rng),
             };
             match choice {
                 Some((piece, parent)) => self.start(now, piece, Source::Parent(parent), out),
@@ -1004,6 +1005,37 @@ impl TaskDownload {
             }
         }
         None
+    }
+
+    /// The Rust client's collector and selector: the first needed piece (urgent ones
+    /// first) that a parent with room holds, from one of those parents drawn with weight
+    /// `idle_upload_weight` of its host's uploads.
+    fn pick_in_order_idle_weighted(&self, rng: &mut impl Rng) -> Option<(u32, PeerId)> {
+        let open: Vec<&ParentView> = self.parents.iter().filter(|p| self.parent_has_room(p)).collect();
+        if open.is_empty() {
+            return None;
+        }
+        let needed = self.needed.words();
+        let first_held = |mask: &dyn Fn(usize) -> u64| {
+            (0..needed.len()).find_map(|wi| {
+                let held = open.iter().fold(0u64, |acc, p| acc | p.has.words().get(wi).copied().unwrap_or(0));
+                let w = held & needed[wi] & mask(wi);
+                (w != 0).then(|| wi as u32 * 64 + w.trailing_zeros())
+            })
+        };
+        let urgent = self.urgent.words();
+        let piece = if self.urgent.is_empty() { None } else { first_held(&|wi| urgent[wi]) }
+            .or_else(|| first_held(&|_| u64::MAX))?;
+        let holders: Vec<&ParentView> = open.into_iter().filter(|p| p.has.contains(piece)).collect();
+        let total: f64 = holders.iter().map(|p| idle_upload_weight(p.uploads_active)).sum();
+        let mut draw = rng.random_range(0.0..total);
+        for p in &holders {
+            draw -= idle_upload_weight(p.uploads_active);
+            if draw < 0.0 {
+                return Some((piece, p.peer));
+            }
+        }
+        holders.last().map(|p| (piece, p.peer))
     }
 
     /// Endgame: a missing piece already in flight, from another parent that has it.

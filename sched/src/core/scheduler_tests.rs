@@ -717,4 +717,3 @@ fn a_lazy_reader_sent_to_the_origin_comes_back_to_p2p_when_it_wants_the_whole_ta
     assert_eq!(s.peers[&PeerId(1)].state, PeerState::BackToSource);
     assert!(indexes_hold(&s).is_ok());
 }
-
