@@ -18,6 +18,13 @@ pub const MAX_PIECE_BYTES: u64 = 64 << 20;
 pub const DRAGONFLY_MIN_PIECE_BYTES: u64 = 4 * MIB;
 pub const DRAGONFLY_MAX_PIECE_BYTES: u64 = 64 * MIB;
 pub const DRAGONFLY_TARGET_PIECES: u64 = 500;
+/// The Rust client sends a file (or range) of at most 4 MiB straight to the source, without
+/// the scheduler (`resource/task.rs`, dragonfly-client-rust.md fact 3).
+pub const DRAGONFLY_DIRECT_SOURCE_MAX_BYTES: u64 = 4 * MIB;
+/// Kraken's agent bandwidth limiter as shipped (`utils/bandwidth/limiter.go` code defaults,
+/// enabled in the agent config, not in the origin's): egress 200 MB/s, ingress 300 MB/s.
+pub const KRAKEN_AGENT_EGRESS_BYTES_PER_S: u64 = 200_000_000;
+pub const KRAKEN_AGENT_INGRESS_BYTES_PER_S: u64 = 300_000_000;
 
 /// In a table: `piece_sizing = { rule = "fixed", piece_bytes = 4194304 }`,
 /// `{ rule = "scaled", min_bytes = 524288, max_bytes = 4194304, target_pieces = 384 }` or
@@ -167,6 +174,11 @@ pub struct PeerConfig {
     pub conn_lifecycle: Option<ConnLifecycle>,
     /// Ask for parents again this often while below `max_parents` (Kraken announces).
     pub reannounce_interval_ns: Option<TimeNs>,
+    /// The host announces one task per interval, round robin over its downloads that are
+    /// below `max_parents` (Kraken's agent: one timer per process, `announcequeue`), so each
+    /// of n such downloads asks every n intervals (`TaskDownload::on_host_announcing`).
+    #[serde(default)]
+    pub reannounce_round_robin: bool,
     /// Ask for new parents when fewer than this many parents can still give pieces...
     pub min_useful_parents: usize,
     /// ...or when nothing arrived for this long although pieces are missing.
@@ -189,6 +201,18 @@ pub struct PeerConfig {
     /// ...at most this long: then the request is refused as busy and the child asks
     /// another parent for the piece.
     pub upload_slot_wait_ns: TimeNs,
+    /// A download of at most this many bytes skips the scheduler and reads the origin at
+    /// once (`TaskDownload::skips_scheduler`): it neither registers nor serves. 0: never.
+    #[serde(default)]
+    pub direct_source_max_bytes: u64,
+    /// Piece bytes per second a normal (not seed) host sends, all uploads together: the
+    /// data plane's `upload_rate` when `[dataplane]` sets none, the host's upload in the
+    /// simulator. None: the link alone limits it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub egress_limit_bytes_per_s: Option<u64>,
+    /// ...and receives, all downloads together (`download_rate`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ingress_limit_bytes_per_s: Option<u64>,
 }
 
 impl PeerConfig {
@@ -211,6 +235,7 @@ impl PeerConfig {
                 symmetric_connections: false,
                 conn_lifecycle: None,
                 reannounce_interval_ns: None,
+                reannounce_round_robin: false,
                 min_useful_parents: 1,
                 stall_timeout_ns: 30 * NS_PER_S,
                 reschedule_backoff_ns: 0,
@@ -221,6 +246,9 @@ impl PeerConfig {
                 report_batch_pieces: 1,
                 upload_slots: 128,
                 upload_slot_wait_ns: 10 * NS_PER_S,
+                direct_source_max_bytes: DRAGONFLY_DIRECT_SOURCE_MAX_BYTES,
+                egress_limit_bytes_per_s: None,
+                ingress_limit_bytes_per_s: None,
             },
             // Kraken agent: 4 MB pieces, 10 connections per blob, 3 requests per agent and
             // 5 per origin, rarest first, endgame at 3, announce every 3 s while not
@@ -248,6 +276,7 @@ impl PeerConfig {
                     blacklist_ns: 30 * NS_PER_S,
                 }),
                 reannounce_interval_ns: Some(3 * NS_PER_S),
+                reannounce_round_robin: true,
                 min_useful_parents: 0,
                 stall_timeout_ns: 30 * NS_PER_S,
                 reschedule_backoff_ns: 3 * NS_PER_S,
@@ -258,6 +287,9 @@ impl PeerConfig {
                 report_batch_pieces: 0,
                 upload_slots: u32::MAX,
                 upload_slot_wait_ns: 10 * NS_PER_S,
+                direct_source_max_bytes: 0,
+                egress_limit_bytes_per_s: Some(KRAKEN_AGENT_EGRESS_BYTES_PER_S),
+                ingress_limit_bytes_per_s: Some(KRAKEN_AGENT_INGRESS_BYTES_PER_S),
             },
             // Ours: pieces scaled to the blob (about 384 per blob in whole 512 KiB, 512 KiB to
             // 4 MiB: short pipelines for small layers, few requests for large ones; 1 MiB
@@ -292,6 +324,7 @@ impl PeerConfig {
                 symmetric_connections: false,
                 conn_lifecycle: None,
                 reannounce_interval_ns: None,
+                reannounce_round_robin: false,
                 min_useful_parents: 2,
                 stall_timeout_ns: 200 * NS_PER_MS,
                 reschedule_backoff_ns: 100 * NS_PER_MS,
@@ -302,6 +335,9 @@ impl PeerConfig {
                 report_batch_pieces: 8,
                 upload_slots: 32,
                 upload_slot_wait_ns: 10 * NS_PER_S,
+                direct_source_max_bytes: 0,
+                egress_limit_bytes_per_s: None,
+                ingress_limit_bytes_per_s: None,
             },
         }
     }
@@ -316,7 +352,8 @@ impl PeerConfig {
         default_policy: Policy,
     ) -> Result<PeerConfig, OverlayError> {
         let policy = table_policy(table, default_policy)?;
-        let optional = ["conn_lifecycle", "reannounce_interval_ns"];
+        let optional =
+            ["conn_lifecycle", "reannounce_interval_ns", "egress_limit_bytes_per_s", "ingress_limit_bytes_per_s"];
         let cfg = overlay(&PeerConfig::preset(policy), table, order, "[peer]", &optional)?;
         cfg.validate().map_err(|(key, message)| OverlayError::new(key, message))?;
         Ok(cfg)
@@ -364,6 +401,17 @@ impl PeerConfig {
         if self.upload_slot_wait_ns < NS_PER_MS {
             return fail("upload_slot_wait_ns", "must be at least 1 ms (1000000)".into());
         }
+        for (key, limit) in [
+            ("egress_limit_bytes_per_s", self.egress_limit_bytes_per_s),
+            ("ingress_limit_bytes_per_s", self.ingress_limit_bytes_per_s),
+        ] {
+            if limit.is_some_and(|l| l < 1_000_000) {
+                return fail(
+                    key,
+                    format!("{key} = {}: at least 1000000 (1 MB/s), or leave it out for no limit", limit.unwrap_or(0)),
+                );
+            }
+        }
         if self.piece_timeout_min_ns < NS_PER_MS {
             return fail("piece_timeout_min_ns", "must be at least 1 ms (1000000)".into());
         }
@@ -398,16 +446,30 @@ mod tests {
         assert_eq!((d.max_in_flight_total, d.max_parents, d.max_reschedules), (8, 4, 5));
         assert_eq!(d.stall_timeout_ns, 30 * NS_PER_S);
         assert_eq!(d.piece_timeout_min_ns, 360 * NS_PER_S);
+        assert_eq!(d.direct_source_max_bytes, 4 * MIB);
+        assert_eq!((d.egress_limit_bytes_per_s, d.ingress_limit_bytes_per_s), (None, None));
         let k = PeerConfig::preset(Policy::Kraken);
+        assert_eq!((k.egress_limit_bytes_per_s, k.ingress_limit_bytes_per_s), (Some(200_000_000), Some(300_000_000)));
+        assert_eq!(k.direct_source_max_bytes, 0);
         assert_eq!(k.piece_sizing, PieceSizing::Fixed { piece_bytes: 4_000_000 });
         assert_eq!(k.piece_selection, PieceSelection::RarestFirst);
         assert_eq!((k.max_parents, k.max_in_flight_per_parent, k.max_in_flight_per_seed_parent), (10, 3, 5));
         assert_eq!(k.endgame_pieces, 3);
         assert_eq!((k.piece_timeout_per_mib_ns, k.piece_timeout_min_ns), (4 * NS_PER_S, 4 * NS_PER_S));
-        assert_eq!(k.reannounce_interval_ns, Some(3 * NS_PER_S));
+        assert_eq!((k.reannounce_interval_ns, k.reannounce_round_robin), (Some(3 * NS_PER_S), true));
         let life = k.conn_lifecycle.expect("kraken closes idle and old connections");
         assert_eq!((life.preemption_interval_ns, life.conn_tti_ns), (30 * NS_PER_S, 30 * NS_PER_S));
         assert_eq!((life.conn_ttl_ns, life.blacklist_ns), (3600 * NS_PER_S, 30 * NS_PER_S));
+    }
+
+    #[test]
+    fn rate_limits_read_from_a_table_and_refuse_nonsense() {
+        let table: toml::Table = toml::from_str("egress_limit_bytes_per_s = 125000000").unwrap();
+        let c = PeerConfig::from_table(&table, &["egress_limit_bytes_per_s".into()], Policy::Default).unwrap();
+        assert_eq!(c.egress_limit_bytes_per_s, Some(125_000_000));
+        let table: toml::Table = toml::from_str("ingress_limit_bytes_per_s = 10").unwrap();
+        let e = PeerConfig::from_table(&table, &["ingress_limit_bytes_per_s".into()], Policy::Kraken).unwrap_err();
+        assert!(e.to_string().contains("ingress_limit_bytes_per_s") && e.to_string().contains("1 MB/s"), "{e}");
     }
 
     /// `resource/piece.rs` of the Rust client: next power of two of length / 500 in

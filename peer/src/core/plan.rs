@@ -151,6 +151,8 @@ pub struct TaskDownload {
     wants_all_due: bool,
     /// No scheduler answers (`on_scheduler_lost`): the origin serves everything from then on.
     scheduler_lost: bool,
+    /// Downloads of this host taking turns to announce (`on_host_announcing`), at least 1.
+    host_announcing: u32,
     in_flight: BTreeMap<u32, Vec<InFlight>>,
     /// Transfers in `in_flight`, kept so the fill loop need not count them.
     in_flight_total: u32,
@@ -214,6 +216,7 @@ impl TaskDownload {
             partial: !want_all,
             wants_all_due: false,
             scheduler_lost: false,
+            host_announcing: 1,
             in_flight: BTreeMap::new(),
             in_flight_total: 0,
             expiry_floor: TimeNs::MAX,
@@ -236,6 +239,31 @@ impl TaskDownload {
             pending_cancels: Vec::new(),
             scratch: RarestScratch::default(),
         }
+    }
+
+    /// A download this small skips the scheduler (`PeerConfig::direct_source_max_bytes`,
+    /// Dragonfly's rule for files of at most 4 MiB): the driver neither registers it nor
+    /// reports its pieces, and it reads the origin at once (`on_scheduler_lost`).
+    pub fn skips_scheduler(&self) -> bool {
+        self.content_bytes <= self.cfg.direct_source_max_bytes
+    }
+
+    /// Whether this download takes a turn in its host's announce round robin: not done and
+    /// below `max_parents` (Kraken skips saturated torrents).
+    pub fn wants_announce(&self) -> bool {
+        self.phase == Phase::P2p && !self.needed.is_empty() && self.parents.len() < self.cfg.max_parents
+    }
+
+    /// How many downloads of this host `wants_announce` (this one included): with
+    /// `reannounce_round_robin` each announces once per that many intervals.
+    pub fn on_host_announcing(&mut self, downloads: u32) {
+        self.host_announcing = downloads.max(1);
+    }
+
+    /// The time between two announces of this download, if it announces.
+    fn announce_interval_ns(&self) -> Option<TimeNs> {
+        let rounds = if self.cfg.reannounce_round_robin { TimeNs::from(self.host_announcing) } else { 1 };
+        self.cfg.reannounce_interval_ns.map(|i| i.saturating_mul(rounds))
     }
 
     pub fn piece_count(&self) -> u32 {
@@ -608,7 +636,7 @@ impl TaskDownload {
                 let backoff = self.last_reschedule_ns.map_or(0, |t| t.saturating_add(self.cfg.reschedule_backoff_ns));
                 consider(stall.max(backoff));
             }
-            if let Some(interval) = self.cfg.reannounce_interval_ns {
+            if let Some(interval) = self.announce_interval_ns() {
                 if self.parents.len() < self.cfg.max_parents {
                     consider(self.last_reschedule_ns.unwrap_or(0).saturating_add(interval));
                 }
@@ -1107,10 +1135,8 @@ impl TaskDownload {
             return;
         }
         let stalled = self.in_flight.is_empty() && now.saturating_sub(self.last_piece_ns) >= self.cfg.stall_timeout_ns;
-        let announce_due = self
-            .cfg
-            .reannounce_interval_ns
-            .is_some_and(|i| self.parents.len() < self.cfg.max_parents && since_last >= i);
+        let announce_due =
+            self.announce_interval_ns().is_some_and(|i| self.parents.len() < self.cfg.max_parents && since_last >= i);
         if !(self.wants_new_parents() || stalled || announce_due) {
             return;
         }

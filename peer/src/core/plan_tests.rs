@@ -737,3 +737,42 @@ fn a_lazy_reader_without_a_scheduler_stays_at_the_origin_for_the_rest() {
     let out = poll_at(&mut d, 1);
     assert!(fetches(&out).iter().all(|(_, s)| *s == Source::Origin) && !fetches(&out).is_empty(), "{out:?}");
 }
+
+/// Dragonfly's Rust client sends a file of at most 4 MiB straight to the source; ours and
+/// Kraken's always go through the scheduler.
+#[test]
+fn only_small_dragonfly_downloads_skip_the_scheduler() {
+    let d = PeerConfig::preset(Policy::Dragonfly);
+    assert!(TaskDownload::new(d.clone(), 4 * MIB, true, 0).skips_scheduler());
+    assert!(!TaskDownload::new(d, 4 * MIB + 1, true, 0).skips_scheduler());
+    for policy in [Policy::Default, Policy::Kraken] {
+        assert!(!TaskDownload::new(PeerConfig::preset(policy), 1024, true, 0).skips_scheduler());
+    }
+}
+
+/// Kraken's agent announces one torrent per 3 s tick, round robin: with 4 downloads below
+/// `max_parents` on the host, each asks every 12 s instead of every 3 s.
+#[test]
+fn kraken_shares_one_announce_tick_among_the_hosts_downloads() {
+    let mut rng = ChaCha8Rng::seed_from_u64(1);
+    let mut announces = |host_downloads: u32| {
+        let mut d = kraken(4);
+        let mut out = Vec::new();
+        d.on_parents(0, vec![parent(1, &[], 4)]);
+        d.on_host_announcing(host_downloads);
+        assert!(d.wants_announce(), "one parent of 10: below capacity");
+        let mut at = Vec::new();
+        for s in 1..=24 {
+            out.clear();
+            d.poll(s * S, &mut rng, &mut out);
+            if out.iter().any(|a| matches!(a, PeerAction::Reschedule { .. })) {
+                at.push(s);
+                d.on_parents(s * S, vec![parent(1, &[], 4)]);
+            }
+        }
+        at
+    };
+    // The first poll below capacity announces at once, then the interval holds.
+    assert_eq!(announces(1), vec![1, 4, 7, 10, 13, 16, 19, 22]);
+    assert_eq!(announces(4), vec![1, 13]);
+}

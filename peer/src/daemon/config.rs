@@ -325,6 +325,17 @@ pub fn parse(text: &str, origin: &str) -> Result<DaemonConfig, ConfigError> {
     // The data plane's upload slots are the core's (the simulator models the same ones).
     c.dataplane.server.upload_slots = c.core.upload_slots;
     c.dataplane.server.slot_wait_ms = (c.core.upload_slot_wait_ns / 1_000_000).max(1);
+    // The core's rate limits of a normal host (the simulator caps the host's link with the
+    // same ones) when `[dataplane]` sets none; a burst of one second's bytes.
+    if c.host.kind == HostKind::Normal {
+        let rate = |bytes_per_s: u64| crate::dataplane::RateLimit { bytes_per_s, burst_bytes: bytes_per_s };
+        if c.dataplane.server.upload_rate.is_none() {
+            c.dataplane.server.upload_rate = c.core.egress_limit_bytes_per_s.map(rate);
+        }
+        if c.dataplane.client.download_rate.is_none() {
+            c.dataplane.client.download_rate = c.core.ingress_limit_bytes_per_s.map(rate);
+        }
+    }
     if let Some(path) = &c.dataplane.grant_key_file {
         let key = svc::grant::GrantKey::load(path)
             .map_err(|e| file.error_at(&["dataplane", "grant_key_file"], e.to_string()))?;
@@ -383,6 +394,12 @@ fn check(c: &DaemonConfig) -> Result<(), Fault> {
         return fault(
             &["peer", "conn_lifecycle"],
             "is set; the daemon does not close or blacklist connections on Kraken's timers (simulator baseline only): leave it unset".into(),
+        );
+    }
+    if c.core.reannounce_round_robin {
+        return fault(
+            &["peer", "reannounce_round_robin"],
+            "is true; the daemon does not share one announce timer among its downloads (Kraken's agent rule, simulator baseline only): leave it false".into(),
         );
     }
     let prefault = c.storage.prefault_buffer_bytes;

@@ -306,6 +306,14 @@ impl<'a> Download<'a> {
             self.plan.on_scheduler_lost(self.ctx.now_ns());
             return;
         }
+        if !self.job.seed && self.plan.skips_scheduler() {
+            tracing::debug!(task = %self.job.task, bytes = self.content_bytes, "small enough to skip the scheduler (direct_source_max_bytes): reading the origin");
+            self.plan.on_scheduler_lost(self.ctx.now_ns());
+            if !self.plan.is_partial() {
+                self.origin.want_all();
+            }
+            return;
+        }
         match self.register().await {
             Ok(stream) => self.stream = Some(stream),
             Err(why) => {

@@ -211,3 +211,42 @@ fn p2p_and_lazy_p2p_send_the_registry_one_copy_of_random_images() {
         }
     }
 }
+
+/// Kraken's shipped agent limits its ingress to 300 MB/s (egress 200 MB/s) whatever the
+/// link: on 10 Gbit/s links 600 MB take at least 2 s; a lower limit in the scenario's
+/// `[peer]` table holds the same rollout to it.
+#[test]
+fn kraken_agents_keep_to_their_bandwidth_limits() {
+    let run = |peer_keys: &str| {
+        let text = format!(
+            "name = \"kraken-limits\"\nseed = 1\npolicy = \"kraken\"\nmodes = [\"p2p\"]\n\
+             [cluster]\npods = 4\npods_per_node = 1\nseed_peers = 1\nnode_bandwidth_gbps = 10.0\n\
+             seed_peer_bandwidth_gbps = 10.0\nnode_disk_write_mbps = 10000.0\nseed_peer_disk_write_mbps = 10000.0\n\
+             [registry]\negress_gbps = 40.0\n[image]\nreference = \"t\"\nlayer_bytes = [600_000_000]\n[peer]\n{peer_keys}\n"
+        );
+        let sc = parse_scenario(&text, "kraken-limits.toml").expect("valid scenario");
+        run_scenario(&sc, &RunOptions::default()).expect("runs").modes[0].makespan_s
+    };
+    let shipped = run("");
+    assert!(shipped >= 2.0, "600 MB at 300 MB/s: at least 2 s, got {shipped} s");
+    let slow = run("ingress_limit_bytes_per_s = 50_000_000");
+    assert!((12.0..15.0).contains(&slow), "600 MB at 50 MB/s: 12 s and a little, got {slow} s");
+}
+
+/// Dragonfly's Rust client reads a blob of at most 4 MiB straight from the source: every
+/// node asks the registry for the small layer (and the config), the big one still comes
+/// once; under the default policy every blob comes once.
+#[test]
+fn dragonfly_nodes_read_small_blobs_straight_from_the_registry() {
+    let layers = [3_000_000u64, 50_000_000];
+    let registry = |policy: &str| {
+        let mut sc = small(6, 1, &layers, 1, policy, 7);
+        sc.modes = vec![Mode::P2p];
+        let m = run_scenario(&sc, &RunOptions::default()).expect("runs").modes.remove(0);
+        (m.registry_bytes, sc.image.config_bytes)
+    };
+    let (dragonfly, config) = registry("dragonfly");
+    let (default, _) = registry("default");
+    // Manifests come from the registry in both; five more nodes read both small blobs.
+    assert_eq!(dragonfly - default, 5 * (layers[0] + config));
+}

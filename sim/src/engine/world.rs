@@ -51,6 +51,9 @@ struct PeerTask {
     origin_stream_open: bool,
     deadline_armed: Option<TimeNs>,
     done: bool,
+    /// Registered with the scheduler; false for a download the plan sends straight to the
+    /// origin (`TaskDownload::skips_scheduler`), whose reports go nowhere.
+    registered: bool,
     /// Its piece transfers neither finished nor cancelled, oldest first: where a cancel
     /// looks (all transfers ever would be millions at 10,000 nodes).
     open: Vec<usize>,
@@ -164,8 +167,17 @@ impl<'a> World<'a> {
         let n_nodes = bound::node_count(sc) as usize;
         let seed_count = if mode == Mode::Oci { 0 } else { sc.cluster.seed_peers as usize };
         let mut host_net = Vec::new();
+        // A normal peer's own rate limits (Kraken's agent limiter) cap its link in P2P; the
+        // container runtime's pulls in oci mode do not go through it.
+        let peer_limit = |limit: Option<u64>| match limit {
+            Some(bytes_per_s) if mode != Mode::Oci => bytes_per_s as f64 * 8.0,
+            _ => f64::INFINITY,
+        };
+        let node_up_bps =
+            sc.payload_bps(sc.cluster.node_bandwidth_gbps).min(peer_limit(peer_cfg.egress_limit_bytes_per_s));
+        let node_down_bps = bound::node_down_bps(sc).min(peer_limit(peer_cfg.ingress_limit_bytes_per_s));
         for _ in 0..n_nodes {
-            host_net.push(net.add_node(sc.payload_bps(sc.cluster.node_bandwidth_gbps), bound::node_down_bps(sc)));
+            host_net.push(net.add_node(node_up_bps, node_down_bps));
         }
         for _ in 0..seed_count {
             host_net.push(net.add_node(sc.payload_bps(sc.cluster.seed_peer_bandwidth_gbps), bound::seed_down_bps(sc)));
@@ -573,8 +585,12 @@ impl<'a> World<'a> {
             return p;
         }
         let id = PeerId(self.peers.len() as u32);
-        let dl = TaskDownload::new(self.peer_cfg.clone(), self.blobs[blob], want_all, self.now);
+        let mut dl = TaskDownload::new(self.peer_cfg.clone(), self.blobs[blob], want_all, self.now);
         let is_seed = host >= self.nodes.len();
+        let direct = !is_seed && dl.skips_scheduler();
+        if direct {
+            dl.on_scheduler_lost(self.now);
+        }
         self.peers.push(PeerTask {
             host,
             blob,
@@ -582,11 +598,17 @@ impl<'a> World<'a> {
             is_seed,
             children: Vec::new(),
             origin_stream_open: false,
-            deadline_armed: None,
+            deadline_armed: Some(self.now).filter(|_| direct),
             done: false,
+            registered: !direct,
             open: Vec::new(),
         });
         self.host_blob_peer[host][blob] = Some(id);
+        if direct {
+            // Driven once the caller has said what it wants (a lazy reader's range).
+            self.queue.push(self.now, Event::PeerDeadline { peer: id });
+            return id;
+        }
         let piece_count = self.peers[id.0 as usize].dl.piece_count();
         let req = RegisterPeer {
             peer: id,
@@ -741,6 +763,15 @@ impl<'a> World<'a> {
     fn drive(&mut self, peer: PeerId) {
         let now = self.now;
         let mut actions = std::mem::take(&mut self.actions);
+        if self.peer_cfg.reannounce_round_robin {
+            let host = self.peers[peer.0 as usize].host;
+            let announcing = self.host_blob_peer[host]
+                .iter()
+                .flatten()
+                .filter(|p| self.peers[p.0 as usize].dl.wants_announce())
+                .count();
+            self.peers[peer.0 as usize].dl.on_host_announcing(announcing as u32);
+        }
         {
             let p = &mut self.peers[peer.0 as usize];
             p.dl.poll(now, &mut self.rng, &mut actions);
@@ -762,6 +793,13 @@ impl<'a> World<'a> {
 
     fn carry_out(&mut self, peer: PeerId, action: PeerAction) {
         let blob = self.peers[peer.0 as usize].blob;
+        if !self.peers[peer.0 as usize].registered {
+            match action {
+                PeerAction::Fetch { .. } | PeerAction::Cancel { .. } | PeerAction::Finished => {}
+                // Nobody to tell: the download never registered.
+                _ => return,
+            }
+        }
         match action {
             PeerAction::Fetch { piece, from } => {
                 let bytes = self.peers[peer.0 as usize].dl.piece_len(piece);
@@ -805,7 +843,9 @@ impl<'a> World<'a> {
             PeerAction::WantsAll => self.sched_send(blob, SchedRequest::WantsAll(peer), true),
             PeerAction::Finished => {
                 self.peers[peer.0 as usize].done = true;
-                self.sched_send(blob, SchedRequest::Finished(peer), false);
+                if self.peers[peer.0 as usize].registered {
+                    self.sched_send(blob, SchedRequest::Finished(peer), false);
+                }
                 let host = self.peers[peer.0 as usize].host;
                 if host < self.nodes.len() {
                     self.task_complete(host, blob);
