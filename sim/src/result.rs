@@ -53,6 +53,13 @@ pub struct ModeResult {
     pub back_to_source_asks: u64,
     /// Piece requests refused as busy after `upload_slot_wait_ns` in a parent's line.
     pub busy_refusals: u64,
+    /// Pieces normal nodes received: mean and largest hops from the registry (1: read from
+    /// it, 2: from a seed peer that read it, ...): how deep the distribution trees are.
+    pub piece_hops_mean: f64,
+    pub piece_hops_max: u32,
+    /// Bytes normal nodes sent one another over what their uploads could have sent from
+    /// t = 0 to the makespan: how much of the cluster's upload the policy used.
+    pub node_upload_used: f64,
     /// Wall-clock seconds spent simulating this mode.
     pub wall_s: f64,
 }

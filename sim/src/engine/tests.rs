@@ -250,3 +250,20 @@ fn dragonfly_nodes_read_small_blobs_straight_from_the_registry() {
     // Manifests come from the registry in both; five more nodes read both small blobs.
     assert_eq!(dragonfly - default, 5 * (layers[0] + config));
 }
+
+/// The mechanism figures of `compare-policies`: one node behind a seed peer gets every
+/// piece in two hops (registry, seed, node) and uploads nothing; twenty nodes form deeper
+/// trees and use part of their upload, never more than all of it.
+#[test]
+fn piece_hops_and_upload_use_follow_the_trees() {
+    let mut one = small(1, 1, &[20_000_000], 1, "default", 3);
+    one.modes = vec![Mode::P2p];
+    let m = run_scenario(&one, &RunOptions::default()).unwrap().modes.remove(0);
+    assert_eq!((m.piece_hops_mean, m.piece_hops_max), (2.0, 2));
+    assert_eq!(m.node_upload_used, 0.0);
+    let mut twenty = small(20, 1, &[20_000_000], 1, "default", 3);
+    twenty.modes = vec![Mode::P2p];
+    let m = run_scenario(&twenty, &RunOptions::default()).unwrap().modes.remove(0);
+    assert!(m.piece_hops_mean > 2.0 && m.piece_hops_mean <= f64::from(m.piece_hops_max), "{}", m.piece_hops_mean);
+    assert!(m.node_upload_used > 0.0 && m.node_upload_used <= 1.0, "{}", m.node_upload_used);
+}

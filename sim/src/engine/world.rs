@@ -54,6 +54,8 @@ struct PeerTask {
     /// Registered with the scheduler; false for a download the plan sends straight to the
     /// origin (`TaskDownload::skips_scheduler`), whose reports go nowhere.
     registered: bool,
+    /// Per piece held: hops from the registry (1: read from it; a parent's + 1).
+    hops: Vec<u8>,
     /// Its piece transfers neither finished nor cancelled, oldest first: where a cancel
     /// looks (all transfers ever would be millions at 10,000 nodes).
     open: Vec<usize>,
@@ -150,6 +152,12 @@ pub(crate) struct World<'a> {
     pub(crate) events: u64,
     /// Piece requests refused as busy after waiting `upload_slot_wait_ns`.
     busy_refusals: u64,
+    /// Pieces normal nodes received, the sum and largest of their hops from the registry.
+    hop_pieces: u64,
+    hop_sum: u64,
+    hop_max: u8,
+    /// A normal node's upload in P2P, bits/s (its link, or its own limit).
+    node_up_bps: f64,
     back_to_source_asks: u64,
     completions: Vec<Completion>,
     actions: Vec<PeerAction>,
@@ -275,6 +283,10 @@ impl<'a> World<'a> {
             rpc_ns: ms(sc.scheduler.cost.rpc_latency_ms),
             events: 0,
             busy_refusals: 0,
+            hop_pieces: 0,
+            hop_sum: 0,
+            hop_max: 0,
+            node_up_bps,
             back_to_source_asks: 0,
             completions: Vec::new(),
             actions: Vec::new(),
@@ -601,6 +613,7 @@ impl<'a> World<'a> {
             deadline_armed: Some(self.now).filter(|_| direct),
             done: false,
             registered: !direct,
+            hops: Vec::new(),
             open: Vec::new(),
         });
         self.host_blob_peer[host][blob] = Some(id);
@@ -944,6 +957,25 @@ impl<'a> World<'a> {
                 Source::Parent(_) => n.bytes_peers += bytes,
             }
         }
+        if fresh {
+            let hops = match from {
+                Source::Origin => 1,
+                Source::Parent(p) => {
+                    self.peers[p.0 as usize].hops.get(piece as usize).map_or(1, |h| h.saturating_add(1))
+                }
+            };
+            let count = self.peers[peer.0 as usize].dl.piece_count() as usize;
+            let held = &mut self.peers[peer.0 as usize].hops;
+            if held.len() < count {
+                held.resize(count, 0);
+            }
+            held[piece as usize] = hops;
+            if host < self.nodes.len() {
+                self.hop_pieces += 1;
+                self.hop_sum += u64::from(hops);
+                self.hop_max = self.hop_max.max(hops);
+            }
+        }
         if let Source::Parent(parent) = from {
             self.release_upload_slot(self.peers[parent.0 as usize].host, transfer);
             self.peers[parent.0 as usize].dl.on_piece_sent(self.now, peer);
@@ -1115,6 +1147,17 @@ impl<'a> World<'a> {
             scheduler_max_queue_delay_s: s(self.scheduler_max_queue_ns),
             back_to_source_orders: self.replicas.iter().map(|r| r.core.stats.back_to_source_orders).sum(),
             busy_refusals: self.busy_refusals,
+            piece_hops_mean: if self.hop_pieces > 0 { self.hop_sum as f64 / self.hop_pieces as f64 } else { f64::NAN },
+            piece_hops_max: u32::from(self.hop_max),
+            node_upload_used: {
+                let sent: u64 = self.nodes.iter().map(|n| n.bytes_peers).sum();
+                let could = self.nodes.len() as f64 * self.node_up_bps / 8.0 * makespan;
+                if could > 0.0 && self.mode != Mode::Oci {
+                    sent as f64 / could
+                } else {
+                    f64::NAN
+                }
+            },
             back_to_source_asks: self.back_to_source_asks,
             wall_s: 0.0,
         }

@@ -120,6 +120,9 @@ pub fn fake_mode(mode: Mode, pods: u32, image_bytes: u64, seed: u64) -> ModeResu
         scheduler_max_queue_delay_s: 0.002,
         back_to_source_orders: if mode == Mode::Oci { 0 } else { 3 * layers },
         busy_refusals: 0,
+        piece_hops_mean: 2.0,
+        piece_hops_max: 3,
+        node_upload_used: 0.5,
         back_to_source_asks: 0,
         wall_s: 0.1,
     }

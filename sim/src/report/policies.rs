@@ -22,7 +22,7 @@ fn ratio(a: f64, b: f64) -> f64 {
     }
 }
 
-const METRICS: [Metric; 12] = [
+const METRICS: [Metric; 16] = [
     Metric { key: "startup_p50_s", label: "startup p50 (s)", value: |_, _, s| s.startup_p50_s, decimals: 2 },
     Metric { key: "startup_p99_s", label: "startup p99 (s)", value: |_, _, s| s.startup_p99_s, decimals: 2 },
     Metric { key: "startup_max_s", label: "startup max (s)", value: |_, _, s| s.startup_max_s, decimals: 2 },
@@ -50,6 +50,32 @@ const METRICS: [Metric; 12] = [
         label: "registry requests",
         value: |_, _, s| s.registry_requests as f64,
         decimals: 0,
+    },
+    Metric {
+        key: "seed_copies",
+        label: "copies the seed peers sent",
+        value: |r, m, _| {
+            ratio(m.pods.iter().map(|p| p.bytes_from_seed_peers).sum::<u64>() as f64, r.image_bytes as f64)
+        },
+        decimals: 2,
+    },
+    Metric {
+        key: "piece_hops_mean",
+        label: "piece hops from the registry, mean",
+        value: |_, m, _| m.piece_hops_mean,
+        decimals: 2,
+    },
+    Metric {
+        key: "piece_hops_max",
+        label: "piece hops, max",
+        value: |_, m, _| f64::from(m.piece_hops_max),
+        decimals: 0,
+    },
+    Metric {
+        key: "node_upload_idle_pct",
+        label: "node upload left idle (%)",
+        value: |_, m, _| 100.0 * (1.0 - m.node_upload_used),
+        decimals: 1,
     },
     Metric {
         key: "back_to_source_orders",
