@@ -48,10 +48,19 @@ pub struct SchedulerConfig {
     pub stripe_fanout: u32,
     /// Default policy: children the seed peer takes per stripe (the trees' roots).
     pub seed_children_per_stripe: u32,
+    /// Seed hosts triggered per task, by rendezvous hashing (Kraken's `max_replica` origins
+    /// per blob). The first reads the origin; the others are replicas that take the task
+    /// from the first (and the swarm) and then serve it as seeds.
+    #[serde(default = "one_seed_per_task")]
+    pub seed_peers_per_task: u32,
     /// Kraken: metainfo polling backoff while the origin is still fetching the blob.
     pub poll_initial_ns: TimeNs,
     pub poll_factor: f64,
     pub poll_max_ns: TimeNs,
+}
+
+fn one_seed_per_task() -> u32 {
+    1
 }
 
 impl SchedulerConfig {
@@ -79,6 +88,9 @@ impl SchedulerConfig {
         }
         if self.filter_parent_limit == 0 {
             return Err("filter_parent_limit = 0: must be at least 1".into());
+        }
+        if self.seed_peers_per_task == 0 {
+            return Err("seed_peers_per_task = 0: must be at least 1 (the seed host that reads the origin)".into());
         }
         if self.retry_interval_ns < NS_PER_MS {
             return Err(format!(
@@ -139,6 +151,7 @@ impl SchedulerConfig {
             stripes: 0,
             stripe_fanout: 0,
             seed_children_per_stripe: 0,
+            seed_peers_per_task: 1,
             poll_initial_ns: 0,
             poll_factor: 1.0,
             poll_max_ns: 0,
@@ -151,6 +164,9 @@ impl SchedulerConfig {
                 filter_parent_limit: 50,
                 // Agents never go to the storage backend; only origins do.
                 back_to_source_limit: 0,
+                // hashring.max_replica as shipped (devcluster and helm: 2; the code default
+                // is 3), kraken.md §1.3.
+                seed_peers_per_task: 2,
                 retry_back_to_source_limit: u32::MAX,
                 retry_limit: u32::MAX,
                 normal_upload_limit: u32::MAX,
@@ -201,6 +217,7 @@ mod tests {
         let k = SchedulerConfig::preset(Policy::Kraken);
         assert_eq!((k.candidate_parent_limit, k.filter_parent_limit), (50, 50));
         assert_eq!(k.back_to_source_limit, 0);
+        assert_eq!((k.seed_peers_per_task, SchedulerConfig::preset(Policy::Dragonfly).seed_peers_per_task), (2, 1));
         assert_eq!((k.poll_initial_ns, k.poll_factor, k.poll_max_ns), (NS_PER_S, 1.3, 5 * NS_PER_S));
     }
 }

@@ -29,6 +29,14 @@ pub fn pick<T: Copy + Ord>(key: u64, members: impl IntoIterator<Item = (T, u64)>
         .map(|(_, m)| m)
 }
 
+/// The `n` members with the highest scores for `key`, best first (`pick` is the first).
+pub fn pick_n<T: Copy + Ord>(key: u64, members: impl IntoIterator<Item = (T, u64)>, n: usize) -> Vec<T> {
+    let mut scored: Vec<(u64, T)> =
+        members.into_iter().map(|(member, member_key)| (mix64(key ^ mix64(member_key)), member)).collect();
+    scored.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+    scored.into_iter().take(n).map(|(_, m)| m).collect()
+}
+
 /// The scheduler replica in charge of a task, out of `replicas` (numbered 0..replicas, as
 /// the peers list them): rendezvous over the replica numbers, so every peer of a task meets
 /// at one replica and a replica list that loses one member moves only that member's tasks.
@@ -39,6 +47,18 @@ pub fn replica_for(task_key: u64, replicas: usize) -> Option<usize> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn pick_n_lists_the_ring_best_first_and_starts_with_pick() {
+        for key in 0..200u64 {
+            let members = (0..5u32).map(|m| (m, u64::from(m)));
+            let ring = pick_n(key, members.clone(), 5);
+            assert_eq!(ring.len(), 5);
+            assert_eq!(Some(ring[0]), pick(key, members.clone()));
+            assert_eq!(pick_n(key, members, 2), ring[..2].to_vec());
+        }
+    }
+
     use super::*;
 
     #[test]

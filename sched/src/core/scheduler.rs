@@ -268,7 +268,13 @@ impl Scheduler {
             });
         }
         self.stats.registrations += 1;
-        let is_seed = host_kind == HostKind::Seed && req.need_back_to_source;
+        // A seed host other than the first triggered for the task is one of its replicas
+        // (`seed_peers_per_task`): it takes the task from the swarm, not the origin.
+        let replica = host_kind == HostKind::Seed
+            && req.need_back_to_source
+            && self.cfg.seed_peers_per_task > 1
+            && task.seed_triggered.is_some_and(|(first, _)| first != req.host);
+        let is_seed = host_kind == HostKind::Seed && req.need_back_to_source && !replica;
         task.peers.push(req.peer);
         task.dag.add_vertex(req.peer);
         for d in task.stripe_dags.iter_mut() {
@@ -287,7 +293,7 @@ impl Scheduler {
             si as u32
         });
         let stripe_depth = vec![if is_seed { 0 } else { UNFED }; stripes];
-        let mut need_back_to_source = req.need_back_to_source;
+        let mut need_back_to_source = req.need_back_to_source && !replica;
         let mut out = Vec::new();
         let first_download = task.serving == 0;
         let seed_pending = task.seed_triggered.is_some() && task.seed_failed_ns.is_none();
@@ -306,6 +312,14 @@ impl Scheduler {
                     task.seed_failed_ns = None;
                     self.stats.seeds_triggered += 1;
                     out.push(Decision::TriggerSeed { task: req.task, seed_host });
+                    let replicas = self.cfg.seed_peers_per_task as usize - 1;
+                    if replicas > 0 {
+                        let seeds = self.hosts.values().filter(|h| h.info.kind == HostKind::Seed).map(|h| h.info.id);
+                        let ring = hashring::pick_n(key, seeds.map(|id| (id, u64::from(id.0))), replicas + 1);
+                        for replica in ring.into_iter().filter(|h| *h != seed_host).take(replicas) {
+                            out.push(Decision::TriggerSeed { task: req.task, seed_host: replica });
+                        }
+                    }
                 }
                 // No seed peer (or it failed): this peer fetches the task itself.
                 _ => need_back_to_source = self.cfg.back_to_source_limit > 0,

@@ -71,15 +71,41 @@ fn triggers(d: &[Decision]) -> usize {
 }
 
 #[test]
-fn one_seed_trigger_per_task() {
+fn seed_triggers_per_task_are_the_configured_number_at_the_first_download() {
     for policy in Policy::ALL {
-        let mut s = sched(policy, 5, 2);
+        let mut s = sched(policy, 5, 3);
         let mut n = 0;
         for p in 0..5 {
             n += triggers(&s.register_peer_as_own(0, reg(p, p, false)).unwrap());
         }
-        assert_eq!(n, 1, "{policy:?}");
+        // Kraken: 2 origins per blob (hashring.max_replica as shipped); the others one seed.
+        let want = if policy == Policy::Kraken { 2 } else { 1 };
+        assert_eq!(n, want, "{policy:?}");
     }
+}
+
+/// Kraken's second origin for a blob: triggered with the first (the next seed host on the
+/// ring), it registers like a seed but is a replica: it never reads the origin and takes
+/// the blob from the swarm, the first origin included once that one holds it.
+#[test]
+fn a_kraken_replica_origin_takes_the_task_from_the_first_origin_not_the_registry() {
+    let mut s = sched(Policy::Kraken, 3, 3);
+    let d = s.register_peer_as_own(0, reg(1, 0, false)).unwrap();
+    let seeds: Vec<HostId> = d
+        .iter()
+        .filter_map(|d| match d {
+            Decision::TriggerSeed { seed_host, .. } => Some(*seed_host),
+            _ => None,
+        })
+        .collect();
+    let ring: Vec<HostId> = hashring::pick_n(42, (3..6).map(|h| (HostId(h), u64::from(h))), 2);
+    assert_eq!(seeds, ring, "the first two seed hosts on the task's ring, first the one that reads");
+    let first = s.register_peer_as_own(0, reg(10, seeds[0].0, true)).unwrap();
+    assert!(first.iter().any(|d| matches!(d, Decision::BackToSource { peer, .. } if *peer == PeerId(10))), "{first:?}");
+    let second = s.register_peer_as_own(0, reg(11, seeds[1].0, true)).unwrap();
+    assert!(!second.iter().any(|d| matches!(d, Decision::BackToSource { .. })), "{second:?}");
+    assert!(!s.peers[&PeerId(11)].is_seed && !s.peers[&PeerId(11)].need_back_to_source);
+    assert_eq!(s.tasks[&TaskId(0)].seed_peer, Some(PeerId(10)));
 }
 
 /// Tasks whose keys all hash to one seed host: the default policy spreads them over the
