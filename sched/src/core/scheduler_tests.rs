@@ -743,3 +743,25 @@ fn a_lazy_reader_sent_to_the_origin_comes_back_to_p2p_when_it_wants_the_whole_ta
     assert_eq!(s.peers[&PeerId(1)].state, PeerState::BackToSource);
     assert!(indexes_hold(&s).is_ok());
 }
+
+/// Issue 23's storm, at its cause: a lazy reader the origin serves fetches its ranges only.
+/// It used to count as holding the whole task one hop from the seed, so whole downloads
+/// were placed under it, starved, and went to the origin themselves. Now it is no parent
+/// of a whole download; another reader may still take its ranges from it.
+#[test]
+fn a_reader_served_by_the_origin_is_no_parent_of_a_whole_download() {
+    let mut s = sched(Policy::Default, 3, 0);
+    let reader = RegisterPeer { partial: true, ..reg(1, 0, false) };
+    let d = s.register_peer_as_own(0, reader).unwrap();
+    assert!(d.iter().any(|d| matches!(d, Decision::BackToSource { peer: PeerId(1), .. })), "{d:?}");
+    assert!(s.peers[&PeerId(1)].partial);
+    assert_eq!(select::depth_of(&s.peers[&PeerId(1)], 0), UNFED, "its ranges are not the task");
+    let named = |d: &[Decision], parent: PeerId| {
+        d.iter().any(|d| matches!(d, Decision::Parents { parents, .. } if parents.iter().any(|p| p.peer == parent)))
+    };
+    let whole = s.register_peer_as_own(0, reg(2, 1, false)).unwrap();
+    assert!(!named(&whole, PeerId(1)), "a whole download under a reader: {whole:?}");
+    // Once it wants the whole task it fetches it all and may be a parent like any other.
+    s.peer_wants_all(0, PeerId(1)).unwrap();
+    assert!(!s.peers[&PeerId(1)].partial);
+}

@@ -243,7 +243,10 @@ pub(crate) fn open_slot(
 /// of the stripe, or a peer holding (or fetching from the origin) the whole task. A child
 /// under any other parent is a stray (`Scheduler::adopt_strays`).
 pub(crate) fn tree_parent(q: &Peer, stripe: u32) -> bool {
-    q.is_seed || q.home_stripe == Some(stripe) || matches!(q.state, PeerState::Succeeded | PeerState::BackToSource)
+    q.is_seed
+        || q.home_stripe == Some(stripe)
+        || q.state == PeerState::Succeeded
+        || (q.state == PeerState::BackToSource && !q.partial)
 }
 
 /// Entries of `Task::tree` looked at per choice before falling back: a fit one is nearly
@@ -305,23 +308,32 @@ pub(crate) fn seed_has_room(cfg: &SchedulerConfig, host: &Host, seed: &Peer, dag
 /// blocked, not on its host, no cycle in this stripe's DAG, not already its parent.
 fn fits_child(child: &Peer, cand: &Peer, dag: &Dag) -> bool {
     debug_assert!(dag.contains(cand.id));
+    // A partial peer (a lazy reader) fetches only its ranges: a child wanting the whole
+    // task would wait under it for pieces it never fetches. Other readers, who mostly want
+    // the same ranges, may take them from it.
     let ok = cand.id != child.id
+        && (child.partial || !cand.partial)
         && !child.blocked.contains(&cand.id)
         && cand.host != child.host
         && !dag.is_ancestor(child.id, cand.id)
         && !dag.parents(child.id).contains(&cand.id);
     debug_assert_eq!(
         ok,
-        dag.check_edge(cand.id, child.id).is_ok() && !child.blocked.contains(&cand.id) && cand.host != child.host
+        dag.check_edge(cand.id, child.id).is_ok()
+            && (child.partial || !cand.partial)
+            && !child.blocked.contains(&cand.id)
+            && cand.host != child.host
     );
     ok
 }
 
-/// Hops from the seed in stripe `si`; a peer holding the whole task counts as one hop.
+/// Hops from the seed in stripe `si`; a peer holding the whole task, or fetching it whole
+/// from the origin, counts as one hop. A partial peer the origin serves fetches its
+/// ranges only: it counts as what its stripes feed it, like any other.
 pub(crate) fn depth_of(q: &Peer, si: usize) -> u16 {
     if q.is_seed {
         0
-    } else if matches!(q.state, PeerState::Succeeded | PeerState::BackToSource) {
+    } else if q.state == PeerState::Succeeded || (q.state == PeerState::BackToSource && !q.partial) {
         1
     } else {
         q.stripe_depth.get(si).copied().unwrap_or(UNFED)
