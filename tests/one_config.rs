@@ -68,11 +68,12 @@ fn every_peer_key_of_peerd_toml_is_a_scenario_key() {
     for policy in DAEMON_POLICIES {
         let mut preset = toml::Table::try_from(PeerConfig::preset(policy)).unwrap();
         preset.remove("policy");
-        for key in ["conn_lifecycle", "reannounce_interval_ns"] {
+        for key in ["conn_lifecycle", "reannounce_interval_ns", "egress_limit_bytes_per_s", "ingress_limit_bytes_per_s"]
+        {
             preset.entry(key).or_insert(toml::Value::Integer(1_000_000_000));
         }
         for (key, value) in preset {
-            if matches!(key.as_str(), "symmetric_connections" | "conn_lifecycle") {
+            if matches!(key.as_str(), "symmetric_connections" | "conn_lifecycle" | "reannounce_round_robin") {
                 // Kraken's connection rules: the daemon refuses them (below).
                 continue;
             }
@@ -109,7 +110,11 @@ fn every_scheduler_key_of_scheduler_toml_is_a_scenario_key() {
 
 #[test]
 fn the_daemon_refuses_what_only_the_simulator_runs_and_says_so() {
-    for text in ["[peer]\npolicy = \"kraken\"\n", "[peer]\nsymmetric_connections = true\n"] {
+    for text in [
+        "[peer]\npolicy = \"kraken\"\n",
+        "[peer]\nsymmetric_connections = true\n",
+        "[peer]\nreannounce_round_robin = true\n",
+    ] {
         let e = peer::daemon::config::parse(text, "peerd.toml").unwrap_err().to_string();
         assert!(e.starts_with("peerd.toml:2: peer."), "{e}");
     }
