@@ -97,6 +97,12 @@ fn parse_scenario_in(text: &str, origin: &str, dir: &Path) -> Result<Scenario, S
     // recovery, refuses them first.
     toml::from_str::<toml::Table>(text).map_err(|e| syntax(e.span(), e.message()))?;
     let doc = Document::parse(text).map_err(|e| syntax(e.span(), e.message()))?;
+    if let Some((key, offset)) = array_of_tables_for_a_table(&doc) {
+        let message = format!(
+            "written as [[{key}]], an array of tables; a scenario has one [{key}] table: write [{key}] (one cluster of identical nodes running one image; several node groups or images are not supported yet)"
+        );
+        return Err(error(line_of(text, offset), Some(key.to_string()), ErrorKind::Schema, &message));
+    }
     let mut scenario: Scenario = toml::from_str(text).map_err(|e| {
         let (key, message) = schema_problem(&doc, &e);
         // A missing key's span is its table's header (0..0 for the root): line 1 or the header.
@@ -128,6 +134,21 @@ fn parse_scenario_in(text: &str, origin: &str, dir: &Path) -> Result<Scenario, S
         }
     })?;
     Ok(scenario)
+}
+
+/// The tables of a scenario (`Scenario`'s table fields).
+pub(crate) const TABLES: [&str; 9] =
+    ["cluster", "registry", "network", "scheduler", "peer", "image", "pod", "lazy", "sim"];
+
+/// A table of the scenario written as an array of tables (`[[cluster]]`), and where: serde
+/// would read its first entry as the table's first field ("cluster[0]: invalid type: map,
+/// expected u32"), which says nothing of what is wrong.
+fn array_of_tables_for_a_table(doc: &Document<&str>) -> Option<(&'static str, usize)> {
+    TABLES.into_iter().find_map(|key| {
+        let tables = doc.get(key)?.as_array_of_tables()?;
+        let offset = tables.get(0).and_then(|t| t.span()).map_or(0, |s| s.start);
+        Some((key, offset))
+    })
 }
 
 /// Syntax errors leave no document to walk: name the key written on the broken line,
@@ -190,7 +211,22 @@ fn schema_problem(doc: &Document<&str>, e: &toml::de::Error) -> (Option<String>,
         };
         return (Some(key), message);
     }
-    (at, format!("{raw}{}", type_hint(raw)))
+    (at, format!("{raw}{}{}", shape_hint(raw), type_hint(raw)))
+}
+
+/// A list or a table where one value is expected (or the reverse), said as such.
+fn shape_hint(raw: &str) -> &'static str {
+    let expected = raw.rsplit("expected ").next().unwrap_or("");
+    let scalar = matches!(expected, "u32" | "u64" | "f64" | "a string" | "a boolean");
+    if raw.starts_with("invalid type: sequence") && scalar {
+        "; a list where one value is expected (every node of the cluster has the same)"
+    } else if raw.starts_with("invalid type: map") && scalar {
+        "; a table where one value is expected"
+    } else if raw.starts_with("invalid type: map") && expected == "a sequence" {
+        "; a table where a list is expected"
+    } else {
+        ""
+    }
 }
 
 /// What to write instead, for serde's "invalid type/value ..., expected T" messages.

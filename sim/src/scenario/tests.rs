@@ -406,3 +406,30 @@ fn published_scenarios_load_and_name_their_source() {
     }
     assert!(n >= 1, "no published scenario in {}", dir.display());
 }
+
+/// `[[cluster]]` and `[[image]]` (an array where a table is expected) and a list or table
+/// where one value is expected say so, with the line, instead of serde's "cluster[0]:
+/// invalid type: map, expected u32".
+#[test]
+fn arrays_and_tables_in_the_wrong_place_are_named_as_such() {
+    let text = minimal().replace("[cluster]", "[[cluster]]");
+    let e = parse_scenario(&text, "s.toml").unwrap_err();
+    assert_eq!(e.key.as_deref(), Some("cluster"), "{e}");
+    assert!(
+        e.to_string().contains("written as [[cluster]], an array of tables")
+            && e.to_string().contains("write [cluster]"),
+        "{e}"
+    );
+    let line = text.lines().position(|l| l.trim() == "[[cluster]]").unwrap() + 1;
+    assert_eq!(e.line, Some(line), "{e}");
+    let text = minimal().replace("[cluster]", "[cluster]\nnode_bandwidth_gbps = [1.0, 2.0]");
+    let e = parse_scenario(&text, "s.toml").unwrap_err().to_string();
+    assert!(e.contains("cluster.node_bandwidth_gbps") && e.contains("a list where one value is expected"), "{e}");
+    // The list of the scenario's tables is the model's.
+    let s = parse_scenario(&minimal(), "min.toml").unwrap();
+    let model: toml::Table = toml::from_str(&toml::to_string(&s).unwrap()).unwrap();
+    let tables: Vec<&String> = model.iter().filter(|(_, v)| v.is_table()).map(|(k, _)| k).collect();
+    for key in &tables {
+        assert!(super::load::TABLES.contains(&key.as_str()), "{key} is a table of the scenario; add it to TABLES");
+    }
+}
