@@ -114,7 +114,9 @@ async fn serve(mut stream: TcpStream, files: Arc<Files>) -> std::io::Result<()> 
         buf.drain(..head_end);
         let mut lines = head.lines();
         let mut first = lines.next().unwrap_or("").split_whitespace();
-        let (method, path) = (first.next().unwrap_or(""), first.next().unwrap_or("").to_string());
+        let (method, target) = (first.next().unwrap_or(""), first.next().unwrap_or(""));
+        // A query (a signed URL's signature) does not name another file, as on object stores.
+        let path = target.split('?').next().unwrap_or("").to_string();
         let header = |name: &str| {
             head.lines()
                 .skip(1)

@@ -3,7 +3,7 @@
 
 use super::shared::Shared;
 use std::sync::{Arc, Weak};
-use svc::probe_http::{self, Route};
+use svc::probe_http::{self, Reply, Route};
 use tokio::net::TcpListener;
 
 pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
@@ -11,9 +11,44 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
     probe_http::serve(listener, shutdown, route(&shared)).await
 }
 
-/// `/metrics` renders the gauges and counters; `/healthz` is 503 while shutting down.
-/// The route holds the state weakly: a scraper must not keep a stopped service alive.
+/// `/metrics` renders the gauges and counters; `/healthz` is 503 while shutting down;
+/// `/api/v1/hosts`, `/api/v1/tasks`, `/api/v1/peers` and `/api/v1/tasks/ID/peers` list what the scheduler
+/// knows as JSON (`listing.rs`). The route holds the state weakly: a scraper must not keep
+/// a stopped service alive.
 pub fn route(shared: &Arc<Shared>) -> Route {
+    let standard = standard_route(shared);
+    let weak = Arc::downgrade(shared);
+    Arc::new(move |method, path| {
+        if method != "GET" || !path.starts_with("/api/v1/") {
+            return standard(method, path);
+        }
+        let Some(s) = weak.upgrade() else {
+            return Reply::text(503, "shutting down\n");
+        };
+        let one_task = path.strip_prefix("/api/v1/tasks/").and_then(|rest| rest.strip_suffix("/peers"));
+        let body = match (path, one_task) {
+            ("/api/v1/hosts", _) => s.read(|st| serde_json::to_string_pretty(&st.host_rows())),
+            ("/api/v1/tasks", _) => s.read(|st| serde_json::to_string_pretty(&st.task_rows())),
+            ("/api/v1/peers", _) => s.read(|st| serde_json::to_string_pretty(&st.peer_rows(None))),
+            (_, Some(task)) => s.read(|st| serde_json::to_string_pretty(&st.peer_rows(Some(task)))),
+            _ => {
+                return Reply::text(
+                    404,
+                    "not found; the listing API has /api/v1/hosts, /api/v1/tasks, /api/v1/peers and /api/v1/tasks/ID/peers\n",
+                )
+            }
+        };
+        match body {
+            Ok(mut json) => {
+                json.push('\n');
+                Reply { status: 200, content_type: "application/json", body: json }
+            }
+            Err(e) => Reply::text(500, &format!("cannot render the listing: {e}\n")),
+        }
+    })
+}
+
+fn standard_route(shared: &Arc<Shared>) -> Route {
     let (m, h): (Weak<Shared>, Weak<Shared>) = (Arc::downgrade(shared), Arc::downgrade(shared));
     probe_http::standard_route(
         move || {

@@ -22,6 +22,7 @@ pub mod grants;
 pub mod grpc;
 pub mod http;
 pub mod ids;
+pub mod listing;
 pub mod metrics;
 mod peer_stream;
 mod peers;
