@@ -26,11 +26,13 @@ pub fn route(shared: &Arc<Shared>) -> Route {
             return Reply::text(503, "shutting down\n");
         };
         let one_task = path.strip_prefix("/api/v1/tasks/").and_then(|rest| rest.strip_suffix("/peers"));
+        // Rows are copied out under the state's lock and rendered after it is released, so
+        // a long listing does not hold up scheduling.
         let body = match (path, one_task) {
-            ("/api/v1/hosts", _) => s.read(|st| serde_json::to_string_pretty(&st.host_rows())),
-            ("/api/v1/tasks", _) => s.read(|st| serde_json::to_string_pretty(&st.task_rows())),
-            ("/api/v1/peers", _) => s.read(|st| serde_json::to_string_pretty(&st.peer_rows(None))),
-            (_, Some(task)) => s.read(|st| serde_json::to_string_pretty(&st.peer_rows(Some(task)))),
+            ("/api/v1/hosts", _) => serde_json::to_string_pretty(&s.read(|st| st.host_rows())),
+            ("/api/v1/tasks", _) => serde_json::to_string_pretty(&s.read(|st| st.task_rows())),
+            ("/api/v1/peers", _) => serde_json::to_string_pretty(&s.read(|st| st.peer_rows(None))),
+            (_, Some(task)) => serde_json::to_string_pretty(&s.read(|st| st.peer_rows(Some(task)))),
             _ => {
                 return Reply::text(
                     404,
