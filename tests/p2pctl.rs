@@ -52,7 +52,7 @@ fn p2pctl_lists_hosts_tasks_and_peers_of_a_real_rollout() {
     assert_eq!(tasks[0]["content_length_bytes"], 12 << 20);
     assert!(tasks[0]["succeeded"].as_u64().unwrap() >= 2, "{tasks:?}");
     let shown = tasks[0]["url"].as_str().unwrap();
-    assert!(shown.ends_with("/files/listed.bin") && !shown.contains("secret"), "the URL shown: {shown}");
+    assert!(shown.ends_with("/files/listed.bin?<redacted>") && !shown.contains("secret"), "the URL shown: {shown}");
 
     let listed = stdout(&p2pctl(&sched.http, &["peers", "--task", &task]));
     assert!(listed.matches("succeeded").count() >= 2 && listed.contains("100%"), "{listed}");

@@ -230,33 +230,7 @@ fn push_field(identity: &mut String, name: &str, value: &str) {
     let _ = writeln!(identity, "{name} {}:{value}", value.len());
 }
 
-/// A URL fit for logs and errors: no query (signatures), no user info (passwords), no fragment.
-pub fn redact_url(url: &str) -> String {
-    match url::Url::parse(url.trim()) {
-        Ok(mut parsed) => {
-            let had_query = parsed.query().is_some();
-            parsed.set_query(None);
-            parsed.set_fragment(None);
-            let _ = parsed.set_username("");
-            let _ = parsed.set_password(None);
-            let mut out: String = parsed.into();
-            if had_query {
-                out.push_str("?<redacted>");
-            }
-            out
-        }
-        // Unparsable: keep up to the first `?` or `#`, and drop anything before an `@`.
-        Err(_) => {
-            let cut = url.find(['?', '#']).unwrap_or(url.len());
-            let head = &url[..cut];
-            let head = match (head.find("://"), head.rfind('@')) {
-                (Some(s), Some(at)) if at > s => format!("{}{}", &head[..s + 3], &head[at + 1..]),
-                _ => head.to_string(),
-            };
-            head.chars().take(200).collect()
-        }
-    }
-}
+pub use svc::redact::redact_url;
 
 #[cfg(test)]
 mod tests {
@@ -343,11 +317,5 @@ mod tests {
         assert!(matches!(err, TaskIdError::InvalidDigest { .. }), "{err}");
         assert!(TaskId::from_hex("AB").is_err());
         assert!(TaskId::from_hex(&"AB".repeat(32)).is_err());
-    }
-
-    #[test]
-    fn redaction_drops_query_and_credentials() {
-        assert_eq!(redact_url("https://u:p@h/x?sig=1#f"), "https://h/x?<redacted>");
-        assert_eq!(redact_url("weird://u:p@h x?sig=1"), "weird://h x");
     }
 }

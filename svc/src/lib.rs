@@ -5,6 +5,7 @@ pub mod config_file;
 pub mod grant;
 pub mod logging;
 pub mod probe_http;
+pub mod redact;
 #[cfg(not(madsim))]
 pub mod signals;
 pub mod toml_spans;

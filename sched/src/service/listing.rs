@@ -1,12 +1,14 @@
 //! The listing API: `GET /api/v1/hosts`, `/api/v1/tasks`, `/api/v1/peers` and
 //! `/api/v1/tasks/ID/peers` on the HTTP port, JSON arrays of what the scheduler knows now,
 //! for `p2pctl` and scripts. Read-only.
-//! A task's URL is shown without its user info and query (signed URLs carry credentials
-//! there) and its request headers not at all.
+//! A task's URL is shown as the daemons log it (`svc::redact::redact_url`: no user info,
+//! and its query, where signed URLs carry credentials, as `?<redacted>`); its request
+//! headers not at all.
 
 use super::state::State;
 use crate::core::{HostKind, PeerId, PeerState, TaskId};
 use serde::Serialize;
+use svc::redact::redact_url;
 
 #[derive(Debug, Serialize)]
 pub struct HostRow {
@@ -56,21 +58,6 @@ pub fn state_name(state: PeerState) -> &'static str {
     }
 }
 
-/// `scheme://host[:port]/path`: no user info, query or fragment.
-pub fn redacted_url(url: &str) -> String {
-    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
-    let rest = rest.split(['?', '#']).next().unwrap_or("");
-    let (authority, path) = rest.split_once('/').map_or((rest, ""), |(a, p)| (a, p));
-    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    let mut out = if scheme.is_empty() { String::new() } else { format!("{scheme}://") };
-    out.push_str(host);
-    if !path.is_empty() || rest.contains('/') {
-        out.push('/');
-        out.push_str(path);
-    }
-    out
-}
-
 impl State {
     pub fn host_rows(&self) -> Vec<HostRow> {
         self.hosts
@@ -100,7 +87,7 @@ impl State {
             .enumerate()
             .map(|(i, t)| TaskRow {
                 id: self.task_ids.wire(i as u32).to_string(),
-                url: redacted_url(&t.meta.url),
+                url: redact_url(&t.meta.url),
                 digest: t.meta.digest.clone(),
                 content_length_bytes: t.meta.content_length_bytes,
                 piece_count: t.meta.piece_count,
@@ -149,21 +136,5 @@ impl State {
 
     fn is_live(&self, peer: PeerId) -> bool {
         !matches!(self.core.peer_state(peer), None | Some(PeerState::Failed | PeerState::Leave))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::redacted_url;
-
-    #[test]
-    fn urls_lose_credentials_and_queries() {
-        assert_eq!(
-            redacted_url("https://user:secret@registry.example:5000/v2/x/blobs/sha256:ab?X-Amz-Signature=s#f"),
-            "https://registry.example:5000/v2/x/blobs/sha256:ab"
-        );
-        assert_eq!(redacted_url("http://h/"), "http://h/");
-        assert_eq!(redacted_url("http://h"), "http://h");
-        assert_eq!(redacted_url("no scheme?q=1"), "no scheme");
     }
 }

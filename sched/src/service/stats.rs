@@ -1,11 +1,22 @@
 //! Read-only views: StatTask, StatPeer, and the gauges of /metrics.
 
 use super::error::ServiceError;
+use super::listing::state_name;
 use super::metrics::Gauges;
 use super::state::State;
 use super::wire;
 use crate::core::{PeerId, PeerState, TaskId};
 use api::pb;
+
+/// The states of `sched_peers{state}`, in the order they are rendered.
+const GAUGE_STATES: [PeerState; 6] = [
+    PeerState::Received,
+    PeerState::Running,
+    PeerState::BackToSource,
+    PeerState::Succeeded,
+    PeerState::Failed,
+    PeerState::Leave,
+];
 
 /// Peers listed by StatTask when the request does not say.
 pub const DEFAULT_MAX_PEERS: u32 = 1000;
@@ -77,18 +88,12 @@ impl State {
         let mut peer_streams = 0;
         for (i, rec) in self.peers.iter().enumerate() {
             peer_streams += i64::from(rec.stream.is_some());
-            let slot = match self.core.peer_state(PeerId(i as u32)) {
-                Some(PeerState::Received) => 0,
-                Some(PeerState::Running) => 1,
-                Some(PeerState::BackToSource) => 2,
-                Some(PeerState::Succeeded) => 3,
-                Some(PeerState::Failed) => 4,
-                Some(PeerState::Leave) => 5,
-                None => continue,
-            };
-            by_state[slot] += 1;
+            let Some(state) = self.core.peer_state(PeerId(i as u32)) else { continue };
+            if let Some(slot) = GAUGE_STATES.iter().position(|s| *s == state) {
+                by_state[slot] += 1;
+            }
         }
-        let names = ["received", "running", "back_to_source", "succeeded", "failed", "left"];
+        let names = GAUGE_STATES.map(state_name);
         Gauges {
             hosts: self.hosts.iter().filter(|h| !h.left).count() as i64,
             tasks: self.tasks.len() as i64,
