@@ -8,6 +8,7 @@ pub mod probe_http;
 pub mod redact;
 #[cfg(not(madsim))]
 pub mod signals;
+pub mod tls;
 pub mod toml_spans;
 pub mod watch;
 

@@ -61,6 +61,10 @@ usage: dfget URL -O FILE [options]
   --application NAME       partition tasks by application
   -H, --header 'K: V'      a request header for the origin (repeatable)
   --daemon ADDR            the daemon's local API (default 127.0.0.1:65000)
+  --tls-cert FILE --tls-key FILE --tls-ca FILE
+                           mutual TLS to a local API beyond loopback (the daemon's [tls]):
+                           this client's certificate and key, and the cluster CA
+  --tls-server-name NAME   the name the daemon's certificate carries (default: ADDR's host)
   --quiet                  no progress bar
   --rehash                 hash the copy even when the daemon has just checked the digest
   --fsync                  fsync FILE before renaming it into place (survives a power loss)
@@ -80,6 +84,7 @@ usage: dfget URL -O FILE [options]
         fsync: bool,
         copy: bool,
         range: Option<ByteRange>,
+        tls: Option<svc::tls::TlsSection>,
     }
 
     /// A failure and its exit code.
@@ -91,6 +96,7 @@ usage: dfget URL -O FILE [options]
         let (mut tag, mut application, mut headers) = (String::new(), String::new(), HashMap::new());
         let (mut daemon, mut quiet, mut range, mut rehash) = ("127.0.0.1:65000".to_string(), false, None, false);
         let (mut fsync, mut copy) = (false, false);
+        let (mut tls_cert, mut tls_key, mut tls_ca, mut tls_name) = (None, None, None, None);
         let mut args = std::env::args().skip(1);
         while let Some(a) = args.next() {
             let mut value = |name: &str| args.next().ok_or_else(|| usage(format!("{name} needs a value")));
@@ -111,6 +117,10 @@ usage: dfget URL -O FILE [options]
                 "--rehash" => rehash = true,
                 "--fsync" => fsync = true,
                 "--copy" => copy = true,
+                "--tls-cert" => tls_cert = Some(PathBuf::from(value("--tls-cert")?)),
+                "--tls-key" => tls_key = Some(PathBuf::from(value("--tls-key")?)),
+                "--tls-ca" => tls_ca = Some(PathBuf::from(value("--tls-ca")?)),
+                "--tls-server-name" => tls_name = Some(value("--tls-server-name")?),
                 "--help" | "-h" => return Err(Fail(0, String::new())),
                 s if s.starts_with('-') => return Err(usage(format!("unknown option {s:?}"))),
                 s if url.is_none() => url = Some(s.to_string()),
@@ -122,7 +132,14 @@ usage: dfget URL -O FILE [options]
         if let Some(d) = &digest {
             Sha256Digest::from_oci(d).map_err(|e| usage(format!("--digest {d:?}: {e}")))?;
         }
-        Ok(Args { url, output, digest, tag, application, headers, daemon, quiet, range, rehash, fsync, copy })
+        let tls = match (tls_cert, tls_key, tls_ca) {
+            (Some(cert_file), Some(key_file), Some(ca_file)) => {
+                Some(svc::tls::TlsSection { cert_file, key_file, ca_file, server_name: tls_name })
+            }
+            (None, None, None) if tls_name.is_none() => None,
+            _ => return Err(usage("--tls-cert, --tls-key and --tls-ca go together".into())),
+        };
+        Ok(Args { url, output, digest, tag, application, headers, daemon, quiet, range, rehash, fsync, copy, tls })
     }
 
     /// `N-M` (M inclusive) or `N-`.
@@ -183,9 +200,25 @@ usage: dfget URL -O FILE [options]
 
     async fn run(args: Args) -> Result<(), Fail> {
         let endpoint = format!("http://{}", args.daemon);
-        let mut client = DaemonClient::connect(endpoint.clone())
-            .await
-            .map_err(|e| Fail(4, format!("cannot reach the peer daemon at {}: {e}; is peerd running?", args.daemon)))?;
+        let unreachable =
+            |e: &dyn std::fmt::Display| Fail(4, format!("cannot reach the peer daemon at {}: {e}; is peerd running?", args.daemon));
+        let channel = match &args.tls {
+            None => tonic::transport::Endpoint::from_shared(endpoint.clone())
+                .map_err(|e| unreachable(&e))?
+                .connect()
+                .await
+                .map_err(|e| unreachable(&e))?,
+            Some(section) => {
+                let tls = svc::tls::Tls::load(section).map_err(|e| Fail(2, format!("--tls-*: {e}")))?;
+                let connector = svc::tls::GrpcConnector::new(tls);
+                tonic::transport::Endpoint::from_shared(endpoint.clone())
+                    .map_err(|e| unreachable(&e))?
+                    .connect_with_connector(connector)
+                    .await
+                    .map_err(|e| unreachable(&std::error::Error::source(&e).map_or(e.to_string(), |s| format!("{e}: {s}"))))?
+            }
+        };
+        let mut client = DaemonClient::new(channel);
         let request = DownloadRequest {
             url: args.url.clone(),
             digest: args.digest.clone(),

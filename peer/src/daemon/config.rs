@@ -26,6 +26,12 @@ pub struct DaemonConfig {
     pub download: DownloadSection,
     pub mirror: MirrorSection,
     pub log: LogConfig,
+    /// `[tls]`: mutual TLS on the data plane (both ways), towards the scheduler, and on the
+    /// local API when it does not listen on loopback. Loaded into `tls` by `parse`.
+    #[serde(rename = "tls")]
+    pub tls_files: Option<svc::tls::TlsSection>,
+    #[serde(skip)]
+    pub tls: Option<svc::tls::Tls>,
     /// `[peer]`: the peer core's policy and tuning (`PeerConfig::from_table`, as a
     /// scenario's `[peer]` is read by the simulator). Resolved into `core` by `parse`.
     pub peer: toml::Table,
@@ -295,6 +301,8 @@ impl Default for DaemonConfig {
             download: DownloadSection::default(),
             mirror: MirrorSection::default(),
             log: LogConfig::default(),
+            tls_files: None,
+            tls: None,
             peer: toml::Table::new(),
             core: PeerConfig::preset(sched::Policy::Default),
         }
@@ -340,6 +348,12 @@ pub fn parse(text: &str, origin: &str) -> Result<DaemonConfig, ConfigError> {
         let key = svc::grant::GrantKey::load(path)
             .map_err(|e| file.error_at(&["dataplane", "grant_key_file"], e.to_string()))?;
         c.dataplane.server.grant_key = Some(key);
+    }
+    if let Some(section) = &c.tls_files {
+        let tls = svc::tls::Tls::load(section).map_err(|e| file.error_at(&["tls", e.key], e.message))?;
+        c.dataplane.server.tls = Some(tls.clone());
+        c.dataplane.client.tls = Some(tls.clone());
+        c.tls = Some(tls);
     }
     check(&c).map_err(|(path, message)| file.error_at(&path, message))?;
     Ok(c)
@@ -422,6 +436,12 @@ fn check(c: &DaemonConfig) -> Result<(), Fault> {
             return fault(
                 &["scheduler", "addresses"],
                 format!("entry {} is {address:?}; write \"http://IP:PORT\", e.g. \"http://127.0.0.1:8002\"", i + 1),
+            );
+        }
+        if address.starts_with("https://") && c.tls.is_none() {
+            return fault(
+                &["scheduler", "addresses"],
+                format!("entry {} is {address:?}, but there is no [tls] table: add one (cert_file, key_file, ca_file) or write http://", i + 1),
             );
         }
     }

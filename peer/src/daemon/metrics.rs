@@ -48,6 +48,11 @@ struct MirrorLabel {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ListenerLabel {
+    listener: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReasonLabel {
     reason: &'static str,
 }
@@ -62,6 +67,10 @@ pub struct Snapshot {
     pub store_quota_bytes: u64,
     pub tasks_cached: u64,
     pub downloads_running: u64,
+    /// `[tls]`: handshakes refused by the data plane and the local API, and reloads.
+    pub tls_refused_data: u64,
+    pub tls_refused_local_api: u64,
+    pub tls_reloads: u64,
 }
 
 pub struct Metrics {
@@ -83,6 +92,8 @@ pub struct Metrics {
     mirror_requests: Family<MirrorLabel, Counter>,
     mirror_bytes: Family<SourceLabel, Counter>,
     mirror_fallbacks: Family<ReasonLabel, Counter>,
+    tls_refused: Family<ListenerLabel, Counter>,
+    tls_reloads: Counter,
 }
 
 fn latency_histogram() -> Histogram {
@@ -153,7 +164,20 @@ impl Metrics {
             "Blob requests passed to the registry because P2P could not start them, by reason",
             mirror_fallbacks.clone(),
         );
+        let tls_refused = Family::<ListenerLabel, Counter>::default();
+        r.register(
+            "tls_handshake_failures",
+            "Connections refused in the TLS handshake (no certificate of the cluster CA, or none at all), by listener (data, local_api)",
+            tls_refused.clone(),
+        );
+        for listener in ["data", "local_api"] {
+            let _ = tls_refused.get_or_create(&ListenerLabel { listener });
+        }
+        let tls_reloads = Counter::default();
+        r.register("tls_reloads", "Times the [tls] files were re-read after they changed", tls_reloads.clone());
         Metrics {
+            tls_refused,
+            tls_reloads,
             mirror_requests,
             mirror_bytes,
             mirror_fallbacks,
@@ -216,6 +240,9 @@ impl Metrics {
         set(&self.upload_busy, s.upload.busy_replies);
         set(&self.upload_unauthorized, s.upload.unauthorized_replies);
         set(&self.corrupt_pieces_refused, s.upload.corrupt_pieces);
+        set(&self.tls_refused.get_or_create(&ListenerLabel { listener: "data" }), s.tls_refused_data);
+        set(&self.tls_refused.get_or_create(&ListenerLabel { listener: "local_api" }), s.tls_refused_local_api);
+        set(&self.tls_reloads, s.tls_reloads);
         self.uploads_active.set(i64::from(s.upload.uploads_active));
         self.store_used.set(s.store_used_bytes as i64);
         self.store_quota.set(s.store_quota_bytes as i64);

@@ -105,6 +105,9 @@ impl Ctx {
             store_quota_bytes: self.store.quota_bytes(),
             tasks_cached: self.store.tasks().len() as u64,
             downloads_running: self.running.count() as u64,
+            tls_refused_data: self.cfg.tls.as_ref().map_or(0, |t| t.refused(svc::tls::Listener::Data)),
+            tls_refused_local_api: self.cfg.tls.as_ref().map_or(0, |t| t.refused(svc::tls::Listener::LocalApi)),
+            tls_reloads: self.cfg.tls.as_ref().map_or(0, |t| t.reloads()),
         }
     }
 
@@ -194,6 +197,10 @@ pub async fn start_with_origin(cfg: DaemonConfig, origin: Arc<dyn Origin>) -> Re
     };
     #[cfg(madsim)]
     let origin_insecure: Option<Arc<dyn Origin>> = None;
+    match &cfg.tls {
+        Some(tls) => tracing::info!(tls = ?tls, "mutual TLS on the data plane, towards the scheduler, and on the local API unless it is on loopback"),
+        None => tracing::info!("no [tls]: the data plane and the scheduler link are plain TCP"),
+    }
     match &cfg.dataplane.server.grant_key {
         None => tracing::warn!(
             "no [dataplane] grant_key_file: the data port serves every task in the store to anyone who reaches it, private blobs included; give the scheduler and every peer the same grant key file"
@@ -336,16 +343,29 @@ async fn serve_api(ctx: Arc<Ctx>, addr: ApiListener, mut stop: watch::Receiver<b
         .map_err(|e| e.to_string())
 }
 
+/// With `[tls]`, a local API that listens beyond loopback takes only clients with a
+/// certificate of the cluster CA (`dfget --tls-*`); on loopback it stays plain, as the
+/// node's own clients reach it there.
 #[cfg(not(madsim))]
 async fn serve_api(ctx: Arc<Ctx>, listener: ApiListener, mut stop: watch::Receiver<bool>) -> Result<(), String> {
-    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-    tonic::transport::Server::builder()
-        .add_service(api::daemon_pb::daemon_server::DaemonServer::new(local_api::LocalApi::new(ctx)))
-        .serve_with_incoming_shutdown(incoming, async move {
-            let _ = stop.wait_for(|s| *s).await;
-        })
-        .await
-        .map_err(|e| e.to_string())
+    let on_loopback = listener.local_addr().is_ok_and(|a| a.ip().is_loopback());
+    let tls = ctx.cfg.tls.clone().filter(|_| !on_loopback);
+    let router = tonic::transport::Server::builder()
+        .add_service(api::daemon_pb::daemon_server::DaemonServer::new(local_api::LocalApi::new(ctx)));
+    let stopped = async move {
+        let _ = stop.wait_for(|s| *s).await;
+    };
+    let served = match tls {
+        Some(tls) => {
+            let incoming = svc::tls::grpc_incoming(listener, tls, svc::tls::Listener::LocalApi);
+            router.serve_with_incoming_shutdown(incoming, stopped).await
+        }
+        None => {
+            let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+            router.serve_with_incoming_shutdown(incoming, stopped).await
+        }
+    };
+    served.map_err(|e| e.to_string())
 }
 
 async fn announce_loop(ctx: Arc<Ctx>) {

@@ -10,6 +10,21 @@ use std::sync::Mutex;
 use std::time::Duration;
 use tonic::transport::{Channel, Endpoint};
 
+/// A lazily connecting channel: TLS (`svc::tls::GrpcConnector`) when `tls` is set.
+#[cfg(not(madsim))]
+fn channel(endpoint: &Endpoint, tls: Option<&svc::tls::Tls>) -> Channel {
+    match tls {
+        Some(tls) => endpoint.connect_with_connector_lazy(svc::tls::GrpcConnector::new(tls.clone())),
+        None => endpoint.connect_lazy(),
+    }
+}
+
+/// Under madsim `[tls]` never loads.
+#[cfg(madsim)]
+fn channel(endpoint: &Endpoint, _tls: Option<&svc::tls::Tls>) -> Channel {
+    endpoint.connect_lazy()
+}
+
 pub struct SchedLink {
     replicas: Vec<(String, SchedulerClient<Channel>)>,
     host: pb::Host,
@@ -33,11 +48,16 @@ impl SchedLink {
     pub fn new(cfg: &DaemonConfig, host: pb::Host) -> Result<SchedLink, String> {
         let mut replicas = Vec::new();
         for address in &cfg.scheduler.addresses {
-            let endpoint = Endpoint::from_shared(address.clone())
+            // With [tls] the connector below does TLS itself, whichever scheme is written.
+            let dialed = match &cfg.tls {
+                Some(_) => address.replacen("https://", "http://", 1),
+                None => address.clone(),
+            };
+            let endpoint = Endpoint::from_shared(dialed)
                 .map_err(|e| format!("scheduler address {address:?}: {e}"))?
                 .connect_timeout(Duration::from_millis(cfg.scheduler.connect_timeout_ms))
                 .tcp_nodelay(true);
-            replicas.push((address.clone(), SchedulerClient::new(endpoint.connect_lazy())));
+            replicas.push((address.clone(), SchedulerClient::new(channel(&endpoint, cfg.tls.as_ref()))));
         }
         Ok(SchedLink {
             instances: Mutex::new(vec![None; replicas.len()]),

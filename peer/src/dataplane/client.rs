@@ -31,6 +31,10 @@ pub struct ClientConfig {
     pub max_syncs_per_connection: u32,
     /// Download bandwidth of this host, across parents; none: unlimited.
     pub download_rate: Option<RateLimit>,
+    /// `[tls]`: connect with TLS, showing this host's certificate and checking the
+    /// parent's against the cluster CA. None: plain TCP.
+    #[serde(skip)]
+    pub tls: Option<svc::tls::Tls>,
 }
 
 impl Default for ClientConfig {
@@ -42,6 +46,7 @@ impl Default for ClientConfig {
             max_pieces_per_connection: 4,
             max_syncs_per_connection: 16,
             download_rate: None,
+            tls: None,
         }
     }
 }

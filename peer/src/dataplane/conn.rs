@@ -7,7 +7,7 @@ use super::frame::{
     self, ErrorCode, PiecesReply, Request, HELLO, KIND_ERROR, KIND_PIECE, KIND_PIECES, MAX_REPLY_BODY, PIECE_PREFIX_LEN,
 };
 use super::grants::MAX_GRANTS_PER_CONNECTION;
-use super::io::{read_body, read_header, write_frame, ReadError};
+use super::io::{client_stream, read_body, read_header, write_frame, ReadError, Stream};
 use super::ratelimit::TokenBucket;
 use crate::storage::{BufferPool, PieceBuf};
 use crate::task_id::TaskId;
@@ -36,7 +36,7 @@ pub(super) struct Pool {
 
 /// A pooled connection; dropping the last handle closes it.
 pub(super) struct Conn {
-    writer: tokio::sync::Mutex<WriteHalf<TcpStream>>,
+    writer: tokio::sync::Mutex<WriteHalf<Stream>>,
     pub(super) shared: Arc<ConnShared>,
     next_id: AtomicU32,
     reader: JoinHandle<()>,
@@ -99,8 +99,9 @@ impl Conn {
         let started = Instant::now();
         let connect_by = deadline.min(started + Duration::from_millis(config.connect_timeout_ms));
         let attempt = async {
-            let stream = TcpStream::connect(parent).await?;
-            let _ = stream.set_nodelay(true);
+            let tcp = TcpStream::connect(parent).await?;
+            let _ = tcp.set_nodelay(true);
+            let stream = client_stream(config.tls.as_ref(), tcp, parent).await?;
             let (rd, mut wr) = tokio::io::split(stream);
             let mut rd = BufReader::with_capacity(READ_BUFFER_BYTES, rd);
             write_frame(&mut wr, &HELLO).await?;
@@ -291,7 +292,7 @@ impl ConnShared {
     }
 }
 
-async fn read_loop(mut rd: BufReader<ReadHalf<TcpStream>>, shared: Arc<ConnShared>) {
+async fn read_loop(mut rd: BufReader<ReadHalf<Stream>>, shared: Arc<ConnShared>) {
     let parent = shared.parent;
     let lost = |reason: String| FetchError::ConnectionLost { parent, reason };
     let protocol = |reason: String| FetchError::Protocol { parent, reason };
@@ -343,7 +344,7 @@ async fn read_loop(mut rd: BufReader<ReadHalf<TcpStream>>, shared: Arc<ConnShare
 /// Reads `len` bytes into a recycled buffer (its stale bytes overwritten, not zeroed
 /// first), charging the download bucket.
 async fn read_data(
-    rd: &mut BufReader<ReadHalf<TcpStream>>,
+    rd: &mut BufReader<ReadHalf<Stream>>,
     len: usize,
     shared: &ConnShared,
 ) -> std::io::Result<PieceBuf> {

@@ -4,6 +4,58 @@ use super::frame::{self, Header, ProtocolError, HEADER_LEN};
 use std::io;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
+/// A data-plane connection: plain TCP, or TLS over it (`[tls]`). Boxed so the reader and
+/// writer loops are written once; the indirection is one call per 64-256 KiB.
+pub(crate) trait Duplex: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Duplex for T {}
+pub(crate) type Stream = Box<dyn Duplex>;
+
+/// The parent's side of an accepted connection: TLS first when `tls` is set (a refused
+/// handshake is logged and counted by `tls`, and gives None).
+#[cfg(not(madsim))]
+pub(crate) async fn server_stream(
+    tls: Option<&svc::tls::Tls>,
+    tcp: tokio::net::TcpStream,
+    from: std::net::SocketAddr,
+) -> Option<Stream> {
+    match tls {
+        Some(tls) => Some(Box::new(tls.accept(svc::tls::Listener::Data, tcp, from).await?)),
+        None => Some(Box::new(tcp)),
+    }
+}
+
+/// Under madsim `[tls]` never loads, so `tls` is always None.
+#[cfg(madsim)]
+pub(crate) async fn server_stream(
+    _tls: Option<&svc::tls::Tls>,
+    tcp: tokio::net::TcpStream,
+    _from: std::net::SocketAddr,
+) -> Option<Stream> {
+    Some(Box::new(tcp))
+}
+
+/// The child's side: TLS over `tcp` when `tls` is set, checking the parent's certificate.
+#[cfg(not(madsim))]
+pub(crate) async fn client_stream(
+    tls: Option<&svc::tls::Tls>,
+    tcp: tokio::net::TcpStream,
+    parent: std::net::SocketAddr,
+) -> io::Result<Stream> {
+    match tls {
+        Some(tls) => Ok(Box::new(tls.connect(tcp, &parent.ip().to_string()).await?)),
+        None => Ok(Box::new(tcp)),
+    }
+}
+
+#[cfg(madsim)]
+pub(crate) async fn client_stream(
+    _tls: Option<&svc::tls::Tls>,
+    tcp: tokio::net::TcpStream,
+    _parent: std::net::SocketAddr,
+) -> io::Result<Stream> {
+    Ok(Box::new(tcp))
+}
+
 /// Why reading a frame failed.
 #[derive(Debug)]
 pub enum ReadError {

@@ -14,7 +14,7 @@
 
 use super::frame::{self, ErrorCode, PiecesReply, Request, HELLO, MAX_DIGESTS_PER_REPLY, MAX_REQUEST_BODY};
 use super::grants::ConnGrants;
-use super::io::{blocking, read_body, read_header, write_frame};
+use super::io::{blocking, read_body, read_header, server_stream, write_frame, Stream};
 use super::ratelimit::{RateLimit, TokenBucket};
 use super::slots::{UploadGate, UploadSlot};
 use crate::storage::{PieceMap, SharedPiece, Store, StoreError};
@@ -74,6 +74,10 @@ pub struct ServerConfig {
     /// `[dataplane.server]`: the daemon reads it from `[dataplane] grant_key_file`.
     #[serde(skip)]
     pub grant_key: Option<GrantKey>,
+    /// `[tls]`: a connection is served only after a TLS handshake with a client certificate
+    /// of the cluster CA. None: plain TCP.
+    #[serde(skip)]
+    pub tls: Option<svc::tls::Tls>,
 }
 
 impl Default for ServerConfig {
@@ -89,6 +93,7 @@ impl Default for ServerConfig {
             max_connections_per_source: 64,
             max_sync_wait_ms: 30_000,
             grant_key: None,
+            tls: None,
         }
     }
 }
@@ -244,14 +249,14 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut stop: watch
             accepted = listener.accept() => accepted,
             _ = raised(&mut stop) => return,
         };
-        let (stream, source) = match accepted {
-            Ok((stream, peer)) => (stream, peer.ip()),
+        let (stream, from) = match accepted {
+            Ok((stream, peer)) => (stream, peer),
             Err(_) => {
                 tokio::time::sleep(ACCEPT_BACKOFF).await;
                 continue;
             }
         };
-        let Some(from_source) = SourceSlot::take(&shared, source) else {
+        let Some(from_source) = SourceSlot::take(&shared, from.ip()) else {
             bump(&shared.counters.connections_refused, 1);
             drop(stream);
             continue;
@@ -259,7 +264,7 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut stop: watch
         match shared.connections.clone().try_acquire_owned() {
             Ok(permit) => {
                 bump(&shared.counters.connections_total, 1);
-                tokio::spawn(serve_connection(stream, shared.clone(), stop.clone(), (permit, from_source)));
+                tokio::spawn(serve_connection(stream, from, shared.clone(), stop.clone(), (permit, from_source)));
             }
             Err(_) => {
                 bump(&shared.counters.connections_refused, 1);
@@ -306,14 +311,19 @@ enum Outgoing {
 }
 
 async fn serve_connection(
-    stream: TcpStream,
+    tcp: TcpStream,
+    from: SocketAddr,
     shared: Arc<Shared>,
     mut stop: watch::Receiver<bool>,
     _conn: (OwnedSemaphorePermit, SourceSlot),
 ) {
     let open = &shared.counters.connections_open;
     bump(open, 1);
-    let _ = stream.set_nodelay(true);
+    let _ = tcp.set_nodelay(true);
+    let Some(stream) = server_stream(shared.config.tls.as_ref(), tcp, from).await else {
+        open.fetch_sub(1, Ordering::Relaxed);
+        return;
+    };
     let (rd, mut wr) = tokio::io::split(stream);
     let mut rd = BufReader::with_capacity(READ_BUFFER_BYTES, rd);
     let greeting = async {
@@ -419,7 +429,7 @@ fn authorize(shared: &Shared, grants: &ConnGrants, request: &Request) -> Result<
 }
 
 async fn write_loop(
-    mut wr: tokio::io::WriteHalf<TcpStream>,
+    mut wr: tokio::io::WriteHalf<Stream>,
     mut outgoing: mpsc::Receiver<Outgoing>,
     shared: Arc<Shared>,
     mut closed: watch::Receiver<bool>,
@@ -448,7 +458,7 @@ async fn write_loop(
 }
 
 async fn write_piece(
-    wr: &mut tokio::io::WriteHalf<TcpStream>,
+    wr: &mut tokio::io::WriteHalf<Stream>,
     head: &[u8],
     data: &[u8],
     shared: &Shared,

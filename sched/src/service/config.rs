@@ -53,6 +53,8 @@ pub struct ServiceConfig {
     pub scheduler: SchedulerConfig,
     /// Data-plane grants (`[service] grant_key_file`); none: Parents carry no grant.
     pub grants: Option<GrantIssuer>,
+    /// `[tls]`: the gRPC port takes only clients with a certificate of the cluster CA.
+    pub tls: Option<svc::tls::Tls>,
 }
 
 /// The service's own limits and periods.
@@ -99,6 +101,7 @@ struct File {
     /// Checked key by key against `SchedulerConfig` in `scheduler_config`.
     #[serde(default)]
     scheduler: toml::Table,
+    tls: Option<svc::tls::TlsSection>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -227,6 +230,10 @@ pub fn parse(text: &str, origin: &str) -> Result<ServiceConfig, ConfigError> {
         }
         None => None,
     };
+    let tls = match &file.tls {
+        Some(section) => Some(svc::tls::Tls::load(section).map_err(|e| at(&["tls", e.key], e.message))?),
+        None => None,
+    };
     Ok(ServiceConfig {
         grpc_addr: file.listen.grpc,
         http_addr: file.listen.http,
@@ -247,6 +254,7 @@ pub fn parse(text: &str, origin: &str) -> Result<ServiceConfig, ConfigError> {
         log: file.log,
         scheduler,
         grants,
+        tls,
     })
 }
 

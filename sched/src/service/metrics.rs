@@ -27,6 +27,11 @@ struct RequestLabel {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ListenerLabel {
+    listener: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StateLabel {
     state: &'static str,
 }
@@ -57,6 +62,10 @@ pub struct Metrics {
     peers: Family<StateLabel, Gauge>,
     peer_streams: Gauge,
     seed_watchers: Gauge,
+    tls_refused: Family<ListenerLabel, Counter>,
+    tls_reloads: Counter,
+    /// `[tls]` of the service, whose counts the TLS counters follow at each scrape.
+    tls: std::sync::OnceLock<svc::tls::Tls>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -115,6 +124,15 @@ impl Metrics {
         registry.register("peer_streams", "Open AnnouncePeer streams", peer_streams.clone());
         let seed_watchers = Gauge::default();
         registry.register("seed_watchers", "Open WatchSeedTasks streams", seed_watchers.clone());
+        let tls_refused = Family::<ListenerLabel, Counter>::default();
+        registry.register(
+            "tls_handshake_failures",
+            "Connections refused in the TLS handshake (no certificate of the cluster CA, or none at all), by listener",
+            tls_refused.clone(),
+        );
+        let _ = tls_refused.get_or_create(&ListenerLabel { listener: svc::tls::Listener::Grpc.name() });
+        let tls_reloads = Counter::default();
+        registry.register("tls_reloads", "Times the [tls] files were re-read after they changed", tls_reloads.clone());
         // Known label values start at 0, so dashboards see the series before the first event.
         for kind in ["parents", "back_to_source", "failed", "trigger_seed"] {
             let _ = decisions.get_or_create(&KindLabel { kind });
@@ -135,7 +153,15 @@ impl Metrics {
             peers,
             peer_streams,
             seed_watchers,
+            tls_refused,
+            tls_reloads,
+            tls: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Exports `tls`'s refusals and reloads from now on.
+    pub fn watch_tls(&self, tls: svc::tls::Tls) {
+        let _ = self.tls.set(tls);
     }
 
     pub fn decision(&self, kind: &'static str) {
@@ -167,10 +193,23 @@ impl Metrics {
         }
         self.peer_streams.set(g.peer_streams);
         self.seed_watchers.set(g.seed_watchers);
+        if let Some(tls) = self.tls.get() {
+            let listener = svc::tls::Listener::Grpc;
+            catch_up(&self.tls_refused.get_or_create(&ListenerLabel { listener: listener.name() }), tls.refused(listener));
+            catch_up(&self.tls_reloads, tls.reloads());
+        }
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = encode(&mut out, &self.registry);
         out
+    }
+}
+
+/// Raises `counter` to `total`, a count kept elsewhere that only grows.
+fn catch_up(counter: &Counter, total: u64) {
+    let seen = counter.get();
+    if total > seen {
+        counter.inc_by(total - seen);
     }
 }
 

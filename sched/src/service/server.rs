@@ -63,6 +63,10 @@ pub async fn start(cfg: ServiceConfig) -> Result<Running, StartError> {
             "no [service] grant_key_file: Parents carry no data-plane grant, so parents configured with a grant key refuse every download"
         ),
     }
+    if let Some(tls) = &cfg.tls {
+        metrics.watch_tls(tls.clone());
+        tracing::info!(tls = ?tls, "gRPC takes only clients with a certificate of the cluster CA");
+    }
     let state = State::new(cfg.scheduler.clone(), cfg.tuning, seed, metrics).with_grants(cfg.grants.clone());
     let (shutdown, shutdown_rx) = watch::channel(false);
     let shared = Arc::new(Shared::new(state, Clock::start(), cfg.tuning, shutdown_rx.clone()));
@@ -81,7 +85,8 @@ pub async fn start(cfg: ServiceConfig) -> Result<Running, StartError> {
             });
         }
     };
-    let server = tokio::spawn(serve(service, cfg.tuning.max_message_bytes, grpc_addr, grpc_listener, signal));
+    let server =
+        tokio::spawn(serve(service, cfg.tuning.max_message_bytes, grpc_addr, grpc_listener, cfg.tls.clone(), signal));
     tracing::info!(
         grpc = %grpc_addr,
         http = %http_addr,
@@ -170,14 +175,22 @@ async fn serve(
     max_message_bytes: usize,
     _addr: SocketAddr,
     listener: GrpcListener,
+    tls: Option<svc::tls::Tls>,
     signal: impl std::future::Future<Output = ()>,
 ) -> Result<(), ServeError> {
-    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-    tonic::transport::Server::builder()
-        .add_service(SchedulerServer::new(service).max_decoding_message_size(max_message_bytes))
-        .serve_with_incoming_shutdown(incoming, signal)
-        .await
-        .map_err(|e| ServeError(e.to_string()))
+    let router = tonic::transport::Server::builder()
+        .add_service(SchedulerServer::new(service).max_decoding_message_size(max_message_bytes));
+    let served = match tls {
+        Some(tls) => {
+            let incoming = svc::tls::grpc_incoming(listener, tls, svc::tls::Listener::Grpc);
+            router.serve_with_incoming_shutdown(incoming, signal).await
+        }
+        None => {
+            let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+            router.serve_with_incoming_shutdown(incoming, signal).await
+        }
+    };
+    served.map_err(|e| ServeError(e.to_string()))
 }
 
 #[cfg(madsim)]
@@ -186,6 +199,7 @@ async fn serve(
     max_message_bytes: usize,
     addr: SocketAddr,
     _listener: GrpcListener,
+    _tls: Option<svc::tls::Tls>,
     signal: impl std::future::Future<Output = ()>,
 ) -> Result<(), ServeError> {
     tonic::transport::Server::builder()
