@@ -7,6 +7,9 @@
 //! store (a second store under /tmp). `crc32_4mib` is one core computing piece digests, and
 //! `sha256_4mib` one core hashing as the whole-content check does, for reference.
 //!
+//! `..._tls` runs the same transfer over mutual TLS (`[tls]`: rustls, ring, a throwaway CA)
+//! against a second server over the same store.
+//!
 //! Run: `cargo bench -p peer --bench dataplane` (criterion prints its estimates; the bench
 //! also prints the median, min and max of the per-transfer throughput at the end).
 
@@ -27,9 +30,11 @@ struct Setup {
     _parent_store: Arc<Store>,
     child_store: Arc<Store>,
     server: Server,
+    tls_server: Server,
+    tls: svc::tls::Tls,
     task: TaskId,
     digests: Vec<PieceDigest>,
-    _dirs: (tempfile::TempDir, tempfile::TempDir),
+    _dirs: (tempfile::TempDir, tempfile::TempDir, tempfile::TempDir),
 }
 
 fn content(piece: u32) -> Vec<u8> {
@@ -73,17 +78,24 @@ fn setup() -> Setup {
     parent_store.complete_task(&task).unwrap();
     let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
     let server = rt.block_on(Server::bind(addr, parent_store.clone(), ServerConfig::default())).unwrap();
-    Setup { rt, _parent_store: parent_store, child_store, server, task, digests, _dirs: dirs }
+    let certs = tempfile::tempdir_in("/tmp").unwrap();
+    let mut ca = svc::tls::test_certs::TestCa::new("bench CA");
+    let tls = svc::tls::Tls::load(&ca.write(certs.path(), "peer", &["bench.test"], Some("bench.test"))).unwrap();
+    let tls_config = ServerConfig { tls: Some(tls.clone()), ..ServerConfig::default() };
+    let tls_server = rt.block_on(Server::bind(addr, parent_store.clone(), tls_config)).unwrap();
+    let dirs = (dirs.0, dirs.1, certs);
+    Setup { rt, _parent_store: parent_store, child_store, server, tls_server, tls, task, digests, _dirs: dirs }
 }
 
 /// Fetches every piece with `in_flight` concurrent requests; returns the bytes received.
-async fn transfer(setup: &Setup, client: &Arc<PeerClient>, in_flight: u32, into_store: bool) -> u64 {
+async fn transfer(setup: &Setup, client: &Arc<PeerClient>, in_flight: u32, into_store: bool, tls: bool) -> u64 {
     let next = Arc::new(AtomicU32::new(0));
     let digests = Arc::new(setup.digests.clone());
     let mut workers = Vec::new();
     for _ in 0..in_flight {
         let (client, next, digests) = (client.clone(), next.clone(), digests.clone());
-        let (addr, task) = (setup.server.local_addr(), setup.task);
+        let server = if tls { &setup.tls_server } else { &setup.server };
+        let (addr, task) = (server.local_addr(), setup.task);
         let sink = into_store.then(|| setup.child_store.clone());
         workers.push(tokio::spawn(async move {
             let mut bytes = 0u64;
@@ -148,14 +160,16 @@ fn bench(c: &mut Criterion) {
     group.sample_size(10).measurement_time(Duration::from_secs(15)).warm_up_time(Duration::from_secs(2));
     group.throughput(Throughput::Bytes(total_bytes));
     let cases = [
-        ("loopback_4mib_verified_8_in_flight", 2u32, 4u32, false),
-        ("loopback_4mib_verified_3_in_flight", 1, 3, false),
-        ("loopback_4mib_verified_8_in_flight_into_store", 2, 4, true),
+        ("loopback_4mib_verified_8_in_flight", 2u32, 4u32, false, false),
+        ("loopback_4mib_verified_8_in_flight_tls", 2, 4, false, true),
+        ("loopback_4mib_verified_3_in_flight", 1, 3, false, false),
+        ("loopback_4mib_verified_8_in_flight_into_store", 2, 4, true, false),
     ];
-    for (name, connections, per_connection, into_store) in cases {
+    for (name, connections, per_connection, into_store, tls) in cases {
         let config = ClientConfig {
             max_connections_per_parent: connections,
             max_pieces_per_connection: per_connection,
+            tls: tls.then(|| setup.tls.clone()),
             ..Default::default()
         };
         let client = Arc::new(PeerClient::new(config).unwrap());
@@ -170,7 +184,7 @@ fn bench(c: &mut Criterion) {
                         setup.child_store.create_task(spec(setup.task)).unwrap();
                     }
                     let (started, cpu0) = (Instant::now(), cpu_seconds("/proc/self/stat"));
-                    let got = setup.rt.block_on(transfer(&setup, &client, in_flight, into_store));
+                    let got = setup.rt.block_on(transfer(&setup, &client, in_flight, into_store, tls));
                     let took = started.elapsed();
                     let cpu = cpu_seconds("/proc/self/stat") - cpu0;
                     assert_eq!(got, total_bytes);
@@ -191,8 +205,7 @@ fn bench(c: &mut Criterion) {
     group.bench_function("sha256_4mib", |b| b.iter(|| Sha256Digest::of(std::hint::black_box(&piece))));
     group.finish();
 
-    let stats = setup.server.stats();
-    assert_eq!(stats.corrupt_pieces, 0);
+    assert_eq!(setup.server.stats().corrupt_pieces + setup.tls_server.stats().corrupt_pieces, 0);
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
     println!("\nsha256 of 4 MiB on one thread: {sha_wall:.2} GB/s of wall time, {sha_cpu:.2} GB/s per CPU second");
     println!("per transfer of {} MiB (every transfer criterion ran, warm-up included):", total_bytes >> 20);
@@ -201,7 +214,7 @@ fn bench(c: &mut Criterion) {
         v.sort_by(|a, b| a.total_cmp(b));
         (v[v.len() / 2], v[0], v[v.len() - 1])
     };
-    for (name, _, _, _) in cases {
+    for (name, ..) in cases {
         let runs: Vec<&(String, f64, f64)> = rates.iter().filter(|r| r.0 == name).collect();
         if runs.is_empty() {
             continue;
