@@ -131,14 +131,54 @@ fn temp_dir(name: &str) -> PathBuf {
 /// creates and the manifests never hold.
 const GRANT_KEY_PATH: &str = "/etc/p2pimg-grant/grant.key";
 
+/// Where the manifests mount each component's TLS Secret (cert-manager's keys `tls.crt`,
+/// `tls.key`, `ca.crt`), and where the systemd examples' commented-out `[tls]` points.
+const TLS_DIR: &str = "/etc/p2pimg-tls";
+
+/// The TLS Secret each workload mounts (cert-manager's Certificates and make-secrets.sh
+/// write these).
+const TLS_SECRETS: &[(&str, &str)] =
+    &[(SCHEDULER, "p2pimg-scheduler-tls"), (SEED, "p2pimg-seed-tls"), (PEER, "p2pimg-peer-tls")];
+
+fn fresh_dir(what: &str) -> PathBuf {
+    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    temp_dir(&format!("{what}-{}", CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)))
+}
+
 /// `text` with the grant key path pointing at a temporary 32-byte key, so that the parsers
 /// (which read the key file at load) can check the rest.
 fn with_test_grant_key(text: &str) -> String {
-    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let dir = temp_dir(&format!("grant-key-{}", CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)));
-    let key = dir.join("grant.key");
+    let key = fresh_dir("grant-key").join("grant.key");
     std::fs::write(&key, [7u8; 32]).unwrap();
     text.replace(GRANT_KEY_PATH, key.to_str().unwrap())
+}
+
+/// The `[tls]` table of a configuration, as written (None without one).
+fn tls_section(text: &str, origin: &str) -> Option<svc::tls::TlsSection> {
+    let raw: toml::Table = toml::from_str(text).unwrap_or_else(|e| panic!("{origin}: {e}"));
+    raw.get("tls").map(|t| t.clone().try_into().unwrap_or_else(|e| panic!("{origin}: [tls]: {e}")))
+}
+
+/// `text` with the grant key and the TLS files under `TLS_DIR` swapped for temporary ones (a
+/// throwaway CA's, the leaf naming `server_name`), so that the parsers, which load both at
+/// parse time, can check the rest.
+fn with_test_files(text: &str, origin: &str) -> String {
+    let text = with_test_grant_key(text);
+    let Some(section) = tls_section(&text, origin) else { return text };
+    if !text.contains(TLS_DIR) {
+        return text;
+    }
+    let dir = fresh_dir("tls");
+    let mut ca = svc::tls::test_certs::TestCa::new("deploy-manifests");
+    let name = section.server_name.clone().unwrap_or_else(|| "p2pimg.test".into());
+    let (cert, key) = ca.leaf(&[name.as_str()]);
+    for (path, content) in [(&section.cert_file, cert), (&section.key_file, key), (&section.ca_file, ca.ca_pem())] {
+        let rel = path.strip_prefix(TLS_DIR).unwrap_or_else(|_| {
+            panic!("{origin}: [tls] names {} outside {TLS_DIR}, where the TLS Secret is mounted", path.display())
+        });
+        std::fs::write(dir.join(rel), content).unwrap();
+    }
+    text.replace(TLS_DIR, dir.to_str().unwrap())
 }
 
 /// A Kubernetes scheduler configuration: grants on, the key from the mounted Secret.
@@ -149,7 +189,7 @@ fn k8s_scheduler_config(text: &str, origin: &str) -> sched::service::ServiceConf
 
 /// A scheduler configuration (systemd's turn grants on by hand: deploy/README.md).
 fn scheduler_config(text: &str, origin: &str) -> sched::service::ServiceConfig {
-    sched::service::config::parse(&with_test_grant_key(text), origin).unwrap_or_else(|e| panic!("{e}"))
+    sched::service::config::parse(&with_test_files(text, origin), origin).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// One `[[mirror.registries]]` entry: the name clients use and where it is reached.
@@ -164,7 +204,7 @@ struct Mirrored {
 /// `listen.mirror` when the file sets it, and the mirrored registries.
 fn peer_config(text: &str, origin: &str) -> (DaemonConfig, Option<SocketAddr>, Vec<Mirrored>) {
     let raw: toml::Table = toml::from_str(text).unwrap_or_else(|e| panic!("{origin}: {e}"));
-    let cfg = peer::daemon::config::parse(&with_test_grant_key(text), origin).unwrap_or_else(|e| panic!("{e}"));
+    let cfg = peer::daemon::config::parse(&with_test_files(text, origin), origin).unwrap_or_else(|e| panic!("{e}"));
     let listen_mirror = raw.get("listen").and_then(|l| l.get("mirror")).map(|_| cfg.listen.mirror);
     let registries =
         cfg.mirror.registries.iter().map(|r| Mirrored { host: r.host.clone(), upstream: r.endpoint() }).collect();
@@ -446,12 +486,17 @@ fn every_peer_and_seed_lists_every_scheduler_replica_in_order() {
         let sched_spec = pod_spec(sts);
         let sched_text = config_text(objects, sched_spec, "config", "scheduler.toml");
         let sched_cfg = k8s_scheduler_config(&sched_text, "scheduler.toml");
-        let expected: Vec<String> = (0..replicas)
-            .map(|i| format!("http://{SCHEDULER}-{i}.{svc}.{ns}.svc.cluster.local:{}", sched_cfg.grpc_addr.port()))
-            .collect();
         for (kind, name, key) in [("StatefulSet", SEED, "seed.toml"), ("DaemonSet", PEER, "peerd.toml")] {
             let text = config_text(objects, pod_spec(find(objects, kind, name)), "config-template", key);
             let (cfg, _, _) = peer_config(&with_pod_ip(&text), &format!("{tree}: {key}"));
+            // With [tls] the link is TLS whatever the scheme; https:// says so (and fails to
+            // parse should [tls] go).
+            let scheme = if cfg.tls.is_some() { "https" } else { "http" };
+            let expected: Vec<String> = (0..replicas)
+                .map(|i| {
+                    format!("{scheme}://{SCHEDULER}-{i}.{svc}.{ns}.svc.cluster.local:{}", sched_cfg.grpc_addr.port())
+                })
+                .collect();
             assert_eq!(
                 cfg.scheduler.addresses, expected,
                 "{tree}: {key}: scheduler.addresses must name the {replicas} replicas in ordinal order (tasks go to a replica by rendezvous over that order)"
@@ -705,6 +750,421 @@ fn the_render_config_init_step_leaves_a_valid_config_where_peerd_reads_it() {
     }
 }
 
+// ---- mutual TLS ----
+
+/// Each workload (kind, name) with the container that reads the configuration and the
+/// ConfigMap volume and key that hold it; in the order of TLS_SECRETS.
+const TLS_WORKLOADS: &[(&str, &str, &str, &str, &str)] = &[
+    ("StatefulSet", SCHEDULER, "scheduler", "config", "scheduler.toml"),
+    ("StatefulSet", SEED, "peerd", "config-template", "seed.toml"),
+    ("DaemonSet", PEER, "peerd", "config-template", "peerd.toml"),
+];
+
+/// A workload's configuration text as the ConfigMap holds it (placeholders filled in).
+fn workload_config(objects: &[Value], kind: &str, name: &str, volume: &str, key: &str) -> String {
+    let text = config_text(objects, pod_spec(find(objects, kind, name)), volume, key);
+    if text.contains("@POD_IP@") {
+        with_pod_ip(&text)
+    } else {
+        text
+    }
+}
+
+/// Parses a workload's configuration with its binary's own parser (TLS files swapped for a
+/// throwaway CA's) and says whether [tls] loaded.
+fn tls_loads(text: &str, origin: &str, scheduler: bool) -> bool {
+    if scheduler {
+        scheduler_config(text, origin).tls.is_some()
+    } else {
+        peer_config(text, origin).0.tls.is_some()
+    }
+}
+
+/// The `secret` source of the volume mounted (whole, read-only) at `dir` in container `c`.
+fn secret_mounted_at<'a>(tree: &str, spec: &'a Value, c: &Value, dir: &str) -> &'a Value {
+    let what = format!("{tree}: {}", c["name"]);
+    let mount = c["volumeMounts"]
+        .as_array()
+        .and_then(|ms| ms.iter().find(|m| m["mountPath"] == dir))
+        .unwrap_or_else(|| panic!("{what}: nothing is mounted at {dir}, where [tls] reads its files"));
+    assert_eq!(mount["readOnly"], true, "{what}: the TLS Secret is mounted read-only");
+    assert!(
+        mount.get("subPath").is_none(),
+        "{what}: a subPath mount never sees a renewed Secret; mount the whole Secret"
+    );
+    let volume = spec["volumes"]
+        .as_array()
+        .and_then(|vs| vs.iter().find(|v| v["name"] == mount["name"]))
+        .unwrap_or_else(|| panic!("{what}: no volume {}", mount["name"]));
+    assert!(volume["secret"].is_object(), "{what}: {dir} is not a Secret volume");
+    &volume["secret"]
+}
+
+/// Every workload's configuration turns TLS on and reads cert-manager's three keys from its
+/// own Secret, mounted whole and read-only where the files are named, readable by the pod's
+/// group only; all of them name one server_name.
+#[test]
+fn every_workload_mounts_its_tls_secret_where_its_config_reads_it() {
+    for tree in TREES {
+        let objects = rendered(tree);
+        let mut server_names = Vec::new();
+        for &(kind, name, container_name, volume, key) in TLS_WORKLOADS {
+            let origin = format!("{tree}: {key}");
+            let text = workload_config(objects, kind, name, volume, key);
+            let section = tls_section(&text, &origin).unwrap_or_else(|| panic!("{origin}: no [tls] table"));
+            assert!(tls_loads(&text, &origin, name == SCHEDULER), "{origin}: [tls] did not load");
+            for (path, file) in
+                [(&section.cert_file, "tls.crt"), (&section.key_file, "tls.key"), (&section.ca_file, "ca.crt")]
+            {
+                assert_eq!(
+                    path,
+                    &Path::new(TLS_DIR).join(file),
+                    "{origin}: [tls] reads the Secret's key {file} where it is mounted"
+                );
+            }
+            let w = find(objects, kind, name);
+            let spec = pod_spec(w);
+            let c = container(spec, "containers", container_name);
+            let secret = secret_mounted_at(tree, spec, c, TLS_DIR);
+            let wanted = TLS_SECRETS.iter().find(|(w, _)| *w == name).unwrap().1;
+            assert_eq!(secret["secretName"], wanted, "{tree}: {name} mounts its own TLS Secret");
+            assert_eq!(secret["defaultMode"], 0o440, "{tree}: {name}: TLS files 0440 (owner and fsGroup)");
+            assert!(
+                spec["securityContext"]["fsGroup"].is_u64(),
+                "{tree}: {name}: an fsGroup, so that the unprivileged container can read the 0440 files"
+            );
+            server_names.push(section.server_name.unwrap_or_else(|| panic!("{origin}: [tls] has no server_name")));
+        }
+        server_names.dedup();
+        assert_eq!(server_names.len(), 1, "{tree}: one server_name for the whole cluster: {server_names:?}");
+    }
+    // The base is also the way to deploy without cert-manager: it holds no cert-manager object.
+    assert!(
+        !rendered(TREES[0]).iter().any(|o| o["apiVersion"].as_str().is_some_and(|a| a.starts_with("cert-manager.io/"))),
+        "{}: cert-manager objects belong in deploy/kubernetes/tls/cert-manager",
+        TREES[0]
+    );
+}
+
+/// "2160h", "1h30m", "90s" (Go durations, as cert-manager takes them) in seconds.
+fn go_duration_s(d: &str) -> u64 {
+    let mut total = 0;
+    let mut number = String::new();
+    for ch in d.chars() {
+        if ch.is_ascii_digit() {
+            number.push(ch);
+            continue;
+        }
+        let n: u64 = number.parse().unwrap_or_else(|_| panic!("duration {d:?}"));
+        number.clear();
+        total += n * match ch {
+            'h' => 3600,
+            'm' => 60,
+            's' => 1,
+            _ => panic!("duration {d:?}: unit {ch:?}"),
+        };
+    }
+    assert!(number.is_empty(), "duration {d:?} ends without a unit");
+    total
+}
+
+/// Fails on a field cert-manager does not have (kubernetes-validate has no schema for its
+/// kinds and only warns), so that a misspelt key is caught here and not by the API server.
+fn only_known_fields(what: &str, v: &Value, known: &[&str]) {
+    for k in v.as_object().unwrap_or_else(|| panic!("{what} is not a mapping")).keys() {
+        assert!(known.contains(&k.as_str()), "{what}: {k:?} is not a cert-manager field");
+    }
+}
+
+const CERTIFICATE_SPEC: &[&str] = &[
+    "secretName",
+    "commonName",
+    "dnsNames",
+    "ipAddresses",
+    "uris",
+    "emailAddresses",
+    "usages",
+    "duration",
+    "renewBefore",
+    "renewBeforePercentage",
+    "privateKey",
+    "issuerRef",
+    "isCA",
+    "subject",
+    "literalSubject",
+    "secretTemplate",
+    "revisionHistoryLimit",
+    "keystores",
+    "encodeUsagesInRequest",
+    "additionalOutputFormats",
+    "nameConstraints",
+    "otherNames",
+];
+const KEY_USAGES: &[&str] = &[
+    "signing",
+    "digital signature",
+    "content commitment",
+    "key encipherment",
+    "key agreement",
+    "data encipherment",
+    "cert sign",
+    "crl sign",
+    "encipher only",
+    "decipher only",
+    "any",
+    "server auth",
+    "client auth",
+    "code signing",
+    "email protection",
+    "s/mime",
+    "ipsec end system",
+    "ipsec tunnel",
+    "ipsec user",
+    "timestamping",
+    "ocsp signing",
+    "microsoft sgc",
+    "netscape sgc",
+];
+
+/// The example overlay (on by default) gets every mounted TLS Secret from cert-manager: a
+/// Certificate per Secret carrying the configurations' server_name, usable by servers and
+/// clients, signed by the cluster CA (a CA Issuer whose CA a self-signed Issuer made).
+#[test]
+fn cert_manager_issues_every_mounted_tls_secret() {
+    let tree = TREES[1];
+    let objects = rendered(tree);
+    let server_name = {
+        let (kind, name, _, volume, key) = TLS_WORKLOADS[0];
+        let text = workload_config(objects, kind, name, volume, key);
+        tls_section(&text, key).unwrap().server_name.unwrap()
+    };
+    let of_kind = |kind: &str| -> Vec<&Value> {
+        objects.iter().filter(|o| o["kind"] == kind && o["apiVersion"] == "cert-manager.io/v1").collect()
+    };
+    let certificates = of_kind("Certificate");
+    let issuers = of_kind("Issuer");
+    for o in certificates.iter().chain(&issuers) {
+        assert_eq!(
+            o["metadata"]["namespace"], "p2pimg",
+            "{tree}: {} {} is in the pods' namespace",
+            o["kind"], o["metadata"]["name"]
+        );
+    }
+    for i in &issuers {
+        let what = format!("{tree}: Issuer {}", i["metadata"]["name"]);
+        only_known_fields(&what, &i["spec"], &["selfSigned", "ca", "acme", "vault", "venafi"]);
+        if i["spec"]["ca"].is_object() {
+            only_known_fields(
+                &what,
+                &i["spec"]["ca"],
+                &["secretName", "crlDistributionPoints", "ocspServers", "issuingCertificateURL"],
+            );
+        }
+    }
+    let issuer = |c: &Value| -> &Value {
+        let r = &c["spec"]["issuerRef"];
+        assert_eq!(
+            (r["kind"].as_str(), r["group"].as_str()),
+            (Some("Issuer"), Some("cert-manager.io")),
+            "{tree}: issuerRef of {}",
+            c["metadata"]["name"]
+        );
+        issuers.iter().find(|i| i["metadata"]["name"] == r["name"]).unwrap_or_else(|| {
+            panic!("{tree}: Certificate {} names Issuer {}, which is not rendered", c["metadata"]["name"], r["name"])
+        })
+    };
+    for c in &certificates {
+        let what = format!("{tree}: Certificate {}", c["metadata"]["name"]);
+        let spec = &c["spec"];
+        only_known_fields(&what, spec, CERTIFICATE_SPEC);
+        only_known_fields(&what, &spec["issuerRef"], &["name", "kind", "group"]);
+        let key = &spec["privateKey"];
+        only_known_fields(&what, key, &["algorithm", "size", "encoding", "rotationPolicy"]);
+        assert!(
+            ["RSA", "ECDSA", "Ed25519"].contains(&key["algorithm"].as_str().unwrap()),
+            "{what}: privateKey.algorithm"
+        );
+        if let Some(e) = key["encoding"].as_str() {
+            assert!(["PKCS1", "PKCS8"].contains(&e), "{what}: privateKey.encoding");
+        }
+        for u in spec["usages"].as_array().into_iter().flatten() {
+            assert!(KEY_USAGES.contains(&u.as_str().unwrap()), "{what}: usage {u} is not one cert-manager knows");
+        }
+        let (duration, renew) =
+            (go_duration_s(spec["duration"].as_str().unwrap()), go_duration_s(spec["renewBefore"].as_str().unwrap()));
+        assert!(renew < duration && renew >= duration / 10, "{what}: renewBefore well inside duration");
+    }
+
+    for &(workload, secret) in TLS_SECRETS {
+        let hits: Vec<&&Value> = certificates.iter().filter(|c| c["spec"]["secretName"] == secret).collect();
+        assert_eq!(hits.len(), 1, "{tree}: one Certificate writes Secret {secret}, which {workload} mounts");
+        let c = hits[0];
+        let what = format!("{tree}: Certificate {}", c["metadata"]["name"]);
+        let spec = &c["spec"];
+        assert!(
+            spec["dnsNames"].as_array().unwrap().iter().any(|n| *n == server_name.as_str()),
+            "{what}: dnsNames must carry tls.server_name {server_name:?} (checked instead of the dialed address)"
+        );
+        let usages: Vec<&str> = spec["usages"].as_array().unwrap().iter().map(|u| u.as_str().unwrap()).collect();
+        for u in ["server auth", "client auth", "digital signature"] {
+            assert!(usages.contains(&u), "{what}: usage {u:?} missing (every component is a TLS server and client)");
+        }
+        assert_ne!(spec["isCA"], true, "{what}: a component's certificate is no CA");
+        assert_eq!(spec["privateKey"]["rotationPolicy"], "Always", "{what}: a renewal brings a new key");
+        assert!(go_duration_s(spec["duration"].as_str().unwrap()) <= 366 * 24 * 3600, "{what}: at most a year");
+        // Signed by the cluster CA: a CA Issuer over an isCA Certificate made by a self-signed Issuer.
+        let ca_issuer = issuer(c);
+        let ca_secret = ca_issuer["spec"]["ca"]["secretName"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{what}: not issued by a CA Issuer"));
+        let ca = certificates
+            .iter()
+            .find(|c| c["spec"]["secretName"] == ca_secret)
+            .unwrap_or_else(|| panic!("{what}: no Certificate makes the CA Secret {ca_secret}"));
+        assert_eq!(ca["spec"]["isCA"], true, "{tree}: the CA Certificate");
+        assert_eq!(
+            ca["spec"]["privateKey"]["rotationPolicy"], "Never",
+            "{tree}: the CA keeps its key on renewal, so that certificates it signed before still chain to the new ca.crt"
+        );
+        assert!(issuer(ca)["spec"]["selfSigned"].is_object(), "{tree}: the CA is bootstrapped by a self-signed Issuer");
+        assert!(
+            go_duration_s(ca["spec"]["duration"].as_str().unwrap())
+                > 2 * go_duration_s(spec["duration"].as_str().unwrap()),
+            "{tree}: the CA outlives its certificates"
+        );
+        assert!(!TLS_SECRETS.iter().any(|(_, s)| *s == ca_secret), "{tree}: no pod mounts the CA's key");
+    }
+}
+
+/// Standard base64 (the `data` of a Secret).
+fn base64_decode(s: &str) -> Vec<u8> {
+    let value = |c: u8| -> u32 {
+        match c {
+            b'A'..=b'Z' => (c - b'A') as u32,
+            b'a'..=b'z' => (c - b'a' + 26) as u32,
+            b'0'..=b'9' => (c - b'0' + 52) as u32,
+            b'+' => 62,
+            b'/' => 63,
+            _ => panic!("not base64: {c:?}"),
+        }
+    };
+    let bytes: Vec<u8> = s.bytes().filter(|c| !c.is_ascii_whitespace()).collect();
+    let mut out = Vec::with_capacity(bytes.len() / 4 * 3);
+    for chunk in bytes.chunks(4) {
+        let data: Vec<u8> = chunk.iter().copied().filter(|c| *c != b'=').collect();
+        let n = data.iter().enumerate().fold(0u32, |n, (i, c)| n | value(*c) << (18 - 6 * i));
+        out.extend_from_slice(&n.to_be_bytes()[1..data.len()]);
+    }
+    out
+}
+
+fn make_secrets(args: &[&str], scratch: &Path) -> e2e::bounded_cmd::Finished {
+    let mut cmd = Command::new("bash");
+    cmd.arg(repo_root().join("deploy/kubernetes/tls/make-secrets.sh")).args(args);
+    e2e::bounded_cmd::run(cmd, scratch, std::time::Duration::from_secs(60)).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// One TLS handshake on 127.0.0.1: `server` accepts on `listener`, `client` dials it checking
+/// its own server_name. Says whether the server took the client.
+fn handshake(server: &svc::tls::Tls, client: &svc::tls::Tls) -> Result<(), String> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accept = async {
+            let (tcp, from) = listener.accept().await.unwrap();
+            server.accept(svc::tls::Listener::Data, tcp, from).await.is_some()
+        };
+        let connect = async {
+            let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let mut stream = client.connect(tcp, "127.0.0.1").await?;
+            // TLS 1.3: the server's verdict on the client's certificate arrives after the
+            // client's handshake is done; a read sees it (an alert, or the server's close).
+            use tokio::io::AsyncReadExt;
+            let mut byte = [0u8; 1];
+            let _ = tokio::time::timeout(std::time::Duration::from_millis(200), stream.read(&mut byte)).await;
+            Ok::<_, std::io::Error>(())
+        };
+        let (accepted, connected) = tokio::join!(accept, connect);
+        connected.map_err(|e| e.to_string())?;
+        accepted.then_some(()).ok_or_else(|| "the server refused the client".to_string())
+    })
+}
+
+/// deploy/kubernetes/tls/make-secrets.sh, run for real: it prints one Secret per mounted TLS
+/// Secret with cert-manager's keys, the configurations load the files with the real parsers,
+/// every component's certificate handshakes with every other's both ways (server_name and
+/// both usages right), a stranger's certificate is refused, and a second run renews the
+/// certificates under the same CA.
+#[test]
+fn make_secrets_sh_makes_secrets_every_component_loads() {
+    if !Command::new("openssl").arg("version").output().is_ok_and(|o| o.status.success()) {
+        eprintln!("openssl is not installed: deploy/kubernetes/tls/make-secrets.sh not run (apt-get install openssl)");
+        return;
+    }
+    let dir = temp_dir("make-secrets");
+    let out = dir.join("out");
+    let run = make_secrets(&["--out", out.to_str().unwrap()], &dir.join("first")).ok("make-secrets.sh").unwrap();
+    let secrets = kustomize::parse_yaml_stream(&run.stdout, "make-secrets.sh's output").unwrap();
+    let objects = rendered(TREES[0]);
+    let names: Vec<&str> = secrets.iter().map(|s| s["metadata"]["name"].as_str().unwrap()).collect();
+    assert_eq!(names, TLS_SECRETS.iter().map(|(_, s)| *s).collect::<Vec<_>>(), "the Secrets the workloads mount");
+
+    let mut loaded = BTreeMap::new();
+    for (secret, &(kind, name, _, volume, key)) in secrets.iter().zip(TLS_WORKLOADS) {
+        let secret_name = secret["metadata"]["name"].as_str().unwrap();
+        assert_eq!(secret["kind"], "Secret");
+        assert_eq!(secret["type"], "kubernetes.io/tls", "{secret_name}: the type cert-manager's Secrets have");
+        assert_eq!(
+            secret["metadata"]["namespace"],
+            find(objects, kind, name)["metadata"]["namespace"],
+            "{secret_name}"
+        );
+        let mut keys: Vec<&str> = secret["data"].as_object().unwrap().keys().map(String::as_str).collect();
+        keys.sort();
+        assert_eq!(keys, ["ca.crt", "tls.crt", "tls.key"], "{secret_name}: cert-manager's keys");
+        let mounted = dir.join(secret_name);
+        std::fs::create_dir_all(&mounted).unwrap();
+        for (k, v) in secret["data"].as_object().unwrap() {
+            std::fs::write(mounted.join(k), base64_decode(v.as_str().unwrap())).unwrap();
+        }
+        // The workload's configuration, reading the files from where this Secret would be mounted.
+        let origin = format!("{key} with {secret_name}");
+        let text = with_test_grant_key(&workload_config(objects, kind, name, volume, key))
+            .replace(TLS_DIR, mounted.to_str().unwrap());
+        let tls = if name == SCHEDULER {
+            sched::service::config::parse(&text, &origin).unwrap_or_else(|e| panic!("{e}")).tls
+        } else {
+            peer::daemon::config::parse(&text, &origin).unwrap_or_else(|e| panic!("{e}")).tls
+        };
+        loaded.insert(name, tls.unwrap_or_else(|| panic!("{origin}: no TLS")));
+    }
+    for (server, s) in &loaded {
+        for (client, c) in &loaded {
+            handshake(s, c).unwrap_or_else(|e| panic!("{client} -> {server}: {e}"));
+        }
+    }
+    let mut stranger = svc::tls::test_certs::TestCa::new("stranger");
+    let stranger_dir = dir.join("stranger");
+    std::fs::create_dir_all(&stranger_dir).unwrap();
+    let mut section = stranger.write(&stranger_dir, "x", &["p2pimg.p2pimg.svc"], Some("p2pimg.p2pimg.svc"));
+    section.ca_file = dir.join("p2pimg-peer-tls/ca.crt"); // it trusts the cluster, the cluster not it
+    let stranger = svc::tls::Tls::load(&section).unwrap();
+    assert!(handshake(&loaded[SCHEDULER], &stranger).is_err(), "a certificate of another CA gets in");
+
+    // Renewal: the same CA, new certificates.
+    let ca_before = std::fs::read(out.join("ca.crt")).unwrap();
+    let cert_before = std::fs::read(out.join("peer.crt")).unwrap();
+    let again =
+        make_secrets(&["--out", out.to_str().unwrap()], &dir.join("second")).ok("make-secrets.sh again").unwrap();
+    assert!(again.stderr.contains("reusing the CA"), "{}", again.stderr);
+    assert_eq!(std::fs::read(out.join("ca.crt")).unwrap(), ca_before, "a second run keeps the CA");
+    assert_ne!(std::fs::read(out.join("peer.crt")).unwrap(), cert_before, "a second run renews the certificates");
+    let bad = make_secrets(&["--out", out.to_str().unwrap(), "--server-name", "not a name"], &dir.join("bad"));
+    assert_eq!(bad.code, Some(2), "a bad --server-name: {}", bad.stderr);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 // ---- bare metal: systemd ----
 
 fn systemd_dir() -> PathBuf {
@@ -777,6 +1237,40 @@ fn systemd_units_are_hardened_and_match_their_example_configs() {
                 "{f}: {a} is not the scheduler's gRPC port"
             );
         }
+    }
+}
+
+/// The example's commented-out `[tls]` table with its `# ` taken off.
+fn uncomment_tls(text: &str, origin: &str) -> String {
+    let mut out = String::new();
+    let mut in_table = false;
+    let mut found = false;
+    for line in text.lines() {
+        if line == "# [tls]" {
+            in_table = true;
+            found = true;
+        } else if in_table && !line.strip_prefix("# ").is_some_and(|l| l.contains(" = ")) {
+            in_table = false;
+        }
+        out.push_str(if in_table { &line[2..] } else { line });
+        out.push('\n');
+    }
+    assert!(found, "{origin}: no commented-out [tls] example");
+    out
+}
+
+/// The bare-metal examples carry `[tls]` commented out; taken in, it loads with the real
+/// parsers, and with it the peers' https:// scheduler addresses.
+#[test]
+fn systemd_examples_turn_tls_on_by_uncommenting_it() {
+    let text = uncomment_tls(&std::fs::read_to_string(systemd_dir().join("scheduler.toml")).unwrap(), "scheduler.toml");
+    assert!(scheduler_config(&text, "scheduler.toml with [tls]").tls.is_some());
+    for f in ["peerd.toml", "seed.toml"] {
+        let text = uncomment_tls(&std::fs::read_to_string(systemd_dir().join(f)).unwrap(), f)
+            .replace("\"http://", "\"https://");
+        let (cfg, _, _) = peer_config(&text, &format!("{f} with [tls]"));
+        assert!(cfg.tls.is_some(), "{f}");
+        assert!(cfg.scheduler.addresses.iter().all(|a| a.starts_with("https://")));
     }
 }
 
