@@ -14,7 +14,7 @@
 //! also prints the median, min and max of the per-transfer throughput at the end).
 
 use criterion::{Criterion, Throughput};
-use peer::dataplane::{ClientConfig, PeerClient, Server, ServerConfig};
+use peer::dataplane::{ClientConfig, PeerClient, RateLimit, Server, ServerConfig};
 use peer::storage::{PieceDigest, Sha256Digest, Store, StoreConfig, TaskSpec, VerifiedPiece};
 use peer::task_id::TaskId;
 use std::net::SocketAddr;
@@ -159,17 +159,22 @@ fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("dataplane");
     group.sample_size(10).measurement_time(Duration::from_secs(15)).warm_up_time(Duration::from_secs(2));
     group.throughput(Throughput::Bytes(total_bytes));
+    // (name, connections, requests per connection, into the child's store, TLS, the child's
+    // download rate in bytes/s: a link slower than what the CPU can do)
     let cases = [
-        ("loopback_4mib_verified_8_in_flight", 2u32, 4u32, false, false),
-        ("loopback_4mib_verified_8_in_flight_tls", 2, 4, false, true),
-        ("loopback_4mib_verified_3_in_flight", 1, 3, false, false),
-        ("loopback_4mib_verified_8_in_flight_into_store", 2, 4, true, false),
+        ("loopback_4mib_verified_8_in_flight", 2u32, 4u32, false, false, None),
+        ("loopback_4mib_verified_8_in_flight_tls", 2, 4, false, true, None),
+        ("at_4gbps_4mib_verified_8_in_flight", 2, 4, false, false, Some(500_000_000u64)),
+        ("at_4gbps_4mib_verified_8_in_flight_tls", 2, 4, false, true, Some(500_000_000)),
+        ("loopback_4mib_verified_3_in_flight", 1, 3, false, false, None),
+        ("loopback_4mib_verified_8_in_flight_into_store", 2, 4, true, false, None),
     ];
-    for (name, connections, per_connection, into_store, tls) in cases {
+    for (name, connections, per_connection, into_store, tls, rate) in cases {
         let config = ClientConfig {
             max_connections_per_parent: connections,
             max_pieces_per_connection: per_connection,
             tls: tls.then(|| setup.tls.clone()),
+            download_rate: rate.map(|bytes_per_s| RateLimit { bytes_per_s, burst_bytes: 8 << 20 }),
             ..Default::default()
         };
         let client = Arc::new(PeerClient::new(config).unwrap());
