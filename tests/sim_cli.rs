@@ -255,3 +255,70 @@ fn a_reader_that_goes_away_is_no_panic() {
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert!(out.join("e2e-small/summary.json").is_file());
 }
+
+#[test]
+fn sweep_writes_one_row_per_point_and_mode_and_exits_by_the_target() {
+    let d = scratch("sweep");
+    let scenario = write_small(&d);
+    let s = scenario.to_str().unwrap();
+    let (a, b) = (d.join("a"), d.join("b"));
+    let vary = ["--vary", "cluster.seed_peers=1..2:2"];
+    let met = run_ok(&[
+        "sweep",
+        s,
+        vary[0],
+        vary[1],
+        "--target",
+        "p2p.startup_p99_s<=1000",
+        "--jobs",
+        "1",
+        "--out",
+        a.to_str().unwrap(),
+    ]);
+    let stdout = String::from_utf8_lossy(&met.stdout);
+    assert!(
+        stdout.contains("## Target: p2p.startup_p99_s <= 1000") && stdout.contains("2 of 2 points meet it"),
+        "{stdout}"
+    );
+    run_ok(&["sweep", s, vary[0], vary[1], "--jobs", "2", "--out", b.to_str().unwrap()]);
+    let csv = String::from_utf8(read(&a.join("e2e-small/sweep/sweep.csv"))).unwrap();
+    assert!(csv == String::from_utf8(read(&b.join("e2e-small/sweep/sweep.csv"))).unwrap(), "--jobs 1 and 2 differ");
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(
+        lines[0],
+        "cluster.seed_peers,mode,pods,startup_p50_s,startup_p99_s,startup_max_s,makespan_s,registry_bytes,registry_peak_bps,registry_requests,lower_bound_s"
+    );
+    assert_eq!(lines.len(), 1 + 2 * 3);
+    let firsts: Vec<&str> = lines[1..].iter().map(|l| &l[..l.find(",8,").unwrap()]).collect();
+    assert_eq!(firsts, ["1,oci", "1,p2p", "1,p2p-lazy", "2,oci", "2,p2p", "2,p2p-lazy"]);
+    for f in ["sweep.md", "sweep_startup.png", "sweep_startup.svg", "sweep_registry.png", "sweep_registry.svg"] {
+        assert!(a.join("e2e-small/sweep").join(f).is_file(), "{f} missing");
+    }
+
+    // No point meets it: exit 1, the closest shown.
+    let missed =
+        sim(&["sweep", s, vary[0], vary[1], "--target", "p2p.startup_p99_s<0.001", "--out", a.to_str().unwrap()]);
+    assert_eq!(missed.status.code(), Some(1), "{}", show(&missed));
+    assert!(
+        String::from_utf8_lossy(&missed.stdout).contains("None of 2 points meets it. Closest: "),
+        "{}",
+        show(&missed)
+    );
+
+    // Bad arguments: exit 2, one line naming them.
+    for (args, what) in [
+        (vec!["--vary", "cluster.seed_peers=1..2"], "--vary \"cluster.seed_peers=1..2\""),
+        (vec!["--vary", "cluster.seedpeers=1..2:2"], "did you mean cluster.seed_peers?"),
+        (vec!["--vary", "cluster.pods=0..1:2"], "grid point cluster.pods = 0: "),
+        (vec!["--vary", "cluster.pods=1..2:2", "--target", "p2p.p99<=3"], "--target \"p2p.p99<=3\""),
+    ] {
+        let mut argv = vec!["sweep", s];
+        argv.extend(args);
+        let o = sim(&argv);
+        assert_eq!(o.status.code(), Some(2), "{}", show(&o));
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains(what), "{err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    }
+    let _ = fs::remove_dir_all(&d);
+}

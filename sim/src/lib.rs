@@ -8,3 +8,4 @@ pub mod net;
 pub mod report;
 pub mod result;
 pub mod scenario;
+pub mod sweep;

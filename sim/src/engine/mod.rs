@@ -7,8 +7,8 @@ mod world;
 
 pub use bound::{image_bytes, lower_bound_s, node_count, request_floor_s};
 
-use crate::result::RunResult;
-use crate::scenario::Scenario;
+use crate::result::{ModeResult, RunResult};
+use crate::scenario::{Mode, Scenario};
 use sched::Policy;
 
 /// What the caller wants to see while a run goes on.
@@ -25,18 +25,8 @@ pub fn run_scenario(scenario: &Scenario, _options: &RunOptions) -> anyhow::Resul
     // The modes share nothing, so they run on threads of their own; each is deterministic
     // by itself and the results keep the scenario's mode order.
     let runs: Vec<anyhow::Result<_>> = std::thread::scope(|s| {
-        let handles: Vec<_> = scenario
-            .modes
-            .iter()
-            .map(|mode| {
-                s.spawn(move || {
-                    let wall = std::time::Instant::now();
-                    let mut result = world::World::new(scenario, *mode, policy)?.run()?;
-                    result.wall_s = wall.elapsed().as_secs_f64();
-                    Ok(result)
-                })
-            })
-            .collect();
+        let handles: Vec<_> =
+            scenario.modes.iter().map(|mode| s.spawn(move || run_mode(scenario, *mode, policy))).collect();
         handles.into_iter().map(|h| h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))).collect()
     });
     let modes = runs.into_iter().collect::<anyhow::Result<Vec<_>>>()?;
@@ -50,6 +40,15 @@ pub fn run_scenario(scenario: &Scenario, _options: &RunOptions) -> anyhow::Resul
         modes,
         config_toml: effective_config_toml(scenario, policy)?,
     })
+}
+
+/// Runs one mode of `scenario` under `policy`: what `run_scenario` runs on each of its
+/// threads, and what `sim sweep` runs as one unit of its grid.
+pub fn run_mode(scenario: &Scenario, mode: Mode, policy: Policy) -> anyhow::Result<ModeResult> {
+    let wall = std::time::Instant::now();
+    let mut result = world::World::new(scenario, mode, policy)?.run()?;
+    result.wall_s = wall.elapsed().as_secs_f64();
+    Ok(result)
 }
 
 /// The run's core configuration as the two tables `scheduler.toml` and `peerd.toml` take.

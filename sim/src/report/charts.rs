@@ -127,6 +127,22 @@ impl Axis {
         Axis { lo, hi, log: true, ticks, minor }
     }
 
+    /// An axis over [lo, hi] (log10 when `log`) with ticks exactly at `ticks`, e.g. the
+    /// values a sweep ran.
+    pub fn with_ticks(lo: f64, hi: f64, log: bool, ticks: Vec<f64>) -> Axis {
+        Axis { lo, hi, log, ticks, minor: vec![] }
+    }
+
+    /// Linear axis over [min, max] starting at a tick below `min` (not at 0), about `n` ticks.
+    pub fn linear_over(min: f64, max: f64, n: usize) -> Axis {
+        let step = nice_step((max - min) / n.max(1) as f64);
+        Axis::linear(clean((min / step).floor() * step), max, n)
+    }
+
+    pub fn is_log(&self) -> bool {
+        self.log
+    }
+
     pub fn lo(&self) -> f64 {
         self.lo
     }
@@ -383,6 +399,12 @@ pub enum Swatch {
     Dashed(RGBColor),
     Bar(RGBColor),
     Whisker,
+    /// A black ring (a marked point).
+    Ring,
+    /// Four greys, light to dark (lines shaded by a second variable).
+    Ramp,
+    /// A square outlined in black, this many pixels thick (a marked heatmap cell).
+    Outline(u32),
 }
 
 #[derive(Debug, Clone)]
@@ -448,6 +470,19 @@ where
                 }
                 Swatch::Bar(c) => {
                     area.draw(&Rectangle::new([(x0 + 6, y - 9), (x1 - 6, y + 9)], c.filled()))?;
+                }
+                Swatch::Ramp => {
+                    for (k, g) in [200u8, 150, 100, 50].into_iter().enumerate() {
+                        let a = x0 + k as i32 * (x1 - x0) / 4;
+                        let b = x0 + (k as i32 + 1) * (x1 - x0) / 4;
+                        area.draw(&Rectangle::new([(a, y - 3), (b, y + 3)], RGBColor(g, g, g).filled()))?;
+                    }
+                }
+                Swatch::Ring => {
+                    area.draw(&Circle::new(((x0 + x1) / 2, y), 9, BLACK.stroke_width(2)))?;
+                }
+                Swatch::Outline(px) => {
+                    area.draw(&Rectangle::new([(x0 + 7, y - 10), (x1 - 7, y + 10)], BLACK.stroke_width(px)))?;
                 }
                 Swatch::Whisker => {
                     let xm = (x0 + x1) / 2;

@@ -59,6 +59,17 @@ pub(crate) fn estimated_bytes(s: &Scenario, peer: &PeerConfig) -> u64 {
     hosts.saturating_mul(per_host).saturating_mul(s.modes.len() as u64)
 }
 
+/// What one mode of `s` is expected to hold at its peak (`estimated_bytes` over the modes):
+/// `sim sweep` runs single modes of several grid points at once.
+pub fn mode_bytes(s: &Scenario) -> u64 {
+    let policy = sched::Policy::parse(&s.policy).unwrap_or(sched::Policy::Default);
+    let peer = match super::cores::core_configs(s, policy) {
+        Ok((_, peer)) => peer,
+        Err(_) => PeerConfig::preset(policy),
+    };
+    estimated_bytes(s, &peer) / s.modes.len().max(1) as u64
+}
+
 /// The estimate against the memory this machine has available (`available_bytes`).
 pub(crate) fn check_memory(s: &Scenario, peer: &PeerConfig, available_bytes: u64) -> Result<(), Invalid> {
     let need = estimated_bytes(s, peer);
@@ -78,7 +89,7 @@ pub(crate) fn check_memory(s: &Scenario, peer: &PeerConfig, available_bytes: u64
 }
 
 /// `MemAvailable` of /proc/meminfo; None where there is none (then only the fixed limits hold).
-pub(crate) fn machine_available_bytes() -> Option<u64> {
+pub fn machine_available_bytes() -> Option<u64> {
     let text = std::fs::read_to_string("/proc/meminfo").ok()?;
     let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
     let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;

@@ -79,7 +79,7 @@ pub fn parse_scenario(text: &str, origin: &str) -> Result<Scenario, ScenarioErro
 }
 
 /// `parse_scenario` with the paths it names relative to `dir`.
-fn parse_scenario_in(text: &str, origin: &str, dir: &Path) -> Result<Scenario, ScenarioError> {
+pub(crate) fn parse_scenario_in(text: &str, origin: &str, dir: &Path) -> Result<Scenario, ScenarioError> {
     let error = |line: usize, key: Option<String>, kind: ErrorKind, message: &str| ScenarioError {
         origin: origin.to_string(),
         line: Some(line),

@@ -1,5 +1,6 @@
 //! Scenario files: model, loading, validation.
 mod cores;
+mod edit;
 mod limits;
 mod load;
 mod locate;
@@ -7,6 +8,8 @@ mod model;
 mod validate;
 
 pub use cores::core_configs;
+pub use edit::{Num, ScenarioFile};
+pub use limits::{machine_available_bytes, mode_bytes};
 pub use limits::{LAYERS_MAX, PIECES_PER_BLOB_MAX, PODS_MAX};
 pub use load::{load_scenario, parse_scenario, ErrorKind, ScenarioError};
 pub use model::*;

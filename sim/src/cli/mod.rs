@@ -40,6 +40,8 @@ macro_rules! println {
     ($($arg:tt)*) => {{ out(format_args!($($arg)*)); out(format_args!("\n")); }};
 }
 
+mod sweep;
+
 pub const USAGE: &str = "\
 sim: deterministic P2P container-image distribution simulator
 
@@ -47,6 +49,8 @@ usage:
   sim SCENARIO.toml [--seed N] [--policy NAME] [--out DIR]
   sim matrix DIR_OR_FILES... [--seed N] [--policy NAME] [--out DIR]
   sim compare-policies SCENARIO.toml [--seed N] [--out DIR]
+  sim sweep SCENARIO.toml --vary KEY=A..B:STEPS[g] [--vary KEY2=A..B:STEPS[g]]
+            [--target MODE.METRIC<=VALUE] [--jobs N] [--seed N] [--policy NAME] [--out DIR]
   sim check [--baseline DIR] [--current DIR] [--tolerance-file FILE]
   sim bless [--from DIR] [--to DIR]
   sim fidelity-plan SCENARIO.toml --out DIR
@@ -59,6 +63,12 @@ options:
   --out DIR              reports go to DIR/<scenario>/ (matrix charts: DIR/matrix/) [reports]
   --baseline DIR         baseline summaries, DIR/<scenario>/summary.json [reports/baseline]
   --current DIR          fresh summaries, DIR/<scenario>/summary.json [reports]
+  --vary KEY=A..B:STEPS  sweep: STEPS values of a numeric scenario key from A to B, both
+                         included (e.g. cluster.seed_peers=1..4:4); STEPSg spaces them
+                         geometrically (cluster.pods=50..5000:5g); twice for a grid of two keys
+  --target EXPR          sweep: MODE.METRIC<=VALUE (or <, >=, >) over a column of sweep.csv,
+                         e.g. p2p.startup_p99_s<=30; exit 1 when no point meets it
+  --jobs N               sweep: runs at once [the machine's cores]
   --tolerance-file FILE  TOML `metric = percent` lines overriding the check tolerances
   --from DIR, --to DIR   bless copies FROM/<scenario>/summary.json to TO/ [reports, reports/baseline]
   --measured FILE        fidelity-compare: bench/netns_fanout.sh's output (fanout_pod/fanout_result)
@@ -71,6 +81,7 @@ and DIR/peer-core.toml (the tables the scheduler and every peerd take), or refus
 this machine cannot emulate. `bench/fidelity.sh` runs both fidelity commands around the
 emulation; reports go to DIR/<scenario>/ [reports/fidelity].
 
+`sim sweep` writes DIR/<scenario>/sweep/: sweep.csv, sweep.md (also printed) and charts.
 `sim matrix DIR` runs the DIR/nginx-*.toml and DIR/tensorflow-*.toml scenarios.
 exit status: 0 ok; 1 a run failed or check found a regression; 2 bad usage, bad scenario
 file, or a missing/unreadable file.
@@ -105,6 +116,7 @@ pub enum Command {
         from: PathBuf,
         to: PathBuf,
     },
+    Sweep(sweep::SweepArgs),
     FidelityPlan {
         scenario: PathBuf,
         out: PathBuf,
@@ -143,11 +155,21 @@ impl Parsed {
     fn take(&self, name: &str) -> Option<&str> {
         self.flags.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
     }
+
+    /// Every value of a flag that may be repeated, in order.
+    fn take_all(&self, name: &str) -> Vec<&str> {
+        self.flags.iter().filter(|(n, _)| n == name).map(|(_, v)| v.as_str()).collect()
+    }
 }
 
 /// Splits `args` into positionals and `--flag value` / `--flag=value` pairs, accepting only
 /// `allowed` flags.
 fn split(cmd: &str, args: &[String], allowed: &[&str]) -> Result<Parsed, UsageError> {
+    split_repeating(cmd, args, allowed, &[])
+}
+
+/// `split`, with the flags of `repeatable` allowed more than once.
+fn split_repeating(cmd: &str, args: &[String], allowed: &[&str], repeatable: &[&str]) -> Result<Parsed, UsageError> {
     let mut positionals = vec![];
     let mut flags: Vec<(String, String)> = vec![];
     let mut it = args.iter();
@@ -180,7 +202,7 @@ fn split(cmd: &str, args: &[String], allowed: &[&str]) -> Result<Parsed, UsageEr
             if value.is_empty() {
                 return usage_err(format!("{flag} needs a value"));
             }
-            if flags.iter().any(|(n, _)| n == name) {
+            if !repeatable.contains(&name) && flags.iter().any(|(n, _)| n == name) {
                 return usage_err(format!("{flag} given twice"));
             }
             flags.push((name.to_string(), value));
@@ -273,6 +295,7 @@ pub fn parse(args: &[String]) -> Result<Command, UsageError> {
             }
             Ok(Command::Bless { from: path_or(&p, "from", "reports"), to: path_or(&p, "to", "reports/baseline") })
         }
+        "sweep" => sweep::parse(rest),
         "fidelity-plan" => {
             let p = split("fidelity-plan", rest, &["out"])?;
             let Some(out) = p.take("out") else {
@@ -368,6 +391,7 @@ pub fn main_with_args(args: &[String]) -> i32 {
             cmd_check(&baseline, &current, tolerance_file.as_deref())
         }
         Command::Bless { from, to } => cmd_bless(&from, &to),
+        Command::Sweep(a) => sweep::cmd_sweep(&a),
         Command::FidelityPlan { scenario, out } => cmd_fidelity_plan(&scenario, &out),
         Command::FidelityCompare { scenario, measured, image, out, limits } => {
             cmd_fidelity_compare(&scenario, &measured, image.as_deref(), &out, limits)
