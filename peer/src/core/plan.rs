@@ -960,6 +960,20 @@ impl TaskDownload {
             let (pa, pb) = (&self.parents[*a], &self.parents[*b]);
             pa.in_flight.cmp(&pb.in_flight).then(pa.cost_ewma_ns.total_cmp(&pb.cost_ewma_ns)).then(a.cmp(b))
         });
+        // A stalled range reader's urgent pieces in stripes none of its parents serves:
+        // under `strict_stripes` no parent would ever give them, and the reader asked for
+        // new parents over and over while its parents held them (issue 23: lazy readers of
+        // a 20-layer image with 64 range reads in flight never started; in the daemon a
+        // container's read would hang). Once nothing is in flight, any parent holding one
+        // gives it; before that the reader keeps to its stripes (`has_upload_to_spare`).
+        let stalled_reader = !self.wanted.is_full() && self.in_flight_total == 0;
+        let orphans = |wi: usize| -> u64 {
+            if !stalled_reader {
+                return 0;
+            }
+            let served = self.parents.iter().fold(0u64, |m, p| m | p.stripes.map_or(u64::MAX, |s| s.word_mask(wi)));
+            self.urgent.words()[wi] & !served
+        };
         for &pi in order.iter() {
             let p = &self.parents[pi];
             for k in 0..words {
@@ -968,7 +982,7 @@ impl TaskDownload {
                 if any != 0 {
                     let in_stripes = p.stripes.map_or(any, |s| any & s.word_mask(wi));
                     let any = if self.cfg.strict_stripes && !p.has.is_full() && !self.has_upload_to_spare(p) {
-                        in_stripes
+                        in_stripes | (any & orphans(wi))
                     } else {
                         any
                     };

@@ -207,6 +207,38 @@ fn a_striped_parent_with_upload_to_spare_gives_other_stripes_too() {
 }
 
 #[test]
+fn a_stalled_range_reader_takes_pieces_of_stripes_no_parent_serves() {
+    // A lazy reader wants pieces 0..4; its one parent (downloading, busy) serves it stripe
+    // 1 of 4 and holds all four. Strict stripes alone gave piece 1 and then nothing, ever:
+    // the reader asked for new parents while this one held what it waited on.
+    let mut c = cfg();
+    c.max_in_flight_total = 1;
+    let mut d = TaskDownload::new(c, 8 * 4 * MIB, false, 0);
+    d.want(0..4);
+    let mut p = parent(7, &[0, 1, 2, 3], 8);
+    p.0.stripe = Some(Stripe { index: 1, count: 4 });
+    d.on_parents(0, vec![p]);
+    let mut rng = ChaCha8Rng::seed_from_u64(1);
+    let mut out = Vec::new();
+    d.poll(1, &mut rng, &mut out);
+    assert_eq!(fetches(&out), vec![(1, Source::Parent(PeerId(7)))], "its own stripe first");
+    out.clear();
+    d.on_piece_done(2, 1, Source::Parent(PeerId(7)), 1);
+    let mut got = Vec::new();
+    for t in 3..6 {
+        d.poll(t, &mut rng, &mut out);
+        for (piece, from) in fetches(&out) {
+            assert_eq!(from, Source::Parent(PeerId(7)));
+            d.on_piece_done(t, piece, from, 1);
+            got.push(piece);
+        }
+        out.clear();
+    }
+    got.sort();
+    assert_eq!(got, vec![0, 2, 3], "then, stalled, the pieces no parent's stripe covers");
+}
+
+#[test]
 fn one_parent_may_serve_several_stripes() {
     let mut c = cfg();
     c.max_in_flight_total = 8;
@@ -455,6 +487,13 @@ fn pick_rarest_by_full_scan(d: &TaskDownload, rng: &mut impl Rng) -> Option<(u32
     });
     let words = d.needed.words().len();
     let offset = if words > 0 { rng.random_range(0..words) } else { 0 };
+    // A stalled range reader takes urgent pieces of stripes no parent serves from anyone.
+    let stalled_reader = !d.wanted.is_full() && d.in_flight_total == 0;
+    let orphan = |piece: u32| {
+        stalled_reader
+            && d.urgent.contains(piece)
+            && !d.parents.iter().any(|q| q.stripes.is_none_or(|s| s.contains(piece)))
+    };
     for only_urgent in [true, false] {
         if only_urgent && d.urgent.is_empty() {
             continue;
@@ -476,7 +515,7 @@ fn pick_rarest_by_full_scan(d: &TaskDownload, rng: &mut impl Rng) -> Option<(u32
                         while w != 0 {
                             let piece = wi as u32 * 64 + w.trailing_zeros();
                             w &= w - 1;
-                            if stripe.is_none_or(|s| s.contains(piece)) {
+                            if stripe.is_none_or(|s| s.contains(piece)) || (!honour_stripes && strict && orphan(piece)) {
                                 return Some((piece, p.peer));
                             }
                         }

@@ -172,6 +172,23 @@ fn lazy_readers_do_not_storm_the_registry_with_eight_layers() {
     }
 }
 
+/// A lazy reader whose parents serve only some stripes, under strict stripes, waited
+/// forever for pieces those parents held: 50 readers of 20 layers of 250 MB with 64 range
+/// reads in flight never started (`peer::core` now lets a stalled reader take them).
+#[test]
+fn lazy_readers_with_many_reads_in_flight_all_start() {
+    let text = format!(
+        "name = \"rif\"\nseed = 5\nmodes = [\"p2p-lazy\"]\n[cluster]\npods = 50\nnode_bandwidth_gbps = 6.0\n\
+         [image]\nreference = \"t\"\nlayer_bytes = {:?}\n[lazy]\nrange_reads_in_flight = 64\n[sim]\ntime_limit_s = 600.0\n",
+        vec![250_000_000u64; 20]
+    );
+    let sc = parse_scenario(&text, "rif.toml").unwrap();
+    let m = run_scenario(&sc, &RunOptions::default()).expect("every reader finishes").modes.remove(0);
+    assert!(m.pods.iter().all(|p| p.started_s.is_finite()), "every pod starts");
+    let copies = m.registry_bytes as f64 / image_bytes(&sc) as f64;
+    assert!(copies <= 1.01, "the registry sent {copies:.3} copies");
+}
+
 /// Random images (1 to 20 layers, 10 MB to 5 GB in all) on 20 to 300 nodes: P2P and lazy
 /// P2P send the registry at most 1.05 copies of the image. Cases are drawn from a fixed
 /// seed (each is a whole rollout of up to 300 nodes, so they are few and reproducible).

@@ -1081,7 +1081,11 @@ impl<'a> World<'a> {
     /// The first unfinished download, described for an error message.
     fn stuck_summary(&self) -> String {
         let unfinished = self.peers.iter().filter(|p| !p.done && p.dl.is_complete()).count();
-        for (i, p) in self.peers.iter().enumerate() {
+        // A download still missing what it wants says more than a lazy reader that has
+        // its ranges and waits for its node's prefetch.
+        let waiting = self.peers.iter().position(|p| !p.done && !p.dl.wants_nothing_more());
+        let first = waiting.or_else(|| self.peers.iter().position(|p| !p.done)).unwrap_or(self.peers.len());
+        for (i, p) in self.peers.iter().enumerate().skip(first) {
             if !p.done {
                 return format!(
                     "peer {i} on host {} blob {}: {}/{} pieces, {} in flight, parents {:?}, back-to-source {}; {} complete but not finished",
