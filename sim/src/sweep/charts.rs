@@ -47,7 +47,6 @@ struct Series<'a> {
     width: u32,
     radius: i32,
     color: RGBColor,
-    label: String,
     rows: Vec<&'a Row>,
 }
 
@@ -109,24 +108,14 @@ impl<'a> SweepLines<'a> {
                 rows.sort_by(|a, b| a.values[0].as_f64().total_cmp(&b.values[0].as_f64()));
                 rows
             };
+            let color = mode_color(mode);
             match r.grid.dims.get(1) {
-                None => out.push(Series {
-                    width,
-                    radius,
-                    color: mode_color(mode),
-                    label: mode.name().into(),
-                    rows: of_mode(None),
-                }),
+                None => out.push(Series { width, radius, color, rows: of_mode(None) }),
                 Some(second) => {
                     let shown = second_key_lines(second.values.len());
                     for (k, &j) in shown.iter().enumerate() {
-                        out.push(Series {
-                            width,
-                            radius,
-                            color: shade(mode_color(mode), k, shown.len()),
-                            label: format!("{}, {} {}", mode.name(), short(&second.key), second.values[j]),
-                            rows: of_mode(Some(j)),
-                        });
+                        let color = shade(color, k, shown.len());
+                        out.push(Series { width, radius, color, rows: of_mode(Some(j)) });
                     }
                 }
             }
@@ -134,28 +123,22 @@ impl<'a> SweepLines<'a> {
         out
     }
 
-    /// One entry per line for one key; for two, one per mode and what the shades mean.
-    fn legend(&self, series: &[Series]) -> Vec<LegendEntry> {
+    /// One entry per mode, and for two keys what the shades mean.
+    fn legend(&self) -> Vec<LegendEntry> {
         let r = self.result;
-        let mut entries: Vec<LegendEntry> = match r.grid.dims.get(1) {
-            None => {
-                series.iter().map(|s| LegendEntry { swatch: Swatch::Line(s.color), label: s.label.clone() }).collect()
-            }
-            Some(second) => {
-                let shown = second_key_lines(second.values.len());
-                let mut e: Vec<LegendEntry> = r
-                    .modes
-                    .iter()
-                    .map(|&m| LegendEntry { swatch: Swatch::Line(mode_color(m)), label: m.name().into() })
-                    .collect();
-                let values: Vec<String> = shown.iter().map(|&j| second.values[j].to_string()).collect();
-                e.push(LegendEntry {
-                    swatch: Swatch::Ramp,
-                    label: format!("lighter to darker: {} = {}", second.key, values.join(", ")),
-                });
-                e
-            }
-        };
+        let mut entries: Vec<LegendEntry> = r
+            .modes
+            .iter()
+            .map(|&m| LegendEntry { swatch: Swatch::Line(mode_color(m)), label: m.name().into() })
+            .collect();
+        if let Some(second) = r.grid.dims.get(1) {
+            let values: Vec<String> =
+                second_key_lines(second.values.len()).iter().map(|&j| second.values[j].to_string()).collect();
+            entries.push(LegendEntry {
+                swatch: Swatch::Ramp,
+                label: format!("lighter to darker: {} = {}", second.key, values.join(", ")),
+            });
+        }
         if let Some(t) = self.on_panels() {
             entries.push(LegendEntry {
                 swatch: Swatch::Dashed(BLACK),
@@ -163,7 +146,7 @@ impl<'a> SweepLines<'a> {
                     "target: {} {} {} {}",
                     t.mode.name(),
                     t.metric.label(),
-                    op_sign(t),
+                    t.op.sign(),
                     t.metric.show(t.value)
                 ),
             });
@@ -227,8 +210,7 @@ impl<'a> SweepLines<'a> {
 
 impl Figure for SweepLines<'_> {
     fn size(&self) -> (u32, u32) {
-        let series = self.series();
-        (1200, 80 + PANEL_H * self.panels.len() as u32 + legend_height(1200, &self.legend(&series)) + 10)
+        (1200, 80 + PANEL_H * self.panels.len() as u32 + legend_height(1200, &self.legend()) + 10)
     }
 
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>, raster: bool) -> anyhow::Result<()>
@@ -236,7 +218,7 @@ impl Figure for SweepLines<'_> {
         DB::ErrorType: 'static,
     {
         let series = self.series();
-        let entries = self.legend(&series);
+        let entries = self.legend();
         let rest = titled(root, &self.title, &self.subtitle)?;
         let (w, h) = rest.dim_in_pixel();
         let (plots, legend) = rest.split_vertically(h - legend_height(w, &entries));
@@ -289,7 +271,7 @@ impl Figure for SweepLines<'_> {
                 ))?;
                 chart.draw_series(std::iter::once(
                     Txt::new(
-                        format!("target {} {}", op_sign(t), t.metric.show(t.value)),
+                        format!("target {} {}", t.op.sign(), t.metric.show(t.value)),
                         (x.hi(), v),
                         label(16.0).anchor(HPos::Right, VPos::Bottom),
                     )
@@ -385,21 +367,6 @@ fn shade(c: RGBColor, k: usize, n: usize) -> RGBColor {
         out.round().clamp(0.0, 255.0) as u8
     };
     RGBColor(mix(c.0), mix(c.1), mix(c.2))
-}
-
-/// "≤" for <=: the chart's text reads as prose.
-pub(crate) fn op_sign(t: &Target) -> &'static str {
-    match t.op {
-        super::target::Op::Le => "\u{2264}",
-        super::target::Op::Ge => "\u{2265}",
-        super::target::Op::Lt => "<",
-        super::target::Op::Gt => ">",
-    }
-}
-
-/// The last part of a dotted key, for legends: `cluster.seed_peers` -> `seed_peers`.
-fn short(key: &str) -> &str {
-    key.rsplit('.').next().unwrap_or(key)
 }
 
 /// The x axis over a key's values: ticks at the values themselves when there are few,

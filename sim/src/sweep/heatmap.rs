@@ -3,7 +3,7 @@
 //! point, light for low values and dark for high, the value written in the cell where it
 //! fits. Cells meeting the target are outlined and the cheapest one is outlined thick.
 
-use super::charts::{op_sign, x_label};
+use super::charts::x_label;
 use super::table::{Row, SweepResult};
 use super::target::{Metric, Target};
 use crate::report::charts::{
@@ -38,7 +38,7 @@ impl<'a> Heatmap<'a> {
 
     fn row(&self, i: usize, j: usize) -> Option<&'a Row> {
         let n2 = self.result.grid.dims[1].values.len();
-        self.result.rows.iter().find(|r| r.point == i * n2 + j && r.mode == self.mode)
+        self.result.row_at(i * n2 + j, self.mode)
     }
 
     fn legend(&self) -> Vec<LegendEntry> {
@@ -48,7 +48,7 @@ impl<'a> Heatmap<'a> {
                 "outlined: meets the target, {} {} {} {}",
                 t.mode.name(),
                 t.metric.label(),
-                op_sign(t),
+                t.op.sign(),
                 t.metric.show(t.value)
             );
             out.push(LegendEntry { swatch: Swatch::Outline(2), label });

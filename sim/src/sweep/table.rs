@@ -70,6 +70,8 @@ pub struct SweepResult {
     /// Per grid point.
     pub facts: Vec<PointFacts>,
     pub failures: Vec<Failure>,
+    /// Row of each (point, mode), at `point * modes.len() + mode index`.
+    index: Vec<Option<usize>>,
     /// Events and wall seconds of every run summed, for the closing line (never written to
     /// a file).
     pub events: u64,
@@ -83,6 +85,7 @@ impl SweepResult {
         let mut rows = vec![];
         let mut failures = vec![];
         let (mut events, mut runs_wall_s) = (0, 0.0);
+        let mut index = vec![None; outcomes.len()];
         for (unit, outcome) in outcomes.into_iter().enumerate() {
             let (point, mode) = (unit / n, sweep.modes[unit % n]);
             if let Ok(o) = &outcome {
@@ -90,13 +93,16 @@ impl SweepResult {
                 runs_wall_s += o.wall_s;
             }
             match outcome {
-                Ok(o) => rows.push(Row {
-                    point,
-                    values: sweep.grid.values(point),
-                    mode,
-                    lower_bound_s: crate::engine::lower_bound_s(&sweep.points[point]),
-                    summary: o.summary,
-                }),
+                Ok(o) => {
+                    index[unit] = Some(rows.len());
+                    rows.push(Row {
+                        point,
+                        values: sweep.grid.values(point),
+                        mode,
+                        lower_bound_s: crate::engine::lower_bound_s(&sweep.points[point]),
+                        summary: o.summary,
+                    });
+                }
                 Err(error) => failures.push(Failure { point, mode, error }),
             }
         }
@@ -108,9 +114,16 @@ impl SweepResult {
             rows,
             facts: sweep.points.iter().map(PointFacts::of).collect(),
             failures,
+            index,
             events,
             runs_wall_s,
         }
+    }
+
+    /// The row of `point` and `mode`; None for a run that failed.
+    pub fn row_at(&self, point: usize, mode: Mode) -> Option<&Row> {
+        let m = self.modes.iter().position(|x| *x == mode)?;
+        self.index.get(point * self.modes.len() + m).copied().flatten().map(|i| &self.rows[i])
     }
 
     pub fn keys(&self) -> Vec<&str> {
@@ -235,10 +248,7 @@ impl SweepResult {
                 let mut cells = vec![va.to_string()];
                 cells.extend((0..b.values.len()).map(|j| {
                     let point = i * b.values.len() + j;
-                    self.rows
-                        .iter()
-                        .find(|r| r.point == point && r.mode == mode)
-                        .map_or("failed".into(), |r| secs(r.summary.startup_p99_s))
+                    self.row_at(point, mode).map_or("failed".into(), |r| secs(r.summary.startup_p99_s))
                 }));
                 cells
             })

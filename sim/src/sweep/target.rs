@@ -122,6 +122,16 @@ impl Op {
             Op::Gt => ">",
         }
     }
+
+    /// For charts, where text reads as prose: "≤" for <=.
+    pub fn sign(self) -> &'static str {
+        match self {
+            Op::Le => "\u{2264}",
+            Op::Ge => "\u{2265}",
+            Op::Lt => "<",
+            Op::Gt => ">",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
