@@ -82,6 +82,12 @@ fn stamps(s: &TlsSection) -> [Option<FileStamp>; 3] {
     [stamp(&s.cert_file), stamp(&s.key_file), stamp(&s.ca_file)]
 }
 
+/// What `current` compares with: a file missing at the look is stamped as such, so its
+/// return counts as a change.
+fn as_seen(stamps: [Option<FileStamp>; 3]) -> [FileStamp; 3] {
+    stamps.map(|s| s.unwrap_or(FileStamp { modified: None, len: 0, inode: 0 }))
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -181,7 +187,7 @@ impl Tls {
         }
         let before = stamps(section);
         let (server, client) = build(section)?;
-        let stamps = before.map(|s| s.unwrap_or(FileStamp { modified: None, len: 0, inode: 0 }));
+        let stamps = as_seen(before);
         Ok(Tls(Arc::new(Inner {
             section: section.clone(),
             state: Mutex::new(State { stamps, checked: Instant::now(), server, client }),
@@ -207,8 +213,7 @@ impl Tls {
             Ok((server, client)) => {
                 st.server = server;
                 st.client = client;
-                // A file missing for a moment is stamped as such, so its return reloads.
-                st.stamps = now.map(|s| s.unwrap_or(FileStamp { modified: None, len: 0, inode: 0 }));
+                st.stamps = as_seen(now);
                 self.0.reloads.fetch_add(1, Ordering::Relaxed);
                 tracing::info!(cert = %self.0.section.cert_file.display(), "TLS files changed: new connections use the new certificates");
             }
