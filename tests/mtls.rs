@@ -53,7 +53,9 @@ fn a_cluster_on_mutual_tls_shares_pieces_and_refuses_strangers() {
     };
     let mut seed = start_peer(&dir, "seed", Some(&sched.grpc), &with_tls(&mut ca, "seed", true));
     let mut peers: Vec<_> = (0..2)
-        .map(|i| start_peer(&dir, &format!("peer{i}"), Some(&sched.grpc), &with_tls(&mut ca, &format!("peer{i}"), false)))
+        .map(|i| {
+            start_peer(&dir, &format!("peer{i}"), Some(&sched.grpc), &with_tls(&mut ca, &format!("peer{i}"), false))
+        })
         .collect();
 
     // Genuine members: the download goes seed -> peers over TLS.

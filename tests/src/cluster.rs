@@ -140,7 +140,8 @@ pub fn start_scheduler_full(
     std::fs::write(
         &config,
         format!(
-            "[listen]\ngrpc = \"{grpc}\"\nhttp = \"{http}\"\n[service]\nrng_seed = 7\n{service_keys}\n[log]\nfilter = \"info\"\n[scheduler]\npolicy = \"default\"\n{scheduler_keys}\n"
+            "[listen]\ngrpc = \"{grpc}\"\nhttp = \"{http}\"\n[service]\nrng_seed = 7\n{service_keys}\n[log]\nfilter = \"{log}\"\n[scheduler]\npolicy = \"default\"\n{scheduler_keys}\n",
+            log = log_filter()
         ),
     )
     .unwrap();
@@ -229,7 +230,8 @@ pub fn write_peer_config(dir: &Path, name: &str, scheduler: Option<&str>, o: &Pe
              [peer]\npiece_sizing = {{ rule = \"fixed\", piece_bytes = {piece} }}\n{peer_keys}\n\
              [origin]\nallowed_networks = [\"127.0.0.0/8\"]\n\
              [dataplane.client]\nrequest_timeout_ms = 10000\n{rate}\
-             [log]\nfilter = \"info\"\n{extra}",
+             [log]\nfilter = \"{log}\"\n{extra}",
+            log = log_filter(),
             kind = if o.seed { "seed" } else { "normal" },
             store = store_dir.display(),
             quota = o.quota_bytes,
@@ -344,6 +346,11 @@ pub fn http_get(addr: &str, path: &str) -> Option<String> {
 }
 
 /// A fresh directory for one test's files.
+/// The daemons' log filter: `info`, or `$E2E_LOG` (e.g. `peer=debug,sched=debug`) to debug a test.
+fn log_filter() -> String {
+    std::env::var("E2E_LOG").ok().filter(|f| !f.is_empty() && !f.contains('"')).unwrap_or_else(|| "info".into())
+}
+
 pub fn test_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("p2pimg-e2e-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);

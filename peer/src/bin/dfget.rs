@@ -200,8 +200,9 @@ usage: dfget URL -O FILE [options]
 
     async fn run(args: Args) -> Result<(), Fail> {
         let endpoint = format!("http://{}", args.daemon);
-        let unreachable =
-            |e: &dyn std::fmt::Display| Fail(4, format!("cannot reach the peer daemon at {}: {e}; is peerd running?", args.daemon));
+        let unreachable = |e: &dyn std::fmt::Display| {
+            Fail(4, format!("cannot reach the peer daemon at {}: {e}; is peerd running?", args.daemon))
+        };
         let channel = match &args.tls {
             None => tonic::transport::Endpoint::from_shared(endpoint.clone())
                 .map_err(|e| unreachable(&e))?
@@ -215,7 +216,9 @@ usage: dfget URL -O FILE [options]
                     .map_err(|e| unreachable(&e))?
                     .connect_with_connector(connector)
                     .await
-                    .map_err(|e| unreachable(&std::error::Error::source(&e).map_or(e.to_string(), |s| format!("{e}: {s}"))))?
+                    .map_err(|e| {
+                        unreachable(&std::error::Error::source(&e).map_or(e.to_string(), |s| format!("{e}: {s}")))
+                    })?
             }
         };
         let mut client = DaemonClient::new(channel);

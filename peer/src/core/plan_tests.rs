@@ -515,7 +515,8 @@ fn pick_rarest_by_full_scan(d: &TaskDownload, rng: &mut impl Rng) -> Option<(u32
                         while w != 0 {
                             let piece = wi as u32 * 64 + w.trailing_zeros();
                             w &= w - 1;
-                            if stripe.is_none_or(|s| s.contains(piece)) || (!honour_stripes && strict && orphan(piece)) {
+                            if stripe.is_none_or(|s| s.contains(piece)) || (!honour_stripes && strict && orphan(piece))
+                            {
                                 return Some((piece, p.peer));
                             }
                         }

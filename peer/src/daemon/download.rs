@@ -531,6 +531,22 @@ impl<'a> Download<'a> {
             Some(Resp::Parents(mut list)) => {
                 self.take_grant(list.grant.take());
                 let parents = self.parents_of(list);
+                if tracing::enabled!(tracing::Level::DEBUG) {
+                    let named: Vec<String> = parents
+                        .iter()
+                        .map(|(r, seed, has)| {
+                            let stripe =
+                                r.stripe.map(|s| format!(" stripe {}/{}", s.index, s.count)).unwrap_or_default();
+                            format!(
+                                "{}{}: {} pieces{stripe}",
+                                r.peer.0,
+                                if *seed { " (seed)" } else { "" },
+                                has.count()
+                            )
+                        })
+                        .collect();
+                    tracing::debug!(task = %self.job.task, parents = ?named, "parents from the scheduler");
+                }
                 self.plan.on_parents(now, parents);
             }
             Some(Resp::BackToSource(b)) => {
@@ -774,6 +790,13 @@ impl<'a> Download<'a> {
                 }
             }
             PeerAction::Reschedule { blocked } => {
+                tracing::debug!(
+                    task = %self.job.task,
+                    blocked = blocked.len(),
+                    have = self.plan.have().count(),
+                    in_flight = self.plan.in_flight_count(),
+                    "asking the scheduler for other parents"
+                );
                 if self.rejoin.is_some() {
                     // Registering again brings new parents.
                 } else if self.stream.is_none() {

@@ -198,7 +198,9 @@ pub async fn start_with_origin(cfg: DaemonConfig, origin: Arc<dyn Origin>) -> Re
     #[cfg(madsim)]
     let origin_insecure: Option<Arc<dyn Origin>> = None;
     match &cfg.tls {
-        Some(tls) => tracing::info!(tls = ?tls, "mutual TLS on the data plane, towards the scheduler, and on the local API unless it is on loopback"),
+        Some(tls) => {
+            tracing::info!(tls = ?tls, "mutual TLS on the data plane, towards the scheduler, and on the local API unless it is on loopback")
+        }
         None => tracing::info!("no [tls]: the data plane and the scheduler link are plain TCP"),
     }
     match &cfg.dataplane.server.grant_key {

@@ -343,11 +343,7 @@ async fn read_loop(mut rd: BufReader<ReadHalf<Stream>>, shared: Arc<ConnShared>)
 
 /// Reads `len` bytes into a recycled buffer (its stale bytes overwritten, not zeroed
 /// first), charging the download bucket.
-async fn read_data(
-    rd: &mut BufReader<ReadHalf<Stream>>,
-    len: usize,
-    shared: &ConnShared,
-) -> std::io::Result<PieceBuf> {
+async fn read_data(rd: &mut BufReader<ReadHalf<Stream>>, len: usize, shared: &ConnShared) -> std::io::Result<PieceBuf> {
     let bucket = shared.download_bucket.as_deref();
     let mut data = shared.buffers.take();
     data.resize_for_overwrite(len);

@@ -87,6 +87,8 @@ pub struct SchedStats {
     pub seeds_triggered: u64,
     /// Triggered seeds that could not serve their task (`seed_unavailable`).
     pub seeds_unavailable: u64,
+    /// Peers the seed took beyond its roots in some stripe (`seed_takes_the_unplaced`).
+    pub seed_fallbacks: u64,
     pub evictions: u64,
     pub failures: u64,
 }
@@ -774,6 +776,7 @@ impl Scheduler {
                 None => {}
             }
         }
+        changed |= self.seed_takes_the_unplaced(now, peer);
         let (parents, missing) = self.stripe_parents(peer);
         if parents.is_empty() {
             // Not fed after all (a refused edge): the leaves it displaced still need a place.
@@ -819,6 +822,44 @@ impl Scheduler {
         let deadline = waited_since + self.cfg.wait_for_parent_timeout_ns;
         let at = if deadline > now { deadline } else { now + self.cfg.wait_for_parent_timeout_ns.max(1) };
         self.arm(at, peer);
+    }
+
+    /// Default policy: in the stripes where no candidate fit `peer`, the seed peer takes it
+    /// beyond its `seed_children_per_stripe` roots, when `peer` is a range reader (at once:
+    /// a container's read waits on it) or has waited `wait_for_parent_timeout_ns`. The seed
+    /// holds the task whole; without this a reader that blocked the other readers above it
+    /// (they hold only their own ranges, and never fetch the pieces it wants) waited for a
+    /// change that never came, the seed counting as serving the task: every read of a
+    /// range nobody else reads went to the registry after the mirror's wait. True if an
+    /// edge was added.
+    fn seed_takes_the_unplaced(&mut self, now: TimeNs, peer: PeerId) -> bool {
+        let p = &self.peers[&peer];
+        let waited = p.waiting_since.is_some_and(|w| now.saturating_sub(w) >= self.cfg.wait_for_parent_timeout_ns);
+        if !(p.partial || waited) {
+            return false;
+        }
+        let task_id = p.task;
+        let mut added = false;
+        for si in 0..self.tasks[&task_id].stripe_dags.len() {
+            let t = &self.tasks[&task_id];
+            let dag = &t.stripe_dags[si];
+            if dag.in_degree(peer) > 0 {
+                continue;
+            }
+            let Some(seed) = select::usable_seed(t, &self.peers, &self.peers[&peer], dag) else {
+                return added;
+            };
+            if self.hosts[&seed.host].info.disable_shared {
+                return added;
+            }
+            let stripe = Some(Stripe { index: si as u32, count: t.stripe_dags.len() as u32 });
+            let parent = ParentRef { peer: seed.id, host: seed.host, stripe };
+            added |= self.attach_stripe(task_id, si, &parent, peer);
+        }
+        if added {
+            self.stats.seed_fallbacks += 1;
+        }
+        added
     }
 
     /// Adds `parent -> child` to stripe `si`'s DAG with its bookkeeping; false if refused.

@@ -765,3 +765,72 @@ fn a_reader_served_by_the_origin_is_no_parent_of_a_whole_download() {
     s.peer_wants_all(0, PeerId(1)).unwrap();
     assert!(!s.peers[&PeerId(1)].partial);
 }
+
+/// The e2e mirror test's hang, at its cause: three range readers; the seed's one root per
+/// stripe goes to each reader's home stripe, the other stripes hang from the other readers,
+/// which hold only their own ranges and never fetch the pieces this one wants. It blocks
+/// them and used to wait for ever (the seed "serves the task"), every read of it going to
+/// the registry after the mirror's 20 s wait. The seed holds the task whole: it takes that
+/// reader beyond its roots, at once.
+#[test]
+fn a_reader_that_blocked_the_other_readers_is_taken_by_the_seed_at_once() {
+    let parents_of = |s: &Scheduler, p: u32| -> Vec<PeerId> {
+        let mut v: Vec<PeerId> = s.stripe_parents(PeerId(p)).0.iter().map(|r| r.peer).collect();
+        v.sort();
+        v.dedup();
+        v
+    };
+    let given_to = |d: &[Decision], p: u32| {
+        d.iter().find_map(|d| match d {
+            Decision::Parents { peer, parents } if *peer == PeerId(p) => Some(parents.clone()),
+            _ => None,
+        })
+    };
+    for partial in [true, false] {
+        let mut s = sched(Policy::Default, 3, 1);
+        s.register_peer_as_own(0, reg(9, 3, true)).unwrap();
+        s.peer_finished(1, PeerId(9)).unwrap();
+        for p in 0..3 {
+            s.register_peer_as_own(2, RegisterPeer { partial, ..reg(p, p, false) }).unwrap();
+        }
+        let blocked: Vec<PeerId> = parents_of(&s, 2).into_iter().filter(|q| *q != PeerId(9)).collect();
+        assert_eq!(blocked, [PeerId(0), PeerId(1)], "the case is not built");
+        let d = s.reschedule(3, PeerId(2), &blocked).unwrap();
+        let given = given_to(&d, 2).unwrap_or_else(|| panic!("partial {partial}: left waiting: {d:?}"));
+        assert!(given.iter().all(|p| p.peer == PeerId(9)), "partial {partial}: {given:?}");
+        if !partial {
+            // A whole download keeps the seed's root edge in its home stripe (a whole
+            // parent gives any piece) and takes no extra slots before the wait.
+            assert_eq!(given.len(), 1, "{given:?}");
+            assert_eq!(s.stats.seed_fallbacks, 0);
+            continue;
+        }
+        assert_eq!(given.len(), 8, "a parent in every stripe: {given:?}");
+        assert_eq!(s.stats.seed_fallbacks, 1);
+        assert!(indexes_hold(&s).is_ok());
+    }
+}
+
+/// The other half of the e2e mirror test's hang: the seed's last piece from the registry
+/// was an outlier by Dragonfly's cost test (39 ms against a 9 ms mean), which marks a peer
+/// bad; for a finished seed the mark stayed for good and it was nobody's parent again.
+/// Under the default policy a peer holding the whole task is not judged by its last piece.
+#[test]
+fn a_finished_seed_whose_last_piece_was_slow_still_serves() {
+    let mut s = sched(Policy::Default, 3, 1);
+    s.register_peer_as_own(0, reg(0, 0, false)).unwrap();
+    s.register_peer_as_own(1, reg(9, 3, true)).unwrap();
+    let piece = |n: u32, cost_ns: u64| PieceReport { piece: n, parent: None, cost_ns };
+    let reports: Vec<PieceReport> = (0..9).map(|n| piece(n, NS_PER_MS)).chain([piece(9, 40 * NS_PER_MS)]).collect();
+    s.pieces_finished(2, PeerId(9), &reports).unwrap();
+    assert!(s.peers[&PeerId(9)].costs.last_is_outlier, "the case is not built");
+    assert!(select::is_bad_parent(&s.peers[&PeerId(9)]), "a running peer is judged by its last piece");
+    s.peer_finished(3, PeerId(9)).unwrap();
+    assert!(!select::is_bad_parent(&s.peers[&PeerId(9)]));
+    assert!(select::is_bad_node(&s.peers[&PeerId(9)]), "Dragonfly's rule is kept for its preset");
+    let d = s.register_peer_as_own(4, RegisterPeer { partial: true, ..reg(1, 1, false) }).unwrap();
+    let named = d.iter().any(
+        |d| matches!(d, Decision::Parents { peer: PeerId(1), parents } if parents.iter().any(|p| p.peer == PeerId(9))),
+    );
+    assert!(named, "the finished seed is no parent: {d:?}");
+}

@@ -217,7 +217,7 @@ pub fn default_stripe(s: &mut Scheduler, child: PeerId, stripe: u32) -> Option<P
 
 /// The task's seed peer, when it serves and may be `c`'s parent in this stripe's DAG.
 pub(crate) fn usable_seed<'a>(task: &Task, peers: &'a BTreeMap<PeerId, Peer>, c: &Peer, dag: &Dag) -> Option<&'a Peer> {
-    task.seed_peer.and_then(|p| peers.get(&p)).filter(|seed| !is_bad_node(seed) && fits_child(c, seed, dag))
+    task.seed_peer.and_then(|p| peers.get(&p)).filter(|seed| !is_bad_parent(seed) && fits_child(c, seed, dag))
 }
 
 /// Step 1 of `default_stripe`: the shallowest open slot for `c` in stripe `si` (depth,
@@ -269,7 +269,7 @@ pub(crate) fn tree_entry(
 ) -> Option<TreeEntry> {
     let home = p.home_stripe?;
     let depth = depth_of(p, home as usize);
-    if p.is_seed || is_bad_node(p) || depth == UNFED {
+    if p.is_seed || is_bad_parent(p) || depth == UNFED {
         return None;
     }
     let dag = dags.get(home as usize)?;
@@ -289,7 +289,7 @@ const SAMPLE_TRIES: usize = 16;
 /// below `stripe_fanout` children in the task, on a sharing host with a free upload.
 pub(crate) fn offers_stripe(cfg: &SchedulerConfig, host: &Host, q: &Peer, si: usize) -> bool {
     !q.is_seed
-        && !is_bad_node(q)
+        && !is_bad_parent(q)
         && q.stripe_children < cfg.stripe_fanout
         && !host.info.disable_shared
         && host.free_uploads() > 0
@@ -298,7 +298,7 @@ pub(crate) fn offers_stripe(cfg: &SchedulerConfig, host: &Host, q: &Peer, si: us
 
 /// The seed peer may take one more root in this stripe.
 pub(crate) fn seed_has_room(cfg: &SchedulerConfig, host: &Host, seed: &Peer, dag: &Dag) -> bool {
-    !is_bad_node(seed)
+    !is_bad_parent(seed)
         && !host.info.disable_shared
         && host.free_uploads() > 0
         && dag.children(seed.id).len() < cfg.seed_children_per_stripe as usize
@@ -384,10 +384,23 @@ fn uniform_draw<T: Copy>(items: &mut [T], k: usize, rng: &mut impl Rng) -> Vec<T
 }
 
 /// Only running, back-to-source and finished peers can serve; a peer whose latest piece
-/// took far longer than its history (`CostStats`) is treated as abnormal.
+/// took far longer than its history (`CostStats`) is treated as abnormal. This is
+/// Dragonfly's rule, finished peers included; the default policy uses `is_bad_parent`.
 pub fn is_bad_node(peer: &Peer) -> bool {
     !matches!(peer.state, PeerState::Running | PeerState::BackToSource | PeerState::Succeeded)
         || peer.costs.last_is_outlier
+}
+
+/// Default policy: `is_bad_node`, except that a peer holding the whole task is not judged
+/// by its last piece. The cost test is about a download's own fetches; once it finished,
+/// the flag of its last piece stays for good and says nothing of its upload. A seed whose
+/// last piece from the registry came slowly (39 ms against a 9 ms mean on loopback) was no
+/// parent for the rest of the task, and the readers that came after it waited for ever.
+pub(crate) fn is_bad_parent(peer: &Peer) -> bool {
+    match peer.state {
+        PeerState::Succeeded => false,
+        _ => is_bad_node(peer),
+    }
 }
 
 fn idc_affinity(a: &Host, b: &Host) -> f64 {

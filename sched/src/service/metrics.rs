@@ -47,6 +47,8 @@ pub struct Gauges {
     pub peers: Vec<(&'static str, i64)>,
     pub peer_streams: i64,
     pub seed_watchers: i64,
+    /// The core's count of peers the seed took beyond its roots (a counter, kept there).
+    pub seed_fallbacks: u64,
 }
 
 pub struct Metrics {
@@ -57,6 +59,7 @@ pub struct Metrics {
     requests_refused: Family<RequestLabel, Counter>,
     evictions: Counter,
     seed_unavailable: Counter,
+    seed_fallbacks: Counter,
     hosts: Gauge,
     tasks: Gauge,
     peers: Family<StateLabel, Gauge>,
@@ -114,6 +117,12 @@ impl Metrics {
             "Seed triggers that could not be served (no watcher, seed gone or silent); the task's peers may then go back to source",
             seed_unavailable.clone(),
         );
+        let seed_fallbacks = Counter::default();
+        registry.register(
+            "seed_fallbacks",
+            "Peers the seed took beyond its roots in a stripe where no other parent fit (a range reader at once, a whole download after the wait)",
+            seed_fallbacks.clone(),
+        );
         let hosts = Gauge::default();
         registry.register("hosts", "Announced hosts that have not left", hosts.clone());
         let tasks = Gauge::default();
@@ -148,6 +157,7 @@ impl Metrics {
             requests_refused,
             evictions,
             seed_unavailable,
+            seed_fallbacks,
             hosts,
             tasks,
             peers,
@@ -193,9 +203,13 @@ impl Metrics {
         }
         self.peer_streams.set(g.peer_streams);
         self.seed_watchers.set(g.seed_watchers);
+        catch_up(&self.seed_fallbacks, g.seed_fallbacks);
         if let Some(tls) = self.tls.get() {
             let listener = svc::tls::Listener::Grpc;
-            catch_up(&self.tls_refused.get_or_create(&ListenerLabel { listener: listener.name() }), tls.refused(listener));
+            catch_up(
+                &self.tls_refused.get_or_create(&ListenerLabel { listener: listener.name() }),
+                tls.refused(listener),
+            );
             catch_up(&self.tls_reloads, tls.reloads());
         }
         let mut out = String::new();
@@ -224,7 +238,14 @@ mod tests {
         m.decision("parents");
         m.back_to_source("ordered");
         m.latency("register", Duration::from_micros(30));
-        let text = m.render(&Gauges { hosts: 4, tasks: 1, peers: vec![("running", 3)], ..Default::default() });
+        let text = m.render(&Gauges {
+            hosts: 4,
+            tasks: 1,
+            peers: vec![("running", 3)],
+            seed_fallbacks: 2,
+            ..Default::default()
+        });
+        assert!(text.contains("sched_seed_fallbacks_total 2"), "{text}");
         assert!(text.contains("sched_decisions_total{kind=\"parents\"} 2"), "{text}");
         assert!(text.contains("sched_back_to_source_orders_total{reason=\"ordered\"} 1"), "{text}");
         assert!(text.contains("sched_hosts 4"), "{text}");

@@ -100,6 +100,7 @@ impl State {
             peers: names.into_iter().zip(by_state).collect(),
             peer_streams,
             seed_watchers: self.seed_watchers.values().filter(|w| !w.tx.is_closed()).count() as i64,
+            seed_fallbacks: self.core.stats.seed_fallbacks,
         }
     }
 }

@@ -140,7 +140,8 @@ fn provider() -> rustls::crypto::CryptoProvider {
 fn build(s: &TlsSection) -> Result<(Arc<ServerConfig>, Arc<ClientConfig>), LoadError> {
     let certs = read_certs(&s.cert_file, "cert_file")?;
     let key = PrivateKeyDer::from_pem_file(&s.key_file).map_err(|e| {
-        let m = format!("{}: {e}; give the PEM private key (PKCS#8, PKCS#1 or SEC1) of cert_file", s.key_file.display());
+        let m =
+            format!("{}: {e}; give the PEM private key (PKCS#8, PKCS#1 or SEC1) of cert_file", s.key_file.display());
         LoadError::new("key_file", m)
     })?;
     let mut roots = RootCertStore::empty();
@@ -253,7 +254,8 @@ impl Tls {
     /// The server side of a handshake on an accepted connection; a refusal is logged and
     /// counted, and gives None.
     pub async fn accept(&self, listener: Listener, tcp: TcpStream, from: SocketAddr) -> Option<ServerStream> {
-        let handshake = TlsAcceptor::from(self.server_config()).accept(BufReader::with_capacity(READ_BUFFER_BYTES, tcp));
+        let handshake =
+            TlsAcceptor::from(self.server_config()).accept(BufReader::with_capacity(READ_BUFFER_BYTES, tcp));
         let reason = match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
             Ok(Ok(stream)) => return Some(stream),
             Ok(Err(e)) => e.to_string(),
@@ -281,7 +283,8 @@ impl Tls {
     /// `server_name`). The error says what failed (e.g. an unknown issuer).
     pub async fn connect(&self, tcp: TcpStream, host: &str) -> io::Result<ClientStream> {
         let name = self.server_name(host)?;
-        let handshake = TlsConnector::from(self.client_config()).connect(name, BufReader::with_capacity(READ_BUFFER_BYTES, tcp));
+        let handshake =
+            TlsConnector::from(self.client_config()).connect(name, BufReader::with_capacity(READ_BUFFER_BYTES, tcp));
         match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
             Ok(Ok(stream)) => Ok(stream),
             Ok(Err(e)) => Err(io::Error::new(e.kind(), format!("TLS handshake with {host}: {e}"))),
@@ -367,7 +370,10 @@ pub fn grpc_incoming(
                 continue; // dropped: too many handshakes in progress
             };
             let _ = tcp.set_nodelay(true);
-            let info = tonic::transport::server::TcpConnectInfo { local_addr: tcp.local_addr().ok(), remote_addr: Some(remote) };
+            let info = tonic::transport::server::TcpConnectInfo {
+                local_addr: tcp.local_addr().ok(),
+                remote_addr: Some(remote),
+            };
             let (tls, tx) = (tls.clone(), tx.clone());
             tokio::spawn(async move {
                 if let Some(stream) = tls.accept(which, tcp, remote).await {

@@ -19,7 +19,8 @@ impl TestCa {
         let mut params = CertificateParams::new(Vec::<String>::new()).expect("no names");
         params.distinguished_name.push(DnType::CommonName, common_name);
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+        params.key_usages =
+            vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
         let key = KeyPair::generate().expect("a key");
         TestCa { issuer: CertifiedIssuer::self_signed(params, key).expect("a CA certificate"), serial: 1 }
     }

@@ -39,7 +39,8 @@ async fn handshake(server: &Tls, client: &Tls) -> (bool, Result<(), String>) {
         s.read_exact(&mut b).await.map_err(|e| e.to_string())?;
         Ok(())
     };
-    let client_result = tokio::time::timeout(Duration::from_secs(10), client_side).await.unwrap_or(Err("timeout".into()));
+    let client_result =
+        tokio::time::timeout(Duration::from_secs(10), client_side).await.unwrap_or(Err("timeout".into()));
     (accepting.await.unwrap(), client_result)
 }
 
