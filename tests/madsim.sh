@@ -23,7 +23,8 @@ JOBS="${JOBS:-2}"
 DET_SEEDS="${DET_SEEDS:-3}"
 DET_SEEDS=$(( DET_SEEDS < SEEDS ? DET_SEEDS : SEEDS ))
 TESTS=(baseline peers_killed_and_restarted seed_killed scheduler_restarted partitions_healed
-       slow_node origin_errors_and_throttling packet_loss swizzle_two_replicas)
+       slow_node origin_errors_and_throttling packet_loss swizzle_two_replicas
+       scheduler_replica_failover)
 
 build() {
     local out

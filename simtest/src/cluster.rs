@@ -44,6 +44,8 @@ pub struct Spec {
     pub with_digest: bool,
     /// One peer (by index) with this rate instead of `peer_rate`: a slow node.
     pub slow_peer: Option<(usize, u64)>,
+    /// The daemons' `scheduler.announce_interval_ms` (how soon they find a replica gone).
+    pub announce_interval_ms: u64,
 }
 
 impl Default for Spec {
@@ -61,6 +63,7 @@ impl Default for Spec {
             start_spread: Duration::from_millis(200),
             with_digest: true,
             slow_peer: None,
+            announce_interval_ms: 5000,
         }
     }
 }
@@ -428,7 +431,7 @@ local_api = "127.0.0.1:65000"
 http = "0.0.0.0:65003"
 [scheduler]
 addresses = [{addresses}]
-announce_interval_ms = 5000
+announce_interval_ms = {announce}
 connect_timeout_ms = 1000
 request_timeout_ms = 3000
 [storage]
@@ -455,6 +458,7 @@ filter = "warn"
 "#,
         kind = if seed { "seed" } else { "normal" },
         addresses = addresses.join(", "),
+        announce = spec.announce_interval_ms,
         dir = dir.display(),
         quota = spec.content_bytes * 4 + (64 << 20),
         upload = rate("upload_rate"),

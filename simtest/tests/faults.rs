@@ -187,3 +187,50 @@ async fn swizzle_two_replicas_run() {
     let expect = Expect { origin_readers: None, ..strict(&c, expect_peers) };
     finish("swizzle_two_replicas", &c, &expect, &dag);
 }
+
+/// Issue 24's failover: two scheduler replicas, 16 peers; the replica in charge of the
+/// task is killed at about 30 % of the rollout (`FAILOVER_KILL_AT`) and comes back at about
+/// 60 %. Downloads register again at the other replica with the pieces they hold (the
+/// daemons route by `hashring::replica_among` over the replicas that answer); the returning
+/// one takes its tasks back for new work without a second storm. Every peer finishes, and
+/// only the seed reads the origin.
+#[test]
+fn scheduler_replica_failover() {
+    run(scheduler_replica_failover_run);
+}
+
+/// The rollout below takes about 4 s of virtual time (4.6-4.9 s with the failure); the
+/// daemons announce every second, so they find the replica gone within a second of it.
+const FAILOVER_KILL_AT: Duration = Duration::from_millis(1200);
+const FAILOVER_BACK_AT: Duration = Duration::from_millis(2400);
+
+async fn scheduler_replica_failover_run() {
+    let spec = Spec {
+        schedulers: 2,
+        content_bytes: 48 << 20,
+        announce_interval_ms: 1000,
+        ..small("scheduler_replica_failover", 16)
+    };
+    let c = Cluster::start(spec).await;
+    let mut dag = DagWatch::default();
+    c.run_for(FAILOVER_KILL_AT, &mut dag).await;
+    let registrations = |c: &Cluster| -> Vec<u64> {
+        let replicas = c.sched_state.lock().unwrap().clone();
+        replicas.iter().map(|s| s.as_ref().map_or(0, |s| s.read(|st| st.core().stats.registrations))).collect()
+    };
+    let before = registrations(&c);
+    let in_charge = before.iter().position(|r| *r > 0).expect("a replica holds the task");
+    let ended = c.outcomes().values().filter(|a| a.last().is_some_and(|a| a.ended.is_some())).count();
+    assert!(ended < 16, "every download ended before the failure: the test proves nothing");
+    c.bounce(&c.schedulers[in_charge], FAILOVER_BACK_AT - FAILOVER_KILL_AT, &mut dag).await;
+    c.wait_downloads(&all(16), BOUND, &mut dag).await;
+    let other = 1 - in_charge;
+    let moved = registrations(&c)[other];
+    assert!(moved > 0, "no download registered at the other replica: {:?} -> {:?}", before, registrations(&c));
+    eprintln!(
+        "scheduler_replica_failover: {ended} of 16 done at the failure; {moved} registrations at the other replica"
+    );
+    // No normal peer at the origin: the seed's one copy (plus the piece it was reading).
+    let expect = Expect { origin_readers: Some(c.spec.seeds), ..strict(&c, all(16)) };
+    finish("scheduler_replica_failover", &c, &expect, &dag);
+}

@@ -168,6 +168,8 @@ struct ParentLink {
 struct Stream {
     out: mpsc::Sender<pb::AnnouncePeerRequest>,
     inbound: Streaming<pb::AnnouncePeerResponse>,
+    /// The scheduler replica at the other end.
+    replica: usize,
 }
 
 struct Download<'a> {
@@ -192,6 +194,8 @@ struct Download<'a> {
     piece_bytes: u64,
     /// When to register again after the scheduler stream broke.
     rejoin: Option<tokio::time::Instant>,
+    /// Which scheduler replicas answer (`SchedLink::watch_up`).
+    replicas_up: watch::Receiver<Vec<bool>>,
     rejoins: u32,
     scheduler_gave_up: bool,
     /// The scheduler's reason, once it gave up on the download (`Failed`): it ends with it.
@@ -286,6 +290,7 @@ impl<'a> Download<'a> {
             content_bytes,
             piece_bytes,
             rejoin: None,
+            replicas_up: ctx.sched.watch_up(),
             rejoins: 0,
             scheduler_gave_up: false,
             refused: None,
@@ -323,11 +328,42 @@ impl<'a> Download<'a> {
         }
     }
 
-    /// One AnnouncePeer stream with a fresh peer id, `register` sent first.
+    /// One AnnouncePeer stream with a fresh peer id, `register` sent first, at the replica
+    /// in charge of the task; one that does not answer is marked so and the task's next
+    /// choice is tried at once (failover), each replica at most once.
     async fn register(&mut self) -> Result<Stream, String> {
-        let Some((address, mut client)) = self.ctx.sched.for_task(&self.job.task) else {
-            return Err("no scheduler configured".into());
-        };
+        let mut tried = Vec::new();
+        loop {
+            let Some(replica) = self.ctx.sched.for_task(&self.job.task) else {
+                return Err("no scheduler configured".into());
+            };
+            if tried.contains(&replica.index) {
+                return Err(format!("no scheduler replica answers ({} tried)", tried.len()));
+            }
+            tried.push(replica.index);
+            let (index, address) = (replica.index, replica.address.to_string());
+            match self.register_at(&address, replica.client).await {
+                Ok(stream) => {
+                    self.ctx.sched.mark(index, true);
+                    return Ok(Stream { replica: index, ..stream });
+                }
+                Err((why, answered)) => {
+                    self.ctx.sched.mark(index, answered);
+                    if answered || tried.len() == self.ctx.sched.replica_count() {
+                        return Err(why);
+                    }
+                    tracing::info!(task = %self.job.task, why, "registering at the next scheduler replica");
+                }
+            }
+        }
+    }
+
+    /// Registration at one replica; on failure, why and whether the replica answered.
+    async fn register_at(
+        &mut self,
+        address: &str,
+        mut client: api::SchedulerClient<tonic::transport::Channel>,
+    ) -> Result<Stream, (String, bool)> {
         let (out, rx) = mpsc::channel(256);
         let register = pb::RegisterPeer {
             host_id: self.ctx.sched.host().id.clone(),
@@ -347,9 +383,12 @@ impl<'a> Download<'a> {
         let _ = out.try_send(pb::AnnouncePeerRequest { request: Some(Req::Register(register)) });
         let call = client.announce_peer(ReceiverStream::new(rx));
         match tokio::time::timeout(self.ctx.sched.request_timeout(), call).await {
-            Ok(Ok(response)) => Ok(Stream { out, inbound: response.into_inner() }),
-            Ok(Err(status)) => Err(format!("{address}: register refused: {}", status.message())),
-            Err(_) => Err(format!("{address}: the scheduler did not answer")),
+            Ok(Ok(response)) => Ok(Stream { out, inbound: response.into_inner(), replica: usize::MAX }),
+            Ok(Err(status)) => Err((
+                format!("{address}: register refused: {}", status.message()),
+                status.code() != tonic::Code::Unavailable,
+            )),
+            Err(_) => Err((format!("{address}: the scheduler did not answer"), false)),
         }
     }
 
@@ -437,8 +476,10 @@ impl<'a> Download<'a> {
                     None => std::future::pending().await,
                 }
             };
+            let replica_change = self.replicas_up.changed();
             svc::select! {
                 message = inbound => self.on_scheduler(message),
+                Ok(()) = replica_change => self.on_replicas_changed(),
                 Some(want) = self.wants.recv() => {
                     self.on_want(want);
                     while let Ok(want) = self.wants.try_recv() {
@@ -471,6 +512,21 @@ impl<'a> Download<'a> {
             Ok(Ended::Complete) => {}
         }
         result
+    }
+
+    /// The replica this download's stream goes to stopped answering (the announce loop, or
+    /// another download, found it so): its stream may be half-open and never break (a host
+    /// that died without closing it), so it leaves that replica now and registers at the
+    /// task's next choice with the pieces it holds.
+    fn on_replicas_changed(&mut self) {
+        let up = self.replicas_up.borrow_and_update().clone();
+        let Some(replica) = self.stream.as_ref().map(|s| s.replica) else { return };
+        if up.get(replica) != Some(&false) || !up.iter().any(|u| *u) {
+            return;
+        }
+        tracing::info!(task = %self.job.task, replica, "the scheduler replica of this download does not answer; registering at the next");
+        self.close_stream();
+        self.rejoin = Some(tokio::time::Instant::now());
     }
 
     fn on_want(&mut self, want: Want) {
@@ -900,7 +956,7 @@ impl<'a> Download<'a> {
     /// Half-closes the stream and lets the scheduler end it: dropping the response side
     /// at once would cancel the call before the last messages leave.
     fn close_stream(&mut self) {
-        if let Some(Stream { out, mut inbound }) = self.stream.take() {
+        if let Some(Stream { out, mut inbound, .. }) = self.stream.take() {
             drop(out);
             tokio::spawn(async move {
                 let drain = async { while let Ok(Some(_)) = inbound.message().await {} };

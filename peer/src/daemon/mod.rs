@@ -372,6 +372,7 @@ async fn serve_api(ctx: Arc<Ctx>, listener: ApiListener, mut stop: watch::Receiv
 
 async fn announce_loop(ctx: Arc<Ctx>) {
     let mut stop = ctx.shutdown.clone();
+    let mut up_before = ctx.sched.up();
     let every = Duration::from_millis(ctx.cfg.scheduler.announce_interval_ms);
     loop {
         svc::select! {
@@ -380,7 +381,14 @@ async fn announce_loop(ctx: Arc<Ctx>) {
         }
         if ctx.sched.is_enabled() {
             let announced = ctx.sched.announce(ctx.load()).await;
-            reannounce::spawn(&ctx, announced.new_instances);
+            reannounce::spawn(&ctx, announced.new_instances.clone());
+            // Replicas that stopped or started answering since the last round (seen here or
+            // by a download's registration): the completed tasks that changed hands.
+            let up = ctx.sched.up();
+            if up != up_before {
+                let before = std::mem::replace(&mut up_before, up.clone());
+                reannounce::spawn_moved(&ctx, before, up, &announced.new_instances);
+            }
         }
     }
 }

@@ -16,7 +16,7 @@ pub fn spawn(ctx: &Arc<Ctx>, replicas: Vec<usize>) {
     for replica in replicas {
         let ctx = ctx.clone();
         tokio::spawn(async move {
-            let (registered, failed) = completed_tasks(&ctx, replica).await;
+            let (registered, failed) = completed_tasks(&ctx, |task| ctx.sched.replica_of(task) == Some(replica)).await;
             if registered + failed > 0 {
                 tracing::info!(replica, registered, failed, "completed tasks announced to the scheduler");
             }
@@ -24,15 +24,34 @@ pub fn spawn(ctx: &Arc<Ctx>, replicas: Vec<usize>) {
     }
 }
 
+/// Registers, in the background, the completed tasks whose replica changed between the
+/// answering replicas `before` and `after` (failover, or a replica back) with their new one:
+/// it did not hear of them, and would send their next downloads to the seed. Replicas in
+/// `told` (restarted ones, which `spawn` tells of all their tasks) are left out.
+pub fn spawn_moved(ctx: &Arc<Ctx>, before: Vec<bool>, after: Vec<bool>, told: &[usize]) {
+    let ctx = ctx.clone();
+    let told = told.to_vec();
+    tokio::spawn(async move {
+        let moved = |task: &crate::task_id::TaskId| {
+            let now = ctx.sched.replica_of_among(task, &after);
+            now != ctx.sched.replica_of_among(task, &before) && !now.is_some_and(|r| told.contains(&r))
+        };
+        let (registered, failed) = completed_tasks(&ctx, moved).await;
+        if registered + failed > 0 {
+            tracing::info!(registered, failed, "completed tasks announced to the replicas now in charge of them");
+        }
+    });
+}
+
 /// One registration at a time (a scheduler just back from a restart gets every host's
-/// list at once). Returns (registered, failed).
-async fn completed_tasks(ctx: &Ctx, replica: usize) -> (usize, usize) {
+/// list at once), of the completed tasks `pick` selects. Returns (registered, failed).
+async fn completed_tasks(ctx: &Ctx, pick: impl Fn(&crate::task_id::TaskId) -> bool) -> (usize, usize) {
     let mut counts = (0, 0);
     for task in ctx.store.tasks() {
         if *ctx.shutdown.borrow() {
             break;
         }
-        if !task.completed || ctx.sched.replica_of(&task.id) != Some(replica) {
+        if !task.completed || !pick(&task.id) {
             continue;
         }
         match register_completed(ctx, &task).await {
@@ -49,7 +68,8 @@ async fn completed_tasks(ctx: &Ctx, replica: usize) -> (usize, usize) {
 /// Opens an AnnouncePeer stream, registers as `completed`, waits for `registered`, and
 /// closes its side: the scheduler keeps a finished peer after its stream ends.
 async fn register_completed(ctx: &Ctx, task: &crate::storage::TaskInfo) -> Result<(), String> {
-    let (address, mut client) = ctx.sched.for_task(&task.id).ok_or("no scheduler configured")?;
+    let super::sched_link::Replica { address, mut client, .. } =
+        ctx.sched.for_task(&task.id).ok_or("no scheduler configured")?;
     let register = pb::RegisterPeer {
         host_id: ctx.sched.host().id.clone(),
         peer_id: ctx.new_peer_id(&task.id),

@@ -45,8 +45,44 @@ pub fn replica_for(task_key: u64, replicas: usize) -> Option<usize> {
     pick(task_key, (0..replicas).map(|r| (r, r as u64)))
 }
 
+/// Failover: the replica in charge of a task among those that answer (`up[r]`), by the
+/// same rendezvous as `replica_for`. A task of a replica that stops answering goes to its
+/// second choice, and only those tasks move; when it answers again they come back. With
+/// none answering, the task's first choice over all (something must be tried). The daemon
+/// routes with this, and the simulator's replica failure follows it.
+pub fn replica_among(task_key: u64, up: &[bool]) -> Option<usize> {
+    let live = (0..up.len()).filter(|r| up[*r]).map(|r| (r, r as u64));
+    pick(task_key, live).or_else(|| replica_for(task_key, up.len()))
+}
+
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn failover_moves_only_the_tasks_of_the_replica_that_stopped_answering() {
+        let mut moved = [0usize; 3];
+        for key in 0..3000u64 {
+            let key = mix64(key);
+            let home = replica_for(key, 3).unwrap();
+            assert_eq!(replica_among(key, &[true; 3]), Some(home));
+            for down in 0..3 {
+                let mut up = [true; 3];
+                up[down] = false;
+                let now = replica_among(key, &up).unwrap();
+                if home == down {
+                    // Its second choice on the full ring.
+                    assert_eq!(now, pick_n(key, (0..3usize).map(|r| (r, r as u64)), 2)[1]);
+                    moved[now] += 1;
+                } else {
+                    assert_eq!(now, home, "a task of a live replica moved");
+                }
+            }
+            assert_eq!(replica_among(key, &[false; 3]), Some(home), "none up: the first choice");
+        }
+        // The failed replica's tasks spread over the others, not onto one.
+        assert!(moved.iter().all(|m| *m > 600), "{moved:?}");
+        assert_eq!(replica_among(1, &[]), None);
+    }
 
     #[test]
     fn pick_n_lists_the_ring_best_first_and_starts_with_pick() {
