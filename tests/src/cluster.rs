@@ -215,7 +215,10 @@ pub struct Peer {
 pub fn write_peer_config(dir: &Path, name: &str, scheduler: Option<&str>, o: &PeerOptions) -> (PathBuf, PathBuf) {
     let store_dir = o.store_dir.clone().unwrap_or_else(|| dir.join(format!("{name}-store")));
     let config = dir.join(format!("{name}.toml"));
-    let schedulers = scheduler.map(|s| format!("\"http://{s}\"")).unwrap_or_default();
+    // Replicas: addresses separated by commas.
+    let schedulers = scheduler
+        .map(|s| s.split(',').map(|a| format!("\"http://{a}\"")).collect::<Vec<_>>().join(", "))
+        .unwrap_or_default();
     let rate = o
         .download_rate
         .map(|r| format!("download_rate = {{ bytes_per_s = {r}, burst_bytes = {} }}\n", 4 << 20))
@@ -265,6 +268,7 @@ pub fn start_peer_with(dir: &Path, name: &str, config: PathBuf, store_dir: PathB
     }
 }
 
+/// A daemon; `scheduler`: the scheduler's gRPC address, or replicas' separated by commas.
 pub fn start_peer(dir: &Path, name: &str, scheduler: Option<&str>, o: &PeerOptions) -> Peer {
     let (config, store_dir) = write_peer_config(dir, name, scheduler, o);
     start_peer_with(dir, name, config, store_dir)
