@@ -47,6 +47,9 @@ pub struct ModeResult {
     /// Requests each scheduler replica served, and the longest queueing delay seen.
     pub scheduler_requests: u64,
     pub scheduler_max_queue_delay_s: f64,
+    /// Requests sent to a stopped replica (`faults.replica_outage`), lost.
+    #[serde(default)]
+    pub scheduler_requests_lost: u64,
     /// Back-to-source orders the scheduler gave (p2p modes).
     pub back_to_source_orders: u64,
     /// Downloads' asks for the origin (`AskBackToSource`), admitted or not.

@@ -517,7 +517,8 @@ impl<'a> Download<'a> {
     /// The replica this download's stream goes to stopped answering (the announce loop, or
     /// another download, found it so): its stream may be half-open and never break (a host
     /// that died without closing it), so it leaves that replica now and registers at the
-    /// task's next choice with the pieces it holds.
+    /// task's next choice with the pieces it holds. (When the replica comes back, running
+    /// downloads stay where they are; new ones go to it.)
     fn on_replicas_changed(&mut self) {
         let up = self.replicas_up.borrow_and_update().clone();
         let Some(replica) = self.stream.as_ref().map(|s| s.replica) else { return };

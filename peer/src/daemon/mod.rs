@@ -373,17 +373,33 @@ async fn serve_api(ctx: Arc<Ctx>, listener: ApiListener, mut stop: watch::Receiv
 async fn announce_loop(ctx: Arc<Ctx>) {
     let mut stop = ctx.shutdown.clone();
     let mut up_before = ctx.sched.up();
+    let mut up_changes = ctx.sched.watch_up();
     let every = Duration::from_millis(ctx.cfg.scheduler.announce_interval_ms);
+    let mut next = tokio::time::Instant::now() + every;
     loop {
         svc::select! {
-            _ = tokio::time::sleep(every) => {}
+            _ = tokio::time::sleep_until(next) => {}
+            Ok(()) = up_changes.changed() => {
+                // A replica found gone (by a download's registration, a rejoin's announce):
+                // its completed tasks go to their new replicas now, not at the next round,
+                // or those would trigger a seed for them while this host holds them whole.
+                // A replica back is left to the round, which knows whether it restarted.
+                let up = ctx.sched.up();
+                let gone: Vec<bool> = up_before.iter().zip(&up).map(|(b, u)| *b && *u).collect();
+                if gone != up_before {
+                    let before = std::mem::replace(&mut up_before, gone.clone());
+                    reannounce::spawn_moved(&ctx, before, gone, &[]);
+                }
+                continue;
+            }
             _ = stop.wait_for(|s| *s) => return,
         }
+        next = tokio::time::Instant::now() + every;
         if ctx.sched.is_enabled() {
             let announced = ctx.sched.announce(ctx.load()).await;
             reannounce::spawn(&ctx, announced.new_instances.clone());
-            // Replicas that stopped or started answering since the last round (seen here or
-            // by a download's registration): the completed tasks that changed hands.
+            // Replicas that stopped or started answering since the last round: the
+            // completed tasks that changed hands.
             let up = ctx.sched.up();
             if up != up_before {
                 let before = std::mem::replace(&mut up_before, up.clone());

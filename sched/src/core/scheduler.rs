@@ -276,6 +276,31 @@ impl Scheduler {
             && req.need_back_to_source
             && self.cfg.seed_peers_per_task > 1
             && task.seed_triggered.is_some_and(|(first, _)| first != req.host);
+        // Default policy: one seed reads the origin for a task at a time. After a failover
+        // the replica now in charge may trigger a seed host other than the one that fetched
+        // the task (it hears of that one only when it registers again); whichever registers
+        // second takes the task from the swarm instead of the registry (the simulator's
+        // replica outage of tensorflow-200 read 1.50 registry copies without this).
+        let serving_seed = task.seed_peer.and_then(|p| self.peers.get(&p)).is_some_and(|p| {
+            p.host != req.host
+                && matches!(
+                    p.state,
+                    PeerState::Received | PeerState::Running | PeerState::BackToSource | PeerState::Succeeded
+                )
+        });
+        // ... and none does while another host holds the task whole (the completed peers
+        // a failover's hosts announce to their new replica).
+        let whole_copy = || {
+            task.peers
+                .iter()
+                .any(|q| self.peers.get(q).is_some_and(|q| q.host != req.host && q.state == PeerState::Succeeded))
+        };
+        let serving_seed = serving_seed || whole_copy();
+        let replica = replica
+            || (self.cfg.policy == Policy::Default
+                && host_kind == HostKind::Seed
+                && req.need_back_to_source
+                && serving_seed);
         let is_seed = host_kind == HostKind::Seed && req.need_back_to_source && !replica;
         task.peers.push(req.peer);
         task.dag.add_vertex(req.peer);
@@ -825,8 +850,10 @@ impl Scheduler {
     }
 
     /// Default policy: in the stripes where no candidate fit `peer`, the seed peer takes it
-    /// beyond its `seed_children_per_stripe` roots, when `peer` is a range reader (at once:
-    /// a container's read waits on it) or has waited `wait_for_parent_timeout_ns`. The seed
+    /// beyond its `seed_children_per_stripe` roots once it has waited
+    /// `wait_for_parent_timeout_ns` (at once for range readers sent 1.70 registry copies
+    /// of an 8-layer image to 200 lazy pods, against 1.06: the seed's upload went to the
+    /// readers and its own trees starved). The seed
     /// holds the task whole; without this a reader that blocked the other readers above it
     /// (they hold only their own ranges, and never fetch the pieces it wants) waited for a
     /// change that never came, the seed counting as serving the task: every read of a
@@ -835,7 +862,7 @@ impl Scheduler {
     fn seed_takes_the_unplaced(&mut self, now: TimeNs, peer: PeerId) -> bool {
         let p = &self.peers[&peer];
         let waited = p.waiting_since.is_some_and(|w| now.saturating_sub(w) >= self.cfg.wait_for_parent_timeout_ns);
-        if !(p.partial || waited) {
+        if !waited {
             return false;
         }
         let task_id = p.task;

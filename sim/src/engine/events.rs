@@ -20,9 +20,22 @@ pub(crate) enum Event {
     },
     SchedDeliver {
         replica: usize,
+        /// The replica's life it was sent to (`Replica::life`).
+        life: u32,
         request: SchedRequest,
     },
     SchedTimer {
+        replica: usize,
+        life: u32,
+    },
+    /// `faults.replica_outage`: the replica stops, the daemons notice, it comes back.
+    ReplicaStops {
+        replica: usize,
+    },
+    ReplicaNoticed {
+        replica: usize,
+    },
+    ReplicaBack {
         replica: usize,
     },
     Decision(Decision),

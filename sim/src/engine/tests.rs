@@ -172,6 +172,43 @@ fn lazy_readers_do_not_storm_the_registry_with_eight_layers() {
     }
 }
 
+/// Issue 24's failover in the simulator, by the daemons' rule: one of two scheduler
+/// replicas stops at 30 % of the p2p rollout and stays down.
+/// Its running downloads register at the other replica with their pieces, completed ones
+/// announce themselves; every pod starts, the registry sends one copy (1.50 before a seed
+/// triggered by the new replica took the task from the swarm), and the rollout ends
+/// within 10 % of the one without the outage.
+#[test]
+fn a_replica_outage_moves_its_tasks_without_a_second_registry_copy() {
+    let mut sc = tensorflow_in_eight_layers(100);
+    sc.modes = vec![Mode::P2p];
+    let base = run_scenario(&sc, &RunOptions::default()).unwrap().modes.remove(0);
+    for replica in 0..2 {
+        sc.faults.replica_outage = Some(crate::scenario::ReplicaOutage {
+            replica,
+            down_at_s: 0.3 * base.makespan_s,
+            back_at_s: None,
+            notice_ms: 200.0,
+        });
+        let m = run_scenario(&sc, &RunOptions::default()).unwrap().modes.remove(0);
+        assert!(m.pods.iter().all(|p| p.started_s.is_finite()), "replica {replica}: every pod starts");
+        assert!(m.scheduler_requests_lost > 0, "replica {replica}: the outage lost no request: it did nothing");
+        let copies = m.registry_bytes as f64 / image_bytes(&sc) as f64;
+        assert!(copies <= 1.01, "replica {replica} down: the registry sent {copies:.3} copies");
+        let slower = m.makespan_s / base.makespan_s;
+        eprintln!(
+            "replica {replica} down at 30 %: {copies:.3} registry copies, makespan {:.2} s against {:.2} s, {} requests lost",
+            m.makespan_s, base.makespan_s, m.scheduler_requests_lost
+        );
+        assert!(
+            slower <= 1.10,
+            "replica {replica} down: makespan {:.2} s against {:.2} s",
+            m.makespan_s,
+            base.makespan_s
+        );
+    }
+}
+
 /// A lazy reader whose parents serve only some stripes, under strict stripes, waited
 /// forever for pieces those parents held: 50 readers of 20 layers of 250 MB with 64 range
 /// reads in flight never started (`peer::core` now lets a stalled reader take them).

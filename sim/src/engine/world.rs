@@ -32,12 +32,18 @@ pub(crate) enum SchedRequest {
     AskBackToSource(PeerId),
     WantsAll(PeerId),
     Finished(PeerId),
+    /// A completed download made known to a replica that had not heard of it (failover).
+    RegisterCompleted(RegisterPeer),
 }
 
 struct Replica {
     core: Scheduler,
     busy_until: TimeNs,
     timer_armed: Option<TimeNs>,
+    /// Stopped (`faults.replica_outage`): requests sent to it are lost.
+    dead: bool,
+    /// Bumped when it stops: requests and timers of an earlier life are dropped.
+    life: u32,
 }
 
 /// One blob download by one host, through the peer core.
@@ -54,6 +60,8 @@ struct PeerTask {
     /// Registered with the scheduler; false for a download the plan sends straight to the
     /// origin (`TaskDownload::skips_scheduler`), whose reports go nowhere.
     registered: bool,
+    /// The scheduler replica it registered at (its requests go there).
+    replica: usize,
     /// Per piece held: hops from the registry (1: read from it; a parent's + 1).
     hops: Vec<u8>,
     /// Its piece transfers neither finished nor cancelled, oldest first: where a cancel
@@ -125,6 +133,10 @@ pub(crate) struct World<'a> {
     registry_requests: u64,
     rng: ChaCha8Rng,
     replicas: Vec<Replica>,
+    /// Per replica, whether the daemons count it as answering (`hashring::replica_among`).
+    replicas_up: Vec<bool>,
+    /// Requests sent to a stopped replica.
+    scheduler_requests_lost: u64,
     scheduler_requests: u64,
     scheduler_max_queue_ns: TimeNs,
     peer_cfg: PeerConfig,
@@ -232,22 +244,17 @@ impl<'a> World<'a> {
         }
         let mut replicas = Vec::new();
         for r in 0..sc.cluster.scheduler_replicas {
-            let mut core =
-                Scheduler::new(sched_cfg.clone(), ChaCha8Rng::seed_from_u64(rng.random::<u64>() ^ u64::from(r)));
-            for h in 0..n_nodes + seed_count {
-                let kind = if h < n_nodes { HostKind::Normal } else { HostKind::Seed };
-                core.announce_host(
-                    0,
-                    HostInfo {
-                        id: HostId(h as u32),
-                        kind,
-                        location: String::new(),
-                        idc: String::new(),
-                        disable_shared: false,
-                    },
-                );
+            let core = replica_core(&sched_cfg, rng.random::<u64>() ^ u64::from(r), n_nodes, seed_count);
+            replicas.push(Replica { core, busy_until: 0, timer_armed: None, dead: false, life: 0 });
+        }
+        if let Some(o) = &sc.faults.replica_outage {
+            let replica = o.replica as usize;
+            let down = ms(o.down_at_s * 1e3);
+            queue.push(down, Event::ReplicaStops { replica });
+            queue.push(down + ms(o.notice_ms), Event::ReplicaNoticed { replica });
+            if let Some(back) = o.back_at_s {
+                queue.push(ms(back * 1e3).max(down + ms(o.notice_ms)), Event::ReplicaBack { replica });
             }
-            replicas.push(Replica { core, busy_until: 0, timer_armed: None });
         }
         let reads = if mode == Mode::P2pLazy { working_set(sc, &peer_cfg) } else { Vec::new() };
         let hosts = n_nodes + seed_count;
@@ -262,7 +269,9 @@ impl<'a> World<'a> {
             registry_next_slot_ns: 0.0,
             registry_requests: 0,
             rng,
+            replicas_up: vec![true; replicas.len()],
             replicas,
+            scheduler_requests_lost: 0,
             scheduler_requests: 0,
             scheduler_max_queue_ns: 0,
             host_slots: (0..hosts)
@@ -352,15 +361,27 @@ impl<'a> World<'a> {
                 self.start_transfer_at(at, TransferKind::Manifest { node }, bytes);
             }
             Event::StartTransfer { transfer } => self.start_flow(transfer),
-            Event::SchedDeliver { replica, request } => self.sched_handle(replica, request),
-            Event::SchedTimer { replica } => {
+            Event::SchedDeliver { replica, life, request } => {
+                if self.replicas[replica].life == life && !self.replicas[replica].dead {
+                    self.sched_handle(replica, request);
+                } else {
+                    self.scheduler_requests_lost += 1;
+                }
+            }
+            Event::SchedTimer { replica, life } => {
                 let r = &mut self.replicas[replica];
+                if r.life != life || r.dead {
+                    return;
+                }
                 r.timer_armed = None;
                 let decisions = r.core.on_timers(self.now);
                 self.deliver(decisions);
                 self.arm_sched_timer(replica);
             }
             Event::Decision(d) => self.apply_decision(d),
+            Event::ReplicaStops { replica } => self.replica_stops(replica),
+            Event::ReplicaNoticed { replica } => self.replica_noticed(replica),
+            Event::ReplicaBack { replica } => self.replica_back(replica),
             Event::PeerDeadline { peer } => {
                 if self.peers[peer.0 as usize].deadline_armed == Some(self.now) {
                     self.peers[peer.0 as usize].deadline_armed = None;
@@ -584,8 +605,86 @@ impl<'a> World<'a> {
 
     // ---- p2p ----
 
+    /// The replica the daemons send a new registration of `blob` to.
     fn replica_of(&self, blob: usize) -> usize {
-        hashring::replica_for(self.blob_keys[blob], self.replicas.len()).unwrap_or(0)
+        hashring::replica_among(self.blob_keys[blob], &self.replicas_up).unwrap_or(0)
+    }
+
+    fn register_request(&self, peer: PeerId) -> RegisterPeer {
+        let p = &self.peers[peer.0 as usize];
+        RegisterPeer {
+            peer,
+            task: TaskId(p.blob as u32),
+            task_key: self.blob_keys[p.blob],
+            host: HostId(p.host as u32),
+            piece_count: p.dl.piece_count(),
+            content_length: self.blobs[p.blob],
+            need_back_to_source: p.is_seed,
+            policy: self.policy,
+            partial: p.dl.is_partial(),
+        }
+    }
+
+    /// `faults.replica_outage`: the replica stops; its state is lost (a fresh instance
+    /// comes back, if it does). Requests to it are lost until the daemons notice.
+    fn replica_stops(&mut self, replica: usize) {
+        let seed = self.rng.random::<u64>();
+        let (nodes, seeds) = (self.nodes.len(), self.host_net.len() - self.nodes.len());
+        let r = &mut self.replicas[replica];
+        r.core = replica_core(r.core.config(), seed, nodes, seeds);
+        r.dead = true;
+        r.life += 1;
+        r.timer_armed = None;
+    }
+
+    /// The daemons find the replica gone: its tasks go to their next choice. Running
+    /// downloads register there and report the pieces they hold (the daemon's rejoin);
+    /// completed ones announce themselves as completed (`reannounce::spawn_moved`).
+    fn replica_noticed(&mut self, replica: usize) {
+        self.replicas_up[replica] = false;
+        self.move_registrations(|w, p| w.peers[p].replica == replica && w.peers[p].registered);
+    }
+
+    /// The replica answers again, a fresh instance: new registrations of its tasks go to
+    /// it, and the hosts holding them whole tell it so (a restarted replica hears of every
+    /// completed task it is in charge of). Running downloads stay where they are (the
+    /// daemon's rule).
+    fn replica_back(&mut self, replica: usize) {
+        let r = &mut self.replicas[replica];
+        r.dead = false;
+        r.busy_until = self.now;
+        self.replicas_up[replica] = true;
+        self.move_registrations(|w, p| {
+            let q = &w.peers[p];
+            q.registered && q.done && q.dl.is_complete() && w.replica_of(q.blob) == replica && q.replica != replica
+        });
+    }
+
+    /// Registers the peers `pick` selects with the replica now in charge of their task.
+    fn move_registrations(&mut self, pick: impl Fn(&World, usize) -> bool) {
+        for p in 0..self.peers.len() {
+            if !pick(self, p) {
+                continue;
+            }
+            let to = self.replica_of(self.peers[p].blob);
+            self.peers[p].replica = to;
+            let peer = PeerId(p as u32);
+            let req = self.register_request(peer);
+            let q = &self.peers[p];
+            if q.done {
+                if q.dl.is_complete() {
+                    let req = RegisterPeer { need_back_to_source: false, ..req };
+                    self.sched_send(peer, SchedRequest::RegisterCompleted(req), false);
+                }
+                continue;
+            }
+            self.sched_send(peer, SchedRequest::Register(req), true);
+            let held: Vec<PieceReport> =
+                self.peers[p].dl.have().iter().map(|piece| PieceReport { piece, parent: None, cost_ns: 0 }).collect();
+            if !held.is_empty() {
+                self.sched_send(peer, SchedRequest::Pieces(peer, held), false);
+            }
+        }
     }
 
     fn open_peer_task(&mut self, host: usize, blob: usize, want_all: bool) -> PeerId {
@@ -613,6 +712,7 @@ impl<'a> World<'a> {
             deadline_armed: Some(self.now).filter(|_| direct),
             done: false,
             registered: !direct,
+            replica: self.replica_of(blob),
             hops: Vec::new(),
             open: Vec::new(),
         });
@@ -622,24 +722,14 @@ impl<'a> World<'a> {
             self.queue.push(self.now, Event::PeerDeadline { peer: id });
             return id;
         }
-        let piece_count = self.peers[id.0 as usize].dl.piece_count();
-        let req = RegisterPeer {
-            peer: id,
-            task: TaskId(blob as u32),
-            task_key: self.blob_keys[blob],
-            host: HostId(host as u32),
-            piece_count,
-            content_length: self.blobs[blob],
-            need_back_to_source: is_seed,
-            policy: self.policy,
-            partial: self.peers[id.0 as usize].dl.is_partial(),
-        };
-        self.sched_send(blob, SchedRequest::Register(req), true);
+        let req = self.register_request(id);
+        self.sched_send(id, SchedRequest::Register(req), true);
         id
     }
 
-    fn sched_send(&mut self, blob: usize, request: SchedRequest, schedules: bool) {
-        let replica = self.replica_of(blob);
+    /// A request of `peer` to the replica it registered at.
+    fn sched_send(&mut self, peer: PeerId, request: SchedRequest, schedules: bool) {
+        let replica = self.peers[peer.0 as usize].replica;
         let service = if schedules {
             self.sc.scheduler.cost.schedule_service_us
         } else {
@@ -651,7 +741,8 @@ impl<'a> World<'a> {
         self.scheduler_max_queue_ns = self.scheduler_max_queue_ns.max(start - arrive);
         r.busy_until = start + (service * 1e3).round() as TimeNs;
         self.scheduler_requests += 1;
-        self.queue.push(r.busy_until, Event::SchedDeliver { replica, request });
+        let life = r.life;
+        self.queue.push(r.busy_until, Event::SchedDeliver { replica, life, request });
     }
 
     fn sched_handle(&mut self, replica: usize, request: SchedRequest) {
@@ -665,6 +756,7 @@ impl<'a> World<'a> {
             SchedRequest::AskBackToSource(peer) => core.ask_back_to_source(now, peer),
             SchedRequest::WantsAll(peer) => core.peer_wants_all(now, peer),
             SchedRequest::Finished(peer) => core.peer_finished(now, peer),
+            SchedRequest::RegisterCompleted(req) => core.register_completed_peer(now, req),
         };
         let decisions = decisions.unwrap_or_else(|e| panic!("scheduler refused a well-formed request: {e}"));
         self.deliver(decisions);
@@ -676,7 +768,8 @@ impl<'a> World<'a> {
         if let Some(t) = r.core.next_timer() {
             if r.timer_armed.is_none_or(|armed| t < armed) {
                 r.timer_armed = Some(t);
-                self.queue.push(t.max(self.now), Event::SchedTimer { replica });
+                let life = r.life;
+                self.queue.push(t.max(self.now), Event::SchedTimer { replica, life });
             }
         }
     }
@@ -844,20 +937,20 @@ impl<'a> World<'a> {
                 }
             }
             PeerAction::Cancel { piece, from } => self.cancel_transfer(peer, piece, from),
-            PeerAction::Report(reports) => self.sched_send(blob, SchedRequest::Pieces(peer, reports), false),
+            PeerAction::Report(reports) => self.sched_send(peer, SchedRequest::Pieces(peer, reports), false),
             PeerAction::ParentFailed { parent } => {
-                self.sched_send(blob, SchedRequest::ParentFailed(peer, parent), false)
+                self.sched_send(peer, SchedRequest::ParentFailed(peer, parent), false)
             }
-            PeerAction::Reschedule { blocked } => self.sched_send(blob, SchedRequest::Reschedule(peer, blocked), true),
+            PeerAction::Reschedule { blocked } => self.sched_send(peer, SchedRequest::Reschedule(peer, blocked), true),
             PeerAction::AskBackToSource => {
                 self.back_to_source_asks += 1;
-                self.sched_send(blob, SchedRequest::AskBackToSource(peer), true)
+                self.sched_send(peer, SchedRequest::AskBackToSource(peer), true)
             }
-            PeerAction::WantsAll => self.sched_send(blob, SchedRequest::WantsAll(peer), true),
+            PeerAction::WantsAll => self.sched_send(peer, SchedRequest::WantsAll(peer), true),
             PeerAction::Finished => {
                 self.peers[peer.0 as usize].done = true;
                 if self.peers[peer.0 as usize].registered {
-                    self.sched_send(blob, SchedRequest::Finished(peer), false);
+                    self.sched_send(peer, SchedRequest::Finished(peer), false);
                 }
                 let host = self.peers[peer.0 as usize].host;
                 if host < self.nodes.len() {
@@ -1088,7 +1181,8 @@ impl<'a> World<'a> {
         for (i, p) in self.peers.iter().enumerate().skip(first) {
             if !p.done {
                 return format!(
-                    "peer {i} on host {} blob {}: {}/{} pieces, {} in flight, parents {:?}, back-to-source {}; {} complete but not finished",
+                    "peer {i} on host {} blob {}: {}/{} pieces, {} in flight, parents {:?}, back-to-source {}, \
+                     at replica {} (which has it {:?}); {} complete but not finished",
                     p.host,
                     p.blob,
                     p.dl.have().count(),
@@ -1096,6 +1190,8 @@ impl<'a> World<'a> {
                     p.dl.in_flight_count(),
                     p.dl.parent_ids().collect::<Vec<_>>(),
                     p.dl.is_back_to_source(),
+                    p.replica,
+                    self.replicas[p.replica].core.peer_state(PeerId(i as u32)),
                     unfinished
                 );
             }
@@ -1148,6 +1244,7 @@ impl<'a> World<'a> {
             makespan_s: makespan,
             events: self.events,
             scheduler_requests: self.scheduler_requests,
+            scheduler_requests_lost: self.scheduler_requests_lost,
             scheduler_max_queue_delay_s: s(self.scheduler_max_queue_ns),
             back_to_source_orders: self.replicas.iter().map(|r| r.core.stats.back_to_source_orders).sum(),
             busy_refusals: self.busy_refusals,
@@ -1210,4 +1307,18 @@ mod tests {
         assert!(slots * 4 < requested, "{slots} transfer slots for {requested} transfers");
         assert_eq!(world.free_transfers.len() as u64, slots, "every transfer ended and gave its id back");
     }
+}
+
+/// A scheduler replica's core with every host announced (at the start, and as the fresh
+/// instance a stopped replica comes back as).
+fn replica_core(cfg: &sched::core::SchedulerConfig, rng_seed: u64, nodes: usize, seeds: usize) -> Scheduler {
+    let mut core = Scheduler::new(cfg.clone(), ChaCha8Rng::seed_from_u64(rng_seed));
+    for h in 0..nodes + seeds {
+        let kind = if h < nodes { HostKind::Normal } else { HostKind::Seed };
+        core.announce_host(
+            0,
+            HostInfo { id: HostId(h as u32), kind, location: String::new(), idc: String::new(), disable_shared: false },
+        );
+    }
+    core
 }

@@ -118,6 +118,7 @@ pub fn fake_mode(mode: Mode, pods: u32, image_bytes: u64, seed: u64) -> ModeResu
         events: pods as u64 * 1000,
         scheduler_requests: pods as u64 * 30,
         scheduler_max_queue_delay_s: 0.002,
+        scheduler_requests_lost: 0,
         back_to_source_orders: if mode == Mode::Oci { 0 } else { 3 * layers },
         busy_refusals: 0,
         piece_hops_mean: 2.0,

@@ -73,6 +73,9 @@ pub struct Scenario {
     pub lazy: Lazy,
     #[serde(default)]
     pub sim: SimSettings,
+    /// Failures injected into the run.
+    #[serde(default, skip_serializing_if = "Faults::is_empty")]
+    pub faults: Faults,
     /// How `bench/fidelity.sh` emulates this scenario on real processes (the simulator
     /// itself ignores it): which client pulls and the image `e2e-oci-push` generates.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -182,6 +185,46 @@ impl Scenario {
     pub fn payload_bps(&self, link_gbps: f64) -> f64 {
         link_gbps * 1e9 * self.network.wire_efficiency()
     }
+}
+
+/// `[faults]`: failures the run injects.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Faults {
+    /// One scheduler replica stops (its state is lost) and comes back later, as a fresh
+    /// instance. The daemons' rule applies (`hashring::replica_among`): once they notice, the
+    /// replica's tasks go to their next choice, running downloads register there with the
+    /// pieces they hold and completed ones announce themselves; back, it takes new work
+    /// for its tasks and hears of their completed copies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replica_outage: Option<ReplicaOutage>,
+}
+
+impl Faults {
+    pub fn is_empty(&self) -> bool {
+        self.replica_outage.is_none()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplicaOutage {
+    /// Which replica (0-based, below `cluster.scheduler_replicas`).
+    pub replica: u32,
+    /// When it stops, seconds from the start of the run.
+    pub down_at_s: f64,
+    /// When it answers again; none: it stays down.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub back_at_s: Option<f64>,
+    /// How long after it stops the daemons notice and leave it: a killed process resets
+    /// their streams at once; a host that died is found by the next announce
+    /// (`scheduler.announce_interval_ms`) or the HTTP/2 keepalive (20 s).
+    #[serde(default = "notice_ms")]
+    pub notice_ms: f64,
+}
+
+fn notice_ms() -> f64 {
+    1000.0
 }
 
 /// A scenario's `[scheduler]`: the cost keys below, and any key of the core's

@@ -29,7 +29,37 @@ pub(crate) fn validate(s: &Scenario) -> Result<(), Invalid> {
     image(s)?;
     pod(s)?;
     lazy(s)?;
+    faults(s)?;
     sim(s)
+}
+
+fn faults(s: &Scenario) -> Result<(), Invalid> {
+    let Some(o) = &s.faults.replica_outage else { return Ok(()) };
+    let replicas = s.cluster.scheduler_replicas;
+    if o.replica >= replicas {
+        return fail(
+            "faults.replica_outage.replica",
+            format!("is {} but the cluster has {replicas} scheduler replicas (numbered from 0)", o.replica),
+        );
+    }
+    if replicas < 2 {
+        return fail(
+            "faults.replica_outage",
+            "needs cluster.scheduler_replicas of at least 2: with one, nothing takes its tasks".to_string(),
+        );
+    }
+    duration("faults.replica_outage.down_at_s", o.down_at_s)?;
+    duration("faults.replica_outage.notice_ms", o.notice_ms)?;
+    if let Some(back) = o.back_at_s {
+        duration("faults.replica_outage.back_at_s", back)?;
+        if back <= o.down_at_s {
+            return fail(
+                "faults.replica_outage.back_at_s",
+                format!("({back}) must be after down_at_s ({})", o.down_at_s),
+            );
+        }
+    }
+    Ok(())
 }
 
 fn fail(key: &str, message: String) -> Result<(), Invalid> {
