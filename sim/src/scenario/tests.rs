@@ -433,3 +433,26 @@ fn arrays_and_tables_in_the_wrong_place_are_named_as_such() {
         assert!(super::load::TABLES.contains(&key.as_str()), "{key} is a table of the scenario; add it to TABLES");
     }
 }
+
+/// `[faults] replica_outage`: a replica the cluster does not have, a cluster of one replica
+/// and a return before the stop are refused, naming the key; a good one loads.
+#[test]
+fn replica_outages_are_checked() {
+    let base = minimal().replace("[cluster]", "[cluster]\nscheduler_replicas = 2");
+    let with_outage = |outage: &str| format!("{base}\n[faults]\nreplica_outage = {{ {outage} }}\n");
+    let s = parse_scenario(&with_outage("replica = 1, down_at_s = 2.0, back_at_s = 4.0"), "ok.toml").unwrap();
+    let o = s.faults.replica_outage.expect("loaded");
+    assert_eq!((o.replica, o.down_at_s, o.back_at_s, o.notice_ms), (1, 2.0, Some(4.0), 1000.0));
+    for (outage, key, says) in [
+        ("replica = 2, down_at_s = 2.0", "faults.replica_outage.replica", "has 2 scheduler replicas"),
+        ("replica = 0, down_at_s = 2.0, back_at_s = 1.0", "faults.replica_outage.back_at_s", "must be after"),
+        ("replica = 0, down_at_s = -1.0", "faults.replica_outage.down_at_s", "finite number"),
+    ] {
+        let e = parse_err(&with_outage(outage));
+        assert_eq!(e.key.as_deref(), Some(key), "{outage}: {e}");
+        assert!(e.to_string().contains(says), "{outage}: {e}");
+    }
+    let one = minimal().replace("[cluster]", "[cluster]\nscheduler_replicas = 1");
+    let e = parse_err(&format!("{one}\n[faults]\nreplica_outage = {{ replica = 0, down_at_s = 1.0 }}\n"));
+    assert!(e.to_string().contains("at least 2"), "{e}");
+}
