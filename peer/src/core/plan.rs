@@ -1129,6 +1129,13 @@ impl TaskDownload {
             return;
         }
         for i in 0..self.parents.len() {
+            // A seed fetches the whole task: idle now is not useless for good. (Two children
+            // blocking it count it as lost at the scheduler, which then sends peers to the
+            // origin: a 1 GiB fan-out of 8 read 2.4 registry copies when the seed's piece
+            // map reached its children late.) A seed that fails pieces is still blocked.
+            if self.parents[i].is_seed {
+                continue;
+            }
             let useless = !self.needed_from(&self.parents[i]);
             let p = &mut self.parents[i];
             let count = p.has.count();
