@@ -30,15 +30,8 @@ fn children_finish_when_a_parent_dies_and_when_the_seed_dies_at_half() {
     let mut seed = start_peer(&dir, "seed", Some(&sched_addr), &PeerOptions { seed: true, ..Default::default() });
     let slow = PeerOptions { download_rate: Some(16_000_000), ..Default::default() };
     let mut peers: Vec<_> = (0..4).map(|i| start_peer(&dir, &format!("p{i}"), Some(&sched_addr), &slow)).collect();
-    let apis: Vec<(String, String)> = peers.iter().map(|p| (p.name.clone(), p.local_api.clone())).collect();
     let (victim_done, results) = std::thread::scope(|s| {
-        let runs: Vec<_> = apis
-            .iter()
-            .map(|(name, api)| {
-                let (api, url, out) = (api.clone(), url.clone(), dir.join(format!("{name}.out")));
-                s.spawn(move || (dfget(&api, &url, &out, &[]), out))
-            })
-            .collect();
+        let runs = cluster::dfget_each(s, &peers, &url, &dir);
         // The seed dies once it holds half the content.
         let deadline = Instant::now() + Duration::from_secs(60);
         while seed.metric("peer_download_bytes_total{source=\"origin\"}") < (data.len() / 2) as u64 {

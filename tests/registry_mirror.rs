@@ -320,9 +320,8 @@ fn peers_serve_an_image_through_their_mirrors_with_one_registry_copy() {
     );
     assert!(requests <= 10, "the registry saw {requests} requests for 100 range reads");
     let fetched: u64 = peers.iter().map(|p| p.metric("peer_download_bytes_total{source=\"parent\"}")).sum();
-    let sched_metrics = cluster::http_get(&sched.http, "/metrics").unwrap_or_default();
-    let fallbacks = sched_metrics.lines().find(|l| l.starts_with("sched_seed_fallbacks_total")).unwrap_or("");
-    eprintln!("registry_mirror: peers fetched {fetched} bytes from parents in all; {fallbacks}");
+    let fallbacks = cluster::metric_at(&sched.http, "sched_seed_fallbacks_total");
+    eprintln!("registry_mirror: peers fetched {fetched} bytes from parents in all; {fallbacks} seed fallbacks");
 
     bad_input_is_refused_and_the_daemon_stays_up(&peers[0], &registry.addr, &image);
 

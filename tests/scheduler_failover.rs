@@ -3,22 +3,17 @@
 //! 30 % of the seed's fetch and started again at about 60 %. The downloads register at the
 //! other replica with the pieces they hold and finish; only the seed reads the origin.
 
-use e2e::cluster::{self, dfget, start_peer, start_scheduler, start_scheduler_at, PeerOptions, Scheduler};
+use e2e::cluster::{self, metric_at, start_peer, start_scheduler, start_scheduler_at, PeerOptions, Scheduler};
 use e2e::origin_server::Origin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const MIB: usize = 1 << 20;
 
-fn metric(addr: &str, sample: &str) -> u64 {
-    let body = cluster::http_get(addr, "/metrics").unwrap_or_default();
-    body.lines().find_map(|l| l.strip_prefix(sample).and_then(|v| v.trim().parse::<f64>().ok())).map_or(0, |v| v as u64)
-}
-
 fn registrations(s: &Scheduler) -> u64 {
     // Every registration gets parents or an order; a replica that never saw the task has none.
-    metric(&s.http, "sched_decisions_total{kind=\"parents\"}")
-        + metric(&s.http, "sched_decisions_total{kind=\"back_to_source\"}")
+    metric_at(&s.http, "sched_decisions_total{kind=\"parents\"}")
+        + metric_at(&s.http, "sched_decisions_total{kind=\"back_to_source\"}")
 }
 
 #[test]
@@ -38,7 +33,6 @@ fn downloads_move_to_the_other_replica_when_theirs_dies_and_the_registry_sends_o
     let mut seed = start_peer(&dir, "seed", Some(&addresses), &PeerOptions { seed: true, ..Default::default() });
     let slow = PeerOptions { download_rate: Some(24_000_000), ..Default::default() };
     let mut peers: Vec<_> = (0..4).map(|i| start_peer(&dir, &format!("p{i}"), Some(&addresses), &slow)).collect();
-    let apis: Vec<(String, String)> = peers.iter().map(|p| (p.name.clone(), p.local_api.clone())).collect();
     let until = |what: &str, f: &dyn Fn() -> bool| {
         let deadline = Instant::now() + Duration::from_secs(60);
         while !f() {
@@ -48,13 +42,7 @@ fn downloads_move_to_the_other_replica_when_theirs_dies_and_the_registry_sends_o
     };
     let fetched = || seed.metric("peer_download_bytes_total{source=\"origin\"}");
     let (in_charge, before) = std::thread::scope(|s| {
-        let runs: Vec<_> = apis
-            .iter()
-            .map(|(name, api)| {
-                let (api, url, out) = (api.clone(), url.clone(), dir.join(format!("{name}.out")));
-                s.spawn(move || (dfget(&api, &url, &out, &[]), out))
-            })
-            .collect();
+        let runs = cluster::dfget_each(s, &peers, &url, &dir);
         until("the seed reaching 30 %", &|| fetched() >= (data.len() * 3 / 10) as u64);
         let in_charge = if registrations(&replicas[0]) > 0 { 0 } else { 1 };
         let before = registrations(&replicas[1 - in_charge]);

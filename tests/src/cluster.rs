@@ -295,11 +295,15 @@ impl Peer {
 
     /// The value of a Prometheus sample, e.g. `peer_download_bytes_total{source="parent"}`.
     pub fn metric(&self, sample: &str) -> u64 {
-        let body = http_get(&self.http, "/metrics").unwrap_or_default();
-        body.lines()
-            .find_map(|l| l.strip_prefix(sample).and_then(|v| v.trim().parse::<f64>().ok()))
-            .map_or(0, |v| v as u64)
+        metric_at(&self.http, sample)
     }
+}
+
+/// The value of a Prometheus sample at the `/metrics` of `http` (a daemon's or a
+/// scheduler's); 0 when absent.
+pub fn metric_at(http: &str, sample: &str) -> u64 {
+    let body = http_get(http, "/metrics").unwrap_or_default();
+    body.lines().find_map(|l| l.strip_prefix(sample).and_then(|v| v.trim().parse::<f64>().ok())).map_or(0, |v| v as u64)
 }
 
 /// The longest any one `dfget` of the suites may take.
@@ -326,16 +330,24 @@ pub fn dfget(local_api: &str, url: &str, output: &Path, extra: &[&str]) -> Outpu
 /// `dfget` of `url` through every daemon at once, each to `DIR/<name>.out`; the outputs
 /// and output paths in the daemons' order.
 pub fn dfget_all(peers: &[Peer], url: &str, dir: &Path) -> Vec<(Output, PathBuf)> {
-    std::thread::scope(|s| {
-        let handles: Vec<_> = peers
-            .iter()
-            .map(|p| {
-                let (api, out) = (p.local_api.clone(), dir.join(format!("{}.out", p.name)));
-                s.spawn(move || (dfget(&api, url, &out, &[]), out))
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap()).collect()
-    })
+    std::thread::scope(|s| dfget_each(s, peers, url, dir).into_iter().map(|h| h.join().unwrap()).collect())
+}
+
+/// `dfget_all` started on the scope `s` and not waited for, so the test can act on the
+/// cluster (kill a member) while the downloads run: one handle per daemon, in order.
+pub fn dfget_each<'s>(
+    s: &'s std::thread::Scope<'s, '_>,
+    peers: &[Peer],
+    url: &str,
+    dir: &Path,
+) -> Vec<std::thread::ScopedJoinHandle<'s, (Output, PathBuf)>> {
+    peers
+        .iter()
+        .map(|p| {
+            let (api, url, out) = (p.local_api.clone(), url.to_string(), dir.join(format!("{}.out", p.name)));
+            s.spawn(move || (dfget(&api, &url, &out, &[]), out))
+        })
+        .collect()
 }
 
 /// A raw HTTP GET (one request per connection); the whole response, head included.

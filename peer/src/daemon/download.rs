@@ -342,10 +342,10 @@ impl<'a> Download<'a> {
             }
             tried.push(replica.index);
             let (index, address) = (replica.index, replica.address.to_string());
-            match self.register_at(&address, replica.client).await {
+            match self.register_at(index, &address, replica.client).await {
                 Ok(stream) => {
                     self.ctx.sched.mark(index, true);
-                    return Ok(Stream { replica: index, ..stream });
+                    return Ok(stream);
                 }
                 Err((why, answered)) => {
                     self.ctx.sched.mark(index, answered);
@@ -358,9 +358,10 @@ impl<'a> Download<'a> {
         }
     }
 
-    /// Registration at one replica; on failure, why and whether the replica answered.
+    /// Registration at replica `index`; on failure, why and whether the replica answered.
     async fn register_at(
         &mut self,
+        index: usize,
         address: &str,
         mut client: api::SchedulerClient<tonic::transport::Channel>,
     ) -> Result<Stream, (String, bool)> {
@@ -383,7 +384,7 @@ impl<'a> Download<'a> {
         let _ = out.try_send(pb::AnnouncePeerRequest { request: Some(Req::Register(register)) });
         let call = client.announce_peer(ReceiverStream::new(rx));
         match tokio::time::timeout(self.ctx.sched.request_timeout(), call).await {
-            Ok(Ok(response)) => Ok(Stream { out, inbound: response.into_inner(), replica: usize::MAX }),
+            Ok(Ok(response)) => Ok(Stream { out, inbound: response.into_inner(), replica: index }),
             Ok(Err(status)) => Err((
                 format!("{address}: register refused: {}", status.message()),
                 status.code() != tonic::Code::Unavailable,

@@ -281,26 +281,28 @@ impl Scheduler {
         // the task (it hears of that one only when it registers again); whichever registers
         // second takes the task from the swarm instead of the registry (the simulator's
         // replica outage of tensorflow-200 read 1.50 registry copies without this).
-        let serving_seed = task.seed_peer.and_then(|p| self.peers.get(&p)).is_some_and(|p| {
-            p.host != req.host
-                && matches!(
-                    p.state,
-                    PeerState::Received | PeerState::Running | PeerState::BackToSource | PeerState::Succeeded
-                )
-        });
         // ... and none does while another host holds the task whole (the completed peers
-        // a failover's hosts announce to their new replica).
-        let whole_copy = || {
-            task.peers
-                .iter()
-                .any(|q| self.peers.get(q).is_some_and(|q| q.host != req.host && q.state == PeerState::Succeeded))
+        // a failover's hosts announce to their new replica). Looked at only for a seed
+        // host's registration: the scan of the task's peers stays off the common path.
+        let copy_elsewhere = || {
+            let serving_seed = task.seed_peer.and_then(|p| self.peers.get(&p)).is_some_and(|p| {
+                p.host != req.host
+                    && matches!(
+                        p.state,
+                        PeerState::Received | PeerState::Running | PeerState::BackToSource | PeerState::Succeeded
+                    )
+            });
+            serving_seed
+                || task
+                    .peers
+                    .iter()
+                    .any(|q| self.peers.get(q).is_some_and(|q| q.host != req.host && q.state == PeerState::Succeeded))
         };
-        let serving_seed = serving_seed || whole_copy();
         let replica = replica
             || (self.cfg.policy == Policy::Default
                 && host_kind == HostKind::Seed
                 && req.need_back_to_source
-                && serving_seed);
+                && copy_elsewhere());
         let is_seed = host_kind == HostKind::Seed && req.need_back_to_source && !replica;
         task.peers.push(req.peer);
         task.dag.add_vertex(req.peer);
@@ -853,12 +855,11 @@ impl Scheduler {
     /// beyond its `seed_children_per_stripe` roots once it has waited
     /// `wait_for_parent_timeout_ns` (at once for range readers sent 1.70 registry copies
     /// of an 8-layer image to 200 lazy pods, against 1.06: the seed's upload went to the
-    /// readers and its own trees starved). The seed
-    /// holds the task whole; without this a reader that blocked the other readers above it
-    /// (they hold only their own ranges, and never fetch the pieces it wants) waited for a
-    /// change that never came, the seed counting as serving the task: every read of a
-    /// range nobody else reads went to the registry after the mirror's wait. True if an
-    /// edge was added.
+    /// readers and its own trees starved). The seed holds the task whole; without this a
+    /// reader that blocked the other readers above it (they hold only their own ranges,
+    /// and never fetch the pieces it wants) waited for a change that never came, the seed
+    /// counting as serving the task: every read of a range nobody else reads went to the
+    /// registry after the mirror's wait. True if an edge was added.
     fn seed_takes_the_unplaced(&mut self, now: TimeNs, peer: PeerId) -> bool {
         let p = &self.peers[&peer];
         let waited = p.waiting_since.is_some_and(|w| now.saturating_sub(w) >= self.cfg.wait_for_parent_timeout_ns);
