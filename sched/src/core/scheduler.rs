@@ -875,10 +875,10 @@ impl Scheduler {
                 continue;
             }
             let Some(seed) = select::usable_seed(t, &self.peers, &self.peers[&peer], dag) else {
-                return added;
+                break;
             };
             if self.hosts[&seed.host].info.disable_shared {
-                return added;
+                break;
             }
             let stripe = Some(Stripe { index: si as u32, count: t.stripe_dags.len() as u32 });
             let parent = ParentRef { peer: seed.id, host: seed.host, stripe };
