@@ -1,11 +1,13 @@
 //! Sans-IO peer core: the download plan of one task (`plan`), what an in-order reader
-//! wants next (`readahead`), upload admission (`upload`), and the per-policy settings (`config`). No I/O, no clock, no OS randomness.
+//! wants next (`readahead`), registry answers shared by a mirror's requests (`resolve`), upload admission (`upload`), and the per-policy settings (`config`). No I/O, no clock, no OS randomness.
 pub mod config;
 pub mod plan;
 pub mod readahead;
+pub mod resolve;
 pub mod upload;
 
 pub use config::{ConnLifecycle, PeerConfig, PieceSelection, PieceSizing};
 pub use plan::{PeerAction, Source, TaskDownload};
 pub use readahead::ReadAhead;
+pub use resolve::{Addressing, ResolveCache, ResolveRule};
 pub use upload::UploadSlots;
