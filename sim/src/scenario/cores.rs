@@ -12,7 +12,7 @@ use sched::core::SchedulerConfig;
 use sched::Policy;
 use toml_edit::Document;
 
-use super::model::Scenario;
+use super::model::{Mirror, Scenario};
 
 /// The tables without `policy`: the run's policy (the scenario's, or `--policy`) names the
 /// preset, and `check_policies` has made sure the tables do not name another one.
@@ -66,6 +66,7 @@ pub(crate) fn resolve(sc: &mut Scenario, doc: &Document<&str>, dir: &Path) -> Re
     if let Some(file) = sc.peerd_toml.clone() {
         let base = referenced_table(dir, &file, "peer", policy, Table::Peer)?;
         sc.peer = layered(base, &sc.peer);
+        referenced_mirror(dir, &file, doc, &mut sc.mirror)?;
     }
     let (_, peer) =
         core_configs(sc, policy).map_err(|e| Fault { file: None, line: None, key: e.key, message: e.message })?;
@@ -132,6 +133,64 @@ fn referenced_table(dir: &Path, file: &str, name: &str, policy: Policy, which: T
         Fault { line, ..fault(&key, e.message) }
     })?;
     Ok(table)
+}
+
+/// The `[mirror]` keys of a referenced `peerd.toml` that the scenario (`own`) does not write,
+/// checked and taken into `mirror`. The table's other keys (registries, listen limits, stale
+/// answers, ...) change nothing the simulator models and are left to the daemon.
+fn referenced_mirror(dir: &Path, file: &str, own: &Document<&str>, mirror: &mut Mirror) -> Result<(), Fault> {
+    let path = dir.join(file);
+    let shown = path.display().to_string();
+    let fault = |key: &str, line: Option<usize>, message: String| Fault {
+        file: Some(shown.clone()),
+        line,
+        key: key.to_string(),
+        message,
+    };
+    // Read and parsed once already by `referenced_table` (which reported any fault).
+    let text = std::fs::read_to_string(&path).map_err(|e| fault("mirror", None, format!("cannot read: {e}")))?;
+    let doc = Document::parse(text.as_str())
+        .map_err(|e| fault("mirror", None, format!("invalid TOML: {}", e.message())))?;
+    let line = |key: &str| Some(super::locate::locate(&doc, &text, key).line);
+    let Some(item) = doc.get("mirror") else { return Ok(()) };
+    let Some(table) = item.as_table_like() else {
+        return Err(fault("mirror", line("mirror"), format!("is {}; write a [mirror] table", item.type_name())));
+    };
+    let own_table = own.get("mirror").and_then(|t| t.as_table_like());
+    for key in Mirror::KEYS {
+        let Some(value) = table.get(key) else { continue };
+        if own_table.is_some_and(|t| t.contains_key(key)) {
+            continue;
+        }
+        let dotted = format!("mirror.{key}");
+        if key == "resolve_via_seeds" {
+            mirror.resolve_via_seeds = value.as_bool().ok_or_else(|| {
+                fault(&dotted, line(&dotted), format!("is {}; write true or false", value.type_name()))
+            })?;
+            continue;
+        }
+        let ms = value.as_integer().and_then(|v| u64::try_from(v).ok()).ok_or_else(|| {
+            fault(
+                &dotted,
+                line(&dotted),
+                format!("is {}; write a whole number of milliseconds, at least 0, without quotes", shown_value(value)),
+            )
+        })?;
+        super::validate::ttl_ms(&dotted, ms).map_err(|e| fault(&dotted, line(&dotted), e.message))?;
+        match key {
+            "tag_ttl_ms" => mirror.tag_ttl_ms = ms,
+            _ => mirror.auth_check_ttl_ms = ms,
+        }
+    }
+    Ok(())
+}
+
+/// A value as an error message names it: a number as written, anything else by its type.
+fn shown_value(item: &toml_edit::Item) -> String {
+    match item.as_integer() {
+        Some(v) => v.to_string(),
+        None => item.type_name().to_string(),
+    }
 }
 
 /// `base` with `top`'s keys laid over it.

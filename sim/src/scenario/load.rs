@@ -137,8 +137,8 @@ pub(crate) fn parse_scenario_in(text: &str, origin: &str, dir: &Path) -> Result<
 }
 
 /// The tables of a scenario (`Scenario`'s table fields).
-pub(crate) const TABLES: [&str; 9] =
-    ["cluster", "registry", "network", "scheduler", "peer", "image", "pod", "lazy", "sim"];
+pub(crate) const TABLES: [&str; 10] =
+    ["cluster", "registry", "network", "scheduler", "peer", "mirror", "image", "pod", "lazy", "sim"];
 
 /// A table of the scenario written as an array of tables (`[[cluster]]`), and where: serde
 /// would read its first entry as the table's first field ("cluster[0]: invalid type: map,
@@ -191,7 +191,14 @@ fn schema_problem(doc: &Document<&str>, e: &toml::de::Error) -> (Option<String>,
             Some((table, _)) => format!("[{table}]"),
             None => "the top level".to_string(),
         };
-        return (at, format!("unknown key {name:?}; valid keys of {table}: {valid}"));
+        // The daemon's other [mirror] keys (registries, listen limits, stale answers) do not
+        // change the model: only a referenced peerd.toml may hold them.
+        let why = if table == "[mirror]" {
+            "; the simulator takes only the daemon's [mirror] keys that change what it models (it has no registry outages and no listener limits)"
+        } else {
+            ""
+        };
+        return (at, format!("unknown key {name:?}; valid keys of {table}: {valid}{why}"));
     }
     if let Some(rest) = raw.strip_prefix("unknown variant `") {
         let (name, valid) = rest.split_once('`').unwrap_or((rest, ""));

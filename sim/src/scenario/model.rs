@@ -59,11 +59,16 @@ pub struct Scenario {
     /// defaults (the policy's preset).
     #[serde(default)]
     pub peer: toml::Table,
+    /// How each node's registry mirror resolves the image's manifest: the daemon's
+    /// `[mirror]` keys of the same names (the rest of that table changes nothing here).
+    #[serde(default)]
+    pub mirror: Mirror,
     /// A `scheduler.toml` whose `[scheduler]` table the run takes (relative to this file);
     /// keys of this file's `[scheduler]` are laid over it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scheduler_toml: Option<String>,
-    /// A `peerd.toml` whose `[peer]` table the run takes; this file's `[peer]` keys win.
+    /// A `peerd.toml` whose `[peer]` table the run takes, and the `[mirror]` keys below;
+    /// this file's `[peer]` and `[mirror]` keys win.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peerd_toml: Option<String>,
     pub image: Image,
@@ -184,6 +189,49 @@ impl Scenario {
     /// A link's payload rate in bits/s, from its rate in Gbit/s.
     pub fn payload_bps(&self, link_gbps: f64) -> f64 {
         link_gbps * 1e9 * self.network.wire_efficiency()
+    }
+}
+
+/// A scenario's `[mirror]`: the daemon's rule for manifests (`peer::core::ResolveRule`),
+/// read by the same names as `peerd.toml`'s `[mirror]`. Oci mode (no mirror) ignores it.
+///
+/// - `tag_ttl_ms > 0`: a mirror that must resolve the tag upstream GETs the manifest (not
+///   HEAD), checks its digest and keeps it, so containerd's GET by digest that follows is
+///   answered on the node. 0: HEAD by tag and GET by digest both go to the registry.
+/// - `resolve_via_seeds` (with `tag_ttl_ms > 0` and a seed peer): the mirror asks a seed
+///   peer's resolver (rendezvous pick over the seeds), which asks the registry once for all
+///   the nodes asking at the time and answers the rest from its own cache.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Mirror {
+    /// A tag resolved upstream is reused this long; 0: every resolution goes upstream.
+    pub tag_ttl_ms: u64,
+    /// A manifest by digest (and a client's credentials for it) is reused this long: the
+    /// rule's `digest_ttl_ms`.
+    pub auth_check_ttl_ms: u64,
+    /// Normal nodes resolve tags through a seed peer instead of the registry.
+    pub resolve_via_seeds: bool,
+}
+
+impl Default for Mirror {
+    fn default() -> Self {
+        let rule = peer::core::ResolveRule::default();
+        Mirror { tag_ttl_ms: rule.tag_ttl_ms, auth_check_ttl_ms: rule.digest_ttl_ms, resolve_via_seeds: true }
+    }
+}
+
+impl Mirror {
+    /// The keys `[mirror]` takes, in the order a file writes them.
+    pub const KEYS: [&'static str; 3] = ["tag_ttl_ms", "auth_check_ttl_ms", "resolve_via_seeds"];
+
+    /// The rule every mirror and seed resolver of the run holds (no stale answers: the
+    /// simulator has no registry outages).
+    pub fn rule(&self) -> peer::core::ResolveRule {
+        peer::core::ResolveRule {
+            tag_ttl_ms: self.tag_ttl_ms,
+            digest_ttl_ms: self.auth_check_ttl_ms,
+            ..peer::core::ResolveRule::default()
+        }
     }
 }
 

@@ -456,3 +456,94 @@ fn replica_outages_are_checked() {
     let e = parse_err(&format!("{one}\n[faults]\nreplica_outage = {{ replica = 0, down_at_s = 1.0 }}\n"));
     assert!(e.to_string().contains("at least 2"), "{e}");
 }
+
+/// `[mirror]`: the daemon's rule by default (`ResolveRule::default()`), its three keys read
+/// by their daemon names, and each bad value refused naming the key and its line: a key
+/// the simulator does not model (the daemon's `serve_stale_on_error`), a wrong type, a TTL
+/// beyond a day.
+#[test]
+fn mirror_keys_default_to_the_daemons_rule_and_are_checked() {
+    let s = parse_scenario(&minimal(), "min.toml").unwrap();
+    assert_eq!(s.mirror, Mirror { tag_ttl_ms: 5_000, auth_check_ttl_ms: 60_000, resolve_via_seeds: true });
+    let rule = peer::core::ResolveRule::default();
+    assert_eq!(s.mirror.rule(), rule);
+    let s = parse_scenario(
+        &minimal().replace("[cluster]", "[mirror]\ntag_ttl_ms = 0\nauth_check_ttl_ms = 7\nresolve_via_seeds = false\n\n[cluster]"),
+        "m.toml",
+    )
+    .unwrap();
+    assert_eq!(s.mirror, Mirror { tag_ttl_ms: 0, auth_check_ttl_ms: 7, resolve_via_seeds: false });
+    assert_eq!((s.mirror.rule().tag_ttl_ms, s.mirror.rule().digest_ttl_ms), (0, 7));
+
+    let e = expect_at(
+        &with("mirror", "serve_stale_on_error = true"),
+        None,
+        "mirror.serve_stale_on_error",
+        "valid keys of [mirror]: tag_ttl_ms, auth_check_ttl_ms, resolve_via_seeds; the simulator takes only",
+    );
+    assert_eq!(e.kind, ErrorKind::Schema);
+    expect_at(&with("mirror", "tag_ttl_ms = \"5s\""), None, "mirror.tag_ttl_ms", "write a whole number");
+    expect_at(&with("mirror", "auth_check_ttl_ms = -1"), None, "mirror.auth_check_ttl_ms", "expected u64");
+    expect_at(&with("mirror", "resolve_via_seeds = 1"), None, "mirror.resolve_via_seeds", "write true or false");
+    let e = expect_at(
+        &with("mirror", "tag_ttl_ms = 86400001"),
+        None,
+        "mirror.tag_ttl_ms",
+        "must be from 0 (keep nothing) to 86400000 ms, a day (got 86400001)",
+    );
+    assert_eq!(e.kind, ErrorKind::Invalid);
+    expect_at(&with("mirror", "auth_check_ttl_ms = 100000000"), None, "mirror.auth_check_ttl_ms", "a day");
+}
+
+/// A `peerd_toml` gives the run its `[mirror]` keys as it gives its `[peer]` table; the
+/// scenario's own `[mirror]` keys win, the file's other `[mirror]` keys (registries,
+/// listener limits, stale answers) are the daemon's alone, and a bad value in the file is
+/// reported at its line there.
+#[test]
+fn a_peerd_toml_gives_its_mirror_keys_and_the_scenario_wins() {
+    let dir = std::env::temp_dir().join(format!("sim-scenario-mirror-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let peerd = |mirror: &str| {
+        let text = format!(
+            "[peer]\nupload_slots = 7\n\n[mirror]\nenabled = true\nmax_connections = 64\n\
+             serve_stale_on_error = true\n{mirror}\n[[mirror.registries]]\nhost = \"docker.io\"\n"
+        );
+        std::fs::write(dir.join("peerd.toml"), text).unwrap();
+    };
+    let scenario = |own: &str| {
+        let text = minimal().replace("name = \"t\"", "name = \"t\"\npeerd_toml = \"peerd.toml\"")
+            + &format!("\n[mirror]\n{own}\n");
+        std::fs::write(dir.join("s.toml"), text).unwrap();
+        load_scenario(&dir.join("s.toml"))
+    };
+    peerd("tag_ttl_ms = 0\nauth_check_ttl_ms = 1000\nresolve_via_seeds = false");
+    let s = scenario("").unwrap();
+    assert_eq!(s.mirror, Mirror { tag_ttl_ms: 0, auth_check_ttl_ms: 1000, resolve_via_seeds: false });
+    assert_eq!(s.peer.get("upload_slots").and_then(|v| v.as_integer()), Some(7));
+    let s = scenario("tag_ttl_ms = 2000\nresolve_via_seeds = true").unwrap();
+    assert_eq!(s.mirror, Mirror { tag_ttl_ms: 2000, auth_check_ttl_ms: 1000, resolve_via_seeds: true });
+    // A file without the keys leaves the defaults.
+    peerd("");
+    assert_eq!(scenario("").unwrap().mirror, Mirror::default());
+    // Faults in the file: its own name and line (line 8: after the 7 lines written above).
+    let shown = dir.join("peerd.toml").display().to_string();
+    for (line, key, says) in [
+        ("tag_ttl_ms = -5", "mirror.tag_ttl_ms", "is -5; write a whole number of milliseconds"),
+        ("auth_check_ttl_ms = \"1m\"", "mirror.auth_check_ttl_ms", "is string; write a whole number"),
+        ("tag_ttl_ms = 90000000", "mirror.tag_ttl_ms", "must be from 0 (keep nothing) to 86400000 ms"),
+        ("resolve_via_seeds = \"yes\"", "mirror.resolve_via_seeds", "is string; write true or false"),
+    ] {
+        peerd(line);
+        let e = scenario("").unwrap_err();
+        assert!(e.to_string().starts_with(&format!("{shown}:8: {key}: {says}")), "{line}: {e}");
+        assert_eq!(e.kind, ErrorKind::Invalid);
+        // The scenario's own key wins, so the file's bad one is not read.
+        let own = key.trim_start_matches("mirror.");
+        let value = if own == "resolve_via_seeds" { "true" } else { "10" };
+        assert!(scenario(&format!("{own} = {value}")).is_ok(), "{line}");
+    }
+    std::fs::write(dir.join("peerd.toml"), "mirror = 3\n").unwrap();
+    let e = scenario("").unwrap_err();
+    assert!(e.to_string().starts_with(&format!("{shown}:1: mirror: is integer; write a [mirror] table")), "{e}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

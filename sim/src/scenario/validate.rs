@@ -26,6 +26,7 @@ pub(crate) fn validate(s: &Scenario) -> Result<(), Invalid> {
     registry(s)?;
     network(s)?;
     scheduler(s)?;
+    mirror(s)?;
     image(s)?;
     pod(s)?;
     lazy(s)?;
@@ -206,6 +207,21 @@ fn scheduler(s: &Scenario) -> Result<(), Invalid> {
     duration("scheduler.schedule_service_us", c.schedule_service_us)?;
     duration("scheduler.report_service_us", c.report_service_us)?;
     duration("scheduler.rpc_latency_ms", c.rpc_latency_ms)
+}
+
+fn mirror(s: &Scenario) -> Result<(), Invalid> {
+    ttl_ms("mirror.tag_ttl_ms", s.mirror.tag_ttl_ms)?;
+    ttl_ms("mirror.auth_check_ttl_ms", s.mirror.auth_check_ttl_ms)
+}
+
+/// A `[mirror]` TTL, in the scenario or in the `peerd.toml` it names: whole milliseconds up
+/// to the longest duration a scenario takes (a day; far longer than any rollout).
+pub(crate) fn ttl_ms(key: &str, value: u64) -> Result<(), Invalid> {
+    let max = (DURATION_MAX_S * 1e3) as u64;
+    if value <= max {
+        return Ok(());
+    }
+    fail(key, format!("must be from 0 (keep nothing) to {max} ms, a day (got {value})"))
 }
 
 fn image(s: &Scenario) -> Result<(), Invalid> {
