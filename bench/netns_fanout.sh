@@ -200,7 +200,9 @@ EOF
   # A pod's mirror proxies the bench registry only (it is no open relay). skopeo names no
   # registry in its requests, hence default_registry; containerd's ?ns= matches the host.
   # Without this table every request got 403 and each client went straight to the registry.
-  if [[ -n ${7:-} ]] && ! grep -qs '^\[mirror\]' "${PEER_EXTRA_TOML:-/dev/null}"; then
+  # A seed needs it too: its resolver (listen.resolver, 0.0.0.0:65004) answers the pods'
+  # manifest requests for the registries its mirror proxies.
+  if [[ -n ${7:-} || $3 == seed ]] && ! grep -qs '^\[mirror\]' "${PEER_EXTRA_TOML:-/dev/null}"; then
     printf '\n[mirror]\ndefault_registry = "%s:5000"\n\n[[mirror.registries]]\nhost = "%s:5000"\nendpoint = "http://%s:5000"\n' \
       "$REG_IP" "$REG_IP" "$REG_IP" >>"$1"
   fi

@@ -743,3 +743,84 @@ fn idle_sockets_do_not_keep_genuine_clients_out() {
     assert!(closed >= 600, "only {closed} of 640 half-sent requests were closed after the head deadline");
     alive(m);
 }
+
+/// The manifest traffic of a rollout: 6 peers pulling at once with containerd's requests
+/// cost the registry one manifest request (the seed's resolver asked once for all of them,
+/// the by-digest GET and the blob HEADs answered from it), a re-pushed tag is seen once
+/// `tag_ttl_ms` has passed, and during an outage the last answer is served, marked stale.
+#[test]
+fn manifests_are_resolved_once_for_the_cluster() {
+    let dir = cluster::test_dir("mirror-manifests");
+    let mut registry = Registry::start(&dir);
+    let image = push_image(&registry, "e2e/rollout", &[2, 3], 50);
+    let sched = start_scheduler(&dir);
+    let toml = mirror_toml(&registry.addr)
+        .replacen("[mirror]\n", "[mirror]\ntag_ttl_ms = 1500\nserve_stale_on_error = true\n", 1);
+    let options = PeerOptions { piece_bytes: 1 << 20, extra_toml: toml, ..Default::default() };
+    let mut seed = start_peer(&dir, "seed", Some(&sched.grpc), &PeerOptions { seed: true, ..options.clone() });
+    assert!(seed.resolver.starts_with("127.0.0.1:"), "the seed serves a resolver: {:?}", seed.resolver);
+    let mut peers: Vec<Peer> =
+        (0..6).map(|i| start_peer(&dir, &format!("peer{i}"), Some(&sched.grpc), &options)).collect();
+    for p in &peers {
+        p.wait_for_log("seed resolvers for manifests", 1, Duration::from_secs(10));
+    }
+
+    std::thread::scope(|s| {
+        for p in &peers {
+            let (mirror, registry, image) = (&p.mirror, &registry.addr, &image);
+            s.spawn(move || containerd_pull(mirror, registry, image));
+        }
+    });
+    std::thread::sleep(Duration::from_millis(500)); // the access log is written as responses end
+    let manifest_requests = registry.requests("GET", "/manifests/") + registry.requests("HEAD", "/manifests/");
+    let blob_heads = registry.requests("HEAD", "/blobs/");
+    eprintln!("registry_manifests: 6 pulls cost the registry {manifest_requests} manifest requests, {blob_heads} blob HEADs");
+    assert_eq!(manifest_requests, 1, "one GET by tag for the cluster");
+    assert_eq!(blob_heads, 0, "blob lengths come from the manifest the same credentials read");
+    for blob in [&image.config].into_iter().chain(image.layers.iter()) {
+        assert_eq!(registry.requests("GET", &blob.digest), 1, "{} read once", blob.digest);
+    }
+    for p in &peers {
+        assert_eq!(p.metric("peer_mirror_manifest_answers_total{source=\"seed\"}"), 1, "{}: the tag from the seed", p.name);
+        assert_eq!(p.metric("peer_mirror_manifest_answers_total{source=\"cache\"}"), 1, "{}: the digest from its own", p.name);
+        assert_eq!(p.metric("peer_mirror_manifest_answers_total{source=\"registry\"}"), 0, "{}", p.name);
+    }
+    let seed_answers = |source: &str| seed.metric(&format!("peer_mirror_manifest_answers_total{{source=\"{source}\"}}"));
+    assert_eq!(seed_answers("registry"), 1);
+    assert_eq!(seed_answers("joined") + seed_answers("cache"), 5);
+
+    // The tag pushed again: seen once the TTL has passed, at the cost of one request.
+    let mut manifest: serde_json::Value = serde_json::from_slice(&image.manifest).unwrap();
+    manifest["annotations"] = serde_json::json!({ "build": "2" });
+    let manifest = manifest.to_string().into_bytes();
+    assert_eq!(registry.push_manifest(&image.repo, &image.tag, OCI_MANIFEST, &manifest), 201);
+    let new_digest = format!("sha256:{}", cluster::sha256_hex(&manifest));
+    std::thread::sleep(Duration::from_millis(1600));
+    let head = |p: &Peer, accept: &str| {
+        get(&p.mirror, "HEAD", &format!("/v2/{}/manifests/{}", image.repo, image.tag), &[("Accept", accept)])
+    };
+    for p in &peers[..3] {
+        let (status, h, _) = head(p, CONTAINERD_ACCEPT);
+        assert_eq!((status, header(&h, "Docker-Content-Digest")), (200, Some(new_digest.as_str())), "{}", p.name);
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(registry.requests("GET", "/manifests/"), 2, "one more GET for the re-pushed tag");
+
+    // The registry down: the last answer, marked stale; a request never answered before
+    // gets the 502.
+    let addr = registry.addr.clone();
+    registry.proc.kill();
+    std::thread::sleep(Duration::from_millis(1600));
+    let (status, h, _) = head(&peers[4], CONTAINERD_ACCEPT);
+    assert_eq!((status, header(&h, "Docker-Content-Digest")), (200, Some(new_digest.as_str())), "{h:?}");
+    assert!(header(&h, "Warning").is_some_and(|w| w.starts_with("110")), "marked stale: {h:?}");
+    assert!(seed_answers("stale") >= 1);
+    let (status, _, body) = head(&peers[5], "application/vnd.oci.image.index.v1+json");
+    assert_eq!(status, 502, "{}", String::from_utf8_lossy(&body));
+    let _ = addr;
+    for p in peers.iter_mut() {
+        assert_eq!(p.proc.stop(Duration::from_secs(10)), Some(0), "{} exits cleanly", p.name);
+    }
+    seed.proc.stop(Duration::from_secs(10));
+    let _ = std::fs::remove_dir_all(&dir);
+}

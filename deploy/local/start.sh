@@ -86,6 +86,7 @@ data = "127.0.0.1:$p"
 local_api = "127.0.0.1:$((p + 1))"
 http = "127.0.0.1:$((p + 2))"
 mirror = "127.0.0.1:$((p + 3))"
+$( ((i == 0)) && echo "resolver = \"127.0.0.1:$((BASE + 2))\"")
 [scheduler]
 addresses = ["$SCHEME://127.0.0.1:$BASE"]
 [storage]

@@ -31,6 +31,7 @@ fn host(id: &str, ip: &str, port: u32, kind: pb::HostKind) -> pb::AnnounceHostRe
             location: "asia|cn|sh".into(),
             disable_shared: false,
             load: Some(pb::HostLoad { uploads_in_flight: 0, cpu_percent: 5.0, ..Default::default() }),
+            resolver_port: 0,
         }),
     }
 }

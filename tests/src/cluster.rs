@@ -208,6 +208,8 @@ pub struct Peer {
     pub http: String,
     /// The registry mirror's address (`off` when disabled).
     pub mirror: String,
+    /// A seed's manifest resolver (`off` on normal hosts).
+    pub resolver: String,
     pub store_dir: PathBuf,
     pub config: PathBuf,
 }
@@ -227,7 +229,7 @@ pub fn write_peer_config(dir: &Path, name: &str, scheduler: Option<&str>, o: &Pe
         &config,
         format!(
             "[host]\nid = \"{name}\"\nkind = \"{kind}\"\n\
-             [listen]\ndata = \"127.0.0.1:0\"\nlocal_api = \"127.0.0.1:0\"\nhttp = \"127.0.0.1:0\"\nmirror = \"127.0.0.1:0\"\n\
+             [listen]\ndata = \"127.0.0.1:0\"\nlocal_api = \"127.0.0.1:0\"\nhttp = \"127.0.0.1:0\"\nmirror = \"127.0.0.1:0\"\nresolver = \"127.0.0.1:0\"\n\
              [scheduler]\naddresses = [{schedulers}]\nannounce_interval_ms = 2000\n\
              [storage]\ndir = \"{store}\"\nquota_bytes = {quota}\n{storage_keys}\n\
              [peer]\npiece_sizing = {{ rule = \"fixed\", piece_bytes = {piece} }}\n{peer_keys}\n\
@@ -263,6 +265,7 @@ pub fn start_peer_with(dir: &Path, name: &str, config: PathBuf, store_dir: PathB
         local_api: field("local_api"),
         http: field("http"),
         mirror: field("mirror"),
+        resolver: field("resolver"),
         store_dir,
         config,
     }

@@ -105,11 +105,12 @@ usage: peerd --config FILE [--check]
             };
             // Scripts read the bound addresses from this line (ports may be 0 in the file).
             println!(
-                "peerd ready data={} local_api={} http={} mirror={} host={}",
+                "peerd ready data={} local_api={} http={} mirror={} resolver={} host={}",
                 running.data_addr,
                 running.local_api_addr,
                 running.http_addr,
                 running.mirror_addr.map_or_else(|| "off".to_string(), |a| a.to_string()),
+                running.resolver_addr.map_or_else(|| "off".to_string(), |a| a.to_string()),
                 running.ctx.sched.host().id
             );
             let mut signals = match Signals::new() {

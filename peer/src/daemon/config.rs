@@ -2,7 +2,7 @@
 //! and key is optional; `peer/peerd.example.toml` lists them with their defaults. Errors are
 //! one line, `FILE:LINE: KEY: what is wrong` (`svc::ConfigFile`).
 
-use crate::core::PeerConfig;
+use crate::core::{PeerConfig, ResolveRule};
 use crate::dataplane::{ClientConfig, ServerConfig};
 use crate::origin::HttpOriginConfig;
 use crate::storage::{GcPolicy, StoreConfig};
@@ -93,6 +93,12 @@ pub struct ListenSection {
     pub http: SocketAddr,
     /// The registry mirror (containerd's hosts.toml, skopeo's registries.conf point here).
     pub mirror: SocketAddr,
+    /// A seed host's manifest resolver: other peers' mirrors ask it instead of the
+    /// registry, so the cluster resolves a tag upstream once per `mirror.tag_ttl_ms`.
+    /// Served by seed hosts only (with the mirror enabled); port 0 takes a free one. It
+    /// answers manifest requests only, for the registries the mirror proxies, with the
+    /// registry's answer to the asker's own credentials.
+    pub resolver: SocketAddr,
 }
 
 impl Default for ListenSection {
@@ -102,6 +108,7 @@ impl Default for ListenSection {
             local_api: SocketAddr::from(([127, 0, 0, 1], 65000)),
             http: SocketAddr::from(([0, 0, 0, 0], 65003)),
             mirror: SocketAddr::from(([127, 0, 0, 1], 65001)),
+            resolver: SocketAddr::from(([0, 0, 0, 0], 65004)),
         }
     }
 }
@@ -232,6 +239,20 @@ pub struct MirrorSection {
     pub auth_check_ttl_ms: u64,
     /// Longest wait for the registry's response head (then 504).
     pub upstream_timeout_ms: u64,
+    /// A tag resolved upstream (`manifests/<tag>`) is reused this long, per registry,
+    /// repository, Accept and credentials; concurrent resolutions of one tag are one
+    /// upstream request. 0: every resolution goes upstream. A tag pushed again is seen by
+    /// the next resolution at most this long after the push.
+    pub tag_ttl_ms: u64,
+    /// During a registry outage (5xx, no answer) serve the last answer for a manifest
+    /// however old, with a `Warning: 110` header, and count it
+    /// (`peer_mirror_manifest_answers_total{source="stale"}`). Blobs in the store are served as
+    /// always once their credentials were checked.
+    pub serve_stale_on_error: bool,
+    /// A normal host's mirror asks a seed peer's resolver (`listen.resolver`, named by
+    /// the scheduler) for manifests before the registry; it goes to the registry itself
+    /// when no seed answers.
+    pub resolve_via_seeds: bool,
 }
 
 impl Default for MirrorSection {
@@ -251,6 +272,22 @@ impl Default for MirrorSection {
             lazy_idle_ms: 60_000,
             auth_check_ttl_ms: 60_000,
             upstream_timeout_ms: 30_000,
+            tag_ttl_ms: ResolveRule::default().tag_ttl_ms,
+            serve_stale_on_error: false,
+            resolve_via_seeds: true,
+        }
+    }
+}
+
+impl MirrorSection {
+    /// The core's rule for registry answers (`peer::core::resolve`), as the simulator reads
+    /// the same keys.
+    pub fn resolve_rule(&self) -> ResolveRule {
+        ResolveRule {
+            tag_ttl_ms: self.tag_ttl_ms,
+            digest_ttl_ms: self.auth_check_ttl_ms,
+            serve_stale_on_error: self.serve_stale_on_error,
+            ..ResolveRule::default()
         }
     }
 }

@@ -92,6 +92,7 @@ pub struct Metrics {
     mirror_requests: Family<MirrorLabel, Counter>,
     mirror_bytes: Family<SourceLabel, Counter>,
     mirror_fallbacks: Family<ReasonLabel, Counter>,
+    mirror_manifests: Family<SourceLabel, Counter>,
     tls_refused: Family<ListenerLabel, Counter>,
     tls_reloads: Counter,
 }
@@ -164,6 +165,12 @@ impl Metrics {
             "Blob requests passed to the registry because P2P could not start them, by reason",
             mirror_fallbacks.clone(),
         );
+        let mirror_manifests = Family::<SourceLabel, Counter>::default();
+        r.register(
+            "mirror_manifest_answers",
+            "Manifest requests by where their answer came from: cache (held and fresh), joined (another request was asking), seed (a seed peer's resolver), registry, stale (an outage, mirror.serve_stale_on_error), passed (sent upstream as they came: TTL 0 or not cacheable)",
+            mirror_manifests.clone(),
+        );
         let tls_refused = Family::<ListenerLabel, Counter>::default();
         r.register(
             "tls_handshake_failures",
@@ -181,6 +188,7 @@ impl Metrics {
             mirror_requests,
             mirror_bytes,
             mirror_fallbacks,
+            mirror_manifests,
             registry: r,
             bytes,
             piece_latency,
@@ -217,6 +225,10 @@ impl Metrics {
 
     pub fn mirror_bytes(&self, source: &'static str, bytes: u64) {
         self.mirror_bytes.get_or_create(&SourceLabel { source }).inc_by(bytes);
+    }
+
+    pub fn mirror_manifest(&self, source: &'static str) {
+        self.mirror_manifests.get_or_create(&SourceLabel { source }).inc();
     }
 
     pub fn mirror_fallback(&self, reason: &'static str) {

@@ -153,6 +153,8 @@ pub struct Running {
     pub http_addr: SocketAddr,
     /// None when `mirror.enabled` is false.
     pub mirror_addr: Option<SocketAddr>,
+    /// A seed host's manifest resolver (`listen.resolver`); None on normal hosts.
+    pub resolver_addr: Option<SocketAddr>,
     pub ctx: Arc<Ctx>,
     shutdown: watch::Sender<bool>,
     api: JoinHandle<Result<(), String>>,
@@ -237,8 +239,13 @@ pub async fn start_with_origin(cfg: DaemonConfig, origin: Arc<dyn Origin>) -> Re
         true => Some(bind("listen.mirror", cfg.listen.mirror).await?),
         false => None,
     };
+    let resolver_listener = match cfg.mirror.enabled && cfg.host.kind == HostKind::Seed && cfg!(not(madsim)) {
+        true => Some(bind("listen.resolver", cfg.listen.resolver).await?),
+        false => None,
+    };
+    let resolver_port = resolver_listener.as_ref().map_or(0, |(_, a)| a.port());
 
-    let host = sched_link::host_message(&cfg, data_addr.port());
+    let host = sched_link::host_message(&cfg, data_addr.port(), resolver_port);
     let sched = SchedLink::new(&cfg, host).map_err(StartError::Scheduler)?;
     let peer_config = cfg.core.clone();
     tracing::info!(config = %effective_peer_config(&peer_config), "peer core configuration");
@@ -288,14 +295,22 @@ pub async fn start_with_origin(cfg: DaemonConfig, origin: Arc<dyn Origin>) -> Re
     tokio::spawn(svc::probe_http::serve(http_listener, shutdown_rx.clone(), route));
     #[cfg(madsim)]
     let mirror_addr: Option<SocketAddr> = mirror_listener.map(|(_, addr)| addr);
+    #[cfg(madsim)]
+    let resolver_addr: Option<SocketAddr> = resolver_listener.map(|(_, addr)| addr);
     #[cfg(not(madsim))]
-    let mirror_addr = match mirror_listener {
+    let (mirror_addr, resolver_addr) = match mirror_listener {
         Some((listener, addr)) => {
+            // One mirror for both listeners: the seed's own pulls and the cluster's
+            // resolutions share its answers.
             let m = Arc::new(mirror::Mirror::new(ctx.clone()).map_err(StartError::Mirror)?);
+            let resolver_addr = resolver_listener.map(|(l, a)| {
+                tokio::spawn(mirror::serve_resolver(m.clone(), l, shutdown_rx.clone()));
+                a
+            });
             tokio::spawn(mirror::serve(m, listener, shutdown_rx.clone()));
-            Some(addr)
+            (Some(addr), resolver_addr)
         }
-        None => None,
+        None => (None, None),
     };
     let api = tokio::spawn(serve_api(ctx.clone(), api_listener, shutdown_rx));
     tracing::info!(
@@ -304,10 +319,11 @@ pub async fn start_with_origin(cfg: DaemonConfig, origin: Arc<dyn Origin>) -> Re
         local_api = %local_api_addr,
         http = %http_addr,
         mirror = ?mirror_addr,
+        resolver = ?resolver_addr,
         kind = ?ctx.cfg.host.kind,
         "peer daemon serving"
     );
-    Ok(Running { data_addr, local_api_addr, http_addr, mirror_addr, ctx, shutdown, api, server })
+    Ok(Running { data_addr, local_api_addr, http_addr, mirror_addr, resolver_addr, ctx, shutdown, api, server })
 }
 
 #[cfg(not(madsim))]

@@ -42,6 +42,9 @@ pub struct SchedLink {
     up: Mutex<Vec<bool>>,
     /// `up` after each change: downloads watch it to leave a replica that stopped answering.
     up_changes: svc::watch::Sender<Vec<bool>>,
+    /// The seed peers' manifest resolvers the replicas named in the last round of
+    /// announces that any answered (their union, sorted).
+    resolvers: Mutex<Vec<std::net::SocketAddr>>,
 }
 
 /// One replica, as a call to it needs it.
@@ -88,6 +91,7 @@ impl SchedLink {
             up_changes: svc::watch::channel(vec![true; replicas.len()]).0,
             replicas,
             host,
+            resolvers: Mutex::new(Vec::new()),
             request_timeout: Duration::from_millis(cfg.scheduler.request_timeout_ms),
         })
     }
@@ -172,6 +176,7 @@ impl SchedLink {
         let mut host = self.host.clone();
         host.load = Some(load);
         let mut out = Announced::default();
+        let mut resolvers = std::collections::BTreeSet::new();
         let calls: Vec<_> = self
             .replicas()
             .map(|(_, mut client)| {
@@ -187,7 +192,16 @@ impl SchedLink {
                 Ok(Ok(response)) => {
                     self.mark(i, true);
                     out.accepted += 1;
-                    let instance = response.into_inner().scheduler_instance;
+                    let response = response.into_inner();
+                    for r in &response.resolvers {
+                        match r.parse::<std::net::SocketAddr>() {
+                            Ok(a) => {
+                                resolvers.insert(a);
+                            }
+                            Err(_) => tracing::warn!(scheduler = address, resolver = r, "not IP:PORT; ignored"),
+                        }
+                    }
+                    let instance = response.scheduler_instance;
                     let mut seen = self.instances.lock().unwrap_or_else(|e| e.into_inner());
                     if seen[i].as_deref() != Some(instance.as_str()) {
                         if seen[i].is_some() {
@@ -208,7 +222,20 @@ impl SchedLink {
                 }
             }
         }
+        if out.accepted > 0 {
+            let resolvers: Vec<_> = resolvers.into_iter().collect();
+            let mut held = self.resolvers.lock().unwrap_or_else(|e| e.into_inner());
+            if *held != resolvers {
+                tracing::info!(resolvers = ?resolvers, "seed resolvers for manifests");
+                *held = resolvers;
+            }
+        }
         out
+    }
+
+    /// The seed peers' manifest resolvers, as the schedulers last named them.
+    pub fn resolvers(&self) -> Vec<std::net::SocketAddr> {
+        self.resolvers.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Tells every replica the host is going away.
@@ -245,7 +272,8 @@ impl SchedLink {
 }
 
 /// The host as announced.
-pub fn host_message(cfg: &DaemonConfig, data_port: u16) -> pb::Host {
+/// `resolver_port`: the seed's manifest resolver (`listen.resolver`), 0 for none.
+pub fn host_message(cfg: &DaemonConfig, data_port: u16, resolver_port: u16) -> pb::Host {
     let hostname = if cfg.host.hostname.is_empty() { system_hostname() } else { cfg.host.hostname.clone() };
     let id = if cfg.host.id.is_empty() { format!("{hostname}-{data_port}") } else { cfg.host.id.clone() };
     pb::Host {
@@ -264,6 +292,7 @@ pub fn host_message(cfg: &DaemonConfig, data_port: u16) -> pb::Host {
         location: cfg.host.location.clone(),
         disable_shared: false,
         load: None,
+        resolver_port: u32::from(resolver_port),
     }
 }
 

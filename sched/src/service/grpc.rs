@@ -45,11 +45,12 @@ impl pb::scheduler_server::Scheduler for SchedulerService {
         self.ensure_serving()?;
         let ann = wire::host(request.into_inner().host).map_err(|e| self.refused("announce_host", e))?;
         let host_id = ann.id.clone();
-        self.shared
-            .with_state("announce_host", |s, now| s.announce_host(now, ann))
+        let resolvers = self
+            .shared
+            .with_state("announce_host", |s, now| s.announce_host(now, ann).map(|()| s.resolvers()))
             .map_err(|e| self.refused("announce_host", e))?;
         tracing::debug!(host = host_id, "host announced");
-        Ok(Response::new(pb::AnnounceHostResponse { scheduler_instance: self.shared.instance.clone() }))
+        Ok(Response::new(pb::AnnounceHostResponse { scheduler_instance: self.shared.instance.clone(), resolvers }))
     }
 
     async fn leave_host(

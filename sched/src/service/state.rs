@@ -170,6 +170,19 @@ impl State {
         Ok(())
     }
 
+    /// The manifest resolvers of the seed hosts that are announced and have not left,
+    /// `IP:PORT`, sorted (what `AnnounceHostResponse.resolvers` carries).
+    pub fn resolvers(&self) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .hosts
+            .iter()
+            .filter(|h| !h.left && h.info.kind == HostKind::Seed && h.info.resolver_port != 0)
+            .map(|h| std::net::SocketAddr::new(h.info.ip, h.info.resolver_port).to_string())
+            .collect();
+        out.sort();
+        out
+    }
+
     /// The host as the core should see it. A host that left stays in the core (the core
     /// cannot forget a host): as a normal host that serves nobody, so it is neither a
     /// parent nor a seed candidate.

@@ -54,6 +54,7 @@ fn host(id: &str, kind: HostKind, last_octet: u8) -> HostAnnouncement {
         upload_capacity_bytes_per_s: 1 << 30,
         download_capacity_bytes_per_s: 1 << 30,
         load: pb::HostLoad::default(),
+        resolver_port: 0,
     }
 }
 
@@ -435,4 +436,17 @@ fn parents_carry_a_grant_for_the_child_host_and_task_only_with_a_key() {
     };
     assert_eq!(key.verify(&presented("n1"), &task, before), Ok(()));
     assert!(key.verify(&presented("seed"), &task, before).is_err(), "bound to the child's host");
+}
+
+#[test]
+fn resolvers_are_the_live_seeds_that_serve_one() {
+    let mut s = state(Policy::Default);
+    s.announce_host(0, HostAnnouncement { resolver_port: 65004, ..host("seed-b", HostKind::Seed, 9) }).unwrap();
+    s.announce_host(0, HostAnnouncement { resolver_port: 65004, ..host("seed-a", HostKind::Seed, 3) }).unwrap();
+    s.announce_host(0, host("seed-c", HostKind::Seed, 4)).unwrap();
+    // A normal host's port is not a resolver.
+    s.announce_host(0, HostAnnouncement { resolver_port: 65004, ..host("n1", HostKind::Normal, 5) }).unwrap();
+    assert_eq!(s.resolvers(), vec!["10.0.0.3:65004".to_string(), "10.0.0.9:65004".to_string()]);
+    s.leave_host(1, "seed-b").unwrap();
+    assert_eq!(s.resolvers(), vec!["10.0.0.3:65004".to_string()], "a seed that left is no resolver");
 }

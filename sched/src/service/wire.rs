@@ -31,6 +31,8 @@ pub struct HostAnnouncement {
     pub upload_capacity_bytes_per_s: u64,
     pub download_capacity_bytes_per_s: u64,
     pub load: pb::HostLoad,
+    /// A seed's manifest resolver port on `ip`; 0: none.
+    pub resolver_port: u16,
 }
 
 /// What the scheduler keeps of a task from its first registration (the seed needs it).
@@ -105,6 +107,9 @@ pub fn host(host: Option<pb::Host>) -> Result<HostAnnouncement, ServiceError> {
         }
         Err(_) => return Err(ServiceError::field("host.kind", format!("{} is not a HostKind", h.kind))),
     };
+    let resolver_port = u16::try_from(h.resolver_port).map_err(|_| {
+        ServiceError::field("host.resolver_port", format!("{} is not a port (0: none, 1..=65535)", h.resolver_port))
+    })?;
     bounded("host.hostname", &h.hostname, MAX_ID_BYTES)?;
     bounded("host.idc", &h.idc, MAX_ID_BYTES)?;
     bounded("host.location", &h.location, 1024)?;
@@ -126,6 +131,7 @@ pub fn host(host: Option<pb::Host>) -> Result<HostAnnouncement, ServiceError> {
         upload_capacity_bytes_per_s: h.upload_capacity_bytes_per_s,
         download_capacity_bytes_per_s: h.download_capacity_bytes_per_s,
         load,
+        resolver_port,
     })
 }
 
@@ -335,6 +341,8 @@ mod tests {
         assert!(e(pb::Host { data_port: 70000, ..good.clone() }).starts_with("host.data_port:"));
         assert!(e(pb::Host { data_port: 0, ..good.clone() }).starts_with("host.data_port:"));
         assert!(e(pb::Host { kind: 0, ..good.clone() }).starts_with("host.kind: is unset"));
+        assert!(e(pb::Host { resolver_port: 65536, ..good.clone() }).starts_with("host.resolver_port:"));
+        assert_eq!(host(Some(pb::Host { resolver_port: 65004, ..good.clone() })).unwrap().resolver_port, 65004);
         assert!(e(pb::Host { kind: 9, ..good.clone() }).starts_with("host.kind:"));
         let load = pb::HostLoad { cpu_percent: 120.0, ..Default::default() };
         assert!(e(pb::Host { load: Some(load), ..good.clone() }).starts_with("host.load.cpu_percent:"));

@@ -1,7 +1,10 @@
 //! The registry mirror (hyper, HTTP/1.1 on `listen.mirror`, 127.0.0.1:65001 by default):
-//! what containerd 1.6+ and skopeo send to a mirror. Manifests, tags and `/v2/` go to the
-//! registry every time; blobs named by sha256 come through P2P (`blob.rs`, `stream.rs`),
-//! whole or by range; only configured registries are proxied (`upstream.rs`).
+//! what containerd 1.6+ and skopeo send to a mirror. Manifests are resolved upstream once
+//! per TTL and shared (`manifest.rs`), through a seed peer's resolver on normal hosts; tags
+//! lists and `/v2/` go to the registry; blobs named by sha256 come through P2P (`blob.rs`,
+//! `stream.rs`), whole or by range; only configured registries are proxied (`upstream.rs`).
+//! A seed host also serves manifests to other peers' mirrors on `listen.resolver`
+//! (`serve_resolver`).
 //!
 //! | file | what |
 //! |---|---|
@@ -9,6 +12,7 @@
 //! | `upstream.rs` | which registry (`?ns=`, header, default) and the allow list |
 //! | `headers.rs` | header pass-through (hop-by-hop headers dropped) |
 //! | `forward.rs` | requests passed to the registry, answers relayed back streaming |
+//! | `manifest.rs` | manifests resolved once per TTL, joined, checked, shared (`core::resolve`) |
 //! | `auth.rs` | the registry's yes to a client's credentials for a blob, remembered briefly |
 //! | `range.rs` | `Range` headers |
 //! | `blob.rs`, `stream.rs` | blobs through P2P |
@@ -17,6 +21,7 @@ mod auth;
 mod blob;
 mod forward;
 mod headers;
+mod manifest;
 mod range;
 mod route;
 mod stream;
@@ -94,6 +99,7 @@ pub struct Mirror {
     ctx: Arc<Ctx>,
     clients: forward::Clients,
     auth: auth::AuthCache,
+    manifests: manifest::Manifests,
 }
 
 impl Mirror {
@@ -101,12 +107,15 @@ impl Mirror {
         let m = &ctx.cfg.mirror;
         let clients = forward::Clients::new(&ctx.cfg.origin, m.upstream_timeout_ms)?;
         let auth = auth::AuthCache::new(Duration::from_millis(m.auth_check_ttl_ms));
-        Ok(Mirror { ctx, clients, auth })
+        let manifests = manifest::Manifests::new(m.resolve_rule());
+        Ok(Mirror { ctx, clients, auth, manifests })
     }
 
-    async fn handle(self: &Arc<Mirror>, request: Request<Incoming>) -> Response<Body> {
+    /// `resolver`: the request came to a seed's resolver (`listen.resolver`), which answers
+    /// manifests only.
+    async fn handle(self: &Arc<Mirror>, request: Request<Incoming>, resolver: bool) -> Response<Body> {
         let (parts, _body) = request.into_parts();
-        let (kind, (response, outcome)) = self.route(&parts).await;
+        let (kind, (response, outcome)) = self.route(&parts, resolver).await;
         self.ctx.metrics.mirror_request(kind, outcome.label());
         tracing::debug!(
             method = %parts.method,
@@ -119,7 +128,11 @@ impl Mirror {
         response
     }
 
-    async fn route(self: &Arc<Mirror>, parts: &http::request::Parts) -> (&'static str, (Response<Body>, Outcome)) {
+    async fn route(
+        self: &Arc<Mirror>,
+        parts: &http::request::Parts,
+        resolver: bool,
+    ) -> (&'static str, (Response<Body>, Outcome)) {
         if parts.method != Method::GET && parts.method != Method::HEAD {
             let mut r = json_error(
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -135,6 +148,10 @@ impl Mirror {
                 return ("invalid", (json_error(status, &e.message), Outcome::ClientError));
             }
         };
+        if resolver && !matches!(route, Route::Manifest { .. }) {
+            let message = "this is a seed peer's manifest resolver: it answers /v2/<name>/manifests/<reference> only";
+            return ("invalid", (json_error(StatusCode::NOT_FOUND, message), Outcome::ClientError));
+        }
         let kind = match &route {
             Route::Ping => "ping",
             Route::Manifest { .. } => "manifest",
@@ -167,7 +184,11 @@ impl Mirror {
                 let r = blob::BlobRequest { parts, upstream, name: &name, digest: &digest, sha256 };
                 blob::serve(self, r).await
             }
-            Route::Ping | Route::Manifest { .. } | Route::Listing | Route::Blob { sha256: None, .. } => {
+            Route::Manifest { name, reference } => {
+                let r = manifest::ManifestRequest { parts, upstream, name: &name, reference: &reference, path: &path };
+                manifest::serve(self, r).await
+            }
+            Route::Ping | Route::Listing | Route::Blob { sha256: None, .. } => {
                 self.forward(&parts.method, &parts.headers, &upstream, &path).await
             }
         };
@@ -229,7 +250,17 @@ pub fn text(status: StatusCode, message: &str) -> Response<Body> {
 
 /// Serves the mirror until `stop`; at most `mirror.max_connections` connections open and
 /// `mirror.max_requests` requests handled at once.
-pub async fn serve(mirror: Arc<Mirror>, listener: TcpListener, mut stop: watch::Receiver<bool>) {
+pub async fn serve(mirror: Arc<Mirror>, listener: TcpListener, stop: watch::Receiver<bool>) {
+    accept_loop(mirror, listener, stop, false).await
+}
+
+/// Serves a seed's manifest resolver (`listen.resolver`) until `stop`: the mirror's
+/// manifest requests only, under the same connection limits.
+pub async fn serve_resolver(mirror: Arc<Mirror>, listener: TcpListener, stop: watch::Receiver<bool>) {
+    accept_loop(mirror, listener, stop, true).await
+}
+
+async fn accept_loop(mirror: Arc<Mirror>, listener: TcpListener, mut stop: watch::Receiver<bool>, resolver: bool) {
     let slots = Arc::new(Semaphore::new(mirror.ctx.cfg.mirror.max_connections));
     let requests = Arc::new(Semaphore::new(mirror.ctx.cfg.mirror.max_requests));
     loop {
@@ -252,7 +283,7 @@ pub async fn serve(mirror: Arc<Mirror>, listener: TcpListener, mut stop: watch::
         };
         let (mirror, requests) = (mirror.clone(), requests.clone());
         tokio::spawn(async move {
-            serve_connection(mirror, stream, requests).await;
+            serve_connection(mirror, stream, requests, resolver).await;
             drop(permit);
         });
     }
@@ -261,7 +292,7 @@ pub async fn serve(mirror: Arc<Mirror>, listener: TcpListener, mut stop: watch::
 /// TLS record type "handshake": the first byte of a ClientHello.
 const TLS_HANDSHAKE: u8 = 0x16;
 
-async fn serve_connection(mirror: Arc<Mirror>, mut stream: TcpStream, requests: Arc<Semaphore>) {
+async fn serve_connection(mirror: Arc<Mirror>, mut stream: TcpStream, requests: Arc<Semaphore>, resolver: bool) {
     let _ = stream.set_nodelay(true);
     let head_timeout = Duration::from_millis(mirror.ctx.cfg.mirror.request_head_timeout_ms);
     // containerd and skopeo may try HTTPS first: a ClientHello gets a plain 400 (Go's TLS
@@ -290,7 +321,7 @@ async fn serve_connection(mirror: Arc<Mirror>, mut stream: TcpStream, requests: 
             let Ok(_slot) = requests.acquire_owned().await else {
                 return Ok::<_, Infallible>(text(StatusCode::SERVICE_UNAVAILABLE, "the mirror is stopping"));
             };
-            Ok::<_, Infallible>(mirror.handle(request).await)
+            Ok::<_, Infallible>(mirror.handle(request, resolver).await)
         }
     });
     let connection = http1::Builder::new()
