@@ -3,7 +3,8 @@
 //! and seed peer as an uploader, and d_min the slowest node's effective download rate
 //! (NIC or disk write, whichever is lower).
 
-use crate::scenario::Scenario;
+use crate::scenario::{Mode, Scenario};
+use peer::core::{Addressing, ResolveRule};
 
 pub fn image_bytes(sc: &Scenario) -> u64 {
     sc.image.layer_bytes.iter().sum::<u64>() + sc.image.config_bytes
@@ -32,19 +33,98 @@ pub fn lower_bound_s(sc: &Scenario) -> f64 {
     (f_bits / u_s).max(f_bits / d_min).max(n * f_bits / (u_s + uploads))
 }
 
-/// What the request path alone costs every p2p rollout, whatever the scheduler does: a node
-/// learns the layer digests only from its manifest (HEAD by tag, then GET by digest, both
-/// upstream), the registry admits at most `qps_limit` requests a second, and the last node
-/// to learn them must then receive the whole image at its own download rate. So the last
-/// node holds the image no sooner than
-///   schedule_delay + max(2 * latency, (2N - 1) / qps_limit + latency) + F / d_min.
-/// The Kumar & Ross bound leaves this out (all nodes present and informed at t = 0); with
-/// Nginx at 500 nodes it is 1.29x that bound.
-pub fn request_floor_s(sc: &Scenario) -> f64 {
+/// The rule each node's registry mirror and each seed's resolver hold in `mode`: the
+/// scenario's `[mirror]`, or in oci (containerd alone, no mirror) one that keeps nothing.
+pub fn mirror_rule(sc: &Scenario, mode: Mode) -> ResolveRule {
+    match mode {
+        Mode::Oci => ResolveRule { tag_ttl_ms: 0, digest_ttl_ms: 0, ..ResolveRule::default() },
+        Mode::P2p | Mode::P2pLazy => sc.mirror.rule(),
+    }
+}
+
+fn ttl_ms(rule: &ResolveRule, addressing: Addressing) -> u64 {
+    match addressing {
+        Addressing::Tag => rule.tag_ttl_ms,
+        Addressing::Digest => rule.digest_ttl_ms,
+    }
+}
+
+/// Whether the normal nodes' mirrors ask a seed peer's resolver for a manifest addressed
+/// so: `mirror.resolve_via_seeds`, a seed peer, and a key the mirror keeps (the daemon
+/// passes a request whose TTL is 0 to the registry as it came, `mirror/manifest.rs`).
+pub fn seeds_resolve(sc: &Scenario, mode: Mode, addressing: Addressing) -> bool {
+    mode != Mode::Oci
+        && sc.mirror.resolve_via_seeds
+        && sc.cluster.seed_peers > 0
+        && ttl_ms(&mirror_rule(sc, mode), addressing) > 0
+}
+
+/// How the nodes of one mode learn their layer digests (the daemon's rule, `[mirror]`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ManifestPath {
+    /// Manifest requests the registry receives in the rollout (within one TTL).
+    pub registry_requests: f64,
+    /// Requests one node waits for one after the other: the tag, then the digest unless
+    /// the tag's answer gave it.
+    pub in_series: f64,
+    /// How many of those go through a seed's resolver, each adding `hop_s`.
+    pub via_seeds: f64,
+    /// The node-to-seed round trip, 2 x `scheduler.rpc_latency_ms`.
+    pub hop_s: f64,
+}
+
+pub fn manifest_path(sc: &Scenario, mode: Mode) -> ManifestPath {
+    let n = f64::from(node_count(sc));
+    let rule = mirror_rule(sc, mode);
+    let hop_s = 2.0 * sc.scheduler.cost.rpc_latency_ms / 1e3;
+    let mut path = ManifestPath { registry_requests: 0.0, in_series: 0.0, via_seeds: 0.0, hop_s };
+    // The tag's answer, when the mirror keeps it, carries the manifest: its digest is kept
+    // for containerd's GET by digest unless digests are kept for 0 ms.
+    let digest_learned = rule.tag_ttl_ms > 0 && rule.digest_ttl_ms > 0;
+    for addressing in [Addressing::Tag, Addressing::Digest] {
+        if addressing == Addressing::Digest && digest_learned {
+            continue;
+        }
+        path.in_series += 1.0;
+        if seeds_resolve(sc, mode, addressing) {
+            // One request for every node asking the seed within the TTL.
+            path.registry_requests += 1.0;
+            path.via_seeds += 1.0;
+        } else {
+            // Each mirror asks once (or passes each request on: TTL 0, or no mirror).
+            path.registry_requests += n;
+        }
+    }
+    path
+}
+
+/// What the request path alone costs every rollout of `mode`, whatever the scheduler does:
+/// a node learns the layer digests only from its manifest, the registry admits at most
+/// `qps_limit` requests a second, and the last node to learn them must then receive the
+/// whole image at its own download rate. With R manifest requests at the registry, k of
+/// them in series per node, s of those through a seed (each adding the round trip h), the
+/// last node holds the image no sooner than
+///   schedule_delay + max(k * latency + s * h, (R - 1) / qps_limit + latency + tail) + F / d_min,
+/// where tail, what a node still waits for after the last registry answer, is h when all
+/// its requests go through a seed (the answer's way back after the way there), h / 2 when
+/// some do, else 0. `manifest_path` gives R, k and s: oci or both TTLs 0: R = 2N, k = 2
+/// (HEAD by tag, GET by digest); mirrors asking the registry: R = N, k = 1; mirrors asking a
+/// seed's resolver (the default): R = 1, k = 1, s = 1. The Kumar & Ross bound leaves this
+/// out (all nodes present and informed at t = 0); with 2N requests, Nginx at 500 nodes had
+/// it 1.29x that bound, with the seeds resolving it is 1.02x.
+pub fn request_floor_s(sc: &Scenario, mode: Mode) -> f64 {
     let latency_s = sc.registry.request_latency_ms / 1e3;
-    let manifest_requests = 2.0 * f64::from(node_count(sc));
-    let informed_s = sc.pod.schedule_delay_ms / 1e3
-        + (2.0 * latency_s).max((manifest_requests - 1.0) / sc.registry.qps_limit + latency_s);
+    let path = manifest_path(sc, mode);
+    let one_node_s = path.in_series * latency_s + path.via_seeds * path.hop_s;
+    let tail_s = if path.via_seeds == 0.0 {
+        0.0
+    } else if path.via_seeds == path.in_series {
+        path.hop_s
+    } else {
+        path.hop_s / 2.0
+    };
+    let queue_s = (path.registry_requests - 1.0) / sc.registry.qps_limit + latency_s + tail_s;
+    let informed_s = sc.pod.schedule_delay_ms / 1e3 + one_node_s.max(queue_s);
     informed_s + image_bytes(sc) as f64 * 8.0 / node_down_bps(sc)
 }
 
@@ -58,15 +138,44 @@ mod tests {
 
     #[test]
     fn request_floor_is_the_manifest_queue_then_the_image_at_the_link() {
-        let sc = seed_file(include_str!("../../../scenarios/nginx-500.toml"), "nginx-500.toml");
+        let mut sc = seed_file(include_str!("../../../scenarios/nginx-500.toml"), "nginx-500.toml");
         let image_s = image_bytes(&sc) as f64 * 8.0 / (6e9 * sc.network.wire_efficiency());
-        // 1000 manifest requests at 5000/s: the last is admitted 0.1998 s after the first
-        // (no sooner than the 10 ms schedule delay) and answered 5 ms later.
-        assert!((request_floor_s(&sc) - (0.010 + 0.1998 + 0.005 + image_s)).abs() < 1e-9);
-        assert!(request_floor_s(&sc) > 1.25 * lower_bound_s(&sc));
-        // Few nodes: the two round trips dominate the queue.
+        // oci: 1000 manifest requests at 5000/s: the last is admitted 0.1998 s after the
+        // first (no sooner than the 10 ms schedule delay) and answered 5 ms later.
+        let two_per_node = 0.010 + 0.1998 + 0.005 + image_s;
+        assert!((request_floor_s(&sc, Mode::Oci) - two_per_node).abs() < 1e-9);
+        assert!(request_floor_s(&sc, Mode::Oci) > 1.25 * lower_bound_s(&sc));
+        // p2p, the seeds resolving (default): one GET by tag, 5 ms, and the node-to-seed
+        // round trip, 2 x 0.25 ms.
+        for mode in [Mode::P2p, Mode::P2pLazy] {
+            assert!((request_floor_s(&sc, mode) - (0.010 + 0.005 + 0.0005 + image_s)).abs() < 1e-9);
+        }
+        assert!(request_floor_s(&sc, Mode::P2p) < 1.03 * lower_bound_s(&sc));
+        // Each mirror asking the registry: one GET by tag per node, 500 at 5000/s.
+        sc.mirror.resolve_via_seeds = false;
+        assert!((request_floor_s(&sc, Mode::P2p) - (0.010 + 0.0998 + 0.005 + image_s)).abs() < 1e-9);
+        // Digests not kept: the GET by digest goes upstream too.
+        sc.mirror.auth_check_ttl_ms = 0;
+        assert!((request_floor_s(&sc, Mode::P2p) - two_per_node).abs() < 1e-9);
+        // ... from each mirror straight to the registry even when the seeds resolve tags:
+        // 501 requests, and after the last one, the seed's answer's way back at least.
+        sc.mirror.resolve_via_seeds = true;
+        let one_tag_then_each_digest = 0.010 + (500.0 / 5000.0 + 0.005 + 0.00025) + image_s;
+        assert!((request_floor_s(&sc, Mode::P2p) - one_tag_then_each_digest).abs() < 1e-9);
+        assert_eq!(manifest_path(&sc, Mode::P2p).via_seeds, 1.0, "the tag only");
+        // Tags not kept: each HEAD by tag passes to the registry, the GET by digest goes
+        // through the seed, once for all.
+        sc.mirror.auth_check_ttl_ms = 60_000;
+        sc.mirror.tag_ttl_ms = 0;
+        let path = manifest_path(&sc, Mode::P2p);
+        assert_eq!((path.registry_requests, path.in_series, path.via_seeds), (501.0, 2.0, 1.0));
+        assert!((request_floor_s(&sc, Mode::P2p) - one_tag_then_each_digest).abs() < 1e-9);
+        // Nothing kept: as oci, whatever the seeds.
+        sc.mirror.auth_check_ttl_ms = 0;
+        assert!((request_floor_s(&sc, Mode::P2p) - two_per_node).abs() < 1e-9);
+        // 50 nodes: 100 requests, the last admitted 19.8 ms after the first.
         let sc = seed_file(include_str!("../../../scenarios/nginx-50.toml"), "nginx-50.toml");
-        assert!((request_floor_s(&sc) - (0.010 + 0.0198 + 0.005 + image_s)).abs() < 1e-9);
+        assert!((request_floor_s(&sc, Mode::Oci) - (0.010 + 0.0198 + 0.005 + image_s)).abs() < 1e-9);
     }
 
     #[test]

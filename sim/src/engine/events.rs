@@ -1,7 +1,7 @@
 //! The event queue: earliest time first, then insertion order, so equal times replay in
 //! the same order on every run.
 
-use super::world::SchedRequest;
+use super::world::{ManifestKey, SchedRequest};
 use crate::net::TimeNs;
 use sched::core::{Decision, PeerId};
 use std::cmp::Reverse;
@@ -12,8 +12,15 @@ pub(crate) enum Event {
     PodScheduled {
         node: usize,
     },
+    /// A HEAD by tag answered (a mirror that keeps nothing, or containerd alone).
     ManifestHeadDone {
         node: usize,
+    },
+    /// A node's mirror's request reached a seed peer's resolver.
+    ResolverAsked {
+        seed: usize,
+        node: usize,
+        key: ManifestKey,
     },
     StartTransfer {
         transfer: usize,

@@ -5,7 +5,9 @@ mod bound;
 mod events;
 mod world;
 
-pub use bound::{image_bytes, lower_bound_s, node_count, request_floor_s};
+pub use bound::{
+    image_bytes, lower_bound_s, manifest_path, mirror_rule, node_count, request_floor_s, seeds_resolve, ManifestPath,
+};
 
 use crate::result::{ModeResult, RunResult};
 use crate::scenario::{Mode, Scenario};
@@ -36,10 +38,16 @@ pub fn run_scenario(scenario: &Scenario, _options: &RunOptions) -> anyhow::Resul
         policy: policy.name().to_string(),
         image_bytes: image_bytes(scenario),
         lower_bound_s: lower_bound_s(scenario),
-        request_floor_s: request_floor_s(scenario),
+        request_floor_s: request_floor_s(scenario, floor_mode(scenario)),
         modes,
         config_toml: effective_config_toml(scenario, policy)?,
     })
+}
+
+/// The mode whose request floor a run prints beside the bound: its first p2p mode (both
+/// resolve manifests alike), else oci.
+pub fn floor_mode(scenario: &Scenario) -> Mode {
+    scenario.modes.iter().copied().find(|m| *m != Mode::Oci).unwrap_or(Mode::Oci)
 }
 
 /// Runs one mode of `scenario` under `policy`: what `run_scenario` runs on each of its

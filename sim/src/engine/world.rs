@@ -8,13 +8,15 @@ use super::events::{Event, EventQueue};
 use crate::net::{Completion, FlowNet, NodeIx, TimeNs};
 use crate::result::{ModeResult, PodRecord, REGISTRY_BUCKET_NS};
 use crate::scenario::{Mode, Scenario};
-use peer::core::{PeerAction, PeerConfig, Source, TaskDownload, UploadSlots};
+use peer::core::resolve::Lookup;
+use peer::core::{Addressing, PeerAction, PeerConfig, ResolveCache, Source, TaskDownload, UploadSlots};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use sched::core::{
     hashring, Decision, HostId, HostInfo, HostKind, PeerId, PieceReport, RegisterPeer, Scheduler, TaskId,
 };
 use sched::Policy;
+use std::collections::BTreeMap;
 
 pub(crate) const NS_PER_S_F: f64 = 1e9;
 
@@ -69,6 +71,34 @@ struct PeerTask {
     open: Vec<usize>,
 }
 
+/// What a mirror or a seed's resolver asks about the image: the tag (containerd's first
+/// request) or the manifest by digest (its second).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum ManifestKey {
+    Tag,
+    Digest,
+}
+
+impl ManifestKey {
+    fn addressing(self) -> Addressing {
+        match self {
+            ManifestKey::Tag => Addressing::Tag,
+            ManifestKey::Digest => Addressing::Digest,
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// One registry request of a seed peer's resolver, and the nodes its answer goes to.
+struct ResolverFetch {
+    seed: usize,
+    key: ManifestKey,
+    waiters: Vec<usize>,
+}
+
 #[derive(Debug, Clone, Copy)]
 enum TransferKind {
     Piece {
@@ -81,8 +111,16 @@ enum TransferKind {
         node: usize,
         blob: usize,
     },
+    /// A manifest's body reaching a node's mirror, from the registry (`from: None`) or
+    /// from a seed peer's resolver (its host).
     Manifest {
         node: usize,
+        key: ManifestKey,
+        from: Option<usize>,
+    },
+    /// A manifest's body reaching a seed peer's resolver from the registry.
+    ResolverFetch {
+        fetch: usize,
     },
 }
 
@@ -171,6 +209,17 @@ pub(crate) struct World<'a> {
     /// A normal node's upload in P2P, bits/s (its link, or its own limit).
     node_up_bps: f64,
     back_to_source_asks: u64,
+    /// Each node's registry mirror (the daemon's `ResolveCache`); in oci mode containerd's
+    /// own requests, which keep nothing (zero TTLs).
+    mirrors: Vec<ResolveCache<ManifestKey, ()>>,
+    /// Per key, the seed host whose resolver the mirrors ask (rendezvous over the seeds);
+    /// None: they ask the registry (`bound::seeds_resolve`).
+    resolver_of: [Option<usize>; 2],
+    /// Each seed peer's resolver, by seed (host - nodes).
+    resolvers: Vec<ResolveCache<ManifestKey, ()>>,
+    /// Per seed, the registry request a `Join` waits for, by key.
+    resolver_asking: Vec<BTreeMap<ManifestKey, usize>>,
+    resolver_fetches: Vec<ResolverFetch>,
     completions: Vec<Completion>,
     actions: Vec<PeerAction>,
 }
@@ -258,6 +307,18 @@ impl<'a> World<'a> {
         }
         let reads = if mode == Mode::P2pLazy { working_set(sc, &peer_cfg) } else { Vec::new() };
         let hosts = n_nodes + seed_count;
+        let rule = bound::mirror_rule(sc, mode);
+        // The daemon picks the seed by rendezvous hashing of the key over the seed hosts: for
+        // one image, every node asks the same seed.
+        let resolver_of = [ManifestKey::Tag, ManifestKey::Digest].map(|key| {
+            let name = match key {
+                ManifestKey::Tag => sc.image.reference.clone(),
+                ManifestKey::Digest => format!("{}@digest", sc.image.reference),
+            };
+            let seeds = (n_nodes..hosts).map(|h| (h, h as u64));
+            let via_seeds = bound::seeds_resolve(sc, mode, key.addressing());
+            hashring::pick(hashring::key_of(name.as_bytes()), seeds).filter(|_| via_seeds)
+        });
         Ok(World {
             sc,
             mode,
@@ -297,6 +358,11 @@ impl<'a> World<'a> {
             hop_max: 0,
             node_up_bps,
             back_to_source_asks: 0,
+            mirrors: (0..n_nodes).map(|_| ResolveCache::new(rule)).collect(),
+            resolver_of,
+            resolvers: (0..seed_count).map(|_| ResolveCache::new(rule)).collect(),
+            resolver_asking: vec![BTreeMap::new(); seed_count],
+            resolver_fetches: Vec::new(),
             completions: Vec::new(),
             actions: Vec::new(),
         })
@@ -355,11 +421,12 @@ impl<'a> World<'a> {
                 }
             }
             Event::ManifestHeadDone { node } => {
-                // HEAD by tag answered; GET by digest follows.
-                let at = self.registry_admit();
-                let bytes = self.sc.image.manifest_bytes;
-                self.start_transfer_at(at, TransferKind::Manifest { node }, bytes);
+                // HEAD by tag answered: a digest, no body to keep (a zero TTL keeps nothing).
+                let now_ms = self.now_ms();
+                self.mirrors[node].complete(&ManifestKey::Tag, Addressing::Tag, (), now_ms);
+                self.mirror_answered(node, ManifestKey::Tag);
             }
+            Event::ResolverAsked { seed, node, key } => self.resolver_asked(seed, node, key),
             Event::StartTransfer { transfer } => self.start_flow(transfer),
             Event::SchedDeliver { replica, life, request } => {
                 if self.replicas[replica].life == life && !self.replicas[replica].dead {
@@ -414,10 +481,118 @@ impl<'a> World<'a> {
         slot as TimeNs + ms(self.sc.registry.request_latency_ms)
     }
 
+    // ---- manifests (the daemon's mirror and seed resolver, `peer::core::ResolveCache`) ----
+
+    fn now_ms(&self) -> u64 {
+        self.now / 1_000_000
+    }
+
+    /// A node's pull starts with containerd resolving the tag, then reading the manifest by
+    /// its digest, both from the node's mirror (oci: from the registry).
     fn resolve_manifest(&mut self, node: usize) {
-        // HEAD by tag, then GET by digest: both go upstream in every mode.
+        self.mirror_lookup(node, ManifestKey::Tag);
+    }
+
+    /// containerd asks the node's mirror for `key`.
+    fn mirror_lookup(&mut self, node: usize, key: ManifestKey) {
+        let now_ms = self.now_ms();
+        match self.mirrors[node].lookup(&key, key.addressing(), now_ms) {
+            Lookup::Fresh(()) => self.mirror_answered(node, key),
+            // Only this pull asks this node's mirror: the answer in flight moves it on.
+            Lookup::Join => {}
+            Lookup::Fetch => self.mirror_asks_upstream(node, key),
+        }
+    }
+
+    /// The mirror asks a seed peer's resolver, or the registry: with `tag_ttl_ms > 0` a GET
+    /// (its body is kept and its digest learned), with 0 a HEAD by tag, as containerd's own.
+    fn mirror_asks_upstream(&mut self, node: usize, key: ManifestKey) {
+        if let Some(seed) = self.resolver_of[key.index()] {
+            // The request crosses to the seed: one way of the peers' network latency (the
+            // one `scheduler.rpc_latency_ms` gives the peer-to-peer and peer-to-scheduler
+            // requests; the answer pays it back in `resolver_answers`).
+            self.queue.push(self.now + self.rpc_ns, Event::ResolverAsked { seed, node, key });
+            return;
+        }
         let at = self.registry_admit();
-        self.queue.push(at, Event::ManifestHeadDone { node });
+        if key == ManifestKey::Tag && self.mirrors[node].rule().tag_ttl_ms == 0 {
+            self.queue.push(at, Event::ManifestHeadDone { node });
+        } else {
+            let kind = TransferKind::Manifest { node, key, from: None };
+            self.start_transfer_at(at, kind, self.sc.image.manifest_bytes);
+        }
+    }
+
+    /// The node's mirror answers containerd's request for `key`; the tag's answer is
+    /// followed by the GET by digest.
+    fn mirror_answered(&mut self, node: usize, key: ManifestKey) {
+        match key {
+            ManifestKey::Tag => self.mirror_lookup(node, ManifestKey::Digest),
+            ManifestKey::Digest => self.after_manifest(node),
+        }
+    }
+
+    /// A manifest's body reached the node's mirror: kept for the key's TTL and, for a tag,
+    /// its sha256 checked and kept by digest too, so the GET by digest asks nobody.
+    fn manifest_arrived(&mut self, node: usize, key: ManifestKey) {
+        let now_ms = self.now_ms();
+        let mirror = &mut self.mirrors[node];
+        mirror.complete(&key, key.addressing(), (), now_ms);
+        if key == ManifestKey::Tag {
+            mirror.learn(&ManifestKey::Digest, Addressing::Digest, (), now_ms);
+        }
+        self.mirror_answered(node, key);
+    }
+
+    /// A node's request reached seed host `seed`'s resolver: answered from its cache, joined
+    /// to its request in flight, or sent to the registry as one GET for everyone asking.
+    fn resolver_asked(&mut self, seed: usize, node: usize, key: ManifestKey) {
+        let s = seed - self.nodes.len();
+        let now_ms = self.now_ms();
+        match self.resolvers[s].lookup(&key, key.addressing(), now_ms) {
+            Lookup::Fresh(()) => self.resolver_answers(seed, node, key),
+            Lookup::Join => {
+                let fetch = self.resolver_asking[s][&key];
+                self.resolver_fetches[fetch].waiters.push(node);
+            }
+            Lookup::Fetch => {
+                let fetch = self.resolver_fetches.len();
+                self.resolver_fetches.push(ResolverFetch { seed, key, waiters: vec![node] });
+                if self.resolvers[s].asking(&key) {
+                    self.resolver_asking[s].insert(key, fetch);
+                }
+                let at = self.registry_admit();
+                self.start_transfer_at(at, TransferKind::ResolverFetch { fetch }, self.sc.image.manifest_bytes);
+            }
+        }
+    }
+
+    /// The registry answered a resolver's GET: the seed keeps it (and, for a tag, the
+    /// manifest by its digest) and answers every node that waited for it.
+    fn resolver_fetched(&mut self, fetch: usize) {
+        let (seed, key) = (self.resolver_fetches[fetch].seed, self.resolver_fetches[fetch].key);
+        let waiters = std::mem::take(&mut self.resolver_fetches[fetch].waiters);
+        let s = seed - self.nodes.len();
+        let now_ms = self.now_ms();
+        let resolver = &mut self.resolvers[s];
+        resolver.complete(&key, key.addressing(), (), now_ms);
+        if key == ManifestKey::Tag {
+            resolver.learn(&ManifestKey::Digest, Addressing::Digest, (), now_ms);
+        }
+        if self.resolver_asking[s].get(&key) == Some(&fetch) {
+            self.resolver_asking[s].remove(&key);
+        }
+        for node in waiters {
+            self.resolver_answers(seed, node, key);
+        }
+    }
+
+    /// The seed's answer goes back to the node: the return way of the round trip, then the
+    /// manifest's body as a flow from the seed (a few KB: microseconds on any link, but its
+    /// bytes cross the seed's upload like any other).
+    fn resolver_answers(&mut self, seed: usize, node: usize, key: ManifestKey) {
+        let kind = TransferKind::Manifest { node, key, from: Some(seed) };
+        self.start_transfer_at(self.now + self.rpc_ns, kind, self.sc.image.manifest_bytes);
     }
 
     /// A transfer whose flow starts at `at` (after request latency and admission).
@@ -454,7 +629,11 @@ impl<'a> World<'a> {
             return;
         }
         let (src, dst) = match t.kind {
-            TransferKind::Manifest { node } | TransferKind::Blob { node, .. } => (self.registry, self.host_net[node]),
+            TransferKind::Manifest { node, from: None, .. } | TransferKind::Blob { node, .. } => {
+                (self.registry, self.host_net[node])
+            }
+            TransferKind::Manifest { node, from: Some(seed), .. } => (self.host_net[seed], self.host_net[node]),
+            TransferKind::ResolverFetch { fetch } => (self.registry, self.host_net[self.resolver_fetches[fetch].seed]),
             TransferKind::Piece { dst, from, .. } => {
                 let dst_net = self.host_net[self.peers[dst.0 as usize].host];
                 match from {
@@ -478,7 +657,8 @@ impl<'a> World<'a> {
         }
         let kind = self.transfers[id].kind;
         match kind {
-            TransferKind::Manifest { node } => self.after_manifest(node),
+            TransferKind::Manifest { node, key, .. } => self.manifest_arrived(node, key),
+            TransferKind::ResolverFetch { fetch } => self.resolver_fetched(fetch),
             TransferKind::Blob { node, blob } => {
                 self.nodes[node].bytes_registry += c.bytes;
                 self.nodes[node].active_blobs -= 1;
