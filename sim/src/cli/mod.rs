@@ -642,112 +642,6 @@ fn cmd_bless(from: &Path, to: &Path) -> Result<i32, Failure> {
     Ok(0)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn args(s: &str) -> Vec<String> {
-        s.split_whitespace().map(String::from).collect()
-    }
-
-    fn err(s: &str) -> String {
-        parse(&args(s)).unwrap_err().0
-    }
-
-    #[test]
-    fn run_with_overrides() {
-        assert_eq!(
-            parse(&args("scenarios/tensorflow-500.toml --seed 7 --policy kraken --out /tmp/r")).unwrap(),
-            Command::Run {
-                scenario: "scenarios/tensorflow-500.toml".into(),
-                seed: Some(7),
-                policy: Some("kraken".into()),
-                out: "/tmp/r".into()
-            }
-        );
-        assert_eq!(
-            parse(&args("run a.toml --seed=3")).unwrap(),
-            Command::Run { scenario: "a.toml".into(), seed: Some(3), policy: None, out: "reports".into() }
-        );
-    }
-
-    #[test]
-    fn other_commands_and_defaults() {
-        assert_eq!(
-            parse(&args("matrix scenarios --out o")).unwrap(),
-            Command::Matrix { inputs: vec!["scenarios".into()], seed: None, policy: None, out: "o".into() }
-        );
-        assert_eq!(
-            parse(&args("compare-policies s.toml --seed 2")).unwrap(),
-            Command::ComparePolicies { scenario: "s.toml".into(), seed: Some(2), out: "reports".into() }
-        );
-        assert_eq!(
-            parse(&args("check")).unwrap(),
-            Command::Check { baseline: "reports/baseline".into(), current: "reports".into(), tolerance_file: None }
-        );
-        assert_eq!(
-            parse(&args("check --baseline b --current c --tolerance-file t.toml")).unwrap(),
-            Command::Check { baseline: "b".into(), current: "c".into(), tolerance_file: Some("t.toml".into()) }
-        );
-        assert_eq!(
-            parse(&args("bless")).unwrap(),
-            Command::Bless { from: "reports".into(), to: "reports/baseline".into() }
-        );
-        assert_eq!(parse(&args("--help")).unwrap(), Command::Help);
-        assert_eq!(parse(&args("matrix -h")).unwrap(), Command::Help);
-    }
-
-    #[test]
-    fn errors_name_the_flag() {
-        assert!(err("s.toml --sed 1").contains("unknown flag --sed"), "{}", err("s.toml --sed 1"));
-        assert!(err("s.toml --seed").contains("--seed needs a value"));
-        assert!(err("s.toml --seed abc").contains("--seed: expected a non-negative integer"));
-        assert!(err("s.toml --seed -1").contains("--seed: expected a non-negative integer, got \"-1\""));
-        let e = err("s.toml --policy fastest");
-        assert!(e.contains("--policy") && e.contains("default, dragonfly, kraken"), "{e}");
-        assert!(err("compare-policies s.toml --policy kraken").contains("unknown flag --policy"));
-        assert!(err("s.toml --seed 1 --seed 2").contains("--seed given twice"));
-        assert!(err("s.toml -x").contains("unknown flag -x"));
-        assert!(err("").contains("missing scenario file"));
-        assert!(err("a.toml b.toml").contains("unexpected \"b.toml\""));
-        assert!(err("matrix").contains("needs a directory"));
-        assert!(err("check extra").contains("unexpected \"extra\""));
-        assert!(err("bless --out x").contains("unknown flag --out"));
-        // One line each.
-        for e in [err("s.toml --sed 1"), err("s.toml --policy x")] {
-            assert!(!e.contains('\n'), "{e}");
-        }
-    }
-
-    #[test]
-    fn bad_flags_exit_2() {
-        assert_eq!(main_with_args(&args("s.toml --bogus 1")), 2);
-        assert_eq!(main_with_args(&args("check --baseline /nonexistent/sim-test-baseline")), 2);
-    }
-
-    #[test]
-    fn a_missing_scenario_file_exits_2() {
-        assert_eq!(main_with_args(&args("/nonexistent/sim-test.toml")), 2);
-    }
-
-    #[test]
-    fn matrix_picks_nginx_and_tensorflow_files() {
-        let d = std::env::temp_dir().join(format!("sim-cli-matrix-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).unwrap();
-        for f in ["nginx-50.toml", "tensorflow-500.toml", "capacity-10k.toml", "nginx-notes.md"] {
-            std::fs::write(d.join(f), "").unwrap();
-        }
-        let files = matrix_inputs(std::slice::from_ref(&d)).unwrap();
-        let names: Vec<String> = files.iter().map(|p| p.file_name().unwrap().to_string_lossy().into_owned()).collect();
-        assert_eq!(names, ["nginx-50.toml", "tensorflow-500.toml"]);
-        let listed = matrix_inputs(&[d.join("capacity-10k.toml")]).unwrap();
-        assert_eq!(listed.len(), 1);
-        assert!(matrix_inputs(&[d.join("nope.toml")]).unwrap_err().contains("nope.toml"));
-        let _ = std::fs::remove_dir_all(&d);
-    }
-}
-
 // ---------------------------------------------------------------------------------------
 // Fidelity: the simulator against an emulated rollout.
 
@@ -855,5 +749,111 @@ fn cmd_fidelity_compare(
             println!("fidelity: FAILS: {f}");
         }
         Ok(1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(s: &str) -> Vec<String> {
+        s.split_whitespace().map(String::from).collect()
+    }
+
+    fn err(s: &str) -> String {
+        parse(&args(s)).unwrap_err().0
+    }
+
+    #[test]
+    fn run_with_overrides() {
+        assert_eq!(
+            parse(&args("scenarios/tensorflow-500.toml --seed 7 --policy kraken --out /tmp/r")).unwrap(),
+            Command::Run {
+                scenario: "scenarios/tensorflow-500.toml".into(),
+                seed: Some(7),
+                policy: Some("kraken".into()),
+                out: "/tmp/r".into()
+            }
+        );
+        assert_eq!(
+            parse(&args("run a.toml --seed=3")).unwrap(),
+            Command::Run { scenario: "a.toml".into(), seed: Some(3), policy: None, out: "reports".into() }
+        );
+    }
+
+    #[test]
+    fn other_commands_and_defaults() {
+        assert_eq!(
+            parse(&args("matrix scenarios --out o")).unwrap(),
+            Command::Matrix { inputs: vec!["scenarios".into()], seed: None, policy: None, out: "o".into() }
+        );
+        assert_eq!(
+            parse(&args("compare-policies s.toml --seed 2")).unwrap(),
+            Command::ComparePolicies { scenario: "s.toml".into(), seed: Some(2), out: "reports".into() }
+        );
+        assert_eq!(
+            parse(&args("check")).unwrap(),
+            Command::Check { baseline: "reports/baseline".into(), current: "reports".into(), tolerance_file: None }
+        );
+        assert_eq!(
+            parse(&args("check --baseline b --current c --tolerance-file t.toml")).unwrap(),
+            Command::Check { baseline: "b".into(), current: "c".into(), tolerance_file: Some("t.toml".into()) }
+        );
+        assert_eq!(
+            parse(&args("bless")).unwrap(),
+            Command::Bless { from: "reports".into(), to: "reports/baseline".into() }
+        );
+        assert_eq!(parse(&args("--help")).unwrap(), Command::Help);
+        assert_eq!(parse(&args("matrix -h")).unwrap(), Command::Help);
+    }
+
+    #[test]
+    fn errors_name_the_flag() {
+        assert!(err("s.toml --sed 1").contains("unknown flag --sed"), "{}", err("s.toml --sed 1"));
+        assert!(err("s.toml --seed").contains("--seed needs a value"));
+        assert!(err("s.toml --seed abc").contains("--seed: expected a non-negative integer"));
+        assert!(err("s.toml --seed -1").contains("--seed: expected a non-negative integer, got \"-1\""));
+        let e = err("s.toml --policy fastest");
+        assert!(e.contains("--policy") && e.contains("default, dragonfly, kraken"), "{e}");
+        assert!(err("compare-policies s.toml --policy kraken").contains("unknown flag --policy"));
+        assert!(err("s.toml --seed 1 --seed 2").contains("--seed given twice"));
+        assert!(err("s.toml -x").contains("unknown flag -x"));
+        assert!(err("").contains("missing scenario file"));
+        assert!(err("a.toml b.toml").contains("unexpected \"b.toml\""));
+        assert!(err("matrix").contains("needs a directory"));
+        assert!(err("check extra").contains("unexpected \"extra\""));
+        assert!(err("bless --out x").contains("unknown flag --out"));
+        // One line each.
+        for e in [err("s.toml --sed 1"), err("s.toml --policy x")] {
+            assert!(!e.contains('\n'), "{e}");
+        }
+    }
+
+    #[test]
+    fn bad_flags_exit_2() {
+        assert_eq!(main_with_args(&args("s.toml --bogus 1")), 2);
+        assert_eq!(main_with_args(&args("check --baseline /nonexistent/sim-test-baseline")), 2);
+    }
+
+    #[test]
+    fn a_missing_scenario_file_exits_2() {
+        assert_eq!(main_with_args(&args("/nonexistent/sim-test.toml")), 2);
+    }
+
+    #[test]
+    fn matrix_picks_nginx_and_tensorflow_files() {
+        let d = std::env::temp_dir().join(format!("sim-cli-matrix-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        for f in ["nginx-50.toml", "tensorflow-500.toml", "capacity-10k.toml", "nginx-notes.md"] {
+            std::fs::write(d.join(f), "").unwrap();
+        }
+        let files = matrix_inputs(std::slice::from_ref(&d)).unwrap();
+        let names: Vec<String> = files.iter().map(|p| p.file_name().unwrap().to_string_lossy().into_owned()).collect();
+        assert_eq!(names, ["nginx-50.toml", "tensorflow-500.toml"]);
+        let listed = matrix_inputs(&[d.join("capacity-10k.toml")]).unwrap();
+        assert_eq!(listed.len(), 1);
+        assert!(matrix_inputs(&[d.join("nope.toml")]).unwrap_err().contains("nope.toml"));
+        let _ = std::fs::remove_dir_all(&d);
     }
 }

@@ -1450,7 +1450,7 @@ impl<'a> World<'a> {
 /// at offsets drawn from the scenario seed. Every node runs the same container, so every
 /// node reads the same ranges.
 fn working_set(sc: &Scenario, _cfg: &PeerConfig) -> Vec<(usize, u64, u64)> {
-    let mut rng = ChaCha8Rng::seed_from_u64(sc.seed ^ 0x5eed_0f_5e7);
+    let mut rng = ChaCha8Rng::seed_from_u64(sc.seed ^ 0x0005_eed0_f5e7);
     let read = sc.lazy.range_read_bytes;
     let mut reads = Vec::new();
     for (i, layer) in sc.image.layer_bytes.iter().enumerate() {
@@ -1466,6 +1466,20 @@ fn working_set(sc: &Scenario, _cfg: &PeerConfig) -> Vec<(usize, u64, u64)> {
         }
     }
     reads
+}
+
+/// A scheduler replica's core with every host announced (at the start, and as the fresh
+/// instance a stopped replica comes back as).
+fn replica_core(cfg: &sched::core::SchedulerConfig, rng_seed: u64, nodes: usize, seeds: usize) -> Scheduler {
+    let mut core = Scheduler::new(cfg.clone(), ChaCha8Rng::seed_from_u64(rng_seed));
+    for h in 0..nodes + seeds {
+        let kind = if h < nodes { HostKind::Normal } else { HostKind::Seed };
+        core.announce_host(
+            0,
+            HostInfo { id: HostId(h as u32), kind, location: String::new(), idc: String::new(), disable_shared: false },
+        );
+    }
+    core
 }
 
 #[cfg(test)]
@@ -1487,18 +1501,4 @@ mod tests {
         assert!(slots * 4 < requested, "{slots} transfer slots for {requested} transfers");
         assert_eq!(world.free_transfers.len() as u64, slots, "every transfer ended and gave its id back");
     }
-}
-
-/// A scheduler replica's core with every host announced (at the start, and as the fresh
-/// instance a stopped replica comes back as).
-fn replica_core(cfg: &sched::core::SchedulerConfig, rng_seed: u64, nodes: usize, seeds: usize) -> Scheduler {
-    let mut core = Scheduler::new(cfg.clone(), ChaCha8Rng::seed_from_u64(rng_seed));
-    for h in 0..nodes + seeds {
-        let kind = if h < nodes { HostKind::Normal } else { HostKind::Seed };
-        core.announce_host(
-            0,
-            HostInfo { id: HostId(h as u32), kind, location: String::new(), idc: String::new(), disable_shared: false },
-        );
-    }
-    core
 }

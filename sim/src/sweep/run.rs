@@ -80,11 +80,12 @@ pub fn run_grid(
             .map(|_| {
                 let tx = tx.clone();
                 let (order, next) = (&order, &next);
-                s.spawn(move || loop {
-                    let Some(&unit) = order.get(next.fetch_add(1, Ordering::Relaxed)) else { break };
-                    let outcome = run_unit(&points[unit / modes.len()], modes[unit % modes.len()]);
-                    if tx.send((unit, outcome)).is_err() {
-                        break;
+                s.spawn(move || {
+                    while let Some(&unit) = order.get(next.fetch_add(1, Ordering::Relaxed)) {
+                        let outcome = run_unit(&points[unit / modes.len()], modes[unit % modes.len()]);
+                        if tx.send((unit, outcome)).is_err() {
+                            break;
+                        }
                     }
                 })
             })
