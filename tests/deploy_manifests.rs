@@ -567,6 +567,39 @@ fn seed_peers_keep_their_store_on_a_volume_claim() {
     assert_eq!(storage_class, "fast-ssd", "the example overlay's patch applies");
 }
 
+/// The seeds resolve manifests for every node's mirror (`peer/README.md`, "Manifests"): they
+/// must serve their resolver port, proxy the registries the nodes' mirrors proxy, and keep
+/// tags as long as the nodes do, or every node falls back to asking the registry itself.
+#[test]
+fn seeds_resolve_manifests_for_the_registries_the_nodes_pull_from() {
+    let hosts = |cfg: &DaemonConfig| cfg.mirror.registries.iter().map(|r| (r.host.clone(), r.endpoint.clone())).collect::<Vec<_>>();
+    for tree in TREES {
+        let objects = rendered(tree);
+        let sts = find(objects, "StatefulSet", SEED);
+        let spec = pod_spec(sts);
+        let seed_text = config_text(objects, spec, "config-template", "seed.toml");
+        let (seed, _, _) = peer_config(&with_pod_ip(&seed_text), &format!("{tree}: seed.toml"));
+        let node_text = config_text(objects, pod_spec(find(objects, "DaemonSet", PEER)), "config-template", "peerd.toml");
+        let (node, _, _) = peer_config(&with_pod_ip(&node_text), &format!("{tree}: peerd.toml"));
+        assert!(node.mirror.resolve_via_seeds, "{tree}: peerd.toml: the nodes ask the seeds");
+        assert!(!hosts(&node).is_empty(), "{tree}: peerd.toml proxies some registry");
+        assert_eq!(hosts(&seed), hosts(&node), "{tree}: seed.toml must list the registries of peerd.toml");
+        assert_eq!(seed.mirror.tag_ttl_ms, node.mirror.tag_ttl_ms, "{tree}: one tag TTL for seeds and nodes");
+        assert!(node.mirror.tag_ttl_ms > 0 && node.mirror.tag_ttl_ms <= 30_000, "{tree}: a pushed tag seen within 30 s");
+        let c = container(spec, "containers", "peerd");
+        assert!(seed.listen.resolver.ip().is_unspecified(), "{tree}: the resolver answers on the pod's address");
+        assert_eq!(container_port(c, "resolver")["containerPort"], seed.listen.resolver.port(), "{tree}: resolver port");
+        let svc = find(objects, "Service", sts["spec"]["serviceName"].as_str().unwrap());
+        let port = svc["spec"]["ports"].as_array().unwrap().iter().find(|p| p["name"] == "resolver");
+        assert!(port.is_some_and(|p| p["port"] == seed.listen.resolver.port()), "{tree}: the Service names the resolver port");
+    }
+    let seed = std::fs::read_to_string(systemd_dir().join("seed.toml")).unwrap();
+    let node = std::fs::read_to_string(systemd_dir().join("peerd.toml")).unwrap();
+    let (seed, _, _) = peer_config(&seed, "deploy/systemd/seed.toml");
+    let (node, _, _) = peer_config(&node, "deploy/systemd/peerd.toml");
+    assert_eq!(hosts(&seed), hosts(&node), "deploy/systemd: seed.toml must list the registries of peerd.toml");
+}
+
 fn check_peer_probes_and_ports(tree: &str, workload: &Value, c: &Value, cfg: &DaemonConfig) {
     for probe in ["readinessProbe", "livenessProbe"] {
         assert_eq!(c[probe]["httpGet"]["path"], "/healthz", "{tree}: {probe}");

@@ -755,7 +755,7 @@ fn manifests_are_resolved_once_for_the_cluster() {
     let image = push_image(&registry, "e2e/rollout", &[2, 3], 50);
     let sched = start_scheduler(&dir);
     let toml = mirror_toml(&registry.addr)
-        .replacen("[mirror]\n", "[mirror]\ntag_ttl_ms = 1500\nserve_stale_on_error = true\n", 1);
+        .replacen("[mirror]\n", "[mirror]\ntag_ttl_ms = 1500\nauth_check_ttl_ms = 3000\nserve_stale_on_error = true\n", 1);
     let options = PeerOptions { piece_bytes: 1 << 20, extra_toml: toml, ..Default::default() };
     let mut seed = start_peer(&dir, "seed", Some(&sched.grpc), &PeerOptions { seed: true, ..options.clone() });
     assert!(seed.resolver.starts_with("127.0.0.1:"), "the seed serves a resolver: {:?}", seed.resolver);
@@ -817,6 +817,17 @@ fn manifests_are_resolved_once_for_the_cluster() {
     assert!(seed_answers("stale") >= 1);
     let (status, _, body) = head(&peers[5], "application/vnd.oci.image.index.v1+json");
     assert_eq!(status, 502, "{}", String::from_utf8_lossy(&body));
+    // A cached blob, its registry's yes (3 s) expired: served on that yes, marked stale; the
+    // same blob for credentials the registry never vouched for: the 502.
+    let layer = &image.layers[0];
+    let path = format!("/v2/{}/blobs/{}", image.repo, layer.digest);
+    let (status, h, body) = get(&peers[3].mirror, "GET", &path, &[]);
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body[..body.len().min(300)]));
+    assert!(header(&h, "Warning").is_some_and(|w| w.starts_with("110")), "marked stale: {h:?}");
+    assert_eq!(format!("sha256:{}", cluster::sha256_hex(&body)), layer.digest, "the blob's bytes");
+    assert_eq!(peers[3].metric("peer_mirror_stale_blobs_total"), 1);
+    let (status, _, _) = get(&peers[3].mirror, "GET", &path, &[("Authorization", "Basic c29tZW9uZTplbHNl")]);
+    assert_eq!(status, 502, "other credentials were never vouched for");
     let _ = addr;
     for p in peers.iter_mut() {
         assert_eq!(p.proc.stop(Duration::from_secs(10)), Some(0), "{} exits cleanly", p.name);

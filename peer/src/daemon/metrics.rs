@@ -92,6 +92,7 @@ pub struct Metrics {
     mirror_requests: Family<MirrorLabel, Counter>,
     mirror_bytes: Family<SourceLabel, Counter>,
     mirror_fallbacks: Family<ReasonLabel, Counter>,
+    mirror_stale_blobs: Counter,
     mirror_manifests: Family<SourceLabel, Counter>,
     tls_refused: Family<ListenerLabel, Counter>,
     tls_reloads: Counter,
@@ -171,6 +172,12 @@ impl Metrics {
             "Manifest requests by where their answer came from: cache (held and fresh), joined (another request was asking), seed (a seed peer's resolver), registry, stale (an outage, mirror.serve_stale_on_error), passed (sent upstream as they came: TTL 0 or not cacheable)",
             mirror_manifests.clone(),
         );
+        let mirror_stale_blobs = Counter::default();
+        r.register(
+            "mirror_stale_blobs",
+            "Blob requests served during a registry outage on an earlier yes of the registry to the same credentials (mirror.serve_stale_on_error)",
+            mirror_stale_blobs.clone(),
+        );
         let tls_refused = Family::<ListenerLabel, Counter>::default();
         r.register(
             "tls_handshake_failures",
@@ -188,6 +195,7 @@ impl Metrics {
             mirror_requests,
             mirror_bytes,
             mirror_fallbacks,
+            mirror_stale_blobs,
             mirror_manifests,
             registry: r,
             bytes,
@@ -229,6 +237,10 @@ impl Metrics {
 
     pub fn mirror_manifest(&self, source: &'static str) {
         self.mirror_manifests.get_or_create(&SourceLabel { source }).inc();
+    }
+
+    pub fn mirror_stale_blob(&self) {
+        self.mirror_stale_blobs.inc();
     }
 
     pub fn mirror_fallback(&self, reason: &'static str) {

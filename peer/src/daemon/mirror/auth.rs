@@ -61,6 +61,13 @@ impl AuthCache {
         entries.get(key).filter(|(until, _)| *until > now).map(|(_, info)| info.clone())
     }
 
+    /// The last answer for `key` however old: what `mirror.serve_stale_on_error` serves on
+    /// while the registry is failing (expired answers stay until the table is full).
+    pub fn get_stale(&self, key: &Key) -> Option<BlobInfo> {
+        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        entries.get(key).map(|(_, info)| info.clone())
+    }
+
     pub fn put(&self, key: Key, info: BlobInfo, now: Instant) {
         if self.ttl.is_zero() {
             return;
@@ -93,6 +100,7 @@ mod tests {
         c.put(k.clone(), info(5), t0);
         assert_eq!(c.get(&k, t0 + Duration::from_secs(59)), Some(info(5)));
         assert_eq!(c.get(&k, t0 + Duration::from_secs(60)), None, "expired");
+        assert_eq!(c.get_stale(&k), Some(info(5)), "kept for an outage");
         let anonymous = Key::new("http://r", "a/b", "sha256:1", &[]);
         assert_eq!(c.get(&anonymous, t0), None, "other credentials are asked again");
         let other_repo = Key::new("http://r", "a/c", "sha256:1", &alice);

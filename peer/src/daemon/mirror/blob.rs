@@ -44,17 +44,37 @@ pub async fn serve(m: &Arc<Mirror>, r: BlobRequest<'_>) -> (Response<Body>, Outc
     };
     let credentials = headers::credentials(&r.parts.headers);
     let key = Key::new(&r.upstream.endpoint, r.name, r.digest, &credentials);
+    let mut stale = false;
     let info = match m.auth.get(&key, Instant::now()) {
         Some(info) => info,
         None => match vouch(m, &r).await {
-            Ok(Some(info)) => {
+            Vouch::Yes(info) => {
                 m.auth.put(key, info.clone(), Instant::now());
                 info
             }
+            // The registry is failing (unreachable, timeout, 5xx) and an earlier yes to
+            // these credentials is kept: served with a warning when the operator allows it.
+            Vouch::Outage(e) => match m.auth.get_stale(&key).filter(|_| cfg.serve_stale_on_error) {
+                Some(info) => {
+                    tracing::warn!(
+                        digest = r.digest,
+                        registry = r.upstream.host,
+                        reason = e.as_ref().map_or("a 5xx answer", |e| e.message()),
+                        "registry failing: serving the blob on its last yes (mirror.serve_stale_on_error)"
+                    );
+                    m.ctx.metrics.mirror_stale_blob();
+                    stale = true;
+                    info
+                }
+                // Not allowed or nothing kept: the registry's own 5xx, or why it is unreachable.
+                None => match e {
+                    Some(e) => return (json_error(e.status(), e.message()), Outcome::UpstreamError),
+                    None => return pass_through(m, &r).await,
+                },
+            },
             // The registry refused (401, 403, 404...) or gave no length: the client gets
             // the registry's own answer to its request.
-            Ok(None) => return pass_through(m, &r).await,
-            Err(e) => return (json_error(e.status(), e.message()), Outcome::UpstreamError),
+            Vouch::Refused => return pass_through(m, &r).await,
         },
     };
     let (start, end, partial) = match spec.resolve(info.content_bytes) {
@@ -69,7 +89,7 @@ pub async fn serve(m: &Arc<Mirror>, r: BlobRequest<'_>) -> (Response<Body>, Outc
         }
     };
     if r.parts.method == Method::HEAD {
-        let resp = head_response(&info, start, end, partial);
+        let resp = head_response(&info, start, end, partial, stale);
         return (resp, Outcome::P2p);
     }
     if info.content_bytes == 0 {
@@ -87,7 +107,7 @@ pub async fn serve(m: &Arc<Mirror>, r: BlobRequest<'_>) -> (Response<Body>, Outc
     let read = Read { start, end, verify_whole: start == 0 && end == info.content_bytes };
     match stream::open(m.ctx.clone(), job, read).await {
         Ok((first, rest)) => {
-            let mut resp = head_response(&info, start, end, partial);
+            let mut resp = head_response(&info, start, end, partial, stale);
             let counted = m.ctx.metrics.clone();
             let body = tokio_stream::once(Ok(first)).chain(rest).map(move |item| {
                 if let Ok(frame) = &item {
@@ -114,20 +134,37 @@ pub async fn serve(m: &Arc<Mirror>, r: BlobRequest<'_>) -> (Response<Body>, Outc
     }
 }
 
-/// HEAD of the blob at the registry with the client's headers: Some(length and headers)
-/// when it answers 2xx with a length, None when it refuses.
-async fn vouch(m: &Mirror, r: &BlobRequest<'_>) -> Result<Option<BlobInfo>, forward::ForwardError> {
+/// What the registry said to a HEAD of the blob with the client's headers.
+enum Vouch {
+    /// 2xx with a length: the length and the blob's headers.
+    Yes(BlobInfo),
+    /// A refusal (4xx) or no length: the client gets the registry's own answer.
+    Refused,
+    /// The registry is failing: unreachable or no answer in time (the reason), or a 5xx
+    /// (None: the client gets that answer).
+    Outage(Option<forward::ForwardError>),
+}
+
+async fn vouch(m: &Mirror, r: &BlobRequest<'_>) -> Vouch {
     let mut upstream_headers = headers::to_upstream(&r.parts.headers, &m.ctx.cfg.mirror.upstream_header);
     upstream_headers.remove(RANGE);
     let path = format!("/v2/{}/blobs/{}", r.name, r.digest);
-    let response = m.clients.send(&r.upstream, Method::HEAD, &path, upstream_headers).await?;
-    if !response.status().is_success() {
-        tracing::debug!(digest = r.digest, status = response.status().as_u16(), "registry refused the blob HEAD");
-        return Ok(None);
+    let response = match m.clients.send(&r.upstream, Method::HEAD, &path, upstream_headers).await {
+        Ok(response) => response,
+        Err(e) => return Vouch::Outage(Some(e)),
+    };
+    let status = response.status();
+    if status.is_server_error() {
+        tracing::debug!(digest = r.digest, status = status.as_u16(), "registry failing on the blob HEAD");
+        return Vouch::Outage(None);
+    }
+    if !status.is_success() {
+        tracing::debug!(digest = r.digest, status = status.as_u16(), "registry refused the blob HEAD");
+        return Vouch::Refused;
     }
     let length =
         response.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
-    let Some(content_bytes) = length else { return Ok(None) };
+    let Some(content_bytes) = length else { return Vouch::Refused };
     let kept = headers::BLOB_HEADERS
         .iter()
         .filter_map(|name| {
@@ -135,16 +172,19 @@ async fn vouch(m: &Mirror, r: &BlobRequest<'_>) -> Result<Option<BlobInfo>, forw
             response.headers().get(&name).map(|v| (name, v.clone()))
         })
         .collect();
-    Ok(Some(BlobInfo { content_bytes, headers: kept }))
+    Vouch::Yes(BlobInfo { content_bytes, headers: kept })
 }
 
-fn head_response(info: &BlobInfo, start: u64, end: u64, partial: bool) -> Response<Body> {
+fn head_response(info: &BlobInfo, start: u64, end: u64, partial: bool, stale: bool) -> Response<Body> {
     let mut b = Response::builder()
         .status(if partial { StatusCode::PARTIAL_CONTENT } else { StatusCode::OK })
         .header(CONTENT_LENGTH, end - start)
         .header(ACCEPT_RANGES, "bytes");
     for (name, value) in &info.headers {
         b = b.header(name, value);
+    }
+    if stale {
+        b = b.header(http::header::WARNING, "110 - \"Response is Stale\"");
     }
     if partial {
         b = b.header(CONTENT_RANGE, format!("bytes {}-{}/{}", start, end - 1, info.content_bytes));
