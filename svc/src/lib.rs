@@ -3,6 +3,7 @@
 
 pub mod config_file;
 pub mod grant;
+pub mod image_ref;
 pub mod logging;
 pub mod probe_http;
 pub mod redact;

@@ -15,6 +15,13 @@
 //! grant_key_file = "/etc/p2pimg/grant.key" # unset: no data-plane grants (see below)
 //! grant_ttl_s = 3600
 //!
+//! [preheat]                # all optional (see `preheat/`)
+//! platform = "linux/amd64" # for requests and Harbor events that name none
+//! max_jobs = 1024
+//! report_timeout_ms = 60000
+//! reuse_succeeded_ms = 600000
+//! auth_file = "/etc/p2pimg/preheat-auth" # unset: anyone reaching listen.http may preheat
+//!
 //! [log]
 //! filter = "info"          # tracing filter; RUST_LOG overrides it
 //! format = "text"          # or "json"
@@ -33,6 +40,7 @@
 //! Every error is one line, `FILE:LINE: KEY: what is wrong`, and nothing here panics.
 
 use super::grants::GrantIssuer;
+use super::preheat::{AuthSecret, PreheatConfig};
 use crate::core::{Policy, SchedulerConfig, TimeNs, NS_PER_MS};
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -55,6 +63,8 @@ pub struct ServiceConfig {
     pub grants: Option<GrantIssuer>,
     /// `[tls]`: the gRPC port takes only clients with a certificate of the cluster CA.
     pub tls: Option<svc::tls::Tls>,
+    /// `[preheat]`'s default platform and shared secret (its limits are in `tuning`).
+    pub preheat: PreheatConfig,
 }
 
 /// The service's own limits and periods.
@@ -85,6 +95,12 @@ pub struct Tuning {
     /// Admission: messages one AnnouncePeer stream may send per second (a burst of twice
     /// as many is allowed); beyond it the stream is closed.
     pub max_stream_messages_per_s: u32,
+    /// Preheat jobs kept (finished ones are evicted oldest first to make room).
+    pub preheat_max_jobs: usize,
+    /// A preheat job whose seed has not reported for this long failed.
+    pub preheat_report_timeout_ns: TimeNs,
+    /// A succeeded preheat job asked again within this is returned as it is.
+    pub preheat_reuse_succeeded_ns: TimeNs,
 }
 
 // ---- the file's schema ----
@@ -102,6 +118,34 @@ struct File {
     #[serde(default)]
     scheduler: toml::Table,
     tls: Option<svc::tls::TlsSection>,
+    #[serde(default)]
+    preheat: PreheatSection,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct PreheatSection {
+    platform: String,
+    max_jobs: u32,
+    report_timeout_ms: u64,
+    reuse_succeeded_ms: u64,
+    auth_file: Option<PathBuf>,
+}
+
+impl Default for PreheatSection {
+    fn default() -> Self {
+        PreheatSection {
+            platform: "linux/amd64".into(),
+            max_jobs: 1024,
+            // Seeds report every 2 s (peer/src/daemon/preheat/): a minute is 30 reports
+            // missed, not a slow registry.
+            report_timeout_ms: 60_000,
+            // A tag moved within ten minutes is rare enough; asking again after that
+            // re-reads the manifest (the blobs are on the seeds already).
+            reuse_succeeded_ms: 600_000,
+            auth_file: None,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -230,6 +274,24 @@ pub fn parse(text: &str, origin: &str) -> Result<ServiceConfig, ConfigError> {
         }
         None => None,
     };
+    let p = &file.preheat;
+    let platform = svc::image_ref::parse_platform(&p.platform).map_err(|e| at(&["preheat", "platform"], e))?;
+    if !(1..=1_000_000).contains(&p.max_jobs) {
+        return Err(at(&["preheat", "max_jobs"], format!("is {}; must be between 1 and 1000000", p.max_jobs)));
+    }
+    if p.report_timeout_ms < MIN_PREHEAT_REPORT_TIMEOUT_MS {
+        return Err(at(
+            &["preheat", "report_timeout_ms"],
+            format!(
+                "is {}; must be at least {MIN_PREHEAT_REPORT_TIMEOUT_MS} (seeds report every 2 s; a shorter wait fails jobs that run)",
+                p.report_timeout_ms
+            ),
+        ));
+    }
+    let auth = match &p.auth_file {
+        Some(path) => Some(AuthSecret::load(path).map_err(|e| at(&["preheat", "auth_file"], e))?),
+        None => None,
+    };
     let tls = match &file.tls {
         Some(section) => Some(svc::tls::Tls::load(section).map_err(|e| at(&["tls", e.key], e.message))?),
         None => None,
@@ -249,14 +311,20 @@ pub fn parse(text: &str, origin: &str) -> Result<ServiceConfig, ConfigError> {
             max_tasks: s.max_tasks as usize,
             max_message_bytes: s.max_message_bytes as usize,
             max_stream_messages_per_s: s.max_stream_messages_per_s,
+            preheat_max_jobs: p.max_jobs as usize,
+            preheat_report_timeout_ns: p.report_timeout_ms.saturating_mul(NS_PER_MS),
+            preheat_reuse_succeeded_ns: p.reuse_succeeded_ms.saturating_mul(NS_PER_MS),
         },
         rng_seed: s.rng_seed,
         log: file.log,
         scheduler,
         grants,
         tls,
+        preheat: PreheatConfig { platform, auth },
     })
 }
+
+const MIN_PREHEAT_REPORT_TIMEOUT_MS: u64 = 10_000;
 
 const MIN_GRANT_TTL_S: u64 = 60;
 const MAX_GRANT_TTL_S: u64 = 7 * 24 * 3600;
@@ -366,6 +434,23 @@ mod tests {
         let e = err("[service]\ngrant_ttl_s = 5\n");
         assert_eq!((e.line, e.key.as_deref()), (Some(2), Some("service.grant_ttl_s")), "{e}");
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn preheat_keys_are_checked() {
+        let c = parse("", "s.toml").unwrap();
+        assert_eq!((c.preheat.platform.to_string(), c.preheat.auth.is_none()), ("linux/amd64".into(), true));
+        assert_eq!(c.tuning.preheat_max_jobs, 1024);
+        let e = err("[preheat]\nplatform = \"amd64\"\n");
+        assert_eq!((e.line, e.key.as_deref()), (Some(2), Some("preheat.platform")), "{e}");
+        let e = err("[preheat]\nmax_jobs = 0\n");
+        assert_eq!((e.line, e.key.as_deref()), (Some(2), Some("preheat.max_jobs")), "{e}");
+        let e = err("[preheat]\nreport_timeout_ms = 10\n");
+        assert_eq!((e.line, e.key.as_deref()), (Some(2), Some("preheat.report_timeout_ms")), "{e}");
+        let e = err("[preheat]\nauth_file = \"/nonexistent/auth\"\n");
+        assert_eq!((e.line, e.key.as_deref()), (Some(2), Some("preheat.auth_file")), "{e}");
+        let e = err("[preheat]\nwebhook_auth = \"x\"\n");
+        assert_eq!(e.key.as_deref(), Some("preheat.webhook_auth"), "{e}");
     }
 
     #[test]

@@ -33,6 +33,8 @@ pub enum ServiceError {
     /// An admission limit of `[service]` would be passed.
     #[error("{what}: the scheduler's limit is {limit} (service.{key}); retry later, or raise service.{key}")]
     Admission { key: &'static str, limit: usize, what: String },
+    #[error(transparent)]
+    PreheatFull(#[from] super::preheat::jobs::Full),
     /// The core refused a request the service let through (a service bug, or a race the
     /// service does not screen for).
     #[error("scheduler core: {0}")]
@@ -59,7 +61,9 @@ impl From<ServiceError> for Status {
             }
             ServiceError::PeerExists(_) => Status::already_exists(message),
             ServiceError::NotSeedHost(_) => Status::failed_precondition(message),
-            ServiceError::Exhausted(_) | ServiceError::Admission { .. } => Status::resource_exhausted(message),
+            ServiceError::Exhausted(_) | ServiceError::Admission { .. } | ServiceError::PreheatFull(_) => {
+                Status::resource_exhausted(message)
+            }
             ServiceError::Core(
                 SchedError::PieceOutOfRange { .. }
                 | SchedError::PieceCountMismatch { .. }

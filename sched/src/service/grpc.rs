@@ -95,6 +95,20 @@ impl pb::scheduler_server::Scheduler for SchedulerService {
         Ok(Response::new(ReceiverStream::new(rx)))
     }
 
+    async fn report_preheat(
+        &self,
+        request: Request<pb::PreheatReport>,
+    ) -> Result<Response<pb::PreheatReportResponse>, Status> {
+        self.ensure_serving()?;
+        let report = request.into_inner();
+        let unix_ms = super::preheat::unix_now_ms();
+        let known = self
+            .shared
+            .with_state("report_preheat", |s, now| s.report_preheat(now, unix_ms, report))
+            .map_err(|e| self.refused("report_preheat", e))?;
+        Ok(Response::new(pb::PreheatReportResponse { known }))
+    }
+
     async fn stat_task(&self, request: Request<pb::StatTaskRequest>) -> Result<Response<pb::TaskStat>, Status> {
         let req = request.into_inner();
         let stat = self.shared.read(|s| s.stat_task(&req)).map_err(|e| self.refused("stat_task", e))?;

@@ -1,14 +1,32 @@
-//! What `/metrics` and `/healthz` answer for the scheduler; the HTTP responder itself is
-//! `svc::probe_http`.
+//! What `/metrics`, `/healthz`, the listing API and the preheat API answer for the
+//! scheduler; the HTTP responder itself is `svc::probe_http`.
 
+use super::preheat::{self, PreheatConfig};
 use super::shared::Shared;
 use std::sync::{Arc, Weak};
-use svc::probe_http::{self, Reply, Route};
+use svc::probe_http::{self, Handler, Reply, Request, Route};
 use tokio::net::TcpListener;
 
-pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
+pub async fn serve(listener: TcpListener, shared: Arc<Shared>, preheat: PreheatConfig) {
     let shutdown = shared.shutdown_signal();
-    probe_http::serve(listener, shutdown, route(&shared)).await
+    probe_http::serve_requests(listener, shutdown, handler(&shared, preheat)).await
+}
+
+/// The preheat paths (`preheat::api`), then `route`'s.
+pub fn handler(shared: &Arc<Shared>, cfg: PreheatConfig) -> Handler {
+    let route = route(shared);
+    let weak = Arc::downgrade(shared);
+    Arc::new(move |req: &Request| {
+        if req.path.starts_with("/api/v1/") {
+            let Some(s) = weak.upgrade() else {
+                return Reply::text(503, "shutting down\n");
+            };
+            if let Some(reply) = preheat::api::handle(&s, &cfg, req) {
+                return reply;
+            }
+        }
+        route(&req.method, &req.path)
+    })
 }
 
 /// `/metrics` renders the gauges and counters; `/healthz` is 503 while shutting down;
@@ -36,7 +54,7 @@ pub fn route(shared: &Arc<Shared>) -> Route {
             _ => {
                 return Reply::text(
                     404,
-                    "not found; the listing API has /api/v1/hosts, /api/v1/tasks, /api/v1/peers and /api/v1/tasks/ID/peers\n",
+                    "not found; the listing API has /api/v1/hosts, /api/v1/tasks, /api/v1/peers and /api/v1/tasks/ID/peers, the preheat API /api/v1/preheat (POST) and /api/v1/jobs\n",
                 )
             }
         };

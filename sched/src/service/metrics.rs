@@ -36,6 +36,11 @@ struct StateLabel {
     state: &'static str,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EventLabel {
+    event: &'static str,
+}
+
 type LatencyFamily = Family<RequestLabel, Histogram, fn() -> Histogram>;
 
 /// Counts the state holds at scrape time.
@@ -65,6 +70,7 @@ pub struct Metrics {
     peers: Family<StateLabel, Gauge>,
     peer_streams: Gauge,
     seed_watchers: Gauge,
+    preheat_events: Family<EventLabel, Counter>,
     tls_refused: Family<ListenerLabel, Counter>,
     tls_reloads: Counter,
     /// `[tls]` of the service, whose counts the TLS counters follow at each scrape.
@@ -133,6 +139,15 @@ impl Metrics {
         registry.register("peer_streams", "Open AnnouncePeer streams", peer_streams.clone());
         let seed_watchers = Gauge::default();
         registry.register("seed_watchers", "Open WatchSeedTasks streams", seed_watchers.clone());
+        let preheat_events = Family::<EventLabel, Counter>::default();
+        registry.register(
+            "preheat_jobs",
+            "Preheat requests and outcomes: started (a new run ordered), reused (an existing job returned), succeeded, failed",
+            preheat_events.clone(),
+        );
+        for event in ["started", "reused", "succeeded", "failed"] {
+            let _ = preheat_events.get_or_create(&EventLabel { event });
+        }
         let tls_refused = Family::<ListenerLabel, Counter>::default();
         registry.register(
             "tls_handshake_failures",
@@ -163,6 +178,7 @@ impl Metrics {
             peers,
             peer_streams,
             seed_watchers,
+            preheat_events,
             tls_refused,
             tls_reloads,
             tls: std::sync::OnceLock::new(),
@@ -191,6 +207,9 @@ impl Metrics {
     }
     pub fn seed_unavailable(&self) {
         self.seed_unavailable.inc();
+    }
+    pub fn preheat(&self, event: &'static str) {
+        self.preheat_events.get_or_create(&EventLabel { event }).inc();
     }
 
     /// The text exposition (OpenMetrics text, which Prometheus scrapes) with the gauges

@@ -12,6 +12,7 @@
 //! - `grants.rs`: the data-plane grant each Parents carries (`[service] grant_key_file`)
 //! - `state.rs` (decision delivery), `peers.rs`, `seeds.rs`, `stats.rs`, `timers.rs`
 //! - `metrics.rs`, `http.rs`: Prometheus metrics and the routes of `/metrics` and `/healthz`
+//! - `preheat/`: preheat jobs (`POST /api/v1/preheat`, the Harbor webhook, `ReportPreheat`)
 //!
 //! Everything compiles under madsim (`RUSTFLAGS="--cfg madsim"`), where the gRPC server
 //! binds madsim-tonic's simulated endpoint instead of a TCP listener.
@@ -26,6 +27,7 @@ pub mod listing;
 pub mod metrics;
 mod peer_stream;
 mod peers;
+pub mod preheat;
 mod seeds;
 pub mod server;
 pub mod shared;

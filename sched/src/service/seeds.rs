@@ -69,6 +69,7 @@ impl State {
             content_length_bytes: m.content_length_bytes,
             piece_count: m.piece_count,
             request_headers: m.request_headers.clone().into_iter().collect(),
+            preheat: None,
         }
     }
 

@@ -72,7 +72,13 @@ pub async fn start(cfg: ServiceConfig) -> Result<Running, StartError> {
     let shared = Arc::new(Shared::new(state, Clock::start(), cfg.tuning, shutdown_rx.clone()));
 
     tokio::spawn(timers::run(shared.clone()));
-    tokio::spawn(super::http::serve(http_listener, shared.clone()));
+    match &cfg.preheat.auth {
+        Some(auth) => tracing::info!(auth_file = %auth.path().display(), "preheat POSTs need [preheat] auth_file's value"),
+        None => tracing::info!(
+            "no [preheat] auth_file: anyone who reaches listen.http can start preheats (POST /api/v1/preheat, /api/v1/webhooks/harbor)"
+        ),
+    }
+    tokio::spawn(super::http::serve(http_listener, shared.clone(), cfg.preheat.clone()));
 
     let service = SchedulerService::new(shared.clone());
     let signal = {

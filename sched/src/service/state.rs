@@ -108,6 +108,8 @@ pub struct State {
     /// Mints the grant each Parents carries; none: no grants (parents without a key serve
     /// anyone).
     pub(super) grants: Option<GrantIssuer>,
+    /// Preheat jobs ordered from the seeds (`preheat/`).
+    pub(super) preheat_jobs: super::preheat::Jobs,
 }
 
 impl State {
@@ -127,6 +129,11 @@ impl State {
             pending_seeds: BTreeMap::new(),
             live_hosts: 0,
             grants: None,
+            preheat_jobs: super::preheat::Jobs::new(super::preheat::JobLimits {
+                max_jobs: tuning.preheat_max_jobs,
+                report_timeout_ns: tuning.preheat_report_timeout_ns,
+                reuse_succeeded_ns: tuning.preheat_reuse_succeeded_ns,
+            }),
         }
     }
 

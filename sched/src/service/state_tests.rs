@@ -30,6 +30,9 @@ fn tuning() -> Tuning {
         max_tasks: 100_000,
         max_message_bytes: 1 << 20,
         max_stream_messages_per_s: 1000,
+        preheat_max_jobs: 16,
+        preheat_report_timeout_ns: 60 * NS_PER_S,
+        preheat_reuse_succeeded_ns: 600 * NS_PER_S,
     }
 }
 
@@ -449,4 +452,63 @@ fn resolvers_are_the_live_seeds_that_serve_one() {
     assert_eq!(s.resolvers(), vec!["10.0.0.3:65004".to_string(), "10.0.0.9:65004".to_string()]);
     s.leave_host(1, "seed-b").unwrap();
     assert_eq!(s.resolvers(), vec!["10.0.0.3:65004".to_string()], "a seed that left is no resolver");
+}
+
+#[test]
+fn preheat_is_ordered_from_a_watching_seed_and_follows_its_reports() {
+    let mut s = state(Policy::Default);
+    let image = svc::image_ref::parse("127.0.0.1:5000/e2e/app:v1").unwrap();
+    let platform = svc::image_ref::parse_platform("linux/amd64").unwrap();
+    // No seed watches: the job fails at once, saying so.
+    let (job, started) = s.preheat(0, 1, &image, &platform).unwrap();
+    assert!(started);
+    assert_eq!(job.state, super::preheat::JobState::Failed);
+    assert!(job.error.as_deref().unwrap().contains("no seed peer watches"), "{job:?}");
+
+    s.announce_host(0, host("seed", HostKind::Seed, 1)).unwrap();
+    s.announce_host(0, host("n1", HostKind::Normal, 2)).unwrap();
+    let (watch_tx, mut watch_rx) = mpsc::channel(4);
+    s.watch_seed_tasks("seed", SeedWatcher { tx: watch_tx }).unwrap();
+    let (job, started) = s.preheat(NS_PER_S, 2, &image, &platform).unwrap();
+    assert!(started, "a failed job runs again");
+    assert_eq!(
+        (job.state, job.attempts, job.seed_host.as_deref()),
+        (super::preheat::JobState::Pending, 2, Some("seed"))
+    );
+    let order = watch_rx.try_recv().unwrap().unwrap().preheat.expect("a preheat order");
+    assert_eq!(
+        (order.job_id.as_str(), order.image.as_str(), order.platform.as_str()),
+        (job.id.as_str(), "127.0.0.1:5000/e2e/app:v1", "linux/amd64")
+    );
+    let (again, started) = s.preheat(2 * NS_PER_S, 3, &image, &platform).unwrap();
+    assert!(!started && again.id == job.id && watch_rx.try_recv().is_err(), "idempotent: no second order");
+
+    let digest = format!("sha256:{}", "ab".repeat(32));
+    let report = |host: &str, state: pb::PreheatState, done: u64| pb::PreheatReport {
+        host_id: host.into(),
+        job_id: job.id.clone(),
+        state: state as i32,
+        error: String::new(),
+        manifest_digest: digest.clone(),
+        blobs: vec![pb::PreheatBlob { digest: digest.clone(), size_bytes: 10, done_bytes: done, task_id: TASK.into() }],
+    };
+    assert!(!s.report_preheat(3 * NS_PER_S, 4, report("n1", pb::PreheatState::Running, 1)).unwrap(), "not n1's job");
+    assert!(s.report_preheat(3 * NS_PER_S, 4, report("seed", pb::PreheatState::Running, 4)).unwrap());
+    let shown = s.preheat_job(&job.id).unwrap();
+    assert_eq!((shown.state, shown.done_bytes, shown.size_bytes), (super::preheat::JobState::Running, 4, 10));
+    let mut bad = report("seed", pb::PreheatState::Running, 4);
+    bad.blobs[0].task_id = "x".into();
+    assert!(s.report_preheat(3 * NS_PER_S, 4, bad).unwrap_err().to_string().contains("blobs.task_id"));
+    let mut bad = report("seed", pb::PreheatState::Failed, 4);
+    bad.error.clear();
+    assert!(s.report_preheat(3 * NS_PER_S, 4, bad).unwrap_err().to_string().contains("error: is empty"));
+
+    // The seed goes quiet: the timers fail the job at the deadline.
+    let deadline = 3 * NS_PER_S + tuning().preheat_report_timeout_ns;
+    assert!(s.next_deadline() <= deadline);
+    s.run_due(deadline);
+    let shown = s.preheat_job(&job.id).unwrap();
+    assert_eq!(shown.state, super::preheat::JobState::Failed);
+    assert!(shown.error.unwrap().contains("seed host seed sent no report for 60 s"));
+    assert!(!s.report_preheat(deadline + 1, 5, report("seed", pb::PreheatState::Succeeded, 10)).unwrap());
 }

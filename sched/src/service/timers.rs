@@ -1,6 +1,6 @@
 //! Time for the core, and the task that runs what is due: the core's timers
-//! (`next_timer` / `on_timers`), idle-peer eviction every `evict_interval`, and seed
-//! triggers whose seed did not register in time.
+//! (`next_timer` / `on_timers`), idle-peer eviction every `evict_interval`, seed
+//! triggers whose seed did not register in time, and preheat jobs whose seed went quiet.
 //!
 //! The core's clock is nanoseconds since the service started (`Clock`). Under madsim,
 //! `tokio::time` is virtual, and so is this clock.
@@ -35,7 +35,11 @@ impl State {
     /// The earliest moment something is due.
     pub fn next_deadline(&self) -> TimeNs {
         let seed = self.pending_seeds.values().map(|p| p.deadline_ns).min();
-        [self.core.next_timer(), seed, Some(self.next_evict_ns)].into_iter().flatten().min().unwrap_or(u64::MAX)
+        [self.core.next_timer(), seed, Some(self.next_evict_ns), self.preheat_jobs.next_deadline()]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(u64::MAX)
     }
 
     /// Runs everything due at `now`.
@@ -43,6 +47,7 @@ impl State {
         let decisions = self.core.on_timers(now);
         self.deliver(now, decisions);
         self.expire_seed_triggers(now);
+        self.expire_preheats(now);
         if now >= self.next_evict_ns {
             self.evict_idle(now);
             self.next_evict_ns = now.saturating_add(self.tuning.evict_interval_ns);
