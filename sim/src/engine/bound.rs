@@ -5,6 +5,7 @@
 
 use crate::scenario::{Mode, Scenario};
 use peer::core::{Addressing, ResolveRule};
+use sched::Policy;
 
 pub fn image_bytes(sc: &Scenario) -> u64 {
     sc.image.layer_bytes.iter().sum::<u64>() + sc.image.config_bytes
@@ -33,30 +34,44 @@ pub fn lower_bound_s(sc: &Scenario) -> f64 {
     (f_bits / u_s).max(f_bits / d_min).max(n * f_bits / (u_s + uploads))
 }
 
-/// The rule each node's registry mirror and each seed's resolver hold in `mode`: the
-/// scenario's `[mirror]`, or in oci (containerd alone, no mirror) one that keeps nothing.
-pub fn mirror_rule(sc: &Scenario, mode: Mode) -> ResolveRule {
-    match mode {
-        Mode::Oci => ResolveRule { tag_ttl_ms: 0, digest_ttl_ms: 0, ..ResolveRule::default() },
-        Mode::P2p | Mode::P2pLazy => sc.mirror.rule(),
-    }
+/// How the nodes of a run resolve the image's manifest: the rule each node's registry
+/// mirror and each seed's resolver hold, and whether the mirrors ask the seeds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Resolving {
+    pub rule: ResolveRule,
+    pub via_seeds: bool,
 }
 
-fn ttl_ms(rule: &ResolveRule, addressing: Addressing) -> u64 {
-    match addressing {
-        Addressing::Tag => rule.tag_ttl_ms,
-        Addressing::Digest => rule.digest_ttl_ms,
+impl Resolving {
+    /// The scenario's `[mirror]` in the p2p modes. Without our mirror nothing is kept and
+    /// every request goes to the registry as it came: oci (containerd alone) and the
+    /// `dragonfly` replica, whose proxy sends only blob GETs through P2P (its `proxy.rules`,
+    /// `blobs/sha256.*`) and forwards the HEAD by tag and GET by digest. The `kraken` replica
+    /// keeps the scenario's rule: its agents resolve a tag through build-index, which caches
+    /// it for the cluster, and fetch the manifest as a blob, once from the registry; one
+    /// seed resolver asking the registry once per tag is the nearest model.
+    pub fn of(sc: &Scenario, mode: Mode, policy: Policy) -> Resolving {
+        let ours = mode != Mode::Oci && policy != Policy::Dragonfly;
+        if !ours {
+            let rule = ResolveRule { tag_ttl_ms: 0, digest_ttl_ms: 0, ..ResolveRule::default() };
+            return Resolving { rule, via_seeds: false };
+        }
+        Resolving { rule: sc.mirror.rule(), via_seeds: sc.mirror.resolve_via_seeds && sc.cluster.seed_peers > 0 }
     }
-}
 
-/// Whether the normal nodes' mirrors ask a seed peer's resolver for a manifest addressed
-/// so: `mirror.resolve_via_seeds`, a seed peer, and a key the mirror keeps (the daemon
-/// passes a request whose TTL is 0 to the registry as it came, `mirror/manifest.rs`).
-pub fn seeds_resolve(sc: &Scenario, mode: Mode, addressing: Addressing) -> bool {
-    mode != Mode::Oci
-        && sc.mirror.resolve_via_seeds
-        && sc.cluster.seed_peers > 0
-        && ttl_ms(&mirror_rule(sc, mode), addressing) > 0
+    fn ttl_ms(&self, addressing: Addressing) -> u64 {
+        match addressing {
+            Addressing::Tag => self.rule.tag_ttl_ms,
+            Addressing::Digest => self.rule.digest_ttl_ms,
+        }
+    }
+
+    /// Whether the normal nodes' mirrors ask a seed peer's resolver for a manifest
+    /// addressed so: only for a key the mirror keeps (the daemon passes a request whose
+    /// TTL is 0 to the registry as it came, `mirror/manifest.rs`).
+    pub fn seeds_resolve(&self, addressing: Addressing) -> bool {
+        self.via_seeds && self.ttl_ms(addressing) > 0
+    }
 }
 
 /// How the nodes of one mode learn their layer digests (the daemon's rule, `[mirror]`).
@@ -73,9 +88,9 @@ pub struct ManifestPath {
     pub hop_s: f64,
 }
 
-pub fn manifest_path(sc: &Scenario, mode: Mode) -> ManifestPath {
+pub fn manifest_path(sc: &Scenario, resolving: Resolving) -> ManifestPath {
     let n = f64::from(node_count(sc));
-    let rule = mirror_rule(sc, mode);
+    let rule = resolving.rule;
     let hop_s = 2.0 * sc.scheduler.cost.rpc_latency_ms / 1e3;
     let mut path = ManifestPath { registry_requests: 0.0, in_series: 0.0, via_seeds: 0.0, hop_s };
     // The tag's answer, when the mirror keeps it, carries the manifest: its digest is kept
@@ -86,7 +101,7 @@ pub fn manifest_path(sc: &Scenario, mode: Mode) -> ManifestPath {
             continue;
         }
         path.in_series += 1.0;
-        if seeds_resolve(sc, mode, addressing) {
+        if resolving.seeds_resolve(addressing) {
             // One request for every node asking the seed within the TTL.
             path.registry_requests += 1.0;
             path.via_seeds += 1.0;
@@ -112,9 +127,9 @@ pub fn manifest_path(sc: &Scenario, mode: Mode) -> ManifestPath {
 /// seed's resolver (the default): R = 1, k = 1, s = 1. The Kumar & Ross bound leaves this
 /// out (all nodes present and informed at t = 0); with 2N requests, Nginx at 500 nodes had
 /// it 1.29x that bound, with the seeds resolving it is 1.02x.
-pub fn request_floor_s(sc: &Scenario, mode: Mode) -> f64 {
+pub fn request_floor_s(sc: &Scenario, mode: Mode, policy: Policy) -> f64 {
     let latency_s = sc.registry.request_latency_ms / 1e3;
-    let path = manifest_path(sc, mode);
+    let path = manifest_path(sc, Resolving::of(sc, mode, policy));
     let one_node_s = path.in_series * latency_s + path.via_seeds * path.hop_s;
     let tail_s = if path.via_seeds == 0.0 {
         0.0
@@ -136,6 +151,10 @@ mod tests {
         crate::scenario::parse_scenario(text, name).unwrap()
     }
 
+    fn floor(sc: &Scenario, mode: Mode) -> f64 {
+        request_floor_s(sc, mode, Policy::Default)
+    }
+
     #[test]
     fn request_floor_is_the_manifest_queue_then_the_image_at_the_link() {
         let mut sc = seed_file(include_str!("../../../scenarios/nginx-500.toml"), "nginx-500.toml");
@@ -143,39 +162,43 @@ mod tests {
         // oci: 1000 manifest requests at 5000/s: the last is admitted 0.1998 s after the
         // first (no sooner than the 10 ms schedule delay) and answered 5 ms later.
         let two_per_node = 0.010 + 0.1998 + 0.005 + image_s;
-        assert!((request_floor_s(&sc, Mode::Oci) - two_per_node).abs() < 1e-9);
-        assert!(request_floor_s(&sc, Mode::Oci) > 1.25 * lower_bound_s(&sc));
+        assert!((floor(&sc, Mode::Oci) - two_per_node).abs() < 1e-9);
+        assert!(floor(&sc, Mode::Oci) > 1.25 * lower_bound_s(&sc));
         // p2p, the seeds resolving (default): one GET by tag, 5 ms, and the node-to-seed
         // round trip, 2 x 0.25 ms.
         for mode in [Mode::P2p, Mode::P2pLazy] {
-            assert!((request_floor_s(&sc, mode) - (0.010 + 0.005 + 0.0005 + image_s)).abs() < 1e-9);
+            assert!((floor(&sc, mode) - (0.010 + 0.005 + 0.0005 + image_s)).abs() < 1e-9);
         }
-        assert!(request_floor_s(&sc, Mode::P2p) < 1.03 * lower_bound_s(&sc));
+        assert!(floor(&sc, Mode::P2p) < 1.03 * lower_bound_s(&sc));
+        // The dragonfly replica's proxy forwards both requests, as containerd alone does;
+        // the kraken replica's build-index resolves the tag for the cluster.
+        assert!((request_floor_s(&sc, Mode::P2p, Policy::Dragonfly) - two_per_node).abs() < 1e-9);
+        assert_eq!(request_floor_s(&sc, Mode::P2p, Policy::Kraken), floor(&sc, Mode::P2p));
         // Each mirror asking the registry: one GET by tag per node, 500 at 5000/s.
         sc.mirror.resolve_via_seeds = false;
-        assert!((request_floor_s(&sc, Mode::P2p) - (0.010 + 0.0998 + 0.005 + image_s)).abs() < 1e-9);
+        assert!((floor(&sc, Mode::P2p) - (0.010 + 0.0998 + 0.005 + image_s)).abs() < 1e-9);
         // Digests not kept: the GET by digest goes upstream too.
         sc.mirror.auth_check_ttl_ms = 0;
-        assert!((request_floor_s(&sc, Mode::P2p) - two_per_node).abs() < 1e-9);
+        assert!((floor(&sc, Mode::P2p) - two_per_node).abs() < 1e-9);
         // ... from each mirror straight to the registry even when the seeds resolve tags:
         // 501 requests, and after the last one, the seed's answer's way back at least.
         sc.mirror.resolve_via_seeds = true;
         let one_tag_then_each_digest = 0.010 + (500.0 / 5000.0 + 0.005 + 0.00025) + image_s;
-        assert!((request_floor_s(&sc, Mode::P2p) - one_tag_then_each_digest).abs() < 1e-9);
-        assert_eq!(manifest_path(&sc, Mode::P2p).via_seeds, 1.0, "the tag only");
+        assert!((floor(&sc, Mode::P2p) - one_tag_then_each_digest).abs() < 1e-9);
+        assert_eq!(manifest_path(&sc, Resolving::of(&sc, Mode::P2p, Policy::Default)).via_seeds, 1.0, "the tag only");
         // Tags not kept: each HEAD by tag passes to the registry, the GET by digest goes
         // through the seed, once for all.
         sc.mirror.auth_check_ttl_ms = 60_000;
         sc.mirror.tag_ttl_ms = 0;
-        let path = manifest_path(&sc, Mode::P2p);
+        let path = manifest_path(&sc, Resolving::of(&sc, Mode::P2p, Policy::Default));
         assert_eq!((path.registry_requests, path.in_series, path.via_seeds), (501.0, 2.0, 1.0));
-        assert!((request_floor_s(&sc, Mode::P2p) - one_tag_then_each_digest).abs() < 1e-9);
+        assert!((floor(&sc, Mode::P2p) - one_tag_then_each_digest).abs() < 1e-9);
         // Nothing kept: as oci, whatever the seeds.
         sc.mirror.auth_check_ttl_ms = 0;
-        assert!((request_floor_s(&sc, Mode::P2p) - two_per_node).abs() < 1e-9);
+        assert!((floor(&sc, Mode::P2p) - two_per_node).abs() < 1e-9);
         // 50 nodes: 100 requests, the last admitted 19.8 ms after the first.
         let sc = seed_file(include_str!("../../../scenarios/nginx-50.toml"), "nginx-50.toml");
-        assert!((request_floor_s(&sc, Mode::Oci) - (0.010 + 0.0198 + 0.005 + image_s)).abs() < 1e-9);
+        assert!((floor(&sc, Mode::Oci) - (0.010 + 0.0198 + 0.005 + image_s)).abs() < 1e-9);
     }
 
     #[test]

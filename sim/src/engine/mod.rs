@@ -5,9 +5,7 @@ mod bound;
 mod events;
 mod world;
 
-pub use bound::{
-    image_bytes, lower_bound_s, manifest_path, mirror_rule, node_count, request_floor_s, seeds_resolve, ManifestPath,
-};
+pub use bound::{image_bytes, lower_bound_s, manifest_path, node_count, request_floor_s, ManifestPath, Resolving};
 
 use crate::result::{ModeResult, RunResult};
 use crate::scenario::{Mode, Scenario};
@@ -38,7 +36,7 @@ pub fn run_scenario(scenario: &Scenario, _options: &RunOptions) -> anyhow::Resul
         policy: policy.name().to_string(),
         image_bytes: image_bytes(scenario),
         lower_bound_s: lower_bound_s(scenario),
-        request_floor_s: request_floor_s(scenario, floor_mode(scenario)),
+        request_floor_s: request_floor_s(scenario, floor_mode(scenario), policy),
         modes,
         config_toml: effective_config_toml(scenario, policy)?,
     })

@@ -209,11 +209,11 @@ pub(crate) struct World<'a> {
     /// A normal node's upload in P2P, bits/s (its link, or its own limit).
     node_up_bps: f64,
     back_to_source_asks: u64,
-    /// Each node's registry mirror (the daemon's `ResolveCache`); in oci mode containerd's
-    /// own requests, which keep nothing (zero TTLs).
+    /// Each node's registry mirror (the daemon's `ResolveCache`); in oci mode and under the
+    /// dragonfly replica, containerd's requests passed on as they come (zero TTLs).
     mirrors: Vec<ResolveCache<ManifestKey, ()>>,
     /// Per key, the seed host whose resolver the mirrors ask (rendezvous over the seeds);
-    /// None: they ask the registry (`bound::seeds_resolve`).
+    /// None: they ask the registry (`bound::Resolving`).
     resolver_of: [Option<usize>; 2],
     /// Each seed peer's resolver, by seed (host - nodes).
     resolvers: Vec<ResolveCache<ManifestKey, ()>>,
@@ -307,7 +307,7 @@ impl<'a> World<'a> {
         }
         let reads = if mode == Mode::P2pLazy { working_set(sc, &peer_cfg) } else { Vec::new() };
         let hosts = n_nodes + seed_count;
-        let rule = bound::mirror_rule(sc, mode);
+        let resolving = bound::Resolving::of(sc, mode, policy);
         // The daemon picks the seed by rendezvous hashing of the key over the seed hosts: for
         // one image, every node asks the same seed.
         let resolver_of = [ManifestKey::Tag, ManifestKey::Digest].map(|key| {
@@ -316,7 +316,7 @@ impl<'a> World<'a> {
                 ManifestKey::Digest => format!("{}@digest", sc.image.reference),
             };
             let seeds = (n_nodes..hosts).map(|h| (h, h as u64));
-            let via_seeds = bound::seeds_resolve(sc, mode, key.addressing());
+            let via_seeds = resolving.seeds_resolve(key.addressing());
             hashring::pick(hashring::key_of(name.as_bytes()), seeds).filter(|_| via_seeds)
         });
         Ok(World {
@@ -358,9 +358,9 @@ impl<'a> World<'a> {
             hop_max: 0,
             node_up_bps,
             back_to_source_asks: 0,
-            mirrors: (0..n_nodes).map(|_| ResolveCache::new(rule)).collect(),
+            mirrors: (0..n_nodes).map(|_| ResolveCache::new(resolving.rule)).collect(),
             resolver_of,
-            resolvers: (0..seed_count).map(|_| ResolveCache::new(rule)).collect(),
+            resolvers: (0..seed_count).map(|_| ResolveCache::new(resolving.rule)).collect(),
             resolver_asking: vec![BTreeMap::new(); seed_count],
             resolver_fetches: Vec::new(),
             completions: Vec::new(),

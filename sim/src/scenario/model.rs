@@ -193,14 +193,18 @@ impl Scenario {
 }
 
 /// A scenario's `[mirror]`: the daemon's rule for manifests (`peer::core::ResolveRule`),
-/// read by the same names as `peerd.toml`'s `[mirror]`. Oci mode (no mirror) ignores it.
+/// read by the same names as `peerd.toml`'s `[mirror]`. Oci mode (no mirror) and the
+/// `dragonfly` replica (its proxy forwards manifest requests) ignore it
+/// (`engine::Resolving`).
 ///
 /// - `tag_ttl_ms > 0`: a mirror that must resolve the tag upstream GETs the manifest (not
 ///   HEAD), checks its digest and keeps it, so containerd's GET by digest that follows is
-///   answered on the node. 0: HEAD by tag and GET by digest both go to the registry.
-/// - `resolve_via_seeds` (with `tag_ttl_ms > 0` and a seed peer): the mirror asks a seed
-///   peer's resolver (rendezvous pick over the seeds), which asks the registry once for all
-///   the nodes asking at the time and answers the rest from its own cache.
+///   answered on the node. 0: each HEAD by tag goes to the registry as it came; so does
+///   each GET by digest with `auth_check_ttl_ms = 0`.
+/// - `resolve_via_seeds` (with a seed peer): for each key it keeps (a TTL above 0), the
+///   mirror asks a seed peer's resolver (rendezvous pick over the seeds), which asks the
+///   registry once for all the nodes asking at the time and answers the rest from its own
+///   cache.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Mirror {
@@ -209,7 +213,7 @@ pub struct Mirror {
     /// A manifest by digest (and a client's credentials for it) is reused this long: the
     /// rule's `digest_ttl_ms`.
     pub auth_check_ttl_ms: u64,
-    /// Normal nodes resolve tags through a seed peer instead of the registry.
+    /// Normal nodes resolve what they keep through a seed peer instead of the registry.
     pub resolve_via_seeds: bool,
 }
 
