@@ -13,6 +13,8 @@ pub struct Registry {
     pub proc: Proc,
     pub addr: String,
     pub log: PathBuf,
+    /// The `Authorization` the pushes send (a registry started with `start_with_users`).
+    pub auth: Option<String>,
 }
 
 pub fn binary() -> Option<PathBuf> {
@@ -21,6 +23,20 @@ pub fn binary() -> Option<PathBuf> {
 
 impl Registry {
     pub fn start(dir: &Path) -> Registry {
+        Registry::start_with(dir, "", None)
+    }
+
+    /// A registry that takes only the users of `htpasswd` (bcrypt lines, `user:$2b$...`),
+    /// by Basic authentication; the pushes authenticate as `user`/`password`.
+    pub fn start_with_users(dir: &Path, htpasswd: &str, user: &str, password: &str) -> Registry {
+        let file = dir.join("htpasswd");
+        std::fs::write(&file, htpasswd).unwrap();
+        let auth = format!("auth:\n  htpasswd:\n    realm: e2e\n    path: {}\n", file.display());
+        let basic = format!("Basic {}", base64_of(&format!("{user}:{password}")));
+        Registry::start_with(dir, &auth, Some(basic))
+    }
+
+    fn start_with(dir: &Path, auth_yaml: &str, auth: Option<String>) -> Registry {
         let bin =
             binary().expect("docker-registry is not installed; run tests/setup.sh (apt-get install docker-registry)");
         let addr = format!("127.0.0.1:{}", free_port());
@@ -28,7 +44,7 @@ impl Registry {
         std::fs::write(
             &config,
             format!(
-                "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: false\nstorage:\n  filesystem:\n    rootdirectory: {}\n  maintenance:\n    uploadpurging:\n      enabled: false\nhttp:\n  addr: {addr}\nhealth:\n  storagedriver:\n    enabled: false\n",
+                "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: false\nstorage:\n  filesystem:\n    rootdirectory: {}\n  maintenance:\n    uploadpurging:\n      enabled: false\nhttp:\n  addr: {addr}\nhealth:\n  storagedriver:\n    enabled: false\n{auth_yaml}",
                 dir.join("registry-data").display()
             ),
         )
@@ -44,7 +60,8 @@ impl Registry {
             .expect("docker-registry starts");
         let proc = Proc::from_child("registry", child, log.clone());
         let deadline = Instant::now() + Duration::from_secs(20);
-        while request(&addr, "GET", "/v2/", &[], &[]).map(|r| r.0) != Some(200) {
+        let ping: Vec<(&str, &str)> = auth.iter().map(|a| ("Authorization", a.as_str())).collect();
+        while request(&addr, "GET", "/v2/", &ping, &[]).map(|r| r.0) != Some(200) {
             assert!(
                 Instant::now() < deadline,
                 "registry not up: {}",
@@ -52,13 +69,18 @@ impl Registry {
             );
             std::thread::sleep(Duration::from_millis(100));
         }
-        Registry { proc, addr, log }
+        Registry { proc, addr, log, auth }
+    }
+
+    fn auth_header(&self) -> Vec<(&str, &str)> {
+        self.auth.iter().map(|a| ("Authorization", a.as_str())).collect()
     }
 
     /// Pushes `data` as a blob of `repo` (monolithic upload); returns its URL.
     pub fn push_blob(&self, repo: &str, data: &[u8], digest: &str) -> String {
         let (status, headers, _) =
-            request(&self.addr, "POST", &format!("/v2/{repo}/blobs/uploads/"), &[], &[]).expect("upload starts");
+            request(&self.addr, "POST", &format!("/v2/{repo}/blobs/uploads/"), &self.auth_header(), &[])
+                .expect("upload starts");
         assert_eq!(status, 202, "upload start refused");
         let location = headers
             .iter()
@@ -69,8 +91,9 @@ impl Registry {
             location.split_once("://").map_or(location.as_str(), |(_, rest)| &rest[rest.find('/').unwrap_or(0)..]);
         let sep = if path.contains('?') { '&' } else { '?' };
         let put = format!("{path}{sep}digest={digest}");
-        let (status, _, body) = request(&self.addr, "PUT", &put, &[("Content-Type", "application/octet-stream")], data)
-            .expect("upload completes");
+        let mut headers = self.auth_header();
+        headers.push(("Content-Type", "application/octet-stream"));
+        let (status, _, body) = request(&self.addr, "PUT", &put, &headers, data).expect("upload completes");
         assert_eq!(status, 201, "blob upload refused: {}", String::from_utf8_lossy(&body));
         format!("http://{}/v2/{repo}/blobs/{digest}", self.addr)
     }
@@ -83,8 +106,9 @@ impl Registry {
 
     /// Pushes a manifest under `reference` (a tag); returns the registry's status.
     pub fn push_manifest(&self, repo: &str, reference: &str, media_type: &str, body: &[u8]) -> u16 {
-        request(&self.addr, "PUT", &format!("/v2/{repo}/manifests/{reference}"), &[("Content-Type", media_type)], body)
-            .map_or(0, |r| r.0)
+        let mut headers = self.auth_header();
+        headers.push(("Content-Type", media_type));
+        request(&self.addr, "PUT", &format!("/v2/{repo}/manifests/{reference}"), &headers, body).map_or(0, |r| r.0)
     }
 
     /// Body bytes the registry logged for GETs of paths containing `needle`.
@@ -107,6 +131,24 @@ impl Registry {
         let log = std::fs::read_to_string(&self.log).unwrap_or_default();
         log.lines().filter(|l| l.contains("\"GET ") && l.contains(needle)).count()
     }
+}
+
+/// Standard base64 (RFC 4648, padded), for a Basic `Authorization`.
+pub fn base64_of(text: &str) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let bytes = text.as_bytes();
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk.iter().enumerate().fold(0u32, |acc, (i, b)| acc | (u32::from(*b) << (16 - 8 * i)));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
 }
 
 /// One HTTP/1.1 request (Connection: close); (status, headers, body).
@@ -136,4 +178,14 @@ pub fn request(
     let headers =
         lines.filter_map(|l| l.split_once(':')).map(|(k, v)| (k.trim().to_string(), v.trim().to_string())).collect();
     Some((status, headers, out[end + 4..].to_vec()))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn base64_is_the_standard_alphabet_padded() {
+        assert_eq!(super::base64_of("bob:pw"), "Ym9iOnB3");
+        assert_eq!(super::base64_of("alice:s3"), "YWxpY2U6czM=");
+        assert_eq!(super::base64_of("a:"), "YTo=");
+    }
 }

@@ -25,6 +25,8 @@ pub struct DaemonConfig {
     pub task_id: TaskIdConfig,
     pub download: DownloadSection,
     pub mirror: MirrorSection,
+    /// `[preheat]`: a seed's registry credentials and limits for preheat jobs.
+    pub preheat: super::preheat::config::PreheatSection,
     pub log: LogConfig,
     /// `[tls]`: mutual TLS on the data plane (both ways), towards the scheduler, and on the
     /// local API when it does not listen on loopback. Loaded into `tls` by `parse`.
@@ -337,6 +339,7 @@ impl Default for DaemonConfig {
             task_id: TaskIdConfig::default(),
             download: DownloadSection::default(),
             mirror: MirrorSection::default(),
+            preheat: Default::default(),
             log: LogConfig::default(),
             tls_files: None,
             tls: None,
@@ -521,6 +524,9 @@ fn check(c: &DaemonConfig) -> Result<(), Fault> {
         }
     }
     check_mirror(&c.mirror)?;
+    if let Err((key, message)) = super::preheat::config::check(&c.preheat) {
+        return fault(&["preheat", key], message);
+    }
     if let Err(e) = crate::origin::address_policy::AddressPolicy::new(&c.origin.allowed_networks, Vec::new()) {
         return fault(&["origin", "allowed_networks"], e);
     }

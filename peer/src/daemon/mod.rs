@@ -1,8 +1,8 @@
 //! The peer daemon: one per node (or a seed peer with `host.kind = "seed"`). It downloads
 //! tasks for local clients (`local_api.rs`, used by `dfget`) and for the scheduler's seed
-//! orders (`seed.rs`), each by the peer core's plan (`download.rs`, `fetch.rs`); serves
-//! pieces to other peers over the data plane; keeps the scheduler informed
-//! (`sched_link.rs`); collects garbage; exposes `/metrics` and `/healthz`.
+//! orders (`seed.rs`) and preheat jobs (`preheat/`), each by the peer core's plan
+//! (`download.rs`, `fetch.rs`); serves pieces to other peers over the data plane; keeps the
+//! scheduler informed (`sched_link.rs`); collects garbage; exposes `/metrics` and `/healthz`.
 //!
 //! Under `--cfg madsim` the same code runs on madsim's network and virtual time: only the
 //! HTTP origin is left out (`start_with_origin` takes a simulated one) and the local API is
@@ -14,6 +14,7 @@ pub mod error;
 mod fetch;
 pub mod local_api;
 pub mod metrics;
+pub mod preheat;
 // The mirror speaks hyper to real registries: no madsim build (the suite drives the local API).
 #[cfg(not(madsim))]
 pub mod mirror;
@@ -57,6 +58,8 @@ pub struct Ctx {
     pub sched: SchedLink,
     pub metrics: Arc<Metrics>,
     running: tasks::Running,
+    /// Preheat jobs the scheduler ordered from this seed (`preheat/`).
+    preheats: preheat::Preheats,
     started: Instant,
     peer_seq: AtomicU64,
     shutdown: watch::Receiver<bool>,
@@ -250,6 +253,7 @@ pub async fn start_with_origin(cfg: DaemonConfig, origin: Arc<dyn Origin>) -> Re
     let peer_config = cfg.core.clone();
     tracing::info!(config = %effective_peer_config(&peer_config), "peer core configuration");
     let (shutdown, shutdown_rx) = watch::channel(false);
+    let preheats = preheat::Preheats::new(cfg.preheat.jobs_in_flight);
     let ctx = Arc::new(Ctx {
         ids: TaskIdRules::new(&cfg.task_id),
         cfg,
@@ -261,6 +265,7 @@ pub async fn start_with_origin(cfg: DaemonConfig, origin: Arc<dyn Origin>) -> Re
         sched,
         metrics: Arc::new(Metrics::new()),
         running: tasks::Running::default(),
+        preheats,
         started: Instant::now(),
         peer_seq: AtomicU64::new(0),
         shutdown: shutdown_rx.clone(),

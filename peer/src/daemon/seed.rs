@@ -1,5 +1,6 @@
 //! Seed mode: the scheduler pushes the tasks this host must fetch from the origin
-//! (WatchSeedTasks); each becomes a download registered with need_back_to_source.
+//! (WatchSeedTasks); each becomes a download registered with need_back_to_source. A
+//! `SeedTask` carrying a preheat order goes to `preheat/` instead.
 
 use super::download::Job;
 use super::Ctx;
@@ -30,6 +31,9 @@ pub async fn watch(ctx: Arc<Ctx>, address: String, mut client: api::SchedulerCli
                         _ = shutdown.wait_for(|s| *s) => return,
                     };
                     match next {
+                        Ok(Some(pb::SeedTask { preheat: Some(order), .. })) => {
+                            super::preheat::start(&ctx, order, client.clone(), address.clone())
+                        }
                         Ok(Some(task)) => start(&ctx, task),
                         Ok(None) => break,
                         Err(status) => {

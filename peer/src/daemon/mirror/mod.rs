@@ -19,13 +19,13 @@
 
 mod auth;
 mod blob;
-mod forward;
+pub(crate) mod forward;
 mod headers;
 mod manifest;
 mod range;
 mod route;
 mod stream;
-mod upstream;
+pub(crate) mod upstream;
 
 /// The mirror's parsers of client and registry bytes, for the fuzz targets (`fuzz/`); not
 /// an API.
