@@ -48,7 +48,7 @@ mkdir -p "$dir"
 log "$NAME: $PODS pods at $POD_RATE, registry $REG_RATE, $SEEDS seed(s) at $SEED_RATE, layers $LAYERS_MIB MiB, $CLIENT, $WHAT"
 start=$(date +%s)
 PODS=$PODS POD_RATE=$POD_RATE REG_RATE=$REG_RATE SEED_RATE=$SEED_RATE SEEDS=$SEEDS LAYERS_MIB=$LAYERS_MIB \
-  WORK=$WORK BIN_DIR=$BIN_DIR PEER_EXTRA_TOML=$plan/peer-core.toml SCHEDULER_EXTRA_TOML=$plan/scheduler-core.toml \
+  WORK=$WORK BIN_DIR=$BIN_DIR PEER_EXTRA_TOML=$plan/peer-core.toml PEER_MIRROR_KEYS=$plan/peer-mirror.toml SCHEDULER_EXTRA_TOML=$plan/scheduler-core.toml \
   bash "$ROOT/bench/netns_fanout.sh" "$WHAT" "$CLIENT" >"$dir/measured.txt"
 cp "$WORK/image.json" "$dir/image.json"
 log "emulation took $(( $(date +%s) - start )) s; simulating"

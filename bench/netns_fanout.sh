@@ -19,6 +19,8 @@
 #         BIN_DIR=$CARGO_TARGET_DIR/release (e2e-oci-push; peerd and scheduler for p2p)
 #         PEER_EXTRA_TOML=FILE  appended to every peerd config (e.g. the mirror's registry allow list,
 #                               or the [peer] table a scenario runs)
+#         PEER_MIRROR_KEYS=FILE  lines added to the [mirror] table this script writes (keys only,
+#                               e.g. tag_ttl_ms = 0: sim fidelity-plan's peer-mirror.toml)
 #         SCHEDULER_EXTRA_TOML=FILE  the scheduler's [scheduler] table (default: policy = "default")
 #         MIRROR_CMD='...'      p2p without peerd: a stand-in mirror started in every pod instead
 #                               ({UPSTREAM} = http://198.18.0.2:5000, {LOG} = a per-pod log path);
@@ -202,9 +204,11 @@ EOF
   # Without this table every request got 403 and each client went straight to the registry.
   # A seed needs it too: its resolver (listen.resolver, 0.0.0.0:65004) answers the pods'
   # manifest requests for the registries its mirror proxies.
+  # PEER_MIRROR_KEYS: more keys of that table (bench/fidelity.sh: the scenario's [mirror]).
   if [[ -n ${7:-} || $3 == seed ]] && ! grep -qs '^\[mirror\]' "${PEER_EXTRA_TOML:-/dev/null}"; then
-    printf '\n[mirror]\ndefault_registry = "%s:5000"\n\n[[mirror.registries]]\nhost = "%s:5000"\nendpoint = "http://%s:5000"\n' \
-      "$REG_IP" "$REG_IP" "$REG_IP" >>"$1"
+    printf '\n[mirror]\ndefault_registry = "%s:5000"\n' "$REG_IP" >>"$1"
+    if [[ -n ${PEER_MIRROR_KEYS:-} ]]; then cat "$PEER_MIRROR_KEYS" >>"$1"; fi
+    printf '\n[[mirror.registries]]\nhost = "%s:5000"\nendpoint = "http://%s:5000"\n' "$REG_IP" "$REG_IP" >>"$1"
   fi
   if [[ -n ${PEER_EXTRA_TOML:-} ]]; then cat "$PEER_EXTRA_TOML" >>"$1"; fi
 }

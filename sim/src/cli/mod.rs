@@ -77,7 +77,8 @@ options:
   --max-bytes-error PCT  fidelity-compare: registry bytes error allowed [2]
 
 `sim fidelity-plan` writes DIR/env (what bench/netns_fanout.sh runs), DIR/scheduler-core.toml
-and DIR/peer-core.toml (the tables the scheduler and every peerd take), or refuses a scenario
+and DIR/peer-core.toml (the tables the scheduler and every peerd take; DIR/peer-mirror.toml the
+[mirror] keys), or refuses a scenario
 this machine cannot emulate. `bench/fidelity.sh` runs both fidelity commands around the
 emulation; reports go to DIR/<scenario>/ [reports/fidelity].
 
@@ -665,6 +666,16 @@ fn core_tables(sc: &Scenario) -> Result<(String, String), Failure> {
     Ok((table("scheduler", s)?, table("peer", p)?))
 }
 
+/// The scenario's `[mirror]` keys as lines of the daemons' `[mirror]` table (no header:
+/// `bench/netns_fanout.sh` writes the table, with the registry it proxies, and puts these
+/// lines in it), so the real mirrors run the rule the simulator runs.
+fn mirror_keys(m: &sim::scenario::Mirror) -> String {
+    format!(
+        "tag_ttl_ms = {}\nauth_check_ttl_ms = {}\nresolve_via_seeds = {}\n",
+        m.tag_ttl_ms, m.auth_check_ttl_ms, m.resolve_via_seeds
+    )
+}
+
 fn cmd_fidelity_plan(path: &Path, out: &Path) -> Result<i32, Failure> {
     let sc = load(path, None, &None)?;
     let plan = sim::fidelity::Plan::of(&sc).map_err(|e| Failure::Input(format!("{}: {e}", path.display())))?;
@@ -673,6 +684,7 @@ fn cmd_fidelity_plan(path: &Path, out: &Path) -> Result<i32, Failure> {
     write_file(&out.join("env"), &plan.env())?;
     write_file(&out.join("scheduler-core.toml"), &sched_toml)?;
     write_file(&out.join("peer-core.toml"), &peer_toml)?;
+    write_file(&out.join("peer-mirror.toml"), &mirror_keys(&sc.mirror))?;
     print!("{}", plan.env());
     for n in &plan.notes {
         eprintln!("note: {n}");
@@ -755,6 +767,20 @@ fn cmd_fidelity_compare(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The real mirrors get the scenario's `[mirror]` (one configuration): the lines the plan
+    /// writes, put in a `[mirror]` table, read back as the same keys.
+    #[test]
+    fn the_plan_gives_the_real_mirrors_the_scenarios_mirror_keys() {
+        let m = sim::scenario::Mirror { tag_ttl_ms: 0, auth_check_ttl_ms: 1500, resolve_via_seeds: false };
+        let text = format!("[mirror]\ndefault_registry = \"r:5000\"\n{}", mirror_keys(&m));
+        let mut table: toml::Table = toml::from_str(&text).unwrap();
+        let mut mirror = table.remove("mirror").unwrap().try_into::<toml::Table>().unwrap();
+        mirror.remove("default_registry");
+        assert_eq!(toml::Value::Table(mirror).try_into::<sim::scenario::Mirror>().unwrap(), m);
+        let keys: Vec<_> = mirror_keys(&m).lines().map(|l| l.split(' ').next().unwrap().to_string()).collect();
+        assert_eq!(keys, sim::scenario::Mirror::KEYS, "every key the simulator models");
+    }
 
     fn args(s: &str) -> Vec<String> {
         s.split_whitespace().map(String::from).collect()
