@@ -157,3 +157,34 @@ def meta(count, finished_bits, completed, digest=True):
 put("store_meta", "partial", meta(10, 0b1000000101, False))
 put("store_meta", "complete", meta(3, 0b111, True))
 put("store_meta", "empty", meta(0, 0, True, digest=False))
+
+# ---- preheat: the first byte picks the parser (fuzz_targets/preheat_inputs.rs) ----
+H = "sha256:" + hashlib.sha256(b"manifest").hexdigest()
+put("preheat_inputs", "image-tag", b"\x00" + b"127.0.0.1:5000/e2e/app:v1")
+put("preheat_inputs", "image-digest", b"\x00" + ("harbor.example.com/library/nginx:v1@" + H).encode())
+put("preheat_inputs", "image-short", b"\x00" + b"nginx")
+put("preheat_inputs", "platform", b"\x01" + b"linux/arm64/v8")
+put("preheat_inputs", "harbor-push", b"\x02" + json.dumps({
+    "type": "PUSH_ARTIFACT", "occur_at": 1680501893, "operator": "admin",
+    "event_data": {"resources": [{"digest": H, "tag": "v1", "resource_url": "harbor.example.com/library/nginx:v1"}],
+                   "repository": {"name": "nginx", "namespace": "library", "repo_full_name": "library/nginx",
+                                  "repo_type": "private"}}}).encode())
+put("preheat_inputs", "harbor-cloudevents", b"\x02" + json.dumps({
+    "specversion": "1.0", "type": "harbor.artifact.pushed",
+    "data": {"resources": [{"digest": H, "resource_url": "h.example/p/a@" + H}]}}).encode())
+put("preheat_inputs", "harbor-delete", b"\x02" + b'{"type":"DELETE_ARTIFACT","event_data":{}}')
+put("preheat_inputs", "challenge-bearer", b"\x03" + b'Bearer realm="https://auth.docker.io/token",'
+    b'service="registry.docker.io",scope="repository:library/nginx:pull"')
+put("preheat_inputs", "challenge-basic", b"\x03" + b'Basic realm="Registry Realm"')
+put("preheat_inputs", "manifest", b"\x04" + json.dumps({
+    "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+    "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": D, "size": 830},
+    "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": H, "size": 1986743}]}).encode())
+put("preheat_inputs", "index", b"\x04" + json.dumps({
+    "schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+    "manifests": [{"digest": H, "size": 500, "platform": {"os": "linux", "architecture": "amd64"}},
+                  {"digest": D, "size": 500, "platform": {"os": "linux", "architecture": "arm64", "variant": "v8"}}]}).encode())
+put("preheat_inputs", "docker-config", b"\x05" + json.dumps({
+    "auths": {"https://index.docker.io/v1/": {"auth": "YWxpY2U6czNjcmV0"},
+              "127.0.0.1:5000": {"username": "bob", "password": "pw"}, "helper.example": {}},
+    "credsStore": "desktop"}).encode())

@@ -32,6 +32,15 @@ mod manifest;
 #[cfg(not(madsim))]
 mod registry;
 
+/// The parsers of registry and operator bytes, for the fuzz targets (`fuzz/`); not an API.
+#[cfg(all(feature = "fuzzing", not(madsim)))]
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use super::challenge::{parse as parse_challenge, Challenge};
+    pub use super::credentials::{parse as parse_docker_config, DockerConfig};
+    pub use super::manifest::{choose, parse as parse_manifest, IndexEntry, Manifest};
+}
+
 use super::Ctx;
 use api::pb;
 use std::collections::HashSet;
@@ -45,6 +54,7 @@ const REPORT_INTERVAL: Duration = Duration::from_secs(2);
 /// The final report is tried this many times, `REPORT_INTERVAL` apart.
 const FINAL_REPORT_TRIES: u32 = 5;
 /// Blobs one job may list (the scheduler takes as many).
+#[cfg(not(madsim))]
 const MAX_BLOBS: usize = 4096;
 
 /// The jobs this seed runs, by id: a job ordered again (by another replica, or after the
