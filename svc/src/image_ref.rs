@@ -89,6 +89,11 @@ pub fn parse(text: &str) -> Result<ImageRef, String> {
         r if r == "index.docker.io" || r == "registry-1.docker.io" => "docker.io".to_string(),
         r => r,
     };
+    // Docker Hub's official images live under library/, however the registry is written.
+    let repository = match registry == "docker.io" && !repository.contains('/') {
+        true => format!("library/{repository}"),
+        false => repository,
+    };
     check_registry(&registry).map_err(|e| format!("image reference {shown}: {e}"))?;
     check_repository(&repository).map_err(|e| format!("image reference {shown}: {e}"))?;
     let tag = match (&digest, tag) {
@@ -251,6 +256,7 @@ mod tests {
         assert_eq!(ok("nginx"), "docker.io/library/nginx:latest");
         assert_eq!(ok("bitnami/nginx:1.25"), "docker.io/bitnami/nginx:1.25");
         assert_eq!(ok("index.docker.io/library/nginx:v1"), "docker.io/library/nginx:v1");
+        assert_eq!(ok("docker.io/nginx"), "docker.io/library/nginx:latest");
         assert_eq!(ok("127.0.0.1:5000/e2e/app"), "127.0.0.1:5000/e2e/app:latest");
         assert_eq!(ok("127.0.0.1:5000/e2e/app:v1"), "127.0.0.1:5000/e2e/app:v1");
         assert_eq!(ok("localhost/a/b:t_1.x-y"), "localhost/a/b:t_1.x-y");
