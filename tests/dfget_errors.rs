@@ -15,6 +15,9 @@ fn no_output_left(dir: &Path, name: &str) {
     assert!(left.is_empty(), "files left for {name}: {left:?}");
 }
 
+/// (name, daemon's local API, URL, extra arguments, exit code, what stderr says).
+type Case<'a> = (&'a str, &'a str, &'a str, Vec<&'a str>, i32, &'a str);
+
 #[test]
 fn bad_requests_fail_cleanly_with_their_exit_codes() {
     let dir = cluster::test_dir("errors");
@@ -31,7 +34,7 @@ fn bad_requests_fail_cleanly_with_their_exit_codes() {
     let wrong = format!("sha256:{}", "ab".repeat(32));
     let missing = format!("http://{}/files/missing.bin", origin.addr);
     let closed = format!("http://127.0.0.1:{}/x.bin", cluster::free_port());
-    let cases: Vec<(&str, &str, &str, Vec<&str>, i32, &str)> = vec![
+    let cases: Vec<Case> = vec![
         ("scheme", peer.local_api.as_str(), "ftp://example.com/x.bin", vec![], 2, "unsupported scheme"),
         ("notaurl", peer.local_api.as_str(), "http//nope", vec![], 2, "invalid URL"),
         ("baddigest", peer.local_api.as_str(), url.as_str(), vec!["--digest", "sha256:xyz"], 2, "--digest"),

@@ -151,14 +151,11 @@ pub fn base64_of(text: &str) -> String {
     out
 }
 
-/// One HTTP/1.1 request (Connection: close); (status, headers, body).
-pub fn request(
-    addr: &str,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &[u8],
-) -> Option<(u16, Vec<(String, String)>, Vec<u8>)> {
+/// An HTTP answer: status, headers, body.
+pub type Answer = (u16, Vec<(String, String)>, Vec<u8>);
+
+/// One HTTP/1.1 request (Connection: close).
+pub fn request(addr: &str, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Option<Answer> {
     let mut s = TcpStream::connect(addr).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(120))).ok()?;
     let mut head =

@@ -203,8 +203,7 @@ impl TaskDownload {
         let piece_bytes = cfg.piece_sizing.piece_bytes(content_bytes).max(1);
         let count = content_bytes.div_ceil(piece_bytes) as u32;
         let wanted = if want_all { PieceSet::full(count) } else { PieceSet::new(count) };
-        let mut by_availability: Vec<PieceSet> = Vec::new();
-        by_availability.push(PieceSet::full(count));
+        let by_availability: Vec<PieceSet> = vec![PieceSet::full(count)];
         TaskDownload {
             cfg,
             content_bytes,

@@ -127,8 +127,11 @@ async fn store(
 /// there to the end; for a lazy download only to the end of the run of consecutive pieces
 /// queued, so the origin sends no byte nobody asked for. Transient origin errors are retried
 /// with a backoff, then they end the download.
+/// A piece asked of the origin reader, and where its bytes go.
+type PieceRequest = (u32, oneshot::Sender<Result<Vec<u8>, OriginError>>);
+
 pub struct OriginCursor {
-    queue: mpsc::UnboundedSender<(u32, oneshot::Sender<Result<Vec<u8>, OriginError>>)>,
+    queue: mpsc::UnboundedSender<PieceRequest>,
     /// Ranges end after the queued run (a lazy download) or at the end of the content.
     lazy: Arc<std::sync::atomic::AtomicBool>,
 }
@@ -224,26 +227,6 @@ async fn origin_piece(
     store(ctx, task, piece, verified, None, started).await
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_a_busy_parent_is_not_blamed_for_refusing_a_piece() {
-        assert!(!refusal_blames_parent(ErrorCode::Busy));
-        for code in [
-            ErrorCode::PieceNotAvailable,
-            ErrorCode::TaskNotFound,
-            ErrorCode::CorruptPiece,
-            ErrorCode::BadRequest,
-            ErrorCode::Internal,
-            ErrorCode::Unauthorized,
-        ] {
-            assert!(refusal_blames_parent(code), "{code:?}");
-        }
-    }
-}
-
 impl OriginReader {
     /// Piece `piece`; `run_end`: one past the last piece of the run queued from it.
     async fn read_piece(&mut self, ctx: &Ctx, piece: u32, run_end: u32) -> Result<Vec<u8>, OriginError> {
@@ -284,5 +267,25 @@ impl OriginReader {
             self.body = Some((at + len as u64, body));
         }
         Ok(data)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_busy_parent_is_not_blamed_for_refusing_a_piece() {
+        assert!(!refusal_blames_parent(ErrorCode::Busy));
+        for code in [
+            ErrorCode::PieceNotAvailable,
+            ErrorCode::TaskNotFound,
+            ErrorCode::CorruptPiece,
+            ErrorCode::BadRequest,
+            ErrorCode::Internal,
+            ErrorCode::Unauthorized,
+        ] {
+            assert!(refusal_blames_parent(code), "{code:?}");
+        }
     }
 }

@@ -114,7 +114,7 @@ impl AddressPolicy {
 
     pub fn trusts_host(&self, host: &str) -> bool {
         let host = host.trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase();
-        self.trusted_hosts.iter().any(|h| *h == host)
+        self.trusted_hosts.contains(&host)
     }
 
     /// Ok for a public address or one of `allowed_networks`; Err(why) otherwise.

@@ -79,11 +79,11 @@ impl BouncePool {
     /// both paths give (no space, I/O error).
     pub(super) fn write_at(&self, direct: Option<&File>, buffered: &File, data: &[u8], offset: u64) -> io::Result<()> {
         let aligned_len = data.len() / DIRECT_ALIGN * DIRECT_ALIGN;
-        let Some(direct) = direct.filter(|_| offset % DIRECT_ALIGN as u64 == 0 && aligned_len > 0) else {
+        let Some(direct) = direct.filter(|_| offset.is_multiple_of(DIRECT_ALIGN as u64) && aligned_len > 0) else {
             return buffered.write_all_at(data, offset);
         };
         let (head, tail) = data.split_at(aligned_len);
-        let wrote = if head.as_ptr() as usize % DIRECT_ALIGN == 0 {
+        let wrote = if (head.as_ptr() as usize).is_multiple_of(DIRECT_ALIGN) {
             direct.write_all_at(head, offset)
         } else {
             let mut buf = self.take(aligned_len);
@@ -128,7 +128,7 @@ impl BouncePool {
 /// through `buffered`. Fewer bytes in the file is `UnexpectedEof`.
 pub(super) fn read_into(direct: Option<&File>, buffered: &File, offset: u64, buf: &mut PieceBuf) -> io::Result<()> {
     let len = buf.len();
-    match direct.filter(|_| offset % DIRECT_ALIGN as u64 == 0 && len > 0) {
+    match direct.filter(|_| offset.is_multiple_of(DIRECT_ALIGN as u64) && len > 0) {
         Some(direct) => match read_direct(direct, buf.blocks_mut(), offset, len) {
             Err(e) if e.raw_os_error() == Some(libc_einval()) => buffered.read_exact_at(buf, offset),
             other => other,

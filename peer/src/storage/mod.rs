@@ -503,7 +503,7 @@ impl Store {
 impl TaskEntry {
     fn new(dir: PathBuf, file: File, meta: TaskMeta, unverified: PieceSet, direct_io: bool) -> TaskEntry {
         let content_path = dir.join(meta::CONTENT_FILE);
-        let aligned = meta.piece_bytes % direct::DIRECT_ALIGN as u64 == 0;
+        let aligned = meta.piece_bytes.is_multiple_of(direct::DIRECT_ALIGN as u64);
         TaskEntry {
             id: meta.id,
             direct: std::sync::OnceLock::new(),

@@ -795,7 +795,8 @@ impl Scheduler {
                     changed |= self.attach_stripe(task_id, si, &parent, peer);
                 }
                 Some(Placement::Fallback(parent)) => {
-                    if self.attach_stripe(task_id, si, &parent, peer) {
+                    let attached = self.attach_stripe(task_id, si, &parent, peer);
+                    if attached {
                         changed = true;
                         self.tasks.get_mut(&task_id).expect("exists").strays[si].insert(peer);
                     }
