@@ -130,6 +130,8 @@ fn temp_dir(name: &str) -> PathBuf {
 /// Where the manifests mount the grant key Secret (`p2pimg-grant-key`), which the operator
 /// creates and the manifests never hold.
 const GRANT_KEY_PATH: &str = "/etc/p2pimg-grant/grant.key";
+/// Where scheduler.yaml mounts Secret p2pimg-preheat-auth (key `auth`).
+const PREHEAT_AUTH_PATH: &str = "/etc/p2pimg-preheat-auth/auth";
 
 /// Where the manifests mount each component's TLS Secret (cert-manager's keys `tls.crt`,
 /// `tls.key`, `ca.crt`), and where the systemd examples' commented-out `[tls]` points.
@@ -150,7 +152,9 @@ fn fresh_dir(what: &str) -> PathBuf {
 fn with_test_grant_key(text: &str) -> String {
     let key = fresh_dir("grant-key").join("grant.key");
     std::fs::write(&key, [7u8; 32]).unwrap();
-    text.replace(GRANT_KEY_PATH, key.to_str().unwrap())
+    let auth = fresh_dir("preheat-auth").join("auth");
+    std::fs::write(&auth, "Bearer deploy-manifests-test").unwrap();
+    text.replace(GRANT_KEY_PATH, key.to_str().unwrap()).replace(PREHEAT_AUTH_PATH, auth.to_str().unwrap())
 }
 
 /// The `[tls]` table of a configuration, as written (None without one).
@@ -598,6 +602,51 @@ fn seeds_resolve_manifests_for_the_registries_the_nodes_pull_from() {
     let (seed, _, _) = peer_config(&seed, "deploy/systemd/seed.toml");
     let (node, _, _) = peer_config(&node, "deploy/systemd/peerd.toml");
     assert_eq!(hosts(&seed), hosts(&node), "deploy/systemd: seed.toml must list the registries of peerd.toml");
+}
+
+/// Preheat (deploy/README.md, "Preheat"): one Service to replica 0, where jobs live; the
+/// POSTs' secret mounted where `[preheat] auth_file` reads it; the seeds' registry
+/// credentials from an optional pull secret where `[preheat] docker_config` reads them.
+#[test]
+fn preheat_reaches_replica_zero_with_its_secret_and_the_seeds_credentials() {
+    let secret_of = |spec: &Value, volume: &str| -> Value {
+        spec["volumes"].as_array().unwrap().iter().find(|v| v["name"] == volume).unwrap()["secret"].clone()
+    };
+    for tree in TREES {
+        let objects = rendered(tree);
+        let sts = find(objects, "StatefulSet", SCHEDULER);
+        let spec = pod_spec(sts);
+        let text = config_text(objects, spec, "config", "scheduler.toml");
+        let cfg = k8s_scheduler_config(&text, "scheduler.toml");
+        let raw: toml::Table = toml::from_str(&text).unwrap();
+        let auth_file = raw["preheat"]["auth_file"].as_str().expect("[preheat] auth_file: the POSTs need a secret");
+        let c = container(spec, "containers", "scheduler");
+        assert_eq!(auth_file, format!("{}/auth", mount_path(c, "preheat-auth")), "{tree}: auth_file in the mount");
+        let secret = secret_of(spec, "preheat-auth");
+        assert_eq!(secret["secretName"], "p2pimg-preheat-auth", "{tree}");
+        assert!(secret["optional"].as_bool() != Some(true), "{tree}: the scheduler refuses to start without it");
+        let svc = find(objects, "Service", "p2pimg-preheat");
+        assert_ne!(svc["spec"]["clusterIP"], "None", "{tree}: one address for Harbor and p2pctl");
+        let selector = &svc["spec"]["selector"];
+        assert_eq!(selector["statefulset.kubernetes.io/pod-name"], format!("{SCHEDULER}-0"), "{tree}: jobs live on one replica");
+        for (k, v) in sts["spec"]["selector"]["matchLabels"].as_object().unwrap() {
+            assert_eq!(&selector[k], v, "{tree}: the Service selects the scheduler's pods");
+        }
+        let port = &svc["spec"]["ports"][0];
+        assert_eq!(port_number(c, &port["targetPort"]), cfg.http_addr.port(), "{tree}: to listen.http");
+
+        let seed = find(objects, "StatefulSet", SEED);
+        let spec = pod_spec(seed);
+        let text = config_text(objects, spec, "config-template", "seed.toml");
+        let raw: toml::Table = toml::from_str(&text).unwrap();
+        let docker_config = raw["preheat"]["docker_config"].as_str().expect("seed.toml: [preheat] docker_config");
+        let c = container(spec, "containers", "peerd");
+        assert_eq!(docker_config, format!("{}/.dockerconfigjson", mount_path(c, "preheat-registry")), "{tree}");
+        let secret = secret_of(spec, "preheat-registry");
+        assert_eq!((secret["secretName"].as_str(), secret["optional"].as_bool()), (Some("p2pimg-preheat-registry"), Some(true)), "{tree}");
+        // Without the Secret the file is absent and the seed still starts (anonymous).
+        peer_config(&with_pod_ip(&text), &format!("{tree}: seed.toml, no pull secret"));
+    }
 }
 
 fn check_peer_probes_and_ports(tree: &str, workload: &Value, c: &Value, cfg: &DaemonConfig) {

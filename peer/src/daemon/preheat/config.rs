@@ -10,7 +10,8 @@ pub struct PreheatSection {
     /// base64(user:password)}}}`, or `username` and `password`), as a Kubernetes pull
     /// secret of type `kubernetes.io/dockerconfigjson` holds them (its `.dockerconfigjson`
     /// key, mounted as a file). Checked at load, read again for each job (a rotated secret
-    /// is seen). Unset: the registries are read anonymously.
+    /// is seen). Unset, or a file that does not exist (an optional Secret not created yet):
+    /// the registries are read anonymously; a file that exists must parse.
     pub docker_config: Option<PathBuf>,
     /// Preheat jobs this seed runs at once; more wait their turn (and report meanwhile).
     pub jobs_in_flight: usize,
@@ -35,7 +36,7 @@ pub fn check(p: &PreheatSection) -> Result<(), (&'static str, String)> {
         }
     }
     if let Some(path) = &p.docker_config {
-        super::credentials::load(path).map_err(|e| ("docker_config", e))?;
+        super::credentials::load_optional(path).map_err(|e| ("docker_config", e))?;
     }
     Ok(())
 }

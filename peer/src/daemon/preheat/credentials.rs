@@ -39,6 +39,15 @@ pub struct DockerConfig {
 /// A config.json is a few KiB; a pull secret is bounded by Kubernetes at 1 MiB.
 const MAX_FILE_BYTES: u64 = 1 << 20;
 
+/// `load`, but a file that does not exist is no credentials (None): the Kubernetes manifests
+/// mount the pull secret as an optional Secret, absent until an operator creates it.
+pub fn load_optional(path: &Path) -> Result<Option<DockerConfig>, String> {
+    match std::fs::metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        _ => load(path).map(Some),
+    }
+}
+
 pub fn load(path: &Path) -> Result<DockerConfig, String> {
     let meta = std::fs::metadata(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     if meta.len() > MAX_FILE_BYTES {
@@ -113,6 +122,19 @@ fn alias(registry: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_missing_file_is_no_credentials_but_a_bad_one_is_an_error() {
+        let dir = std::env::temp_dir().join(format!("preheat-creds-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        assert_eq!(load_optional(&dir.join("absent.json")), Ok(None));
+        let bad = dir.join("bad.json");
+        std::fs::write(&bad, b"{}").unwrap();
+        assert!(load_optional(&bad).unwrap_err().contains("auths"), "a file that exists must parse");
+        std::fs::write(&bad, br#"{"auths": {}}"#).unwrap();
+        assert_eq!(load_optional(&bad), Ok(Some(DockerConfig::default())));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn auths_by_registry_in_either_spelling() {

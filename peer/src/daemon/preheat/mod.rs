@@ -241,7 +241,7 @@ async fn run(ctx: &Arc<Ctx>, order: &pb::PreheatOrder, status: &Shared) -> Resul
         format!("{} (this seed's configuration: preheat reads only the registries its mirror proxies)", r.message())
     })?;
     let credentials = match &ctx.cfg.preheat.docker_config {
-        Some(path) => credentials::load(path)?.for_registry(&image.registry).cloned(),
+        Some(path) => credentials::load_optional(path)?.and_then(|c| c.for_registry(&image.registry).cloned()),
         None => None,
     };
     let clients = Clients::new(&ctx.cfg.origin, ctx.cfg.mirror.upstream_timeout_ms)?;
