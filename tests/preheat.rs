@@ -235,6 +235,7 @@ fn preheat_leaves_the_registry_no_blob_to_serve_in_the_rollout() {
     let started = Instant::now();
     let (id, stdout) = preheat_ok(&sched.http, &auth_file, &image);
     let preheat_s = started.elapsed().as_secs_f64();
+    eprint!("p2pctl preheat {image}:\n{stdout}");
     assert!(stdout.contains(&format!("job {id} started: {image} linux/amd64")), "{stdout}");
     assert!(stdout.lines().last().unwrap().starts_with("succeeded: 4/4 blobs"), "{stdout}");
     let (preheat_gets, preheat_bytes) = blob_reads(&registry);
