@@ -300,7 +300,8 @@ async fn via_seed(m: &Arc<Mirror>, r: &ManifestRequest<'_>, key: &Key) -> Option
     let ring_key = sched::core::hashring::key_of(
         format!("{}\n{}\n{}\n{}", key.endpoint, key.repository, key.reference, key.accept).as_bytes(),
     );
-    let members = resolvers.iter().enumerate().map(|(i, a)| (i, sched::core::hashring::key_of(a.to_string().as_bytes())));
+    let members =
+        resolvers.iter().enumerate().map(|(i, a)| (i, sched::core::hashring::key_of(a.to_string().as_bytes())));
     let chosen = resolvers[sched::core::hashring::pick(ring_key, members)?];
     let seed = Upstream { host: chosen.to_string(), endpoint: format!("http://{chosen}"), insecure: false };
     let mut h = headers::to_upstream(&r.parts.headers, &cfg.mirror.upstream_header);
@@ -343,7 +344,12 @@ async fn from_registry(m: &Arc<Mirror>, r: &ManifestRequest<'_>) -> Fetched {
     match read_checked(response, r).await {
         Ok(a) => Fetched::Kept(a),
         Err(why) => {
-            tracing::warn!(registry = r.upstream.host, reference = r.reference, reason = why.as_str(), "manifest not kept");
+            tracing::warn!(
+                registry = r.upstream.host,
+                reference = r.reference,
+                reason = why.as_str(),
+                "manifest not kept"
+            );
             Fetched::Refused { response: json_error(StatusCode::BAD_GATEWAY, &why), outage: true }
         }
     }
@@ -393,7 +399,13 @@ async fn read_limited(mut response: reqwest::Response, max: usize) -> Result<Byt
 
 /// What a checked answer tells beyond itself: the same manifest by digest, and the blobs it
 /// lists for these credentials.
-fn learn(m: &Arc<Mirror>, r: &ManifestRequest<'_>, addressing: Addressing, credentials: &[(String, String)], a: &Arc<Answer>) {
+fn learn(
+    m: &Arc<Mirror>,
+    r: &ManifestRequest<'_>,
+    addressing: Addressing,
+    credentials: &[(String, String)],
+    a: &Arc<Answer>,
+) {
     let now = Instant::now();
     for (digest, size) in descriptors(&a.body) {
         let key = auth::Key::new(&r.upstream.endpoint, r.name, &digest, credentials);
