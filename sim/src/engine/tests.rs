@@ -357,6 +357,12 @@ fn manifest_requests_follow_the_mirrors_rule() {
         let lazy = run(&sc, Mode::P2pLazy);
         assert_eq!(lazy.registry_requests, blobs + 2, "{pods} pods, p2p-lazy");
     }
+    // Pods bound over 12 s: the seed's resolver asks again once its answer is 5 s old, so
+    // one request per TTL window: three in 12 s.
+    let mut spread = nginx(100, |_| {});
+    spread.pod.schedule_jitter_ms = 12_000.0;
+    let m = run(&spread, Mode::P2p);
+    assert_eq!(m.registry_requests, 3 + blobs, "one manifest request per tag TTL");
     let n = 100u64;
     let m = run(&nginx(100, |m| m.resolve_via_seeds = false), Mode::P2p);
     assert_eq!(m.registry_requests, n + blobs, "each mirror GETs the tag, keeps the digest");
