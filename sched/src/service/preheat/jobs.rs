@@ -250,8 +250,10 @@ impl Jobs {
             job.manifest_digest = report.manifest_digest;
         }
         if !report.blobs.is_empty() {
-            job.size_bytes = report.blobs.iter().map(|b| b.size_bytes).sum();
-            job.done_bytes = report.blobs.iter().map(|b| b.done_bytes.min(b.size_bytes)).sum();
+            // Saturating: the sizes come from the wire (a report of u64::MAX sizes must not
+            // wrap or, with overflow checks, panic).
+            job.size_bytes = report.blobs.iter().fold(0u64, |a, b| a.saturating_add(b.size_bytes));
+            job.done_bytes = report.blobs.iter().fold(0u64, |a, b| a.saturating_add(b.done_bytes.min(b.size_bytes)));
             job.blobs_done = report.blobs.iter().filter(|b| b.done_bytes >= b.size_bytes).count();
             job.blobs = report.blobs;
         }
@@ -385,5 +387,16 @@ mod tests {
         assert_eq!(t.len(), 2);
         assert!(t.get(&b).is_none() && t.get(&a).is_some() && t.get(&c).is_some(), "b finished first");
         assert_eq!(t.rows().iter().map(|j| j.id.clone()).collect::<Vec<_>>(), vec![c, a], "newest first");
+    }
+
+    #[test]
+    fn reported_sizes_add_up_without_wrapping() {
+        let mut t = jobs(8);
+        let (id, _) = t.submit("r/a:v1", "linux/amd64", 0, 1000).unwrap();
+        t.ordered(&id, "seed-1", S, 1001);
+        let huge = |d: &str| blob(d, u64::MAX, u64::MAX);
+        assert!(t.report("seed-1", &id, report(JobState::Running, vec![huge("a"), huge("b")]), 2 * S, 1002));
+        let j = t.get(&id).unwrap();
+        assert_eq!((j.size_bytes, j.done_bytes, j.blobs_done), (u64::MAX, u64::MAX, 2));
     }
 }
