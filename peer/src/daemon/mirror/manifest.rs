@@ -290,10 +290,22 @@ enum Fetched {
     Refused { response: Response<Body>, outage: bool },
 }
 
+/// Whether a request may go to a seed's resolver, which listens in plain HTTP: with `[tls]`
+/// (a cluster whose traffic is authenticated and private) a client's credentials do not
+/// cross the network in clear, so a request with an `Authorization` goes to the registry
+/// (over its own TLS) from this node; anonymous requests (public images) still go through
+/// the seeds.
+fn seed_may_carry(cluster_tls: bool, client: &HeaderMap) -> bool {
+    !cluster_tls || !client.contains_key(http::header::AUTHORIZATION)
+}
+
 /// A seed peer's resolver, when this is a normal host that asks them and one is known.
 async fn via_seed(m: &Arc<Mirror>, r: &ManifestRequest<'_>, key: &Key) -> Option<Result<Answer, String>> {
     let cfg = &m.ctx.cfg;
     if !cfg.mirror.resolve_via_seeds || cfg.host.kind != crate::daemon::config::HostKind::Normal {
+        return None;
+    }
+    if !seed_may_carry(cfg.tls.is_some(), &r.parts.headers) {
         return None;
     }
     let resolvers = m.ctx.sched.resolvers();
@@ -482,6 +494,15 @@ fn head_only(mut resp: Response<Body>, method: &Method) -> Response<Body> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn credentials_cross_to_a_seed_only_without_cluster_tls() {
+        let mut h = HeaderMap::new();
+        assert!(seed_may_carry(true, &h) && seed_may_carry(false, &h), "anonymous: through the seeds");
+        h.insert(http::header::AUTHORIZATION, HeaderValue::from_static("Bearer t"));
+        assert!(seed_may_carry(false, &h), "no [tls]: as documented, in clear");
+        assert!(!seed_may_carry(true, &h), "[tls]: the token stays off the plain resolver port");
+    }
 
     #[test]
     fn descriptors_are_an_image_manifests_config_and_layers() {
