@@ -13,7 +13,7 @@ use std::fmt;
 /// The registry spec's limit on a repository name (and the mirror's, `route.rs`).
 pub const MAX_REPOSITORY_BYTES: usize = 255;
 const MAX_REGISTRY_BYTES: usize = 255;
-const MAX_TAG_BYTES: usize = 128;
+pub const MAX_TAG_BYTES: usize = 128;
 /// An OCI platform's fields are short words (`linux`, `amd64`, `v8`).
 const MAX_PLATFORM_FIELD_BYTES: usize = 64;
 
@@ -133,7 +133,9 @@ fn check_repository(name: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn valid_component(c: &str) -> bool {
+/// One component of a repository name in the distribution spec's grammar: lowercase letters
+/// and digits joined by `.`, `_`, `__` or runs of `-`. Shared with the mirror's routes.
+pub fn valid_component(c: &str) -> bool {
     let b = c.as_bytes();
     let alnum = |x: u8| x.is_ascii_lowercase() || x.is_ascii_digit();
     if b.is_empty() || !alnum(b[0]) || !alnum(b[b.len() - 1]) {
@@ -157,12 +159,16 @@ fn valid_component(c: &str) -> bool {
     true
 }
 
-fn check_tag(tag: &str) -> Result<(), String> {
+/// A tag in the distribution spec's grammar: 1 to `MAX_TAG_BYTES` of `[A-Za-z0-9_.-]`, not
+/// starting with `.` or `-`. Shared with the mirror's routes.
+pub fn valid_tag(tag: &str) -> bool {
     let b = tag.as_bytes();
     let word = |x: u8| x.is_ascii_alphanumeric() || x == b'_';
-    let ok =
-        !b.is_empty() && b.len() <= MAX_TAG_BYTES && word(b[0]) && b.iter().all(|&x| word(x) || x == b'.' || x == b'-');
-    if ok {
+    !b.is_empty() && b.len() <= MAX_TAG_BYTES && word(b[0]) && b.iter().all(|&x| word(x) || x == b'.' || x == b'-')
+}
+
+fn check_tag(tag: &str) -> Result<(), String> {
+    if valid_tag(tag) {
         Ok(())
     } else {
         Err(format!("tag {}: must be 1 to {MAX_TAG_BYTES} of [A-Za-z0-9_.-], not starting with '.' or '-'", shown(tag)))

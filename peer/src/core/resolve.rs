@@ -161,7 +161,11 @@ impl<K: Ord + Clone, V: Clone> ResolveCache<K, V> {
         if !self.entries.contains_key(key) {
             self.make_room(now_ms);
         }
-        let e = self.entries.entry(key.clone()).or_insert(Entry { answer: None, asking_since_ms: None, touched_ms: now_ms });
+        let e = self.entries.entry(key.clone()).or_insert(Entry {
+            answer: None,
+            asking_since_ms: None,
+            touched_ms: now_ms,
+        });
         e.answer = Some((answer, fresh_until_ms));
         e.asking_since_ms = None;
         e.touched_ms = now_ms;
@@ -209,7 +213,8 @@ impl<K: Ord + Clone, V: Clone> ResolveCache<K, V> {
             return;
         }
         if !self.rule.serve_stale_on_error {
-            self.entries.retain(|_, e| e.asking_since_ms.is_some() || e.answer.as_ref().is_some_and(|(_, u)| *u > now_ms));
+            self.entries
+                .retain(|_, e| e.asking_since_ms.is_some() || e.answer.as_ref().is_some_and(|(_, u)| *u > now_ms));
         }
         while self.entries.len() >= self.rule.max_entries.max(1) {
             let oldest = self

@@ -2,6 +2,7 @@
 //! refused with a message naming what is wrong.
 
 use crate::storage::Sha256Digest;
+use svc::image_ref::{valid_component, valid_tag, MAX_TAG_BYTES};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route {
@@ -95,39 +96,14 @@ fn check_name(name: &str) -> Result<(), RouteError> {
     Ok(())
 }
 
-fn valid_component(c: &str) -> bool {
-    let b = c.as_bytes();
-    let alnum = |x: u8| x.is_ascii_lowercase() || x.is_ascii_digit();
-    if b.is_empty() || !alnum(b[0]) || !alnum(b[b.len() - 1]) {
-        return false;
-    }
-    let mut i = 0;
-    while i < b.len() {
-        if alnum(b[i]) {
-            i += 1;
-            continue;
-        }
-        // A separator run: ".", "_", "__" or any number of "-".
-        let start = i;
-        while i < b.len() && !alnum(b[i]) {
-            i += 1;
-        }
-        let sep = &c[start..i];
-        if !(sep == "." || sep == "_" || sep == "__" || sep.bytes().all(|x| x == b'-')) {
-            return false;
-        }
-    }
-    true
-}
-
 fn check_tag(tag: &str) -> Result<(), RouteError> {
-    let b = tag.as_bytes();
-    let word = |x: u8| x.is_ascii_alphanumeric() || x == b'_';
-    let ok = !b.is_empty() && b.len() <= 128 && word(b[0]) && b.iter().all(|&x| word(x) || x == b'.' || x == b'-');
-    if ok {
+    if valid_tag(tag) {
         Ok(())
     } else {
-        Err(bad(format!("tag {}: must be 1 to 128 of [A-Za-z0-9_.-], not starting with '.' or '-'", shown(tag))))
+        Err(bad(format!(
+            "tag {}: must be 1 to {MAX_TAG_BYTES} of [A-Za-z0-9_.-], not starting with '.' or '-'",
+            shown(tag)
+        )))
     }
 }
 
