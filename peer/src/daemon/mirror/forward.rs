@@ -133,6 +133,24 @@ pub fn relay(response: reqwest::Response, method: &Method, on_bytes: impl Fn(u64
         .unwrap_or_else(|e| super::text(StatusCode::INTERNAL_SERVER_ERROR, &format!("bad upstream response: {e}")))
 }
 
+/// A registry answer's body, at most `max` bytes (a manifest, a token, an error text): the
+/// mirror's manifests and the seed's preheat read them alike.
+pub async fn read_limited(mut response: reqwest::Response, max: usize) -> Result<Bytes, String> {
+    let mut out = Vec::new();
+    loop {
+        match response.chunk().await {
+            Ok(Some(chunk)) => {
+                if out.len() + chunk.len() > max {
+                    return Err(format!("the registry's answer is larger than {max} bytes"));
+                }
+                out.extend_from_slice(&chunk);
+            }
+            Ok(None) => return Ok(Bytes::from(out)),
+            Err(e) => return Err(format!("the registry's answer broke: {}", error_chain(&e))),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -17,7 +17,7 @@
 
 use super::auth::{self, BlobInfo};
 use super::upstream::Upstream;
-use super::{headers, json_error, Body, Mirror, Outcome};
+use super::{forward, headers, json_error, Body, Mirror, Outcome};
 use crate::core::resolve::{Addressing, Failed, Lookup, ResolveCache, ResolveRule};
 use bytes::Bytes;
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE};
@@ -349,7 +349,7 @@ async fn from_registry(m: &Arc<Mirror>, r: &ManifestRequest<'_>) -> Fetched {
     let status = response.status();
     if !status.is_success() {
         let headers = headers::to_client(response.headers());
-        let body = read_limited(response, MAX_ERROR_BODY_BYTES).await.unwrap_or_default();
+        let body = forward::read_limited(response, MAX_ERROR_BODY_BYTES).await.unwrap_or_default();
         let answer = Answer { status, headers, body };
         return Fetched::Refused { response: respond(&answer, &Method::GET, false), outage: status.is_server_error() };
     }
@@ -371,7 +371,7 @@ async fn from_registry(m: &Arc<Mirror>, r: &ManifestRequest<'_>) -> Fetched {
 async fn read_checked(response: reqwest::Response, r: &ManifestRequest<'_>) -> Result<Answer, String> {
     let status = response.status();
     let mut headers = headers::to_client(response.headers());
-    let body = read_limited(response, MAX_MANIFEST_BYTES).await?;
+    let body = forward::read_limited(response, MAX_MANIFEST_BYTES).await?;
     let digest = format!("sha256:{:x}", Sha256::digest(&body));
     let named = if r.reference.starts_with("sha256:") {
         Some(r.reference.to_string())
@@ -391,22 +391,6 @@ async fn read_checked(response: reqwest::Response, r: &ManifestRequest<'_>) -> R
     }
     headers.remove(CONTENT_LENGTH);
     Ok(Answer { status, headers, body })
-}
-
-async fn read_limited(mut response: reqwest::Response, max: usize) -> Result<Bytes, String> {
-    let mut out = Vec::new();
-    loop {
-        match response.chunk().await {
-            Ok(Some(chunk)) => {
-                if out.len() + chunk.len() > max {
-                    return Err(format!("manifest larger than {max} bytes"));
-                }
-                out.extend_from_slice(&chunk);
-            }
-            Ok(None) => return Ok(Bytes::from(out)),
-            Err(e) => return Err(format!("registry body broke: {}", crate::origin::error_chain(&e))),
-        }
-    }
 }
 
 /// What a checked answer tells beyond itself: the same manifest by digest, and the blobs it

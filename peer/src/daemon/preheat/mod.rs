@@ -42,6 +42,7 @@ pub mod fuzzing {
 }
 
 use super::Ctx;
+use crate::daemon::mirror::forward;
 use api::pb;
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -276,7 +277,7 @@ async fn fetch_manifest(
     let response = reg.get(&path, manifest::ACCEPT).await?;
     let status = response.status();
     if !status.is_success() {
-        let body = registry::read_limited(response, 16 << 10).await.unwrap_or_default();
+        let body = forward::read_limited(response, 16 << 10).await.unwrap_or_default();
         return Err(format!(
             "registry {} answered {status} for GET {path}: {}",
             reg.upstream.host,
@@ -284,7 +285,7 @@ async fn fetch_manifest(
         ));
     }
     let named = response.headers().get("docker-content-digest").and_then(|v| v.to_str().ok()).map(str::to_string);
-    let body = registry::read_limited(response, manifest::MAX_MANIFEST_BYTES).await?;
+    let body = forward::read_limited(response, manifest::MAX_MANIFEST_BYTES).await?;
     let digest = format!("sha256:{:x}", Sha256::digest(&body));
     let expected = if reference.starts_with("sha256:") { Some(reference.to_string()) } else { named };
     if let Some(e) = expected.filter(|e| e.starts_with("sha256:") && *e != digest) {

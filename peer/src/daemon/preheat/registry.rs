@@ -7,7 +7,7 @@
 
 use super::challenge::{self, Challenge};
 use super::credentials::Credentials;
-use crate::daemon::mirror::forward::Clients;
+use crate::daemon::mirror::forward::{self, Clients};
 use crate::daemon::mirror::upstream::Upstream;
 use http::header::{ACCEPT, AUTHORIZATION, WWW_AUTHENTICATE};
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
@@ -118,7 +118,7 @@ impl<'a> Registry<'a> {
             .map_err(|e| format!("token service of {}: {}", self.upstream.host, e.message()))?;
         let status = response.status();
         if !status.is_success() {
-            let body = read_limited(response, MAX_ERROR_BODY_BYTES).await.unwrap_or_default();
+            let body = forward::read_limited(response, MAX_ERROR_BODY_BYTES).await.unwrap_or_default();
             return Err(format!(
                 "token service {} answered {status} for the {} scope{}: {}",
                 realm_server.endpoint,
@@ -131,7 +131,7 @@ impl<'a> Registry<'a> {
                 registry_message(&body)
             ));
         }
-        let body = read_limited(response, MAX_TOKEN_BODY_BYTES).await?;
+        let body = forward::read_limited(response, MAX_TOKEN_BODY_BYTES).await?;
         let doc: serde_json::Value = serde_json::from_slice(&body)
             .map_err(|e| format!("token service {}: its answer is not JSON: {e}", realm_server.endpoint))?;
         doc.get("token")
@@ -140,23 +140,6 @@ impl<'a> Registry<'a> {
             .filter(|t| !t.is_empty())
             .map(str::to_string)
             .ok_or_else(|| format!("token service {}: its answer has no token", realm_server.endpoint))
-    }
-}
-
-/// The body, at most `max` bytes (more is an error).
-pub async fn read_limited(mut response: reqwest::Response, max: usize) -> Result<Vec<u8>, String> {
-    let mut out = Vec::new();
-    loop {
-        match response.chunk().await {
-            Ok(Some(chunk)) => {
-                if out.len() + chunk.len() > max {
-                    return Err(format!("the registry's answer is larger than {max} bytes"));
-                }
-                out.extend_from_slice(&chunk);
-            }
-            Ok(None) => return Ok(out),
-            Err(e) => return Err(format!("the registry's answer broke: {}", crate::origin::error_chain(&e))),
-        }
     }
 }
 
