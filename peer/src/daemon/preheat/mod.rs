@@ -42,6 +42,7 @@ pub mod fuzzing {
 }
 
 use super::Ctx;
+#[cfg(not(madsim))]
 use crate::daemon::mirror::forward;
 use api::pb;
 use std::collections::HashSet;
