@@ -9,6 +9,7 @@
 //! | `registry_bandwidth.{png,svg}`| [`charts::RegistryBandwidth`]          |
 //! | `matrix/…`                    | [`matrix`]                             |
 //! | `policies.{csv,md}`           | [`policies`]                           |
+//! | `index.html`, `policies.html` | [`html`]: one self-contained page each |
 //!
 //! Nothing here reads a clock: wall-clock figures are printed by the CLI, never written.
 
@@ -16,6 +17,7 @@ pub mod charts;
 pub mod check;
 pub mod csvs;
 pub mod format;
+pub mod html;
 pub mod matrix;
 pub mod policies;
 pub mod summary;

@@ -182,13 +182,9 @@ impl PolicyTable {
             }
             out.push('\n');
             for (_, _, label, decimals, values) in self.rows.iter().filter(|r| r.0 == mode) {
-                let shown: Vec<f64> = values.iter().map(|v| round_to(*v, *decimals)).collect();
-                let best = shown.iter().copied().filter(|v| v.is_finite()).fold(f64::INFINITY, f64::min);
-                let distinct = shown.iter().any(|v| *v != best);
                 out.push_str(&format!("| {label} |"));
-                for v in &shown {
-                    let cell = if v.is_finite() { format!("{v:.*}", decimals) } else { "n/a".into() };
-                    if distinct && *v == best {
+                for (cell, best) in shown_cells(values, *decimals) {
+                    if best {
                         out.push_str(&format!(" **{cell}** |"));
                     } else {
                         out.push_str(&format!(" {cell} |"));
@@ -200,6 +196,21 @@ impl PolicyTable {
         out.push_str("\nLower is better in every row; the best value of a row is in bold.\n");
         out
     }
+}
+
+/// A row's values as shown (`decimals` places, "n/a" for a missing run), each with whether
+/// it is the row's best (lowest) where the values differ: what `policies.md` puts in bold.
+pub fn shown_cells(values: &[f64], decimals: usize) -> Vec<(String, bool)> {
+    let shown: Vec<f64> = values.iter().map(|v| round_to(*v, decimals)).collect();
+    let best = shown.iter().copied().filter(|v| v.is_finite()).fold(f64::INFINITY, f64::min);
+    let distinct = shown.iter().any(|v| *v != best);
+    shown
+        .iter()
+        .map(|v| {
+            let cell = if v.is_finite() { format!("{v:.*}", decimals) } else { "n/a".into() };
+            (cell, distinct && *v == best)
+        })
+        .collect()
 }
 
 fn round_to(v: f64, decimals: usize) -> f64 {

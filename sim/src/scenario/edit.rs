@@ -79,6 +79,11 @@ impl ScenarioFile {
         &self.path
     }
 
+    /// The file as written.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
     fn origin(&self) -> String {
         self.path.display().to_string()
     }

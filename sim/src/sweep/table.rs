@@ -318,7 +318,8 @@ impl SweepResult {
     }
 }
 
-fn mode_cells(r: &Row) -> Vec<String> {
+/// A row's cells after the varied keys: mode, then the metrics as `sweep.md` shows them.
+pub fn mode_cells(r: &Row) -> Vec<String> {
     let s = &r.summary;
     vec![
         r.mode.name().to_string(),

@@ -1,0 +1,165 @@
+//! A run's page, `DIR/<name>/index.html`: the modes table, the bound and the request floor,
+//! the two charts inline, the files, the scenario and the configuration the cores ran.
+
+use super::nav::{self, Here};
+use super::page::{Cell, Html, Page};
+use super::{figures, file_links, scenario_section, write, ScenarioText};
+use crate::report::format::{bytes, gbps, secs, thousands, times_image_str};
+use crate::report::summary::Summary;
+use crate::report::{run_dir, run_subtitle, ChartContext};
+use crate::result::RunResult;
+use std::path::{Path, PathBuf};
+
+/// Files of a run's directory the page links to, when written.
+const FILES: [&str; 9] = [
+    "summary.json",
+    "pods.csv",
+    "registry.csv",
+    "config.toml",
+    "startup_cdf.png",
+    "registry_bandwidth.png",
+    "policies.md",
+    "policies.csv",
+    "policies.html",
+];
+
+fn shown(s: f64) -> String {
+    if s.is_finite() {
+        secs(s)
+    } else {
+        "n/a".into()
+    }
+}
+
+/// The page's text (its charts are read from `DIR/<name>/`, where the run wrote them).
+pub fn run_page(
+    out_root: &Path,
+    run: &RunResult,
+    ctx: &ChartContext,
+    scenario: &ScenarioText,
+) -> anyhow::Result<String> {
+    let dir = run_dir(out_root, &run.scenario)?;
+    let summary = Summary::of(run);
+    let mut p = Page::new(&format!("Run: {}", run.scenario));
+    p.sub(&run_subtitle(run, ctx));
+    p.h2("Modes");
+    let rows: Vec<Vec<Cell>> = summary
+        .modes
+        .iter()
+        .map(|(name, m)| {
+            vec![
+                Cell::text(name),
+                Cell::num(&thousands(m.pods)),
+                Cell::num(&secs(m.startup_p50_s)),
+                Cell::num(&secs(m.startup_p99_s)),
+                Cell::num(&secs(m.startup_max_s)),
+                Cell::num(&secs(m.makespan_s)),
+                Cell::num(&bytes(m.registry_bytes)),
+                Cell::num(&times_image_str(m.registry_bytes, summary.image_bytes)),
+                Cell::num(&format!("{} Gbit/s", gbps(m.registry_peak_bps as f64))),
+                Cell::num(&thousands(m.registry_requests)),
+            ]
+        })
+        .collect();
+    p.table(
+        &[
+            "mode",
+            "pods",
+            "start p50",
+            "start p99",
+            "start max",
+            "makespan",
+            "registry bytes",
+            "x image",
+            "registry peak (1 s)",
+            "registry requests",
+        ],
+        &rows,
+    );
+    p.table(
+        &["bound", "seconds", "what"],
+        &[
+            vec![
+                Cell::text("lower bound (Kumar & Ross)"),
+                Cell::num(&shown(summary.lower_bound_s)),
+                Cell::text("no distribution scheme can finish sooner on these links"),
+            ],
+            vec![
+                Cell::text("request floor"),
+                Cell::num(&shown(run.request_floor_s)),
+                Cell::text("manifests upstream at the registry's QPS, then the image at one node's rate"),
+            ],
+        ],
+    );
+    p.h2("Charts");
+    figures(
+        &mut p,
+        &dir,
+        &[
+            ("startup_cdf".into(), "Share of pods started over time, one curve per mode".into()),
+            ("registry_bandwidth".into(), "Registry egress over time, one panel per mode".into()),
+        ],
+    )?;
+    p.h2("Files");
+    p.list(file_links(&dir, &FILES));
+    scenario_section(&mut p, scenario);
+    p.h2("Effective configuration");
+    if run.config_toml.is_empty() {
+        p.p(Html::text("The run recorded no core configuration."));
+    } else {
+        p.pre("the scheduler and peer tables the cores ran (config.toml)", &run.config_toml, true);
+    }
+    Ok(p.finish(&nav::bar(out_root, &run.scenario, Here::Run)))
+}
+
+/// Writes `DIR/<name>/index.html` and redraws the links of the scenario's other pages.
+pub fn write_run_page(
+    out_root: &Path,
+    run: &RunResult,
+    ctx: &ChartContext,
+    scenario: &ScenarioText,
+) -> anyhow::Result<PathBuf> {
+    let path = Here::Run.file(out_root, &run.scenario);
+    let written = write(&path, &run_page(out_root, run, ctx, scenario)?)?;
+    nav::refresh(out_root, &run.scenario)?;
+    Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::fixtures::fake_run;
+    use crate::report::html::testing::broken_links;
+    use crate::report::write_run_reports;
+
+    #[test]
+    fn the_page_holds_the_table_the_bounds_and_the_charts_inline() {
+        let out = crate::report::tests::scratch("html-run");
+        let mut run = fake_run("nginx-50", 50, 70_000_000, 5);
+        run.config_toml = "[scheduler]\nkey = \"<v>\"\n".into();
+        let ctx = ChartContext { registry_gbps: Some(10.0), pods: Some(50) };
+        let report = write_run_reports(&out, &run, &ctx).unwrap();
+        let sc = ScenarioText {
+            path: "s.toml".into(),
+            file: "name = \"nginx-50\" # <&>\n".into(),
+            resolved: "x = 1\n".into(),
+        };
+        let page = write_run_page(&out, &run, &ctx, &sc).unwrap();
+        assert_eq!(page, out.join("nginx-50/index.html"));
+        let html = std::fs::read_to_string(&page).unwrap();
+        let m = &report.summary.modes["p2p"];
+        for want in
+            [secs(m.startup_p50_s), secs(m.startup_p99_s), bytes(m.registry_bytes), secs(report.summary.lower_bound_s)]
+        {
+            assert!(html.contains(&format!(">{want}</td>")), "{want} missing");
+        }
+        assert!(html.contains("lower bound (Kumar &amp; Ross)") && html.contains("request floor"));
+        assert_eq!(html.matches("<svg").count(), 2);
+        assert!(!html.contains("<?xml") && !html.contains("http://") && !html.contains("https://"));
+        assert!(html.contains("# &lt;&amp;&gt;") && html.contains("key = &quot;&lt;v&gt;&quot;"));
+        assert!(broken_links(&page).is_empty(), "{:?}", broken_links(&page));
+        // Same inputs, same bytes.
+        assert_eq!(html, run_page(&out, &run, &ctx, &sc).unwrap());
+        let _ = std::fs::remove_dir_all(&out);
+    }
+}
