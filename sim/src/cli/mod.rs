@@ -8,6 +8,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use sim::engine::{run_scenario, RunOptions};
 use sim::report::check::{self, CheckError, Tolerances};
 use sim::report::format::thousands;
+use sim::report::html::{self, ScenarioText};
 use sim::report::matrix::{write_matrix, MatrixEntry};
 use sim::report::policies::{p2p_modes, PolicyTable};
 use sim::report::{run_dir, write_run_reports, ChartContext};
@@ -501,8 +502,9 @@ fn cmd_run(path: &Path, seed: Option<u64>, policy: Option<String>, out: &Path) -
     pb.finish_and_clear();
     let run = run?;
     let report = write_run_reports(out, &run, &chart_context(&sc))?;
+    let page = html::run::write_run_page(out, &run, &chart_context(&sc), &ScenarioText::read(path, &sc)?)?;
     print!("{}", report.table);
-    println!("reports in {}", report.dir.display());
+    println!("reports in {} (open {})", report.dir.display(), page.display());
     println!("{}", speed.line(start.elapsed()));
     Ok(0)
 }
@@ -547,9 +549,10 @@ fn cmd_matrix(inputs: &[PathBuf], seed: Option<u64>, policy: Option<String>, out
     let mut entries = vec![];
     let mut failed = vec![];
     let pb = bar(Some(scenarios.len() as u64));
-    for sc in &scenarios {
+    for (sc, file) in scenarios.iter().zip(&files) {
         match simulate(sc, &pb, &mut speed).and_then(|run| {
             let report = write_run_reports(out, &run, &chart_context(sc))?;
+            html::run::write_run_page(out, &run, &chart_context(sc), &ScenarioText::read(file, sc)?)?;
             Ok((run, report))
         }) {
             Ok((run, report)) => {
@@ -566,8 +569,16 @@ fn cmd_matrix(inputs: &[PathBuf], seed: Option<u64>, policy: Option<String>, out
     pb.finish_and_clear();
     if !entries.is_empty() {
         let dir = out.join("matrix");
-        let files = write_matrix(&dir, &entries)?;
-        println!("matrix: {} scenarios x modes in {} ({} files)", entries.len(), dir.display(), files.len());
+        let mut files = write_matrix(&dir, &entries)?;
+        let page = html::matrix::write_matrix_page(out, &entries)?;
+        files.push(page.clone());
+        println!(
+            "matrix: {} scenarios x modes in {} ({} files; open {})",
+            entries.len(),
+            dir.display(),
+            files.len(),
+            page.display()
+        );
     }
     println!("{}", speed.line(start.elapsed()));
     if failed.is_empty() {
@@ -583,6 +594,7 @@ fn cmd_compare(path: &Path, seed: Option<u64>, out: &Path) -> Result<i32, Failur
     let mut sc = load(path, seed, &None)?;
     // Only the p2p modes differ between policies; oci would just cost time.
     sc.modes = p2p_modes(&sc.modes);
+    let text = ScenarioText::read(path, &sc)?;
     let mut speed = Speed::default();
     let mut runs = vec![];
     let pb = bar(Some(sched::Policy::NAMES.len() as u64));
@@ -606,8 +618,9 @@ fn cmd_compare(path: &Path, seed: Option<u64>, out: &Path) -> Result<i32, Failur
     let md = table.to_markdown();
     let md_path = dir.join("policies.md");
     std::fs::write(&md_path, &md).with_context(|| format!("writing {}", md_path.display()))?;
+    let page = html::policies::write_policies_page(out, &table, &text)?;
     print!("{md}");
-    println!("written: {}, {}", csv_path.display(), md_path.display());
+    println!("written: {}, {}, {}", csv_path.display(), md_path.display(), page.display());
     println!("{}", speed.line(start.elapsed()));
     Ok(0)
 }

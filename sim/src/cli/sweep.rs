@@ -9,6 +9,8 @@ use super::{
 };
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use sim::report::format::thousands;
+use sim::report::html::sweep::write_sweep_page;
+use sim::report::html::ScenarioText;
 use sim::report::run_dir;
 use sim::scenario::{machine_available_bytes, ScenarioFile};
 use sim::sweep::charts::{write_charts, Capacity};
@@ -127,9 +129,18 @@ pub(super) fn cmd_sweep(a: &SweepArgs) -> Result<i32, Failure> {
         None => Capacity::Constant(sweep.base.registry.egress_gbps),
     };
     let charts = write_charts(&dir, &result, a.target.as_ref(), capacity)?;
+    let text = ScenarioText::of(&a.scenario, file.text(), &sweep.base)?;
+    let page = write_sweep_page(&a.out, &result, a.target.as_ref(), &text)?;
     print!("{md}");
     println!();
-    println!("written: {}, {} and {} charts in {}", csv_path.display(), md_path.display(), charts.len(), dir.display());
+    println!(
+        "written: {}, {}, {} and {} charts in {}",
+        csv_path.display(),
+        md_path.display(),
+        page.display(),
+        charts.len(),
+        dir.display()
+    );
     // As the other commands: wall time, and the runs' own wall times added up ("simulation").
     println!(
         "wall {:.2} s (simulation {:.2} s in {units} runs on {jobs} thread(s)), {} events",
