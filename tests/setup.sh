@@ -3,7 +3,8 @@
 # OCI registry (docker-registry), curl, and the real OCI clients the oci_clients suite and
 # bench/netns_fanout.sh drive: containerd (+ctr), runc, skopeo, and busybox-static, whose
 # /bin/busybox goes into the first layer of the generated test image; iproute2 for the
-# namespace bench; and the Kubernetes schema validator of the manifest suite (pip
+# namespace bench; chromium, the headless browser sim/tests/html_browser.rs opens the HTML
+# reports in; and the Kubernetes schema validator of the manifest suite (pip
 # kubernetes-validate). Idempotent and silent when everything is present. Run as root (CI is).
 set -euo pipefail
 missing=()
@@ -14,6 +15,7 @@ have containerd && have ctr || missing+=(containerd)
 have runc || missing+=(runc)
 have skopeo || missing+=(skopeo)
 have tc && have ip || missing+=(iproute2)
+have chromium || have chromium-browser || missing+=(chromium)
 # busybox-static puts a statically linked /bin/busybox; the dynamic `busybox` package would not
 # run inside the image, which has no libc.
 if ! { [[ -x /bin/busybox ]] && ! ldd /bin/busybox >/dev/null 2>&1; }; then missing+=(busybox-static); fi
