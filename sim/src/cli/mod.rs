@@ -83,7 +83,9 @@ and DIR/peer-core.toml (the tables the scheduler and every peerd take; DIR/peer-
 this machine cannot emulate. `bench/fidelity.sh` runs both fidelity commands around the
 emulation; reports go to DIR/<scenario>/ [reports/fidelity].
 
-`sim sweep` writes DIR/<scenario>/sweep/: sweep.csv, sweep.md (also printed) and charts.
+`sim sweep` writes DIR/<scenario>/sweep/: sweep.csv, sweep.md (also printed), charts and
+index.html. Every run, matrix, compare-policies and sweep writes a self-contained HTML page:
+DIR/<scenario>/index.html, policies.html, sweep/index.html, DIR/matrix/index.html.
 `sim matrix DIR` runs the DIR/nginx-*.toml and DIR/tensorflow-*.toml scenarios.
 exit status: 0 ok; 1 a run failed or check found a regression; 2 bad usage, bad scenario
 file, or a missing/unreadable file.
