@@ -56,15 +56,18 @@ pub fn resolved_toml(sc: &Scenario) -> anyhow::Result<String> {
     toml::to_string(&table).with_context(|| format!("scenario {:?} as TOML", sc.name))
 }
 
-/// The scenario section of a page: the file, then the resolved scenario.
-fn scenario_section(p: &mut Page, s: &ScenarioText) {
+/// The scenario file as written, then the effective configuration: the scenario as
+/// resolved and, for a run, the core tables it ran (`config.toml`).
+fn scenario_section(p: &mut Page, s: &ScenarioText, config_toml: Option<&str>) {
     p.h2("Scenario");
     p.pre(&format!("{} (as written)", s.path), &s.file, true);
-    p.pre(
-        "the scenario as the run resolved it (every key, defaults and command-line overrides applied)",
-        &s.resolved,
-        false,
-    );
+    p.h2("Effective configuration");
+    p.pre("the scenario as resolved: every key, defaults and command-line overrides applied", &s.resolved, false);
+    match config_toml {
+        Some("") => p.p(Html::text("The run recorded no core configuration.")),
+        Some(c) => p.pre("the scheduler and peer tables the cores ran (config.toml)", c, true),
+        None => {}
+    }
 }
 
 /// Links to the files of `dir` named in `names` that exist, in that order.

@@ -41,7 +41,7 @@ pub fn policies_page(out_root: &Path, table: &PolicyTable, scenario: &ScenarioTe
     }
     p.h2("Files");
     p.list(file_links(&dir, &["policies.csv", "policies.md"]));
-    scenario_section(&mut p, scenario);
+    scenario_section(&mut p, scenario, None);
     Ok(p.finish(&nav::bar(out_root, &table.scenario, Here::Policies)))
 }
 

@@ -2,7 +2,7 @@
 //! the two charts inline, the files, the scenario and the configuration the cores ran.
 
 use super::nav::{self, Here};
-use super::page::{Cell, Html, Page};
+use super::page::{Cell, Page};
 use super::{figures, file_links, scenario_section, write, ScenarioText};
 use crate::report::format::{bytes, gbps, secs, thousands, times_image_str};
 use crate::report::summary::Summary;
@@ -11,17 +11,9 @@ use crate::result::RunResult;
 use std::path::{Path, PathBuf};
 
 /// Files of a run's directory the page links to, when written.
-const FILES: [&str; 9] = [
-    "summary.json",
-    "pods.csv",
-    "registry.csv",
-    "config.toml",
-    "startup_cdf.png",
-    "registry_bandwidth.png",
-    "policies.md",
-    "policies.csv",
-    "policies.html",
-];
+/// (`policies.*` are reached through the policies page, whose link follows the files on disk.)
+const FILES: [&str; 6] =
+    ["summary.json", "pods.csv", "registry.csv", "config.toml", "startup_cdf.png", "registry_bandwidth.png"];
 
 fn shown(s: f64) -> String {
     if s.is_finite() {
@@ -82,7 +74,9 @@ pub fn run_page(
             vec![
                 Cell::text("lower bound (Kumar & Ross)"),
                 Cell::num(&shown(summary.lower_bound_s)),
-                Cell::text("no distribution scheme can finish sooner on these links"),
+                Cell::text(
+                    "the least time any scheme needs to give every node the whole image over these links (fluid bound)",
+                ),
             ],
             vec![
                 Cell::text("request floor"),
@@ -102,13 +96,7 @@ pub fn run_page(
     )?;
     p.h2("Files");
     p.list(file_links(&dir, &FILES));
-    scenario_section(&mut p, scenario);
-    p.h2("Effective configuration");
-    if run.config_toml.is_empty() {
-        p.p(Html::text("The run recorded no core configuration."));
-    } else {
-        p.pre("the scheduler and peer tables the cores ran (config.toml)", &run.config_toml, true);
-    }
+    scenario_section(&mut p, scenario, Some(&run.config_toml));
     Ok(p.finish(&nav::bar(out_root, &run.scenario, Here::Run)))
 }
 

@@ -95,7 +95,7 @@ pub fn sweep_page(
         &dir,
         &["sweep.csv", "sweep.md", "sweep_startup.png", "sweep_registry.png", "sweep_heatmap.png"],
     ));
-    scenario_section(&mut p, scenario);
+    scenario_section(&mut p, scenario, None);
     Ok(p.finish(&nav::bar(out_root, &result.scenario, Here::Sweep)))
 }
 
