@@ -401,13 +401,20 @@ fn manifest_requests_follow_the_mirrors_rule() {
 /// The node-to-seed round trip and the one upstream request are all a node waits for
 /// before its blobs: on nginx-500 the request floor falls from above 1.25x the Kumar & Ross
 /// bound (HEAD and GET per node, 1,000 at 5,000/s) to within 1.03x, and the makespan with it.
+/// The scheduler here costs what its core alone does (20 us a registration), so the test
+/// sees the manifests' effect alone: at the real service's 100 us the 1,500 registrations,
+/// no longer spread by the registry's queue, wait at one replica instead (sim/README.md).
 #[test]
 fn seeds_resolving_lift_the_request_floor_off_nginx_500() {
-    let sc = nginx(500, |_| {});
+    let core_only = |mut sc: Scenario| {
+        sc.scheduler.cost.schedule_service_us = 20.0;
+        sc
+    };
+    let sc = core_only(nginx(500, |_| {}));
     let bound = lower_bound_s(&sc);
     assert!(request_floor_s(&sc, Mode::P2p, sched::Policy::Default) < 1.03 * bound);
     let m = run_mode(&sc, Mode::P2p, sched::Policy::Default).unwrap();
-    let each = nginx(500, |m| (m.tag_ttl_ms, m.resolve_via_seeds) = (0, false));
+    let each = core_only(nginx(500, |m| (m.tag_ttl_ms, m.resolve_via_seeds) = (0, false)));
     assert!(request_floor_s(&each, Mode::P2p, sched::Policy::Default) > 1.25 * bound);
     let two_per_node = run_mode(&each, Mode::P2p, sched::Policy::Default).unwrap();
     eprintln!(
@@ -416,6 +423,6 @@ fn seeds_resolving_lift_the_request_floor_off_nginx_500() {
         m.makespan_s / bound,
         two_per_node.makespan_s
     );
-    assert!(m.makespan_s < two_per_node.makespan_s - 0.1, "{} against {}", m.makespan_s, two_per_node.makespan_s);
+    assert!(m.makespan_s < 0.95 * two_per_node.makespan_s, "{} against {}", m.makespan_s, two_per_node.makespan_s);
     assert!(m.makespan_s <= 1.25 * bound, "{} s is {:.3}x the bound", m.makespan_s, m.makespan_s / bound);
 }

@@ -289,7 +289,9 @@ pub struct SchedulerSection {
     pub tuning: toml::Table,
 }
 
-/// Per-request service time of one scheduler replica (requests are served one at a time).
+/// Per-request service time of one scheduler replica (requests are served one at a time, as on
+/// one core). The defaults are the real service's CPU per request on one core, end to end over
+/// gRPC (`sched/benches/service_rpc_cost.rs`; figures in `sim/README.md`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct SchedulerCost {
@@ -303,7 +305,7 @@ pub struct SchedulerCost {
 
 impl Default for SchedulerCost {
     fn default() -> Self {
-        SchedulerCost { schedule_service_us: 50.0, report_service_us: 5.0, rpc_latency_ms: 0.25 }
+        SchedulerCost { schedule_service_us: 100.0, report_service_us: 3.0, rpc_latency_ms: 0.25 }
     }
 }
 

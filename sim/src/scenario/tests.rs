@@ -468,7 +468,10 @@ fn mirror_keys_default_to_the_daemons_rule_and_are_checked() {
     let rule = peer::core::ResolveRule::default();
     assert_eq!(s.mirror.rule(), rule);
     let s = parse_scenario(
-        &minimal().replace("[cluster]", "[mirror]\ntag_ttl_ms = 0\nauth_check_ttl_ms = 7\nresolve_via_seeds = false\n\n[cluster]"),
+        &minimal().replace(
+            "[cluster]",
+            "[mirror]\ntag_ttl_ms = 0\nauth_check_ttl_ms = 7\nresolve_via_seeds = false\n\n[cluster]",
+        ),
         "m.toml",
     )
     .unwrap();
