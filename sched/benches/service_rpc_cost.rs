@@ -354,14 +354,15 @@ fn main() {
             );
             all.push(r);
         }
+        let m = |f: fn(&Round) -> f64| median(all.iter().map(f).collect());
+        let (register, report1, report8) = (m(|r| r.register_cpu_us), m(|r| r.report1_cpu_us), m(|r| r.report8_cpu_us));
         println!(
-            "median {:>14.1}  {:>18.1}  {:>22.1}  {:>21.1}  {:>24.1}  {:>22.1}",
-            median(all.iter().map(|r| r.register_cpu_us).collect()),
-            median(all.iter().map(|r| r.register_locked_us).collect()),
-            median(all.iter().map(|r| r.register_wall_ms).collect()),
-            median(all.iter().map(|r| r.report1_cpu_us).collect()),
-            median(all.iter().map(|r| r.report1_locked_us).collect()),
-            median(all.iter().map(|r| r.report8_cpu_us).collect()),
+            "median {register:>14.1}  {:>18.1}  {:>22.1}  {report1:>21.1}  {:>24.1}  {report8:>22.1}",
+            m(|r| r.register_locked_us),
+            m(|r| r.register_wall_ms),
+            m(|r| r.report1_locked_us),
         );
+        // One line for scripts (bench/sched_cost_gate.sh).
+        println!("medians: register_cpu_us={register:.1} report_1_piece_cpu_us={report1:.1} report_8_pieces_cpu_us={report8:.1}");
     });
 }
