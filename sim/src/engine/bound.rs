@@ -1,9 +1,11 @@
-//! Kumar & Ross minimum distribution time for the p2p setting:
-//! max(F/u_s, F/d_min, N*F/(u_s + sum u_i)), with the registry as the server, every node
-//! and seed peer as an uploader, and d_min the slowest node's effective download rate
-//! (NIC or disk write, whichever is lower).
+//! Kumar & Ross minimum distribution time for the p2p setting, in its heterogeneous form:
+//! max(F/u_s, F/d_min, N*F/(u_s + sum u_i)), with the registry as the server (u_s), every
+//! node and seed peer as an uploader (u_i, each at its own rate), N the nodes that need the
+//! image and d_min the slowest node's effective download rate (NIC or disk write, whichever
+//! is lower). Each term holds for any rates: the server must send every bit once, the
+//! slowest node must receive every bit, and N copies must be uploaded by someone.
 
-use crate::scenario::{Mode, Scenario};
+use crate::scenario::{GroupLayout, Mode, Scenario};
 use peer::core::{Addressing, ResolveRule};
 use sched::Policy;
 
@@ -12,12 +14,25 @@ pub fn image_bytes(sc: &Scenario) -> u64 {
 }
 
 pub fn node_count(sc: &Scenario) -> u32 {
-    sc.cluster.pods.div_ceil(sc.cluster.pods_per_node)
+    sc.cluster.node_count()
 }
 
-/// Effective download rate of a node in bits/s: the NIC, or the disk if slower.
-pub fn node_down_bps(sc: &Scenario) -> f64 {
-    sc.payload_bps(sc.cluster.node_bandwidth_gbps).min(sc.cluster.node_disk_write_mbps * 8e6)
+/// Effective download rate of a node of group `g` in bits/s: the NIC, or the disk if slower.
+pub fn group_down_bps(sc: &Scenario, g: &GroupLayout) -> f64 {
+    sc.payload_bps(g.download_gbps).min(g.disk_write_mbps * 8e6)
+}
+
+/// Upload rate of a node of group `g` in bits/s.
+pub fn group_up_bps(sc: &Scenario, g: &GroupLayout) -> f64 {
+    sc.payload_bps(g.upload_gbps)
+}
+
+/// The slowest and the fastest node's effective download rate, bits/s.
+fn down_range_bps(sc: &Scenario) -> (f64, f64) {
+    let rates: Vec<f64> = sc.cluster.layout().iter().map(|g| group_down_bps(sc, g)).collect();
+    let min = rates.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = rates.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    (min, max)
 }
 
 pub fn seed_down_bps(sc: &Scenario) -> f64 {
@@ -26,11 +41,12 @@ pub fn seed_down_bps(sc: &Scenario) -> f64 {
 
 pub fn lower_bound_s(sc: &Scenario) -> f64 {
     let f_bits = image_bytes(sc) as f64 * 8.0;
-    let n = f64::from(node_count(sc));
+    let layout = sc.cluster.layout();
+    let n: f64 = layout.iter().map(|g| f64::from(g.nodes)).sum();
     let u_s = sc.payload_bps(sc.registry.egress_gbps);
-    let uploads = n * sc.payload_bps(sc.cluster.node_bandwidth_gbps)
+    let uploads = layout.iter().map(|g| f64::from(g.nodes) * group_up_bps(sc, g)).sum::<f64>()
         + f64::from(sc.cluster.seed_peers) * sc.payload_bps(sc.cluster.seed_peer_bandwidth_gbps);
-    let d_min = node_down_bps(sc);
+    let (d_min, _) = down_range_bps(sc);
     (f_bits / u_s).max(f_bits / d_min).max(n * f_bits / (u_s + uploads))
 }
 
@@ -120,7 +136,8 @@ pub fn manifest_path(sc: &Scenario, resolving: Resolving) -> ManifestPath {
 /// them in series per node, s of those through a seed (each adding the round trip h), the
 /// last node holds the image no sooner than
 ///   schedule_delay + max(k * latency + s * h, (R - 1) / qps_limit + latency + tail) + F / d_min,
-/// where tail, what a node still waits for after the last registry answer, is h when all
+/// where (with nodes of several kinds) d_min is the slowest node's rate for the first term
+/// and the fastest node's for the second, and tail, what a node still waits for after the last registry answer, is h when all
 /// its requests go through a seed (the answer's way back after the way there), h / 2 when
 /// some do, else 0. `manifest_path` gives R, k and s: oci or both TTLs 0: R = 2N, k = 2
 /// (HEAD by tag, GET by digest); mirrors asking the registry: R = N, k = 1; mirrors asking a
@@ -139,8 +156,12 @@ pub fn request_floor_s(sc: &Scenario, mode: Mode, policy: Policy) -> f64 {
         path.hop_s / 2.0
     };
     let queue_s = (path.registry_requests - 1.0) / sc.registry.qps_limit + latency_s + tail_s;
-    let informed_s = sc.pod.schedule_delay_ms / 1e3 + one_node_s.max(queue_s);
-    informed_s + image_bytes(sc) as f64 * 8.0 / node_down_bps(sc)
+    // Every node waits one_node_s and the slowest must then receive the image; the last node
+    // informed may be of the fastest kind. (With one kind of node this is the formula above.)
+    let delay_s = sc.pod.schedule_delay_ms / 1e3;
+    let f_bits = image_bytes(sc) as f64 * 8.0;
+    let (d_min, d_max) = down_range_bps(sc);
+    ((delay_s + one_node_s) + f_bits / d_min).max((delay_s + queue_s) + f_bits / d_max)
 }
 
 #[cfg(test)]

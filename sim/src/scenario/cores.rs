@@ -149,8 +149,8 @@ fn referenced_mirror(dir: &Path, file: &str, own: &Document<&str>, mirror: &mut 
     };
     // Read and parsed once already by `referenced_table` (which reported any fault).
     let text = std::fs::read_to_string(&path).map_err(|e| fault("mirror", None, format!("cannot read: {e}")))?;
-    let doc = Document::parse(text.as_str())
-        .map_err(|e| fault("mirror", None, format!("invalid TOML: {}", e.message())))?;
+    let doc =
+        Document::parse(text.as_str()).map_err(|e| fault("mirror", None, format!("invalid TOML: {}", e.message())))?;
     let line = |key: &str| Some(super::locate::locate(&doc, &text, key).line);
     let Some(item) = doc.get("mirror") else { return Ok(()) };
     let Some(table) = item.as_table_like() else {

@@ -213,7 +213,7 @@ mod tests {
                 ),
             ])
             .unwrap();
-        assert_eq!(sc.cluster.pods, 9);
+        assert_eq!(sc.cluster.pods(), 9);
         assert_eq!(sc.registry.egress_gbps, 2.5);
         assert_eq!(sc.scheduler.tuning["candidate_parent_limit"].as_integer(), Some(3));
         let (_, peer) = crate::scenario::core_configs(&sc, sched::Policy::Default).unwrap();
@@ -222,7 +222,7 @@ mod tests {
             peer::core::PieceSizing::Scaled { min_bytes: 524_288, max_bytes: 4_194_304, target_pieces: 100 }
         );
         // The file as written is untouched.
-        assert_eq!(f.load().unwrap().cluster.pods, 4);
+        assert_eq!(f.load().unwrap().cluster.pods(), 4);
     }
 
     #[test]
@@ -245,7 +245,7 @@ mod tests {
         let sc = file(text)
             .load_with(&[set("cluster.pods", Num::Int(7)), set("registry.qps_limit", Num::Float(10.0))])
             .unwrap();
-        assert_eq!((sc.cluster.pods, sc.registry.qps_limit), (7, 10.0));
+        assert_eq!((sc.cluster.pods(), sc.registry.qps_limit), (7, 10.0));
         assert_eq!(Num::Float(2.0).to_string(), "2");
         assert_eq!(Num::Float(0.25).to_string(), "0.25");
     }
