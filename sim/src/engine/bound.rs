@@ -222,6 +222,38 @@ mod tests {
         assert!((floor(&sc, Mode::Oci) - (0.010 + 0.0198 + 0.005 + image_s)).abs() < 1e-9);
     }
 
+    /// Heterogeneous nodes: d_min is the slowest group's NIC or disk, and every node and
+    /// seed uploads at its own rate.
+    #[test]
+    fn bound_takes_the_slowest_download_and_each_groups_upload() {
+        let groups = |slow_down: f64, slow_disk: f64, up: f64| {
+            format!(
+                "name = \"b\"\n[cluster]\nseed_peers = 2\nseed_peer_bandwidth_gbps = 1.0\n\
+                 [[cluster.node_groups]]\nname = \"fast\"\ncount = 30\nupload_gbps = {up}\ndownload_gbps = 10.0\n\
+                 [[cluster.node_groups]]\nname = \"slow\"\ncount = 10\nupload_gbps = 1.0\ndownload_gbps = {slow_down}\n\
+                 disk_write_mbps = {slow_disk}\n[registry]\negress_gbps = 2.0\n\
+                 [image]\nreference = \"r\"\nlayer_bytes = [1_000_000_000]\n"
+            )
+        };
+        let sc = seed_file(&groups(1.0, 2000.0, 10.0), "b.toml");
+        let f = image_bytes(&sc) as f64 * 8.0;
+        let p = |gbps: f64| sc.payload_bps(gbps);
+        // Download-limited: the 1 Gbit/s group.
+        assert!((lower_bound_s(&sc) - f / p(1.0)).abs() < 1e-9);
+        // The slow group's disk (50 MB/s = 0.4 Gbit/s) below its NIC.
+        let sc = seed_file(&groups(1.0, 50.0, 10.0), "b.toml");
+        assert!((lower_bound_s(&sc) - f / 0.4e9).abs() < 1e-9);
+        // Upload-limited: 40 copies over the registry, 30 x 0.1 + 10 x 1 Gbit/s of nodes and
+        // 2 x 1 Gbit/s of seeds; N counts the nodes of every group.
+        let sc = seed_file(&groups(10.0, 2000.0, 0.1), "b.toml");
+        let want = 40.0 * f / (p(2.0) + 30.0 * p(0.1) + 10.0 * p(1.0) + 2.0 * p(1.0));
+        assert!(want > f / p(2.0) && want > f / p(10.0));
+        assert!((lower_bound_s(&sc) - want).abs() < 1e-9, "{} vs {want}", lower_bound_s(&sc));
+        // The request floor: the slowest node after its own requests; any node after the queue.
+        let floor = request_floor_s(&sc, Mode::P2p, Policy::Default);
+        assert!(floor >= f / p(10.0) && floor < lower_bound_s(&sc), "{floor}");
+    }
+
     #[test]
     fn bound_is_download_limited_for_the_seed_benchmark() {
         let text = include_str!("../../../scenarios/tensorflow-500.toml");

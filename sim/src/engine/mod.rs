@@ -84,4 +84,6 @@ pub fn effective_config_toml(scenario: &Scenario, policy: Policy) -> anyhow::Res
 }
 
 #[cfg(test)]
+mod group_tests;
+#[cfg(test)]
 mod tests;

@@ -250,3 +250,7 @@ fn six_gbps() -> f64 {
 fn ssd_mbps() -> f64 {
     2000.0
 }
+
+#[cfg(test)]
+#[path = "groups_tests.rs"]
+mod tests;
