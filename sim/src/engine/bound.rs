@@ -135,9 +135,10 @@ pub fn manifest_path(sc: &Scenario, resolving: Resolving) -> ManifestPath {
 /// whole image at its own download rate. With R manifest requests at the registry, k of
 /// them in series per node, s of those through a seed (each adding the round trip h), the
 /// last node holds the image no sooner than
-///   schedule_delay + max(k * latency + s * h, (R - 1) / qps_limit + latency + tail) + F / d_min,
-/// where (with nodes of several kinds) d_min is the slowest node's rate for the first term
-/// and the fastest node's for the second, and tail, what a node still waits for after the last registry answer, is h when all
+///   schedule_delay + max(k * latency + s * h, (R - 1) / qps_limit + latency + tail) + F / d,
+/// d the node's download rate (with node groups: the slowest group's after the first term,
+/// the fastest group's after the second, as the last node informed may be a fast one),
+/// where tail, what a node still waits for after the last registry answer, is h when all
 /// its requests go through a seed (the answer's way back after the way there), h / 2 when
 /// some do, else 0. `manifest_path` gives R, k and s: oci or both TTLs 0: R = 2N, k = 2
 /// (HEAD by tag, GET by digest); mirrors asking the registry: R = N, k = 1; mirrors asking a
