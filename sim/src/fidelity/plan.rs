@@ -259,6 +259,14 @@ layers_mib = [48, 64]
     }
 
     #[test]
+    fn node_groups_are_refused_the_emulation_runs_one_kind_of_node() {
+        let text = BASE.replace("pods = 8\nnode_bandwidth_gbps = 0.1\n", "")
+            + "[[cluster.node_groups]]\nname = \"a\"\ncount = 8\nupload_gbps = 0.1\ndownload_gbps = 0.1\n";
+        let e = Plan::of(&parse_scenario(&text, "t.toml").unwrap()).unwrap_err();
+        assert!(e.to_string().contains("cluster.node_groups: the emulation runs one kind of node"), "{e}");
+    }
+
+    #[test]
     fn every_reason_is_given_at_once() {
         let text = BASE
             .replace("scheduler_replicas = 1", "scheduler_replicas = 2\npods_per_node = 2")

@@ -114,4 +114,25 @@ mod tests {
         assert!(t.contains("lower bound (Kumar & Ross) = "), "{t}");
         assert!(t.contains("request floor (manifests upstream"), "{t}");
     }
+
+    #[test]
+    fn groups_get_a_section_only_when_there_are_two_or_more() {
+        let group = |name: &str, first_node: u32, nodes: u32| crate::result::GroupNodes {
+            name: name.into(),
+            first_node,
+            nodes,
+            zone: String::new(),
+        };
+        let mut run = fake_run("mixed", 8, 1_000_000, 1);
+        assert!(!modes_table(&Summary::of(&run), 1.0).contains("per node group"));
+        run.node_groups = vec![group("all", 0, 8)];
+        assert!(!modes_table(&Summary::of(&run), 1.0).contains("per node group"));
+        run.node_groups = vec![group("fast", 0, 6), group("slow", 6, 2)];
+        let summary = Summary::of(&run);
+        let t = modes_table(&summary, 1.0);
+        assert!(t.contains("per node group:") && t.contains("\np2p             slow     2 "), "{t}");
+        let oci = &summary.modes["oci"].node_groups;
+        assert_eq!((oci["fast"].pods, oci["slow"].pods), (6, 2));
+        assert_eq!(oci["slow"].bytes_from_registry, 2 * 1_000_000);
+    }
 }
