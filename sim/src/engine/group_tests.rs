@@ -1,5 +1,5 @@
-//! Node groups in the engine: each node runs at its group's rates, the hosts carry their
-//! zone, results are deterministic and the bound holds.
+//! Node groups in the engine: each node runs at its group's rates, results are
+//! deterministic and the bound holds (zones: `world.rs`'s tests).
 
 use super::*;
 use crate::report::csvs::{node_groups_csv, pods_csv};
@@ -60,11 +60,9 @@ fn p2p_with_groups_finishes_no_sooner_than_the_heterogeneous_bound() {
     assert!(run.request_floor_s >= bound * 0.99, "{}", run.request_floor_s);
 }
 
+/// A cluster written without groups: no `node_groups` anywhere in the reports.
 #[test]
-fn hosts_announce_their_groups_zone_and_a_cluster_without_groups_reports_none() {
-    let sc = mixed("[\"p2p\"]");
-    let zones: Vec<String> = sc.cluster.layout().iter().flat_map(|g| vec![g.zone.clone(); g.nodes as usize]).collect();
-    assert_eq!(zones, ["a", "a", "a", "a", "b", "b", "b", "b"]);
+fn a_cluster_without_groups_reports_none() {
     let plain = parse_scenario(
         "name = \"p\"\nmodes = [\"oci\"]\n[cluster]\npods = 3\n[image]\nreference = \"t\"\nlayer_bytes = [1000]\n",
         "p.toml",

@@ -1513,4 +1513,23 @@ mod tests {
         assert!(slots * 4 < requested, "{slots} transfer slots for {requested} transfers");
         assert_eq!(world.free_transfers.len() as u64, slots, "every transfer ended and gave its id back");
     }
+
+    /// Normal hosts announce their group's zone as IDC and location (the policies' affinity
+    /// terms); seed peers none; each node's links are its group's.
+    #[test]
+    fn hosts_carry_their_groups_zone_and_links() {
+        let text = "name = \"z\"\nmodes = [\"p2p\"]\n[cluster]\nseed_peers = 1\n\
+            [[cluster.node_groups]]\nname = \"a\"\ncount = 2\nzone = \"eu-1a\"\nupload_gbps = 2.0\n\
+            [[cluster.node_groups]]\nname = \"b\"\ncount = 1\nzone = \"eu-1b\"\nupload_gbps = 1.0\n\
+            [image]\nreference = \"t\"\nlayer_bytes = [1000]\n";
+        let sc = parse_scenario(text, "z.toml").expect("valid scenario");
+        let world = World::new(&sc, Mode::P2p, Policy::Default).unwrap();
+        let idc =
+            |h: u32| world.replicas[0].core.host(HostId(h)).map(|x| (x.info.idc.clone(), x.info.location.clone()));
+        assert_eq!(idc(0), Some(("eu-1a".into(), "eu-1a".into())));
+        assert_eq!(idc(2), Some(("eu-1b".into(), "eu-1b".into())));
+        assert_eq!(idc(3), Some((String::new(), String::new())), "the seed peer");
+        let per_node = sc.payload_bps(2.0) * 2.0 + sc.payload_bps(1.0);
+        assert_eq!(world.node_upload_bps, per_node);
+    }
 }
