@@ -14,7 +14,7 @@ fuzz_target!(|data: &[u8]| {
     }
     match parse_scenario(text, "fuzz.toml") {
         Ok(s) => {
-            assert!(s.cluster.pods <= PODS_MAX, "{} pods loaded", s.cluster.pods);
+            assert!(s.cluster.pods() <= PODS_MAX, "{} pods loaded", s.cluster.pods());
             assert!(s.image.layer_bytes.len() <= LAYERS_MAX, "{} layers loaded", s.image.layer_bytes.len());
         }
         Err(e) => {

@@ -80,7 +80,25 @@ pub struct RunResult {
     /// (`engine::request_floor_s`); printed beside the bound, not in summary.json.
     pub request_floor_s: f64,
     pub modes: Vec<ModeResult>,
+    /// The scenario's `[[cluster.node_groups]]` in file order, with their nodes; empty
+    /// when it declares none (one kind of node: reports show no groups).
+    pub node_groups: Vec<GroupNodes>,
     /// The cores' configuration the run used, as TOML (`[scheduler]` and `[peer]`, every
     /// key): what to give `scheduler.toml` and `peerd.toml` to deploy what was simulated.
     pub config_toml: String,
+}
+
+/// One node group of a run: which nodes (`PodRecord::node`) are its.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GroupNodes {
+    pub name: String,
+    pub first_node: u32,
+    pub nodes: u32,
+    pub zone: String,
+}
+
+impl GroupNodes {
+    pub fn holds(&self, node: u32) -> bool {
+        (self.first_node..self.first_node + self.nodes).contains(&node)
+    }
 }

@@ -428,7 +428,7 @@ fn load(path: &Path, seed: Option<u64>, policy: &Option<String>) -> Result<Scena
 }
 
 fn chart_context(sc: &Scenario) -> ChartContext {
-    ChartContext { registry_gbps: Some(sc.registry.egress_gbps), pods: Some(sc.cluster.pods) }
+    ChartContext { registry_gbps: Some(sc.registry.egress_gbps), pods: Some(sc.cluster.pods()) }
 }
 
 /// A progress bar on stderr; drawn only when stderr is a terminal.
@@ -483,7 +483,7 @@ fn simulate(sc: &Scenario, pb: &ProgressBar, speed: &mut Speed) -> anyhow::Resul
     pb.set_message(format!(
         "{}: {} pods, {} (policy {}, seed {})",
         sc.name,
-        sc.cluster.pods,
+        sc.cluster.pods(),
         modes.join(", "),
         sc.policy,
         sc.seed
@@ -559,7 +559,7 @@ fn cmd_matrix(inputs: &[PathBuf], seed: Option<u64>, policy: Option<String>, out
         }) {
             Ok((run, report)) => {
                 pb.suspend(|| println!("{}", report.table));
-                entries.push(MatrixEntry::new(&run, sc.cluster.pods, Some(sc.registry.egress_gbps)));
+                entries.push(MatrixEntry::new(&run, sc.cluster.pods(), Some(sc.registry.egress_gbps)));
             }
             Err(e) => {
                 pb.suspend(|| eprintln!("error: {e:#}"));
@@ -740,7 +740,7 @@ fn cmd_fidelity_compare(
     std::fs::create_dir_all(&dir).map_err(|e| Failure::Run(anyhow::anyhow!("cannot create {}: {e}", dir.display())))?;
     // The simulated run's own reports: DIR/<name>/sim/<name>/.
     write_run_reports(&dir.join("sim"), &run, &chart_context(&sc))?;
-    let nodes = sc.cluster.pods.div_ceil(sc.cluster.pods_per_node.max(1)) as u64;
+    let nodes = u64::from(sc.cluster.node_count());
     let mut cmp = sim::fidelity::compare(&run, &measured, &plan.client, sc.image.manifest_bytes * nodes, limits);
     cmp.notes.extend(plan.notes.iter().cloned());
     let how = format!(

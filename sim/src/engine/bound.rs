@@ -1,9 +1,11 @@
-//! Kumar & Ross minimum distribution time for the p2p setting:
-//! max(F/u_s, F/d_min, N*F/(u_s + sum u_i)), with the registry as the server, every node
-//! and seed peer as an uploader, and d_min the slowest node's effective download rate
-//! (NIC or disk write, whichever is lower).
+//! Kumar & Ross minimum distribution time for the p2p setting, in its heterogeneous form:
+//! max(F/u_s, F/d_min, N*F/(u_s + sum u_i)), with the registry as the server (u_s), every
+//! node and seed peer as an uploader (u_i, each at its own rate), N the nodes that need the
+//! image and d_min the slowest node's effective download rate (NIC or disk write, whichever
+//! is lower). Each term holds for any rates: the server must send every bit once, the
+//! slowest node must receive every bit, and N copies must be uploaded by someone.
 
-use crate::scenario::{Mode, Scenario};
+use crate::scenario::{GroupLayout, Mode, Scenario};
 use peer::core::{Addressing, ResolveRule};
 use sched::Policy;
 
@@ -12,12 +14,25 @@ pub fn image_bytes(sc: &Scenario) -> u64 {
 }
 
 pub fn node_count(sc: &Scenario) -> u32 {
-    sc.cluster.pods.div_ceil(sc.cluster.pods_per_node)
+    sc.cluster.node_count()
 }
 
-/// Effective download rate of a node in bits/s: the NIC, or the disk if slower.
-pub fn node_down_bps(sc: &Scenario) -> f64 {
-    sc.payload_bps(sc.cluster.node_bandwidth_gbps).min(sc.cluster.node_disk_write_mbps * 8e6)
+/// Effective download rate of a node of group `g` in bits/s: the NIC, or the disk if slower.
+pub fn group_down_bps(sc: &Scenario, g: &GroupLayout) -> f64 {
+    sc.payload_bps(g.download_gbps).min(g.disk_write_mbps * 8e6)
+}
+
+/// Upload rate of a node of group `g` in bits/s.
+pub fn group_up_bps(sc: &Scenario, g: &GroupLayout) -> f64 {
+    sc.payload_bps(g.upload_gbps)
+}
+
+/// The slowest and the fastest node's effective download rate, bits/s.
+fn down_range_bps(sc: &Scenario) -> (f64, f64) {
+    let rates: Vec<f64> = sc.cluster.layout().iter().map(|g| group_down_bps(sc, g)).collect();
+    let min = rates.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = rates.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    (min, max)
 }
 
 pub fn seed_down_bps(sc: &Scenario) -> f64 {
@@ -26,11 +41,12 @@ pub fn seed_down_bps(sc: &Scenario) -> f64 {
 
 pub fn lower_bound_s(sc: &Scenario) -> f64 {
     let f_bits = image_bytes(sc) as f64 * 8.0;
-    let n = f64::from(node_count(sc));
+    let layout = sc.cluster.layout();
+    let n: f64 = layout.iter().map(|g| f64::from(g.nodes)).sum();
     let u_s = sc.payload_bps(sc.registry.egress_gbps);
-    let uploads = n * sc.payload_bps(sc.cluster.node_bandwidth_gbps)
+    let uploads = layout.iter().map(|g| f64::from(g.nodes) * group_up_bps(sc, g)).sum::<f64>()
         + f64::from(sc.cluster.seed_peers) * sc.payload_bps(sc.cluster.seed_peer_bandwidth_gbps);
-    let d_min = node_down_bps(sc);
+    let (d_min, _) = down_range_bps(sc);
     (f_bits / u_s).max(f_bits / d_min).max(n * f_bits / (u_s + uploads))
 }
 
@@ -119,7 +135,9 @@ pub fn manifest_path(sc: &Scenario, resolving: Resolving) -> ManifestPath {
 /// whole image at its own download rate. With R manifest requests at the registry, k of
 /// them in series per node, s of those through a seed (each adding the round trip h), the
 /// last node holds the image no sooner than
-///   schedule_delay + max(k * latency + s * h, (R - 1) / qps_limit + latency + tail) + F / d_min,
+///   schedule_delay + max(k * latency + s * h, (R - 1) / qps_limit + latency + tail) + F / d,
+/// d the node's download rate (with node groups: the slowest group's after the first term,
+/// the fastest group's after the second, as the last node informed may be a fast one),
 /// where tail, what a node still waits for after the last registry answer, is h when all
 /// its requests go through a seed (the answer's way back after the way there), h / 2 when
 /// some do, else 0. `manifest_path` gives R, k and s: oci or both TTLs 0: R = 2N, k = 2
@@ -139,8 +157,12 @@ pub fn request_floor_s(sc: &Scenario, mode: Mode, policy: Policy) -> f64 {
         path.hop_s / 2.0
     };
     let queue_s = (path.registry_requests - 1.0) / sc.registry.qps_limit + latency_s + tail_s;
-    let informed_s = sc.pod.schedule_delay_ms / 1e3 + one_node_s.max(queue_s);
-    informed_s + image_bytes(sc) as f64 * 8.0 / node_down_bps(sc)
+    // Every node waits one_node_s and the slowest must then receive the image; the last node
+    // informed may be of the fastest kind. (With one kind of node this is the formula above.)
+    let delay_s = sc.pod.schedule_delay_ms / 1e3;
+    let f_bits = image_bytes(sc) as f64 * 8.0;
+    let (d_min, d_max) = down_range_bps(sc);
+    ((delay_s + one_node_s) + f_bits / d_min).max((delay_s + queue_s) + f_bits / d_max)
 }
 
 #[cfg(test)]
@@ -199,6 +221,38 @@ mod tests {
         // 50 nodes: 100 requests, the last admitted 19.8 ms after the first.
         let sc = seed_file(include_str!("../../../scenarios/nginx-50.toml"), "nginx-50.toml");
         assert!((floor(&sc, Mode::Oci) - (0.010 + 0.0198 + 0.005 + image_s)).abs() < 1e-9);
+    }
+
+    /// Heterogeneous nodes: d_min is the slowest group's NIC or disk, and every node and
+    /// seed uploads at its own rate.
+    #[test]
+    fn bound_takes_the_slowest_download_and_each_groups_upload() {
+        let groups = |slow_down: f64, slow_disk: f64, up: f64| {
+            format!(
+                "name = \"b\"\n[cluster]\nseed_peers = 2\nseed_peer_bandwidth_gbps = 1.0\n\
+                 [[cluster.node_groups]]\nname = \"fast\"\ncount = 30\nupload_gbps = {up}\ndownload_gbps = 10.0\n\
+                 [[cluster.node_groups]]\nname = \"slow\"\ncount = 10\nupload_gbps = 1.0\ndownload_gbps = {slow_down}\n\
+                 disk_write_mbps = {slow_disk}\n[registry]\negress_gbps = 2.0\n\
+                 [image]\nreference = \"r\"\nlayer_bytes = [1_000_000_000]\n"
+            )
+        };
+        let sc = seed_file(&groups(1.0, 2000.0, 10.0), "b.toml");
+        let f = image_bytes(&sc) as f64 * 8.0;
+        let p = |gbps: f64| sc.payload_bps(gbps);
+        // Download-limited: the 1 Gbit/s group.
+        assert!((lower_bound_s(&sc) - f / p(1.0)).abs() < 1e-9);
+        // The slow group's disk (50 MB/s = 0.4 Gbit/s) below its NIC.
+        let sc = seed_file(&groups(1.0, 50.0, 10.0), "b.toml");
+        assert!((lower_bound_s(&sc) - f / 0.4e9).abs() < 1e-9);
+        // Upload-limited: 40 copies over the registry, 30 x 0.1 + 10 x 1 Gbit/s of nodes and
+        // 2 x 1 Gbit/s of seeds; N counts the nodes of every group.
+        let sc = seed_file(&groups(10.0, 2000.0, 0.1), "b.toml");
+        let want = 40.0 * f / (p(2.0) + 30.0 * p(0.1) + 10.0 * p(1.0) + 2.0 * p(1.0));
+        assert!(want > f / p(2.0) && want > f / p(10.0));
+        assert!((lower_bound_s(&sc) - want).abs() < 1e-9, "{} vs {want}", lower_bound_s(&sc));
+        // The request floor: the slowest node after its own requests; any node after the queue.
+        let floor = request_floor_s(&sc, Mode::P2p, Policy::Default);
+        assert!(floor >= f / p(10.0) && floor < lower_bound_s(&sc), "{floor}");
     }
 
     #[test]

@@ -7,7 +7,7 @@ mod world;
 
 pub use bound::{image_bytes, lower_bound_s, manifest_path, node_count, request_floor_s, ManifestPath, Resolving};
 
-use crate::result::{ModeResult, RunResult};
+use crate::result::{GroupNodes, ModeResult, RunResult};
 use crate::scenario::{Mode, Scenario};
 use sched::Policy;
 
@@ -38,8 +38,18 @@ pub fn run_scenario(scenario: &Scenario, _options: &RunOptions) -> anyhow::Resul
         lower_bound_s: lower_bound_s(scenario),
         request_floor_s: request_floor_s(scenario, floor_mode(scenario), policy),
         modes,
+        node_groups: node_groups(scenario),
         config_toml: effective_config_toml(scenario, policy)?,
     })
+}
+
+/// The declared node groups and their nodes (none for a cluster written without groups).
+pub fn node_groups(scenario: &Scenario) -> Vec<GroupNodes> {
+    if !scenario.cluster.has_groups() {
+        return Vec::new();
+    }
+    let layout = scenario.cluster.layout().into_iter();
+    layout.map(|g| GroupNodes { name: g.name, first_node: g.first_node, nodes: g.nodes, zone: g.zone }).collect()
 }
 
 /// The mode whose request floor a run prints beside the bound: its first p2p mode (both
@@ -73,5 +83,7 @@ pub fn effective_config_toml(scenario: &Scenario, policy: Policy) -> anyhow::Res
     Ok(head + &toml::to_string(&doc)?)
 }
 
+#[cfg(test)]
+mod group_tests;
 #[cfg(test)]
 mod tests;

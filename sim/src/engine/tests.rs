@@ -330,7 +330,7 @@ fn piece_hops_and_upload_use_follow_the_trees() {
 fn nginx(pods: u32, mirror: impl FnOnce(&mut crate::scenario::Mirror)) -> Scenario {
     let text = include_str!("../../../scenarios/nginx-50.toml");
     let mut sc = parse_scenario(text, "nginx-50.toml").unwrap();
-    sc.cluster.pods = pods;
+    sc.cluster.pods = Some(pods);
     mirror(&mut sc.mirror);
     sc
 }

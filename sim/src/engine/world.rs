@@ -206,8 +206,10 @@ pub(crate) struct World<'a> {
     hop_pieces: u64,
     hop_sum: u64,
     hop_max: u8,
-    /// A normal node's upload in P2P, bits/s (its link, or its own limit).
-    node_up_bps: f64,
+    /// All normal nodes' upload in P2P, bits/s (each its link, or its own limit).
+    node_upload_bps: f64,
+    /// Per normal node, its group's zone: the IDC and location its host announces.
+    host_zones: Vec<String>,
     back_to_source_asks: u64,
     /// Each node's registry mirror (the daemon's `ResolveCache`); in oci mode and under the
     /// dragonfly replica, containerd's requests passed on as they come (zero TTLs).
@@ -242,11 +244,18 @@ impl<'a> World<'a> {
             Some(bytes_per_s) if mode != Mode::Oci => bytes_per_s as f64 * 8.0,
             _ => f64::INFINITY,
         };
-        let node_up_bps =
-            sc.payload_bps(sc.cluster.node_bandwidth_gbps).min(peer_limit(peer_cfg.egress_limit_bytes_per_s));
-        let node_down_bps = bound::node_down_bps(sc).min(peer_limit(peer_cfg.ingress_limit_bytes_per_s));
-        for _ in 0..n_nodes {
-            host_net.push(net.add_node(node_up_bps, node_down_bps));
+        // Each node has its group's links; nodes are numbered group after group.
+        let layout = sc.cluster.layout();
+        let mut node_upload_bps = 0.0;
+        let mut host_zones = Vec::with_capacity(n_nodes);
+        for g in &layout {
+            let up_bps = bound::group_up_bps(sc, g).min(peer_limit(peer_cfg.egress_limit_bytes_per_s));
+            let down_bps = bound::group_down_bps(sc, g).min(peer_limit(peer_cfg.ingress_limit_bytes_per_s));
+            node_upload_bps += f64::from(g.nodes) * up_bps;
+            for _ in 0..g.nodes {
+                host_net.push(net.add_node(up_bps, down_bps));
+                host_zones.push(g.zone.clone());
+            }
         }
         for _ in 0..seed_count {
             host_net.push(net.add_node(sc.payload_bps(sc.cluster.seed_peer_bandwidth_gbps), bound::seed_down_bps(sc)));
@@ -259,7 +268,6 @@ impl<'a> World<'a> {
         let blob_keys =
             (0..blobs.len()).map(|i| hashring::key_of(format!("{}#{i}", sc.image.reference).as_bytes())).collect();
         // Pods: created at t = 0, bound after the scheduling delay plus seeded jitter.
-        let ppn = sc.cluster.pods_per_node as usize;
         let mut nodes: Vec<Node> = (0..n_nodes)
             .map(|_| Node {
                 pods: Vec::new(),
@@ -283,8 +291,8 @@ impl<'a> World<'a> {
             })
             .collect();
         let mut queue = EventQueue::default();
-        for pod in 0..sc.cluster.pods {
-            let node = pod as usize / ppn;
+        for (g, pod) in layout.iter().flat_map(|g| (g.first_pod..g.first_pod + g.pods).map(move |p| (g, p))) {
+            let node = g.node_of(pod) as usize;
             let jitter = rng.random::<f64>() * sc.pod.schedule_jitter_ms;
             let at = ms(sc.pod.schedule_delay_ms + jitter);
             nodes[node].pods.push(pod);
@@ -293,7 +301,7 @@ impl<'a> World<'a> {
         }
         let mut replicas = Vec::new();
         for r in 0..sc.cluster.scheduler_replicas {
-            let core = replica_core(&sched_cfg, rng.random::<u64>() ^ u64::from(r), n_nodes, seed_count);
+            let core = replica_core(&sched_cfg, rng.random::<u64>() ^ u64::from(r), &host_zones, seed_count);
             replicas.push(Replica { core, busy_until: 0, timer_armed: None, dead: false, life: 0 });
         }
         if let Some(o) = &sc.faults.replica_outage {
@@ -356,7 +364,8 @@ impl<'a> World<'a> {
             hop_pieces: 0,
             hop_sum: 0,
             hop_max: 0,
-            node_up_bps,
+            node_upload_bps,
+            host_zones,
             back_to_source_asks: 0,
             mirrors: (0..n_nodes).map(|_| ResolveCache::new(resolving.rule)).collect(),
             resolver_of,
@@ -809,9 +818,9 @@ impl<'a> World<'a> {
     /// comes back, if it does). Requests to it are lost until the daemons notice.
     fn replica_stops(&mut self, replica: usize) {
         let seed = self.rng.random::<u64>();
-        let (nodes, seeds) = (self.nodes.len(), self.host_net.len() - self.nodes.len());
+        let seeds = self.host_net.len() - self.nodes.len();
         let r = &mut self.replicas[replica];
-        r.core = replica_core(r.core.config(), seed, nodes, seeds);
+        r.core = replica_core(r.core.config(), seed, &self.host_zones, seeds);
         r.dead = true;
         r.life += 1;
         r.timer_armed = None;
@@ -1432,7 +1441,7 @@ impl<'a> World<'a> {
             piece_hops_max: u32::from(self.hop_max),
             node_upload_used: {
                 let sent: u64 = self.nodes.iter().map(|n| n.bytes_peers).sum();
-                let could = self.nodes.len() as f64 * self.node_up_bps / 8.0 * makespan;
+                let could = self.node_upload_bps / 8.0 * makespan;
                 if could > 0.0 && self.mode != Mode::Oci {
                     sent as f64 / could
                 } else {
@@ -1469,14 +1478,17 @@ fn working_set(sc: &Scenario, _cfg: &PeerConfig) -> Vec<(usize, u64, u64)> {
 }
 
 /// A scheduler replica's core with every host announced (at the start, and as the fresh
-/// instance a stopped replica comes back as).
-fn replica_core(cfg: &sched::core::SchedulerConfig, rng_seed: u64, nodes: usize, seeds: usize) -> Scheduler {
+/// instance a stopped replica comes back as). Normal nodes announce their group's zone as
+/// IDC and location; seed peers none.
+fn replica_core(cfg: &sched::core::SchedulerConfig, rng_seed: u64, zones: &[String], seeds: usize) -> Scheduler {
     let mut core = Scheduler::new(cfg.clone(), ChaCha8Rng::seed_from_u64(rng_seed));
+    let nodes = zones.len();
     for h in 0..nodes + seeds {
         let kind = if h < nodes { HostKind::Normal } else { HostKind::Seed };
+        let zone = zones.get(h).cloned().unwrap_or_default();
         core.announce_host(
             0,
-            HostInfo { id: HostId(h as u32), kind, location: String::new(), idc: String::new(), disable_shared: false },
+            HostInfo { id: HostId(h as u32), kind, location: zone.clone(), idc: zone, disable_shared: false },
         );
     }
     core
@@ -1500,5 +1512,24 @@ mod tests {
         assert!(requested > 3_000, "{requested} transfers requested");
         assert!(slots * 4 < requested, "{slots} transfer slots for {requested} transfers");
         assert_eq!(world.free_transfers.len() as u64, slots, "every transfer ended and gave its id back");
+    }
+
+    /// Normal hosts announce their group's zone as IDC and location (the policies' affinity
+    /// terms); seed peers none; each node's links are its group's.
+    #[test]
+    fn hosts_carry_their_groups_zone_and_links() {
+        let text = "name = \"z\"\nmodes = [\"p2p\"]\n[cluster]\nseed_peers = 1\n\
+            [[cluster.node_groups]]\nname = \"a\"\ncount = 2\nzone = \"eu-1a\"\nupload_gbps = 2.0\n\
+            [[cluster.node_groups]]\nname = \"b\"\ncount = 1\nzone = \"eu-1b\"\nupload_gbps = 1.0\n\
+            [image]\nreference = \"t\"\nlayer_bytes = [1000]\n";
+        let sc = parse_scenario(text, "z.toml").expect("valid scenario");
+        let world = World::new(&sc, Mode::P2p, Policy::Default).unwrap();
+        let idc =
+            |h: u32| world.replicas[0].core.host(HostId(h)).map(|x| (x.info.idc.clone(), x.info.location.clone()));
+        assert_eq!(idc(0), Some(("eu-1a".into(), "eu-1a".into())));
+        assert_eq!(idc(2), Some(("eu-1b".into(), "eu-1b".into())));
+        assert_eq!(idc(3), Some((String::new(), String::new())), "the seed peer");
+        let per_node = sc.payload_bps(2.0) * 2.0 + sc.payload_bps(1.0);
+        assert_eq!(world.node_upload_bps, per_node);
     }
 }

@@ -102,16 +102,19 @@ impl Plan {
             refused.push("emulation.layers_mib: every layer needs at least 1 MiB".into());
         }
         let c = &sc.cluster;
-        if c.pods_per_node != 1 {
+        if c.has_groups() {
+            refused.push("cluster.node_groups: the emulation runs one kind of node; use the single-node keys".into());
+        }
+        if c.pods_per_node() != 1 {
             refused.push(format!(
                 "cluster.pods_per_node = {}: each pod is a namespace with its own peerd, so 1",
-                c.pods_per_node
+                c.pods_per_node()
             ));
         }
-        if c.pods == 0 || c.pods > MAX_PODS {
+        if c.pods() == 0 || c.pods() > MAX_PODS {
             refused.push(format!(
                 "cluster.pods = {}: 1 to {MAX_PODS}; each pod runs a peerd and a client on this machine's cores",
-                c.pods
+                c.pods()
             ));
         }
         if c.scheduler_replicas != 1 {
@@ -124,10 +127,10 @@ impl Plan {
             refused
                 .push(format!("cluster.seed_peers = {}: the emulation runs 1 or {MAX_SEEDS} seed peers", c.seed_peers));
         }
-        let pod_rate = mbit("cluster.node_bandwidth_gbps", c.node_bandwidth_gbps, &mut notes, &mut refused);
+        let pod_rate = mbit("cluster.node_bandwidth_gbps", c.node_bandwidth_gbps(), &mut notes, &mut refused);
         let seed_rate = mbit("cluster.seed_peer_bandwidth_gbps", c.seed_peer_bandwidth_gbps, &mut notes, &mut refused);
         let reg_rate = mbit("registry.egress_gbps", sc.registry.egress_gbps, &mut notes, &mut refused);
-        let aggregate = pod_rate.saturating_mul(c.pods as u64);
+        let aggregate = pod_rate.saturating_mul(c.pods() as u64);
         if aggregate > MAX_AGGREGATE_MBIT {
             refused.push(format!(
                 "cluster.pods x cluster.node_bandwidth_gbps = {aggregate} Mbit/s: at most {MAX_AGGREGATE_MBIT} Mbit/s \
@@ -168,7 +171,7 @@ impl Plan {
         Ok(Plan {
             name: sc.name.clone(),
             client: em.client.clone(),
-            pods: c.pods,
+            pods: c.pods(),
             pod_rate_mbit: pod_rate,
             registry_rate_mbit: reg_rate,
             seed_rate_mbit: seed_rate,
@@ -253,6 +256,14 @@ layers_mib = [48, 64]
         let all = e.to_string();
         assert!(all.contains("cluster.pods = 40: 1 to 16"), "{all}");
         assert!(all.contains("16000 Mbit/s: at most 1600"), "{all}");
+    }
+
+    #[test]
+    fn node_groups_are_refused_the_emulation_runs_one_kind_of_node() {
+        let text = BASE.replace("pods = 8\nnode_bandwidth_gbps = 0.1\n", "")
+            + "[[cluster.node_groups]]\nname = \"a\"\ncount = 8\nupload_gbps = 0.1\ndownload_gbps = 0.1\n";
+        let e = Plan::of(&parse_scenario(&text, "t.toml").unwrap()).unwrap_err();
+        assert!(e.to_string().contains("cluster.node_groups: the emulation runs one kind of node"), "{e}");
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! `pods.csv` and `registry.csv`: the raw per-pod and per-bucket data behind the charts.
+//! `pods.csv`, `registry.csv` and `node_groups.csv`: the raw per-pod and per-bucket data behind the charts.
 //! Floats have `summary::DECIMALS` fixed decimals; a time that did not happen (NaN, e.g.
 //! `pull_done_s` of p2p-lazy without prefetch) is an empty field.
 
@@ -54,6 +54,25 @@ pub fn pods_csv(run: &RunResult) -> anyhow::Result<String> {
         }
     }
     finish(w)
+}
+
+pub const NODE_GROUPS_HEADER: [&str; 3] = ["node", "node_group", "zone"];
+
+/// `node_groups.csv`, for a scenario with `[[cluster.node_groups]]` (None without): one
+/// row per node, its group and zone, to join with `pods.csv` on `node`. A file of its own
+/// keeps `pods.csv` byte-identical for scenarios without groups.
+pub fn node_groups_csv(run: &RunResult) -> anyhow::Result<Option<String>> {
+    if run.node_groups.is_empty() {
+        return Ok(None);
+    }
+    let mut w = csv::Writer::from_writer(Vec::new());
+    w.write_record(NODE_GROUPS_HEADER)?;
+    for g in &run.node_groups {
+        for node in g.first_node..g.first_node + g.nodes {
+            w.write_record([node.to_string(), g.name.clone(), g.zone.clone()])?;
+        }
+    }
+    finish(w).map(Some)
 }
 
 /// `registry.csv`: one row per 100 ms bucket and mode; `t_s` is the bucket's start.

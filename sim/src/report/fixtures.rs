@@ -133,6 +133,7 @@ pub fn fake_mode(mode: Mode, pods: u32, image_bytes: u64, seed: u64) -> ModeResu
 pub fn fake_run(name: &str, pods: u32, image_bytes: u64, seed: u64) -> RunResult {
     RunResult {
         config_toml: String::new(),
+        node_groups: Vec::new(),
         scenario: name.to_string(),
         seed,
         policy: "default".to_string(),

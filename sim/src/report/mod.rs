@@ -5,6 +5,7 @@
 //! | `summary.json`                | [`summary::Summary`] (deterministic)   |
 //! | `config.toml`                 | the cores' configuration the run used  |
 //! | `pods.csv`, `registry.csv`    | [`csvs`] (deterministic)               |
+//! | `node_groups.csv` (with groups)| [`csvs`]: node, group, zone            |
 //! | `startup_cdf.{png,svg}`       | [`charts::StartupCdf`]                 |
 //! | `registry_bandwidth.{png,svg}`| [`charts::RegistryBandwidth`]          |
 //! | `matrix/…`                    | [`matrix`]                             |
@@ -91,6 +92,9 @@ pub fn write_run_reports(out_root: &Path, run: &RunResult, ctx: &ChartContext) -
         write(&dir.join("pods.csv"), &csvs::pods_csv(run)?)?,
         write(&dir.join("registry.csv"), &csvs::registry_csv(run)?)?,
     ];
+    if let Some(text) = csvs::node_groups_csv(run)? {
+        files.push(write(&dir.join("node_groups.csv"), &text)?);
+    }
     if !run.config_toml.is_empty() {
         files.push(write(&dir.join("config.toml"), &run.config_toml)?);
     }

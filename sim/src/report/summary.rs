@@ -4,7 +4,7 @@
 //! floats are rounded to `DECIMALS` places and keys have a fixed order, so the same result
 //! always gives a byte-identical file.
 
-use crate::result::{ModeResult, RunResult, REGISTRY_BUCKET_NS};
+use crate::result::{GroupNodes, ModeResult, RunResult, REGISTRY_BUCKET_NS};
 use serde::{Deserialize, Deserializer, Serialize};
 use std::collections::BTreeMap;
 
@@ -100,6 +100,45 @@ pub struct ModeSummary {
     pub registry_bytes: u64,
     pub registry_peak_bps: u64,
     pub registry_requests: u64,
+    /// Per node group, by name; only for a scenario that declares `[[cluster.node_groups]]`
+    /// (a file without groups gives the same summary as before groups existed).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub node_groups: BTreeMap<String, GroupSummary>,
+}
+
+/// One node group's pods in one mode.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupSummary {
+    pub pods: u64,
+    #[serde(deserialize_with = "nullable_f64")]
+    pub startup_p50_s: f64,
+    #[serde(deserialize_with = "nullable_f64")]
+    pub startup_p99_s: f64,
+    #[serde(deserialize_with = "nullable_f64")]
+    pub startup_max_s: f64,
+    /// Bytes the group's nodes received, by source.
+    pub bytes_from_registry: u64,
+    pub bytes_from_seed_peers: u64,
+    pub bytes_from_peers: u64,
+}
+
+impl GroupSummary {
+    pub fn of(mode: &ModeResult, group: &GroupNodes) -> GroupSummary {
+        let pods: Vec<_> = mode.pods.iter().filter(|p| group.holds(p.node)).collect();
+        let mut starts: Vec<f64> =
+            pods.iter().map(|p| if p.started_s.is_finite() { p.started_s } else { f64::INFINITY }).collect();
+        starts.sort_by(f64::total_cmp);
+        GroupSummary {
+            pods: pods.len() as u64,
+            startup_p50_s: round_fixed(nearest_rank(&starts, 50)),
+            startup_p99_s: round_fixed(nearest_rank(&starts, 99)),
+            startup_max_s: round_fixed(nearest_rank(&starts, 100)),
+            bytes_from_registry: pods.iter().map(|p| p.bytes_from_registry).sum(),
+            bytes_from_seed_peers: pods.iter().map(|p| p.bytes_from_seed_peers).sum(),
+            bytes_from_peers: pods.iter().map(|p| p.bytes_from_peers).sum(),
+        }
+    }
 }
 
 impl ModeSummary {
@@ -114,7 +153,15 @@ impl ModeSummary {
             registry_bytes: mode.registry_bytes,
             registry_peak_bps: registry_peak_bps(&mode.registry_egress_bytes_per_bucket),
             registry_requests: mode.registry_requests,
+            node_groups: BTreeMap::new(),
         }
+    }
+
+    /// `of`, with the run's node groups (none: as `of`).
+    pub fn with_groups(mode: &ModeResult, groups: &[GroupNodes]) -> ModeSummary {
+        let mut m = ModeSummary::of(mode);
+        m.node_groups = groups.iter().map(|g| (g.name.clone(), GroupSummary::of(mode, g))).collect();
+        m
     }
 }
 
@@ -139,7 +186,11 @@ impl Summary {
             policy: run.policy.clone(),
             image_bytes: run.image_bytes,
             lower_bound_s: round_fixed(run.lower_bound_s),
-            modes: run.modes.iter().map(|m| (m.mode.name().to_string(), ModeSummary::of(m))).collect(),
+            modes: run
+                .modes
+                .iter()
+                .map(|m| (m.mode.name().to_string(), ModeSummary::with_groups(m, &run.node_groups)))
+                .collect(),
         }
     }
 

@@ -46,6 +46,7 @@ pub fn modes_table(summary: &Summary, request_floor_s: f64) -> String {
         bytes(summary.image_bytes)
     );
     out.push_str(&text_table(&header, &rows));
+    out.push_str(&groups_table(summary));
     let shown = |s: f64| if s.is_finite() { secs(s) } else { "n/a".to_string() };
     out.push_str(&format!("lower bound (Kumar & Ross) = {}\n", shown(summary.lower_bound_s)));
     out.push_str(&format!(
@@ -53,6 +54,48 @@ pub fn modes_table(summary: &Summary, request_floor_s: f64) -> String {
         shown(request_floor_s)
     ));
     out
+}
+
+/// Per mode and node group: pods, start times and bytes by source; empty with fewer than
+/// two groups (one group is the modes table).
+fn groups_table(summary: &Summary) -> String {
+    if summary.modes.values().all(|m| m.node_groups.len() < 2) {
+        return String::new();
+    }
+    let header: Vec<String> = [
+        "mode",
+        "node group",
+        "pods",
+        "start p50",
+        "start p99",
+        "start max",
+        "from registry",
+        "from seeds",
+        "from peers",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let rows: Vec<Vec<String>> = summary
+        .modes
+        .iter()
+        .flat_map(|(mode, m)| {
+            m.node_groups.iter().map(move |(name, g)| {
+                vec![
+                    mode.clone(),
+                    name.clone(),
+                    g.pods.to_string(),
+                    secs(g.startup_p50_s),
+                    secs(g.startup_p99_s),
+                    secs(g.startup_max_s),
+                    bytes(g.bytes_from_registry),
+                    bytes(g.bytes_from_seed_peers),
+                    bytes(g.bytes_from_peers),
+                ]
+            })
+        })
+        .collect();
+    format!("per node group:\n{}", text_table(&header, &rows))
 }
 
 #[cfg(test)]
@@ -70,5 +113,26 @@ mod tests {
         assert!(t.contains("50.00x"), "{t}");
         assert!(t.contains("lower bound (Kumar & Ross) = "), "{t}");
         assert!(t.contains("request floor (manifests upstream"), "{t}");
+    }
+
+    #[test]
+    fn groups_get_a_section_only_when_there_are_two_or_more() {
+        let group = |name: &str, first_node: u32, nodes: u32| crate::result::GroupNodes {
+            name: name.into(),
+            first_node,
+            nodes,
+            zone: String::new(),
+        };
+        let mut run = fake_run("mixed", 8, 1_000_000, 1);
+        assert!(!modes_table(&Summary::of(&run), 1.0).contains("per node group"));
+        run.node_groups = vec![group("all", 0, 8)];
+        assert!(!modes_table(&Summary::of(&run), 1.0).contains("per node group"));
+        run.node_groups = vec![group("fast", 0, 6), group("slow", 6, 2)];
+        let summary = Summary::of(&run);
+        let t = modes_table(&summary, 1.0);
+        assert!(t.contains("per node group:") && t.contains("\np2p             slow     2 "), "{t}");
+        let oci = &summary.modes["oci"].node_groups;
+        assert_eq!((oci["fast"].pods, oci["slow"].pods), (6, 2));
+        assert_eq!(oci["slow"].bytes_from_registry, 2 * 1_000_000);
     }
 }

@@ -149,23 +149,74 @@ fn edit_value(v: &toml::Value) -> Value {
 }
 
 fn set_in_item(item: &mut Item, path: &[&str], value: Value) -> Result<(), String> {
-    let (first, rest) = path.split_first().ok_or("an empty key")?;
+    let first = path.first().ok_or("an empty key")?;
     match item {
-        Item::Table(t) => {
-            if rest.is_empty() {
-                t.insert(first, Item::Value(value));
-                return Ok(());
-            }
-            let child = t.entry(first).or_insert_with(|| {
-                let mut new = Table::new();
-                new.set_implicit(true);
-                Item::Table(new)
-            });
-            set_in_item(child, rest, value)
-        }
+        Item::Table(t) => set_in_table(t, path, value),
         Item::Value(v) => set_in_value(v, path, value),
         _ => Err(format!("{first}: is not a table in the file; cannot set a key under it")),
     }
+}
+
+fn set_in_table(t: &mut Table, path: &[&str], value: Value) -> Result<(), String> {
+    let (first, rest) = path.split_first().ok_or("an empty key")?;
+    if let Some((entry, rest)) = array_entry(t, first, rest)? {
+        return set_in_table(entry, rest, value);
+    }
+    if rest.is_empty() {
+        t.insert(first, Item::Value(value));
+        return Ok(());
+    }
+    let child = t.entry(first).or_insert_with(|| {
+        let mut new = Table::new();
+        new.set_implicit(true);
+        Item::Table(new)
+    });
+    set_in_item(child, rest, value)
+}
+
+/// A table of an array of tables (`[[cluster.node_groups]]`) a key goes into: by index
+/// (`node_groups[0].count`) or by its `name` (`node_groups.gpu.count`), with the rest of
+/// the key; None when `first` names no array of tables.
+fn array_entry<'t, 'p>(
+    t: &'t mut Table,
+    first: &str,
+    rest: &'p [&'p str],
+) -> Result<Option<(&'t mut Table, &'p [&'p str])>, String> {
+    let (name, index) = match first.split_once('[') {
+        Some((name, i)) => (name, Some(i.trim_end_matches(']'))),
+        None => (first, None),
+    };
+    let Some(Item::ArrayOfTables(tables)) = t.get_mut(name) else {
+        return match index {
+            Some(_) => Err(format!("{name}: is not an array of tables ([[...]]) in the file")),
+            None => Ok(None),
+        };
+    };
+    let (position, rest) = match index {
+        Some(i) => {
+            let i: usize = i.parse().map_err(|_| format!("{first}: the index must be a whole number"))?;
+            (i, rest)
+        }
+        None => {
+            let (wanted, rest) = rest.split_first().ok_or_else(|| format!("{name}: name an entry and a key"))?;
+            let named = |tb: &Table| tb.get("name").and_then(Item::as_str) == Some(*wanted);
+            let names: Vec<String> =
+                tables.iter().filter_map(|tb| tb.get("name").and_then(Item::as_str)).map(str::to_string).collect();
+            let i = tables
+                .iter()
+                .position(named)
+                .ok_or_else(|| format!("{name}: has no entry named {wanted:?}; its names: {}", names.join(", ")))?;
+            (i, rest)
+        }
+    };
+    let count = tables.len();
+    let Some(entry) = tables.get_mut(position) else {
+        return Err(format!("{name}: has {count} entries (numbered from 0), no [{position}]"));
+    };
+    if rest.is_empty() {
+        return Err(format!("{first}: name a key of the entry, e.g. {first}.count"));
+    }
+    Ok(Some((entry, rest)))
 }
 
 fn set_in_value(v: &mut Value, path: &[&str], value: Value) -> Result<(), String> {
@@ -213,7 +264,7 @@ mod tests {
                 ),
             ])
             .unwrap();
-        assert_eq!(sc.cluster.pods, 9);
+        assert_eq!(sc.cluster.pods(), 9);
         assert_eq!(sc.registry.egress_gbps, 2.5);
         assert_eq!(sc.scheduler.tuning["candidate_parent_limit"].as_integer(), Some(3));
         let (_, peer) = crate::scenario::core_configs(&sc, sched::Policy::Default).unwrap();
@@ -222,7 +273,7 @@ mod tests {
             peer::core::PieceSizing::Scaled { min_bytes: 524_288, max_bytes: 4_194_304, target_pieces: 100 }
         );
         // The file as written is untouched.
-        assert_eq!(f.load().unwrap().cluster.pods, 4);
+        assert_eq!(f.load().unwrap().cluster.pods(), 4);
     }
 
     #[test]
@@ -245,8 +296,29 @@ mod tests {
         let sc = file(text)
             .load_with(&[set("cluster.pods", Num::Int(7)), set("registry.qps_limit", Num::Float(10.0))])
             .unwrap();
-        assert_eq!((sc.cluster.pods, sc.registry.qps_limit), (7, 10.0));
+        assert_eq!((sc.cluster.pods(), sc.registry.qps_limit), (7, 10.0));
         assert_eq!(Num::Float(2.0).to_string(), "2");
         assert_eq!(Num::Float(0.25).to_string(), "0.25");
+    }
+
+    #[test]
+    fn group_keys_are_set_by_name_or_index() {
+        let text = "name = \"t\"\n[cluster]\nseed_peers = 1\n[[cluster.node_groups]]\nname = \"gpu\"\ncount = 2\n\
+                    [[cluster.node_groups]]\nname = \"cpu\"\ncount = 3\n[image]\nreference = \"r\"\nlayer_bytes = [10]\n";
+        let sc = file(text)
+            .load_with(&[
+                set("cluster.node_groups.gpu.count", Num::Int(5)),
+                set("cluster.node_groups[1].upload_gbps", Num::Float(2.5)),
+            ])
+            .unwrap();
+        let g = &sc.cluster.node_groups;
+        assert_eq!((g[0].count, g[1].count, g[1].upload_gbps, sc.cluster.pods()), (5, 3, 2.5, 8));
+        let e = file(text).load_with(&[set("cluster.node_groups.tpu.count", Num::Int(1))]).unwrap_err();
+        assert!(e.to_string().contains("node_groups: has no entry named \"tpu\"; its names: gpu, cpu"), "{e}");
+        let e = file(text).load_with(&[set("cluster.node_groups[2].count", Num::Int(1))]).unwrap_err();
+        assert!(e.to_string().contains("has 2 entries (numbered from 0), no [2]"), "{e}");
+        // Set values go through validation like any file: a zero count names the group.
+        let e = file(text).load_with(&[set("cluster.node_groups.cpu.count", Num::Int(0))]).unwrap_err();
+        assert!(e.to_string().starts_with("dir/t.toml:9: cluster.node_groups[1].count: must be at least 1"), "{e}");
     }
 }

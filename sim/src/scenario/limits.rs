@@ -22,12 +22,13 @@ const BYTES_PER_DOWNLOAD: u64 = 10_000;
 /// The counts every run of the scenario allocates by, checked against the fixed limits.
 pub(crate) fn check_counts(s: &Scenario, peer: &PeerConfig) -> Result<(), Invalid> {
     let fail = |key: &str, message: String| Err(Invalid { key: key.into(), message });
-    if s.cluster.pods > PODS_MAX {
+    // With node groups their total was checked against PODS_MAX before it was summed.
+    if s.cluster.pods() > PODS_MAX {
         return fail(
             "cluster.pods",
             format!(
                 "is {}; at most {PODS_MAX}: the simulator keeps a record per pod and node, and rollouts are sized for up to 100,000 nodes",
-                s.cluster.pods
+                s.cluster.pods()
             ),
         );
     }
@@ -51,7 +52,7 @@ pub(crate) fn check_counts(s: &Scenario, peer: &PeerConfig) -> Result<(), Invali
 /// Bytes the run is expected to hold at its peak: every mode runs at once, each with a
 /// download per host and blob.
 pub(crate) fn estimated_bytes(s: &Scenario, peer: &PeerConfig) -> u64 {
-    let hosts = u64::from(s.cluster.pods.div_ceil(s.cluster.pods_per_node.max(1))) + u64::from(s.cluster.seed_peers);
+    let hosts = u64::from(s.cluster.node_count()) + u64::from(s.cluster.seed_peers);
     let blobs = std::iter::once(s.image.config_bytes).chain(s.image.layer_bytes.iter().copied());
     let per_host: u64 = blobs
         .map(|b| BYTES_PER_DOWNLOAD + b.div_ceil(peer.piece_sizing.piece_bytes(b).max(1)))
@@ -78,9 +79,9 @@ pub(crate) fn check_memory(s: &Scenario, peer: &PeerConfig, available_bytes: u64
     }
     let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
     Err(Invalid {
-        key: "cluster.pods".into(),
+        key: if s.cluster.has_groups() { "cluster.node_groups" } else { "cluster.pods" }.into(),
         message: format!(
-            "needs about {:.1} GiB ({} modes at once, ~10 KB per host and blob) but this machine has {:.1} GiB available: lower pods, or run fewer modes",
+            "needs about {:.1} GiB ({} modes at once, ~10 KB per host and blob) but this machine has {:.1} GiB available: lower pods (or node groups' counts), or run fewer modes",
             gib(need),
             s.modes.len(),
             gib(available_bytes)

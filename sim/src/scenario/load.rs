@@ -99,9 +99,13 @@ pub(crate) fn parse_scenario_in(text: &str, origin: &str, dir: &Path) -> Result<
     let doc = Document::parse(text).map_err(|e| syntax(e.span(), e.message()))?;
     if let Some((key, offset)) = array_of_tables_for_a_table(&doc) {
         let message = format!(
-            "written as [[{key}]], an array of tables; a scenario has one [{key}] table: write [{key}] (one cluster of identical nodes running one image; several node groups or images are not supported yet)"
+            "written as [[{key}]], an array of tables; a scenario has one [{key}] table: write [{key}] (one cluster running one image; for nodes of several kinds, write [[cluster.node_groups]] tables after it)"
         );
         return Err(error(line_of(text, offset), Some(key.to_string()), ErrorKind::Schema, &message));
+    }
+    if let Some(offset) = node_groups_as_a_table(&doc) {
+        let message = "written as a table; node groups are an array of tables: write [[cluster.node_groups]] (two brackets) once per group";
+        return Err(error(line_of(text, offset), Some("cluster.node_groups".into()), ErrorKind::Schema, message));
     }
     let mut scenario: Scenario = toml::from_str(text).map_err(|e| {
         let (key, message) = schema_problem(&doc, &e);
@@ -117,6 +121,7 @@ pub(crate) fn parse_scenario_in(text: &str, origin: &str, dir: &Path) -> Result<
         }
         error(place.line, Some(invalid.key), ErrorKind::Invalid, &message)
     })?;
+    super::groups::settle(&mut scenario.cluster);
     super::cores::resolve(&mut scenario, &doc, dir).map_err(|fault| {
         let message = one_line(&format!("{}{}", fault.message, type_hint(&fault.message)));
         match fault.file {
@@ -149,6 +154,18 @@ fn array_of_tables_for_a_table(doc: &Document<&str>) -> Option<(&'static str, us
         let offset = tables.get(0).and_then(|t| t.span()).map_or(0, |s| s.start);
         Some((key, offset))
     })
+}
+
+/// `[cluster.node_groups]` (or an inline table) where `[[cluster.node_groups]]` is meant,
+/// and where: serde would say only "invalid type: map, expected a sequence".
+fn node_groups_as_a_table(doc: &Document<&str>) -> Option<usize> {
+    let cluster = doc.get("cluster")?.as_table_like()?;
+    let (key, item) = cluster.get_key_value("node_groups")?;
+    if item.is_table_like() {
+        let span = item.as_table().and_then(|t| t.span()).or_else(|| key.span());
+        return Some(span.map_or(0, |s| s.start));
+    }
+    None
 }
 
 /// Syntax errors leave no document to walk: name the key written on the broken line,

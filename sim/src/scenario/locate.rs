@@ -23,23 +23,33 @@ pub(crate) struct KeyPlace {
     pub present: bool,
 }
 
-/// Finds `path` ("cluster.pods", "image.layer_bytes[2]", "modes[1]") in the document.
+/// Finds `path` ("cluster.pods", "image.layer_bytes[2]", "modes[1]",
+/// "cluster.node_groups[1].count") in the document.
 pub(crate) fn locate(doc: &Document<&str>, text: &str, path: &str) -> KeyPlace {
-    let mut item: &Item = doc.as_item();
+    let mut table: Option<&dyn TableLike> = Some(doc.as_table());
     let mut span: Option<Range<usize>> = None;
     for segment in path.split('.') {
         let (name, index) = split_index(segment);
-        let Some((key, child)) = item.as_table_like().and_then(|t| t.get_key_value(name)) else {
+        let Some((key, item)) = table.and_then(|t| t.get_key_value(name)) else {
             return absent(text, span);
         };
         span = key.span().or(span);
-        item = child;
+        table = item.as_table_like();
         if let Some(i) = index {
+            // An array of tables (`[[cluster.node_groups]]`): descend into the i-th table.
+            if let Some(tables) = item.as_array_of_tables() {
+                let Some(t) = tables.get(i) else {
+                    return absent(text, span);
+                };
+                span = t.span().or(span);
+                table = Some(t);
+                continue;
+            }
             let Some(element) = item.as_array().and_then(|a| a.get(i)) else {
                 return absent(text, span);
             };
             span = element.span().or(span);
-            // Arrays here hold scalars only; nothing to descend into.
+            // Arrays of values hold scalars only; nothing to descend into.
             return KeyPlace { line: line_at(text, &span), present: true };
         }
     }

@@ -112,19 +112,25 @@ fn default_modes() -> Vec<Mode> {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Cluster {
-    /// Pods of the rollout (one Deployment of the image).
-    pub pods: u32,
-    /// Pods placed on one node; pods on one node share that node's pull.
-    #[serde(default = "one")]
-    pub pods_per_node: u32,
-    /// NIC rate of every node, both directions.
-    #[serde(default = "six_gbps")]
-    pub node_bandwidth_gbps: f64,
+    /// Pods of the rollout (one Deployment of the image). Required without node groups;
+    /// with them, the sum of `count x pods_per_node` (if written, it must equal that).
+    /// Read it through `pods()`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pods: Option<u32>,
+    /// Pods placed on one node; pods on one node share that node's pull. Without node
+    /// groups only (1 when left out); read it through `pods_per_node()`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pods_per_node: Option<u32>,
+    /// NIC rate of every node, both directions, in Gbit/s. Without node groups only (6 when
+    /// left out).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_bandwidth_gbps: Option<f64>,
     /// Sustained disk write rate of every node (SSD); incoming bytes are written to disk,
     /// so a node's effective download rate is min(NIC, disk).
     /// Megabytes (10^6 bytes) per second, not megabits: SSDs are rated in MB/s.
-    #[serde(default = "ssd_mbps")]
-    pub node_disk_write_mbps: f64,
+    /// Without node groups only (2000 when left out).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_disk_write_mbps: Option<f64>,
     /// Dedicated seed peers (the only peers that go back to the registry in p2p modes).
     #[serde(default = "three")]
     pub seed_peers: u32,
@@ -137,6 +143,10 @@ pub struct Cluster {
     /// Scheduler replicas; tasks are spread over them by consistent hash of the task id.
     #[serde(default = "two")]
     pub scheduler_replicas: u32,
+    /// `[[cluster.node_groups]]`: nodes of several kinds (`groups.rs`); none: one group of
+    /// the single-node keys above.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub node_groups: Vec<super::groups::NodeGroup>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -405,9 +415,6 @@ impl Default for SimSettings {
     }
 }
 
-fn one() -> u32 {
-    1
-}
 fn two() -> u32 {
     2
 }

@@ -103,15 +103,15 @@ fn every_bundled_scenario_loads_and_matches_the_seed_benchmark() {
         assert_eq!(&s.name, stem, "name must match the file name");
         assert_eq!((s.seed, s.policy.as_str()), (1, "default"), "{stem}");
         assert_eq!(s.registry.egress_gbps, 10.0, "{stem}");
-        assert_eq!(s.cluster.node_bandwidth_gbps, 6.0, "{stem}");
+        assert_eq!(s.cluster.node_bandwidth_gbps(), 6.0, "{stem}");
         let layers = if stem.starts_with("nginx") { &NGINX_LAYERS[..] } else { &TF_LAYERS[..] };
         assert_eq!(s.image.layer_bytes, layers, "{stem}: harness image layer sizes");
         if stem == "capacity-10k" {
-            assert_eq!((s.cluster.pods, s.modes.as_slice()), (10_000, &[Mode::P2p][..]));
+            assert_eq!((s.cluster.pods(), s.modes.as_slice()), (10_000, &[Mode::P2p][..]));
         } else {
             assert_eq!(s.modes, Mode::ALL.to_vec(), "{stem}");
             assert_eq!(s.cluster.scheduler_replicas, 2, "{stem}");
-            assert_eq!(stem.rsplit('-').next(), Some(s.cluster.pods.to_string().as_str()));
+            assert_eq!(stem.rsplit('-').next(), Some(s.cluster.pods().to_string().as_str()));
         }
     }
 }
@@ -156,7 +156,7 @@ fn defaults_fill_absent_sections_and_round_trip() {
     assert_eq!(s.lazy, Lazy::default());
     assert_eq!(s.sim, SimSettings::default());
     assert_eq!((s.policy.as_str(), s.modes.clone()), ("default", Mode::ALL.to_vec()));
-    assert_eq!((s.cluster.pods_per_node, s.cluster.seed_peers, s.cluster.scheduler_replicas), (1, 3, 2));
+    assert_eq!((s.cluster.pods_per_node(), s.cluster.seed_peers, s.cluster.scheduler_replicas), (1, 3, 2));
     let text = toml::to_string(&s).expect("serializes");
     assert_eq!(parse_scenario(&text, "round.toml").expect("round trip is valid"), s);
 }

@@ -147,10 +147,13 @@ fn modes(s: &Scenario) -> Result<(), Invalid> {
 
 fn cluster(s: &Scenario) -> Result<(), Invalid> {
     let c = &s.cluster;
-    at_least_one("cluster.pods", c.pods.into())?;
-    at_least_one("cluster.pods_per_node", c.pods_per_node.into())?;
-    positive("cluster.node_bandwidth_gbps", c.node_bandwidth_gbps)?;
-    positive("cluster.node_disk_write_mbps", c.node_disk_write_mbps)?;
+    super::groups::validate(s)?;
+    if !c.has_groups() {
+        at_least_one("cluster.pods", c.pods().into())?;
+        at_least_one("cluster.pods_per_node", c.pods_per_node().into())?;
+        positive("cluster.node_bandwidth_gbps", c.node_bandwidth_gbps())?;
+        positive("cluster.node_disk_write_mbps", c.node_disk_write_mbps())?;
+    }
     let p2p = s.modes.iter().any(|m| matches!(m, Mode::P2p | Mode::P2pLazy));
     if p2p && c.seed_peers == 0 {
         // Seed peers are the only peers that go back to the registry in p2p modes.

@@ -2,7 +2,8 @@
 //! dotted form, whether the file writes it or leaves it at its default. `[scheduler]` and
 //! `[peer]` hold every key of the cores' configurations (`core_configs`, the policy's preset
 //! as defaults), so `scheduler.candidate_parent_limit` or `peer.upload_slots` can be varied
-//! in a file that never mentions them.
+//! in a file that never mentions them. Entries of an array of tables are reached by index
+//! or by name: `cluster.node_groups[0].count`, `cluster.node_groups.gpu.count`.
 
 use std::collections::BTreeMap;
 
@@ -116,7 +117,18 @@ fn collect(prefix: &str, t: &toml::Table, out: &mut BTreeMap<String, Leaf>) {
             toml::Value::String(_) => Leaf::Other("text"),
             toml::Value::Boolean(_) => Leaf::Other("true or false"),
             toml::Value::Datetime(_) => Leaf::Other("a date"),
-            toml::Value::Array(_) => Leaf::Other("a list"),
+            toml::Value::Array(items) => {
+                // An array of tables (`[[cluster.node_groups]]`): each entry's keys by index,
+                // and by its name where it has one (`cluster.node_groups.gpu.count`).
+                for (i, item) in items.iter().enumerate() {
+                    let Some(entry) = item.as_table() else { continue };
+                    collect(&format!("{key}[{i}]"), entry, out);
+                    if let Some(name) = entry.get("name").and_then(toml::Value::as_str) {
+                        collect(&format!("{key}.{name}"), entry, out);
+                    }
+                }
+                Leaf::Other("a list")
+            }
             toml::Value::Table(sub) => {
                 collect(&key, sub, out);
                 Leaf::Other("a table")
@@ -169,6 +181,26 @@ mod tests {
         assert_eq!(c.numeric("peer.piece_sizing.target_pieces"), Ok(NumKind::Int));
         assert_eq!(c.numeric("seed"), Ok(NumKind::Int));
         assert_eq!(c.table("peer.piece_sizing").unwrap()["rule"].as_str(), Some("scaled"));
+    }
+
+    #[test]
+    fn group_keys_are_known_by_index_and_by_name() {
+        let sc = parse_scenario(
+            "name = \"t\"\n[cluster]\n[[cluster.node_groups]]\nname = \"gpu\"\ncount = 2\n\
+             [image]\nreference = \"r\"\nlayer_bytes = [10, 20]\n",
+            "t.toml",
+        )
+        .unwrap();
+        let c = KeyCatalog::of(&sc).unwrap();
+        assert_eq!(c.numeric("cluster.node_groups[0].count"), Ok(NumKind::Int));
+        assert_eq!(c.numeric("cluster.node_groups.gpu.count"), Ok(NumKind::Int));
+        assert_eq!(c.numeric("cluster.node_groups.gpu.download_gbps"), Ok(NumKind::Float));
+        assert_eq!(
+            c.numeric("cluster.node_groups.gpu.name").unwrap_err(),
+            "cluster.node_groups.gpu.name is text, not a number"
+        );
+        let e = c.numeric("cluster.node_groups.gpu.cont").unwrap_err();
+        assert!(e.contains("cluster.node_groups.gpu.count"), "{e}");
     }
 
     #[test]

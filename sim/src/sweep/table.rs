@@ -42,8 +42,9 @@ impl PointFacts {
     pub fn of(sc: &Scenario) -> PointFacts {
         PointFacts {
             seed_peers: sc.cluster.seed_peers,
-            pods: sc.cluster.pods,
-            node_bandwidth_gbps: sc.cluster.node_bandwidth_gbps,
+            pods: sc.cluster.pods(),
+            // With node groups: the fastest group's upload (what the cheapest order compares).
+            node_bandwidth_gbps: sc.cluster.layout().iter().map(|g| g.upload_gbps).fold(0.0, f64::max),
             seed_peer_bandwidth_gbps: sc.cluster.seed_peer_bandwidth_gbps,
             registry_gbps: sc.registry.egress_gbps,
         }
@@ -343,7 +344,7 @@ fn settings(sweep: &Sweep) -> String {
         parts.push(format!("seed {}", b.seed));
     }
     if !varied("cluster.pods") {
-        parts.push(format!("{} pods", b.cluster.pods));
+        parts.push(format!("{} pods", b.cluster.pods()));
     }
     parts.push(format!("image {}", bytes(crate::engine::image_bytes(b))));
     parts.join(" \u{b7} ")

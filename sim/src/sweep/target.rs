@@ -306,6 +306,7 @@ mod tests {
                 registry_bytes,
                 registry_peak_bps: 1_000,
                 registry_requests: 5,
+                node_groups: Default::default(),
             },
         }
     }

@@ -39,10 +39,17 @@ impl Vary {
             return bad("");
         };
         let key = key.trim();
-        let key_ok = !key.is_empty()
-            && key
-                .split('.')
-                .all(|seg| !seg.is_empty() && seg.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'));
+        // Segments are bare TOML keys, the last of a name optionally indexed into an array
+        // of tables: cluster.node_groups[0].count.
+        let bare = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+        let segment_ok = |seg: &str| match seg.split_once('[') {
+            Some((name, i)) => {
+                bare(name)
+                    && i.strip_suffix(']').is_some_and(|d| !d.is_empty() && d.chars().all(|c| c.is_ascii_digit()))
+            }
+            None => bare(seg),
+        };
+        let key_ok = !key.is_empty() && key.split('.').all(segment_ok);
         if !key_ok {
             return bad("the key is not a dotted TOML key; ");
         }
@@ -151,6 +158,12 @@ mod tests {
         let v = Vary::parse("cluster.seed_peers=1..4:4").unwrap();
         assert_eq!((v.key.as_str(), v.from, v.to, v.steps, v.geometric), ("cluster.seed_peers", 1.0, 4.0, 4, false));
         assert_eq!(v.raw_values(), [1.0, 2.0, 3.0, 4.0]);
+        for key in ["cluster.node_groups[0].count", "cluster.node_groups.gpu.count"] {
+            assert_eq!(Vary::parse(&format!("{key}=1..4:4")).unwrap().key, key);
+        }
+        for bad in ["cluster.node_groups[].count", "cluster.node_groups[x].count", "cluster.node_groups[0.count"] {
+            assert!(Vary::parse(&format!("{bad}=1..4:4")).unwrap_err().contains("not a dotted TOML key"), "{bad}");
+        }
         let g = Vary::parse("cluster.pods=50..5000:5g").unwrap();
         assert!(g.geometric);
         let (vals, note) = g.values(NumKind::Int);

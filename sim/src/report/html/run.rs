@@ -12,8 +12,15 @@ use std::path::{Path, PathBuf};
 
 /// Files of a run's directory the page links to, when written.
 /// (`policies.*` are reached through the policies page, whose link follows the files on disk.)
-const FILES: [&str; 6] =
-    ["summary.json", "pods.csv", "registry.csv", "config.toml", "startup_cdf.png", "registry_bandwidth.png"];
+const FILES: [&str; 7] = [
+    "summary.json",
+    "pods.csv",
+    "registry.csv",
+    "node_groups.csv",
+    "config.toml",
+    "startup_cdf.png",
+    "registry_bandwidth.png",
+];
 
 fn shown(s: f64) -> String {
     if s.is_finite() {
@@ -68,6 +75,7 @@ pub fn run_page(
         ],
         &rows,
     );
+    groups_table(&mut p, &summary);
     p.table(
         &["bound", "seconds", "what"],
         &[
@@ -98,6 +106,44 @@ pub fn run_page(
     p.list(file_links(&dir, &FILES));
     scenario_section(&mut p, scenario, Some(&run.config_toml));
     Ok(p.finish(&nav::bar(out_root, &run.scenario, Here::Run)))
+}
+
+/// Per mode and node group, when the scenario has two groups or more.
+fn groups_table(p: &mut Page, summary: &Summary) {
+    if summary.modes.values().all(|m| m.node_groups.len() < 2) {
+        return;
+    }
+    let rows: Vec<Vec<Cell>> = summary
+        .modes
+        .iter()
+        .flat_map(|(mode, m)| {
+            m.node_groups.iter().map(move |(name, g)| {
+                vec![
+                    Cell::text(mode),
+                    Cell::text(name),
+                    Cell::num(&thousands(g.pods)),
+                    Cell::num(&secs(g.startup_p50_s)),
+                    Cell::num(&secs(g.startup_p99_s)),
+                    Cell::num(&secs(g.startup_max_s)),
+                    Cell::num(&bytes(g.bytes_from_registry)),
+                    Cell::num(&bytes(g.bytes_from_seed_peers)),
+                    Cell::num(&bytes(g.bytes_from_peers)),
+                ]
+            })
+        })
+        .collect();
+    let header = [
+        "mode",
+        "node group",
+        "pods",
+        "start p50",
+        "start p99",
+        "start max",
+        "from registry",
+        "from seeds",
+        "from peers",
+    ];
+    p.table(&header, &rows);
 }
 
 /// Writes `DIR/<name>/index.html` and redraws the links of the scenario's other pages.
