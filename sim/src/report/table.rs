@@ -56,27 +56,31 @@ pub fn modes_table(summary: &Summary, request_floor_s: f64) -> String {
     out
 }
 
-/// Per mode and node group: pods, start times and bytes by source; empty with fewer than
-/// two groups (one group is the modes table).
-fn groups_table(summary: &Summary) -> String {
+/// A mode's columns where runs are listed side by side (matrix and sweep tables, text and
+/// HTML): after the columns that tell the runs apart.
+pub const MODE_COLUMNS: [&str; 9] = [
+    "mode",
+    "start p50",
+    "start p99",
+    "start max",
+    "makespan",
+    "lower bound",
+    "registry bytes",
+    "registry peak",
+    "registry reqs",
+];
+
+/// The columns of the per-group table (`group_rows`), shared by the text and HTML reports.
+pub const GROUP_HEADER: [&str; 9] =
+    ["mode", "node group", "pods", "start p50", "start p99", "start max", "from registry", "from seeds", "from peers"];
+
+/// Per mode and node group: pods, start times and bytes by source, as printed; no rows with
+/// fewer than two groups (one group is the modes table).
+pub fn group_rows(summary: &Summary) -> Vec<Vec<String>> {
     if summary.modes.values().all(|m| m.node_groups.len() < 2) {
-        return String::new();
+        return Vec::new();
     }
-    let header: Vec<String> = [
-        "mode",
-        "node group",
-        "pods",
-        "start p50",
-        "start p99",
-        "start max",
-        "from registry",
-        "from seeds",
-        "from peers",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    let rows: Vec<Vec<String>> = summary
+    summary
         .modes
         .iter()
         .flat_map(|(mode, m)| {
@@ -84,7 +88,7 @@ fn groups_table(summary: &Summary) -> String {
                 vec![
                     mode.clone(),
                     name.clone(),
-                    g.pods.to_string(),
+                    thousands(g.pods),
                     secs(g.startup_p50_s),
                     secs(g.startup_p99_s),
                     secs(g.startup_max_s),
@@ -94,7 +98,16 @@ fn groups_table(summary: &Summary) -> String {
                 ]
             })
         })
-        .collect();
+        .collect()
+}
+
+/// The per-group table as text; empty with fewer than two groups.
+fn groups_table(summary: &Summary) -> String {
+    let rows = group_rows(summary);
+    if rows.is_empty() {
+        return String::new();
+    }
+    let header: Vec<String> = GROUP_HEADER.iter().map(|s| s.to_string()).collect();
     format!("per node group:\n{}", text_table(&header, &rows))
 }
 

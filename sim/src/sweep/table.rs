@@ -8,6 +8,7 @@ use super::target::{judge, Metric, Target, Verdict};
 use super::Sweep;
 use crate::report::format::{bytes, csv_f, gbps, secs, thousands};
 use crate::report::summary::ModeSummary;
+use crate::report::table::MODE_COLUMNS;
 use crate::scenario::{Mode, Num, Scenario};
 
 /// Rows of the markdown's main table; the CSV has them all.
@@ -176,20 +177,7 @@ impl SweepResult {
             self.modes.len()
         ));
         let mut header: Vec<String> = self.keys().iter().map(|k| k.to_string()).collect();
-        header.extend(
-            [
-                "mode",
-                "start p50",
-                "start p99",
-                "start max",
-                "makespan",
-                "lower bound",
-                "registry bytes",
-                "registry peak",
-                "registry reqs",
-            ]
-            .map(String::from),
-        );
+        header.extend(MODE_COLUMNS.map(String::from));
         let mut right = vec![true; self.keys().len()];
         right.push(false);
         right.extend([true; 8]);

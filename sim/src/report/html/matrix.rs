@@ -6,6 +6,7 @@ use super::page::{Cell, Html, Page};
 use super::{figures, file_links, write};
 use crate::report::format::{bytes, gbps, secs, thousands};
 use crate::report::matrix::{rows, MatrixEntry};
+use crate::report::table::MODE_COLUMNS;
 use std::path::{Path, PathBuf};
 
 /// The page's text; charts are read from `DIR/matrix/`.
@@ -47,25 +48,9 @@ pub fn matrix_page(out_root: &Path, entries: &[MatrixEntry]) -> anyhow::Result<S
             ]
         })
         .collect();
-    p.table(
-        &[
-            "scenario",
-            "pods",
-            "policy",
-            "seed",
-            "image",
-            "mode",
-            "start p50",
-            "start p99",
-            "start max",
-            "makespan",
-            "lower bound",
-            "registry bytes",
-            "registry peak",
-            "registry reqs",
-        ],
-        &body,
-    );
+    let mut header = vec!["scenario", "pods", "policy", "seed", "image"];
+    header.extend(MODE_COLUMNS);
+    p.table(&header, &body);
     let mut families: Vec<&str> = rows.iter().map(|r| r.family.as_str()).collect();
     families.dedup();
     for fam in families {

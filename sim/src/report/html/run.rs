@@ -6,6 +6,7 @@ use super::page::{Cell, Page};
 use super::{figures, file_links, scenario_section, write, ScenarioText};
 use crate::report::format::{bytes, gbps, secs, thousands, times_image_str};
 use crate::report::summary::Summary;
+use crate::report::table::{group_rows, GROUP_HEADER};
 use crate::report::{run_dir, run_subtitle, ChartContext};
 use crate::result::RunResult;
 use std::path::{Path, PathBuf};
@@ -110,40 +111,13 @@ pub fn run_page(
 
 /// Per mode and node group, when the scenario has two groups or more.
 fn groups_table(p: &mut Page, summary: &Summary) {
-    if summary.modes.values().all(|m| m.node_groups.len() < 2) {
-        return;
-    }
-    let rows: Vec<Vec<Cell>> = summary
-        .modes
+    let rows: Vec<Vec<Cell>> = group_rows(summary)
         .iter()
-        .flat_map(|(mode, m)| {
-            m.node_groups.iter().map(move |(name, g)| {
-                vec![
-                    Cell::text(mode),
-                    Cell::text(name),
-                    Cell::num(&thousands(g.pods)),
-                    Cell::num(&secs(g.startup_p50_s)),
-                    Cell::num(&secs(g.startup_p99_s)),
-                    Cell::num(&secs(g.startup_max_s)),
-                    Cell::num(&bytes(g.bytes_from_registry)),
-                    Cell::num(&bytes(g.bytes_from_seed_peers)),
-                    Cell::num(&bytes(g.bytes_from_peers)),
-                ]
-            })
-        })
+        .map(|row| row.iter().enumerate().map(|(i, v)| if i < 2 { Cell::text(v) } else { Cell::num(v) }).collect())
         .collect();
-    let header = [
-        "mode",
-        "node group",
-        "pods",
-        "start p50",
-        "start p99",
-        "start max",
-        "from registry",
-        "from seeds",
-        "from peers",
-    ];
-    p.table(&header, &rows);
+    if !rows.is_empty() {
+        p.table(&GROUP_HEADER, &rows);
+    }
 }
 
 /// Writes `DIR/<name>/index.html` and redraws the links of the scenario's other pages.

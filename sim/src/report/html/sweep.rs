@@ -6,6 +6,7 @@ use super::page::{Cell, Html, Page};
 use super::{figures, file_links, scenario_section, write, ScenarioText};
 use crate::report::format::{bytes, gbps, secs};
 use crate::report::run_dir;
+use crate::report::table::MODE_COLUMNS;
 use crate::scenario::Num;
 use crate::sweep::table::mode_cells;
 use crate::sweep::target::Metric;
@@ -40,17 +41,7 @@ pub fn sweep_page(
     p.h2("Every point and mode");
     let keys = result.keys();
     let mut header: Vec<&str> = keys.clone();
-    header.extend([
-        "mode",
-        "start p50",
-        "start p99",
-        "start max",
-        "makespan",
-        "lower bound",
-        "registry bytes",
-        "registry peak",
-        "registry reqs",
-    ]);
+    header.extend(MODE_COLUMNS);
     let body: Vec<Vec<Cell>> = result
         .rows
         .iter()
