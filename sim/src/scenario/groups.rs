@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::limits::PODS_MAX;
 use super::model::{Cluster, Scenario};
-use super::validate::Invalid;
+use super::validate::{fail, positive, Invalid};
 
 /// One kind of node: how many, and what each has.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -228,17 +228,6 @@ pub(crate) fn settle(c: &mut Cluster) {
         let total = c.node_groups.iter().map(|g| g.count.saturating_mul(g.pods_per_node)).fold(0, u32::saturating_add);
         c.pods = Some(total);
     }
-}
-
-fn fail(key: &str, message: String) -> Result<(), Invalid> {
-    Err(Invalid { key: key.to_string(), message })
-}
-
-fn positive(key: &str, value: f64) -> Result<(), Invalid> {
-    if value.is_finite() && value > 0.0 {
-        return Ok(());
-    }
-    fail(key, format!("must be a finite number greater than 0 (got {value})"))
 }
 
 fn one() -> u32 {

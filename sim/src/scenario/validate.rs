@@ -63,12 +63,12 @@ fn faults(s: &Scenario) -> Result<(), Invalid> {
     Ok(())
 }
 
-fn fail(key: &str, message: String) -> Result<(), Invalid> {
+pub(super) fn fail(key: &str, message: String) -> Result<(), Invalid> {
     Err(Invalid { key: key.to_string(), message })
 }
 
 /// Rates and sizes: a finite number above zero.
-fn positive(key: &str, value: f64) -> Result<(), Invalid> {
+pub(super) fn positive(key: &str, value: f64) -> Result<(), Invalid> {
     if value.is_finite() && value > 0.0 {
         return Ok(());
     }
