@@ -162,3 +162,119 @@ pub(super) fn cmd_collect(dir: &Path, out_root: &Path) -> Result<i32, Failure> {
     );
     Ok(exit_code(&c.result, target.as_ref()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::{main_with_args, parse as parse_all};
+    use super::*;
+
+    fn args(s: &str) -> Vec<String> {
+        s.split_whitespace().map(String::from).collect()
+    }
+
+    fn err(s: &str) -> String {
+        parse_all(&args(s)).unwrap_err().0
+    }
+
+    fn files_under(root: &Path) -> Vec<PathBuf> {
+        let mut out = vec![];
+        let mut stack = vec![root.to_path_buf()];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).unwrap() {
+                let p = e.unwrap().path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else {
+                    out.push(p.strip_prefix(root).unwrap().to_path_buf());
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn emit_point_and_collect_arguments() {
+        let Command::Sweep(a) = parse_all(&args(
+            "sweep s.toml --vary cluster.pods=1..4:4 --emit-job j --image r/sim:2 --parallelism 3 --pvc my-claim",
+        ))
+        .unwrap() else {
+            panic!()
+        };
+        let e = a.emit.unwrap();
+        assert_eq!(e.dir, PathBuf::from("j"));
+        assert_eq!(e.options, JobOptions { image: "r/sim:2".into(), parallelism: Some(3), pvc: "my-claim".into() });
+        let Command::Sweep(d) = parse_all(&args("sweep s.toml --vary cluster.pods=1..4:4 --emit-job j")).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(
+            d.emit.unwrap().options,
+            JobOptions { image: JobOptions::default_image(), parallelism: None, pvc: PVC_DEFAULT.into() }
+        );
+        assert_eq!(
+            parse_all(&args("sweep --collect r --out o")).unwrap(),
+            Command::SweepCollect { dir: "r".into(), out: "o".into() }
+        );
+        assert_eq!(
+            parse_all(&args("sweep-point p.json --index 4 --out r")).unwrap(),
+            Command::SweepPoint(PointArgs { plan: "p.json".into(), index: Some(4), out: "r".into() })
+        );
+        assert!(err("sweep s.toml --vary a.b=1..2:2 --pvc x").contains("--pvc is for --emit-job DIR"));
+        assert!(err("sweep s.toml --vary a.b=1..2:2 --emit-job j --jobs 2").contains("--jobs and --out do not apply"));
+        assert!(err("sweep s.toml --vary a.b=1..2:2 --emit-job j --parallelism 0").contains("--parallelism: expected"));
+        assert!(err("sweep s.toml --vary a.b=1..2:2 --emit-job j --pvc Big").contains("--pvc \"Big\": a claim name"));
+        assert!(err("sweep s.toml --collect r").contains("takes no scenario file"));
+        assert!(err("sweep --collect r --vary a.b=1..2:2").contains("unknown flag --vary for `sim sweep --collect`"));
+        assert!(err("sweep-point p.json --index x --out r").contains("--index: expected a whole number, got \"x\""));
+        assert!(err("sweep-point p.json --index 1").contains("needs --out DIR"));
+        assert!(err("sweep-point --out r").contains("needs the plan file"));
+    }
+
+    /// The whole path a Job takes, on this machine: emit, every index, collect; the reports
+    /// are those of a local `sim sweep` of the same grid, byte for byte.
+    #[test]
+    fn collected_reports_are_the_local_sweeps_byte_for_byte() {
+        let root = std::env::temp_dir().join(format!("sim-cli-sweep-job-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let scenario = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/fidelity/small-4.toml");
+        let s = scenario.display();
+        let grid =
+            "--vary cluster.seed_peers=1..3:3 --vary registry.egress_gbps=0.2..0.4:2 --target p2p.startup_p99_s<=100";
+        let (job, results, collected, local) =
+            (root.join("job"), root.join("results"), root.join("collected"), root.join("local"));
+        let run = |a: String| main_with_args(&args(&a));
+        assert_eq!(run(format!("sweep {s} {grid} --emit-job {}", job.display())), 0);
+        let names: Vec<PathBuf> =
+            ["README.md", "copy-pod.yaml", "job.yaml", "plan.json", "pvc.yaml"].map(PathBuf::from).into();
+        assert_eq!(files_under(&job), names);
+        for i in 0..6 {
+            assert_eq!(
+                run(format!("sweep-point {} --index {i} --out {}", job.join("plan.json").display(), results.display())),
+                0
+            );
+        }
+        assert_eq!(
+            run(format!("sweep-point {} --index 6 --out {}", job.join("plan.json").display(), results.display())),
+            2
+        );
+        assert_eq!(run(format!("sweep --collect {} --out {}", results.display(), collected.display())), 0);
+        assert_eq!(run(format!("sweep {s} {grid} --out {}", local.display())), 0);
+        let files = files_under(&local);
+        assert!(files.len() >= 8, "{files:?}");
+        assert_eq!(files_under(&collected), files);
+        for f in &files {
+            let (a, b) = (std::fs::read(local.join(f)).unwrap(), std::fs::read(collected.join(f)).unwrap());
+            assert!(a == b, "{} differs between the local and the collected sweep", f.display());
+        }
+        // Emitting again gives the same bytes.
+        let again = root.join("job2");
+        assert_eq!(run(format!("sweep {s} {grid} --emit-job {}", again.display())), 0);
+        for f in &names {
+            assert_eq!(std::fs::read(job.join(f)).unwrap(), std::fs::read(again.join(f)).unwrap(), "{}", f.display());
+        }
+        // A file where the directory should be: exit 2, not a panic.
+        assert_eq!(run(format!("sweep {s} {grid} --emit-job {}", job.join("README.md").display())), 2);
+        let _ = std::fs::remove_dir_all(&root);
+    }
+}

@@ -130,3 +130,27 @@ impl JobPlan {
         Ok(sweep)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_plan_reads_back_as_written_and_unknown_fields_are_refused() {
+        let file = ScenarioFile::from_text(Path::new("t.toml"), "name = \"t\"\n");
+        let varies = [Vary::parse("cluster.pods=1..4:2g").unwrap()];
+        let target = Target::parse("p2p.startup_p99_s<=2.5").unwrap();
+        let over = Overrides { seed: Some(3), policy: Some("kraken".into()) };
+        let plan = JobPlan::new(&file, &varies, &over, Some(&target), 2);
+        let back = JobPlan::parse(Path::new("p.json"), &plan.to_json()).unwrap();
+        assert_eq!((&back, back.hash()), (&plan, plan.hash()));
+        assert_eq!(back.target().unwrap(), Some(target));
+        let extra = plan.to_json().replacen('{', "{\"extra\": 1,", 1);
+        let e = JobPlan::parse(Path::new("p.json"), &extra).unwrap_err();
+        assert!(e.starts_with("p.json: not a sweep plan (unknown field `extra`"), "{e}");
+        let old = JobPlan { sim_version: "0.0.1".into(), ..plan.clone() };
+        let e = JobPlan::parse(Path::new("p.json"), &old.to_json()).unwrap_err();
+        assert!(e.contains("written by sim 0.0.1 but this is sim"), "{e}");
+        assert_ne!(JobPlan { seed: Some(4), ..plan.clone() }.hash(), plan.hash());
+    }
+}
