@@ -7,7 +7,8 @@
 use super::sweep::{check_target, exit_code, write_reports, SweepArgs};
 use super::{out, path_or, split, Command, Failure, Parsed, UsageError};
 use sim::report::format::thousands;
-use sim::scenario::ScenarioFile;
+use sim::report::run_dir;
+use sim::scenario::{without_machine_memory_check, ScenarioFile};
 use sim::sweep::collect::collect;
 use sim::sweep::job::{job_files, write_job_files, JobOptions, PVC_DEFAULT};
 use sim::sweep::plan_file::{self, JobPlan};
@@ -84,8 +85,13 @@ pub(super) fn parse_point(args: &[String]) -> Result<Command, UsageError> {
 pub(super) fn cmd_emit_job(a: &SweepArgs, e: &EmitArgs) -> Result<i32, Failure> {
     let file = ScenarioFile::read(&a.scenario)?;
     let overrides = Overrides { seed: a.seed, policy: a.policy.clone() };
-    let sweep = Sweep::plan(&file, &a.varies, &overrides).map_err(|e| Failure::Input(e.to_string()))?;
+    // The points run on the cluster's nodes: their pods ask for the memory estimate, which
+    // this machine need not have.
+    let sweep = without_machine_memory_check(|| Sweep::plan(&file, &a.varies, &overrides))
+        .map_err(|e| Failure::Input(e.to_string()))?;
     check_target(a, &sweep)?;
+    run_dir(Path::new("reports"), &sweep.base.name)
+        .map_err(|e| Failure::Input(format!("{}: name: {e}", a.scenario.display())))?;
     if sweep.base.scheduler_toml.is_some() || sweep.base.peerd_toml.is_some() {
         return Err(Failure::Input(format!(
             "{}: names scheduler_toml or peerd_toml, files the Job's pods would not have; write their tables into the scenario for --emit-job",

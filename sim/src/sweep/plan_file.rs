@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::{Overrides, PlanError, Sweep, Target, Vary};
-use crate::scenario::ScenarioFile;
+use crate::scenario::{without_machine_memory_check, ScenarioFile};
 
 /// Bumped when the file's meaning changes; a reader refuses another.
 pub const FORMAT: u32 = 1;
@@ -114,8 +114,14 @@ impl JobPlan {
         self.target.as_deref().map(Target::parse).transpose()
     }
 
-    /// The grid, planned as `sim sweep` plans it.
+    /// The grid, planned as `sim sweep` plans it, without the check of each point against
+    /// this machine's memory: a pod runs its point's modes one at a time under the memory
+    /// the Job asked for, and `--collect` runs nothing.
     pub fn sweep(&self) -> Result<Sweep, PlanError> {
+        without_machine_memory_check(|| self.sweep_checked())
+    }
+
+    fn sweep_checked(&self) -> Result<Sweep, PlanError> {
         let varies =
             self.vary.iter().map(|v| Vary::parse(v)).collect::<Result<Vec<_>, _>>().map_err(PlanError::Usage)?;
         let overrides = Overrides { seed: self.seed, policy: self.policy.clone() };

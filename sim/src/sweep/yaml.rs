@@ -121,14 +121,14 @@ fn scalar(x: &Value, indent: usize) -> String {
 
 /// Text a literal block holds exactly: several lines, one final newline, a first line not
 /// starting with a space (the block's indentation is read from it), no line of blanks only,
-/// no control characters but the newlines.
+/// no control characters but the newlines, none a YAML 1.1 reader takes for a line break.
 fn block_ok(s: &str) -> bool {
     s.contains('\n')
         && s.ends_with('\n')
         && !s.ends_with("\n\n")
         && !s.starts_with(['\n', ' '])
         && s.lines().all(|l| l.is_empty() || !l.trim().is_empty())
-        && !s.chars().any(|c| c.is_control() && c != '\n')
+        && !s.chars().any(|c| (c.is_control() && c != '\n') || matches!(c, '\u{2028}' | '\u{2029}' | '\u{feff}'))
 }
 
 #[cfg(test)]
