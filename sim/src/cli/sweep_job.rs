@@ -131,11 +131,21 @@ pub(super) fn cmd_sweep_point(a: &PointArgs) -> Result<i32, Failure> {
     };
     let plan = JobPlan::read(&a.plan).map_err(Failure::Input)?;
     let sweep = plan.sweep().map_err(|e| Failure::Input(format!("{}: {e}", a.plan.display())))?;
-    let p = run_point(&plan, &sweep, index).map_err(|e| Failure::Input(format!("{}: {e}", a.plan.display())))?;
+    if index >= sweep.points.len() {
+        let n = sweep.points.len();
+        return Err(Failure::Input(format!(
+            "{}: --index {index}: the grid has {n} points (indexes 0 to {})",
+            a.plan.display(),
+            n.saturating_sub(1)
+        )));
+    }
     // Unique among the Job's pods (all pid 1): the pod's name, else the index.
     let writer = std::env::var("HOSTNAME").unwrap_or_else(|_| format!("{index}-{}", std::process::id()));
-    point::write_atomic(&a.out, plan_file::FILE_NAME, &plan.to_json(), &writer).map_err(Failure::Input)?;
-    let path = point::write_atomic(&a.out, &point::file_name(index), &p.to_json(), &writer).map_err(Failure::Input)?;
+    let unwritable = |e: String| Failure::Input(format!("{e} (--out must be a writable directory)"));
+    // The plan's copy first: an unwritable --out fails before the point runs.
+    point::write_atomic(&a.out, plan_file::FILE_NAME, &plan.to_json(), &writer).map_err(unwritable)?;
+    let p = run_point(&plan, &sweep, index).map_err(|e| Failure::Input(format!("{}: {e}", a.plan.display())))?;
+    let path = point::write_atomic(&a.out, &point::file_name(index), &p.to_json(), &writer).map_err(unwritable)?;
     let events: u64 = p.modes.iter().map(|m| m.events).sum();
     println!("written: {} ({}, {} events)", path.display(), p.point, thousands(events));
     let failed: Vec<&str> = p.modes.iter().filter(|m| m.error.is_some()).map(|m| m.mode.as_str()).collect();

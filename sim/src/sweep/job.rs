@@ -243,14 +243,20 @@ fn readme(name: &str, points: usize, parallelism: usize, memory: u64, opts: &Job
     format!(
         "# Sweep Job {name}
 
-{points} grid points, one per completion index of an Indexed Job; {parallelism} pods at once,
-each asking for 1 CPU and {memory} MiB (the largest point's run and the process). Each pod
-runs `sim sweep-point /plan/plan.json --out /results/{name}`: it rebuilds the grid from the
-plan and writes `point-<index>.json` (and a copy of `plan.json`) to the claim `{pvc}`.
-An index is retried {BACKOFF_PER_INDEX} times before it counts as failed; the others go on.
+{points} grid points, one per completion index of an Indexed Job (Kubernetes 1.29 or later:
+`backoffLimitPerIndex`); {parallelism} pods at once, each asking for 1 CPU and {memory} MiB
+(the largest point's run and the process). Each pod runs
 
-The image `{image}` must hold this sim's binary as `sim` on its PATH (the version that
-wrote this directory: `sim sweep-point` refuses a plan from another).
+    sim sweep-point /plan/plan.json --out /results/{name}
+
+which rebuilds the grid from the plan, runs the point of its `JOB_COMPLETION_INDEX` and
+writes `point-<index>.json` (and a copy of `plan.json`) to the claim `{pvc}`. An index is
+retried {BACKOFF_PER_INDEX} times before it counts as failed; the others go on. The pods run
+as user and group {UID}: the claim must be writable by them (`fsGroup` sees to it for most
+volume types; an NFS-backed class needs its export owned or writable by that group).
+
+The image `{image}` must hold this sim's binary as `sim` on its PATH, the version that wrote
+this directory (`sim sweep-point` refuses a plan from another).
 
 ```sh
 kubectl apply -f pvc.yaml            # once: the results volume (ReadWriteMany, {PVC_SIZE})
@@ -266,11 +272,13 @@ kubectl delete -f copy-pod.yaml
 sim sweep --collect ./results --out reports
 ```
 
-`sim sweep --collect` checks every point belongs to this plan and refuses, listing them,
-while any index has no result; it writes `reports/<scenario>/sweep/` as a local `sim sweep`
-of the same grid does (`sweep.csv`, `sweep.md`, the charts, `index.html`). To rerun failed
-indexes: `kubectl delete job {name}` and apply `job.yaml` again (indexes already written are
-run again and give the same bytes).
+A Job with a failed index ends `Failed` instead of `Complete` (the wait above then runs to its
+timeout: `kubectl get job {name}` shows it). `sim sweep --collect` checks every point belongs
+to this plan and refuses, listing them, while any index has no result; it writes
+`reports/<scenario>/sweep/` as a local `sim sweep` of the same grid does (`sweep.csv`,
+`sweep.md`, the charts, `index.html`). To run missing indexes again, delete the Job
+(`kubectl delete job {name}`) and apply `job.yaml` again: points already written are run
+again and give the same bytes.
 ",
         image = opts.image,
     )
