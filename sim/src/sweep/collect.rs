@@ -56,6 +56,13 @@ pub fn collect(dir: &Path) -> Result<Collected, String> {
                 p.index
             ));
         }
+        if found[index].is_some() {
+            return Err(format!(
+                "{}: a second file for index {index} (another name of {}); remove one",
+                path.display(),
+                point::file_name(index)
+            ));
+        }
         found[index] = Some(p);
     }
     let missing: Vec<usize> = (0..n).filter(|&i| found[i].is_none()).collect();
@@ -181,6 +188,11 @@ mod tests {
         std::fs::copy(p(1), dir.join("point-0.json")).unwrap();
         let e = collect(&dir).err().unwrap();
         assert!(e.contains("point-0.json: holds index 1 of a 3-point grid"), "{e}");
+
+        std::fs::remove_file(p(0)).unwrap();
+        std::fs::copy(p(1), dir.join("point-01.json")).unwrap();
+        let e = collect(&dir).err().unwrap();
+        assert!(e.contains("a second file for index 1"), "{e}");
 
         let e = collect(&dir.join("nowhere")).err().unwrap();
         assert!(e.contains("nowhere: not a directory"), "{e}");
