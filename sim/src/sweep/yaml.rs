@@ -91,12 +91,13 @@ fn key(k: &str) -> String {
     }
 }
 
-/// Words YAML would read as something other than a string.
+/// Words YAML (1.1 or 1.2) might read as something other than a string: booleans, null,
+/// anything starting like a number (`0x1f`, `1_000`, `12:30`).
 fn looks_typed(s: &str) -> bool {
     let lower = s.to_ascii_lowercase();
     ["true", "false", "yes", "no", "on", "off", "null", "y", "n", "~"].contains(&lower.as_str())
         || s.parse::<f64>().is_ok()
-        || s.starts_with(['-', '.'])
+        || s.starts_with(|c: char| c.is_ascii_digit() || c == '-' || c == '.')
 }
 
 fn scalar(x: &Value, indent: usize) -> String {
@@ -139,13 +140,13 @@ mod tests {
     #[test]
     fn maps_lists_and_text() {
         let v = json!({
-            "a": 1, "b": "x y", "true": "no", "list": [{"k": "v", "m": [1, 2]}, "s"], "e": {}, "el": [],
+            "a": 1, "b": "x y", "true": "no", "0x1f": 1, "list": [{"k": "v", "m": [1, 2]}, "s"], "e": {}, "el": [],
             "text": "one\n\n  two\n", "indented": " a\nb\n"
         });
         let y = to_yaml(&v);
         assert_eq!(
             y,
-            "a: 1\nb: \"x y\"\ne: {}\nel: []\nindented: \" a\\nb\\n\"\nlist:\n- k: \"v\"\n  m:\n  - 1\n  - 2\n- \"s\"\n\
+            "\"0x1f\": 1\na: 1\nb: \"x y\"\ne: {}\nel: []\nindented: \" a\\nb\\n\"\nlist:\n- k: \"v\"\n  m:\n  - 1\n  - 2\n- \"s\"\n\
              text: |\n  one\n\n    two\n\"true\": \"no\"\n"
         );
     }
