@@ -42,6 +42,7 @@ macro_rules! println {
 }
 
 mod sweep;
+mod sweep_job;
 
 pub const USAGE: &str = "\
 sim: deterministic P2P container-image distribution simulator
@@ -52,6 +53,10 @@ usage:
   sim compare-policies SCENARIO.toml [--seed N] [--out DIR]
   sim sweep SCENARIO.toml --vary KEY=A..B:STEPS[g] [--vary KEY2=A..B:STEPS[g]]
             [--target MODE.METRIC<=VALUE] [--jobs N] [--seed N] [--policy NAME] [--out DIR]
+  sim sweep SCENARIO.toml --vary ... [--target ...] [--seed N] [--policy NAME]
+            --emit-job DIR [--image IMAGE] [--parallelism N] [--pvc NAME]
+  sim sweep --collect DIR [--out DIR]
+  sim sweep-point PLAN.json [--index I] --out DIR
   sim check [--baseline DIR] [--current DIR] [--tolerance-file FILE]
   sim bless [--from DIR] [--to DIR]
   sim fidelity-plan SCENARIO.toml --out DIR
@@ -70,6 +75,14 @@ options:
   --target EXPR          sweep: MODE.METRIC<=VALUE (or <, >=, >) over a column of sweep.csv,
                          e.g. p2p.startup_p99_s<=30; exit 1 when no point meets it
   --jobs N               sweep: runs at once [the machine's cores]
+  --emit-job DIR         sweep: write a Kubernetes Indexed Job (one grid point per index) to DIR
+                         instead of running: plan.json, job.yaml, pvc.yaml, copy-pod.yaml, README.md
+  --image IMAGE          emit-job: the image holding this sim as `sim` [p2pimg/sim:<version>]
+  --parallelism N        emit-job: pods at once [min(points, 16)]
+  --pvc NAME             emit-job: the ReadWriteMany claim results go to [sim-sweep-results]
+  --collect DIR          sweep: the Job's results (plan.json, point-*.json) into the reports a
+                         local sweep of the plan writes; refuses while an index has no result
+  --index I              sweep-point: the grid point [$JOB_COMPLETION_INDEX]
   --tolerance-file FILE  TOML `metric = percent` lines overriding the check tolerances
   --from DIR, --to DIR   bless copies FROM/<scenario>/summary.json to TO/ [reports, reports/baseline]
   --measured FILE        fidelity-compare: bench/netns_fanout.sh's output (fanout_pod/fanout_result)
@@ -84,7 +97,8 @@ this machine cannot emulate. `bench/fidelity.sh` runs both fidelity commands aro
 emulation; reports go to DIR/<scenario>/ [reports/fidelity].
 
 `sim sweep` writes DIR/<scenario>/sweep/: sweep.csv, sweep.md (also printed), charts and
-index.html. Every run, matrix, compare-policies and sweep writes a self-contained HTML page:
+index.html. `sim sweep-point` (what the Job's pods run) writes DIR/point-<I>.json and
+DIR/plan.json; see sim/README.md, Sweeps on Kubernetes. Every run, matrix, compare-policies and sweep writes a self-contained HTML page:
 DIR/<scenario>/index.html, policies.html, sweep/index.html, DIR/matrix/index.html.
 `sim matrix DIR` runs the DIR/nginx-*.toml and DIR/tensorflow-*.toml scenarios.
 exit status: 0 ok; 1 a run failed or check found a regression; 2 bad usage, bad scenario
@@ -121,6 +135,11 @@ pub enum Command {
         to: PathBuf,
     },
     Sweep(sweep::SweepArgs),
+    SweepCollect {
+        dir: PathBuf,
+        out: PathBuf,
+    },
+    SweepPoint(sweep_job::PointArgs),
     FidelityPlan {
         scenario: PathBuf,
         out: PathBuf,
@@ -300,6 +319,7 @@ pub fn parse(args: &[String]) -> Result<Command, UsageError> {
             Ok(Command::Bless { from: path_or(&p, "from", "reports"), to: path_or(&p, "to", "reports/baseline") })
         }
         "sweep" => sweep::parse(rest),
+        "sweep-point" => sweep_job::parse_point(rest),
         "fidelity-plan" => {
             let p = split("fidelity-plan", rest, &["out"])?;
             let Some(out) = p.take("out") else {
@@ -395,7 +415,12 @@ pub fn main_with_args(args: &[String]) -> i32 {
             cmd_check(&baseline, &current, tolerance_file.as_deref())
         }
         Command::Bless { from, to } => cmd_bless(&from, &to),
-        Command::Sweep(a) => sweep::cmd_sweep(&a),
+        Command::Sweep(a) => match &a.emit {
+            Some(e) => sweep_job::cmd_emit_job(&a, e),
+            None => sweep::cmd_sweep(&a),
+        },
+        Command::SweepCollect { dir, out } => sweep_job::cmd_collect(&dir, &out),
+        Command::SweepPoint(a) => sweep_job::cmd_sweep_point(&a),
         Command::FidelityPlan { scenario, out } => cmd_fidelity_plan(&scenario, &out),
         Command::FidelityCompare { scenario, measured, image, out, limits } => {
             cmd_fidelity_compare(&scenario, &measured, image.as_deref(), &out, limits)

@@ -15,8 +15,8 @@ use sim::report::run_dir;
 use sim::scenario::{machine_available_bytes, ScenarioFile};
 use sim::sweep::charts::{write_charts, Capacity};
 use sim::sweep::run::{jobs_within_memory, JOBS_MAX};
-use sim::sweep::{Overrides, Sweep, Target, Vary};
-use std::path::PathBuf;
+use sim::sweep::{Overrides, Sweep, SweepResult, Target, Vary};
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -29,6 +29,8 @@ pub struct SweepArgs {
     pub seed: Option<u64>,
     pub policy: Option<String>,
     pub out: PathBuf,
+    /// `--emit-job DIR`: write a Kubernetes Job instead of running.
+    pub emit: Option<super::sweep_job::EmitArgs>,
 }
 
 pub(super) fn parse(args: &[String]) -> Result<Command, UsageError> {
@@ -38,7 +40,22 @@ pub(super) fn parse(args: &[String]) -> Result<Command, UsageError> {
                 .into(),
         ));
     }
-    let p: Parsed = split_repeating("sweep", args, &["vary", "target", "jobs", "seed", "policy", "out"], &["vary"])?;
+    if args.iter().any(|a| a == "--collect" || a.starts_with("--collect=")) {
+        let p = split_repeating("sweep --collect", args, &["collect", "out"], &[])?;
+        if let Some(extra) = p.positionals.first() {
+            return Err(UsageError(format!(
+                "`sim sweep --collect DIR` takes no scenario file (the plan in DIR names it); unexpected {extra:?}"
+            )));
+        }
+        let dir = PathBuf::from(p.take("collect").expect("present"));
+        return Ok(Command::SweepCollect { dir, out: path_or(&p, "out", "reports") });
+    }
+    let p: Parsed = split_repeating(
+        "sweep",
+        args,
+        &["vary", "target", "jobs", "seed", "policy", "out", "emit-job", "image", "parallelism", "pvc"],
+        &["vary"],
+    )?;
     let varies = p.take_all("vary");
     if varies.is_empty() {
         return Err(UsageError(
@@ -61,6 +78,14 @@ pub(super) fn parse(args: &[String]) -> Result<Command, UsageError> {
             _ => return Err(UsageError(format!("--jobs: expected a whole number from 1 to {JOBS_MAX}, got {v:?}"))),
         },
     };
+    let emit = super::sweep_job::parse_emit(&p)?;
+    if emit.is_some() && (jobs.is_some() || p.take("out").is_some()) {
+        return Err(UsageError(
+            "--emit-job writes a Job instead of running: --jobs and --out do not apply (the Job's pods run one point each; \
+             `sim sweep --collect` takes --out)"
+                .into(),
+        ));
+    }
     Ok(Command::Sweep(SweepArgs {
         scenario: one_scenario("sweep", &p)?,
         varies,
@@ -69,6 +94,7 @@ pub(super) fn parse(args: &[String]) -> Result<Command, UsageError> {
         seed: parse_seed(&p)?,
         policy: parse_policy(&p)?,
         out: path_or(&p, "out", "reports"),
+        emit,
     }))
 }
 
@@ -77,21 +103,8 @@ pub(super) fn cmd_sweep(a: &SweepArgs) -> Result<i32, Failure> {
     let file = ScenarioFile::read(&a.scenario)?;
     let overrides = Overrides { seed: a.seed, policy: a.policy.clone() };
     let sweep = Sweep::plan(&file, &a.varies, &overrides).map_err(|e| Failure::Input(e.to_string()))?;
-    let dir = run_dir(&a.out, &sweep.base.name)
-        .map_err(|e| Failure::Input(format!("{}: name: {e}", a.scenario.display())))?
-        .join("sweep");
-    if let Some(t) = &a.target {
-        if !sweep.modes.contains(&t.mode) {
-            let modes: Vec<&str> = sweep.modes.iter().map(|m| m.name()).collect();
-            return Err(Failure::Input(format!(
-                "--target {}: {} does not run mode {} (its modes: {})",
-                t.text(),
-                a.scenario.display(),
-                t.mode.name(),
-                modes.join(", ")
-            )));
-        }
-    }
+    run_dir(&a.out, &sweep.base.name).map_err(|e| Failure::Input(format!("{}: name: {e}", a.scenario.display())))?;
+    check_target(a, &sweep)?;
     for note in &sweep.notes {
         eprintln!("note: {note}");
     }
@@ -117,10 +130,52 @@ pub(super) fn cmd_sweep(a: &SweepArgs) -> Result<i32, Failure> {
     });
     pb.finish_and_clear();
 
+    write_reports(&a.out, &a.scenario, file.text(), &sweep, &result, a.target.as_ref())?;
+    // As the other commands: wall time, and the runs' own wall times added up ("simulation").
+    println!(
+        "wall {:.2} s (simulation {:.2} s in {units} runs on {jobs} thread(s)), {} events",
+        start.elapsed().as_secs_f64(),
+        result.runs_wall_s,
+        thousands(result.events)
+    );
+    Ok(exit_code(&result, a.target.as_ref()))
+}
+
+/// A target over a mode the scenario does not run is refused before anything runs.
+pub(super) fn check_target(a: &SweepArgs, sweep: &Sweep) -> Result<(), Failure> {
+    if let Some(t) = &a.target {
+        if !sweep.modes.contains(&t.mode) {
+            let modes: Vec<&str> = sweep.modes.iter().map(|m| m.name()).collect();
+            return Err(Failure::Input(format!(
+                "--target {}: {} does not run mode {} (its modes: {})",
+                t.text(),
+                a.scenario.display(),
+                t.mode.name(),
+                modes.join(", ")
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Writes `OUT/<scenario>/sweep/` (`sweep.csv`, `sweep.md`, charts) and the sweep's
+/// `index.html`, prints `sweep.md` and what was written: the same for a local sweep and a
+/// collected one.
+pub(super) fn write_reports(
+    out_root: &Path,
+    scenario_path: &Path,
+    scenario_text: &str,
+    sweep: &Sweep,
+    result: &SweepResult,
+    target: Option<&Target>,
+) -> Result<(), Failure> {
+    let dir = run_dir(out_root, &sweep.base.name)
+        .map_err(|e| Failure::Input(format!("{}: name: {e}", scenario_path.display())))?
+        .join("sweep");
     std::fs::create_dir_all(&dir).map_err(|e| Failure::Run(anyhow::anyhow!("cannot create {}: {e}", dir.display())))?;
     let csv_path = dir.join("sweep.csv");
     let md_path = dir.join("sweep.md");
-    let md = result.markdown(a.target.as_ref());
+    let md = result.markdown(target);
     super::write_file(&csv_path, &result.csv()?)?;
     super::write_file(&md_path, &md)?;
     let capacity = match sweep.grid.dims.iter().position(|d| d.key == "registry.egress_gbps") {
@@ -128,9 +183,9 @@ pub(super) fn cmd_sweep(a: &SweepArgs) -> Result<i32, Failure> {
         Some(_) => Capacity::None,
         None => Capacity::Constant(sweep.base.registry.egress_gbps),
     };
-    let charts = write_charts(&dir, &result, a.target.as_ref(), capacity)?;
-    let text = ScenarioText::of(&a.scenario, file.text(), &sweep.base)?;
-    let page = write_sweep_page(&a.out, &result, a.target.as_ref(), &text)?;
+    let charts = write_charts(&dir, result, target, capacity)?;
+    let text = ScenarioText::of(scenario_path, scenario_text, &sweep.base)?;
+    let page = write_sweep_page(out_root, result, target, &text)?;
     print!("{md}");
     println!();
     println!(
@@ -141,24 +196,26 @@ pub(super) fn cmd_sweep(a: &SweepArgs) -> Result<i32, Failure> {
         charts.len(),
         dir.display()
     );
-    // As the other commands: wall time, and the runs' own wall times added up ("simulation").
-    println!(
-        "wall {:.2} s (simulation {:.2} s in {units} runs on {jobs} thread(s)), {} events",
-        start.elapsed().as_secs_f64(),
-        result.runs_wall_s,
-        thousands(result.events)
-    );
+    Ok(())
+}
+
+/// 1 when a run failed or no point meets the target (said on stderr), else 0.
+pub(super) fn exit_code(result: &SweepResult, target: Option<&Target>) -> i32 {
     if !result.failures.is_empty() {
-        eprintln!("error: {} of {units} runs failed (listed above)", result.failures.len());
-        return Ok(1);
+        eprintln!(
+            "error: {} of {} runs failed (listed above)",
+            result.failures.len(),
+            result.grid.len() * result.modes.len()
+        );
+        return 1;
     }
-    Ok(match &a.target {
+    match target {
         Some(t) if result.judge(t).cheapest().is_none() => {
             eprintln!("target {} not met by any grid point", t.text());
             1
         }
         _ => 0,
-    })
+    }
 }
 
 /// Weighted by each run's expected work, so the ETA means something when points differ in
@@ -202,7 +259,7 @@ mod tests {
         assert_eq!(a.target.unwrap().text(), "p2p.startup_p99_s <= 30");
         assert_eq!((a.jobs, a.seed, a.out), (Some(3), Some(2), PathBuf::from("o")));
         let Command::Sweep(d) = parse_all(&args("sweep s.toml --vary seed=1..3:3")).unwrap() else { panic!() };
-        assert_eq!((d.jobs, d.target, d.out), (None, None, PathBuf::from("reports")));
+        assert_eq!((d.jobs, d.target, d.out, d.emit), (None, None, PathBuf::from("reports"), None));
     }
 
     #[test]

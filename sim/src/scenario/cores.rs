@@ -72,7 +72,7 @@ pub(crate) fn resolve(sc: &mut Scenario, doc: &Document<&str>, dir: &Path) -> Re
         core_configs(sc, policy).map_err(|e| Fault { file: None, line: None, key: e.key, message: e.message })?;
     let over = |e: super::validate::Invalid| Fault { file: None, line: None, key: e.key, message: e.message };
     super::limits::check_counts(sc, &peer).map_err(over)?;
-    if let Some(available) = super::limits::machine_available_bytes() {
+    if let Some(available) = super::limits::memory_to_check() {
         super::limits::check_memory(sc, &peer, available).map_err(over)?;
     }
     Ok(())

@@ -11,7 +11,7 @@ mod validate;
 pub use cores::core_configs;
 pub use edit::{Num, ScenarioFile};
 pub use groups::{GroupLayout, NodeGroup, IMPLICIT_GROUP};
-pub use limits::{machine_available_bytes, mode_bytes};
+pub use limits::{machine_available_bytes, mode_bytes, without_machine_memory_check};
 pub use limits::{LAYERS_MAX, PIECES_PER_BLOB_MAX, PODS_MAX};
 pub use load::{load_scenario, parse_scenario, ErrorKind, ScenarioError};
 pub use model::*;

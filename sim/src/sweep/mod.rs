@@ -12,6 +12,11 @@
 //! | `table.rs`    | rows, `sweep.csv`, `sweep.md`                                          |
 //! | `charts.rs`   | start times and registry egress against the first key                 |
 //! | `heatmap.rs`  | two keys: start p99 over both                                          |
+//! | `plan_file.rs`| `plan.json`: what the grid is rebuilt from on another machine          |
+//! | `point.rs`    | `sim sweep-point`: one point's modes, `point-<I>.json`                  |
+//! | `collect.rs`  | `sim sweep --collect`: the point files back into one result            |
+//! | `job.rs`      | `--emit-job`: the Kubernetes Indexed Job, its claim and commands       |
+//! | `yaml.rs`     | the manifests' YAML                                                    |
 //!
 //! Each grid point is the scenario file with the point's values written into its TOML
 //! document and loaded as any file is (`ScenarioFile::load_with`), so every check and
@@ -19,13 +24,18 @@
 //! runs, so a refused value stops the sweep at once.
 
 pub mod charts;
+pub mod collect;
 pub mod grid;
 pub mod heatmap;
+pub mod job;
 pub mod keys;
+pub mod plan_file;
+pub mod point;
 pub mod run;
 pub mod table;
 pub mod target;
 pub mod vary;
+pub mod yaml;
 
 pub use grid::{Dimension, Grid};
 pub use run::{run_grid, Outcome, Progress};
