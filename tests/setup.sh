@@ -30,5 +30,5 @@ fi
 if command -v python3 >/dev/null 2>&1 && ! python3 -m kubernetes_validate --version >/dev/null 2>&1; then
   echo "setup: installing kubernetes-validate (pip)"
   python3 -m pip install --quiet --disable-pip-version-check kubernetes-validate >/dev/null 2>&1 \
-    || echo "setup: kubernetes-validate could not be installed; deploy_manifests skips the schema check"
+    || { echo "setup: kubernetes-validate could not be installed (pip install kubernetes-validate); the manifest suites need it for their schema checks" >&2; exit 1; }
 fi
