@@ -576,26 +576,39 @@ fn seed_peers_keep_their_store_on_a_volume_claim() {
 /// tags as long as the nodes do, or every node falls back to asking the registry itself.
 #[test]
 fn seeds_resolve_manifests_for_the_registries_the_nodes_pull_from() {
-    let hosts = |cfg: &DaemonConfig| cfg.mirror.registries.iter().map(|r| (r.host.clone(), r.endpoint.clone())).collect::<Vec<_>>();
+    let hosts = |cfg: &DaemonConfig| {
+        cfg.mirror.registries.iter().map(|r| (r.host.clone(), r.endpoint.clone())).collect::<Vec<_>>()
+    };
     for tree in TREES {
         let objects = rendered(tree);
         let sts = find(objects, "StatefulSet", SEED);
         let spec = pod_spec(sts);
         let seed_text = config_text(objects, spec, "config-template", "seed.toml");
         let (seed, _, _) = peer_config(&with_pod_ip(&seed_text), &format!("{tree}: seed.toml"));
-        let node_text = config_text(objects, pod_spec(find(objects, "DaemonSet", PEER)), "config-template", "peerd.toml");
+        let node_text =
+            config_text(objects, pod_spec(find(objects, "DaemonSet", PEER)), "config-template", "peerd.toml");
         let (node, _, _) = peer_config(&with_pod_ip(&node_text), &format!("{tree}: peerd.toml"));
         assert!(node.mirror.resolve_via_seeds, "{tree}: peerd.toml: the nodes ask the seeds");
         assert!(!hosts(&node).is_empty(), "{tree}: peerd.toml proxies some registry");
         assert_eq!(hosts(&seed), hosts(&node), "{tree}: seed.toml must list the registries of peerd.toml");
         assert_eq!(seed.mirror.tag_ttl_ms, node.mirror.tag_ttl_ms, "{tree}: one tag TTL for seeds and nodes");
-        assert!(node.mirror.tag_ttl_ms > 0 && node.mirror.tag_ttl_ms <= 30_000, "{tree}: a pushed tag seen within 30 s");
+        assert!(
+            node.mirror.tag_ttl_ms > 0 && node.mirror.tag_ttl_ms <= 30_000,
+            "{tree}: a pushed tag seen within 30 s"
+        );
         let c = container(spec, "containers", "peerd");
         assert!(seed.listen.resolver.ip().is_unspecified(), "{tree}: the resolver answers on the pod's address");
-        assert_eq!(container_port(c, "resolver")["containerPort"], seed.listen.resolver.port(), "{tree}: resolver port");
+        assert_eq!(
+            container_port(c, "resolver")["containerPort"],
+            seed.listen.resolver.port(),
+            "{tree}: resolver port"
+        );
         let svc = find(objects, "Service", sts["spec"]["serviceName"].as_str().unwrap());
         let port = svc["spec"]["ports"].as_array().unwrap().iter().find(|p| p["name"] == "resolver");
-        assert!(port.is_some_and(|p| p["port"] == seed.listen.resolver.port()), "{tree}: the Service names the resolver port");
+        assert!(
+            port.is_some_and(|p| p["port"] == seed.listen.resolver.port()),
+            "{tree}: the Service names the resolver port"
+        );
     }
     let seed = std::fs::read_to_string(systemd_dir().join("seed.toml")).unwrap();
     let node = std::fs::read_to_string(systemd_dir().join("peerd.toml")).unwrap();
@@ -628,7 +641,11 @@ fn preheat_reaches_replica_zero_with_its_secret_and_the_seeds_credentials() {
         let svc = find(objects, "Service", "p2pimg-preheat");
         assert_ne!(svc["spec"]["clusterIP"], "None", "{tree}: one address for Harbor and p2pctl");
         let selector = &svc["spec"]["selector"];
-        assert_eq!(selector["statefulset.kubernetes.io/pod-name"], format!("{SCHEDULER}-0"), "{tree}: jobs live on one replica");
+        assert_eq!(
+            selector["statefulset.kubernetes.io/pod-name"],
+            format!("{SCHEDULER}-0"),
+            "{tree}: jobs live on one replica"
+        );
         for (k, v) in sts["spec"]["selector"]["matchLabels"].as_object().unwrap() {
             assert_eq!(&selector[k], v, "{tree}: the Service selects the scheduler's pods");
         }
@@ -643,7 +660,11 @@ fn preheat_reaches_replica_zero_with_its_secret_and_the_seeds_credentials() {
         let c = container(spec, "containers", "peerd");
         assert_eq!(docker_config, format!("{}/.dockerconfigjson", mount_path(c, "preheat-registry")), "{tree}");
         let secret = secret_of(spec, "preheat-registry");
-        assert_eq!((secret["secretName"].as_str(), secret["optional"].as_bool()), (Some("p2pimg-preheat-registry"), Some(true)), "{tree}");
+        assert_eq!(
+            (secret["secretName"].as_str(), secret["optional"].as_bool()),
+            (Some("p2pimg-preheat-registry"), Some(true)),
+            "{tree}"
+        );
         // Without the Secret the file is absent and the seed still starts (anonymous).
         peer_config(&with_pod_ip(&text), &format!("{tree}: seed.toml, no pull secret"));
     }

@@ -754,8 +754,11 @@ fn manifests_are_resolved_once_for_the_cluster() {
     let mut registry = Registry::start(&dir);
     let image = push_image(&registry, "e2e/rollout", &[2, 3], 50);
     let sched = start_scheduler(&dir);
-    let toml = mirror_toml(&registry.addr)
-        .replacen("[mirror]\n", "[mirror]\ntag_ttl_ms = 1500\nauth_check_ttl_ms = 3000\nserve_stale_on_error = true\n", 1);
+    let toml = mirror_toml(&registry.addr).replacen(
+        "[mirror]\n",
+        "[mirror]\ntag_ttl_ms = 1500\nauth_check_ttl_ms = 3000\nserve_stale_on_error = true\n",
+        1,
+    );
     let options = PeerOptions { piece_bytes: 1 << 20, extra_toml: toml, ..Default::default() };
     let mut seed = start_peer(&dir, "seed", Some(&sched.grpc), &PeerOptions { seed: true, ..options.clone() });
     assert!(seed.resolver.starts_with("127.0.0.1:"), "the seed serves a resolver: {:?}", seed.resolver);
@@ -774,18 +777,31 @@ fn manifests_are_resolved_once_for_the_cluster() {
     std::thread::sleep(Duration::from_millis(500)); // the access log is written as responses end
     let manifest_requests = registry.requests("GET", "/manifests/") + registry.requests("HEAD", "/manifests/");
     let blob_heads = registry.requests("HEAD", "/blobs/");
-    eprintln!("registry_manifests: 6 pulls cost the registry {manifest_requests} manifest requests, {blob_heads} blob HEADs");
+    eprintln!(
+        "registry_manifests: 6 pulls cost the registry {manifest_requests} manifest requests, {blob_heads} blob HEADs"
+    );
     assert_eq!(manifest_requests, 1, "one GET by tag for the cluster");
     assert_eq!(blob_heads, 0, "blob lengths come from the manifest the same credentials read");
     for blob in [&image.config].into_iter().chain(image.layers.iter()) {
         assert_eq!(registry.requests("GET", &blob.digest), 1, "{} read once", blob.digest);
     }
     for p in &peers {
-        assert_eq!(p.metric("peer_mirror_manifest_answers_total{source=\"seed\"}"), 1, "{}: the tag from the seed", p.name);
-        assert_eq!(p.metric("peer_mirror_manifest_answers_total{source=\"cache\"}"), 1, "{}: the digest from its own", p.name);
+        assert_eq!(
+            p.metric("peer_mirror_manifest_answers_total{source=\"seed\"}"),
+            1,
+            "{}: the tag from the seed",
+            p.name
+        );
+        assert_eq!(
+            p.metric("peer_mirror_manifest_answers_total{source=\"cache\"}"),
+            1,
+            "{}: the digest from its own",
+            p.name
+        );
         assert_eq!(p.metric("peer_mirror_manifest_answers_total{source=\"registry\"}"), 0, "{}", p.name);
     }
-    let seed_answers = |source: &str| seed.metric(&format!("peer_mirror_manifest_answers_total{{source=\"{source}\"}}"));
+    let seed_answers =
+        |source: &str| seed.metric(&format!("peer_mirror_manifest_answers_total{{source=\"{source}\"}}"));
     assert_eq!(seed_answers("registry"), 1);
     assert_eq!(seed_answers("joined") + seed_answers("cache"), 5);
 
