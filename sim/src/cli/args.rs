@@ -270,3 +270,16 @@ pub fn parse(args: &[String]) -> Result<Command, UsageError> {
         }
     }
 }
+
+/// Command lines for the parsers' tests (here and in `sweep.rs`, `sweep_job.rs`).
+#[cfg(test)]
+pub(super) mod testing {
+    pub fn args(s: &str) -> Vec<String> {
+        s.split_whitespace().map(String::from).collect()
+    }
+
+    /// The usage error `sim s` gives.
+    pub fn err(s: &str) -> String {
+        super::parse(&args(s)).unwrap_err().0
+    }
+}

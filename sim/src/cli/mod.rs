@@ -548,6 +548,7 @@ fn cmd_fidelity_compare(
 
 #[cfg(test)]
 mod tests {
+    use super::args::testing::{args, err};
     use super::*;
 
     /// The real mirrors get the scenario's `[mirror]` (one configuration): the lines the plan
@@ -562,14 +563,6 @@ mod tests {
         assert_eq!(toml::Value::Table(mirror).try_into::<sim::scenario::Mirror>().unwrap(), m);
         let keys: Vec<_> = mirror_keys(&m).lines().map(|l| l.split(' ').next().unwrap().to_string()).collect();
         assert_eq!(keys, sim::scenario::Mirror::KEYS, "every key the simulator models");
-    }
-
-    fn args(s: &str) -> Vec<String> {
-        s.split_whitespace().map(String::from).collect()
-    }
-
-    fn err(s: &str) -> String {
-        parse(&args(s)).unwrap_err().0
     }
 
     #[test]

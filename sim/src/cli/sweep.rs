@@ -234,16 +234,9 @@ fn progress_bar() -> ProgressBar {
 
 #[cfg(test)]
 mod tests {
+    use super::super::args::testing::{args, err};
     use super::super::{main_with_args, parse as parse_all};
     use super::*;
-
-    fn args(s: &str) -> Vec<String> {
-        s.split_whitespace().map(String::from).collect()
-    }
-
-    fn err(s: &str) -> String {
-        parse_all(&args(s)).unwrap_err().0
-    }
 
     #[test]
     fn sweep_arguments() {

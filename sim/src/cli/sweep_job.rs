@@ -181,16 +181,9 @@ pub(super) fn cmd_collect(dir: &Path, out_root: &Path) -> Result<i32, Failure> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::args::testing::{args, err};
     use super::super::{main_with_args, parse as parse_all};
     use super::*;
-
-    fn args(s: &str) -> Vec<String> {
-        s.split_whitespace().map(String::from).collect()
-    }
-
-    fn err(s: &str) -> String {
-        parse_all(&args(s)).unwrap_err().0
-    }
 
     fn files_under(root: &Path) -> Vec<PathBuf> {
         let mut out = vec![];
