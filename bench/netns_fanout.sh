@@ -38,6 +38,7 @@ REG_IP=198.18.0.2; INFRA_IP=198.18.0.3; SEED2_IP=198.18.0.4; REPO=bench/img
 IMAGE_REF=$REG_IP:5000/$REPO:latest
 NS_PREFIX=pf-
 PIDS_FILE=$WORK/pids
+SEED_PIDS=()     # the seed peers' peerd among them (their CPU is also reported apart)
 DAEMON_PIDS=()   # daemons of the current mode (containerd per pod, peerd, scheduler): CPU counted, stopped after
 REG_PID=
 
@@ -240,13 +241,13 @@ p2p_up() {
     wait_http "${NS_PREFIX}infra" "http://$INFRA_IP:8000/healthz" 30 "$pid" "$WORK/infra/scheduler.log" || die "scheduler not healthy"
     peer_config "$WORK/infra/seed.toml" seed seed "$INFRA_IP" "$WORK/infra/seed-store" "$SEED_RATE"
     pid=$(bg "${NS_PREFIX}infra" seed "$WORK/infra/seed.log" "$BIN_DIR/peerd" --config "$WORK/infra/seed.toml")
-    DAEMON_PIDS+=("$pid")
+    DAEMON_PIDS+=("$pid"); SEED_PIDS+=("$pid")
     wait_http "${NS_PREFIX}infra" "http://127.0.0.1:65003/healthz" 30 "$pid" "$WORK/infra/seed.log" || die "seed peer not healthy"
     if (( SEEDS > 1 )); then
       mkdir -p "$WORK/seed2"
       peer_config "$WORK/seed2/seed.toml" seed2 seed "$SEED2_IP" "$WORK/seed2/seed-store" "$SEED_RATE"
       pid=$(bg "${NS_PREFIX}seed2" seed2 "$WORK/seed2/seed.log" "$BIN_DIR/peerd" --config "$WORK/seed2/seed.toml")
-      DAEMON_PIDS+=("$pid")
+      DAEMON_PIDS+=("$pid"); SEED_PIDS+=("$pid")
       wait_http "${NS_PREFIX}seed2" "http://127.0.0.1:65003/healthz" 30 "$pid" "$WORK/seed2/seed.log" || die "seed peer 2 not healthy"
     fi
     for i in $(seq 1 "$PODS"); do
@@ -383,7 +384,12 @@ run_mode() {  # run_mode direct|p2p CLIENT
   REG_CPU=$(awk -v a="$reg_cpu0" -v b="$(cpu_seconds_of "$REG_PID")" 'BEGIN{print b-a}')
   for i in $(seq 1 "$PODS"); do verify_pod "$client" "$i" >"$WORK/pod$i/verified"; done
   local extra=""
-  if [[ $mode == p2p && -z ${MIRROR_CMD:-} ]]; then extra=$(peer_traffic); fi
+  if [[ $mode == p2p && -z ${MIRROR_CMD:-} ]]; then
+    local seed_cpu=0
+    for pid in "${SEED_PIDS[@]}"; do seed_cpu=$(awk -v a="$seed_cpu" -v b="$(cpu_seconds_of "$pid")" 'BEGIN{print a+b}'); done
+    extra="$(peer_traffic) seed_cpu_s=$(awk -v c="$seed_cpu" 'BEGIN{printf "%.1f", c}')"
+  fi
+  SEED_PIDS=()
   report "$mode" "$client" "$t0" "$t1" "$c0" "$c1" "$tx0" "$tx1" "$log0" "$daemon_cpu" "$extra"
   daemons_down
   for i in $(seq 1 "$PODS"); do rm -rf "$WORK/pod$i/out" "$WORK/pod$i/ctrd/root" "$WORK/pod$i/ctrd/state" "$WORK/pod$i/peer-store"; done

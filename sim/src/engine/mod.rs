@@ -2,6 +2,9 @@
 //! flow-level bandwidth model, driving the production `sched` and `peer` cores.
 
 mod bound;
+mod cpu;
+#[cfg(test)]
+mod cpu_tests;
 mod events;
 mod world;
 

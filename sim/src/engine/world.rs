@@ -260,6 +260,7 @@ impl<'a> World<'a> {
         for _ in 0..seed_count {
             host_net.push(net.add_node(sc.payload_bps(sc.cluster.seed_peer_bandwidth_gbps), bound::seed_down_bps(sc)));
         }
+        super::cpu::add_pools(&mut net, sc, mode, registry, &host_net[..n_nodes], &host_net[n_nodes..]);
         let mut blobs = vec![sc.image.config_bytes];
         blobs.extend(sc.image.layer_bytes.iter().copied());
         if mode == Mode::P2pLazy {

@@ -159,6 +159,25 @@ impl Plan {
                 sc.network.link_overhead_bytes
             ));
         }
+        let cpu = &sc.cpu;
+        if cpu.node_cores.is_some() || cpu.seed_peer_cores.is_some() || cpu.registry_cores.is_some() {
+            refused.push(
+                "cpu.node_cores, cpu.seed_peer_cores, cpu.registry_cores: the emulation gives no process cores of its \
+                 own (every one runs on this machine's); describe it with cpu.shared_host_cores"
+                    .into(),
+            );
+        }
+        let host_cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        match cpu.shared_host_cores {
+            Some(cores) if cores == host_cores as f64 => {}
+            Some(cores) => notes.push(format!(
+                "cpu.shared_host_cores = {cores}: this machine has {host_cores} cores, which the emulated processes share"
+            )),
+            None => notes.push(format!(
+                "no cpu.shared_host_cores: the simulator charges no CPU, while the emulated processes share this \
+                 machine's {host_cores} cores"
+            )),
+        }
         if sc.registry.qps_limit < 1000.0 {
             notes.push(format!(
                 "registry.qps_limit = {}: the real registry has no request limit",
@@ -238,9 +257,14 @@ layers_mib = [48, 64]
         Plan::of(&parse_scenario(&text, "t.toml").unwrap())
     }
 
+    fn this_machine() -> String {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        format!("[cpu]\nshared_host_cores = {cores}.0\n")
+    }
+
     #[test]
     fn the_fanout_becomes_the_scripts_environment() {
-        let p = plan("").unwrap();
+        let p = plan(&this_machine()).unwrap();
         assert_eq!(
             p.env(),
             "NAME=t\nCLIENT=skopeo\nWHAT=both\nPODS=8\nPOD_RATE=100mbit\nREG_RATE=200mbit\nSEED_RATE=200mbit\nSEEDS=1\nLAYERS_MIB=48,64\n"
@@ -264,6 +288,24 @@ layers_mib = [48, 64]
             + "[[cluster.node_groups]]\nname = \"a\"\ncount = 8\nupload_gbps = 0.1\ndownload_gbps = 0.1\n";
         let e = Plan::of(&parse_scenario(&text, "t.toml").unwrap()).unwrap_err();
         assert!(e.to_string().contains("cluster.node_groups: the emulation runs one kind of node"), "{e}");
+    }
+
+    #[test]
+    fn cores_of_their_own_are_refused_and_a_host_without_cores_noted() {
+        let e = plan("[cpu]\nnode_cores = 2.0\n").unwrap_err();
+        assert!(e.to_string().contains("describe it with cpu.shared_host_cores"), "{e}");
+        let p = plan("").unwrap();
+        assert!(
+            p.notes.iter().any(|n| n.starts_with("no cpu.shared_host_cores: the simulator charges no CPU")),
+            "{:?}",
+            p.notes
+        );
+        let p = plan("[cpu]\nshared_host_cores = 1000.0\n").unwrap();
+        assert!(
+            p.notes.iter().any(|n| n.starts_with("cpu.shared_host_cores = 1000: this machine has")),
+            "{:?}",
+            p.notes
+        );
     }
 
     #[test]
@@ -293,6 +335,6 @@ layers_mib = [48, 64]
         let p = p.unwrap();
         assert_eq!(p.modes, vec![Mode::P2p]);
         assert!(p.env().contains("WHAT=p2p\n"));
-        assert!(p.notes[0].contains("p2p-lazy is not emulated"));
+        assert!(p.notes.iter().any(|n| n.contains("p2p-lazy is not emulated")), "{:?}", p.notes);
     }
 }

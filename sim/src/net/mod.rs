@@ -1,7 +1,10 @@
 //! Flow-level bandwidth model.
 //!
 //! A transfer is (src, dst, length): it crosses src's upload and dst's download, and
-//! every flow gets its max-min fair share of those two constraints (see `solver`).
+//! every flow gets its max-min fair share of those two constraints (see `solver`). Where
+//! a scenario models CPU, a node also charges a CPU pool (its own cores, or a machine's
+//! that several nodes share) so many CPU-ns per byte it sends or receives, and the pool
+//! is a third, weighted, constraint of its flows.
 //!
 //! Time is virtual nanoseconds. Re-solving on every start and completion is exact but
 //! costs a full solve per event, so the model is *lazily quantised*: a change to the flow
@@ -14,6 +17,8 @@
 //! Determinism: flows live in a slab, constraints in Vecs, ties break by index or
 //! `FlowId`; the only hash map is an id-to-slot lookup that is never iterated.
 
+#[cfg(test)]
+mod cpu_tests;
 mod flows;
 mod series;
 mod solver;
@@ -25,7 +30,7 @@ mod workload_tests;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 
-use flows::{upload_of, Flow, FlowTable, NOT_SCHEDULED};
+use flows::{upload_of, CpuCharge, Flow, FlowTable, NOT_SCHEDULED, NO_POOL};
 use series::EgressSeries;
 use solver::{Solved, Solver};
 
@@ -36,6 +41,18 @@ pub struct NodeIx(pub u32);
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct FlowId(pub u64);
+
+/// A CPU pool: cores that the nodes charged to it share.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct CpuPool(u32);
+
+/// What a node costs its CPU pool per byte it sends and per byte it receives.
+#[derive(Copy, Clone, Debug, PartialEq)]
+pub struct NodeCpu {
+    pub pool: CpuPool,
+    pub send_ns_per_byte: f64,
+    pub receive_ns_per_byte: f64,
+}
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Completion {
@@ -139,6 +156,8 @@ pub struct FlowNet {
     received_bytes: Vec<u64>,
     series_of: Vec<Option<u32>>,
     series: Vec<(NodeIx, EgressSeries)>,
+    /// Per node, its CPU pool and costs; None: its CPU is not modelled.
+    node_cpu: Vec<Option<NodeCpu>>,
     /// Completions found while catching up inside `start`/`cancel`/`set_capacity`,
     /// handed out by the next `advance`.
     pending_out: Vec<Completion>,
@@ -162,8 +181,36 @@ impl FlowNet {
             received_bytes: Vec::new(),
             series_of: Vec::new(),
             series: Vec::new(),
+            node_cpu: Vec::new(),
             pending_out: Vec::new(),
         }
+    }
+
+    /// A CPU pool of `cores` (> 0, finite), after every node was added.
+    pub fn add_cpu_pool(&mut self, cores: f64) -> CpuPool {
+        debug_assert!(cores > 0.0 && cores.is_finite());
+        let c = self.table.add_pool();
+        debug_assert_eq!(c as usize, self.caps_bytes_per_ns.len());
+        // CPU-ns per ns: the weights are CPU-ns per byte, so the pool's shares are bytes per ns.
+        self.caps_bytes_per_ns.push(cores);
+        CpuPool(c)
+    }
+
+    /// From now on, flows that `node` starts sending or receiving charge `cpu.pool` (flows
+    /// already running keep what they had). Costs >= 0 and finite.
+    pub fn set_node_cpu(&mut self, node: NodeIx, cpu: NodeCpu) {
+        debug_assert!(cpu.send_ns_per_byte >= 0.0 && cpu.receive_ns_per_byte >= 0.0);
+        self.node_cpu[node.0 as usize] = Some(cpu);
+    }
+
+    fn cpu_charge(&self, flow: &Flow) -> CpuCharge {
+        let end = |node: NodeIx, f: fn(&NodeCpu) -> f64| match &self.node_cpu[node.0 as usize] {
+            Some(cpu) => (cpu.pool.0, f(cpu)),
+            None => (NO_POOL, 0.0),
+        };
+        let src = end(flow.src, |c| c.send_ns_per_byte);
+        let dst = end(flow.dst, |c| c.receive_ns_per_byte);
+        CpuCharge::new(flow.cons, src, dst)
     }
 
     /// Capacities in bits per second; must be > 0 and finite (debug_assert; the scenario loader validates).
@@ -176,6 +223,7 @@ impl FlowNet {
         self.sent_bytes.push(0);
         self.received_bytes.push(0);
         self.series_of.push(None);
+        self.node_cpu.push(None);
         node
     }
 
@@ -251,7 +299,8 @@ impl FlowNet {
             self.done_heap.push(Reverse((self.now_ns, id, slot)));
             self.slot_of.insert(id, slot);
         } else {
-            let slot = self.table.insert(flow, NOT_SCHEDULED);
+            let charge = self.cpu_charge(&flow);
+            let slot = self.table.insert_charged(flow, NOT_SCHEDULED, charge);
             self.table.attach(slot);
             self.solver.forget(slot);
             self.slot_of.insert(id, slot);
@@ -385,7 +434,12 @@ impl FlowNet {
         }
         // Freed capacity matters only to flows sharing a constraint with this one.
         let [up, down] = self.table.slots[slot as usize].cons;
-        if attached && !(self.table.members[up as usize].is_empty() && self.table.members[down as usize].is_empty()) {
+        let charge = &self.table.cpu[slot as usize];
+        let pools_used = charge.pools.iter().any(|&(p, _)| p != NO_POOL && !self.table.members[p as usize].is_empty());
+        if attached
+            && (pools_used
+                || !(self.table.members[up as usize].is_empty() && self.table.members[down as usize].is_empty()))
+        {
             self.schedule_solve(self.now_ns);
         }
     }
@@ -402,7 +456,7 @@ impl FlowNet {
         for (_, s) in &mut self.series {
             s.advance_to(t);
         }
-        let solved = self.solver.solve(&self.caps_bytes_per_ns, &self.table.members, self.table.slots.len());
+        let solved = self.solver.solve(&self.caps_bytes_per_ns, self.table.users(), self.table.slots.len());
         self.solve_at_ns = None;
 
         // New rates and completion times of the flows whose rate changed, and the done heap.

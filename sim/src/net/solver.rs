@@ -10,12 +10,20 @@
 //! re-keyed in place and tried again. This touches the heap about once per constraint
 //! instead of once per flow: 1.5x faster than an indexed heap re-keyed on every charge,
 //! 3x faster than pushing a fresh entry per charge (500 nodes / 4000 flows).
+//!
+//! CPU pools are constraints whose members are weighted: a flow at rate r uses w r of its
+//! pool (w = the CPU-ns per byte it costs there), so a pool's share is its remaining
+//! capacity over the weights of its unfrozen flows, and a flow frozen anywhere charges
+//! every constraint it is on. Links weigh 1, which keeps every figure of a scenario
+//! without pools bit for bit what it was. The keys stay lower bounds: a flow frozen at
+//! the minimum share t charges a constraint of share s >= t w t of its remaining R and w
+//! of its weight W, and (R - w t) / (W - w) >= t because R >= t W.
 
 use std::cmp::Reverse;
 use std::collections::binary_heap::PeekMut;
 use std::collections::BinaryHeap;
 
-use super::flows::Member;
+use super::flows::{CpuCharge, Member, NO_POOL};
 
 /// Heap key of a constraint's share: the share's bits above the constraint index.
 /// Non-negative f64 bit patterns sort like the values, which gives a total order; the
@@ -31,17 +39,34 @@ fn key_cons(key: u128) -> u32 {
     key as u32
 }
 
-/// Working state of one constraint.
+/// Working state of one constraint. A CPU pool's capacity and use are in CPU-ns per ns,
+/// its weights in CPU-ns per byte, so that its share is in bytes per ns like a link's.
 #[derive(Copy, Clone, Default)]
 struct ConsState {
     remaining_bytes_per_ns: f64,
+    /// Sum of the unfrozen flows' weights (their count on a link).
+    unfrozen_weight: f64,
     unfrozen: u32,
 }
 
 impl ConsState {
     fn share(&self) -> f64 {
-        self.remaining_bytes_per_ns.max(0.0) / self.unfrozen as f64
+        self.remaining_bytes_per_ns.max(0.0) / self.unfrozen_weight
     }
+
+    fn charge(&mut self, rate_bytes_per_ns: f64, weight: f64) {
+        self.remaining_bytes_per_ns -= rate_bytes_per_ns * weight;
+        self.unfrozen_weight -= weight;
+        self.unfrozen -= 1;
+    }
+}
+
+/// The flows' capacity users: per constraint its members, per slot its CPU charge, and
+/// where the pools begin (constraints `first_pool..` are pools).
+pub(super) struct Users<'a> {
+    pub members: &'a [Vec<Member>],
+    pub cpu: &'a [CpuCharge],
+    pub first_pool: u32,
 }
 
 /// A flow slot's rate as of the last solve that froze it.
@@ -93,14 +118,18 @@ impl Solver {
 
     /// Max-min fair rate of every flow in `members` (per constraint), over `n_slots` flow
     /// slots. Slots of no member keep whatever they had; their rates mean nothing.
-    pub fn solve(&mut self, caps_bytes_per_ns: &[f64], members: &[Vec<Member>], n_slots: usize) -> Solved<'_> {
+    pub fn solve(&mut self, caps_bytes_per_ns: &[f64], users: Users, n_slots: usize) -> Solved<'_> {
+        let Users { members, cpu, first_pool } = users;
         self.cons.clear();
-        self.cons.extend(
-            caps_bytes_per_ns
-                .iter()
-                .zip(members)
-                .map(|(&cap, m)| ConsState { remaining_bytes_per_ns: cap, unfrozen: m.len() as u32 }),
-        );
+        self.cons.extend(caps_bytes_per_ns.iter().zip(members).map(|(&cap, m)| ConsState {
+            remaining_bytes_per_ns: cap,
+            unfrozen_weight: m.len() as f64,
+            unfrozen: m.len() as u32,
+        }));
+        for (c, k) in self.cons.iter_mut().enumerate().skip(first_pool as usize) {
+            k.unfrozen_weight = members[c].iter().map(|m| cpu[m.slot as usize].pools[m.other as usize].1).sum();
+        }
+        let has_pools = (first_pool as usize) < members.len();
         self.slots.resize(n_slots, FRESH);
         self.changed.clear();
         self.solves += 1;
@@ -143,9 +172,26 @@ impl Solver {
                     s.rate_bytes_per_ns = share;
                     self.changed.push(m.slot);
                 }
-                let other = &mut cons[m.other as usize];
-                other.remaining_bytes_per_ns -= share;
-                other.unfrozen -= 1;
+                if c < first_pool {
+                    cons[m.other as usize].charge(share, 1.0);
+                    if has_pools {
+                        for &(pool, w) in &cpu[m.slot as usize].pools {
+                            if pool != NO_POOL {
+                                cons[pool as usize].charge(share, w);
+                            }
+                        }
+                    }
+                } else {
+                    let charge = &cpu[m.slot as usize];
+                    for link in charge.links {
+                        cons[link as usize].charge(share, 1.0);
+                    }
+                    for &(pool, w) in &charge.pools {
+                        if pool != NO_POOL && pool != c {
+                            cons[pool as usize].charge(share, w);
+                        }
+                    }
+                }
             }
             cons[c as usize].unfrozen = 0;
         }
@@ -184,7 +230,7 @@ mod tests {
         let t = table(4, &[(0, 1), (0, 2), (0, 3)]);
         let caps = [12.0, 1e9, 1e9, 1.0, 1e9, 4.0, 1e9, 100.0];
         let mut solver = Solver::default();
-        let solved = solver.solve(&caps, &t.members, t.slots.len());
+        let solved = solver.solve(&caps, t.users(), t.slots.len());
         assert_eq!(rates(&solved, 3), [1.0, 4.0, 7.0]);
         let mut changed = solved.changed.to_vec();
         changed.sort();
@@ -196,9 +242,9 @@ mod tests {
         let mut solver = Solver::default();
         let caps = [10.0, 10.0, 10.0, 10.0];
         let mut t = table(2, &[(0, 1), (0, 1)]);
-        assert_eq!(rates(&solver.solve(&caps, &t.members, t.slots.len()), 2), [5.0, 5.0]);
+        assert_eq!(rates(&solver.solve(&caps, t.users(), t.slots.len()), 2), [5.0, 5.0]);
         t.remove(0);
-        let solved = solver.solve(&caps, &t.members, t.slots.len());
+        let solved = solver.solve(&caps, t.users(), t.slots.len());
         assert_eq!(solved.rate_bytes_per_ns(1), 10.0);
         assert_eq!(solved.changed, [1]);
     }
@@ -209,15 +255,15 @@ mod tests {
         let caps = [10.0, 10.0, 10.0, 10.0, 10.0, 10.0, 10.0, 10.0];
         let mut t = table(4, &[(0, 1), (2, 3), (2, 3)]);
         let mut solver = Solver::default();
-        assert_eq!(solver.solve(&caps, &t.members, t.slots.len()).changed.len(), 3);
-        assert!(solver.solve(&caps, &t.members, t.slots.len()).changed.is_empty(), "nothing moved");
+        assert_eq!(solver.solve(&caps, t.users(), t.slots.len()).changed.len(), 3);
+        assert!(solver.solve(&caps, t.users(), t.slots.len()).changed.is_empty(), "nothing moved");
         t.remove(2);
-        assert_eq!(solver.solve(&caps, &t.members, t.slots.len()).changed, [1]);
+        assert_eq!(solver.solve(&caps, t.users(), t.slots.len()).changed, [1]);
         // A new flow in the freed slot at the rate its predecessor had is still listed.
         let slot = t.insert(Flow::new(FlowId(9), 0, NodeIx(0), NodeIx(3), 1, 0), 0);
         t.attach(slot);
         solver.forget(slot);
-        let solved = solver.solve(&caps, &t.members, t.slots.len());
+        let solved = solver.solve(&caps, t.users(), t.slots.len());
         assert_eq!(rates(&solved, 3), [5.0, 5.0, 5.0]);
         let mut changed = solved.changed.to_vec();
         changed.sort();

@@ -1,5 +1,6 @@
 //! Scenario files: model, loading, validation.
 mod cores;
+mod cpu;
 mod edit;
 mod groups;
 mod limits;
@@ -9,6 +10,7 @@ mod model;
 mod validate;
 
 pub use cores::core_configs;
+pub use cpu::Cpu;
 pub use edit::{Num, ScenarioFile};
 pub use groups::{GroupLayout, NodeGroup, IMPLICIT_GROUP};
 pub use limits::{machine_available_bytes, mode_bytes, without_machine_memory_check};

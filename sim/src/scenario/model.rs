@@ -78,6 +78,9 @@ pub struct Scenario {
     pub lazy: Lazy,
     #[serde(default)]
     pub sim: SimSettings,
+    /// What moving bytes costs the CPU, against the nodes' cores (not modelled by default).
+    #[serde(default, skip_serializing_if = "super::Cpu::is_default")]
+    pub cpu: super::Cpu,
     /// Failures injected into the run.
     #[serde(default, skip_serializing_if = "Faults::is_empty")]
     pub faults: Faults,

@@ -31,6 +31,7 @@ pub(crate) fn validate(s: &Scenario) -> Result<(), Invalid> {
     pod(s)?;
     lazy(s)?;
     faults(s)?;
+    s.cpu.validate()?;
     sim(s)
 }
 
