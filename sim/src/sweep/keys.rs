@@ -42,8 +42,15 @@ impl KeyCatalog {
                 }
             }
         }
+        // `[cpu]` is left out of a scenario that keeps its defaults, and its cores are left
+        // out until given: a sweep may still vary them.
+        let cpu = toml::Table::try_from(&sc.cpu).map_err(|e| e.to_string())?;
+        values.insert("cpu".into(), toml::Value::Table(cpu));
         let mut leaves = BTreeMap::new();
         collect("", &values, &mut leaves);
+        for cores in ["node_cores", "seed_peer_cores", "registry_cores", "shared_host_cores"] {
+            leaves.entry(format!("cpu.{cores}")).or_insert(Leaf::Number(NumKind::Float));
+        }
         Ok(KeyCatalog { leaves, values })
     }
 
@@ -181,6 +188,14 @@ mod tests {
         assert_eq!(c.numeric("peer.piece_sizing.target_pieces"), Ok(NumKind::Int));
         assert_eq!(c.numeric("seed"), Ok(NumKind::Int));
         assert_eq!(c.table("peer.piece_sizing").unwrap()["rule"].as_str(), Some("scaled"));
+    }
+
+    #[test]
+    fn cpu_keys_are_known_before_a_file_writes_them() {
+        let c = catalog();
+        assert_eq!(c.numeric("cpu.node_cores"), Ok(NumKind::Float));
+        assert_eq!(c.numeric("cpu.shared_host_cores"), Ok(NumKind::Float));
+        assert_eq!(c.numeric("cpu.daemon_receive_ns_per_byte"), Ok(NumKind::Float));
     }
 
     #[test]
