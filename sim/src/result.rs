@@ -13,6 +13,8 @@ pub const REGISTRY_BUCKET_NS: u64 = 100_000_000;
 pub struct PodRecord {
     pub pod: u32,
     pub node: u32,
+    /// Its workload, by index in `RunResult::workloads` (0 for a scenario without them).
+    pub workload: u32,
     /// kube-scheduler bound the pod to its node.
     pub scheduled_s: f64,
     /// The node began resolving the manifest (first pod of the node only; others share it).

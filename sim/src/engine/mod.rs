@@ -1,6 +1,7 @@
 //! The discrete-event engine. It runs each mode of a scenario in virtual time over the
 //! flow-level bandwidth model, driving the production `sched` and `peer` cores.
 
+mod blobs;
 mod bound;
 mod cpu;
 #[cfg(test)]

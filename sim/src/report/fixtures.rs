@@ -90,6 +90,7 @@ pub fn fake_mode(mode: Mode, pods: u32, image_bytes: u64, seed: u64) -> ModeResu
             PodRecord {
                 pod,
                 node: pod,
+                workload: 0,
                 scheduled_s,
                 pull_start_s,
                 image_ready_s,
