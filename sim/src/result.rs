@@ -85,6 +85,9 @@ pub struct RunResult {
     /// The scenario's `[[cluster.node_groups]]` in file order, with their nodes; empty
     /// when it declares none (one kind of node: reports show no groups).
     pub node_groups: Vec<GroupNodes>,
+    /// The scenario's `[[workload]]` names in file order (`PodRecord::workload` indexes
+    /// them); empty when it declares none (one Deployment: reports show no workloads).
+    pub workloads: Vec<String>,
     /// The cores' configuration the run used, as TOML (`[scheduler]` and `[peer]`, every
     /// key): what to give `scheduler.toml` and `peerd.toml` to deploy what was simulated.
     pub config_toml: String,
