@@ -218,6 +218,9 @@ pub(crate) struct World<'a> {
     pod_bind_ns: Vec<TimeNs>,
     /// Per workload, its rolling update's state (None: all at once).
     rolling: Vec<Option<RollingRun>>,
+    /// Per pod of a rolling update, whether its `PodReady` is queued (its binding and its
+    /// image's unpack may happen in the same instant, in either order); empty without one.
+    ready_queued: Vec<bool>,
     /// oci: per normal node and blob, fetching (false) or held (true): a blob two pulls of
     /// a node share is fetched once (containerd's content store).
     oci_held: Vec<Vec<Option<bool>>>,
@@ -335,6 +338,8 @@ impl<'a> World<'a> {
             })
             .collect();
         let oci_held = if mode == Mode::Oci { vec![vec![None; plan.blobs.len()]; n_nodes] } else { Vec::new() };
+        let rolls = pods.rolling.iter().any(Option::is_some);
+        let ready_queued = if rolls { vec![false; pods.pod_pull.len()] } else { Vec::new() };
         Ok(World {
             sc,
             mode,
@@ -363,6 +368,7 @@ impl<'a> World<'a> {
             pod_pull: pods.pod_pull,
             pod_workload: pods.pod_workload,
             pod_bind_ns: pods.bind_ns,
+            ready_queued,
             rolling: pods.rolling,
             oci_held,
             host_blob_peer: vec![vec![None; plan.blobs.len()]; hosts],
@@ -532,7 +538,9 @@ impl<'a> World<'a> {
         let pull = self.pod_pull[pod as usize].0 as usize;
         if let Some(unpacked) = self.pulls[pull].unpacked_ns.filter(|t| *t != TimeNs::MAX) {
             let at = unpacked.max(self.now) + ms(self.sc.pod.container_start_ms) + ms(r.gate.readiness_delay_ms as f64);
-            self.queue.push(at, Event::PodReady { workload });
+            if !std::mem::replace(&mut self.ready_queued[pod as usize], true) {
+                self.queue.push(at, Event::PodReady { workload });
+            }
         }
     }
 
@@ -543,7 +551,7 @@ impl<'a> World<'a> {
             let pod = self.pulls[pull].pods[k] as usize;
             let workload = self.pod_workload[pod] as usize;
             let Some(r) = &self.rolling[workload] else { continue };
-            if self.pulls[pull].scheduled_ns[k] <= self.now {
+            if self.pulls[pull].scheduled_ns[k] <= self.now && !std::mem::replace(&mut self.ready_queued[pod], true) {
                 let at = self.now + ms(self.sc.pod.container_start_ms) + ms(r.gate.readiness_delay_ms as f64);
                 self.queue.push(at, Event::PodReady { workload });
             }
@@ -1761,3 +1769,7 @@ mod tests {
         assert_eq!(world.node_upload_bps, per_node);
     }
 }
+
+#[cfg(test)]
+#[path = "workload_tests.rs"]
+mod workload_tests;
