@@ -13,7 +13,13 @@ const BASE: u64 = 30_000_000;
 /// Two images sharing their first layer (by digest, unless `digests` is false), each on
 /// all four nodes.
 fn shared(modes: &str, digests: bool, web_extra: &str) -> Scenario {
-    let d = |name: &str| if digests { format!("layer_digests = [\"sha256:base\", \"sha256:{name}\"]\n") } else { String::new() };
+    let d = |name: &str| {
+        if digests {
+            format!("layer_digests = [\"sha256:base\", \"sha256:{name}\"]\n")
+        } else {
+            String::new()
+        }
+    };
     let text = format!(
         "name = \"shared\"\nseed = 5\nmodes = {modes}\n[cluster]\nseed_peers = 1\n\
          [[cluster.node_groups]]\nname = \"n\"\ncount = 4\npods_per_node = 2\n\
@@ -112,7 +118,8 @@ fn one_workload_runs_as_its_image_twin() {
         "twin.toml",
     )
     .unwrap();
-    let (a, b) = (run_scenario(&old, &RunOptions::default()).unwrap(), run_scenario(&new, &RunOptions::default()).unwrap());
+    let (a, b) =
+        (run_scenario(&old, &RunOptions::default()).unwrap(), run_scenario(&new, &RunOptions::default()).unwrap());
     // Every figure but the wall time (and NaN, which is not equal to itself, printed alike).
     let figures = |r: &crate::result::RunResult| -> Vec<String> {
         r.modes.iter().map(|m| format!("{:?}", crate::result::ModeResult { wall_s: 0.0, ..m.clone() })).collect()

@@ -203,8 +203,12 @@ impl Summary {
                 .iter()
                 .map(|m| {
                     let mut s = ModeSummary::with_groups(m, &run.node_groups);
-                    s.workloads =
-                        run.workloads.iter().enumerate().map(|(i, w)| (w.clone(), GroupSummary::of_workload(m, i))).collect();
+                    s.workloads = run
+                        .workloads
+                        .iter()
+                        .enumerate()
+                        .map(|(i, w)| (w.clone(), GroupSummary::of_workload(m, i)))
+                        .collect();
                     (m.mode.name().to_string(), s)
                 })
                 .collect(),

@@ -133,7 +133,12 @@ fn workload_mistakes_name_the_workload_and_key() {
     );
     // One reference, two images.
     let t = text(GROUPS, &[workload("web", "nginx", 1, ""), workload("ml", "nginx", 1, "")]);
-    expect(&t, line_of(&t, "reference = \"nginx\"", line_of(&t, "name = \"ml\"", 0)), "workload[1].image.reference", "one reference is one image");
+    expect(
+        &t,
+        line_of(&t, "reference = \"nginx\"", line_of(&t, "name = \"ml\"", 0)),
+        "workload[1].image.reference",
+        "one reference is one image",
+    );
     let t = two("", "").replacen(
         "layer_digests = [\"sha256:base\", \"sha256:web\"]",
         "layer_digests = [\"sha256:base\"]",
