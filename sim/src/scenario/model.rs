@@ -123,8 +123,8 @@ fn default_modes() -> Vec<Mode> {
 #[serde(deny_unknown_fields)]
 pub struct Cluster {
     /// Pods of the rollout (one Deployment of the image). Required without node groups;
-    /// with them, the sum of `count x pods_per_node` (if written, it must equal that).
-    /// Read it through `pods()`.
+    /// with them, the sum of `count x pods_per_node` (if written, it must equal that); with
+    /// `[[workload]]`, their replicas' total (likewise). Read it through `pods()`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pods: Option<u32>,
     /// Pods placed on one node; pods on one node share that node's pull. Without node
