@@ -13,6 +13,8 @@ pub const REGISTRY_BUCKET_NS: u64 = 100_000_000;
 pub struct PodRecord {
     pub pod: u32,
     pub node: u32,
+    /// Its workload, by index in `RunResult::workloads` (0 for a scenario without them).
+    pub workload: u32,
     /// kube-scheduler bound the pod to its node.
     pub scheduled_s: f64,
     /// The node began resolving the manifest (first pod of the node only; others share it).
@@ -83,6 +85,9 @@ pub struct RunResult {
     /// The scenario's `[[cluster.node_groups]]` in file order, with their nodes; empty
     /// when it declares none (one kind of node: reports show no groups).
     pub node_groups: Vec<GroupNodes>,
+    /// The scenario's `[[workload]]` names in file order (`PodRecord::workload` indexes
+    /// them); empty when it declares none (one Deployment: reports show no workloads).
+    pub workloads: Vec<String>,
     /// The cores' configuration the run used, as TOML (`[scheduler]` and `[peer]`, every
     /// key): what to give `scheduler.toml` and `peerd.toml` to deploy what was simulated.
     pub config_toml: String,

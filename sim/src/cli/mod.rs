@@ -492,7 +492,7 @@ fn cmd_fidelity_compare(
     if let Some(image) = image {
         let pushed = sim::fidelity::pushed_layer_bytes(&read_input(image, "--image")?)
             .map_err(|e| Failure::Input(format!("{}: {e}", image.display())))?;
-        sim::fidelity::check_pushed_layers(&sc.image.layer_bytes, &pushed)
+        sim::fidelity::check_pushed_layers(&sc.images()[0].layer_bytes, &pushed)
             .map_err(|e| Failure::Input(format!("{}: {e}", path.display())))?;
     }
     // The simulator runs the modes that were measured.
@@ -508,7 +508,7 @@ fn cmd_fidelity_compare(
     // The simulated run's own reports: DIR/<name>/sim/<name>/.
     write_run_reports(&dir.join("sim"), &run, &chart_context(&sc))?;
     let nodes = u64::from(sc.cluster.node_count());
-    let mut cmp = sim::fidelity::compare(&run, &measured, &plan.client, sc.image.manifest_bytes * nodes, limits);
+    let mut cmp = sim::fidelity::compare(&run, &measured, &plan.client, sc.images()[0].manifest_bytes * nodes, limits);
     cmp.notes.extend(plan.notes.iter().cloned());
     let how = format!(
         "Emulation: {} pods at {} Mbit/s, registry {} Mbit/s, {} seed peer(s) at {} Mbit/s, client {}.",

@@ -5,12 +5,17 @@
 //! is lower). Each term holds for any rates: the server must send every bit once, the
 //! slowest node must receive every bit, and N copies must be uploaded by someone.
 
-use crate::scenario::{GroupLayout, Mode, Scenario};
+use crate::scenario::{GroupLayout, Mode, Rollout, Scenario};
 use peer::core::{Addressing, ResolveRule};
 use sched::Policy;
 
+/// Bytes of the image (config and layers); with workloads, of every distinct blob of their
+/// images (a shared layer once).
 pub fn image_bytes(sc: &Scenario) -> u64 {
-    sc.image.layer_bytes.iter().sum::<u64>() + sc.image.config_bytes
+    match &sc.image {
+        Some(image) => image.layer_bytes.iter().sum::<u64>() + image.config_bytes,
+        None => super::blobs::BlobPlan::of(&Rollout::of(sc), Mode::P2p, sc).image_bytes_total(),
+    }
 }
 
 pub fn node_count(sc: &Scenario) -> u32 {
@@ -40,6 +45,9 @@ pub fn seed_down_bps(sc: &Scenario) -> f64 {
 }
 
 pub fn lower_bound_s(sc: &Scenario) -> f64 {
+    if sc.has_workloads() {
+        return workloads_lower_bound_s(sc);
+    }
     let f_bits = image_bytes(sc) as f64 * 8.0;
     let layout = sc.cluster.layout();
     let n: f64 = layout.iter().map(|g| f64::from(g.nodes)).sum();
@@ -48,6 +56,30 @@ pub fn lower_bound_s(sc: &Scenario) -> f64 {
         + f64::from(sc.cluster.seed_peers) * sc.payload_bps(sc.cluster.seed_peer_bandwidth_gbps);
     let (d_min, _) = down_range_bps(sc);
     (f_bits / u_s).max(f_bits / d_min).max(n * f_bits / (u_s + uploads))
+}
+
+/// The bound with several workloads, each term over what each node needs: the registry
+/// sends every distinct blob once; each workload's slowest node receives its image after
+/// the workload's start; and every blob's copies (one per node needing it) are uploaded
+/// by someone.
+fn workloads_lower_bound_s(sc: &Scenario) -> f64 {
+    let rollout = Rollout::of(sc);
+    let plan = super::blobs::BlobPlan::of(&rollout, Mode::P2p, sc);
+    let layout = sc.cluster.layout();
+    let group_of = |node: u32| layout.iter().find(|g| (g.first_node..g.first_node + g.nodes).contains(&node));
+    let u_s = sc.payload_bps(sc.registry.egress_gbps);
+    let uploads = layout.iter().map(|g| f64::from(g.nodes) * group_up_bps(sc, g)).sum::<f64>()
+        + f64::from(sc.cluster.seed_peers) * sc.payload_bps(sc.cluster.seed_peer_bandwidth_gbps);
+    let mut bound = plan.image_bytes_total() as f64 * 8.0 / u_s;
+    for w in &rollout.workloads {
+        let f_bits = plan.images[w.image].bytes as f64 * 8.0;
+        let d_min =
+            w.nodes.iter().filter_map(|n| group_of(*n)).map(|g| group_down_bps(sc, g)).fold(f64::INFINITY, f64::min);
+        bound = bound.max(w.start_ns as f64 / 1e9 + f_bits / d_min);
+    }
+    let copies_bits: f64 =
+        plan.node_blob_copies(&rollout).iter().map(|(blob, n)| *n as f64 * plan.blobs[*blob] as f64 * 8.0).sum();
+    bound.max(copies_bits / (u_s + uploads))
 }
 
 /// How the nodes of a run resolve the image's manifest: the rule each node's registry
@@ -160,9 +192,20 @@ pub fn request_floor_s(sc: &Scenario, mode: Mode, policy: Policy) -> f64 {
     // Every node waits one_node_s and the slowest must then receive the image; the last node
     // informed may be of the fastest kind. (With one kind of node this is the formula above.)
     let delay_s = sc.pod.schedule_delay_ms / 1e3;
-    let f_bits = image_bytes(sc) as f64 * 8.0;
     let (d_min, d_max) = down_range_bps(sc);
-    ((delay_s + one_node_s) + f_bits / d_min).max((delay_s + queue_s) + f_bits / d_max)
+    let floor = |f_bits: f64| ((delay_s + one_node_s) + f_bits / d_min).max((delay_s + queue_s) + f_bits / d_max);
+    if !sc.has_workloads() {
+        return floor(image_bytes(sc) as f64 * 8.0);
+    }
+    // With workloads: each one's image after its start, the latest of them (an estimate:
+    // the manifest queue counts every node, the rates every group).
+    let rollout = Rollout::of(sc);
+    let plan = super::blobs::BlobPlan::of(&rollout, Mode::P2p, sc);
+    rollout
+        .workloads
+        .iter()
+        .map(|w| w.start_ns as f64 / 1e9 + floor(plan.images[w.image].bytes as f64 * 8.0))
+        .fold(0.0, f64::max)
 }
 
 #[cfg(test)]

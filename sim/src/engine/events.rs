@@ -9,17 +9,26 @@ use std::collections::BinaryHeap;
 
 #[derive(Debug, Clone)]
 pub(crate) enum Event {
+    /// A pod is bound to its node.
     PodScheduled {
-        node: usize,
+        pod: u32,
+    },
+    /// A rolling update's start: its first pods are created.
+    RollingStep {
+        workload: usize,
+    },
+    /// A pod of a rolling update became ready: more may be created.
+    PodReady {
+        workload: usize,
     },
     /// A HEAD by tag answered (a mirror that keeps nothing, or containerd alone).
     ManifestHeadDone {
-        node: usize,
+        pull: usize,
     },
-    /// A node's mirror's request reached a seed peer's resolver.
+    /// A node's mirror's request for a pull reached a seed peer's resolver.
     ResolverAsked {
         seed: usize,
-        node: usize,
+        pull: usize,
         key: ManifestKey,
     },
     StartTransfer {
@@ -55,10 +64,10 @@ pub(crate) enum Event {
         host: usize,
     },
     UnpackDone {
-        node: usize,
+        pull: usize,
     },
     Started {
-        node: usize,
+        pull: usize,
     },
 }
 

@@ -1,6 +1,7 @@
 //! The discrete-event engine. It runs each mode of a scenario in virtual time over the
 //! flow-level bandwidth model, driving the production `sched` and `peer` cores.
 
+mod blobs;
 mod bound;
 mod cpu;
 #[cfg(test)]
@@ -42,6 +43,7 @@ pub fn run_scenario(scenario: &Scenario, _options: &RunOptions) -> anyhow::Resul
         request_floor_s: request_floor_s(scenario, floor_mode(scenario), policy),
         modes,
         node_groups: node_groups(scenario),
+        workloads: scenario.workloads.iter().map(|w| w.name.clone()).collect(),
         config_toml: effective_config_toml(scenario, policy)?,
     })
 }

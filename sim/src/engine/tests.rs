@@ -300,7 +300,7 @@ fn dragonfly_nodes_read_small_blobs_straight_from_the_registry() {
         let mut sc = small(6, 1, &layers, 1, policy, 7);
         sc.modes = vec![Mode::P2p];
         let m = run_scenario(&sc, &RunOptions::default()).expect("runs").modes.remove(0);
-        (m.registry_bytes, sc.image.config_bytes + sc.image.manifest_bytes)
+        (m.registry_bytes, sc.images()[0].config_bytes + sc.images()[0].manifest_bytes)
     };
     let (dragonfly, config_and_manifest) = registry("dragonfly");
     let (default, _) = registry("default");
@@ -351,7 +351,7 @@ fn manifest_requests_follow_the_mirrors_rule() {
         let m = run(&sc, Mode::P2p);
         assert!(m.pods.iter().all(|p| p.started_s.is_finite()), "{pods}: every pod starts");
         // The seeds read each blob once, and one manifest crossed from the registry.
-        assert_eq!(m.registry_bytes, image_bytes(&sc) + sc.image.manifest_bytes, "{pods} pods");
+        assert_eq!(m.registry_bytes, image_bytes(&sc) + sc.images()[0].manifest_bytes, "{pods} pods");
         assert_eq!(m.registry_requests, blobs + 1, "{pods} pods: flat in N");
         // Lazy: the RAFS bootstrap is one more blob.
         let lazy = run(&sc, Mode::P2pLazy);
@@ -376,11 +376,11 @@ fn manifest_requests_follow_the_mirrors_rule() {
     let sc = nginx(100, |m| m.tag_ttl_ms = 0);
     let m = run(&sc, Mode::P2p);
     assert_eq!(m.registry_requests, n + 1 + blobs, "TTL 0: a HEAD per node, one GET by digest");
-    assert_eq!(m.registry_bytes, image_bytes(&sc) + sc.image.manifest_bytes, "HEADs carry no body");
+    assert_eq!(m.registry_bytes, image_bytes(&sc) + sc.images()[0].manifest_bytes, "HEADs carry no body");
     let sc = nginx(100, |m| (m.tag_ttl_ms, m.resolve_via_seeds) = (0, false));
     let m = run(&sc, Mode::P2p);
     assert_eq!(m.registry_requests, 2 * n + blobs, "TTL 0, no seeds: HEAD and GET per node");
-    assert_eq!(m.registry_bytes, image_bytes(&sc) + n * sc.image.manifest_bytes, "a body per GET by digest");
+    assert_eq!(m.registry_bytes, image_bytes(&sc) + n * sc.images()[0].manifest_bytes, "a body per GET by digest");
     // The baselines: the dragonfly replica's proxy passes HEAD by tag and GET by digest to
     // the registry from every node, whatever [mirror] says (its blob reads are its own:
     // blobs of at most 4 MiB, the config and the first layer, straight from the source);

@@ -3,11 +3,12 @@
 //! `peer::core` (which piece from whom, when to reschedule); this file only carries
 //! their inputs and outputs through virtual time and the bandwidth model.
 
+use super::blobs::{BlobPlan, ImagePlan};
 use super::bound;
 use super::events::{Event, EventQueue};
 use crate::net::{Completion, FlowNet, NodeIx, TimeNs};
 use crate::result::{ModeResult, PodRecord, REGISTRY_BUCKET_NS};
-use crate::scenario::{Mode, Scenario};
+use crate::scenario::{Mode, Rolling, Rollout, Scenario};
 use peer::core::resolve::Lookup;
 use peer::core::{Addressing, PeerAction, PeerConfig, ResolveCache, Source, TaskDownload, UploadSlots};
 use rand::{Rng, SeedableRng};
@@ -52,6 +53,8 @@ struct Replica {
 struct PeerTask {
     host: usize,
     blob: usize,
+    /// The pull that opened it (its bytes are that pull's); None on a seed peer.
+    pull: Option<usize>,
     dl: TaskDownload,
     is_seed: bool,
     /// Peers that hold this one as a parent (receivers of "has piece" notices).
@@ -92,9 +95,13 @@ impl ManifestKey {
     }
 }
 
-/// One registry request of a seed peer's resolver, and the nodes its answer goes to.
+/// A manifest key of one image of the run: what mirrors and resolvers keep.
+type ImageKey = (usize, ManifestKey);
+
+/// One registry request of a seed peer's resolver, and the pulls its answer goes to.
 struct ResolverFetch {
     seed: usize,
+    image: usize,
     key: ManifestKey,
     waiters: Vec<usize>,
 }
@@ -106,15 +113,15 @@ enum TransferKind {
         piece: u32,
         from: Source,
     },
-    /// A whole blob straight from the registry (oci mode).
+    /// A whole blob straight from the registry (oci mode): position `k` of a pull's image.
     Blob {
-        node: usize,
-        blob: usize,
+        pull: usize,
+        k: usize,
     },
-    /// A manifest's body reaching a node's mirror, from the registry (`from: None`) or
-    /// from a seed peer's resolver (its host).
+    /// A manifest's body reaching a node's mirror for a pull, from the registry (`from:
+    /// None`) or from a seed peer's resolver (its host).
     Manifest {
-        node: usize,
+        pull: usize,
         key: ManifestKey,
         from: Option<usize>,
     },
@@ -134,12 +141,16 @@ struct Transfer {
     holds_slot: bool,
 }
 
-/// A node's pull and its pods.
-struct Node {
+/// A node's pull of one image, and the pods on the node that run it. Positions (`k`) are
+/// the image's: config, layers, and in p2p-lazy the bootstrap.
+struct Pull {
+    node: usize,
+    image: usize,
     pods: Vec<u32>,
+    /// Per pod, when it is bound to the node (`TimeNs::MAX` until a rolling update creates it).
     scheduled_ns: Vec<TimeNs>,
     pull_started: Option<TimeNs>,
-    /// Per blob (config, then layers): done time.
+    /// Per position: done time.
     blob_done: Vec<Option<TimeNs>>,
     next_blob: usize,
     active_blobs: usize,
@@ -156,6 +167,15 @@ struct Node {
     reads_in_flight: Vec<usize>,
     reads_done: usize,
     metadata_done: bool,
+}
+
+/// A rolling update in progress: its pods, and how many are created and ready.
+struct RollingRun {
+    gate: Rolling,
+    first_pod: u32,
+    replicas: u32,
+    created: u32,
+    ready: u32,
 }
 
 pub(crate) struct World<'a> {
@@ -183,8 +203,29 @@ pub(crate) struct World<'a> {
     host_slots: Vec<UploadSlots<usize>>,
     /// Per host: the `SlotWaitEnds` event queued, if any.
     slot_timer_armed: Vec<Option<TimeNs>>,
-    nodes: Vec<Node>,
-    /// Blob sizes: config, layers..., and in p2p-lazy the RAFS bootstrap last.
+    /// Normal nodes (hosts 0..n_nodes; seed peers after them).
+    n_nodes: usize,
+    pulls: Vec<Pull>,
+    /// Per normal node, its pulls in the order they were laid out.
+    node_pulls: Vec<Vec<usize>>,
+    /// The run's images: each one's blobs, manifest and (p2p-lazy) working set.
+    images: Vec<ImagePlan>,
+    /// Per pod: its pull and its index among the pull's pods.
+    pod_pull: Vec<(u32, u32)>,
+    /// Per pod, its workload (`Rollout::workloads`).
+    pod_workload: Vec<u32>,
+    /// Per pod, from its creation to its binding (schedule delay + jitter).
+    pod_bind_ns: Vec<TimeNs>,
+    /// Per workload, its rolling update's state (None: all at once).
+    rolling: Vec<Option<RollingRun>>,
+    /// Per pod of a rolling update, whether its `PodReady` is queued (its binding and its
+    /// image's unpack may happen in the same instant, in either order); empty without one.
+    ready_queued: Vec<bool>,
+    /// oci: per normal node and blob, fetching (false) or held (true): a blob two pulls of
+    /// a node share is fetched once (containerd's content store).
+    oci_held: Vec<Vec<Option<bool>>>,
+    /// Distinct blob sizes: every image's config and layers, and in p2p-lazy each one's
+    /// RAFS bootstrap last.
     blobs: Vec<u64>,
     blob_keys: Vec<u64>,
     /// (host, blob) -> peer.
@@ -196,8 +237,6 @@ pub(crate) struct World<'a> {
     transfers: Vec<Transfer>,
     free_transfers: Vec<usize>,
     requested_transfers: u64,
-    /// p2p-lazy: the working set, as byte ranges (blob, offset, len), same on every node.
-    reads: Vec<(usize, u64, u64)>,
     rpc_ns: TimeNs,
     pub(crate) events: u64,
     /// Piece requests refused as busy after waiting `upload_slot_wait_ns`.
@@ -213,14 +252,14 @@ pub(crate) struct World<'a> {
     back_to_source_asks: u64,
     /// Each node's registry mirror (the daemon's `ResolveCache`); in oci mode and under the
     /// dragonfly replica, containerd's requests passed on as they come (zero TTLs).
-    mirrors: Vec<ResolveCache<ManifestKey, ()>>,
-    /// Per key, the seed host whose resolver the mirrors ask (rendezvous over the seeds);
-    /// None: they ask the registry (`bound::Resolving`).
-    resolver_of: [Option<usize>; 2],
+    mirrors: Vec<ResolveCache<ImageKey, ()>>,
+    /// Per image and key, the seed host whose resolver the mirrors ask (rendezvous over the
+    /// seeds); None: they ask the registry (`bound::Resolving`).
+    resolver_of: Vec<[Option<usize>; 2]>,
     /// Each seed peer's resolver, by seed (host - nodes).
-    resolvers: Vec<ResolveCache<ManifestKey, ()>>,
+    resolvers: Vec<ResolveCache<ImageKey, ()>>,
     /// Per seed, the registry request a `Join` waits for, by key.
-    resolver_asking: Vec<BTreeMap<ManifestKey, usize>>,
+    resolver_asking: Vec<BTreeMap<ImageKey, usize>>,
     resolver_fetches: Vec<ResolverFetch>,
     completions: Vec<Completion>,
     actions: Vec<PeerAction>,
@@ -261,45 +300,10 @@ impl<'a> World<'a> {
             host_net.push(net.add_node(sc.payload_bps(sc.cluster.seed_peer_bandwidth_gbps), bound::seed_down_bps(sc)));
         }
         super::cpu::add_pools(&mut net, sc, mode, registry, &host_net[..n_nodes], &host_net[n_nodes..]);
-        let mut blobs = vec![sc.image.config_bytes];
-        blobs.extend(sc.image.layer_bytes.iter().copied());
-        if mode == Mode::P2pLazy {
-            blobs.push(sc.lazy.metadata_bytes);
-        }
-        let blob_keys =
-            (0..blobs.len()).map(|i| hashring::key_of(format!("{}#{i}", sc.image.reference).as_bytes())).collect();
-        // Pods: created at t = 0, bound after the scheduling delay plus seeded jitter.
-        let mut nodes: Vec<Node> = (0..n_nodes)
-            .map(|_| Node {
-                pods: Vec::new(),
-                scheduled_ns: Vec::new(),
-                pull_started: None,
-                blob_done: vec![None; blobs.len()],
-                next_blob: 0,
-                active_blobs: 0,
-                next_unpack: 1,
-                unpack_free_ns: 0,
-                unpacked_ns: None,
-                image_ready_ns: None,
-                pull_done_ns: None,
-                bytes_registry: 0,
-                bytes_seed: 0,
-                bytes_peers: 0,
-                reads_next: 0,
-                reads_in_flight: Vec::new(),
-                reads_done: 0,
-                metadata_done: false,
-            })
-            .collect();
+        let rollout = Rollout::of(sc);
+        let plan = BlobPlan::of(&rollout, mode, sc);
         let mut queue = EventQueue::default();
-        for (g, pod) in layout.iter().flat_map(|g| (g.first_pod..g.first_pod + g.pods).map(move |p| (g, p))) {
-            let node = g.node_of(pod) as usize;
-            let jitter = rng.random::<f64>() * sc.pod.schedule_jitter_ms;
-            let at = ms(sc.pod.schedule_delay_ms + jitter);
-            nodes[node].pods.push(pod);
-            nodes[node].scheduled_ns.push(at);
-            queue.push(at, Event::PodScheduled { node });
-        }
+        let pods = lay_out_pods(sc, &rollout, &plan, n_nodes, &mut rng, &mut queue);
         let mut replicas = Vec::new();
         for r in 0..sc.cluster.scheduler_replicas {
             let core = replica_core(&sched_cfg, rng.random::<u64>() ^ u64::from(r), &host_zones, seed_count);
@@ -314,20 +318,28 @@ impl<'a> World<'a> {
                 queue.push(ms(back * 1e3).max(down + ms(o.notice_ms)), Event::ReplicaBack { replica });
             }
         }
-        let reads = if mode == Mode::P2pLazy { working_set(sc, &peer_cfg) } else { Vec::new() };
         let hosts = n_nodes + seed_count;
         let resolving = bound::Resolving::of(sc, mode, policy);
         // The daemon picks the seed by rendezvous hashing of the key over the seed hosts: for
         // one image, every node asks the same seed.
-        let resolver_of = [ManifestKey::Tag, ManifestKey::Digest].map(|key| {
-            let name = match key {
-                ManifestKey::Tag => sc.image.reference.clone(),
-                ManifestKey::Digest => format!("{}@digest", sc.image.reference),
-            };
-            let seeds = (n_nodes..hosts).map(|h| (h, h as u64));
-            let via_seeds = resolving.seeds_resolve(key.addressing());
-            hashring::pick(hashring::key_of(name.as_bytes()), seeds).filter(|_| via_seeds)
-        });
+        let resolver_of = plan
+            .images
+            .iter()
+            .map(|image| {
+                [ManifestKey::Tag, ManifestKey::Digest].map(|key| {
+                    let name = match key {
+                        ManifestKey::Tag => image.reference.clone(),
+                        ManifestKey::Digest => format!("{}@digest", image.reference),
+                    };
+                    let seeds = (n_nodes..hosts).map(|h| (h, h as u64));
+                    let via_seeds = resolving.seeds_resolve(key.addressing());
+                    hashring::pick(hashring::key_of(name.as_bytes()), seeds).filter(|_| via_seeds)
+                })
+            })
+            .collect();
+        let oci_held = if mode == Mode::Oci { vec![vec![None; plan.blobs.len()]; n_nodes] } else { Vec::new() };
+        let rolls = pods.rolling.iter().any(Option::is_some);
+        let ready_queued = if rolls { vec![false; pods.pod_pull.len()] } else { Vec::new() };
         Ok(World {
             sc,
             mode,
@@ -350,15 +362,23 @@ impl<'a> World<'a> {
             slot_timer_armed: vec![None; hosts],
             peer_cfg,
             host_net,
-            nodes,
-            host_blob_peer: vec![vec![None; blobs.len()]; hosts],
-            blobs,
-            blob_keys,
+            n_nodes,
+            pulls: pods.pulls,
+            node_pulls: pods.node_pulls,
+            pod_pull: pods.pod_pull,
+            pod_workload: pods.pod_workload,
+            pod_bind_ns: pods.bind_ns,
+            ready_queued,
+            rolling: pods.rolling,
+            oci_held,
+            host_blob_peer: vec![vec![None; plan.blobs.len()]; hosts],
+            blobs: plan.blobs,
+            blob_keys: plan.keys,
+            images: plan.images,
             peers: Vec::new(),
             transfers: Vec::new(),
             free_transfers: Vec::new(),
             requested_transfers: 0,
-            reads,
             rpc_ns: ms(sc.scheduler.cost.rpc_latency_ms),
             events: 0,
             busy_refusals: 0,
@@ -424,19 +444,29 @@ impl<'a> World<'a> {
 
     fn handle(&mut self, ev: Event) {
         match ev {
-            Event::PodScheduled { node } => {
-                if self.nodes[node].pull_started.is_none() {
-                    self.nodes[node].pull_started = Some(self.now);
-                    self.resolve_manifest(node);
+            Event::PodScheduled { pod } => {
+                let pull = self.pod_pull[pod as usize].0 as usize;
+                if self.pulls[pull].pull_started.is_none() {
+                    self.pulls[pull].pull_started = Some(self.now);
+                    self.resolve_manifest(pull);
                 }
+                self.rolling_pod_bound(pod);
             }
-            Event::ManifestHeadDone { node } => {
+            Event::RollingStep { workload } => self.rolling_create(workload),
+            Event::PodReady { workload } => {
+                if let Some(r) = self.rolling[workload].as_mut() {
+                    r.ready += 1;
+                }
+                self.rolling_create(workload);
+            }
+            Event::ManifestHeadDone { pull } => {
                 // HEAD by tag answered: a digest, no body to keep (a zero TTL keeps nothing).
                 let now_ms = self.now_ms();
-                self.mirrors[node].complete(&ManifestKey::Tag, Addressing::Tag, (), now_ms);
-                self.mirror_answered(node, ManifestKey::Tag);
+                let (node, image) = (self.pulls[pull].node, self.pulls[pull].image);
+                self.mirrors[node].complete(&(image, ManifestKey::Tag), Addressing::Tag, (), now_ms);
+                self.mirror_answered(pull, ManifestKey::Tag);
             }
-            Event::ResolverAsked { seed, node, key } => self.resolver_asked(seed, node, key),
+            Event::ResolverAsked { seed, pull, key } => self.resolver_asked(seed, pull, key),
             Event::StartTransfer { transfer } => self.start_flow(transfer),
             Event::SchedDeliver { replica, life, request } => {
                 if self.replicas[replica].life == life && !self.replicas[replica].dead {
@@ -474,9 +504,56 @@ impl<'a> World<'a> {
                 }
                 self.arm_slot_timer(host);
             }
-            Event::UnpackDone { node } => self.after_unpack(node),
-            Event::Started { node } => {
-                self.nodes[node].unpacked_ns.get_or_insert(self.now);
+            Event::UnpackDone { pull } => self.after_unpack(pull),
+            Event::Started { pull } => {
+                if self.pulls[pull].unpacked_ns.is_none() {
+                    self.pulls[pull].unpacked_ns = Some(self.now);
+                    self.rolling_pull_ready(pull);
+                }
+            }
+        }
+    }
+
+    // ---- rolling updates ----
+
+    /// Creates the pods a rolling update allows now; each is bound after its delay.
+    fn rolling_create(&mut self, workload: usize) {
+        let Some(r) = self.rolling[workload].as_mut() else { return };
+        let allowed = r.gate.allowed(r.replicas, r.ready);
+        let (from, to) = (r.first_pod + r.created, r.first_pod + allowed.max(r.created));
+        r.created = allowed.max(r.created);
+        for pod in from..to {
+            let at = self.now + self.pod_bind_ns[pod as usize];
+            let (pull, k) = self.pod_pull[pod as usize];
+            self.pulls[pull as usize].scheduled_ns[k as usize] = at;
+            self.queue.push(at, Event::PodScheduled { pod });
+        }
+    }
+
+    /// A pod of a rolling update is bound: if its node already runs the image, it will be
+    /// ready its container start and readiness delay from now.
+    fn rolling_pod_bound(&mut self, pod: u32) {
+        let workload = self.pod_workload[pod as usize] as usize;
+        let Some(r) = &self.rolling[workload] else { return };
+        let pull = self.pod_pull[pod as usize].0 as usize;
+        if let Some(unpacked) = self.pulls[pull].unpacked_ns.filter(|t| *t != TimeNs::MAX) {
+            let at = unpacked.max(self.now) + ms(self.sc.pod.container_start_ms) + ms(r.gate.readiness_delay_ms as f64);
+            if !std::mem::replace(&mut self.ready_queued[pod as usize], true) {
+                self.queue.push(at, Event::PodReady { workload });
+            }
+        }
+    }
+
+    /// A pull's image is unpacked (mounted): its rolling pods bound so far will be ready
+    /// their container start and readiness delay from now.
+    fn rolling_pull_ready(&mut self, pull: usize) {
+        for k in 0..self.pulls[pull].pods.len() {
+            let pod = self.pulls[pull].pods[k] as usize;
+            let workload = self.pod_workload[pod] as usize;
+            let Some(r) = &self.rolling[workload] else { continue };
+            if self.pulls[pull].scheduled_ns[k] <= self.now && !std::mem::replace(&mut self.ready_queued[pod], true) {
+                let at = self.now + ms(self.sc.pod.container_start_ms) + ms(r.gate.readiness_delay_ms as f64);
+                self.queue.push(at, Event::PodReady { workload });
             }
         }
     }
@@ -499,80 +576,85 @@ impl<'a> World<'a> {
 
     /// A node's pull starts with containerd resolving the tag, then reading the manifest by
     /// its digest, both from the node's mirror (oci: from the registry).
-    fn resolve_manifest(&mut self, node: usize) {
-        self.mirror_lookup(node, ManifestKey::Tag);
+    fn resolve_manifest(&mut self, pull: usize) {
+        self.mirror_lookup(pull, ManifestKey::Tag);
     }
 
-    /// containerd asks the node's mirror for `key`.
-    fn mirror_lookup(&mut self, node: usize, key: ManifestKey) {
+    /// containerd asks the node's mirror for `key` of the pull's image.
+    fn mirror_lookup(&mut self, pull: usize, key: ManifestKey) {
         let now_ms = self.now_ms();
-        match self.mirrors[node].lookup(&key, key.addressing(), now_ms) {
-            Lookup::Fresh(()) => self.mirror_answered(node, key),
-            // Only this pull asks this node's mirror: the answer in flight moves it on.
+        let (node, image) = (self.pulls[pull].node, self.pulls[pull].image);
+        match self.mirrors[node].lookup(&(image, key), key.addressing(), now_ms) {
+            Lookup::Fresh(()) => self.mirror_answered(pull, key),
+            // Only this pull asks this node's mirror for its image: the answer in flight
+            // moves it on.
             Lookup::Join => {}
-            Lookup::Fetch => self.mirror_asks_upstream(node, key),
+            Lookup::Fetch => self.mirror_asks_upstream(pull, key),
         }
     }
 
     /// The mirror asks a seed peer's resolver, or the registry: with `tag_ttl_ms > 0` a GET
     /// (its body is kept and its digest learned), with 0 a HEAD by tag, as containerd's own.
-    fn mirror_asks_upstream(&mut self, node: usize, key: ManifestKey) {
-        if let Some(seed) = self.resolver_of[key.index()] {
+    fn mirror_asks_upstream(&mut self, pull: usize, key: ManifestKey) {
+        let (node, image) = (self.pulls[pull].node, self.pulls[pull].image);
+        if let Some(seed) = self.resolver_of[image][key.index()] {
             // The request crosses to the seed: one way of the peers' network latency (the
             // one `scheduler.rpc_latency_ms` gives the peer-to-peer and peer-to-scheduler
             // requests; the answer pays it back in `resolver_answers`).
-            self.queue.push(self.now + self.rpc_ns, Event::ResolverAsked { seed, node, key });
+            self.queue.push(self.now + self.rpc_ns, Event::ResolverAsked { seed, pull, key });
             return;
         }
         let at = self.registry_admit();
         if key == ManifestKey::Tag && self.mirrors[node].rule().tag_ttl_ms == 0 {
-            self.queue.push(at, Event::ManifestHeadDone { node });
+            self.queue.push(at, Event::ManifestHeadDone { pull });
         } else {
-            let kind = TransferKind::Manifest { node, key, from: None };
-            self.start_transfer_at(at, kind, self.sc.image.manifest_bytes);
+            let kind = TransferKind::Manifest { pull, key, from: None };
+            self.start_transfer_at(at, kind, self.images[image].manifest_bytes);
         }
     }
 
     /// The node's mirror answers containerd's request for `key`; the tag's answer is
     /// followed by the GET by digest.
-    fn mirror_answered(&mut self, node: usize, key: ManifestKey) {
+    fn mirror_answered(&mut self, pull: usize, key: ManifestKey) {
         match key {
-            ManifestKey::Tag => self.mirror_lookup(node, ManifestKey::Digest),
-            ManifestKey::Digest => self.after_manifest(node),
+            ManifestKey::Tag => self.mirror_lookup(pull, ManifestKey::Digest),
+            ManifestKey::Digest => self.after_manifest(pull),
         }
     }
 
     /// A manifest's body reached the node's mirror: kept for the key's TTL and, for a tag,
     /// its sha256 checked and kept by digest too, so the GET by digest asks nobody.
-    fn manifest_arrived(&mut self, node: usize, key: ManifestKey) {
+    fn manifest_arrived(&mut self, pull: usize, key: ManifestKey) {
         let now_ms = self.now_ms();
+        let (node, image) = (self.pulls[pull].node, self.pulls[pull].image);
         let mirror = &mut self.mirrors[node];
-        mirror.complete(&key, key.addressing(), (), now_ms);
+        mirror.complete(&(image, key), key.addressing(), (), now_ms);
         if key == ManifestKey::Tag {
-            mirror.learn(&ManifestKey::Digest, Addressing::Digest, (), now_ms);
+            mirror.learn(&(image, ManifestKey::Digest), Addressing::Digest, (), now_ms);
         }
-        self.mirror_answered(node, key);
+        self.mirror_answered(pull, key);
     }
 
     /// A node's request reached seed host `seed`'s resolver: answered from its cache, joined
     /// to its request in flight, or sent to the registry as one GET for everyone asking.
-    fn resolver_asked(&mut self, seed: usize, node: usize, key: ManifestKey) {
-        let s = seed - self.nodes.len();
+    fn resolver_asked(&mut self, seed: usize, pull: usize, key: ManifestKey) {
+        let s = seed - self.n_nodes;
         let now_ms = self.now_ms();
-        match self.resolvers[s].lookup(&key, key.addressing(), now_ms) {
-            Lookup::Fresh(()) => self.resolver_answers(seed, node, key),
+        let image = self.pulls[pull].image;
+        match self.resolvers[s].lookup(&(image, key), key.addressing(), now_ms) {
+            Lookup::Fresh(()) => self.resolver_answers(seed, pull, key),
             Lookup::Join => {
-                let fetch = self.resolver_asking[s][&key];
-                self.resolver_fetches[fetch].waiters.push(node);
+                let fetch = self.resolver_asking[s][&(image, key)];
+                self.resolver_fetches[fetch].waiters.push(pull);
             }
             Lookup::Fetch => {
                 let fetch = self.resolver_fetches.len();
-                self.resolver_fetches.push(ResolverFetch { seed, key, waiters: vec![node] });
-                if self.resolvers[s].asking(&key) {
-                    self.resolver_asking[s].insert(key, fetch);
+                self.resolver_fetches.push(ResolverFetch { seed, image, key, waiters: vec![pull] });
+                if self.resolvers[s].asking(&(image, key)) {
+                    self.resolver_asking[s].insert((image, key), fetch);
                 }
                 let at = self.registry_admit();
-                self.start_transfer_at(at, TransferKind::ResolverFetch { fetch }, self.sc.image.manifest_bytes);
+                self.start_transfer_at(at, TransferKind::ResolverFetch { fetch }, self.images[image].manifest_bytes);
             }
         }
     }
@@ -580,29 +662,31 @@ impl<'a> World<'a> {
     /// The registry answered a resolver's GET: the seed keeps it (and, for a tag, the
     /// manifest by its digest) and answers every node that waited for it.
     fn resolver_fetched(&mut self, fetch: usize) {
-        let (seed, key) = (self.resolver_fetches[fetch].seed, self.resolver_fetches[fetch].key);
+        let f = &self.resolver_fetches[fetch];
+        let (seed, image, key) = (f.seed, f.image, f.key);
         let waiters = std::mem::take(&mut self.resolver_fetches[fetch].waiters);
-        let s = seed - self.nodes.len();
+        let s = seed - self.n_nodes;
         let now_ms = self.now_ms();
         let resolver = &mut self.resolvers[s];
-        resolver.complete(&key, key.addressing(), (), now_ms);
+        resolver.complete(&(image, key), key.addressing(), (), now_ms);
         if key == ManifestKey::Tag {
-            resolver.learn(&ManifestKey::Digest, Addressing::Digest, (), now_ms);
+            resolver.learn(&(image, ManifestKey::Digest), Addressing::Digest, (), now_ms);
         }
-        if self.resolver_asking[s].get(&key) == Some(&fetch) {
-            self.resolver_asking[s].remove(&key);
+        if self.resolver_asking[s].get(&(image, key)) == Some(&fetch) {
+            self.resolver_asking[s].remove(&(image, key));
         }
-        for node in waiters {
-            self.resolver_answers(seed, node, key);
+        for pull in waiters {
+            self.resolver_answers(seed, pull, key);
         }
     }
 
     /// The seed's answer goes back to the node: the return way of the round trip, then the
     /// manifest's body as a flow from the seed (a few KB: microseconds on any link, but its
     /// bytes cross the seed's upload like any other).
-    fn resolver_answers(&mut self, seed: usize, node: usize, key: ManifestKey) {
-        let kind = TransferKind::Manifest { node, key, from: Some(seed) };
-        self.start_transfer_at(self.now + self.rpc_ns, kind, self.sc.image.manifest_bytes);
+    fn resolver_answers(&mut self, seed: usize, pull: usize, key: ManifestKey) {
+        let kind = TransferKind::Manifest { pull, key, from: Some(seed) };
+        let bytes = self.images[self.pulls[pull].image].manifest_bytes;
+        self.start_transfer_at(self.now + self.rpc_ns, kind, bytes);
     }
 
     /// A transfer whose flow starts at `at` (after request latency and admission).
@@ -639,10 +723,12 @@ impl<'a> World<'a> {
             return;
         }
         let (src, dst) = match t.kind {
-            TransferKind::Manifest { node, from: None, .. } | TransferKind::Blob { node, .. } => {
-                (self.registry, self.host_net[node])
+            TransferKind::Manifest { pull, from: None, .. } | TransferKind::Blob { pull, .. } => {
+                (self.registry, self.host_net[self.pulls[pull].node])
             }
-            TransferKind::Manifest { node, from: Some(seed), .. } => (self.host_net[seed], self.host_net[node]),
+            TransferKind::Manifest { pull, from: Some(seed), .. } => {
+                (self.host_net[seed], self.host_net[self.pulls[pull].node])
+            }
             TransferKind::ResolverFetch { fetch } => (self.registry, self.host_net[self.resolver_fetches[fetch].seed]),
             TransferKind::Piece { dst, from, .. } => {
                 let dst_net = self.host_net[self.peers[dst.0 as usize].host];
@@ -667,13 +753,14 @@ impl<'a> World<'a> {
         }
         let kind = self.transfers[id].kind;
         match kind {
-            TransferKind::Manifest { node, key, .. } => self.manifest_arrived(node, key),
+            TransferKind::Manifest { pull, key, .. } => self.manifest_arrived(pull, key),
             TransferKind::ResolverFetch { fetch } => self.resolver_fetched(fetch),
-            TransferKind::Blob { node, blob } => {
-                self.nodes[node].bytes_registry += c.bytes;
-                self.nodes[node].active_blobs -= 1;
-                self.blob_finished(node, blob);
-                self.next_oci_blobs(node);
+            TransferKind::Blob { pull, k } => {
+                self.pulls[pull].bytes_registry += c.bytes;
+                let node = self.pulls[pull].node;
+                let blob = self.images[self.pulls[pull].image].blobs[k];
+                self.oci_held[node][blob] = Some(true);
+                self.host_blob_done(node, blob);
             }
             TransferKind::Piece { dst, piece, from } => {
                 let open = &mut self.peers[dst.0 as usize].open;
@@ -699,54 +786,130 @@ impl<'a> World<'a> {
 
     // ---- node pull ----
 
-    fn after_manifest(&mut self, node: usize) {
+    fn after_manifest(&mut self, pull: usize) {
         match self.mode {
-            Mode::Oci => self.next_oci_blobs(node),
-            Mode::P2p => self.next_p2p_blobs(node),
+            Mode::Oci => self.next_oci_blobs(pull),
+            Mode::P2p => self.next_p2p_blobs(pull),
             Mode::P2pLazy => {
                 // RAFS bootstrap first; the container's reads need it.
-                let meta = self.blobs.len() - 1;
-                self.open_peer_task(node, meta, true);
+                let p = &self.pulls[pull];
+                let meta = self.images[p.image].meta.expect("p2p-lazy images have a bootstrap");
+                self.open_peer_task(p.node, meta, true, Some(pull));
             }
         }
     }
 
-    /// Blobs a node pulls through containerd: config, then layers (not the bootstrap).
-    fn image_blob_count(&self) -> usize {
-        1 + self.sc.image.layer_bytes.len()
+    /// Positions a pull fetches through containerd: config, then layers (not the bootstrap).
+    fn image_blob_count(&self, pull: usize) -> usize {
+        self.images[self.pulls[pull].image].pulled
     }
 
-    fn next_oci_blobs(&mut self, node: usize) {
+    fn next_oci_blobs(&mut self, pull: usize) {
         let max = self.sc.pod.max_concurrent_downloads as usize;
-        while self.nodes[node].active_blobs < max && self.nodes[node].next_blob < self.image_blob_count() {
-            let blob = self.nodes[node].next_blob;
-            self.nodes[node].next_blob += 1;
-            self.nodes[node].active_blobs += 1;
-            let at = self.registry_admit();
-            self.start_transfer_at(at, TransferKind::Blob { node, blob }, self.blobs[blob]);
+        let mut held = Vec::new();
+        while self.pulls[pull].active_blobs < max && self.pulls[pull].next_blob < self.image_blob_count(pull) {
+            let p = &mut self.pulls[pull];
+            let k = p.next_blob;
+            p.next_blob += 1;
+            p.active_blobs += 1;
+            let (node, blob) = (p.node, self.images[p.image].blobs[k]);
+            match self.oci_held[node][blob] {
+                None => {
+                    self.oci_held[node][blob] = Some(false);
+                    let at = self.registry_admit();
+                    self.start_transfer_at(at, TransferKind::Blob { pull, k }, self.blobs[blob]);
+                }
+                // Another pull of the node fetches it and tells this one (`host_blob_done`).
+                Some(false) => {}
+                Some(true) => held.push(k),
+            }
+        }
+        self.finish_held(pull, held);
+    }
+
+    /// Positions a pull asked for that its node already held whole: done now.
+    fn finish_held(&mut self, pull: usize, held: Vec<usize>) {
+        if held.is_empty() {
+            return;
+        }
+        for k in held {
+            if self.pulls[pull].blob_done[k].is_none() {
+                self.pulls[pull].active_blobs -= 1;
+                self.blob_finished(pull, k);
+            }
+        }
+        match self.mode {
+            Mode::Oci => self.next_oci_blobs(pull),
+            _ => self.next_p2p_blobs(pull),
         }
     }
 
     /// containerd asks the mirror for `max_concurrent_downloads` blobs at a time, and the
     /// daemon starts a blob's download when it is asked for (it does not read the manifest
-    /// ahead).
-    fn next_p2p_blobs(&mut self, node: usize) {
+    /// ahead). A blob the node's peer already downloaded for another image is there.
+    fn next_p2p_blobs(&mut self, pull: usize) {
         let max = self.sc.pod.max_concurrent_downloads as usize;
-        while self.nodes[node].active_blobs < max && self.nodes[node].next_blob < self.image_blob_count() {
-            let blob = self.nodes[node].next_blob;
-            self.nodes[node].next_blob += 1;
-            self.nodes[node].active_blobs += 1;
-            self.open_peer_task(node, blob, true);
+        let mut held = Vec::new();
+        while self.pulls[pull].active_blobs < max && self.pulls[pull].next_blob < self.image_blob_count(pull) {
+            let p = &mut self.pulls[pull];
+            let k = p.next_blob;
+            p.next_blob += 1;
+            p.active_blobs += 1;
+            let (node, blob) = (p.node, self.images[p.image].blobs[k]);
+            let peer = self.open_peer_task(node, blob, true, Some(pull));
+            if self.held_for_another(peer, pull) {
+                held.push(k);
+            }
+        }
+        self.finish_held(pull, held);
+    }
+
+    /// Whether `peer` (on the pull's node) is a download another pull opened and finished.
+    fn held_for_another(&self, peer: PeerId, pull: usize) -> bool {
+        let q = &self.peers[peer.0 as usize];
+        q.pull != Some(pull) && q.done && q.dl.is_complete()
+    }
+
+    /// A blob is whole on a normal node: every pull of the node waiting for it goes on.
+    fn host_blob_done(&mut self, node: usize, blob: usize) {
+        for i in 0..self.node_pulls[node].len() {
+            let pull = self.node_pulls[node][i];
+            let image = &self.images[self.pulls[pull].image];
+            let Some(k) = image.position(blob) else { continue };
+            let is_meta = image.meta == Some(blob);
+            match self.mode {
+                Mode::Oci | Mode::P2p => {
+                    let p = &self.pulls[pull];
+                    if k >= p.next_blob || p.blob_done[k].is_some() {
+                        continue;
+                    }
+                    self.pulls[pull].active_blobs -= 1;
+                    self.blob_finished(pull, k);
+                    if self.mode == Mode::Oci {
+                        self.next_oci_blobs(pull);
+                    } else {
+                        self.next_p2p_blobs(pull);
+                    }
+                }
+                Mode::P2pLazy => {
+                    if is_meta {
+                        self.pulls[pull].metadata_done = true;
+                        self.next_reads(pull);
+                    } else {
+                        self.blob_finished(pull, k);
+                    }
+                }
+            }
         }
     }
 
-    fn blob_finished(&mut self, node: usize, blob: usize) {
-        let count = self.image_blob_count();
-        let n = &mut self.nodes[node];
-        if n.blob_done[blob].is_some() {
+    fn blob_finished(&mut self, pull: usize, k: usize) {
+        let count = self.image_blob_count(pull);
+        let n = &mut self.pulls[pull];
+        if n.blob_done[k].is_some() {
             return;
         }
-        n.blob_done[blob] = Some(self.now);
+        n.blob_done[k] = Some(self.now);
         let all = (0..count).all(|b| n.blob_done[b].is_some());
         if all && n.pull_done_ns.is_none() {
             n.pull_done_ns = Some(self.now);
@@ -756,7 +919,7 @@ impl<'a> World<'a> {
                 if all {
                     n.image_ready_ns.get_or_insert(self.now);
                 }
-                self.unpack_ready_layers(node);
+                self.unpack_ready_layers(pull);
             }
             Mode::P2pLazy => {}
         }
@@ -764,12 +927,13 @@ impl<'a> World<'a> {
 
     /// containerd applies layers in order, one at a time, as each arrives (or, with
     /// `unpack_after_fetch`, once every blob is fetched).
-    fn unpack_ready_layers(&mut self, node: usize) {
+    fn unpack_ready_layers(&mut self, pull: usize) {
         let rate_bytes_per_ns = self.sc.pod.unpack_mbps_per_core * self.sc.pod.unpack_cores * 1e6 / NS_PER_S_F;
-        let count = self.image_blob_count();
+        let count = self.image_blob_count(pull);
         let after_fetch = self.sc.pod.unpack_after_fetch;
         let now = self.now;
-        let n = &mut self.nodes[node];
+        let n = &mut self.pulls[pull];
+        let blobs = &self.images[n.image].blobs;
         if after_fetch && n.blob_done.iter().take(count).any(|d| d.is_none()) {
             return;
         }
@@ -779,18 +943,19 @@ impl<'a> World<'a> {
             };
             // After the fetch, the first layer starts now, not when it arrived.
             let start = n.unpack_free_ns.max(if after_fetch { now } else { done });
-            n.unpack_free_ns = start + (self.blobs[n.next_unpack] as f64 / rate_bytes_per_ns) as TimeNs;
+            n.unpack_free_ns = start + (self.blobs[blobs[n.next_unpack]] as f64 / rate_bytes_per_ns) as TimeNs;
             n.next_unpack += 1;
         }
         if n.next_unpack == count && n.unpacked_ns.is_none() {
             let at = n.unpack_free_ns.max(self.now);
             n.unpacked_ns = Some(TimeNs::MAX);
-            self.queue.push(at, Event::UnpackDone { node });
+            self.queue.push(at, Event::UnpackDone { pull });
         }
     }
 
-    fn after_unpack(&mut self, node: usize) {
-        self.nodes[node].unpacked_ns = Some(self.now);
+    fn after_unpack(&mut self, pull: usize) {
+        self.pulls[pull].unpacked_ns = Some(self.now);
+        self.rolling_pull_ready(pull);
     }
 
     // ---- p2p ----
@@ -819,7 +984,7 @@ impl<'a> World<'a> {
     /// comes back, if it does). Requests to it are lost until the daemons notice.
     fn replica_stops(&mut self, replica: usize) {
         let seed = self.rng.random::<u64>();
-        let seeds = self.host_net.len() - self.nodes.len();
+        let seeds = self.host_net.len() - self.n_nodes;
         let r = &mut self.replicas[replica];
         r.core = replica_core(r.core.config(), seed, &self.host_zones, seeds);
         r.dead = true;
@@ -877,7 +1042,8 @@ impl<'a> World<'a> {
         }
     }
 
-    fn open_peer_task(&mut self, host: usize, blob: usize, want_all: bool) -> PeerId {
+    /// The host's download of `blob`, opened for `pull` (None: a seed's) if it has none.
+    fn open_peer_task(&mut self, host: usize, blob: usize, want_all: bool, pull: Option<usize>) -> PeerId {
         if let Some(p) = self.host_blob_peer[host][blob] {
             if want_all {
                 self.peers[p.0 as usize].dl.want_all();
@@ -887,7 +1053,7 @@ impl<'a> World<'a> {
         }
         let id = PeerId(self.peers.len() as u32);
         let mut dl = TaskDownload::new(self.peer_cfg.clone(), self.blobs[blob], want_all, self.now);
-        let is_seed = host >= self.nodes.len();
+        let is_seed = host >= self.n_nodes;
         let direct = !is_seed && dl.skips_scheduler();
         if direct {
             dl.on_scheduler_lost(self.now);
@@ -895,6 +1061,7 @@ impl<'a> World<'a> {
         self.peers.push(PeerTask {
             host,
             blob,
+            pull,
             dl,
             is_seed,
             children: Vec::new(),
@@ -973,7 +1140,7 @@ impl<'a> World<'a> {
     fn apply_decision(&mut self, d: Decision) {
         match d {
             Decision::TriggerSeed { task, seed_host } => {
-                self.open_peer_task(seed_host.0 as usize, task.0 as usize, true);
+                self.open_peer_task(seed_host.0 as usize, task.0 as usize, true, None);
             }
             Decision::Parents { peer, parents } => {
                 // A new parent's first piece map carries its host's load, as it does below.
@@ -1143,8 +1310,8 @@ impl<'a> World<'a> {
                     self.sched_send(peer, SchedRequest::Finished(peer), false);
                 }
                 let host = self.peers[peer.0 as usize].host;
-                if host < self.nodes.len() {
-                    self.task_complete(host, blob);
+                if host < self.n_nodes {
+                    self.host_blob_done(host, blob);
                 }
             }
         }
@@ -1232,8 +1399,8 @@ impl<'a> World<'a> {
     fn piece_arrived(&mut self, transfer: usize, peer: PeerId, piece: u32, from: Source, bytes: u64, cost: TimeNs) {
         let host = self.peers[peer.0 as usize].host;
         let fresh = !self.peers[peer.0 as usize].dl.have().contains(piece);
-        if host < self.nodes.len() && fresh {
-            let n = &mut self.nodes[host];
+        if let (Some(pull), true) = (self.peers[peer.0 as usize].pull, fresh) {
+            let n = &mut self.pulls[pull];
             match from {
                 Source::Origin => n.bytes_registry += bytes,
                 Source::Parent(p) if self.peers[p.0 as usize].is_seed => n.bytes_seed += bytes,
@@ -1253,7 +1420,7 @@ impl<'a> World<'a> {
                 held.resize(count, 0);
             }
             held[piece as usize] = hops;
-            if host < self.nodes.len() {
+            if host < self.n_nodes {
                 self.hop_pieces += 1;
                 self.hop_sum += u64::from(hops);
                 self.hop_max = self.hop_max.max(hops);
@@ -1279,84 +1446,78 @@ impl<'a> World<'a> {
                 self.peers[c.0 as usize].dl.on_parent_uploads(peer, uploads);
                 self.drive(c);
             }
-            if self.mode == Mode::P2pLazy && host < self.nodes.len() {
-                self.check_reads(host);
+            if self.mode == Mode::P2pLazy && host < self.n_nodes {
+                for i in 0..self.node_pulls[host].len() {
+                    self.check_reads(self.node_pulls[host][i]);
+                }
             }
         }
         self.drive(peer);
     }
 
-    fn task_complete(&mut self, node: usize, blob: usize) {
-        match self.mode {
-            Mode::P2p => {
-                self.nodes[node].active_blobs -= 1;
-                self.blob_finished(node, blob);
-                self.next_p2p_blobs(node);
-            }
-            Mode::P2pLazy => {
-                if blob == self.blobs.len() - 1 {
-                    self.nodes[node].metadata_done = true;
-                    self.next_reads(node);
-                } else {
-                    self.blob_finished(node, blob);
-                }
-            }
-            Mode::Oci => {}
-        }
-    }
-
     // ---- p2p-lazy ----
 
-    fn next_reads(&mut self, node: usize) {
+    fn next_reads(&mut self, pull: usize) {
         let limit = self.sc.lazy.range_reads_in_flight as usize;
-        while self.nodes[node].reads_in_flight.len() < limit && self.nodes[node].reads_next < self.reads.len() {
-            let r = self.nodes[node].reads_next;
-            self.nodes[node].reads_next += 1;
-            self.nodes[node].reads_in_flight.push(r);
-            let (blob, offset, len) = self.reads[r];
-            let peer = self.open_peer_task(node, blob, false);
+        let (node, image) = (self.pulls[pull].node, self.pulls[pull].image);
+        while self.pulls[pull].reads_in_flight.len() < limit
+            && self.pulls[pull].reads_next < self.images[image].reads.len()
+        {
+            let r = self.pulls[pull].reads_next;
+            self.pulls[pull].reads_next += 1;
+            self.pulls[pull].reads_in_flight.push(r);
+            let (blob, offset, len) = self.images[image].reads[r];
+            let peer = self.open_peer_task(node, blob, false, Some(pull));
             let range = self.peers[peer.0 as usize].dl.pieces_covering(offset, len);
             self.peers[peer.0 as usize].dl.want(range);
             self.drive(peer);
         }
-        self.check_reads(node);
+        self.check_reads(pull);
     }
 
-    fn check_reads(&mut self, node: usize) {
+    fn check_reads(&mut self, pull: usize) {
         let mut progressed = false;
-        let in_flight = std::mem::take(&mut self.nodes[node].reads_in_flight);
+        let (node, image) = (self.pulls[pull].node, self.pulls[pull].image);
+        let in_flight = std::mem::take(&mut self.pulls[pull].reads_in_flight);
         let mut still = Vec::new();
         for r in in_flight {
-            let (blob, offset, len) = self.reads[r];
+            let (blob, offset, len) = self.images[image].reads[r];
             let done = self.host_blob_peer[node][blob].is_some_and(|p| {
                 let dl = &self.peers[p.0 as usize].dl;
                 dl.pieces_covering(offset, len).all(|i| dl.have().contains(i))
             });
             if done {
-                self.nodes[node].reads_done += 1;
+                self.pulls[pull].reads_done += 1;
                 progressed = true;
             } else {
                 still.push(r);
             }
         }
-        self.nodes[node].reads_in_flight = still;
+        self.pulls[pull].reads_in_flight = still;
         if progressed {
-            if self.nodes[node].reads_done == self.reads.len() && self.nodes[node].image_ready_ns.is_none() {
-                self.working_set_ready(node);
+            if self.pulls[pull].reads_done == self.images[image].reads.len()
+                && self.pulls[pull].image_ready_ns.is_none()
+            {
+                self.working_set_ready(pull);
             } else {
-                self.next_reads(node);
+                self.next_reads(pull);
             }
         }
     }
 
-    fn working_set_ready(&mut self, node: usize) {
-        self.nodes[node].image_ready_ns = Some(self.now);
+    fn working_set_ready(&mut self, pull: usize) {
+        self.pulls[pull].image_ready_ns = Some(self.now);
         let at = self.now + ms(self.sc.lazy.mount_ms);
-        self.nodes[node].unpacked_ns = None;
-        self.queue.push(at, Event::Started { node });
+        self.pulls[pull].unpacked_ns = None;
+        self.queue.push(at, Event::Started { pull });
         if self.sc.lazy.prefetch {
-            for blob in 0..self.image_blob_count() {
-                self.open_peer_task(node, blob, true);
+            let (node, image) = (self.pulls[pull].node, self.pulls[pull].image);
+            for k in 0..self.image_blob_count(pull) {
+                let peer = self.open_peer_task(node, self.images[image].blobs[k], true, Some(pull));
+                // A layer another image's prefetch already brought: whole here too.
+                if self.held_for_another(peer, pull) {
+                    self.blob_finished(pull, k);
+                }
             }
         }
     }
@@ -1396,7 +1557,7 @@ impl<'a> World<'a> {
         let s = |t: TimeNs| t as f64 / NS_PER_S_F;
         let mut pods = Vec::new();
         let mut makespan: f64 = 0.0;
-        for (i, n) in self.nodes.iter().enumerate() {
+        for n in &self.pulls {
             let pull_done = n.pull_done_ns.map_or(f64::NAN, s);
             if pull_done.is_finite() {
                 makespan = makespan.max(pull_done);
@@ -1404,18 +1565,21 @@ impl<'a> World<'a> {
             let unpacked = n.unpacked_ns.unwrap_or(0);
             for (k, pod) in n.pods.iter().enumerate() {
                 let scheduled = n.scheduled_ns[k];
-                let started = unpacked.max(scheduled) + start_ns;
-                // Bytes are the node's; the first pod of a node carries them.
+                // A pod a rolling update never created (a run that did not finish) never starts.
+                let started = if scheduled == TimeNs::MAX { TimeNs::MAX } else { unpacked.max(scheduled) + start_ns };
+                // Bytes are the pull's; its first pod carries them.
                 let first = k == 0;
+                let never = |t: TimeNs| if t == TimeNs::MAX { f64::NAN } else { s(t) };
                 pods.push(PodRecord {
                     pod: *pod,
-                    node: i as u32,
-                    scheduled_s: s(scheduled),
+                    node: n.node as u32,
+                    workload: self.pod_workload[*pod as usize],
+                    scheduled_s: never(scheduled),
                     pull_start_s: n.pull_started.map_or(f64::NAN, s),
                     image_ready_s: n.image_ready_ns.map_or(f64::NAN, s),
                     pull_done_s: pull_done,
                     unpacked_s: s(unpacked),
-                    started_s: s(started),
+                    started_s: never(started),
                     bytes_from_registry: if first { n.bytes_registry } else { 0 },
                     bytes_from_seed_peers: if first { n.bytes_seed } else { 0 },
                     bytes_from_peers: if first { n.bytes_peers } else { 0 },
@@ -1423,7 +1587,7 @@ impl<'a> World<'a> {
             }
         }
         if self.mode == Mode::P2pLazy && !self.sc.lazy.prefetch {
-            makespan = self.nodes.iter().filter_map(|n| n.image_ready_ns).map(s).fold(0.0, f64::max);
+            makespan = self.pulls.iter().filter_map(|n| n.image_ready_ns).map(s).fold(0.0, f64::max);
         }
         ModeResult {
             mode: self.mode,
@@ -1441,7 +1605,7 @@ impl<'a> World<'a> {
             piece_hops_mean: if self.hop_pieces > 0 { self.hop_sum as f64 / self.hop_pieces as f64 } else { f64::NAN },
             piece_hops_max: u32::from(self.hop_max),
             node_upload_used: {
-                let sent: u64 = self.nodes.iter().map(|n| n.bytes_peers).sum();
+                let sent: u64 = self.pulls.iter().map(|n| n.bytes_peers).sum();
                 let could = self.node_upload_bps / 8.0 * makespan;
                 if could > 0.0 && self.mode != Mode::Oci {
                     sent as f64 / could
@@ -1455,27 +1619,98 @@ impl<'a> World<'a> {
     }
 }
 
-/// The startup working set of a lazily loaded image: `startup_working_set_fraction` of its
-/// bytes in `range_read_bytes` reads, spread over the layers in proportion to their size
-/// at offsets drawn from the scenario seed. Every node runs the same container, so every
-/// node reads the same ranges.
-fn working_set(sc: &Scenario, _cfg: &PeerConfig) -> Vec<(usize, u64, u64)> {
-    let mut rng = ChaCha8Rng::seed_from_u64(sc.seed ^ 0x0005_eed0_f5e7);
-    let read = sc.lazy.range_read_bytes;
-    let mut reads = Vec::new();
-    for (i, layer) in sc.image.layer_bytes.iter().enumerate() {
-        let want = (*layer as f64 * sc.lazy.startup_working_set_fraction) as u64;
-        let count = want.div_ceil(read).max(1);
-        let slots = layer.div_ceil(read).max(1);
-        let mut offsets: Vec<u64> = (0..count.min(slots)).map(|_| rng.random_range(0..slots)).collect();
-        offsets.sort_unstable();
-        offsets.dedup();
-        for o in offsets {
-            let offset = o * read;
-            reads.push((1 + i, offset, read.min(layer - offset)));
+/// The pods of a run on their pulls, and what rolling updates need.
+struct PodLayout {
+    pulls: Vec<Pull>,
+    node_pulls: Vec<Vec<usize>>,
+    pod_pull: Vec<(u32, u32)>,
+    pod_workload: Vec<u32>,
+    bind_ns: Vec<TimeNs>,
+    rolling: Vec<Option<RollingRun>>,
+}
+
+/// Lays the rollout's pods out on pulls (one per node and image, in the order pods first
+/// need them) and draws each pod's binding delay (schedule delay plus seeded jitter, in pod
+/// order). Pods of an all-at-once workload are created at its start and bound after their
+/// delay; a rolling workload's first step is queued at its start.
+fn lay_out_pods(
+    sc: &Scenario,
+    rollout: &Rollout,
+    plan: &BlobPlan,
+    n_nodes: usize,
+    rng: &mut ChaCha8Rng,
+    queue: &mut EventQueue,
+) -> PodLayout {
+    let pods = rollout.pods() as usize;
+    let mut out = PodLayout {
+        pulls: Vec::new(),
+        node_pulls: vec![Vec::new(); n_nodes],
+        pod_pull: Vec::with_capacity(pods),
+        pod_workload: Vec::with_capacity(pods),
+        bind_ns: Vec::with_capacity(pods),
+        rolling: Vec::with_capacity(rollout.workloads.len()),
+    };
+    for (w, wl) in rollout.workloads.iter().enumerate() {
+        let image = &plan.images[wl.image];
+        for (i, &node) in wl.nodes.iter().enumerate() {
+            let node = node as usize;
+            let pod = wl.first_pod + i as u32;
+            let pull = match out.node_pulls[node].iter().find(|p| out.pulls[**p].image == wl.image) {
+                Some(p) => *p,
+                None => {
+                    out.pulls.push(Pull::new(node, wl.image, image.blobs.len()));
+                    out.node_pulls[node].push(out.pulls.len() - 1);
+                    out.pulls.len() - 1
+                }
+            };
+            let jitter = rng.random::<f64>() * sc.pod.schedule_jitter_ms;
+            let bind = ms(sc.pod.schedule_delay_ms + jitter);
+            let p = &mut out.pulls[pull];
+            out.pod_pull.push((pull as u32, p.pods.len() as u32));
+            out.pod_workload.push(w as u32);
+            out.bind_ns.push(bind);
+            p.pods.push(pod);
+            if wl.rolling.is_some() {
+                p.scheduled_ns.push(TimeNs::MAX);
+            } else {
+                let at = wl.start_ns + bind;
+                p.scheduled_ns.push(at);
+                queue.push(at, Event::PodScheduled { pod });
+            }
+        }
+        out.rolling.push(wl.rolling.map(|gate| {
+            queue.push(wl.start_ns, Event::RollingStep { workload: w });
+            RollingRun { gate, first_pod: wl.first_pod, replicas: wl.nodes.len() as u32, created: 0, ready: 0 }
+        }));
+    }
+    out
+}
+
+impl Pull {
+    fn new(node: usize, image: usize, positions: usize) -> Pull {
+        Pull {
+            node,
+            image,
+            pods: Vec::new(),
+            scheduled_ns: Vec::new(),
+            pull_started: None,
+            blob_done: vec![None; positions],
+            next_blob: 0,
+            active_blobs: 0,
+            next_unpack: 1,
+            unpack_free_ns: 0,
+            unpacked_ns: None,
+            image_ready_ns: None,
+            pull_done_ns: None,
+            bytes_registry: 0,
+            bytes_seed: 0,
+            bytes_peers: 0,
+            reads_next: 0,
+            reads_in_flight: Vec::new(),
+            reads_done: 0,
+            metadata_done: false,
         }
     }
-    reads
 }
 
 /// A scheduler replica's core with every host announced (at the start, and as the fresh
@@ -1534,3 +1769,7 @@ mod tests {
         assert_eq!(world.node_upload_bps, per_node);
     }
 }
+
+#[cfg(test)]
+#[path = "workload_tests.rs"]
+mod workload_tests;

@@ -88,12 +88,14 @@ impl Plan {
         if !matches!(em.client.as_str(), "skopeo" | "containerd") {
             refused.push(format!("emulation.client = {:?}: expected \"skopeo\" or \"containerd\"", em.client));
         }
-        if em.layers_mib.len() != sc.image.layer_bytes.len() {
-            refused.push(format!(
+        match &sc.image {
+            Some(image) if em.layers_mib.len() != image.layer_bytes.len() => refused.push(format!(
                 "emulation.layers_mib has {} layers, image.layer_bytes {}: give one MiB figure per layer",
                 em.layers_mib.len(),
-                sc.image.layer_bytes.len()
-            ));
+                image.layer_bytes.len()
+            )),
+            Some(_) => {}
+            None => refused.push("workload: the emulation pushes one image; use [image]".into()),
         }
         if em.layers_mib.is_empty() || em.layers_mib.len() > MAX_LAYERS {
             refused.push(format!("emulation.layers_mib: 1 to {MAX_LAYERS} layers, not {}", em.layers_mib.len()));

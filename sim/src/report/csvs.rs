@@ -29,18 +29,26 @@ pub(crate) fn finish(w: csv::Writer<Vec<u8>>) -> anyhow::Result<String> {
     Ok(String::from_utf8(bytes)?)
 }
 
-/// `pods.csv`: one row per pod and mode, modes in run order, pods by id.
+/// `pods.csv`: one row per pod and mode, modes in run order, pods by id. With
+/// `[[workload]]` tables a `workload` column (its name) follows `node`; without, the file is
+/// as before workloads existed.
 pub fn pods_csv(run: &RunResult) -> anyhow::Result<String> {
     let mut w = csv::Writer::from_writer(Vec::new());
-    w.write_record(PODS_HEADER)?;
+    let with_workloads = !run.workloads.is_empty();
+    let mut header: Vec<&str> = PODS_HEADER.to_vec();
+    if with_workloads {
+        header.insert(3, "workload");
+    }
+    w.write_record(&header)?;
     for m in &run.modes {
         let mut pods: Vec<_> = m.pods.iter().collect();
         pods.sort_by_key(|p| p.pod);
         for p in pods {
-            w.write_record([
-                m.mode.name().to_string(),
-                p.pod.to_string(),
-                p.node.to_string(),
+            let mut row = vec![m.mode.name().to_string(), p.pod.to_string(), p.node.to_string()];
+            if with_workloads {
+                row.push(run.workloads.get(p.workload as usize).cloned().unwrap_or_default());
+            }
+            row.extend([
                 csv_f(p.scheduled_s),
                 csv_f(p.pull_start_s),
                 csv_f(p.image_ready_s),
@@ -50,7 +58,8 @@ pub fn pods_csv(run: &RunResult) -> anyhow::Result<String> {
                 p.bytes_from_registry.to_string(),
                 p.bytes_from_seed_peers.to_string(),
                 p.bytes_from_peers.to_string(),
-            ])?;
+            ]);
+            w.write_record(&row)?;
         }
     }
     finish(w)

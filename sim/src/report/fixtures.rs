@@ -90,6 +90,7 @@ pub fn fake_mode(mode: Mode, pods: u32, image_bytes: u64, seed: u64) -> ModeResu
             PodRecord {
                 pod,
                 node: pod,
+                workload: 0,
                 scheduled_s,
                 pull_start_s,
                 image_ready_s,
@@ -134,6 +135,7 @@ pub fn fake_run(name: &str, pods: u32, image_bytes: u64, seed: u64) -> RunResult
     RunResult {
         config_toml: String::new(),
         node_groups: Vec::new(),
+        workloads: Vec::new(),
         scenario: name.to_string(),
         seed,
         policy: "default".to_string(),

@@ -104,9 +104,12 @@ pub struct ModeSummary {
     /// (a file without groups gives the same summary as before groups existed).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub node_groups: BTreeMap<String, GroupSummary>,
+    /// Per workload, by name; only for a scenario that declares `[[workload]]`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub workloads: BTreeMap<String, GroupSummary>,
 }
 
-/// One node group's pods in one mode.
+/// One node group's (or workload's) pods in one mode.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GroupSummary {
@@ -125,7 +128,15 @@ pub struct GroupSummary {
 
 impl GroupSummary {
     pub fn of(mode: &ModeResult, group: &GroupNodes) -> GroupSummary {
-        let pods: Vec<_> = mode.pods.iter().filter(|p| group.holds(p.node)).collect();
+        GroupSummary::of_pods(mode.pods.iter().filter(|p| group.holds(p.node)).collect())
+    }
+
+    /// Of the pods of workload `index` (`RunResult::workloads`).
+    pub fn of_workload(mode: &ModeResult, index: usize) -> GroupSummary {
+        GroupSummary::of_pods(mode.pods.iter().filter(|p| p.workload as usize == index).collect())
+    }
+
+    fn of_pods(pods: Vec<&crate::result::PodRecord>) -> GroupSummary {
         let mut starts: Vec<f64> =
             pods.iter().map(|p| if p.started_s.is_finite() { p.started_s } else { f64::INFINITY }).collect();
         starts.sort_by(f64::total_cmp);
@@ -154,6 +165,7 @@ impl ModeSummary {
             registry_peak_bps: registry_peak_bps(&mode.registry_egress_bytes_per_bucket),
             registry_requests: mode.registry_requests,
             node_groups: BTreeMap::new(),
+            workloads: BTreeMap::new(),
         }
     }
 
@@ -189,7 +201,16 @@ impl Summary {
             modes: run
                 .modes
                 .iter()
-                .map(|m| (m.mode.name().to_string(), ModeSummary::with_groups(m, &run.node_groups)))
+                .map(|m| {
+                    let mut s = ModeSummary::with_groups(m, &run.node_groups);
+                    s.workloads = run
+                        .workloads
+                        .iter()
+                        .enumerate()
+                        .map(|(i, w)| (w.clone(), GroupSummary::of_workload(m, i)))
+                        .collect();
+                    (m.mode.name().to_string(), s)
+                })
                 .collect(),
         }
     }

@@ -47,6 +47,7 @@ pub fn modes_table(summary: &Summary, request_floor_s: f64) -> String {
     );
     out.push_str(&text_table(&header, &rows));
     out.push_str(&groups_table(summary));
+    out.push_str(&workloads_table(summary));
     let shown = |s: f64| if s.is_finite() { secs(s) } else { "n/a".to_string() };
     out.push_str(&format!("lower bound (Kumar & Ross) = {}\n", shown(summary.lower_bound_s)));
     out.push_str(&format!(
@@ -99,6 +100,43 @@ pub fn group_rows(summary: &Summary) -> Vec<Vec<String>> {
             })
         })
         .collect()
+}
+
+/// The columns of the per-workload table (`workload_rows`), shared by the text and HTML reports.
+pub const WORKLOAD_HEADER: [&str; 9] =
+    ["mode", "workload", "pods", "start p50", "start p99", "start max", "from registry", "from seeds", "from peers"];
+
+/// Per mode and workload, as printed: only for a scenario with `[[workload]]` tables.
+pub fn workload_rows(summary: &Summary) -> Vec<Vec<String>> {
+    summary
+        .modes
+        .iter()
+        .flat_map(|(mode, m)| {
+            m.workloads.iter().map(move |(name, g)| {
+                vec![
+                    mode.clone(),
+                    name.clone(),
+                    thousands(g.pods),
+                    secs(g.startup_p50_s),
+                    secs(g.startup_p99_s),
+                    secs(g.startup_max_s),
+                    bytes(g.bytes_from_registry),
+                    bytes(g.bytes_from_seed_peers),
+                    bytes(g.bytes_from_peers),
+                ]
+            })
+        })
+        .collect()
+}
+
+/// The per-workload table as text; empty without workloads.
+fn workloads_table(summary: &Summary) -> String {
+    let rows = workload_rows(summary);
+    if rows.is_empty() {
+        return String::new();
+    }
+    let header: Vec<String> = WORKLOAD_HEADER.iter().map(|s| s.to_string()).collect();
+    format!("per workload (start times from t = 0; bytes of each node's pull, a shared layer on the workload that asked first):\n{}", text_table(&header, &rows))
 }
 
 /// The per-group table as text; empty with fewer than two groups.

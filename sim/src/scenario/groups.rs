@@ -149,6 +149,8 @@ pub(crate) fn validate(s: &Scenario) -> Result<(), Invalid> {
     if c.node_groups.is_empty() {
         return match c.pods {
             Some(_) => Ok(()),
+            // The workloads' replicas (`workloads::validate`).
+            None if s.has_workloads() => Ok(()),
             None => fail(
                 "cluster.pods",
                 "required key is missing; add `pods = ...`, or describe the nodes with [[cluster.node_groups]]".into(),
@@ -206,6 +208,8 @@ pub(crate) fn validate(s: &Scenario) -> Result<(), Invalid> {
         );
     }
     match c.pods {
+        // With workloads, pods are their replicas and groups' pods_per_node a ceiling.
+        Some(_) if s.has_workloads() => Ok(()),
         Some(pods) if u64::from(pods) != total => fail(
             "cluster.pods",
             format!(

@@ -32,28 +32,43 @@ pub(crate) fn check_counts(s: &Scenario, peer: &PeerConfig) -> Result<(), Invali
             ),
         );
     }
-    if s.image.layer_bytes.len() > LAYERS_MAX {
-        return fail("image.layer_bytes", format!("lists {} layers; at most {LAYERS_MAX}", s.image.layer_bytes.len()));
+    let layers: usize = s.images().iter().map(|i| i.layer_bytes.len()).sum();
+    if layers > LAYERS_MAX {
+        let key = if s.has_workloads() { "workload" } else { "image.layer_bytes" };
+        return fail(key, format!("lists {layers} layers; at most {LAYERS_MAX} in all the images of a run"));
     }
-    for (i, &bytes) in s.image.layer_bytes.iter().enumerate() {
-        let pieces = bytes.div_ceil(peer.piece_sizing.piece_bytes(bytes).max(1));
-        if pieces > PIECES_PER_BLOB_MAX {
-            return fail(
-                &format!("image.layer_bytes[{i}]"),
-                format!(
-                    "cuts into {pieces} pieces with [peer] piece_sizing; at most {PIECES_PER_BLOB_MAX} per blob: set larger pieces"
-                ),
-            );
+    for (at, image) in image_keys(s) {
+        for (i, &bytes) in image.layer_bytes.iter().enumerate() {
+            let pieces = bytes.div_ceil(peer.piece_sizing.piece_bytes(bytes).max(1));
+            if pieces > PIECES_PER_BLOB_MAX {
+                return fail(
+                    &format!("{at}.layer_bytes[{i}]"),
+                    format!(
+                        "cuts into {pieces} pieces with [peer] piece_sizing; at most {PIECES_PER_BLOB_MAX} per blob: set larger pieces"
+                    ),
+                );
+            }
         }
     }
     Ok(())
+}
+
+/// Each image table with the dotted key it is written under.
+fn image_keys(s: &Scenario) -> Vec<(String, &super::model::Image)> {
+    match &s.image {
+        Some(image) => vec![("image".to_string(), image)],
+        None => s.workloads.iter().enumerate().map(|(i, w)| (format!("workload[{i}].image"), &w.image)).collect(),
+    }
 }
 
 /// Bytes the run is expected to hold at its peak: every mode runs at once, each with a
 /// download per host and blob.
 pub(crate) fn estimated_bytes(s: &Scenario, peer: &PeerConfig) -> u64 {
     let hosts = u64::from(s.cluster.node_count()) + u64::from(s.cluster.seed_peers);
-    let blobs = std::iter::once(s.image.config_bytes).chain(s.image.layer_bytes.iter().copied());
+    // Every host counted with every image's blobs: an upper bound when workloads keep to
+    // some groups or share layers.
+    let images = s.images();
+    let blobs = images.iter().flat_map(|i| std::iter::once(i.config_bytes).chain(i.layer_bytes.iter().copied()));
     let per_host: u64 = blobs
         .map(|b| BYTES_PER_DOWNLOAD + b.div_ceil(peer.piece_sizing.piece_bytes(b).max(1)))
         .fold(0u64, u64::saturating_add);
@@ -79,7 +94,14 @@ pub(crate) fn check_memory(s: &Scenario, peer: &PeerConfig, available_bytes: u64
     }
     let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
     Err(Invalid {
-        key: if s.cluster.has_groups() { "cluster.node_groups" } else { "cluster.pods" }.into(),
+        key: if s.has_workloads() {
+            "workload"
+        } else if s.cluster.has_groups() {
+            "cluster.node_groups"
+        } else {
+            "cluster.pods"
+        }
+        .into(),
         message: format!(
             "needs about {:.1} GiB ({} modes at once, ~10 KB per host and blob) but this machine has {:.1} GiB available: lower pods (or node groups' counts), or run fewer modes",
             gib(need),

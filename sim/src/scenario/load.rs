@@ -99,7 +99,7 @@ pub(crate) fn parse_scenario_in(text: &str, origin: &str, dir: &Path) -> Result<
     let doc = Document::parse(text).map_err(|e| syntax(e.span(), e.message()))?;
     if let Some((key, offset)) = array_of_tables_for_a_table(&doc) {
         let message = format!(
-            "written as [[{key}]], an array of tables; a scenario has one [{key}] table: write [{key}] (one cluster running one image; for nodes of several kinds, write [[cluster.node_groups]] tables after it)"
+            "written as [[{key}]], an array of tables; a scenario has one [{key}] table: write [{key}] (for nodes of several kinds, write [[cluster.node_groups]] tables after [cluster]; for several images, one [[workload]] table each with its [workload.image])"
         );
         return Err(error(line_of(text, offset), Some(key.to_string()), ErrorKind::Schema, &message));
     }
@@ -107,12 +107,20 @@ pub(crate) fn parse_scenario_in(text: &str, origin: &str, dir: &Path) -> Result<
         let message = "written as a table; node groups are an array of tables: write [[cluster.node_groups]] (two brackets) once per group";
         return Err(error(line_of(text, offset), Some("cluster.node_groups".into()), ErrorKind::Schema, message));
     }
+    if let Some(offset) = workloads_as_a_table(&doc) {
+        let message = "written as a table; workloads are an array of tables: write [[workload]] (two brackets) once per workload, each followed by its [workload.image]";
+        return Err(error(line_of(text, offset), Some("workload".into()), ErrorKind::Schema, message));
+    }
     let mut scenario: Scenario = toml::from_str(text).map_err(|e| {
         let (key, message) = schema_problem(&doc, &e);
         // A missing key's span is its table's header (0..0 for the root): line 1 or the header.
         let line = e.span().map_or(1, |s| line_of(text, s.start));
         error(line, key, ErrorKind::Schema, &message)
     })?;
+    if scenario.image.is_none() && scenario.workloads.is_empty() {
+        let message = "missing [image] table; add one with `reference` and `layer_bytes` (or one [[workload]] table per Deployment, each with its [workload.image])";
+        return Err(error(1, Some("image".into()), ErrorKind::Schema, message));
+    }
     validate(&scenario).map_err(|invalid| {
         let place = locate(&doc, text, &invalid.key);
         let mut message = invalid.message;
@@ -122,6 +130,7 @@ pub(crate) fn parse_scenario_in(text: &str, origin: &str, dir: &Path) -> Result<
         error(place.line, Some(invalid.key), ErrorKind::Invalid, &message)
     })?;
     super::groups::settle(&mut scenario.cluster);
+    super::workloads::settle(&mut scenario);
     super::cores::resolve(&mut scenario, &doc, dir).map_err(|fault| {
         let message = one_line(&format!("{}{}", fault.message, type_hint(&fault.message)));
         match fault.file {
@@ -161,6 +170,16 @@ fn array_of_tables_for_a_table(doc: &Document<&str>) -> Option<(&'static str, us
 fn node_groups_as_a_table(doc: &Document<&str>) -> Option<usize> {
     let cluster = doc.get("cluster")?.as_table_like()?;
     let (key, item) = cluster.get_key_value("node_groups")?;
+    if item.is_table_like() {
+        let span = item.as_table().and_then(|t| t.span()).or_else(|| key.span());
+        return Some(span.map_or(0, |s| s.start));
+    }
+    None
+}
+
+/// `[workload]` (or an inline table) where `[[workload]]` is meant, and where.
+fn workloads_as_a_table(doc: &Document<&str>) -> Option<usize> {
+    let (key, item) = doc.as_table().get_key_value("workload")?;
     if item.is_table_like() {
         let span = item.as_table().and_then(|t| t.span()).or_else(|| key.span());
         return Some(span.map_or(0, |s| s.start));
@@ -220,6 +239,9 @@ fn schema_problem(doc: &Document<&str>, e: &toml::de::Error) -> (Option<String>,
     if let Some(rest) = raw.strip_prefix("unknown variant `") {
         let (name, valid) = rest.split_once('`').unwrap_or((rest, ""));
         let valid = valid.trim_start_matches(", expected ").trim_start_matches("one of ").replace('`', "");
+        if at.as_deref().is_some_and(|k| k.ends_with(".strategy")) {
+            return (at, format!("unknown strategy {name:?}; valid strategies: {valid}"));
+        }
         return (at, format!("unknown mode {name:?}; valid modes: {valid}"));
     }
     if let Some(rest) = raw.strip_prefix("missing field `") {
@@ -229,7 +251,6 @@ fn schema_problem(doc: &Document<&str>, e: &toml::de::Error) -> (Option<String>,
             None => name.to_string(),
         };
         let message = match key.as_str() {
-            "image" => "missing [image] table; add one with `reference` and `layer_bytes`".to_string(),
             "cluster" => "missing [cluster] table; add one with at least `pods`".to_string(),
             _ => format!("required key is missing; add `{name} = ...`"),
         };

@@ -8,6 +8,7 @@ mod load;
 mod locate;
 mod model;
 mod validate;
+mod workloads;
 
 pub use cores::core_configs;
 pub use cpu::Cpu;
@@ -17,6 +18,7 @@ pub use limits::{machine_available_bytes, mode_bytes, without_machine_memory_che
 pub use limits::{LAYERS_MAX, PIECES_PER_BLOB_MAX, PODS_MAX};
 pub use load::{load_scenario, parse_scenario, ErrorKind, ScenarioError};
 pub use model::*;
+pub use workloads::{PodCount, Rolling, Rollout, Strategy, Workload, WorkloadLayout, IMPLICIT_WORKLOAD};
 
 #[cfg(test)]
 mod tests;

@@ -71,7 +71,14 @@ pub struct Scenario {
     /// this file's `[peer]` and `[mirror]` keys win.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peerd_toml: Option<String>,
-    pub image: Image,
+    /// The image of a scenario with one Deployment; None with `[[workload]]` tables, which
+    /// name their own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<Image>,
+    /// `[[workload]]`: several Deployments (`workloads.rs`); none: one of `[image]` on
+    /// `cluster.pods` pods.
+    #[serde(default, rename = "workload", skip_serializing_if = "Vec::is_empty")]
+    pub workloads: Vec<super::workloads::Workload>,
     #[serde(default)]
     pub pod: PodLifecycle,
     #[serde(default)]
@@ -116,8 +123,8 @@ fn default_modes() -> Vec<Mode> {
 #[serde(deny_unknown_fields)]
 pub struct Cluster {
     /// Pods of the rollout (one Deployment of the image). Required without node groups;
-    /// with them, the sum of `count x pods_per_node` (if written, it must equal that).
-    /// Read it through `pods()`.
+    /// with them, the sum of `count x pods_per_node` (if written, it must equal that); with
+    /// `[[workload]]`, their replicas' total (likewise). Read it through `pods()`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pods: Option<u32>,
     /// Pods placed on one node; pods on one node share that node's pull. Without node
@@ -334,6 +341,10 @@ pub struct Image {
     /// Image config blob size (fetched like a layer).
     #[serde(default = "config_bytes")]
     pub config_bytes: u64,
+    /// Each layer's digest, in manifest order: layers of equal digest in two images are one
+    /// blob (one scheduler task, fetched once per node). Left out: no layer is shared.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub layer_digests: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -105,7 +105,7 @@ fn every_bundled_scenario_loads_and_matches_the_seed_benchmark() {
         assert_eq!(s.registry.egress_gbps, 10.0, "{stem}");
         assert_eq!(s.cluster.node_bandwidth_gbps(), 6.0, "{stem}");
         let layers = if stem.starts_with("nginx") { &NGINX_LAYERS[..] } else { &TF_LAYERS[..] };
-        assert_eq!(s.image.layer_bytes, layers, "{stem}: harness image layer sizes");
+        assert_eq!(s.images()[0].layer_bytes, layers, "{stem}: harness image layer sizes");
         if stem == "capacity-10k" {
             assert_eq!((s.cluster.pods(), s.modes.as_slice()), (10_000, &[Mode::P2p][..]));
         } else {

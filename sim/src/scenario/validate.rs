@@ -3,7 +3,7 @@
 //! Each rule names the dotted key at fault and says what value would be accepted, so the
 //! loader can point at the line. The first failing rule is reported.
 
-use super::model::{Mode, Scenario};
+use super::model::{Image, Mode, Scenario};
 
 /// A rule a scenario breaks: the dotted key and what is wrong with it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,6 +28,7 @@ pub(crate) fn validate(s: &Scenario) -> Result<(), Invalid> {
     scheduler(s)?;
     mirror(s)?;
     image(s)?;
+    super::workloads::validate(s)?;
     pod(s)?;
     lazy(s)?;
     faults(s)?;
@@ -150,7 +151,9 @@ fn cluster(s: &Scenario) -> Result<(), Invalid> {
     let c = &s.cluster;
     super::groups::validate(s)?;
     if !c.has_groups() {
-        at_least_one("cluster.pods", c.pods().into())?;
+        if !s.has_workloads() {
+            at_least_one("cluster.pods", c.pods().into())?;
+        }
         at_least_one("cluster.pods_per_node", c.pods_per_node().into())?;
         positive("cluster.node_bandwidth_gbps", c.node_bandwidth_gbps())?;
         positive("cluster.node_disk_write_mbps", c.node_disk_write_mbps())?;
@@ -229,26 +232,46 @@ pub(crate) fn ttl_ms(key: &str, value: u64) -> Result<(), Invalid> {
 }
 
 fn image(s: &Scenario) -> Result<(), Invalid> {
-    let i = &s.image;
+    match &s.image {
+        Some(i) => image_at("image", i),
+        None => Ok(()),
+    }
+}
+
+/// An image table (`[image]`, `[workload.image]`) whose keys are under `at`.
+pub(super) fn image_at(at: &str, i: &Image) -> Result<(), Invalid> {
     if i.reference.trim().is_empty() {
-        return fail("image.reference", "must not be empty; e.g. \"library/nginx:1.25\"".to_string());
+        return fail(&format!("{at}.reference"), "must not be empty; e.g. \"library/nginx:1.25\"".to_string());
     }
     if i.layer_bytes.is_empty() {
         return fail(
-            "image.layer_bytes",
+            &format!("{at}.layer_bytes"),
             "must list at least one layer size in bytes, e.g. [1986743, 67118423]".to_string(),
         );
     }
     if let Some(zero) = i.layer_bytes.iter().position(|&b| b == 0) {
-        return fail(&format!("image.layer_bytes[{zero}]"), "a layer must be at least 1 byte (got 0)".to_string());
+        return fail(&format!("{at}.layer_bytes[{zero}]"), "a layer must be at least 1 byte (got 0)".to_string());
     }
     // Totals are summed in u64 bytes downstream; refuse what cannot be summed.
     let blobs = [i.manifest_bytes, i.config_bytes];
     if i.layer_bytes.iter().chain(&blobs).try_fold(0u64, |sum, &b| sum.checked_add(b)).is_none() {
-        return fail("image.layer_bytes", "the image's total size overflows 64-bit bytes".to_string());
+        return fail(&format!("{at}.layer_bytes"), "the image's total size overflows 64-bit bytes".to_string());
     }
-    at_least_one("image.manifest_bytes", i.manifest_bytes)?;
-    at_least_one("image.config_bytes", i.config_bytes)
+    if !i.layer_digests.is_empty() && i.layer_digests.len() != i.layer_bytes.len() {
+        return fail(
+            &format!("{at}.layer_digests"),
+            format!(
+                "lists {} digests for {} layers; give one per layer of layer_bytes, in the same order, or leave it out",
+                i.layer_digests.len(),
+                i.layer_bytes.len()
+            ),
+        );
+    }
+    if let Some(k) = i.layer_digests.iter().position(|d| d.trim().is_empty()) {
+        return fail(&format!("{at}.layer_digests[{k}]"), "must not be empty; e.g. \"sha256:3f4a...\"".to_string());
+    }
+    at_least_one(&format!("{at}.manifest_bytes"), i.manifest_bytes)?;
+    at_least_one(&format!("{at}.config_bytes"), i.config_bytes)
 }
 
 fn pod(s: &Scenario) -> Result<(), Invalid> {

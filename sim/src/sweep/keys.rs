@@ -218,6 +218,34 @@ mod tests {
         assert!(e.contains("cluster.node_groups.gpu.count"), "{e}");
     }
 
+    /// A workload's keys by name (`workload.web.replicas`) or index, and a grid point written
+    /// into the file reaches that workload.
+    #[test]
+    fn workload_keys_are_known_by_name_and_vary_that_workload() {
+        let text = "name = \"t\"\n[cluster]\n\
+             [[workload]]\nname = \"web\"\nreplicas = 2\n[workload.image]\nreference = \"a\"\nlayer_bytes = [10]\n\
+             [[workload]]\nname = \"ml\"\nreplicas = 1\nstart_s = 1.5\n[workload.image]\nreference = \"b\"\nlayer_bytes = [20]\n";
+        let sc = parse_scenario(text, "t.toml").unwrap();
+        let c = KeyCatalog::of(&sc).unwrap();
+        assert_eq!(c.numeric("workload.web.replicas"), Ok(NumKind::Int));
+        assert_eq!(c.numeric("workload.ml.start_s"), Ok(NumKind::Float));
+        assert_eq!(c.numeric("workload.web.start_s"), Ok(NumKind::Float), "left at its default, still a key");
+        assert_eq!(c.numeric("workload[1].replicas"), Ok(NumKind::Int));
+        assert_eq!(c.numeric("workload.ml.image.config_bytes"), Ok(NumKind::Int));
+        let file = crate::scenario::ScenarioFile::from_text(std::path::Path::new("dir/t.toml"), text);
+        let set = |k: &str, v: crate::scenario::Num| (k.to_string(), toml::Value::from(v));
+        let varied = file
+            .load_with(&[
+                set("workload.ml.replicas", crate::scenario::Num::Int(5)),
+                set("workload.web.start_s", crate::scenario::Num::Float(3.0)),
+            ])
+            .unwrap();
+        assert_eq!((varied.workloads[1].replicas, varied.workloads[0].start_s), (5, 3.0));
+        assert_eq!(varied.cluster.pods(), 7);
+        let e = file.load_with(&[set("workload.ml.replicas", crate::scenario::Num::Int(0))]).unwrap_err();
+        assert!(e.to_string().contains("workload[1].replicas: must be at least 1 pod"), "{e}");
+    }
+
     #[test]
     fn unknown_and_non_numeric_keys_are_refused_with_what_is_close() {
         let c = catalog();

@@ -307,6 +307,7 @@ mod tests {
                 registry_peak_bps: 1_000,
                 registry_requests: 5,
                 node_groups: Default::default(),
+                workloads: Default::default(),
             },
         }
     }

@@ -2,11 +2,11 @@
 //! the two charts inline, the files, the scenario and the configuration the cores ran.
 
 use super::nav::{self, Here};
-use super::page::{Cell, Page};
+use super::page::{Cell, Html, Page};
 use super::{figures, file_links, scenario_section, write, ScenarioText};
 use crate::report::format::{bytes, gbps, secs, thousands, times_image_str};
 use crate::report::summary::Summary;
-use crate::report::table::{group_rows, GROUP_HEADER};
+use crate::report::table::{group_rows, workload_rows, GROUP_HEADER, WORKLOAD_HEADER};
 use crate::report::{run_dir, run_subtitle, ChartContext};
 use crate::result::RunResult;
 use std::path::{Path, PathBuf};
@@ -77,6 +77,7 @@ pub fn run_page(
         &rows,
     );
     groups_table(&mut p, &summary);
+    workloads_table(&mut p, &summary);
     p.table(
         &["bound", "seconds", "what"],
         &[
@@ -117,6 +118,19 @@ fn groups_table(p: &mut Page, summary: &Summary) {
         .collect();
     if !rows.is_empty() {
         p.table(&GROUP_HEADER, &rows);
+    }
+}
+
+/// Per mode and workload, when the scenario declares `[[workload]]` tables.
+fn workloads_table(p: &mut Page, summary: &Summary) {
+    let rows: Vec<Vec<Cell>> = workload_rows(summary)
+        .iter()
+        .map(|row| row.iter().enumerate().map(|(i, v)| if i < 2 { Cell::text(v) } else { Cell::num(v) }).collect())
+        .collect();
+    if !rows.is_empty() {
+        p.h2("Workloads");
+        p.p(Html::text("Start times are from t = 0, so a workload's include its start offset and, for a rolling update, the pods created later. Bytes are each node's pull of the workload's image; a layer two images share counts for the workload whose pull asked for it first."));
+        p.table(&WORKLOAD_HEADER, &rows);
     }
 }
 
