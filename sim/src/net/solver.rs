@@ -124,10 +124,12 @@ impl Solver {
     pub fn solve(&mut self, caps_bytes_per_ns: &[f64], users: Users, n_slots: usize) -> Solved<'_> {
         let Users { members, cpu, first_pool } = users;
         self.cons.clear();
-        self.cons.extend(caps_bytes_per_ns.iter().zip(members).map(|(&cap, m)| ConsState {
-            remaining_bytes_per_ns: cap,
-            unfrozen_weight: m.len() as f64,
-        }));
+        self.cons.extend(
+            caps_bytes_per_ns
+                .iter()
+                .zip(members)
+                .map(|(&cap, m)| ConsState { remaining_bytes_per_ns: cap, unfrozen_weight: m.len() as f64 }),
+        );
         // Costs are > 0 (`CpuCharge::new` leaves zeros out), so a pool's weight is > 0
         // exactly when it has members, as a link's.
         self.pool_unfrozen.clear();

@@ -1,7 +1,8 @@
 //! The terminal table comparing the modes of one run.
 
 use super::format::{bytes, gbps, secs, text_table, thousands, times_image_str};
-use super::summary::Summary;
+use super::summary::{GroupSummary, ModeSummary, Summary};
+use std::collections::BTreeMap;
 
 /// The mode table and the lines of the two bounds, ready to print.
 pub fn modes_table(summary: &Summary, request_floor_s: f64) -> String {
@@ -81,11 +82,19 @@ pub fn group_rows(summary: &Summary) -> Vec<Vec<String>> {
     if summary.modes.values().all(|m| m.node_groups.len() < 2) {
         return Vec::new();
     }
+    breakdown_rows(summary, |m| &m.node_groups)
+}
+
+/// Per mode and name, one part of a mode's pods (a node group or a workload), as printed.
+fn breakdown_rows(
+    summary: &Summary,
+    parts: impl Fn(&ModeSummary) -> &BTreeMap<String, GroupSummary> + Copy,
+) -> Vec<Vec<String>> {
     summary
         .modes
         .iter()
         .flat_map(|(mode, m)| {
-            m.node_groups.iter().map(move |(name, g)| {
+            parts(m).iter().map(move |(name, g)| {
                 vec![
                     mode.clone(),
                     name.clone(),
@@ -108,25 +117,7 @@ pub const WORKLOAD_HEADER: [&str; 9] =
 
 /// Per mode and workload, as printed: only for a scenario with `[[workload]]` tables.
 pub fn workload_rows(summary: &Summary) -> Vec<Vec<String>> {
-    summary
-        .modes
-        .iter()
-        .flat_map(|(mode, m)| {
-            m.workloads.iter().map(move |(name, g)| {
-                vec![
-                    mode.clone(),
-                    name.clone(),
-                    thousands(g.pods),
-                    secs(g.startup_p50_s),
-                    secs(g.startup_p99_s),
-                    secs(g.startup_max_s),
-                    bytes(g.bytes_from_registry),
-                    bytes(g.bytes_from_seed_peers),
-                    bytes(g.bytes_from_peers),
-                ]
-            })
-        })
-        .collect()
+    breakdown_rows(summary, |m| &m.workloads)
 }
 
 /// The per-workload table as text; empty without workloads.
