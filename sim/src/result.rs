@@ -65,8 +65,23 @@ pub struct ModeResult {
     /// Bytes normal nodes sent one another over what their uploads could have sent from
     /// t = 0 to the makespan: how much of the cluster's upload the policy used.
     pub node_upload_used: f64,
+    /// Preheat jobs (`[[workload]] preheat_at_s`), one per image, in image order; empty
+    /// without any (and in oci, which has no seed peers).
+    pub preheats: Vec<PreheatRecord>,
     /// Wall-clock seconds spent simulating this mode.
     pub wall_s: f64,
+}
+
+/// One preheat job of a mode.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PreheatRecord {
+    /// The image's reference.
+    pub image: String,
+    /// Which seed peer ran it (0 = the first).
+    pub seed_peer: u32,
+    pub ordered_s: f64,
+    /// Every blob of the image on the seed; NaN when the run ended before.
+    pub done_s: f64,
 }
 
 /// A whole run of one scenario under one policy and seed.

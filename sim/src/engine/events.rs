@@ -66,6 +66,14 @@ pub(crate) enum Event {
     UnpackDone {
         pull: usize,
     },
+    /// A preheat job is ordered from its seed peer (`[[workload]] preheat_at_s`).
+    PreheatOrdered {
+        job: usize,
+    },
+    /// The seed read the job's manifest at the registry: it asks for the blobs.
+    PreheatResolved {
+        job: usize,
+    },
     Started {
         pull: usize,
     },

@@ -7,6 +7,8 @@ mod cpu;
 #[cfg(test)]
 mod cpu_tests;
 mod events;
+#[cfg(test)]
+mod preheat_tests;
 mod world;
 
 pub use bound::{image_bytes, lower_bound_s, manifest_path, node_count, request_floor_s, ManifestPath, Resolving};
@@ -79,12 +81,19 @@ pub fn effective_config_toml(scenario: &Scenario, policy: Policy) -> anyhow::Res
     let mut doc = toml::Table::new();
     doc.insert("scheduler".into(), toml::Value::Table(toml::Table::try_from(&sched)?));
     doc.insert("peer".into(), toml::Value::Table(toml::Table::try_from(&peer)?));
-    let head = format!(
+    let preheats = scenario.workloads.iter().any(|w| w.preheat_at_s.is_some());
+    if preheats {
+        doc.insert("preheat".into(), toml::Value::Table(toml::Table::try_from(&scenario.preheat)?));
+    }
+    let mut head = format!(
         "# The scheduler and peer configuration scenario {:?} ran (policy {}): every key, defaults\n\
          # included. [scheduler] goes into scheduler.toml, [peer] into peerd.toml.\n",
         scenario.name,
         policy.name()
     );
+    if preheats {
+        head.push_str("# [preheat] goes into the seed peers' peerd.toml.\n");
+    }
     Ok(head + &toml::to_string(&doc)?)
 }
 

@@ -19,6 +19,8 @@ use sched::core::{
 use sched::Policy;
 use std::collections::BTreeMap;
 
+mod preheat;
+
 pub(crate) const NS_PER_S_F: f64 = 1e9;
 
 fn ms(v: f64) -> TimeNs {
@@ -261,6 +263,8 @@ pub(crate) struct World<'a> {
     /// Per seed, the registry request a `Join` waits for, by key.
     resolver_asking: Vec<BTreeMap<ImageKey, usize>>,
     resolver_fetches: Vec<ResolverFetch>,
+    /// Preheat jobs and the seeds' queues of them.
+    preheats: preheat::Preheats,
     completions: Vec<Completion>,
     actions: Vec<PeerAction>,
 }
@@ -337,6 +341,7 @@ impl<'a> World<'a> {
                 })
             })
             .collect();
+        let preheats = preheat::Preheats::plan(&rollout, &plan.images, sc.preheat.limits(), n_nodes..hosts, &mut queue);
         let oci_held = if mode == Mode::Oci { vec![vec![None; plan.blobs.len()]; n_nodes] } else { Vec::new() };
         let rolls = pods.rolling.iter().any(Option::is_some);
         let ready_queued = if rolls { vec![false; pods.pod_pull.len()] } else { Vec::new() };
@@ -393,6 +398,7 @@ impl<'a> World<'a> {
             resolvers: (0..seed_count).map(|_| ResolveCache::new(resolving.rule)).collect(),
             resolver_asking: vec![BTreeMap::new(); seed_count],
             resolver_fetches: Vec::new(),
+            preheats,
             completions: Vec::new(),
             actions: Vec::new(),
         })
@@ -505,6 +511,8 @@ impl<'a> World<'a> {
                 self.arm_slot_timer(host);
             }
             Event::UnpackDone { pull } => self.after_unpack(pull),
+            Event::PreheatOrdered { job } => self.preheat_ordered(job),
+            Event::PreheatResolved { job } => self.preheat_resolved(job),
             Event::Started { pull } => {
                 if self.pulls[pull].unpacked_ns.is_none() {
                     self.pulls[pull].unpacked_ns = Some(self.now);
@@ -1312,6 +1320,8 @@ impl<'a> World<'a> {
                 let host = self.peers[peer.0 as usize].host;
                 if host < self.n_nodes {
                     self.host_blob_done(host, blob);
+                } else {
+                    self.preheat_peer_finished(peer);
                 }
             }
         }
@@ -1614,6 +1624,17 @@ impl<'a> World<'a> {
                 }
             },
             back_to_source_asks: self.back_to_source_asks,
+            preheats: self
+                .preheats
+                .jobs
+                .iter()
+                .map(|j| crate::result::PreheatRecord {
+                    image: self.images[j.image].reference.clone(),
+                    seed_peer: (j.seed - self.n_nodes) as u32,
+                    ordered_s: s(j.ordered_ns),
+                    done_s: j.done_ns.map_or(f64::NAN, s),
+                })
+                .collect(),
             wall_s: 0.0,
         }
     }

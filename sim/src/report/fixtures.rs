@@ -126,6 +126,7 @@ pub fn fake_mode(mode: Mode, pods: u32, image_bytes: u64, seed: u64) -> ModeResu
         piece_hops_max: 3,
         node_upload_used: 0.5,
         back_to_source_asks: 0,
+        preheats: Vec::new(),
         wall_s: 0.1,
     }
 }

@@ -107,6 +107,20 @@ pub struct ModeSummary {
     /// Per workload, by name; only for a scenario that declares `[[workload]]`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub workloads: BTreeMap<String, GroupSummary>,
+    /// Preheat jobs, in image order; only for a scenario whose workloads preheat (p2p modes).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub preheats: Vec<PreheatSummary>,
+}
+
+/// One preheat job in one mode: when it was ordered and when the seed held every blob.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PreheatSummary {
+    pub image: String,
+    pub seed_peer: u32,
+    pub ordered_s: f64,
+    #[serde(deserialize_with = "nullable_f64")]
+    pub done_s: f64,
 }
 
 /// One node group's (or workload's) pods in one mode.
@@ -166,6 +180,16 @@ impl ModeSummary {
             registry_requests: mode.registry_requests,
             node_groups: BTreeMap::new(),
             workloads: BTreeMap::new(),
+            preheats: mode
+                .preheats
+                .iter()
+                .map(|p| PreheatSummary {
+                    image: p.image.clone(),
+                    seed_peer: p.seed_peer,
+                    ordered_s: round_fixed(p.ordered_s),
+                    done_s: round_fixed(p.done_s),
+                })
+                .collect(),
         }
     }
 

@@ -127,7 +127,33 @@ fn workloads_table(summary: &Summary) -> String {
         return String::new();
     }
     let header: Vec<String> = WORKLOAD_HEADER.iter().map(|s| s.to_string()).collect();
-    format!("per workload (start times from t = 0; bytes of each node's pull, a shared layer on the workload that asked first):\n{}", text_table(&header, &rows))
+    let mut text = format!("per workload (start times from t = 0; bytes of each node's pull, a shared layer on the workload that asked first):\n{}", text_table(&header, &rows));
+    for line in preheat_lines(summary) {
+        text.push_str(&line);
+        text.push('\n');
+    }
+    text
+}
+
+/// The preheat jobs, one line each; empty without any.
+pub fn preheat_lines(summary: &Summary) -> Vec<String> {
+    let mut out = Vec::new();
+    for (mode, m) in &summary.modes {
+        for p in &m.preheats {
+            let done = if p.done_s.is_finite() {
+                format!("every blob on the seed at {}", secs(p.done_s))
+            } else {
+                "not done when the run ended".into()
+            };
+            out.push(format!(
+                "{mode}: preheat of {} on seed peer {}: ordered at {}, {done}",
+                p.image,
+                p.seed_peer,
+                secs(p.ordered_s)
+            ));
+        }
+    }
+    out
 }
 
 /// The per-group table as text; empty with fewer than two groups.

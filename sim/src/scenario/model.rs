@@ -88,6 +88,10 @@ pub struct Scenario {
     /// What moving bytes costs the CPU, against the nodes' cores (not modelled by default).
     #[serde(default, skip_serializing_if = "super::Cpu::is_default")]
     pub cpu: super::Cpu,
+    /// The seed peers' preheat limits (peerd.toml's `[preheat]`), for workloads with
+    /// `preheat_at_s`.
+    #[serde(default, skip_serializing_if = "super::Preheat::is_default")]
+    pub preheat: super::Preheat,
     /// Failures injected into the run.
     #[serde(default, skip_serializing_if = "Faults::is_empty")]
     pub faults: Faults,

@@ -33,6 +33,7 @@ pub(crate) fn validate(s: &Scenario) -> Result<(), Invalid> {
     lazy(s)?;
     faults(s)?;
     s.cpu.validate()?;
+    s.preheat.validate()?;
     sim(s)
 }
 

@@ -56,6 +56,12 @@ pub struct Workload {
     /// Names of `[[cluster.node_groups]]` its pods may run on; empty: every node.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub node_groups: Vec<String>,
+    /// When a preheat job of its image starts, seconds from t = 0 (`p2pctl preheat`, or the
+    /// registry's push webhook): the seed peer the scheduler picks fetches every blob of the
+    /// image, `[preheat] blobs_in_flight` at a time. None: no preheat. p2p modes only (oci
+    /// has no seed peers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preheat_at_s: Option<f64>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -161,6 +167,8 @@ pub struct WorkloadLayout {
     pub start_ns: u64,
     /// None: every pod is created at `start_ns`.
     pub rolling: Option<Rolling>,
+    /// When its image's preheat starts, nanoseconds; None: no preheat.
+    pub preheat_ns: Option<u64>,
 }
 
 /// Every workload of a run and the distinct images they run.
@@ -217,8 +225,15 @@ fn place(s: &Scenario) -> Result<Rollout, Invalid> {
     for g in &layout {
         nodes.extend((g.first_pod..g.first_pod + g.pods).map(|p| g.node_of(p)));
     }
-    let w =
-        WorkloadLayout { name: IMPLICIT_WORKLOAD.into(), image: 0, first_pod: 0, nodes, start_ns: 0, rolling: None };
+    let w = WorkloadLayout {
+        name: IMPLICIT_WORKLOAD.into(),
+        image: 0,
+        first_pod: 0,
+        nodes,
+        start_ns: 0,
+        rolling: None,
+        preheat_ns: None,
+    };
     Ok(Rollout { images: vec![image.clone()], workloads: vec![w] })
 }
 
@@ -302,6 +317,7 @@ fn place_workloads(s: &Scenario, layout: &[GroupLayout]) -> Result<Rollout, Inva
             nodes,
             start_ns: (w.start_s * 1e9).round() as u64,
             rolling,
+            preheat_ns: w.preheat_at_s.map(|s| (s * 1e9).round() as u64),
         });
         first_pod += w.replicas;
     }
@@ -388,6 +404,14 @@ fn one(s: &Scenario, i: usize, w: &Workload) -> Result<(), Invalid> {
             &key("start_s"),
             format!("must be a finite number from 0 to {OFFSET_MAX_S} s (got {})", w.start_s),
         );
+    }
+    if let Some(at) = w.preheat_at_s {
+        if !(at.is_finite() && (0.0..=OFFSET_MAX_S).contains(&at)) {
+            return fail(
+                &key("preheat_at_s"),
+                format!("must be a finite number from 0 to {OFFSET_MAX_S} s (got {at})"),
+            );
+        }
     }
     if w.strategy == Strategy::AllAtOnce {
         let rolling_keys = [

@@ -308,6 +308,7 @@ mod tests {
                 registry_requests: 5,
                 node_groups: Default::default(),
                 workloads: Default::default(),
+                preheats: Default::default(),
             },
         }
     }

@@ -1,5 +1,6 @@
 //! `[preheat]` of peerd.toml: what a seed peer needs to preheat images for the scheduler.
 
+use crate::core::PreheatLimits;
 use serde::Deserialize;
 use std::path::PathBuf;
 
@@ -21,20 +22,25 @@ pub struct PreheatSection {
 
 impl Default for PreheatSection {
     fn default() -> Self {
-        PreheatSection { docker_config: None, jobs_in_flight: 2, blobs_in_flight: 4 }
+        let limits = PreheatLimits::default();
+        PreheatSection {
+            docker_config: None,
+            jobs_in_flight: limits.jobs_in_flight,
+            blobs_in_flight: limits.blobs_in_flight,
+        }
     }
 }
 
-/// The most of either: a seed's piece slots and its link bound it long before this.
-const MAX_IN_FLIGHT: usize = 64;
+impl PreheatSection {
+    /// The limits the core states (and the simulator reads).
+    pub fn limits(&self) -> PreheatLimits {
+        PreheatLimits { jobs_in_flight: self.jobs_in_flight, blobs_in_flight: self.blobs_in_flight }
+    }
+}
 
 /// (key, what is wrong) for the first key that breaks a rule.
 pub fn check(p: &PreheatSection) -> Result<(), (&'static str, String)> {
-    for (key, value) in [("jobs_in_flight", p.jobs_in_flight), ("blobs_in_flight", p.blobs_in_flight)] {
-        if !(1..=MAX_IN_FLIGHT).contains(&value) {
-            return Err((key, format!("is {value}; must be between 1 and {MAX_IN_FLIGHT}")));
-        }
-    }
+    p.limits().check()?;
     if let Some(path) = &p.docker_config {
         super::credentials::load_optional(path).map_err(|e| ("docker_config", e))?;
     }

@@ -6,7 +6,7 @@ use super::page::{Cell, Html, Page};
 use super::{figures, file_links, scenario_section, write, ScenarioText};
 use crate::report::format::{bytes, gbps, secs, thousands, times_image_str};
 use crate::report::summary::Summary;
-use crate::report::table::{group_rows, workload_rows, GROUP_HEADER, WORKLOAD_HEADER};
+use crate::report::table::{group_rows, preheat_lines, workload_rows, GROUP_HEADER, WORKLOAD_HEADER};
 use crate::report::{run_dir, run_subtitle, ChartContext};
 use crate::result::RunResult;
 use std::path::{Path, PathBuf};
@@ -131,6 +131,9 @@ fn workloads_table(p: &mut Page, summary: &Summary) {
         p.h2("Workloads");
         p.p(Html::text("Start times are from t = 0, so a workload's include its start offset and, for a rolling update, the pods created later. Bytes are each node's pull of the workload's image; a layer two images share counts for the workload whose pull asked for it first."));
         p.table(&WORKLOAD_HEADER, &rows);
+        for line in preheat_lines(summary) {
+            p.p(Html::text(&line));
+        }
     }
 }
 
