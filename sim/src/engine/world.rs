@@ -812,15 +812,23 @@ impl<'a> World<'a> {
         self.images[self.pulls[pull].image].pulled
     }
 
-    fn next_oci_blobs(&mut self, pull: usize) {
+    /// The pull's next position, now counted active, if containerd may ask for one more
+    /// (`max_concurrent_downloads`): (position, node, blob).
+    fn take_next_position(&mut self, pull: usize) -> Option<(usize, usize, usize)> {
         let max = self.sc.pod.max_concurrent_downloads as usize;
+        if self.pulls[pull].active_blobs >= max || self.pulls[pull].next_blob >= self.image_blob_count(pull) {
+            return None;
+        }
+        let p = &mut self.pulls[pull];
+        let k = p.next_blob;
+        p.next_blob += 1;
+        p.active_blobs += 1;
+        Some((k, p.node, self.images[p.image].blobs[k]))
+    }
+
+    fn next_oci_blobs(&mut self, pull: usize) {
         let mut held = Vec::new();
-        while self.pulls[pull].active_blobs < max && self.pulls[pull].next_blob < self.image_blob_count(pull) {
-            let p = &mut self.pulls[pull];
-            let k = p.next_blob;
-            p.next_blob += 1;
-            p.active_blobs += 1;
-            let (node, blob) = (p.node, self.images[p.image].blobs[k]);
+        while let Some((k, node, blob)) = self.take_next_position(pull) {
             match self.oci_held[node][blob] {
                 None => {
                     self.oci_held[node][blob] = Some(false);
@@ -856,14 +864,8 @@ impl<'a> World<'a> {
     /// daemon starts a blob's download when it is asked for (it does not read the manifest
     /// ahead). A blob the node's peer already downloaded for another image is there.
     fn next_p2p_blobs(&mut self, pull: usize) {
-        let max = self.sc.pod.max_concurrent_downloads as usize;
         let mut held = Vec::new();
-        while self.pulls[pull].active_blobs < max && self.pulls[pull].next_blob < self.image_blob_count(pull) {
-            let p = &mut self.pulls[pull];
-            let k = p.next_blob;
-            p.next_blob += 1;
-            p.active_blobs += 1;
-            let (node, blob) = (p.node, self.images[p.image].blobs[k]);
+        while let Some((k, node, blob)) = self.take_next_position(pull) {
             let peer = self.open_peer_task(node, blob, true, Some(pull));
             if self.held_for_another(peer, pull) {
                 held.push(k);

@@ -63,15 +63,7 @@ impl Preheats {
         for (image, at) in at_of {
             let key = hashring::key_of(images[image].reference.as_bytes());
             let seed = hashring::pick(key, seeds.clone().map(|h| (h, h as u64))).expect("seeds is not empty");
-            p.jobs.push(PreheatJob {
-                image,
-                seed,
-                ordered_ns: at,
-                done_ns: None,
-                next: 0,
-                in_flight: 0,
-                fetched: 0,
-            });
+            p.jobs.push(PreheatJob { image, seed, ordered_ns: at, done_ns: None, next: 0, in_flight: 0, fetched: 0 });
             queue.push(at, Event::PreheatOrdered { job: p.jobs.len() - 1 });
         }
         p
