@@ -15,7 +15,9 @@ fuzz_target!(|data: &[u8]| {
     match parse_scenario(text, "fuzz.toml") {
         Ok(s) => {
             assert!(s.cluster.pods() <= PODS_MAX, "{} pods loaded", s.cluster.pods());
-            assert!(s.image.layer_bytes.len() <= LAYERS_MAX, "{} layers loaded", s.image.layer_bytes.len());
+            // `[image]` or every `[[workload]]`'s image: the limit counts them all.
+            let layers: usize = s.images().iter().map(|i| i.layer_bytes.len()).sum();
+            assert!(layers <= LAYERS_MAX, "{layers} layers loaded");
         }
         Err(e) => {
             let lines = text.lines().count().max(1);
