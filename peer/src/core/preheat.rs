@@ -1,9 +1,13 @@
 //! How a seed peer runs preheat jobs: how many at once, and how many blobs of one job it
 //! fetches at once. The daemon (`[preheat]` of peerd.toml) and the simulator read these
-//! limits from here, so a simulated preheat paces itself as the deployed one does.
+//! limits from here, so a simulated preheat paces itself as the deployed one does (a
+//! scenario's `[preheat]` is this table).
+
+use serde::{Deserialize, Serialize};
 
 /// A seed's preheat limits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct PreheatLimits {
     /// Jobs one seed runs at once; more wait their turn.
     pub jobs_in_flight: usize,
@@ -21,6 +25,10 @@ impl Default for PreheatLimits {
 pub const MAX_IN_FLIGHT: usize = 64;
 
 impl PreheatLimits {
+    pub fn is_default(&self) -> bool {
+        *self == PreheatLimits::default()
+    }
+
     /// (key, what is wrong) for the first limit out of range.
     pub fn check(&self) -> Result<(), (&'static str, String)> {
         for (key, value) in [("jobs_in_flight", self.jobs_in_flight), ("blobs_in_flight", self.blobs_in_flight)] {

@@ -83,7 +83,7 @@ pub fn effective_config_toml(scenario: &Scenario, policy: Policy) -> anyhow::Res
     doc.insert("peer".into(), toml::Value::Table(toml::Table::try_from(&peer)?));
     let preheats = scenario.workloads.iter().any(|w| w.preheat_at_s.is_some());
     if preheats {
-        doc.insert("preheat".into(), toml::Value::Table(toml::Table::try_from(&scenario.preheat)?));
+        doc.insert("preheat".into(), toml::Value::Table(toml::Table::try_from(scenario.preheat)?));
     }
     let mut head = format!(
         "# The scheduler and peer configuration scenario {:?} ran (policy {}): every key, defaults\n\

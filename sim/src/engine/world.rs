@@ -341,7 +341,7 @@ impl<'a> World<'a> {
                 })
             })
             .collect();
-        let preheats = preheat::Preheats::plan(&rollout, &plan.images, sc.preheat.limits(), n_nodes..hosts, &mut queue);
+        let preheats = preheat::Preheats::plan(&rollout, &plan.images, sc.preheat, n_nodes..hosts, &mut queue);
         let oci_held = if mode == Mode::Oci { vec![vec![None; plan.blobs.len()]; n_nodes] } else { Vec::new() };
         let rolls = pods.rolling.iter().any(Option::is_some);
         let ready_queued = if rolls { vec![false; pods.pod_pull.len()] } else { Vec::new() };

@@ -7,7 +7,6 @@ mod limits;
 mod load;
 mod locate;
 mod model;
-mod preheat;
 mod validate;
 mod workloads;
 
@@ -19,7 +18,6 @@ pub use limits::{machine_available_bytes, mode_bytes, without_machine_memory_che
 pub use limits::{LAYERS_MAX, PIECES_PER_BLOB_MAX, PODS_MAX};
 pub use load::{load_scenario, parse_scenario, ErrorKind, ScenarioError};
 pub use model::*;
-pub use preheat::Preheat;
 pub use workloads::{PodCount, Rolling, Rollout, Strategy, Workload, WorkloadLayout, IMPLICIT_WORKLOAD};
 
 #[cfg(test)]

@@ -90,8 +90,8 @@ pub struct Scenario {
     pub cpu: super::Cpu,
     /// The seed peers' preheat limits (peerd.toml's `[preheat]`), for workloads with
     /// `preheat_at_s`.
-    #[serde(default, skip_serializing_if = "super::Preheat::is_default")]
-    pub preheat: super::Preheat,
+    #[serde(default, skip_serializing_if = "peer::core::PreheatLimits::is_default")]
+    pub preheat: peer::core::PreheatLimits,
     /// Failures injected into the run.
     #[serde(default, skip_serializing_if = "Faults::is_empty")]
     pub faults: Faults,

@@ -33,7 +33,9 @@ pub(crate) fn validate(s: &Scenario) -> Result<(), Invalid> {
     lazy(s)?;
     faults(s)?;
     s.cpu.validate()?;
-    s.preheat.validate()?;
+    if let Err((key, message)) = s.preheat.check() {
+        fail(&format!("preheat.{key}"), message)?;
+    }
     sim(s)
 }
 
