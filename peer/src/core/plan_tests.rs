@@ -1,6 +1,7 @@
 //! Unit tests of the download plan.
 
 use super::*;
+use crate::core::availability::MAX_LEVEL;
 use crate::core::config::{PeerConfig, PieceSizing};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -499,8 +500,7 @@ fn pick_rarest_by_full_scan(d: &TaskDownload, rng: &mut impl Rng) -> Option<(u32
             continue;
         }
         for honour_stripes in [true, false] {
-            for level in 1..d.by_availability.len() {
-                let bucket = d.by_availability[level].words();
+            for level in 1..=MAX_LEVEL {
                 for &pi in &order {
                     let p = &d.parents[pi];
                     let spare = d.wanted.is_full() && p.uploads_active < d.cfg.off_stripe_below_uploads;
@@ -508,13 +508,16 @@ fn pick_rarest_by_full_scan(d: &TaskDownload, rng: &mut impl Rng) -> Option<(u32
                     let stripe = if honour_stripes || strict { p.stripes } else { None };
                     for k in 0..words {
                         let wi = (offset + k) % words;
-                        let mut w = bucket[wi] & p.has.words()[wi] & d.needed.words()[wi];
+                        let mut w = p.has.words()[wi] & d.needed.words()[wi];
                         if only_urgent {
                             w &= d.urgent.words()[wi];
                         }
                         while w != 0 {
                             let piece = wi as u32 * 64 + w.trailing_zeros();
                             w &= w - 1;
+                            if d.availability.count(piece).min(MAX_LEVEL) != level {
+                                continue;
+                            }
                             if stripe.is_none_or(|s| s.contains(piece)) || (!honour_stripes && strict && orphan(piece))
                             {
                                 return Some((piece, p.peer));
