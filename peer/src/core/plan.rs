@@ -8,6 +8,7 @@ use rand::seq::SliceRandom;
 use rand::Rng;
 use sched::core::bitset::word_bits;
 use sched::core::{ParentRef, PeerId, PieceReport, PieceSet, Stripe, TimeNs};
+use smallvec::SmallVec;
 use std::collections::BTreeMap;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -162,8 +163,9 @@ pub struct TaskDownload {
     expiry_floor: TimeNs,
     parents: Vec<ParentView>,
     /// `parents`' ids, in the same order: a parent is looked up at every piece it gains,
-    /// and a scan of these stays in a cache line or two where one of the views does not.
-    parent_ids: Vec<PeerId>,
+    /// and a scan of these (kept inside the download up to 16) stays in a cache line or
+    /// two where one of the views does not.
+    parent_ids: SmallVec<[PeerId; 16]>,
     /// How many parents hold each piece this download does not hold yet.
     availability: Availability,
     phase: Phase,
@@ -221,7 +223,7 @@ impl TaskDownload {
             in_flight_total: 0,
             expiry_floor: TimeNs::MAX,
             parents: Vec::new(),
-            parent_ids: Vec::new(),
+            parent_ids: SmallVec::new(),
             availability,
             phase: Phase::P2p,
             pending_reports: Vec::new(),
