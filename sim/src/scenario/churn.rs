@@ -121,10 +121,9 @@ impl Churn {
                 (&mut seed_down, 0..seeds)
             } else {
                 let range = match &e.node_group {
-                    Some(name) => groups
-                        .iter()
-                        .find(|g| &g.name == name)
-                        .map_or(0..0, |g| g.first_node..g.first_node + g.nodes),
+                    Some(name) => {
+                        groups.iter().find(|g| &g.name == name).map_or(0..0, |g| g.first_node..g.first_node + g.nodes)
+                    }
                     None => 0..nodes,
                 };
                 (&mut node_down, range)
@@ -232,7 +231,10 @@ fn one(s: &Scenario, i: usize, e: &ChurnEvent) -> Result<(), Invalid> {
             return fail(&key("name"), format!("must be a non-empty name of a-z, 0-9 and '-' (got {name:?})"));
         }
         if let Some(j) = s.churn.event[..i].iter().position(|o| o.name.as_ref() == Some(name)) {
-            return fail(&key("name"), format!("{name:?} is also the name of churn.event[{j}]; give each event its own name"));
+            return fail(
+                &key("name"),
+                format!("{name:?} is also the name of churn.event[{j}]; give each event its own name"),
+            );
         }
     }
     let pool = pool(s, i, e)?;
@@ -295,17 +297,13 @@ fn one_time(e: &ChurnEvent, key: &dyn Fn(&str) -> String, at_s: f64, pool: u32) 
     time(&key("at_s"), at_s)?;
     for (k, given) in [("from_s", e.from_s.is_some()), ("until_s", e.until_s.is_some())] {
         if given {
-            fail(
-                &key(k),
-                format!("belongs to a rate (per_minute); a one-time event has at_s only: remove {k}"),
-            )?;
+            fail(&key(k), format!("belongs to a rate (per_minute); a one-time event has at_s only: remove {k}"))?;
         }
     }
     match (e.count, e.fraction) {
         (Some(_), Some(_)) => fail(
             &key("fraction"),
-            "count and fraction are both given; give the number of nodes (count) or a share of them (fraction)"
-                .into(),
+            "count and fraction are both given; give the number of nodes (count) or a share of them (fraction)".into(),
         ),
         (None, None) => fail(
             &key("at_s"),
@@ -316,7 +314,10 @@ fn one_time(e: &ChurnEvent, key: &dyn Fn(&str) -> String, at_s: f64, pool: u32) 
                 return fail(&key("count"), "must be at least 1 node (got 0); leave the event out instead".into());
             }
             if n > pool {
-                return fail(&key("count"), format!("is {n} nodes but the event takes from {pool}; give at most {pool}"));
+                return fail(
+                    &key("count"),
+                    format!("is {n} nodes but the event takes from {pool}; give at most {pool}"),
+                );
             }
             Ok(())
         }
@@ -327,7 +328,10 @@ fn one_time(e: &ChurnEvent, key: &dyn Fn(&str) -> String, at_s: f64, pool: u32) 
             if (f * f64::from(pool)).round() < 1.0 {
                 return fail(
                     &key("fraction"),
-                    format!("{f} of {pool} nodes rounds to no node; give at least {:.4}, or count = 1", 0.5 / f64::from(pool)),
+                    format!(
+                        "{f} of {pool} nodes rounds to no node; give at least {:.4}, or count = 1",
+                        0.5 / f64::from(pool)
+                    ),
                 );
             }
             Ok(())
@@ -342,12 +346,18 @@ fn rate(e: &ChurnEvent, key: &dyn Fn(&str) -> String, per_minute: f64, pool: u32
         }
     }
     if !(per_minute.is_finite() && per_minute > 0.0) {
-        return fail(&key("per_minute"), format!("must be a finite number of nodes per minute above 0 (got {per_minute})"));
+        return fail(
+            &key("per_minute"),
+            format!("must be a finite number of nodes per minute above 0 (got {per_minute})"),
+        );
     }
     let from = e.from_s.unwrap_or(0.0);
     time(&key("from_s"), from)?;
     let Some(until) = e.until_s else {
-        return fail(&key("per_minute"), "needs until_s, when the rate ends (seconds from the start of the run)".into());
+        return fail(
+            &key("per_minute"),
+            "needs until_s, when the rate ends (seconds from the start of the run)".into(),
+        );
     };
     time(&key("until_s"), until)?;
     if until <= from {

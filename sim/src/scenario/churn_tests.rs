@@ -152,7 +152,12 @@ fn each_mistake_names_its_key() {
         "belongs to a one-time event (at_s)",
     );
     expect(&one("action = \"fail\"\nper_minute = 1.0\n"), "per_minute", "churn.event[0].per_minute", "needs until_s");
-    expect(&one("action = \"fail\"\nper_minute = 0.0\nuntil_s = 5.0\n"), "per_minute", "churn.event[0].per_minute", "above 0");
+    expect(
+        &one("action = \"fail\"\nper_minute = 0.0\nuntil_s = 5.0\n"),
+        "per_minute",
+        "churn.event[0].per_minute",
+        "above 0",
+    );
     expect(
         &one("action = \"fail\"\nper_minute = 1.0\nfrom_s = 9.0\nuntil_s = 5.0\n"),
         "until_s",

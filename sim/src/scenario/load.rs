@@ -246,7 +246,12 @@ fn schema_problem(doc: &Document<&str>, e: &toml::de::Error) -> (Option<String>,
             return (at, format!("unknown strategy {name:?}; valid strategies: {valid}"));
         }
         if at.as_deref().is_some_and(|k| k.starts_with("churn.") && k.ends_with(".action")) {
-            return (at, format!("unknown action {name:?}; valid actions: {valid} (a crash, or a shutdown that tells the scheduler)"));
+            return (
+                at,
+                format!(
+                    "unknown action {name:?}; valid actions: {valid} (a crash, or a shutdown that tells the scheduler)"
+                ),
+            );
         }
         return (at, format!("unknown mode {name:?}; valid modes: {valid}"));
     }
