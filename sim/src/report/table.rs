@@ -190,7 +190,10 @@ fn churn_table(summary: &Summary) -> String {
         return String::new();
     }
     let header: Vec<String> = CHURN_HEADER.iter().map(|s| s.to_string()).collect();
-    format!("node churn ({CHURN_NOTE}):\n{}", text_table(&header, &rows))
+    format!(
+        "node churn (pods lost: not started when their node went; start times leave them out):\n{}",
+        text_table(&header, &rows)
+    )
 }
 
 /// The per-group table as text; empty with fewer than two groups.

@@ -251,8 +251,8 @@ fn one(s: &Scenario, i: usize, e: &ChurnEvent) -> Result<(), Invalid> {
              until_s (a rate)"
                 .into(),
         ),
-        (Some(at_s), None) => one_time(e, &key, at_s, pool),
-        (None, Some(per_minute)) => rate(e, &key, per_minute, pool),
+        (Some(at_s), None) => one_time(s, e, &key, at_s, pool),
+        (None, Some(per_minute)) => rate(s, e, &key, per_minute, pool),
     }
 }
 
@@ -293,8 +293,8 @@ fn pool(s: &Scenario, i: usize, e: &ChurnEvent) -> Result<u32, Invalid> {
     }
 }
 
-fn one_time(e: &ChurnEvent, key: &dyn Fn(&str) -> String, at_s: f64, pool: u32) -> Result<(), Invalid> {
-    time(&key("at_s"), at_s)?;
+fn one_time(s: &Scenario, e: &ChurnEvent, key: &dyn Fn(&str) -> String, at_s: f64, pool: u32) -> Result<(), Invalid> {
+    time(s, &key("at_s"), at_s)?;
     for (k, given) in [("from_s", e.from_s.is_some()), ("until_s", e.until_s.is_some())] {
         if given {
             fail(&key(k), format!("belongs to a rate (per_minute); a one-time event has at_s only: remove {k}"))?;
@@ -339,7 +339,7 @@ fn one_time(e: &ChurnEvent, key: &dyn Fn(&str) -> String, at_s: f64, pool: u32) 
     }
 }
 
-fn rate(e: &ChurnEvent, key: &dyn Fn(&str) -> String, per_minute: f64, pool: u32) -> Result<(), Invalid> {
+fn rate(s: &Scenario, e: &ChurnEvent, key: &dyn Fn(&str) -> String, per_minute: f64, pool: u32) -> Result<(), Invalid> {
     for (k, given) in [("count", e.count.is_some()), ("fraction", e.fraction.is_some())] {
         if given {
             fail(&key(k), format!("belongs to a one-time event (at_s); at a rate each node goes alone: remove {k}"))?;
@@ -352,14 +352,14 @@ fn rate(e: &ChurnEvent, key: &dyn Fn(&str) -> String, per_minute: f64, pool: u32
         );
     }
     let from = e.from_s.unwrap_or(0.0);
-    time(&key("from_s"), from)?;
+    time(s, &key("from_s"), from)?;
     let Some(until) = e.until_s else {
         return fail(
             &key("per_minute"),
             "needs until_s, when the rate ends (seconds from the start of the run)".into(),
         );
     };
-    time(&key("until_s"), until)?;
+    time(s, &key("until_s"), until)?;
     if until <= from {
         return fail(&key("until_s"), format!("({until}) must be after from_s ({from})"));
     }
@@ -376,11 +376,20 @@ fn rate(e: &ChurnEvent, key: &dyn Fn(&str) -> String, per_minute: f64, pool: u32
     Ok(())
 }
 
-fn time(key: &str, value: f64) -> Result<(), Invalid> {
-    if value.is_finite() && (0.0..=AT_MAX_S).contains(&value) {
-        return Ok(());
+/// A time of the run: within a day, and before the run is stopped (a node going after
+/// that would keep the run going only to fail it).
+fn time(s: &Scenario, key: &str, value: f64) -> Result<(), Invalid> {
+    if !(value.is_finite() && (0.0..=AT_MAX_S).contains(&value)) {
+        return fail(key, format!("must be a finite number from 0 to {AT_MAX_S} s (got {value})"));
     }
-    fail(key, format!("must be a finite number from 0 to {AT_MAX_S} s (got {value})"))
+    let limit = s.sim.time_limit_s;
+    if value > limit {
+        return fail(
+            key,
+            format!("is {value} s, after sim.time_limit_s = {limit} s, when a run is stopped; give at most {limit}"),
+        );
+    }
+    Ok(())
 }
 
 #[cfg(test)]

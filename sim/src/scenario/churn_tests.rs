@@ -140,6 +140,12 @@ fn each_mistake_names_its_key() {
     );
     expect(&one("action = \"fail\"\nat_s = -1.0\ncount = 1\n"), "at_s", "churn.event[0].at_s", "from 0 to 86400 s");
     expect(
+        &one("action = \"fail\"\nat_s = 8000.0\ncount = 1\n"),
+        "at_s",
+        "churn.event[0].at_s",
+        "is 8000 s, after sim.time_limit_s = 7200 s, when a run is stopped; give at most 7200",
+    );
+    expect(
         &one("action = \"fail\"\nat_s = 1.0\ncount = 1\nuntil_s = 5.0\n"),
         "until_s",
         "churn.event[0].until_s",

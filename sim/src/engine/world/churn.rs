@@ -218,15 +218,17 @@ impl World<'_> {
             self.peers[dst.0 as usize].dl.on_piece_failed(self.now, piece, from);
             touched.insert(dst);
         }
-        // Piece-map streams to the host's peers break; its peers' own parents stop
-        // counting them as children.
+        // Piece-map streams to the host's peers break for the downloads still running; its
+        // peers' own parents stop counting them as children.
         for p in gone {
             let parents: Vec<PeerId> = self.peers[p.0 as usize].dl.parent_ids().collect();
             for q in parents {
                 self.peers[q.0 as usize].children.retain(|c| *c != p);
             }
             for c in std::mem::take(&mut self.peers[p.0 as usize].children) {
-                if !self.peer_is_down(c) && self.peers[c.0 as usize].dl.has_parent(p) {
+                // A finished download no longer reads piece maps.
+                let child = &self.peers[c.0 as usize];
+                if !child.done && !self.peer_is_down(c) && child.dl.has_parent(p) {
                     self.churn.parent_failures += 1;
                     self.peers[c.0 as usize].dl.on_parent_failed(p);
                     touched.insert(c);
