@@ -87,7 +87,7 @@ impl ChurnOutcome {
 impl World<'_> {
     pub(super) fn churn_outcome(&mut self) -> ChurnOutcome {
         let c = &mut self.churn;
-        let record = c.active().then(|| ChurnRecord {
+        let record = c.active().then_some(ChurnRecord {
             nodes_failed: c.failed,
             nodes_left: c.left,
             pods_lost: c.lost.len() as u64,
