@@ -31,6 +31,10 @@ pub struct PodRecord {
     pub bytes_from_registry: u64,
     pub bytes_from_seed_peers: u64,
     pub bytes_from_peers: u64,
+    /// Its node failed or left (`[[churn.event]]`) before it started: it never will
+    /// (`started_s` is NaN), and start percentiles leave it out.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub lost: bool,
 }
 
 /// One mode of one run.
@@ -68,8 +72,25 @@ pub struct ModeResult {
     /// Preheat jobs (`[[workload]] preheat_at_s`), one per image, in image order; empty
     /// without any (and in oci, which has no seed peers).
     pub preheats: Vec<PreheatRecord>,
+    /// What node churn (`[[churn.event]]`) did; None for a scenario without churn.
+    pub churn: Option<ChurnRecord>,
     /// Wall-clock seconds spent simulating this mode.
     pub wall_s: f64,
+}
+
+/// Node churn in one mode.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ChurnRecord {
+    /// Nodes (or seed peers) that crashed, and that left telling the scheduler.
+    pub nodes_failed: u32,
+    pub nodes_left: u32,
+    /// Pods whose node went before they started.
+    pub pods_lost: u64,
+    /// Times a download found a parent gone: a transfer broken mid-way, a connection
+    /// refused, a piece-map stream broken.
+    pub parent_failures: u64,
+    /// Reschedule requests the downloads sent (churn or not: compare with a run without).
+    pub reschedules: u64,
 }
 
 /// One preheat job of a mode.

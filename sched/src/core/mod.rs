@@ -20,4 +20,4 @@ pub use decision::{BackToSourceReason, Decision, FailReason, ParentRef, Stripe};
 pub use ids::{HostId, PeerId, TaskId, TimeNs, NS_PER_MS, NS_PER_S};
 pub use policy::Policy;
 pub use records::{HostInfo, HostKind, PeerState};
-pub use scheduler::{PieceReport, RegisterPeer, SchedError, SchedStats, Scheduler};
+pub use scheduler::{HostLeft, PieceReport, RegisterPeer, SchedError, SchedStats, Scheduler};

@@ -1250,6 +1250,10 @@ impl Scheduler {
     }
 }
 
+#[path = "host_left.rs"]
+mod host_left;
+pub use host_left::HostLeft;
+
 #[cfg(test)]
 #[path = "scheduler_tests.rs"]
 mod tests;

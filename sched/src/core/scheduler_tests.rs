@@ -831,3 +831,64 @@ fn a_finished_seed_whose_last_piece_was_slow_still_serves() {
     );
     assert!(named, "the finished seed is no parent: {d:?}");
 }
+
+/// `LeaveHost`: the host's download fails, its complete copy leaves, and from then on it is
+/// nobody's parent and no task's seed; leaving twice is once.
+#[test]
+fn a_host_that_leaves_ends_its_peers_and_serves_nobody_after() {
+    for policy in Policy::ALL {
+        let mut s = sched(policy, 4, 1);
+        let own = |r: RegisterPeer| RegisterPeer { policy, ..r };
+        s.register_peer(0, own(reg(0, 0, false))).unwrap();
+        s.register_peer(1, own(reg(9, 4, true))).unwrap();
+        s.peer_finished(2, PeerId(9)).unwrap();
+        s.register_peer(3, own(reg(1, 1, false))).unwrap();
+        s.peer_finished(4, PeerId(1)).unwrap();
+        // Host 1 also has a download of another task running.
+        let other = RegisterPeer { task: TaskId(1), task_key: 7, ..own(reg(2, 1, false)) };
+        s.register_peer(5, other).unwrap();
+        let left = s.host_left(6, HostId(1)).unwrap();
+        assert_eq!(left.peers, vec![PeerId(1), PeerId(2)], "{policy:?}");
+        assert_eq!(s.peer_state(PeerId(1)), Some(PeerState::Leave), "{policy:?}: the complete copy left");
+        assert_eq!(s.peer_state(PeerId(2)), Some(PeerState::Failed), "{policy:?}: the download failed");
+        assert_eq!(s.host_left(7, HostId(1)).unwrap(), HostLeft::default(), "{policy:?}: twice is once");
+        // New downloads get the seed or host 0's peer, never host 1.
+        for (p, h) in [(3, 2), (4, 3)] {
+            let d = s.register_peer(8, own(reg(p, h, false))).unwrap();
+            let mut parents = s.parents_of(PeerId(p));
+            for d in &d {
+                if let Decision::Parents { parents: given, .. } = d {
+                    parents.extend(given.iter().map(|g| g.peer));
+                }
+            }
+            assert!(!parents.is_empty(), "{policy:?}: peer {p} has parents");
+            assert!(!parents.contains(&PeerId(1)), "{policy:?}: peer {p} got the host that left: {parents:?}");
+        }
+        assert!(matches!(s.host_left(8, HostId(99)), Err(SchedError::UnknownHost(HostId(99)))));
+    }
+}
+
+/// A seed host that leaves before its seed peer registers: the task no longer waits for it
+/// (as after `seed_unavailable`), and the next task's seed is another host.
+#[test]
+fn a_triggered_seed_host_that_leaves_is_unavailable_to_its_task_and_seeds_nothing_after() {
+    let mut s = sched(Policy::Default, 2, 2);
+    let seed_of = |d: &[Decision]| {
+        d.iter()
+            .find_map(|d| match d {
+                Decision::TriggerSeed { seed_host, .. } => Some(*seed_host),
+                _ => None,
+            })
+            .expect("a seed is triggered")
+    };
+    let first = seed_of(&s.register_peer_as_own(0, reg(1, 0, false)).unwrap());
+    s.host_left(1, first).unwrap();
+    assert_eq!(s.stats.seeds_unavailable, 1);
+    let wait = s.config().wait_for_parent_timeout_ns;
+    let d = s.on_timers(wait + 2);
+    assert!(d.iter().any(|d| matches!(d, Decision::BackToSource { peer: PeerId(1), .. })), "{d:?}");
+    for t in 1..6 {
+        let r = RegisterPeer { task: TaskId(t), task_key: u64::from(t) * 7919, ..reg(10 + t, 1, false) };
+        assert_ne!(seed_of(&s.register_peer_as_own(wait + 3, r).unwrap()), first, "task {t}");
+    }
+}

@@ -249,29 +249,31 @@ impl State {
         Ok(left)
     }
 
-    /// The host's peers retire, its seed watch closes, and tasks waiting for it as their
-    /// seed are told it is unavailable.
+    /// The host's peers retire and its seed watch closes; what that changes for the tasks
+    /// is the core's rule (`Scheduler::host_left`): tasks waiting for it as their seed are
+    /// told it is unavailable.
     pub fn leave_host(&mut self, now: TimeNs, host_id: &str) -> Result<u32, ServiceError> {
         wire::id("host_id", host_id)?;
         let host = self.host_ids.get(host_id).map(HostId).ok_or_else(|| ServiceError::UnknownHost(host_id.into()))?;
         if self.host_record(host).left {
             return Ok(0);
         }
-        let mut left = 0;
+        let out = self.core.host_left(now, host)?;
         for p in self.host_record(host).peers.clone() {
-            left += u32::from(self.retire(now, p, Status::cancelled("the host left (LeaveHost)")));
+            self.close_stream(now, p, Some(Status::cancelled("the host left (LeaveHost)")), OnClose::Nothing);
         }
         if let Some(w) = self.seed_watchers.remove(&host) {
             let _ = w.tx.try_send(Err(Status::cancelled("the host left (LeaveHost)")));
         }
         self.hosts[host.0 as usize].left = true;
         self.live_hosts = self.live_hosts.saturating_sub(1);
-        let info = self.core_info(host);
-        self.core.announce_host(now, info);
         let waiting: Vec<TaskId> = self.pending_seeds.iter().filter(|(_, p)| p.host == host).map(|(t, _)| *t).collect();
         for task in waiting {
-            self.seed_unavailable(now, task, host);
+            self.pending_seeds.remove(&task);
+            self.metrics.seed_unavailable();
         }
+        self.deliver(now, out.decisions);
+        let left = out.peers.len() as u32;
         tracing::info!(host = host_id, peers_left = left, "host left");
         Ok(left)
     }

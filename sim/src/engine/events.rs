@@ -3,7 +3,7 @@
 
 use super::world::{ManifestKey, SchedRequest};
 use crate::net::TimeNs;
-use sched::core::{Decision, PeerId};
+use sched::core::{Decision, PeerId, TaskId};
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
@@ -76,6 +76,22 @@ pub(crate) enum Event {
     },
     Started {
         pull: usize,
+    },
+    /// `[[churn.event]]`: a host fails (crashes) or leaves (`world/churn.rs`).
+    NodeDown {
+        host: usize,
+        leave: bool,
+    },
+    /// A download's connection to a parent on a host that is down fails.
+    ParentUnreachable {
+        peer: PeerId,
+        parent: PeerId,
+    },
+    /// Nobody answered a seed trigger sent to a crashed seed host: the service's
+    /// seed-register deadline ran out.
+    SeedTriggerLapsed {
+        task: TaskId,
+        host: usize,
     },
 }
 

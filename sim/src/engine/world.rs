@@ -19,6 +19,7 @@ use sched::core::{
 use sched::Policy;
 use std::collections::BTreeMap;
 
+mod churn;
 mod preheat;
 
 pub(crate) const NS_PER_S_F: f64 = 1e9;
@@ -39,6 +40,10 @@ pub(crate) enum SchedRequest {
     Finished(PeerId),
     /// A completed download made known to a replica that had not heard of it (failover).
     RegisterCompleted(RegisterPeer),
+    /// A host's daemon leaves (`[[churn.event]]`, `LeaveHost`).
+    HostLeft(HostId),
+    /// Nobody answered a seed trigger (the service's deadline).
+    SeedUnavailable(TaskId, HostId),
 }
 
 struct Replica {
@@ -265,6 +270,10 @@ pub(crate) struct World<'a> {
     resolver_fetches: Vec<ResolverFetch>,
     /// Preheat jobs and the seeds' queues of them.
     preheats: preheat::Preheats,
+    /// Nodes that failed or left (`[[churn.event]]`).
+    churn: churn::Churn,
+    /// Reschedule requests the downloads sent.
+    reschedules: u64,
     completions: Vec<Completion>,
     actions: Vec<PeerAction>,
 }
@@ -342,6 +351,7 @@ impl<'a> World<'a> {
             })
             .collect();
         let preheats = preheat::Preheats::plan(&rollout, &plan.images, sc.preheat, n_nodes..hosts, &mut queue);
+        let churn = churn::Churn::plan(sc, n_nodes, seed_count, &mut queue);
         let oci_held = if mode == Mode::Oci { vec![vec![None; plan.blobs.len()]; n_nodes] } else { Vec::new() };
         let rolls = pods.rolling.iter().any(Option::is_some);
         let ready_queued = if rolls { vec![false; pods.pod_pull.len()] } else { Vec::new() };
@@ -399,6 +409,8 @@ impl<'a> World<'a> {
             resolver_asking: vec![BTreeMap::new(); seed_count],
             resolver_fetches: Vec::new(),
             preheats,
+            churn,
+            reschedules: 0,
             completions: Vec::new(),
             actions: Vec::new(),
         })
@@ -407,7 +419,10 @@ impl<'a> World<'a> {
     /// Runs until every node is done or the time limit passes.
     pub(crate) fn run(mut self) -> anyhow::Result<ModeResult> {
         self.run_to_end()?;
-        Ok(self.finish())
+        let churn = self.churn_outcome();
+        let mut result = self.finish();
+        churn.apply(&mut result);
+        Ok(result)
     }
 
     fn run_to_end(&mut self) -> anyhow::Result<()> {
@@ -449,6 +464,9 @@ impl<'a> World<'a> {
     }
 
     fn handle(&mut self, ev: Event) {
+        if self.churn_takes(&ev) {
+            return;
+        }
         match ev {
             Event::PodScheduled { pod } => {
                 let pull = self.pod_pull[pod as usize].0 as usize;
@@ -519,6 +537,9 @@ impl<'a> World<'a> {
                     self.rolling_pull_ready(pull);
                 }
             }
+            Event::NodeDown { host, leave } => self.node_down(host, leave),
+            Event::ParentUnreachable { peer, parent } => self.parent_unreachable(peer, parent),
+            Event::SeedTriggerLapsed { task, host } => self.seed_trigger_lapsed(task, host),
         }
     }
 
@@ -601,10 +622,9 @@ impl<'a> World<'a> {
         }
     }
 
-    /// The mirror asks a seed peer's resolver, or the registry: with `tag_ttl_ms > 0` a GET
-    /// (its body is kept and its digest learned), with 0 a HEAD by tag, as containerd's own.
+    /// The mirror asks a seed peer's resolver, or the registry.
     fn mirror_asks_upstream(&mut self, pull: usize, key: ManifestKey) {
-        let (node, image) = (self.pulls[pull].node, self.pulls[pull].image);
+        let image = self.pulls[pull].image;
         if let Some(seed) = self.resolver_of[image][key.index()] {
             // The request crosses to the seed: one way of the peers' network latency (the
             // one `scheduler.rpc_latency_ms` gives the peer-to-peer and peer-to-scheduler
@@ -612,6 +632,13 @@ impl<'a> World<'a> {
             self.queue.push(self.now + self.rpc_ns, Event::ResolverAsked { seed, pull, key });
             return;
         }
+        self.mirror_asks_registry(pull, key);
+    }
+
+    /// The mirror asks the registry: with `tag_ttl_ms > 0` a GET (its body is kept and its
+    /// digest learned), with 0 a HEAD by tag, as containerd's own.
+    fn mirror_asks_registry(&mut self, pull: usize, key: ManifestKey) {
+        let (node, image) = (self.pulls[pull].node, self.pulls[pull].image);
         let at = self.registry_admit();
         if key == ManifestKey::Tag && self.mirrors[node].rule().tag_ttl_ms == 0 {
             self.queue.push(at, Event::ManifestHeadDone { pull });
@@ -995,8 +1022,10 @@ impl<'a> World<'a> {
     fn replica_stops(&mut self, replica: usize) {
         let seed = self.rng.random::<u64>();
         let seeds = self.host_net.len() - self.n_nodes;
+        let mut core = replica_core(self.replicas[replica].core.config(), seed, &self.host_zones, seeds);
+        self.forget_down_hosts(&mut core);
         let r = &mut self.replicas[replica];
-        r.core = replica_core(r.core.config(), seed, &self.host_zones, seeds);
+        r.core = core;
         r.dead = true;
         r.life += 1;
         r.timer_armed = None;
@@ -1028,7 +1057,8 @@ impl<'a> World<'a> {
     /// Registers the peers `pick` selects with the replica now in charge of their task.
     fn move_registrations(&mut self, pick: impl Fn(&World, usize) -> bool) {
         for p in 0..self.peers.len() {
-            if !pick(self, p) {
+            // A daemon that is down registers nowhere.
+            if !pick(self, p) || self.churn.is_down(self.peers[p].host) {
                 continue;
             }
             let to = self.replica_of(self.peers[p].blob);
@@ -1097,6 +1127,11 @@ impl<'a> World<'a> {
     /// A request of `peer` to the replica it registered at.
     fn sched_send(&mut self, peer: PeerId, request: SchedRequest, schedules: bool) {
         let replica = self.peers[peer.0 as usize].replica;
+        self.sched_send_to(replica, request, schedules);
+    }
+
+    /// A request to `replica`.
+    fn sched_send_to(&mut self, replica: usize, request: SchedRequest, schedules: bool) {
         let service = if schedules {
             self.sc.scheduler.cost.schedule_service_us
         } else {
@@ -1124,6 +1159,8 @@ impl<'a> World<'a> {
             SchedRequest::WantsAll(peer) => core.peer_wants_all(now, peer),
             SchedRequest::Finished(peer) => core.peer_finished(now, peer),
             SchedRequest::RegisterCompleted(req) => core.register_completed_peer(now, req),
+            SchedRequest::HostLeft(host) => core.host_left(now, host).map(|left| left.decisions),
+            SchedRequest::SeedUnavailable(task, host) => Ok(core.seed_unavailable(now, task, host)),
         };
         let decisions = decisions.unwrap_or_else(|e| panic!("scheduler refused a well-formed request: {e}"));
         self.deliver(decisions);
@@ -1210,7 +1247,9 @@ impl<'a> World<'a> {
                         stripe: None,
                     };
                     let have = self.peers[peer.0 as usize].dl.have().clone();
-                    if self.peers[parent.0 as usize].dl.on_incoming(now, me, have) {
+                    // A peer on a host that is down answers no dial.
+                    let up = !self.churn.is_down(self.peers[parent.0 as usize].host);
+                    if up && self.peers[parent.0 as usize].dl.on_incoming(now, me, have) {
                         self.sync_children(parent);
                         self.drive(parent);
                     } else {
@@ -1234,6 +1273,9 @@ impl<'a> World<'a> {
 
     /// Polls a peer's plan and carries out what it says.
     fn drive(&mut self, peer: PeerId) {
+        if self.churn.is_down(self.peers[peer.0 as usize].host) {
+            return;
+        }
         let now = self.now;
         let mut actions = std::mem::take(&mut self.actions);
         if self.peer_cfg.reannounce_round_robin {
@@ -1308,7 +1350,10 @@ impl<'a> World<'a> {
             PeerAction::ParentFailed { parent } => {
                 self.sched_send(peer, SchedRequest::ParentFailed(peer, parent), false)
             }
-            PeerAction::Reschedule { blocked } => self.sched_send(peer, SchedRequest::Reschedule(peer, blocked), true),
+            PeerAction::Reschedule { blocked } => {
+                self.reschedules += 1;
+                self.sched_send(peer, SchedRequest::Reschedule(peer, blocked), true)
+            }
             PeerAction::AskBackToSource => {
                 self.back_to_source_asks += 1;
                 self.sched_send(peer, SchedRequest::AskBackToSource(peer), true)
@@ -1595,6 +1640,7 @@ impl<'a> World<'a> {
                     bytes_from_registry: if first { n.bytes_registry } else { 0 },
                     bytes_from_seed_peers: if first { n.bytes_seed } else { 0 },
                     bytes_from_peers: if first { n.bytes_peers } else { 0 },
+                    lost: false,
                 });
             }
         }
@@ -1637,6 +1683,7 @@ impl<'a> World<'a> {
                     done_s: j.done_ns.map_or(f64::NAN, s),
                 })
                 .collect(),
+            churn: None,
             wall_s: 0.0,
         }
     }

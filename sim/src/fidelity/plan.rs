@@ -103,6 +103,9 @@ impl Plan {
         if em.layers_mib.contains(&0) {
             refused.push("emulation.layers_mib: every layer needs at least 1 MiB".into());
         }
+        if !sc.churn.is_empty() {
+            refused.push("churn.event: the emulation keeps every node up; remove [[churn.event]]".into());
+        }
         let c = &sc.cluster;
         if c.has_groups() {
             refused.push("cluster.node_groups: the emulation runs one kind of node; use the single-node keys".into());
@@ -290,6 +293,12 @@ layers_mib = [48, 64]
             + "[[cluster.node_groups]]\nname = \"a\"\ncount = 8\nupload_gbps = 0.1\ndownload_gbps = 0.1\n";
         let e = Plan::of(&parse_scenario(&text, "t.toml").unwrap()).unwrap_err();
         assert!(e.to_string().contains("cluster.node_groups: the emulation runs one kind of node"), "{e}");
+    }
+
+    #[test]
+    fn churn_is_refused_the_emulation_keeps_every_node_up() {
+        let e = plan("[[churn.event]]\naction = \"fail\"\nat_s = 1.0\ncount = 1\n").unwrap_err();
+        assert!(e.to_string().contains("churn.event: the emulation keeps every node up"), "{e}");
     }
 
     #[test]

@@ -30,14 +30,19 @@ pub(crate) fn finish(w: csv::Writer<Vec<u8>>) -> anyhow::Result<String> {
 }
 
 /// `pods.csv`: one row per pod and mode, modes in run order, pods by id. With
-/// `[[workload]]` tables a `workload` column (its name) follows `node`; without, the file is
-/// as before workloads existed.
+/// `[[workload]]` tables a `workload` column (its name) follows `node`; with
+/// `[[churn.event]]` a last column `lost` says 1 for a pod whose node went before it started
+/// (its `started_s` is empty); without, the file is as before either existed.
 pub fn pods_csv(run: &RunResult) -> anyhow::Result<String> {
     let mut w = csv::Writer::from_writer(Vec::new());
     let with_workloads = !run.workloads.is_empty();
+    let with_churn = run.modes.iter().any(|m| m.churn.is_some());
     let mut header: Vec<&str> = PODS_HEADER.to_vec();
     if with_workloads {
         header.insert(3, "workload");
+    }
+    if with_churn {
+        header.push("lost");
     }
     w.write_record(&header)?;
     for m in &run.modes {
@@ -59,6 +64,9 @@ pub fn pods_csv(run: &RunResult) -> anyhow::Result<String> {
                 p.bytes_from_seed_peers.to_string(),
                 p.bytes_from_peers.to_string(),
             ]);
+            if with_churn {
+                row.push(u8::from(p.lost).to_string());
+            }
             w.write_record(&row)?;
         }
     }

@@ -100,6 +100,7 @@ pub fn fake_mode(mode: Mode, pods: u32, image_bytes: u64, seed: u64) -> ModeResu
                 bytes_from_registry: from_registry,
                 bytes_from_seed_peers: from_seed,
                 bytes_from_peers: from_peers,
+                lost: false,
             }
         })
         .collect::<Vec<_>>();
@@ -127,6 +128,7 @@ pub fn fake_mode(mode: Mode, pods: u32, image_bytes: u64, seed: u64) -> ModeResu
         node_upload_used: 0.5,
         back_to_source_asks: 0,
         preheats: Vec::new(),
+        churn: None,
         wall_s: 0.1,
     }
 }

@@ -16,6 +16,8 @@
 
 pub mod charts;
 pub mod check;
+#[cfg(test)]
+mod churn_tests;
 pub mod csvs;
 pub mod format;
 pub mod html;

@@ -43,10 +43,15 @@ pub fn nearest_rank(sorted: &[f64], pct: u32) -> f64 {
 }
 
 /// Pod start times of one mode, ascending. Pods that never started (non-finite
-/// `started_s`, e.g. a mode stopped by its time limit) sort last.
+/// `started_s`, e.g. a mode stopped by its time limit) sort last; pods lost with their node
+/// (`[[churn.event]]`) are left out.
 pub fn sorted_start_times(mode: &ModeResult) -> Vec<f64> {
+    start_times(mode.pods.iter())
+}
+
+fn start_times<'a>(pods: impl Iterator<Item = &'a crate::result::PodRecord>) -> Vec<f64> {
     let mut v: Vec<f64> =
-        mode.pods.iter().map(|p| if p.started_s.is_finite() { p.started_s } else { f64::INFINITY }).collect();
+        pods.filter(|p| !p.lost).map(|p| if p.started_s.is_finite() { p.started_s } else { f64::INFINITY }).collect();
     v.sort_by(f64::total_cmp);
     v
 }
@@ -110,6 +115,21 @@ pub struct ModeSummary {
     /// Preheat jobs, in image order; only for a scenario whose workloads preheat (p2p modes).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub preheats: Vec<PreheatSummary>,
+    /// What node churn did; only for a scenario with `[[churn.event]]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub churn: Option<ChurnSummary>,
+}
+
+/// Node churn in one mode (`[[churn.event]]`): nodes that crashed and that left, pods lost
+/// with them, parent failures the downloads saw and the Reschedule requests they sent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChurnSummary {
+    pub nodes_failed: u32,
+    pub nodes_left: u32,
+    pub pods_lost: u64,
+    pub parent_failures: u64,
+    pub reschedules: u64,
 }
 
 /// One preheat job in one mode: when it was ordered and when the seed held every blob.
@@ -151,9 +171,7 @@ impl GroupSummary {
     }
 
     fn of_pods(pods: Vec<&crate::result::PodRecord>) -> GroupSummary {
-        let mut starts: Vec<f64> =
-            pods.iter().map(|p| if p.started_s.is_finite() { p.started_s } else { f64::INFINITY }).collect();
-        starts.sort_by(f64::total_cmp);
+        let starts = start_times(pods.iter().copied());
         GroupSummary {
             pods: pods.len() as u64,
             startup_p50_s: round_fixed(nearest_rank(&starts, 50)),
@@ -190,6 +208,13 @@ impl ModeSummary {
                     done_s: round_fixed(p.done_s),
                 })
                 .collect(),
+            churn: mode.churn.as_ref().map(|c| ChurnSummary {
+                nodes_failed: c.nodes_failed,
+                nodes_left: c.nodes_left,
+                pods_lost: c.pods_lost,
+                parent_failures: c.parent_failures,
+                reschedules: c.reschedules,
+            }),
         }
     }
 

@@ -49,6 +49,7 @@ pub fn modes_table(summary: &Summary, request_floor_s: f64) -> String {
     out.push_str(&text_table(&header, &rows));
     out.push_str(&groups_table(summary));
     out.push_str(&workloads_table(summary));
+    out.push_str(&churn_table(summary));
     let shown = |s: f64| if s.is_finite() { secs(s) } else { "n/a".to_string() };
     out.push_str(&format!("lower bound (Kumar & Ross) = {}\n", shown(summary.lower_bound_s)));
     out.push_str(&format!(
@@ -154,6 +155,45 @@ pub fn preheat_lines(summary: &Summary) -> Vec<String> {
         }
     }
     out
+}
+
+/// The columns of the churn table (`churn_rows`), shared by the text and HTML reports.
+pub const CHURN_HEADER: [&str; 6] =
+    ["mode", "nodes failed", "nodes left", "pods lost", "parent failures", "reschedules"];
+
+/// Per mode, what node churn did: only for a scenario with `[[churn.event]]`.
+pub fn churn_rows(summary: &Summary) -> Vec<Vec<String>> {
+    summary
+        .modes
+        .iter()
+        .filter_map(|(mode, m)| {
+            let c = m.churn.as_ref()?;
+            Some(vec![
+                mode.clone(),
+                thousands(c.nodes_failed.into()),
+                thousands(c.nodes_left.into()),
+                thousands(c.pods_lost),
+                thousands(c.parent_failures),
+                thousands(c.reschedules),
+            ])
+        })
+        .collect()
+}
+
+/// What the churn table's figures are, in one sentence.
+pub const CHURN_NOTE: &str = "nodes failed crashed without a word; nodes left told the scheduler (LeaveHost); pods lost had not started when their node went, and start times leave them out; parent failures are the times a download found a parent gone (a transfer broken, a connection refused, a piece map cut); reschedules are every request for new parents, churn or not";
+
+/// The churn table as text; empty without churn.
+fn churn_table(summary: &Summary) -> String {
+    let rows = churn_rows(summary);
+    if rows.is_empty() {
+        return String::new();
+    }
+    let header: Vec<String> = CHURN_HEADER.iter().map(|s| s.to_string()).collect();
+    format!(
+        "node churn (pods lost: not started when their node went; start times leave them out):\n{}",
+        text_table(&header, &rows)
+    )
 }
 
 /// The per-group table as text; empty with fewer than two groups.

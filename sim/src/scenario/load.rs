@@ -111,6 +111,9 @@ pub(crate) fn parse_scenario_in(text: &str, origin: &str, dir: &Path) -> Result<
         let message = "written as a table; workloads are an array of tables: write [[workload]] (two brackets) once per workload, each followed by its [workload.image]";
         return Err(error(line_of(text, offset), Some("workload".into()), ErrorKind::Schema, message));
     }
+    if let Some((key, offset, message)) = super::churn::misshapen(&doc) {
+        return Err(error(line_of(text, offset), Some(key.into()), ErrorKind::Schema, message));
+    }
     let mut scenario: Scenario = toml::from_str(text).map_err(|e| {
         let (key, message) = schema_problem(&doc, &e);
         // A missing key's span is its table's header (0..0 for the root): line 1 or the header.
@@ -241,6 +244,14 @@ fn schema_problem(doc: &Document<&str>, e: &toml::de::Error) -> (Option<String>,
         let valid = valid.trim_start_matches(", expected ").trim_start_matches("one of ").replace('`', "");
         if at.as_deref().is_some_and(|k| k.ends_with(".strategy")) {
             return (at, format!("unknown strategy {name:?}; valid strategies: {valid}"));
+        }
+        if at.as_deref().is_some_and(|k| k.starts_with("churn.") && k.ends_with(".action")) {
+            return (
+                at,
+                format!(
+                    "unknown action {name:?}; valid actions: {valid} (a crash, or a shutdown that tells the scheduler)"
+                ),
+            );
         }
         return (at, format!("unknown mode {name:?}; valid modes: {valid}"));
     }

@@ -1,4 +1,5 @@
 //! Scenario files: model, loading, validation.
+mod churn;
 mod cores;
 mod cpu;
 mod edit;
@@ -10,6 +11,7 @@ mod model;
 mod validate;
 mod workloads;
 
+pub use churn::{Churn, ChurnAction, ChurnEvent, NodeGoes};
 pub use cores::core_configs;
 pub use cpu::Cpu;
 pub use edit::{Num, ScenarioFile};

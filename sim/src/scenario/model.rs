@@ -95,6 +95,9 @@ pub struct Scenario {
     /// Failures injected into the run.
     #[serde(default, skip_serializing_if = "Faults::is_empty")]
     pub faults: Faults,
+    /// `[[churn.event]]`: nodes that fail or leave during the run (`churn.rs`).
+    #[serde(default, skip_serializing_if = "super::Churn::is_empty")]
+    pub churn: super::Churn,
     /// How `bench/fidelity.sh` emulates this scenario on real processes (the simulator
     /// itself ignores it): which client pulls and the image `e2e-oci-push` generates.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -32,6 +32,7 @@ pub(crate) fn validate(s: &Scenario) -> Result<(), Invalid> {
     pod(s)?;
     lazy(s)?;
     faults(s)?;
+    super::churn::validate(s)?;
     s.cpu.validate()?;
     if let Err((key, message)) = s.preheat.check() {
         fail(&format!("preheat.{key}"), message)?;

@@ -309,6 +309,7 @@ mod tests {
                 node_groups: Default::default(),
                 workloads: Default::default(),
                 preheats: Default::default(),
+                churn: None,
             },
         }
     }

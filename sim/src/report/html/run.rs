@@ -6,7 +6,9 @@ use super::page::{Cell, Html, Page};
 use super::{figures, file_links, scenario_section, write, ScenarioText};
 use crate::report::format::{bytes, gbps, secs, thousands, times_image_str};
 use crate::report::summary::Summary;
-use crate::report::table::{group_rows, preheat_lines, workload_rows, GROUP_HEADER, WORKLOAD_HEADER};
+use crate::report::table::{
+    churn_rows, group_rows, preheat_lines, workload_rows, CHURN_HEADER, CHURN_NOTE, GROUP_HEADER, WORKLOAD_HEADER,
+};
 use crate::report::{run_dir, run_subtitle, ChartContext};
 use crate::result::RunResult;
 use std::path::{Path, PathBuf};
@@ -78,6 +80,7 @@ pub fn run_page(
     );
     groups_table(&mut p, &summary);
     workloads_table(&mut p, &summary);
+    churn_table(&mut p, &summary);
     p.table(
         &["bound", "seconds", "what"],
         &[
@@ -134,6 +137,19 @@ fn workloads_table(p: &mut Page, summary: &Summary) {
         for line in preheat_lines(summary) {
             p.p(Html::text(&line));
         }
+    }
+}
+
+/// Per mode, what node churn did, when the scenario declares `[[churn.event]]`.
+fn churn_table(p: &mut Page, summary: &Summary) {
+    let rows: Vec<Vec<Cell>> = churn_rows(summary)
+        .iter()
+        .map(|row| row.iter().enumerate().map(|(i, v)| if i < 1 { Cell::text(v) } else { Cell::num(v) }).collect())
+        .collect();
+    if !rows.is_empty() {
+        p.h2("Node churn");
+        p.p(Html::text(&format!("{}{}.", CHURN_NOTE[..1].to_uppercase(), &CHURN_NOTE[1..])));
+        p.table(&CHURN_HEADER, &rows);
     }
 }
 
