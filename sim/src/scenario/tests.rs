@@ -98,7 +98,7 @@ fn every_bundled_scenario_loads_and_matches_the_seed_benchmark() {
             assert!(names.contains(format!("{image}-{pods}").as_str()), "missing {image}-{pods}");
         }
     }
-    assert!(names.contains("capacity-10k"));
+    assert!(names.contains("capacity-10k") && names.contains("capacity-100k"));
     for (stem, s) in &all {
         assert_eq!(&s.name, stem, "name must match the file name");
         assert_eq!((s.seed, s.policy.as_str()), (1, "default"), "{stem}");
@@ -108,6 +108,9 @@ fn every_bundled_scenario_loads_and_matches_the_seed_benchmark() {
         assert_eq!(s.images()[0].layer_bytes, layers, "{stem}: harness image layer sizes");
         if stem == "capacity-10k" {
             assert_eq!((s.cluster.pods(), s.modes.as_slice()), (10_000, &[Mode::P2p][..]));
+        } else if stem == "capacity-100k" {
+            assert_eq!((s.cluster.pods(), s.modes.as_slice()), (100_000, &[Mode::P2p][..]));
+            assert_eq!(s.cluster.node_groups.len(), 2, "the issue asks for at least two node groups");
         } else {
             assert_eq!(s.modes, Mode::ALL.to_vec(), "{stem}");
             assert_eq!(s.cluster.scheduler_replicas, 2, "{stem}");
