@@ -1387,29 +1387,38 @@ impl<'a> World<'a> {
             None => self.transfers.iter().rposition(matches),
         };
         let Some(id) = found else { return };
-        let open = &mut self.peers[peer.0 as usize].open;
-        if let Some(i) = open.iter().rposition(|t| *t == id) {
-            open.remove(i);
-        }
-        self.transfers[id].cancelled = true;
         // Its id can be reused unless an event still names it: a completion in this same
         // instant (the flow has ended but is not reported yet), or a start not yet due.
         // That event then retires it.
-        let mut unreferenced = match self.transfers[id].flow {
-            Some(flow) => self.net.cancel(self.now, flow).is_some(),
-            None => false,
-        };
-        if let Source::Parent(parent) = from {
-            let host = self.peers[parent.0 as usize].host;
-            if self.transfers[id].holds_slot {
-                self.release_upload_slot(host, id);
-            } else {
-                // Still waiting for a slot: just leave the line (no start was queued).
-                self.host_slots[host].forget(|r| *r == id);
-                unreferenced = true;
+        self.end_transfer(id, false);
+    }
+
+    /// Ends transfer `id` without telling its ends: its flow stops, its upload slot (or its
+    /// place in its parent's line) is given up and it leaves its download's open list.
+    /// `named`: the event being handled named it, and nothing else will, so its id is free.
+    fn end_transfer(&mut self, id: usize, named: bool) {
+        self.transfers[id].cancelled = true;
+        let mut free = named;
+        if let Some(flow) = self.transfers[id].flow {
+            free |= self.net.cancel(self.now, flow).is_some();
+        }
+        if let TransferKind::Piece { dst, from, .. } = self.transfers[id].kind {
+            let open = &mut self.peers[dst.0 as usize].open;
+            if let Some(i) = open.iter().rposition(|t| *t == id) {
+                open.remove(i);
+            }
+            if let Source::Parent(parent) = from {
+                let host = self.peers[parent.0 as usize].host;
+                if self.transfers[id].holds_slot {
+                    self.release_upload_slot(host, id);
+                } else {
+                    // Waiting in the parent's line: no event names it.
+                    self.host_slots[host].forget(|r| *r == id);
+                    free = true;
+                }
             }
         }
-        if unreferenced {
+        if free {
             self.retire_transfer(id);
         }
     }

@@ -318,36 +318,6 @@ impl World<'_> {
         }
     }
 
-    /// Ends transfer `id` without telling its ends: its flow stops, its upload slot (or its
-    /// place in its parent's line) is given up and it leaves its download's open list.
-    /// `named`: the event being handled named it, and nothing else will, so its id is free.
-    fn end_transfer(&mut self, id: usize, named: bool) {
-        self.transfers[id].cancelled = true;
-        let mut free = named;
-        if let Some(flow) = self.transfers[id].flow {
-            free |= self.net.cancel(self.now, flow).is_some();
-        }
-        if let TransferKind::Piece { dst, from, .. } = self.transfers[id].kind {
-            let open = &mut self.peers[dst.0 as usize].open;
-            if let Some(i) = open.iter().rposition(|t| *t == id) {
-                open.remove(i);
-            }
-            if let Source::Parent(parent) = from {
-                let host = self.peers[parent.0 as usize].host;
-                if self.transfers[id].holds_slot {
-                    self.release_upload_slot(host, id);
-                } else {
-                    // Waiting in the parent's line: no event names it.
-                    self.host_slots[host].forget(|r| *r == id);
-                    free = true;
-                }
-            }
-        }
-        if free {
-            self.retire_transfer(id);
-        }
-    }
-
     /// A seed's resolver went with its registry request in flight: each node waiting for it
     /// asks the registry (the daemon's fallback).
     fn resolver_fetch_lost(&mut self, fetch: usize) {
