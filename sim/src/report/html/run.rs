@@ -113,12 +113,18 @@ pub fn run_page(
     Ok(p.finish(&nav::bar(out_root, &run.scenario, Here::Run)))
 }
 
+/// A breakdown table's cells: its first `text_columns` columns are names, the rest figures.
+fn cells(rows: Vec<Vec<String>>, text_columns: usize) -> Vec<Vec<Cell>> {
+    rows.iter()
+        .map(|row| {
+            row.iter().enumerate().map(|(i, v)| if i < text_columns { Cell::text(v) } else { Cell::num(v) }).collect()
+        })
+        .collect()
+}
+
 /// Per mode and node group, when the scenario has two groups or more.
 fn groups_table(p: &mut Page, summary: &Summary) {
-    let rows: Vec<Vec<Cell>> = group_rows(summary)
-        .iter()
-        .map(|row| row.iter().enumerate().map(|(i, v)| if i < 2 { Cell::text(v) } else { Cell::num(v) }).collect())
-        .collect();
+    let rows = cells(group_rows(summary), 2);
     if !rows.is_empty() {
         p.table(&GROUP_HEADER, &rows);
     }
@@ -126,10 +132,7 @@ fn groups_table(p: &mut Page, summary: &Summary) {
 
 /// Per mode and workload, when the scenario declares `[[workload]]` tables.
 fn workloads_table(p: &mut Page, summary: &Summary) {
-    let rows: Vec<Vec<Cell>> = workload_rows(summary)
-        .iter()
-        .map(|row| row.iter().enumerate().map(|(i, v)| if i < 2 { Cell::text(v) } else { Cell::num(v) }).collect())
-        .collect();
+    let rows = cells(workload_rows(summary), 2);
     if !rows.is_empty() {
         p.h2("Workloads");
         p.p(Html::text("Start times are from t = 0, so a workload's include its start offset and, for a rolling update, the pods created later. Bytes are each node's pull of the workload's image; a layer two images share counts for the workload whose pull asked for it first."));
@@ -142,10 +145,7 @@ fn workloads_table(p: &mut Page, summary: &Summary) {
 
 /// Per mode, what node churn did, when the scenario declares `[[churn.event]]`.
 fn churn_table(p: &mut Page, summary: &Summary) {
-    let rows: Vec<Vec<Cell>> = churn_rows(summary)
-        .iter()
-        .map(|row| row.iter().enumerate().map(|(i, v)| if i < 1 { Cell::text(v) } else { Cell::num(v) }).collect())
-        .collect();
+    let rows = cells(churn_rows(summary), 1);
     if !rows.is_empty() {
         p.h2("Node churn");
         p.p(Html::text(&format!("{}{}.", CHURN_NOTE[..1].to_uppercase(), &CHURN_NOTE[1..])));
