@@ -2,7 +2,8 @@
 //! fix` per mistake.
 
 use super::*;
-use crate::scenario::{parse_scenario, ScenarioError};
+use crate::scenario::parse_scenario;
+use crate::scenario::test_errors::*;
 
 /// 10 nodes, 2 seed peers; `events` follow.
 fn text(events: &str) -> String {
@@ -17,20 +18,8 @@ const GROUPS: &str = "name = \"c\"\nmodes = [\"p2p\"]\n[cluster]\nseed_peers = 1
     [[cluster.node_groups]]\nname = \"gpu\"\ncount = 4\n\
     [image]\nreference = \"r\"\nlayer_bytes = [1000]\n";
 
-fn err(text: &str) -> ScenarioError {
-    parse_scenario(text, "c.toml").expect_err("refused")
-}
-
-/// The 1-based line of the last line of `text` that contains `needle`.
-fn line_of(text: &str, needle: &str) -> usize {
-    text.lines().count() - text.lines().rev().position(|l| l.contains(needle)).expect("the needle is in the text")
-}
-
 fn expect(text: &str, needle: &str, key: &str, fragment: &str) {
-    let shown = err(text).to_string();
-    let prefix = format!("c.toml:{}: {key}: ", line_of(text, needle));
-    assert!(shown.starts_with(&prefix), "want {prefix:?}, got {shown:?}\n{text}");
-    assert!(shown.contains(fragment), "want {fragment:?} in {shown:?}");
+    expect_refused(text, "c.toml", last_line_of(text, needle), key, fragment);
 }
 
 fn event(body: &str) -> String {

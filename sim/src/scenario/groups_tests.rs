@@ -1,5 +1,6 @@
 //! `[[cluster.node_groups]]`: what loads, and one `file:line: key: what to fix` per mistake.
 
+use crate::scenario::test_errors::*;
 use crate::scenario::{parse_scenario, ScenarioError};
 
 const IMAGE: &str = "[image]\nreference = \"r\"\nlayer_bytes = [10, 20]\n";
@@ -15,11 +16,6 @@ const TWO: &str = "[[cluster.node_groups]]\nname = \"gpu\"\ncount = 4\nupload_gb
 
 fn err(text: &str) -> ScenarioError {
     parse_scenario(text, "g.toml").expect_err("refused")
-}
-
-/// The 1-based line of the first line of `text` that contains `needle`, from line `after`.
-fn line_of(text: &str, needle: &str, after: usize) -> usize {
-    after + 1 + text.lines().skip(after).position(|l| l.contains(needle)).expect("the needle is in the text")
 }
 
 #[test]

@@ -23,4 +23,6 @@ pub use model::*;
 pub use workloads::{PodCount, Rolling, Rollout, Strategy, Workload, WorkloadLayout, IMPLICIT_WORKLOAD};
 
 #[cfg(test)]
+mod test_errors;
+#[cfg(test)]
 mod tests;

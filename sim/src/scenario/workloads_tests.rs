@@ -2,7 +2,8 @@
 //! mistake.
 
 use super::*;
-use crate::scenario::{parse_scenario, ScenarioError};
+use crate::scenario::parse_scenario;
+use crate::scenario::test_errors::*;
 
 const GROUPS: &str = "[cluster]\nseed_peers = 1\n\
     [[cluster.node_groups]]\nname = \"big\"\ncount = 3\npods_per_node = 2\n\
@@ -19,20 +20,8 @@ fn text(cluster: &str, workloads: &[String]) -> String {
     format!("name = \"w\"\n{cluster}{}", workloads.concat())
 }
 
-fn err(text: &str) -> ScenarioError {
-    parse_scenario(text, "w.toml").expect_err("refused")
-}
-
-/// The 1-based line of the first line of `text` that contains `needle`, from line `after`.
-fn line_of(text: &str, needle: &str, after: usize) -> usize {
-    after + 1 + text.lines().skip(after).position(|l| l.contains(needle)).expect("the needle is in the text")
-}
-
 fn expect(text: &str, line: usize, key: &str, fragment: &str) {
-    let shown = err(text).to_string();
-    let prefix = format!("w.toml:{line}: {key}: ");
-    assert!(shown.starts_with(&prefix), "want {prefix:?}, got {shown:?}\n{text}");
-    assert!(shown.contains(fragment), "want {fragment:?} in {shown:?}");
+    expect_refused(text, "w.toml", line, key, fragment);
 }
 
 #[test]
