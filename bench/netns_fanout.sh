@@ -21,6 +21,8 @@
 #                               or the [peer] table a scenario runs)
 #         PEER_MIRROR_KEYS=FILE  lines added to the [mirror] table this script writes (keys only,
 #                               e.g. tag_ttl_ms = 0: sim fidelity-plan's peer-mirror.toml)
+#         PEER_LOG_FILTER=info  every peerd's log filter; `info,piece_trace=debug` logs each piece
+#                               request, arrival and parent piece-map update (bench/piece_trace.py)
 #         SCHEDULER_EXTRA_TOML=FILE  the scheduler's [scheduler] table (default: policy = "default")
 #         MIRROR_CMD='...'      p2p without peerd: a stand-in mirror started in every pod instead
 #                               ({UPSTREAM} = http://198.18.0.2:5000, {LOG} = a per-pod log path);
@@ -198,7 +200,7 @@ announce_interval_ms = 2000
 dir = "$5"
 
 [log]
-filter = "info"
+filter = "${PEER_LOG_FILTER:-info}"
 EOF
   # A pod's mirror proxies the bench registry only (it is no open relay). skopeo names no
   # registry in its requests, hence default_registry; containerd's ?ns= matches the host.

@@ -753,6 +753,10 @@ impl<'a> Download<'a> {
         match event {
             Event::Sync { parent, result } => match result {
                 Ok(update) => {
+                    if tracing::enabled!(target: "piece_trace", tracing::Level::DEBUG) {
+                        let at = self.source_label(Source::Parent(parent));
+                        tracing::debug!(target: "piece_trace", task = %self.job.task, parent = %at, added = ?update.added, "has");
+                    }
                     for piece in &update.added {
                         self.plan.on_parent_has(parent, *piece);
                     }
@@ -769,9 +773,21 @@ impl<'a> Download<'a> {
                     self.plan.on_parent_failed(parent);
                 }
             },
-            Event::Received { piece, from } => self.plan.on_piece_received(piece, from),
+            Event::Received { piece, from } => {
+                tracing::debug!(target: "piece_trace", task = %self.job.task, piece, from = %self.source_label(from), "received");
+                self.plan.on_piece_received(piece, from)
+            }
             Event::Piece { piece, from, outcome } => {
                 self.transfers.remove(&(piece, from));
+                if tracing::enabled!(target: "piece_trace", tracing::Level::DEBUG) {
+                    let (what, bytes, took_us) = match &outcome {
+                        PieceOutcome::Stored { bytes, took } => ("stored", *bytes, took.as_micros() as u64),
+                        PieceOutcome::Dropped { .. } => ("dropped", 0, 0),
+                        PieceOutcome::ParentFailed { .. } => ("failed", 0, 0),
+                        PieceOutcome::Fatal(_) => ("fatal", 0, 0),
+                    };
+                    tracing::debug!(target: "piece_trace", task = %self.job.task, piece, from = %self.source_label(from), bytes, took_us, "{what}");
+                }
                 let source = match from {
                     Source::Origin => ByteSource::Origin,
                     Source::Parent(_) => ByteSource::Parent,
@@ -792,6 +808,7 @@ impl<'a> Download<'a> {
                         }
                         for other in self.plan.redundant_transfers(piece) {
                             if let Some(h) = self.transfers.remove(&(piece, other)) {
+                                tracing::debug!(target: "piece_trace", task = %self.job.task, piece, from = %self.source_label(other), "aborted");
                                 h.abort();
                             }
                             self.plan.on_transfer_dropped(piece, other);
@@ -824,6 +841,7 @@ impl<'a> Download<'a> {
             PeerAction::Fetch { piece, from } => self.fetch(piece, from),
             PeerAction::Cancel { piece, from } => {
                 if let Some(h) = self.transfers.remove(&(piece, from)) {
+                    tracing::debug!(target: "piece_trace", task = %self.job.task, piece, from = %self.source_label(from), "aborted");
                     h.abort();
                 }
             }
@@ -891,7 +909,19 @@ impl<'a> Download<'a> {
         Ok(())
     }
 
+    /// Where a piece comes from, for the piece trace: `origin` or the parent's data-plane
+    /// address.
+    fn source_label(&self, from: Source) -> String {
+        match from {
+            Source::Origin => "origin".into(),
+            Source::Parent(parent) => {
+                self.parents.get(&parent).map_or_else(|| format!("{parent:?}"), |l| l.addr.to_string())
+            }
+        }
+    }
+
     fn fetch(&mut self, piece: u32, from: Source) {
+        tracing::debug!(target: "piece_trace", task = %self.job.task, piece, from = %self.source_label(from), "request");
         let (ctx, tx, task) = (self.ctx.clone(), self.events_tx.clone(), self.job.task);
         let handle = match from {
             Source::Origin => {

@@ -76,7 +76,7 @@ pub(super) enum Reply {
     Error { code: ErrorCode, message: String },
 }
 
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 pub(super) enum Lane {
     Piece,
     Sync,

@@ -319,10 +319,48 @@ async fn connections_are_pooled_and_requests_pipelined() {
     let sizes = futures_join_all(fetches).await;
     assert_eq!(sizes.len(), 24);
     let stats = parent.server.stats();
-    assert_eq!(stats.connections_total, 2, "the pool grew to its limit and no further");
-    assert_eq!(child.connections(parent.addr()), 2);
+    assert_eq!(
+        stats.connections_total, 3,
+        "the piece pool grew to its limit and no further, beside one for piece maps"
+    );
+    assert_eq!(child.connections(parent.addr()), 3);
     child.forget_parent(parent.addr());
     assert_eq!(child.connections(parent.addr()), 0);
+}
+
+/// A piece-map long poll does not wait behind piece bytes: it has its own connection, so
+/// news of a piece reaches the child while a slow parent is still sending other pieces.
+#[tokio::test]
+async fn piece_map_news_does_not_queue_behind_pieces() {
+    let rate = RateLimit { bytes_per_s: 1 << 20, burst_bytes: 16 << 10 };
+    let config = ServerConfig { upload_rate: Some(rate), ..Default::default() };
+    let parent = Parent::start(4, 512 << 10, 0..2, config).await;
+    let child = client(ClientConfig { max_connections_per_parent: 1, ..Default::default() });
+    let known = child.sync_pieces(parent.addr(), &parent.task, None, WAIT_NONE).await.unwrap().pieces;
+    // Two pieces asked on the one piece connection: half a second of bytes each at 1 MiB/s.
+    let fetched = std::sync::atomic::AtomicU32::new(0);
+    let fetches = (0..2u32).map(|p| {
+        let digest = known.digest(p).unwrap();
+        let (child, task, addr, fetched) = (&child, parent.task, parent.addr(), &fetched);
+        async move {
+            child.fetch_piece(addr, &task, p, &digest).await.unwrap();
+            fetched.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            p as u64
+        }
+    });
+    let fetching = async {
+        futures_join_all(fetches).await;
+    };
+    let news = async {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        parent.add(3);
+        let update =
+            child.sync_pieces(parent.addr(), &parent.task, Some(&known), Duration::from_secs(5)).await.unwrap();
+        (update.added, fetched.load(std::sync::atomic::Ordering::SeqCst))
+    };
+    let ((added, pieces_done), ()) = tokio::join!(news, fetching);
+    assert_eq!(added, vec![3]);
+    assert_eq!(pieces_done, 0, "the news waited for a piece's bytes");
 }
 
 #[tokio::test]
@@ -520,8 +558,12 @@ mod grants {
             Err(FetchError::Refused { code: ErrorCode::TaskNotFound, .. }) => {}
             got => panic!("expected TaskNotFound for the granted task, got {got:?}"),
         }
-        let m = refusal(elsewhere.fetch_piece(parent.addr(), &task, 1, &digest).await);
+        // On the connection that presented it (piece maps have their own connection)...
+        let m = refusal(elsewhere.sync_pieces(parent.addr(), &task, None, WAIT_NONE).await);
         assert!(m.contains("no grant") && m.contains("1 grants for other tasks"), "{m}");
+        // ...and on the piece connection, which presented none.
+        let m = refusal(elsewhere.fetch_piece(parent.addr(), &task, 1, &digest).await);
+        assert!(m.contains("no grant"), "{m}");
 
         // Another cluster's key, an expired grant, one for another host presented as ours.
         let forger = client(ClientConfig::default());

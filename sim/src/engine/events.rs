@@ -34,6 +34,11 @@ pub(crate) enum Event {
     StartTransfer {
         transfer: usize,
     },
+    /// `network.queue_delay_ms` after `peer` got `piece`: its children learn of it.
+    PieceNews {
+        peer: PeerId,
+        piece: u32,
+    },
     SchedDeliver {
         replica: usize,
         /// The replica's life it was sent to (`Replica::life`).

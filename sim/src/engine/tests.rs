@@ -326,6 +326,38 @@ fn piece_hops_and_upload_use_follow_the_trees() {
     assert!(m.node_upload_used > 0.0 && m.node_upload_used <= 1.0, "{}", m.node_upload_used);
 }
 
+/// `network.queue_delay_ms` delays every piece request (twice: the request's way and the
+/// bytes' way back) and every piece-map update (once): p2p slows by at most that per
+/// piece; oci (no peer-to-peer messages) does not move.
+#[test]
+fn queued_messages_slow_p2p_by_at_most_their_delays() {
+    let base = small(8, 1, &[20_000_000], 1, "default", 3);
+    let mut queued = base.clone();
+    queued.network.queue_delay_ms = 20.0;
+    let a = run_scenario(&base, &RunOptions::default()).unwrap();
+    let b = run_scenario(&queued, &RunOptions::default()).unwrap();
+    let image = image_bytes(&base);
+    for (ma, mb) in a.modes.iter().zip(&b.modes) {
+        if ma.mode == Mode::Oci {
+            assert_eq!(ma.makespan_s, mb.makespan_s);
+            continue;
+        }
+        let pieces = image.div_ceil(512 << 10) as f64;
+        assert!(mb.makespan_s > ma.makespan_s, "{:?}: {} -> {}", ma.mode, ma.makespan_s, mb.makespan_s);
+        assert!(
+            mb.makespan_s <= ma.makespan_s + pieces * 3.0 * 0.020,
+            "{:?}: {} -> {}",
+            ma.mode,
+            ma.makespan_s,
+            mb.makespan_s
+        );
+        let wanted = if ma.mode == Mode::P2pLazy { image + base.lazy.metadata_bytes } else { image };
+        for p in &mb.pods {
+            assert_eq!(p.bytes_from_registry + p.bytes_from_seed_peers + p.bytes_from_peers, wanted, "{:?}", ma.mode);
+        }
+    }
+}
+
 /// nginx-50.toml with `pods` pods and `mirror` changed.
 fn nginx(pods: u32, mirror: impl FnOnce(&mut crate::scenario::Mirror)) -> Scenario {
     let text = include_str!("../../../scenarios/nginx-50.toml");

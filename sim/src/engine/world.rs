@@ -245,6 +245,8 @@ pub(crate) struct World<'a> {
     free_transfers: Vec<usize>,
     requested_transfers: u64,
     rpc_ns: TimeNs,
+    /// `network.queue_delay_ms`: a peer-to-peer message's wait in busy links' queues.
+    queue_ns: TimeNs,
     pub(crate) events: u64,
     /// Piece requests refused as busy after waiting `upload_slot_wait_ns`.
     busy_refusals: u64,
@@ -395,6 +397,7 @@ impl<'a> World<'a> {
             free_transfers: Vec::new(),
             requested_transfers: 0,
             rpc_ns: ms(sc.scheduler.cost.rpc_latency_ms),
+            queue_ns: ms(sc.network.queue_delay_ms),
             events: 0,
             busy_refusals: 0,
             hop_pieces: 0,
@@ -492,6 +495,7 @@ impl<'a> World<'a> {
             }
             Event::ResolverAsked { seed, pull, key } => self.resolver_asked(seed, pull, key),
             Event::StartTransfer { transfer } => self.start_flow(transfer),
+            Event::PieceNews { peer, piece } => self.tell_children(peer, piece),
             Event::SchedDeliver { replica, life, request } => {
                 if self.replicas[replica].life == life && !self.replicas[replica].dead {
                     self.sched_handle(replica, request);
@@ -1338,7 +1342,10 @@ impl<'a> World<'a> {
                         match self.host_slots[parent_host].admit(self.now, id) {
                             Some(id) => {
                                 self.transfers[id].holds_slot = true;
-                                self.queue.push(self.now + self.rpc_ns, Event::StartTransfer { transfer: id });
+                                // The request waits in the queues on its way, the piece's
+                                // first bytes in those on their way back.
+                                let at = self.now + self.rpc_ns + 2 * self.queue_ns;
+                                self.queue.push(at, Event::StartTransfer { transfer: id });
                             }
                             None => self.arm_slot_timer(parent_host),
                         }
@@ -1458,7 +1465,21 @@ impl<'a> World<'a> {
         if let Some(next) = self.host_slots[host].release() {
             debug_assert!(!self.transfers[next].cancelled, "cancelled transfers leave the line");
             self.transfers[next].holds_slot = true;
-            self.queue.push(self.now, Event::StartTransfer { transfer: next });
+            // The request is at the parent already; its first bytes queue on their way.
+            self.queue.push(self.now + self.queue_ns, Event::StartTransfer { transfer: next });
+        }
+    }
+
+    /// `peer`'s children learn that it holds `piece` (the daemon's piece-map long poll
+    /// answering), with its host's upload load as the reply carries it.
+    fn tell_children(&mut self, peer: PeerId, piece: u32) {
+        let host = self.peers[peer.0 as usize].host;
+        let children = self.peers[peer.0 as usize].children.clone();
+        let uploads = self.host_slots[host].active();
+        for c in children {
+            self.peers[c.0 as usize].dl.on_parent_has(peer, piece);
+            self.peers[c.0 as usize].dl.on_parent_uploads(peer, uploads);
+            self.drive(c);
         }
     }
 
@@ -1503,14 +1524,10 @@ impl<'a> World<'a> {
             self.peers[peer.0 as usize].dl.on_transfer_dropped(piece, other);
         }
         if fresh {
-            let children = self.peers[peer.0 as usize].children.clone();
-            // As in the daemon's piece-map replies: news of a piece comes with the load of
-            // the host that has it.
-            let uploads = self.host_slots[host].active();
-            for c in children {
-                self.peers[c.0 as usize].dl.on_parent_has(peer, piece);
-                self.peers[c.0 as usize].dl.on_parent_uploads(peer, uploads);
-                self.drive(c);
+            if self.queue_ns == 0 {
+                self.tell_children(peer, piece);
+            } else {
+                self.queue.push(self.now + self.queue_ns, Event::PieceNews { peer, piece });
             }
             if self.mode == Mode::P2pLazy && host < self.n_nodes {
                 for i in 0..self.node_pulls[host].len() {

@@ -196,11 +196,20 @@ pub struct Network {
     /// (header 14, FCS 4, preamble 8, inter-frame gap 12); 14 where tbf shapes a veth (it
     /// counts the frame as the kernel holds it: header, no FCS or gap).
     pub link_overhead_bytes: u32,
+    /// The standing queue of a busy link, as a one-way delay: what a small message (a piece
+    /// request, a piece-map update) waits behind the bytes the links on its way already
+    /// hold. Peer-to-peer traffic pays it once per message: a piece's first bytes reach the
+    /// child `scheduler.rpc_latency_ms + 2 x queue_delay_ms` after it asks (the request's
+    /// way and the bytes' way back), and a parent's children learn of a new piece
+    /// `queue_delay_ms` after it arrived. 0 (the default) for links whose queues stay short
+    /// (fq_codel, datacenter switches with ECN); the fidelity files give the delay measured
+    /// under their tbf shapers.
+    pub queue_delay_ms: f64,
 }
 
 impl Default for Network {
     fn default() -> Self {
-        Network { mtu_bytes: 1500, ip_tcp_header_bytes: 52, link_overhead_bytes: 38 }
+        Network { mtu_bytes: 1500, ip_tcp_header_bytes: 52, link_overhead_bytes: 38, queue_delay_ms: 0.0 }
     }
 }
 

@@ -339,6 +339,11 @@ fn latencies_and_delays_must_be_finite_and_not_negative() {
 
 #[test]
 fn fractions_and_sim_settings_are_bounded() {
+    for value in ["-1.0", "nan", "1000.5"] {
+        let text = with("network", &format!("queue_delay_ms = {value}"));
+        expect_at(&text, None, "network.queue_delay_ms", "must be from 0 to 1000 ms");
+    }
+    assert!(parse_scenario(&with("network", "queue_delay_ms = 20.0"), "queued.toml").is_ok());
     for value in ["0.0", "-0.1", "1.5", "nan"] {
         let text = with("lazy", &format!("startup_working_set_fraction = {value}"));
         expect_at(&text, None, "lazy.startup_working_set_fraction", "must be in (0, 1]");

@@ -210,6 +210,15 @@ fn network(s: &Scenario) -> Result<(), Invalid> {
             ),
         );
     }
+    if !(0.0..=1000.0).contains(&n.queue_delay_ms) {
+        return fail(
+            "network.queue_delay_ms",
+            format!(
+                "must be from 0 to 1000 ms (0 for short queues; a tbf shaper with latency 20ms holds up to 20; got {})",
+                n.queue_delay_ms
+            ),
+        );
+    }
     Ok(())
 }
 
