@@ -3,14 +3,18 @@
 
 Usage:  PEER_LOG_FILTER=info,piece_trace=debug bench/fidelity.sh SCENARIO.toml   (or netns_fanout.sh)
         bench/piece_trace.py WORK_DIR [PODS]
+        bench/piece_trace.py --sim reports/fidelity/NAME/sim/NAME/pieces.csv [MODE]
 WORK_DIR is the run's WORK (default of fidelity.sh: /tmp/p2pimg-fidelity); PODS limits the
 pods read to pod1..PODS (a WORK reused by a run with more pods keeps their old logs).
+--sim reads the simulator's trace of the same scenario (`sim fidelity-compare` writes it;
+MODE defaults to p2p) and prints the same transfer figures (no news delay: the simulator's
+children learn of a piece at once unless `network.queue_delay_ms` is set).
 
 Prints:
   - piece-map news delay: from a parent storing a piece (its log) to a child's piece-map
     update naming it (the child's log), over every parent/child pair and piece; updates a
     child gets when it first joins a task (the parent had the piece before) count too
-  - request -> received per source kind (seed, pod, origin)
+  - request -> stored per source kind (seed, pod, origin)
   - per pod and seed: pieces in flight on average, MB stored by source, transfers aborted
 """
 import collections
@@ -67,10 +71,46 @@ def pct(values, qs=(0.1, 0.5, 0.9, 0.99)):
     return ' '.join(f'p{int(q * 100)} {1000 * values[int(q * (len(values) - 1))]:.1f}' for q in qs)
 
 
+def sim_main(path, mode):
+    import csv
+    rows = collections.defaultdict(list)
+    with open(path) as fh:
+        for r in csv.DictReader(fh):
+            if r['mode'] == mode:
+                rows[r['receiver']].append(r)
+    if not rows:
+        sys.exit(f'no {mode} rows in {path}')
+    waits = collections.defaultdict(list)
+    for rs in rows.values():
+        for r in rs:
+            if r['end'] == 'stored':
+                kind = r['source'].rstrip('0123456789').replace('node', 'pod').replace('registry', 'origin')
+                waits[kind].append(float(r['ended_s']) - float(r['requested_s']))
+    for kind, d in sorted(waits.items()):
+        print(f'request -> stored (ms) from {kind}, {len(d)} pieces: {pct(d, (0.1, 0.5, 0.9))}')
+    for node in sorted(rows, key=lambda n: (n.rstrip('0123456789'), int(n.lstrip('abcdefghijklmnopqrstuvwxyz')))):
+        rs = rows[node]
+        start = min(float(r['requested_s']) for r in rs)
+        end = max(float(r['ended_s']) for r in rs)
+        busy = sum(float(r['ended_s']) - float(r['requested_s']) for r in rs)
+        by_source = collections.Counter()
+        for r in rs:
+            if r['end'] == 'stored':
+                by_source[r['source'].rstrip('0123456789').replace('node', 'pod').replace('registry', 'origin')] += int(r['bytes'])
+        mb = ', '.join(f'{k} {v / 1e6:.1f}' for k, v in sorted(by_source.items()))
+        cancelled = sum(r['end'] == 'cancelled' for r in rs)
+        print(f'{node}: {end - start:.2f} s, {busy / max(end - start, 1e-9):.1f} pieces in flight on average, MB from {mb}; {cancelled} cancelled')
+
+
 def main():
     if len(sys.argv) < 2 or sys.argv[1] in ('-h', '--help'):
         print(__doc__)
         sys.exit(0 if len(sys.argv) > 1 else 2)
+    if sys.argv[1] == '--sim':
+        if len(sys.argv) < 3:
+            sys.exit('--sim needs the pieces.csv of a simulated run')
+        sim_main(sys.argv[2], sys.argv[3] if len(sys.argv) > 3 else 'p2p')
+        return
     work, pods = sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else 255
     names = names_by_ip()
     events = read(work, pods)
@@ -100,11 +140,11 @@ def main():
             key = (task, kv.get('piece'), src)
             if what == 'request':
                 asked[key] = t
-            elif what == 'received' and key in asked:
+            elif what == 'stored' and key in asked:
                 kind = 'origin' if src == 'origin' else node_of(src, names).rstrip('0123456789')
                 kinds[kind].append(t - asked.pop(key))
     for kind, d in sorted(kinds.items()):
-        print(f'request -> received (ms) from {kind}, {len(d)} pieces: {pct(d, (0.1, 0.5, 0.9))}')
+        print(f'request -> stored (ms) from {kind}, {len(d)} pieces: {pct(d, (0.1, 0.5, 0.9))}')
     for node, rows in events.items():
         if not rows:
             continue

@@ -74,8 +74,69 @@ pub struct ModeResult {
     pub preheats: Vec<PreheatRecord>,
     /// What node churn (`[[churn.event]]`) did; None for a scenario without churn.
     pub churn: Option<ChurnRecord>,
+    /// Every piece transfer, when the run was asked for them (`RunOptions::trace_pieces`);
+    /// empty otherwise. Not in `summary.json`.
+    #[serde(skip)]
+    pub piece_trace: Vec<PieceTransfer>,
     /// Wall-clock seconds spent simulating this mode.
     pub wall_s: f64,
+}
+
+/// A host in a piece trace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum TraceHost {
+    Registry,
+    /// A normal node, by its index (`pods.csv`'s `node`).
+    Node(u32),
+    /// A seed peer, from 0.
+    Seed(u32),
+}
+
+impl std::fmt::Display for TraceHost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TraceHost::Registry => f.write_str("registry"),
+            TraceHost::Node(n) => write!(f, "node{n}"),
+            TraceHost::Seed(n) => write!(f, "seed{n}"),
+        }
+    }
+}
+
+/// How a traced piece transfer ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransferEnd {
+    /// The piece arrived (a duplicate of one already held counts too).
+    Stored,
+    /// Cancelled by the download (a redundant copy, a timeout) or its parent leaving.
+    Cancelled,
+    /// Refused busy after waiting `upload_slot_wait_ns` for an upload slot.
+    Busy,
+}
+
+impl TransferEnd {
+    pub fn name(self) -> &'static str {
+        match self {
+            TransferEnd::Stored => "stored",
+            TransferEnd::Cancelled => "cancelled",
+            TransferEnd::Busy => "busy",
+        }
+    }
+}
+
+/// One piece transfer of a traced run: who asked whom for which piece, when, and how it
+/// ended (`pieces.csv`; `bench/piece_trace.py` gives the same for a real run).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PieceTransfer {
+    pub receiver: TraceHost,
+    /// The blob (layer, config, bootstrap) by its index in the run.
+    pub blob: u32,
+    pub piece: u32,
+    pub source: TraceHost,
+    pub requested_s: f64,
+    pub ended_s: f64,
+    /// The piece's bytes when stored, else 0.
+    pub bytes: u64,
+    pub end: TransferEnd,
 }
 
 /// Node churn in one mode.

@@ -246,6 +246,15 @@ impl Speed {
 }
 
 fn simulate(sc: &Scenario, pb: &ProgressBar, speed: &mut Speed) -> anyhow::Result<RunResult> {
+    simulate_with(sc, pb, speed, &RunOptions::default())
+}
+
+fn simulate_with(
+    sc: &Scenario,
+    pb: &ProgressBar,
+    speed: &mut Speed,
+    options: &RunOptions,
+) -> anyhow::Result<RunResult> {
     let modes: Vec<&str> = sc.modes.iter().map(|m| m.name()).collect();
     pb.set_message(format!(
         "{}: {} pods, {} (policy {}, seed {})",
@@ -257,7 +266,7 @@ fn simulate(sc: &Scenario, pb: &ProgressBar, speed: &mut Speed) -> anyhow::Resul
     ));
     let t = Instant::now();
     // The CLI owns the progress display; the engine draws nothing.
-    let run = run_scenario(sc, &RunOptions { progress: false }).with_context(|| format!("simulating {}", sc.name))?;
+    let run = run_scenario(sc, options).with_context(|| format!("simulating {}", sc.name))?;
     speed.add(&run, t.elapsed());
     Ok(run)
 }
@@ -500,7 +509,8 @@ fn cmd_fidelity_compare(
     sim_sc.modes = measured.modes.keys().copied().collect();
     let mut speed = Speed::default();
     let pb = bar(None);
-    let run = simulate(&sim_sc, &pb, &mut speed);
+    // Every piece transfer too (`sim/<name>/pieces.csv`), beside a traced real run's.
+    let run = simulate_with(&sim_sc, &pb, &mut speed, &RunOptions { trace_pieces: true, ..RunOptions::default() });
     pb.finish_and_clear();
     let run = run?;
     let dir = run_dir(out, &sc.name).map_err(|e| Failure::Input(format!("{}: {e}", out.display())))?;

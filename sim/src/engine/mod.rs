@@ -22,17 +22,23 @@ use sched::Policy;
 pub struct RunOptions {
     /// Draw a progress bar on stderr (the CLI draws its own; kept for library callers).
     pub progress: bool,
+    /// Record every piece transfer (`ModeResult::piece_trace`, `pieces.csv`): for small
+    /// runs, to set beside a real run's (`bench/piece_trace.py`).
+    pub trace_pieces: bool,
 }
 
 /// Runs every mode of `scenario` and returns the results.
-pub fn run_scenario(scenario: &Scenario, _options: &RunOptions) -> anyhow::Result<RunResult> {
+pub fn run_scenario(scenario: &Scenario, options: &RunOptions) -> anyhow::Result<RunResult> {
     let policy = Policy::parse(&scenario.policy)
         .ok_or_else(|| anyhow::anyhow!("unknown policy {:?}; valid: {}", scenario.policy, Policy::NAMES.join(", ")))?;
     // The modes share nothing, so they run on threads of their own; each is deterministic
     // by itself and the results keep the scenario's mode order.
     let runs: Vec<anyhow::Result<_>> = std::thread::scope(|s| {
-        let handles: Vec<_> =
-            scenario.modes.iter().map(|mode| s.spawn(move || run_mode(scenario, *mode, policy))).collect();
+        let handles: Vec<_> = scenario
+            .modes
+            .iter()
+            .map(|mode| s.spawn(move || run_mode_with(scenario, *mode, policy, options.trace_pieces)))
+            .collect();
         handles.into_iter().map(|h| h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))).collect()
     });
     let modes = runs.into_iter().collect::<anyhow::Result<Vec<_>>>()?;
@@ -68,8 +74,14 @@ pub fn floor_mode(scenario: &Scenario) -> Mode {
 /// Runs one mode of `scenario` under `policy`: what `run_scenario` runs on each of its
 /// threads, and what `sim sweep` runs as one unit of its grid.
 pub fn run_mode(scenario: &Scenario, mode: Mode, policy: Policy) -> anyhow::Result<ModeResult> {
+    run_mode_with(scenario, mode, policy, false)
+}
+
+fn run_mode_with(scenario: &Scenario, mode: Mode, policy: Policy, trace_pieces: bool) -> anyhow::Result<ModeResult> {
     let wall = std::time::Instant::now();
-    let mut result = world::World::new(scenario, mode, policy)?.run()?;
+    let world = world::World::new(scenario, mode, policy)?;
+    let world = if trace_pieces { world.traced() } else { world };
+    let mut result = world.run()?;
     result.wall_s = wall.elapsed().as_secs_f64();
     Ok(result)
 }

@@ -358,6 +358,39 @@ fn queued_messages_slow_p2p_by_at_most_their_delays() {
     }
 }
 
+/// A traced run records every piece transfer and changes nothing else: each node stored at
+/// least the image's bytes, every transfer ended after it was asked for, and an untraced
+/// run has no trace.
+#[test]
+fn a_piece_trace_records_every_transfer_and_changes_nothing() {
+    use crate::result::{TraceHost, TransferEnd};
+    let sc = small(6, 1, &[20_000_000, 5_000_000], 1, "default", 5);
+    let plain = run_scenario(&sc, &RunOptions::default()).unwrap();
+    let traced = run_scenario(&sc, &RunOptions { trace_pieces: true, ..RunOptions::default() }).unwrap();
+    let image = image_bytes(&sc);
+    for (p, t) in plain.modes.iter().zip(&traced.modes) {
+        assert!(p.piece_trace.is_empty());
+        let same = |m: &ModeResult| format!("{:?}", ModeResult { piece_trace: Vec::new(), wall_s: 0.0, ..m.clone() });
+        assert_eq!(same(t), same(p), "tracing changed the run");
+        if t.mode == Mode::Oci {
+            continue; // whole blobs from the registry, no pieces
+        }
+        let mut stored = std::collections::BTreeMap::new();
+        for x in &t.piece_trace {
+            assert!(x.requested_s <= x.ended_s, "{x:?}");
+            if x.end == TransferEnd::Stored {
+                *stored.entry(x.receiver).or_insert(0u64) += x.bytes;
+            }
+        }
+        let nodes: Vec<_> = stored.iter().filter(|(h, _)| matches!(h, TraceHost::Node(_))).collect();
+        assert_eq!(nodes.len(), 6, "{:?}", t.mode);
+        let wanted = if t.mode == Mode::P2pLazy { image + sc.lazy.metadata_bytes } else { image };
+        for (host, bytes) in nodes {
+            assert!(*bytes >= wanted, "{:?} {host}: {bytes} < {wanted}", t.mode);
+        }
+    }
+}
+
 /// nginx-50.toml with `pods` pods and `mirror` changed.
 fn nginx(pods: u32, mirror: impl FnOnce(&mut crate::scenario::Mirror)) -> Scenario {
     let text = include_str!("../../../scenarios/nginx-50.toml");

@@ -7,7 +7,7 @@ use super::blobs::{BlobPlan, ImagePlan};
 use super::bound;
 use super::events::{Event, EventQueue};
 use crate::net::{Completion, FlowNet, NodeIx, TimeNs};
-use crate::result::{ModeResult, PodRecord, REGISTRY_BUCKET_NS};
+use crate::result::{ModeResult, PieceTransfer, PodRecord, TraceHost, TransferEnd, REGISTRY_BUCKET_NS};
 use crate::scenario::{Mode, Rolling, Rollout, Scenario};
 use peer::core::resolve::Lookup;
 use peer::core::{Addressing, PeerAction, PeerConfig, ResolveCache, Source, TaskDownload, UploadSlots};
@@ -274,6 +274,8 @@ pub(crate) struct World<'a> {
     preheats: preheat::Preheats,
     /// Nodes that failed or left (`[[churn.event]]`).
     churn: churn::Churn,
+    /// Every piece transfer's end, when traced (`World::traced`).
+    trace: Option<Vec<PieceTransfer>>,
     /// Reschedule requests the downloads sent.
     reschedules: u64,
     completions: Vec<Completion>,
@@ -413,6 +415,7 @@ impl<'a> World<'a> {
             resolver_fetches: Vec::new(),
             preheats,
             churn,
+            trace: None,
             reschedules: 0,
             completions: Vec::new(),
             actions: Vec::new(),
@@ -420,6 +423,12 @@ impl<'a> World<'a> {
     }
 
     /// Runs until every node is done or the time limit passes.
+    /// Records every piece transfer (`ModeResult::piece_trace`).
+    pub(crate) fn traced(mut self) -> Self {
+        self.trace = Some(Vec::new());
+        self
+    }
+
     pub(crate) fn run(mut self) -> anyhow::Result<ModeResult> {
         self.run_to_end()?;
         let churn = self.churn_outcome();
@@ -1404,6 +1413,7 @@ impl<'a> World<'a> {
     /// place in its parent's line) is given up and it leaves its download's open list.
     /// `named`: the event being handled named it, and nothing else will, so its id is free.
     fn end_transfer(&mut self, id: usize, named: bool) {
+        self.trace_end(id, TransferEnd::Cancelled, 0);
         self.transfers[id].cancelled = true;
         let mut free = named;
         if let Some(flow) = self.transfers[id].flow {
@@ -1445,6 +1455,7 @@ impl<'a> World<'a> {
     /// answers busy, as the daemon's data plane does, and the child's plan drops the
     /// transfer (`on_transfer_dropped`, the daemon's handling of `Busy`).
     fn refuse_busy(&mut self, id: usize) {
+        self.trace_end(id, TransferEnd::Busy, 0);
         let TransferKind::Piece { dst, piece, from } = self.transfers[id].kind else {
             unreachable!("only piece transfers wait for upload slots");
         };
@@ -1484,6 +1495,7 @@ impl<'a> World<'a> {
     }
 
     fn piece_arrived(&mut self, transfer: usize, peer: PeerId, piece: u32, from: Source, bytes: u64, cost: TimeNs) {
+        self.trace_end(transfer, TransferEnd::Stored, bytes);
         let host = self.peers[peer.0 as usize].host;
         let fresh = !self.peers[peer.0 as usize].dl.have().contains(piece);
         if let (Some(pull), true) = (self.peers[peer.0 as usize].pull, fresh) {
@@ -1710,8 +1722,37 @@ impl<'a> World<'a> {
                 })
                 .collect(),
             churn: None,
+            piece_trace: self.trace.unwrap_or_default(),
             wall_s: 0.0,
         }
+    }
+
+    /// Records the end of piece transfer `id` when the run is traced.
+    fn trace_end(&mut self, id: usize, end: TransferEnd, bytes: u64) {
+        let Some(trace) = self.trace.as_mut() else { return };
+        let t = &self.transfers[id];
+        let TransferKind::Piece { dst, piece, from } = t.kind else { return };
+        let host = |h: usize| {
+            if h < self.n_nodes {
+                TraceHost::Node(h as u32)
+            } else {
+                TraceHost::Seed((h - self.n_nodes) as u32)
+            }
+        };
+        let receiver = &self.peers[dst.0 as usize];
+        trace.push(PieceTransfer {
+            receiver: host(receiver.host),
+            blob: receiver.blob as u32,
+            piece,
+            source: match from {
+                Source::Origin => TraceHost::Registry,
+                Source::Parent(p) => host(self.peers[p.0 as usize].host),
+            },
+            requested_s: t.requested_ns as f64 / NS_PER_S_F,
+            ended_s: self.now as f64 / NS_PER_S_F,
+            bytes,
+            end,
+        });
     }
 }
 

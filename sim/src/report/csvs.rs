@@ -92,6 +92,36 @@ pub fn node_groups_csv(run: &RunResult) -> anyhow::Result<Option<String>> {
     finish(w).map(Some)
 }
 
+pub const PIECES_HEADER: [&str; 9] =
+    ["mode", "receiver", "blob", "piece", "source", "requested_s", "ended_s", "bytes", "end"];
+
+/// `pieces.csv`, only for a traced run (`RunOptions::trace_pieces`): one row per piece
+/// transfer and mode, in the order they ended. `receiver` and `source` are `nodeN` (N as in
+/// `pods.csv`'s `node`), `seedN` or `registry`; `end` is `stored`, `cancelled` or `busy`.
+pub fn pieces_csv(run: &RunResult) -> anyhow::Result<Option<String>> {
+    if run.modes.iter().all(|m| m.piece_trace.is_empty()) {
+        return Ok(None);
+    }
+    let mut w = csv::Writer::from_writer(Vec::new());
+    w.write_record(PIECES_HEADER)?;
+    for m in &run.modes {
+        for t in &m.piece_trace {
+            w.write_record([
+                m.mode.name().to_string(),
+                t.receiver.to_string(),
+                t.blob.to_string(),
+                t.piece.to_string(),
+                t.source.to_string(),
+                csv_f(t.requested_s),
+                csv_f(t.ended_s),
+                t.bytes.to_string(),
+                t.end.name().to_string(),
+            ])?;
+        }
+    }
+    finish(w).map(Some)
+}
+
 /// `registry.csv`: one row per 100 ms bucket and mode; `t_s` is the bucket's start.
 pub fn registry_csv(run: &RunResult) -> anyhow::Result<String> {
     let mut w = csv::Writer::from_writer(Vec::new());

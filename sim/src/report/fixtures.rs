@@ -129,6 +129,7 @@ pub fn fake_mode(mode: Mode, pods: u32, image_bytes: u64, seed: u64) -> ModeResu
         back_to_source_asks: 0,
         preheats: Vec::new(),
         churn: None,
+        piece_trace: Vec::new(),
         wall_s: 0.1,
     }
 }

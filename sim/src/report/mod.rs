@@ -84,7 +84,7 @@ pub fn run_subtitle(run: &RunResult, ctx: &ChartContext) -> String {
 }
 
 /// Writes `summary.json`, `pods.csv`, `registry.csv` and the two charts (PNG + SVG) to
-/// `out_root/<scenario>/`.
+/// `out_root/<scenario>/`; `pieces.csv` too for a traced run.
 pub fn write_run_reports(out_root: &Path, run: &RunResult, ctx: &ChartContext) -> anyhow::Result<RunReport> {
     let dir = run_dir(out_root, &run.scenario)?;
     fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -96,6 +96,9 @@ pub fn write_run_reports(out_root: &Path, run: &RunResult, ctx: &ChartContext) -
     ];
     if let Some(text) = csvs::node_groups_csv(run)? {
         files.push(write(&dir.join("node_groups.csv"), &text)?);
+    }
+    if let Some(text) = csvs::pieces_csv(run)? {
+        files.push(write(&dir.join("pieces.csv"), &text)?);
     }
     if !run.config_toml.is_empty() {
         files.push(write(&dir.join("config.toml"), &run.config_toml)?);
