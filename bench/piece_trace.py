@@ -63,6 +63,13 @@ def read(work, pods):
                     t, what, task, rest = m.groups()
                     rows.append((when(t), what, task, dict(FIELD.findall(rest))))
         events[name] = rows
+    # A WORK reused across runs keeps a seed2 log from an earlier run with two seeds: keep
+    # only logs that overlap the pods' time.
+    pod_times = [r[0] for n, rows in events.items() if n.startswith('pod') for r in rows]
+    if pod_times:
+        first, last = min(pod_times), max(pod_times)
+        events = {n: rows for n, rows in events.items()
+                  if n.startswith('pod') or (rows and rows[0][0] <= last and rows[-1][0] >= first)}
     return events
 
 
