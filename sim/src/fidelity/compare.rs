@@ -79,6 +79,8 @@ pub struct ModeComparison {
     pub metrics: Vec<Metric>,
     pub pods: Vec<PodPair>,
     pub measured_cpu_busy_pct: f64,
+    /// The measured figures are the median of this many runs (`measured::parse`).
+    pub measured_runs: u32,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -172,7 +174,7 @@ fn compare_mode(
             simulated_s: simulated.get(i).copied().unwrap_or(f64::NAN),
         })
         .collect();
-    Some(ModeComparison { mode, metrics, pods, measured_cpu_busy_pct: m.cpu_busy_pct })
+    Some(ModeComparison { mode, metrics, pods, measured_cpu_busy_pct: m.cpu_busy_pct, measured_runs: m.runs })
 }
 
 /// Compares `run` (the simulator on the scenario) with what the emulation measured.
@@ -225,6 +227,14 @@ impl Comparison {
             "Measured on real processes in network namespaces; simulated by `sim` on the same scenario file. \
              Error = (simulated - measured) / measured. {how}\n"
         );
+        if self.modes.iter().any(|m| m.measured_runs > 1) {
+            let v: Vec<String> = self.modes.iter().map(|m| format!("{} {}", m.mode.name(), m.measured_runs)).collect();
+            let _ = writeln!(
+                s,
+                "Measured figures are medians over runs ({}): each rank's pod is the median of that rank over the runs.\n",
+                v.join(", ")
+            );
+        }
         let _ = writeln!(s, "| mode | figure | measured | simulated | error | limit |");
         let _ = writeln!(s, "|---|---|---:|---:|---:|---:|");
         for m in &self.modes {
@@ -259,7 +269,7 @@ impl Comparison {
             s,
             "## Per pod\n\nPods paired by rank: the k-th measured pod to finish beside the k-th simulated one.\n"
         );
-        let _ = writeln!(s, "| mode | rank | measured pod | measured | simulated | error |");
+        let _ = writeln!(s, "| mode | rank | measured pod (rank with several runs) | measured | simulated | error |");
         let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|");
         for m in &self.modes {
             for p in &m.pods {
@@ -331,7 +341,7 @@ impl Comparison {
                         )
                     })
                     .collect();
-                serde_json::json!({"mode": m.mode.name(), "metrics": metrics, "cpu_busy_pct": m.measured_cpu_busy_pct})
+                serde_json::json!({"mode": m.mode.name(), "metrics": metrics, "cpu_busy_pct": m.measured_cpu_busy_pct, "runs": m.measured_runs})
             })
             .collect();
         serde_json::json!({
@@ -362,6 +372,7 @@ mod tests {
             seed_upload_bytes: None,
             image_bytes: run.image_bytes,
             cpu_busy_pct: 30.0,
+            runs: 1,
         }
     }
 

@@ -25,6 +25,8 @@ pub struct MeasuredMode {
     pub image_bytes: u64,
     /// Share of the machine's CPU time that was busy during the mode.
     pub cpu_busy_pct: f64,
+    /// How many runs the figures are the median of.
+    pub runs: u32,
 }
 
 /// Every mode measured, by the scenario's mode name (`direct` is `oci`).
@@ -54,11 +56,21 @@ fn mb_to_bytes(mb: f64) -> u64 {
     (mb * 1e6).round().max(0.0) as u64
 }
 
-/// Parses the script's output (other lines are skipped). Later lines of a mode replace
-/// earlier ones, so a file with several runs keeps the last.
+/// One run of one mode: its pods, then its result line.
+#[derive(Default)]
+struct Run {
+    pods: BTreeMap<u32, MeasuredPod>,
+    result: Option<MeasuredMode>,
+}
+
+/// Parses the script's output (other lines are skipped). A file may hold several runs of a
+/// mode (`bench/fidelity.sh` with `RUNS=N` appends them: each run's `fanout_pod` lines,
+/// then its `fanout_result`): the mode is then their median, rank by rank. The k-th pod is
+/// the median over the runs of each run's k-th pod to finish (so p50, p99 and the last pod
+/// are each the median of that figure over the runs; `pod` numbers the ranks from 1), and
+/// the bytes and CPU are medians too. A pod is `ok` only if every pod of every run was.
 pub fn parse(text: &str) -> Result<Measured, String> {
-    let mut pods: BTreeMap<Mode, BTreeMap<u32, MeasuredPod>> = BTreeMap::new();
-    let mut out = Measured::default();
+    let mut runs: BTreeMap<Mode, Vec<Run>> = BTreeMap::new();
     for (i, line) in text.lines().enumerate() {
         let line_no = i + 1;
         if line.starts_with("fanout_pod ") {
@@ -67,35 +79,109 @@ pub fn parse(text: &str) -> Result<Measured, String> {
             let pod: u32 = num(&w, "pod", line_no)?;
             let secs: f64 = num(&w, "secs", line_no)?;
             let ok = w.get("status") == Some(&"ok") && w.get("verified") == Some(&"yes");
-            pods.entry(mode).or_default().insert(pod, MeasuredPod { pod, secs, ok });
+            let list = runs.entry(mode).or_default();
+            if list.last().is_none_or(|r| r.result.is_some()) {
+                list.push(Run::default());
+            }
+            list.last_mut().expect("pushed").pods.insert(pod, MeasuredPod { pod, secs, ok });
         } else if line.starts_with("fanout_result ") {
             let w = words(line);
             let mode = mode_of(w.get("mode").copied().unwrap_or(""), line_no)?;
-            let m = out.modes.entry(mode).or_default();
-            m.registry_bytes = mb_to_bytes(num(&w, "registry_blob_MB", line_no)?);
-            m.image_bytes = mb_to_bytes(num(&w, "image_MB", line_no)?);
-            m.cpu_busy_pct = num(&w, "cpu_busy_pct", line_no)?;
-            m.seed_upload_bytes = match w.get("seed_upload_MB") {
-                Some(_) => Some(mb_to_bytes(num(&w, "seed_upload_MB", line_no)?)),
-                None => None,
+            let result = MeasuredMode {
+                pods: Vec::new(),
+                registry_bytes: mb_to_bytes(num(&w, "registry_blob_MB", line_no)?),
+                image_bytes: mb_to_bytes(num(&w, "image_MB", line_no)?),
+                cpu_busy_pct: num(&w, "cpu_busy_pct", line_no)?,
+                seed_upload_bytes: match w.get("seed_upload_MB") {
+                    Some(_) => Some(mb_to_bytes(num(&w, "seed_upload_MB", line_no)?)),
+                    None => None,
+                },
+                runs: 1,
             };
+            let list = runs.entry(mode).or_default();
+            match list.last_mut() {
+                Some(r) if r.result.is_none() => r.result = Some(result),
+                _ => {
+                    return Err(format!(
+                        "line {line_no}: mode {}: a fanout_result line but no fanout_pod lines before it",
+                        mode.name()
+                    ))
+                }
+            }
         }
     }
-    for (mode, by_pod) in pods {
-        let Some(m) = out.modes.get_mut(&mode) else {
-            return Err(format!("mode {}: fanout_pod lines but no fanout_result line", mode.name()));
-        };
-        m.pods = by_pod.into_values().collect();
+    let mut out = Measured::default();
+    for (mode, list) in runs {
+        if list.last().is_some_and(|r| r.result.is_none()) {
+            return Err(format!("mode {}: fanout_pod lines but no fanout_result line after them", mode.name()));
+        }
+        let counts: Vec<usize> = list.iter().map(|r| r.pods.len()).collect();
+        if counts.iter().any(|c| *c != counts[0]) {
+            return Err(format!(
+                "mode {}: its runs have different pod counts ({counts:?}); one scenario per file",
+                mode.name()
+            ));
+        }
+        out.modes.insert(mode, median_run(list));
     }
     if out.modes.is_empty() {
         return Err("no fanout_result line: is this the output of bench/netns_fanout.sh?".into());
     }
-    for (mode, m) in &out.modes {
-        if m.pods.is_empty() {
-            return Err(format!("mode {}: a fanout_result line but no fanout_pod lines", mode.name()));
-        }
-    }
     Ok(out)
+}
+
+fn median_f64(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+fn median_u64(v: Vec<u64>) -> u64 {
+    median_f64(v.into_iter().map(|x| x as f64).collect()).round() as u64
+}
+
+fn median_run(list: Vec<Run>) -> MeasuredMode {
+    let n = list.len();
+    let mut results: Vec<MeasuredMode> = Vec::with_capacity(n);
+    let mut ranked: Vec<Vec<MeasuredPod>> = Vec::with_capacity(n);
+    for r in list {
+        results.push(r.result.expect("checked"));
+        let mut pods: Vec<MeasuredPod> = r.pods.into_values().collect();
+        if n > 1 {
+            pods.sort_by(|a, b| a.secs.total_cmp(&b.secs));
+        }
+        ranked.push(pods);
+    }
+    if n == 1 {
+        let mut m = results.pop().expect("one");
+        m.pods = ranked.pop().expect("one");
+        return m;
+    }
+    let all_ok = ranked.iter().flatten().all(|p| p.ok);
+    let pods = (0..ranked[0].len())
+        .map(|k| MeasuredPod {
+            pod: k as u32 + 1,
+            secs: median_f64(ranked.iter().map(|r| r[k].secs).collect()),
+            ok: all_ok,
+        })
+        .collect();
+    let seed = if results.iter().all(|r| r.seed_upload_bytes.is_some()) {
+        Some(median_u64(results.iter().filter_map(|r| r.seed_upload_bytes).collect()))
+    } else {
+        None
+    };
+    MeasuredMode {
+        pods,
+        registry_bytes: median_u64(results.iter().map(|r| r.registry_bytes).collect()),
+        seed_upload_bytes: seed,
+        image_bytes: results[0].image_bytes,
+        cpu_busy_pct: median_f64(results.iter().map(|r| r.cpu_busy_pct).collect()),
+        runs: n as u32,
+    }
 }
 
 /// Layer sizes (bytes) from `e2e-oci-push`'s JSON line: its `blobs` are the config, then
@@ -137,6 +223,32 @@ fanout_result mode=p2p client=skopeo pods=2 ok=1 verified=0 wall_s=900 pod_first
         let p2p = &m.modes[&Mode::P2p];
         assert_eq!(p2p.pods.iter().map(|p| p.ok).collect::<Vec<_>>(), [false, false], "failed, then unverified");
         assert_eq!(p2p.seed_upload_bytes, Some(206_800_000));
+    }
+
+    #[test]
+    fn several_runs_give_their_median_rank_by_rank() {
+        let run = |secs: [f64; 3], seed_mb: f64| {
+            let mut t = String::new();
+            for (i, s) in secs.iter().enumerate() {
+                t += &format!("fanout_pod mode=p2p pod={} status=ok verified=yes secs={s}\n", i + 1);
+            }
+            t + &format!(
+                "fanout_result mode=p2p image_MB=100 registry_blob_MB=100.0 cpu_busy_pct=50 seed_upload_MB={seed_mb}\n"
+            )
+        };
+        // Three runs; pod numbers do not matter, ranks do.
+        let text = run([10.0, 12.0, 11.0], 150.0) + &run([20.0, 9.0, 10.0], 170.0) + &run([10.5, 10.5, 30.0], 160.0);
+        let m = &parse(&text).unwrap().modes[&Mode::P2p];
+        assert_eq!(m.runs, 3);
+        // Ranks per run: [10, 11, 12], [9, 10, 20], [10.5, 10.5, 30]; medians 10, 10.5, 20.
+        assert_eq!(m.pods.iter().map(|p| (p.pod, p.secs)).collect::<Vec<_>>(), [(1, 10.0), (2, 10.5), (3, 20.0)]);
+        assert_eq!(m.seed_upload_bytes, Some(160_000_000));
+        // One run is read as it is, pods by number.
+        let one = &parse(&run([10.0, 12.0, 11.0], 150.0)).unwrap().modes[&Mode::P2p];
+        assert_eq!((one.runs, one.pods.iter().map(|p| p.secs).collect::<Vec<_>>()), (1, vec![10.0, 12.0, 11.0]));
+        // Runs of different sizes are two scenarios in one file.
+        let mixed = run([1.0, 2.0, 3.0], 1.0) + "fanout_pod mode=p2p pod=1 status=ok verified=yes secs=1\nfanout_result mode=p2p image_MB=1 registry_blob_MB=1 cpu_busy_pct=1\n";
+        assert!(parse(&mixed).unwrap_err().contains("different pod counts"));
     }
 
     #[test]
