@@ -30,7 +30,7 @@ log() { printf '[%s] fidelity: %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
 scenario=${1:-}; client=${2:-}
 if [[ -z $scenario || $scenario == -h || $scenario == --help ]]; then
-  sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; [[ -n $scenario ]]; exit $?
+  sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; [[ -n $scenario ]]; exit $?
 fi
 [[ -f $scenario ]] || { log "no scenario file $scenario"; exit 2; }
 [[ $RUNS =~ ^[0-9]+$ ]] && (( RUNS >= 1 && RUNS <= 20 )) || { log "RUNS=$RUNS: give a whole number of runs from 1 to 20"; exit 2; }
