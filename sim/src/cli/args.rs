@@ -232,7 +232,11 @@ pub fn parse(args: &[String]) -> Result<Command, UsageError> {
             Ok(Command::FidelityPlan { scenario: one_scenario("fidelity-plan", &p)?, out: PathBuf::from(out) })
         }
         "fidelity-compare" => {
-            let p = split("fidelity-compare", rest, &["measured", "image", "out", "max-error", "max-bytes-error"])?;
+            let p = split(
+                "fidelity-compare",
+                rest,
+                &["measured", "image", "out", "max-error", "max-bytes-error", "max-oci-p50-error"],
+            )?;
             let Some(measured) = p.take("measured") else {
                 return usage_err("`sim fidelity-compare` needs --measured FILE (bench/netns_fanout.sh's output)");
             };
@@ -254,6 +258,10 @@ pub fn parse(args: &[String]) -> Result<Command, UsageError> {
                 limits: sim::fidelity::Limits {
                     time_pct: pct("max-error", d.time_pct)?,
                     bytes_pct: pct("max-bytes-error", d.bytes_pct)?,
+                    oci_p50_pct: match p.take("max-oci-p50-error") {
+                        None => None,
+                        Some(_) => Some(pct("max-oci-p50-error", 0.0)?),
+                    },
                 },
             })
         }

@@ -15,11 +15,15 @@ pub struct Limits {
     pub time_pct: f64,
     /// Registry bytes, percent.
     pub bytes_pct: f64,
+    /// oci p50 alone, percent (None: `time_pct`). The real registry's TCP flows do not
+    /// share its link fairly and the simulator's max-min shares do (sim/README.md), so a
+    /// gate may allow this one figure more than the others.
+    pub oci_p50_pct: Option<f64>,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { time_pct: 10.0, bytes_pct: 2.0 }
+        Limits { time_pct: 10.0, bytes_pct: 2.0, oci_p50_pct: None }
     }
 }
 
@@ -131,7 +135,7 @@ fn compare_mode(
             unit: Unit::Seconds,
             measured: pct(&measured, q),
             simulated: pct(&simulated, q),
-            limit_pct: t,
+            limit_pct: if mode == Mode::Oci && q == 50 { limits.oci_p50_pct.or(t) } else { t },
         })
         .collect();
     metrics.push(Metric {
@@ -399,6 +403,22 @@ mod tests {
         assert!(md.contains("**fails** (3 reasons)"), "{md}");
         assert!(c.pods_csv().lines().count() > 1);
         assert_eq!(c.json()["passes"], false);
+    }
+
+    /// `oci_p50_pct` loosens oci's p50 alone; every other figure keeps `time_pct`.
+    #[test]
+    fn the_oci_p50_limit_applies_to_that_figure_only() {
+        let run = fake_run("t", 8, 200_000_000, 1);
+        let mut m = Measured::default();
+        for r in &run.modes {
+            m.modes.insert(r.mode, measured_like(&run, r.mode, 1.2));
+        }
+        let limits = Limits { time_pct: 20.0, oci_p50_pct: Some(10.0), ..Limits::default() };
+        let c = compare(&run, &m, "skopeo", 0, limits);
+        let oci = run.modes.iter().any(|r| r.mode == Mode::Oci);
+        assert!(oci, "the fixture has an oci mode");
+        assert_eq!(c.failures.len(), 1, "{:?}", c.failures);
+        assert!(c.failures[0].starts_with("oci p50") && c.failures[0].contains("(limit 10 %)"), "{}", c.failures[0]);
     }
 
     #[test]
