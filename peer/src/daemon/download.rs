@@ -753,10 +753,7 @@ impl<'a> Download<'a> {
         match event {
             Event::Sync { parent, result } => match result {
                 Ok(update) => {
-                    if tracing::enabled!(target: "piece_trace", tracing::Level::DEBUG) {
-                        let at = self.source_label(Source::Parent(parent));
-                        tracing::debug!(target: "piece_trace", task = %self.job.task, parent = %at, added = ?update.added, "has");
-                    }
+                    tracing::debug!(target: "piece_trace", task = %self.job.task, parent = %self.source_label(Source::Parent(parent)), added = ?update.added, "has");
                     for piece in &update.added {
                         self.plan.on_parent_has(parent, *piece);
                     }

@@ -329,7 +329,7 @@ impl PeerClient {
     /// Live pooled connections to a parent.
     pub fn connections(&self, parent: SocketAddr) -> usize {
         let pools: Vec<_> =
-            [Lane::Piece, Lane::Sync].iter().filter_map(|l| lock(&self.pools).get(&(parent, *l)).cloned()).collect();
+            lock(&self.pools).iter().filter(|((addr, _), _)| *addr == parent).map(|(_, p)| p.clone()).collect();
         pools.iter().map(|p| lock(&p.conns).iter().filter(|c| c.is_open()).count()).sum()
     }
 

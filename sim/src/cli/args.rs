@@ -240,15 +240,16 @@ pub fn parse(args: &[String]) -> Result<Command, UsageError> {
             let Some(measured) = p.take("measured") else {
                 return usage_err("`sim fidelity-compare` needs --measured FILE (bench/netns_fanout.sh's output)");
             };
-            let pct = |flag: &str, default: f64| -> Result<f64, UsageError> {
+            let given_pct = |flag: &str| -> Result<Option<f64>, UsageError> {
                 match p.take(flag) {
-                    None => Ok(default),
+                    None => Ok(None),
                     Some(v) => match v.parse::<f64>() {
-                        Ok(x) if x.is_finite() && x >= 0.0 => Ok(x),
+                        Ok(x) if x.is_finite() && x >= 0.0 => Ok(Some(x)),
                         _ => usage_err(format!("--{flag}: expected a percentage >= 0, got {v:?}")),
                     },
                 }
             };
+            let pct = |flag: &str, default: f64| given_pct(flag).map(|x| x.unwrap_or(default));
             let d = sim::fidelity::Limits::default();
             Ok(Command::FidelityCompare {
                 scenario: one_scenario("fidelity-compare", &p)?,
@@ -258,10 +259,7 @@ pub fn parse(args: &[String]) -> Result<Command, UsageError> {
                 limits: sim::fidelity::Limits {
                     time_pct: pct("max-error", d.time_pct)?,
                     bytes_pct: pct("max-bytes-error", d.bytes_pct)?,
-                    oci_p50_pct: match p.take("max-oci-p50-error") {
-                        None => None,
-                        Some(_) => Some(pct("max-oci-p50-error", 0.0)?),
-                    },
+                    oci_p50_pct: given_pct("max-oci-p50-error")?,
                 },
             })
         }

@@ -422,13 +422,13 @@ impl<'a> World<'a> {
         })
     }
 
-    /// Runs until every node is done or the time limit passes.
     /// Records every piece transfer (`ModeResult::piece_trace`).
     pub(crate) fn traced(mut self) -> Self {
         self.trace = Some(Vec::new());
         self
     }
 
+    /// Runs until every node is done or the time limit passes.
     pub(crate) fn run(mut self) -> anyhow::Result<ModeResult> {
         self.run_to_end()?;
         let churn = self.churn_outcome();
